@@ -1,0 +1,5 @@
+"""The ``vercye-lai`` command line: a click group with one module per subcommand."""
+
+from .main import cli
+
+__all__ = ["cli"]

@@ -1,0 +1,118 @@
+"""The ``vercye-lai`` click group.
+
+Subcommands are imported lazily (``LazyGroup``) so that ``vercye-lai --help`` and each
+command start fast and an optional extra is only needed by the command that uses it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import LaiError
+
+#: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("predict", "Predict LAI (or another SL2P variable) for every date of a region."),
+    "convert-weights": ("convert_weights", "Convert SL2P weights from their Earth Engine CSV form."),
+    "models": ("models", "List the bundled SL2P models and their variables."),
+    "demo": ("demo", "Run the pipeline on bundled real Sentinel-2 data."),
+    "analyze": ("analyze", "Per-date statistics and max-LAI map of a field, fields or crop mask."),
+    "quicklook": ("quicklook", "A PNG of an analysis: LAI curve and max-LAI map."),
+    "reproject-mask": ("reproject_mask", "Align a crop mask to the grid of the LAI rasters."),
+    "build-library": ("build_library", "Build a region library: one GeoJSON per admin unit."),
+    "export-gee": ("export_gee", "Export per-date stacks from Google Earth Engine to Drive."),
+    "download-gdrive": ("download_gdrive", "Download exported stacks from a Google Drive folder."),
+    "mosaic": ("mosaic", "Mosaic the parts of each date into one VRT."),
+    "stack-safe": ("stack_safe", "Build stacks from local Sentinel-2 L2A SAFE products."),
+    "stack-stac": ("stack_stac", "Build stacks from a STAC catalogue (Earth Search, Planetary Computer)."),
+    "stack-bands": ("stack_bands", "Build a stack from a reflectance GeoTIFF of named bands."),
+    "run": ("run", "Run the whole pipeline from a config file."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands live in ``vercye_lai.cli.<module>`` as ``command``."""
+
+    def _module_exists(self, name: str) -> bool:
+        return importlib.util.find_spec(f"{__package__}.{COMMANDS[name][0]}") is not None
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n in COMMANDS if self._module_exists(n))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not self._module_exists(cmd_name):
+            return None
+        module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help from the table, without importing every module.
+        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LaiError as exc:
+            if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
+                raise
+            click.secho(f"Error: {exc}", err=True, fg="red")
+            ctx.exit(1)
+
+
+def configure_logging(verbosity: int) -> None:
+    """Configure the root logger once, for the CLI only (the library never does)."""
+    from rich.logging import RichHandler
+
+    from .ui import console
+
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=verbosity > 0, rich_tracebacks=True)],
+        force=True,
+    )
+    # GDAL/rasterio chatter only when asked for
+    logging.getLogger("rasterio").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="vercye-lai")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for GDAL); show tracebacks.")
+@click.option("-q", "--quiet", count=True, help="Only warnings and errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
+    """vercye-lai: Sentinel-2 L2A imagery to Leaf Area Index (LAI) for crop-yield modelling.
+
+    \b
+    The pipeline, one command a step:
+      acquire   export-gee + download-gdrive | stack-safe | stack-stac | stack-bands
+      mosaic    one VRT per region and date
+      predict   SL2P network -> {region}_{res}m_{date}_LAI.tif
+      analyze   per-field / crop-mask statistics, interpolation, _STATS.csv, _MAX.tif
+      quicklook a PNG to check a run at a glance
+
+    Start with `vercye-lai demo`. Every command has --help.
+    """
+    verbosity = verbose - quiet
+    ctx.ensure_object(dict)
+    ctx.obj["verbosity"] = verbosity
+    configure_logging(verbosity)
+
+
+def main() -> None:  # console-script entry point
+    cli(prog_name="vercye-lai")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Terminal output for the CLI: one rich console (stderr) and progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+console = Console(stderr=True)
+
+
+def quiet(ctx: click.Context | None = None) -> bool:
+    """True when the user asked for no progress display (``-q``)."""
+    ctx = ctx or click.get_current_context(silent=True)
+    return bool(ctx and ctx.obj and ctx.obj.get("verbosity", 0) < 0)
+
+
+@contextlib.contextmanager
+def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
+    """A rich progress display; disabled with ``-q`` or when stderr is not a terminal."""
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+        disable=quiet(),
+    )
+    with progress:
+        yield progress

@@ -1,0 +1,84 @@
+"""The error hierarchy.
+
+Every error the library raises on purpose derives from :class:`LaiError`, and each
+subclass also inherits the builtin a caller would naturally catch (``ValueError`` for bad
+input, ``OSError`` for files that cannot be read or written, ``ImportError`` for a missing
+optional extra). The CLI turns a ``LaiError`` into one line naming the file and the cause.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class LaiError(Exception):
+    """Root of all vercye-lai errors.
+
+    Parameters
+    ----------
+    message
+        What went wrong, in words a user can act on.
+    path
+        The file or folder concerned, if any; the CLI prints it first.
+    """
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = None if path is None else str(path)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class InputError(LaiError, ValueError):
+    """Input data or arguments that cannot be used as given (wrong bands, CRS, dates...)."""
+
+
+class BandError(InputError):
+    """A raster whose band count or band order does not match what the step needs."""
+
+
+class ModelError(InputError):
+    """An unknown model or variable, or a coefficient file that cannot be parsed."""
+
+
+class ConfigError(InputError):
+    """A configuration value that is missing or not among the allowed ones."""
+
+
+class DataIOError(LaiError, OSError):
+    """A file that cannot be opened, read or written (missing, corrupt, not georeferenced)."""
+
+
+class NoDataFoundError(InputError):
+    """Nothing to work on: no files for the region/resolution/date range."""
+
+
+class DependencyError(LaiError, ImportError):
+    """An optional extra is needed but not installed."""
+
+
+class ServiceError(LaiError, RuntimeError):
+    """A remote service (Earth Engine, Google Drive, a STAC API) refused or failed."""
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency, or raise a :class:`DependencyError` naming the extra.
+
+    Parameters
+    ----------
+    module
+        Dotted module name to import, e.g. ``"ee"``.
+    extra
+        The pip extra that provides it, e.g. ``"gee"``.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise DependencyError(
+            f"this needs the optional '{extra}' extra ({module} is not installed): "
+            f"pip install 'vercye-lai[{extra}]'"
+        ) from exc

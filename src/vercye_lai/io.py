@@ -1,0 +1,146 @@
+"""Safe raster I/O: atomic writes, clear open errors, block windows, output profiles.
+
+Every output of the pipeline is written to a hidden temporary file in the destination
+folder and renamed onto its final name only when complete, so a final name never holds a
+half-written file and a rerun can trust whatever it finds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from .errors import DataIOError
+
+log = logging.getLogger(__name__)
+
+TMP_SUFFIX = ".part"
+
+#: Creation options for intermediate/float products: tiled, fast lossless compression.
+GTIFF_PROFILE: dict = {
+    "driver": "GTiff",
+    "tiled": True,
+    "blockxsize": 512,
+    "blockysize": 512,
+    "compress": "zstd",
+    "zstd_level": 1,
+    "interleave": "band",
+    "bigtiff": "if_safer",
+}
+
+
+def tmp_path_for(dst: str | Path) -> Path:
+    """A unique hidden temporary path beside ``dst`` (same folder, so rename is atomic)."""
+    dst = Path(dst)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX, dir=dst.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def stale_tmp_files(dst: str | Path) -> list[Path]:
+    """Temporary files left beside ``dst`` by an interrupted run."""
+    dst = Path(dst)
+    if not dst.parent.is_dir():
+        return []
+    return sorted(dst.parent.glob(f".{dst.name}.*{TMP_SUFFIX}"))
+
+
+@contextlib.contextmanager
+def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; rename it onto ``dst`` only if the block succeeds.
+
+    The temporary file lives in ``dst``'s folder (hidden, ``.{name}.*.part``) so the
+    final ``os.replace`` is atomic. On any exception, including ``KeyboardInterrupt``, the
+    temporary file is removed and ``dst`` is left untouched. Leftovers of a killed run
+    are removed first when ``clean_stale`` is true.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if clean_stale:
+        for old in stale_tmp_files(dst):
+            with contextlib.suppress(OSError):
+                old.unlink()
+                log.debug("removed stale temporary file %s", old)
+    tmp = tmp_path_for(dst)
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        # GDAL may leave sidecars (.aux.xml, .ovr) beside the temporary file
+        for side in tmp.parent.glob(tmp.name + ".*"):
+            with contextlib.suppress(OSError):
+                side.unlink()
+        raise
+
+
+def write_text_atomic(dst: str | Path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_output(dst) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(dst)
+
+
+def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.DatasetReader:
+    """Open a raster for reading, turning GDAL errors into a :class:`DataIOError`.
+
+    Parameters
+    ----------
+    path
+        File to open.
+    georeferenced
+        Require a CRS and a non-identity geotransform.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataIOError("file does not exist", path=path)
+    try:
+        ds = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataIOError(f"cannot open raster (corrupt or not a raster?): {exc}", path=path) from exc
+    if georeferenced and (ds.crs is None or ds.transform == rasterio.Affine.identity()):
+        ds.close()
+        raise DataIOError("raster is not georeferenced (no CRS or no geotransform)", path=path)
+    return ds
+
+
+def block_windows(
+    width: int, height: int, *, block: int = 1024, align: tuple[int, int] = (1, 1)
+) -> list[Window]:
+    """Split a ``width × height`` grid into windows of about ``block`` pixels a side.
+
+    The window size is rounded to a multiple of ``align`` (the file's internal tile
+    shape, rows × cols) so that no tile is decoded by two windows.
+    """
+    ah, aw = max(1, align[0]), max(1, align[1])
+    bw = max(aw, (block // aw) * aw) if aw < width else width
+    bh = max(ah, (block // ah) * ah) if ah < height else height
+    if ah == 1 and aw >= width:  # striped file: whole rows, about block² pixels a window
+        bw = width
+        bh = max(1, min(height, (block * block) // max(width, 1)))
+    return [
+        Window(c, r, min(bw, width - c), min(bh, height - r))
+        for r in range(0, height, bh)
+        for c in range(0, width, bw)
+    ]
+
+
+def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """True where ``data`` equals ``nodata`` or is NaN (any band, for 3-D input)."""
+    bad = np.zeros(data.shape[-2:], dtype=bool)
+    floating = np.issubdtype(data.dtype, np.floating)
+    for band in data.reshape(-1, *data.shape[-2:]):
+        if floating:
+            bad |= np.isnan(band)
+        if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+            bad |= band == nodata
+    return bad
