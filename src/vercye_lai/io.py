@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".part"
 
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; final outputs get the usual permissions instead
+_FILE_MODE = 0o666 & ~_current_umask()
+
 #: Creation options for intermediate/float products: tiled, fast lossless compression.
 GTIFF_PROFILE: dict = {
     "driver": "GTiff",
@@ -72,6 +82,7 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path
     tmp = tmp_path_for(dst)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):

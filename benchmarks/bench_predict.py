@@ -1,0 +1,224 @@
+"""Benchmark of the predict step: speed against the I/O floor, memory against region size,
+and both against a seed-style whole-raster baseline. One command:
+
+    python benchmarks/bench_predict.py            # 8000 x 8000 (and 4000 x 4000) inputs
+    python benchmarks/bench_predict.py --size 2000  # a quick look
+
+Inputs are generated once into ``benchmarks/_work`` (git-ignored): 11-band int16 stacks,
+tiled 512, ZSTD, whose pixels are real Sentinel-2 spectra and angles (the Qvidja stacks in
+tests/data) with small noise. Every figure is measured in this run, each case in its own
+process so that peak RSS (ru_maxrss) is that case's alone.
+
+Goals (issue 2): predict / I/O floor <= 1.25; peak RSS flat from 1x to 4x the area
+(< 1.2x growth) and < 1 GB; >= 3x faster and >= 10x less memory than the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+QVIDJA = REPO / "tests" / "data" / "qvidja"
+WORK = HERE / "_work"
+
+
+# ---------------------------------------------------------------- input generation
+
+
+def real_spectra() -> np.ndarray:
+    """(11, n) stored int16 values of every valid pixel of the real Qvidja 20 m stacks."""
+    cols = []
+    for f in sorted(QVIDJA.glob("qvidja_20m_*.tif")):
+        with rasterio.open(f) as ds:
+            a = ds.read()
+            cols.append(a[:, ~(a == ds.nodata).any(axis=0)])
+    return np.concatenate(cols, axis=1)
+
+
+def make_input(path: Path, size: int) -> Path:
+    if path.exists():
+        return path
+    from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA
+
+    spectra = real_spectra()
+    rng = np.random.default_rng(42)
+    profile = dict(driver="GTiff", width=size, height=size, count=11, dtype="int16", nodata=STACK_NODATA,
+                   crs="EPSG:32636", transform=from_origin(300000, 5600000, 20, 20), tiled=True,
+                   blockxsize=512, blockysize=512, compress="zstd", zstd_level=1, predictor=2,
+                   bigtiff="yes")
+    tmp = path.with_suffix(".tmp.tif")
+    with rasterio.open(tmp, "w", **profile) as ds:
+        ds.scales, ds.offsets = [1e-4] * 11, [0.0] * 11
+        for i, b in enumerate(S2_BANDS_20M, 1):
+            ds.set_band_description(i, b)
+        for row in range(0, size, 512):
+            h = min(512, size - row)
+            # fields: 32 x 32 px patches of one real spectrum, plus 2 % noise
+            pick = rng.integers(0, spectra.shape[1], ((h + 31) // 32, (size + 31) // 32))
+            patch = np.repeat(np.repeat(pick, 32, 0), 32, 1)[:h, :size]
+            block = spectra[:, patch].astype(np.float32)
+            block[3:] *= rng.normal(1.0, 0.02, block[3:].shape).astype(np.float32)
+            block = np.round(block).astype(np.int16)
+            block[:, rng.random((h, size)) < 0.05] = STACK_NODATA  # 5 % clouds
+            ds.write(block, window=rasterio.windows.Window(0, row, size, h))
+    tmp.rename(path)
+    return path
+
+
+# ---------------------------------------------------------------- the cases (child side)
+
+
+def case_predict(src: Path, out: Path, workers: int, *, cog: bool, flags: bool) -> None:
+    from vercye_lai.predict import PredictOptions, predict_file
+
+    predict_file(src, {"LAI": out}, options=PredictOptions(workers=workers, cog=cog, flags=flags, overwrite=True))
+
+
+def case_iofloor(src: Path, out: Path, workers: int) -> None:
+    """Read every block of the input and write a same-sized float32 output, same profile,
+    same windows and threads as predict: the time no LAI step can beat."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vercye_lai.io import GTIFF_PROFILE, block_windows
+    import threading
+
+    local = threading.local()
+    with rasterio.open(src) as ds:
+        windows = block_windows(ds.width, ds.height, block=1024, align=ds.block_shapes[0])
+        profile = dict(GTIFF_PROFILE, width=ds.width, height=ds.height, count=1, dtype="float32",
+                       nodata=float("nan"), crs=ds.crs, transform=ds.transform, predictor=3)
+
+    def read(w):
+        if not hasattr(local, "ds"):
+            local.ds = rasterio.open(src)
+        a = local.ds.read(window=w)
+        return w, a[3].astype(np.float32) * np.float32(1e-4)  # a same-sized float32 result
+
+    with rasterio.open(out, "w", **profile) as dst, ThreadPoolExecutor(workers) as pool:
+        for w, a in pool.map(read, windows):
+            dst.write(a, 1, window=w)
+
+
+def case_baseline(src: Path, out: Path) -> None:
+    """The seed's way: read the whole raster, normalise, run the network on all pixels at
+    once in float64, write the whole result."""
+    import csv
+
+    from vercye_lai.model.registry import MODELS, _WEIGHTS
+
+    with open(Path(str(_WEIGHTS / MODELS["sl2p"][1]))) as fh:
+        values = [float(v) for v in list(csv.reader(fh))[1]]
+    blocks, i = [], 5
+    while i < len(values):
+        n = int(values[i])
+        blocks.append(np.array(values[i + 1 : i + 1 + n]))
+        i += n + 1
+    scale, offset, w1, b1, w2, b2, ow, ob = blocks
+    with rasterio.open(src) as ds:
+        data = ds.read().astype(np.float64)
+        profile = dict(ds.profile, count=1, dtype="float32", nodata=float("nan"), predictor=3)
+    mask = (data == -32768).any(axis=0)
+    x = data.reshape(11, -1).T * 1e-4
+    x = x * scale + offset
+    h = np.tanh(x @ w1.reshape(5, -1).T + b1)
+    lai = ((h @ w2 + b2[0] - ob[0]) / ow[0]).reshape(mask.shape)
+    lai[mask] = np.nan
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(lai.astype(np.float32), 1)
+
+
+def child(args: list[str]) -> None:
+    mode, src, out, workers = args[0], Path(args[1]), Path(args[2]), int(args[3])
+    import vercye_lai.model  # noqa: F401  (imports are not part of the timed work)
+    import vercye_lai.predict  # noqa: F401
+
+    t0 = time.perf_counter()
+    if mode.startswith("predict"):  # predict[-noflags][-nocog]
+        case_predict(src, out, workers, cog="nocog" not in mode, flags="noflags" not in mode)
+    elif mode == "iofloor":
+        case_iofloor(src, out, workers)
+    elif mode == "baseline":
+        case_baseline(src, out)
+    secs = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": secs, "rss_mb": rss_mb}))
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def measure(mode: str, src: Path, workers: int, repeat: int = 1) -> dict:
+    best = None
+    for _ in range(repeat):
+        out = WORK / f"out_{mode}_{src.stem}.tif"
+        r = subprocess.run([sys.executable, __file__, "--child", mode, str(src), str(out), str(workers)],
+                           capture_output=True, text=True, check=True)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        out.unlink(missing_ok=True)
+        if best is None or res["seconds"] < best["seconds"]:
+            best = {**res, "rss_mb": max(res["rss_mb"], best["rss_mb"] if best else 0)}
+    return best
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        return child(sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=8000, help="side of the large (4x) input, pixels")
+    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--repeat", type=int, default=2, help="runs per timed case (best is kept)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the slow whole-raster baseline")
+    a = p.parse_args()
+    WORK.mkdir(exist_ok=True)
+    small = make_input(WORK / f"bench_{a.size // 2}.tif", a.size // 2)
+    large = make_input(WORK / f"bench_{a.size}.tif", a.size)
+    print(f"inputs: {large.name} ({a.size}^2 px, 11 bands) and {small.name}; workers={a.workers}; "
+          f"cpus={os.cpu_count()}")
+
+    floor = measure("iofloor", large, a.workers, a.repeat)
+    pred_default = measure("predict", large, a.workers, a.repeat)
+    pred = measure("predict-noflags", large, a.workers, a.repeat)
+    pred_nocog = measure("predict-noflags-nocog", large, a.workers, a.repeat)
+    pred_small = measure("predict-noflags", small, a.workers, 1)
+    mpx = a.size * a.size / 1e6
+    rows = [
+        ("I/O floor (read input + write 1 float32 tif)", floor),
+        ("predict LAI, COG (--no-flags)", pred),
+        ("predict LAI, plain tiled tif (--no-flags --no-cog)", pred_nocog),
+        ("predict LAI + flags raster, COG (CLI default)", pred_default),
+        (f"predict at 1x area ({a.size // 2}^2, --no-flags)", pred_small),
+    ]
+    base = None
+    if not a.no_baseline:
+        base = measure("baseline", small, 1, 1)
+        pred_small_cmp = pred_small
+        rows.append((f"seed-style baseline at 1x area ({a.size // 2}^2)", base))
+    print(f"\n{'case':52s} {'seconds':>9s} {'Mpix/s':>8s} {'peak RSS MB':>12s}")
+    for name, r in rows:
+        px = mpx / 4 if "1x" in name else mpx
+        print(f"{name:52s} {r['seconds']:9.2f} {px / r['seconds']:8.1f} {r['rss_mb']:12.0f}")
+    print("\nratios (goal in brackets):")
+    print(f"  (a) predict / I/O floor               {pred['seconds'] / floor['seconds']:6.2f}  [<= 1.25]")
+    print(f"      same, plain tiled output          {pred_nocog['seconds'] / floor['seconds']:6.2f}")
+    print(f"      same, + flags raster (default)    {pred_default['seconds'] / floor['seconds']:6.2f}")
+    print(f"  (b) peak RSS 4x area / 1x area        {pred['rss_mb'] / pred_small['rss_mb']:6.2f}  [< 1.2]"
+          f"   (4x: {pred['rss_mb']:.0f} MB [< 1000])")
+    if base:
+        print(f"  (c) baseline time / predict time      {base['seconds'] / pred_small_cmp['seconds']:6.2f}  [>= 3]")
+        print(f"      baseline RSS / predict RSS        {base['rss_mb'] / pred_small_cmp['rss_mb']:6.2f}  [>= 10]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The bundled SL2P coefficient sets, and loading a network by name or path.
+
+Bundled models (``--model``):
+
+``sl2p`` (default)
+    LEAF-Toolbox ``s2_sl2p_weiss_or_prosail_NNT3_Single_0_1`` (20 m, 11 inputs), the network
+    the VeRCYe seed uses; Earth Engine CSV form.
+``sl2p-10m``
+    LEAF-Toolbox 10 m network ``…_10m_NNT1_Single_0_1`` (7 inputs ``cosVZA, cosSZA, cosRAA,
+    B2, B3, B4, B8``).
+``snap-3.0-s2a``, ``snap-3.0-s2b``, ``snap-2.1``
+    ESA SNAP Biophysical Processor sets (GPL-3.0 data, see ``weights/snap/NOTICE.md``).
+
+A path is accepted too: a SNAP auxdata folder (with ``LAI/``, ``FAPAR/`` … inside), a
+LEAF/Earth Engine CSV, or an ``.npz`` written by ``vercye-lai convert-weights``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..bands import S2_BANDS_10M, S2_BANDS_20M
+from ..errors import ModelError
+from .sl2p import Network, grid_codes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A biophysical variable: its product suffix, SNAP folder, LEAF CSV row and unit."""
+
+    name: str
+    snap_dir: str
+    leaf_row: int
+    unit: str
+    description: str
+
+
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable("LAI", "LAI", 0, "m2 m-2", "leaf area index"),
+        Variable("FAPAR", "FAPAR", 1, "1", "fraction of absorbed photosynthetically active radiation"),
+        Variable("FCOVER", "FCOVER", 2, "1", "fraction of vegetation cover"),
+        Variable("CCC", "LAI_Cab", 3, "ug cm-2", "canopy chlorophyll content (SNAP LAI_Cab)"),
+        Variable("CWC", "LAI_Cw", 4, "g cm-2", "canopy water content (SNAP LAI_Cw)"),
+    )
+}
+
+#: SNAP coefficient files order the inputs B3…B12 first, then the three cosines.
+SNAP_INPUT_ORDER = ("B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12", "cosVZA", "cosSZA", "cosRAA")
+
+DEFAULT_MODEL = "sl2p"
+MODELS: dict[str, tuple[str, str]] = {  # name -> (kind, path inside weights/)
+    "sl2p": ("leaf", "leaf/s2_sl2p_weiss_or_prosail_NNT3_Single_0_1.csv"),
+    "sl2p-10m": ("leaf", "leaf/s2_sl2p_weiss_or_prosail_10m_NNT1_Single_0_1.csv"),
+    "snap-3.0-s2a": ("snap", "snap/3_0/S2A"),
+    "snap-3.0-s2b": ("snap", "snap/3_0/S2B"),
+    "snap-2.1": ("snap", "snap/2_1"),
+}
+
+_WEIGHTS = resources.files(__package__) / "weights"
+
+
+def variable(name: str) -> Variable:
+    """Look up a variable by name (case-insensitive; SNAP's ``LAI_Cab``/``LAI_Cw`` accepted)."""
+    key = name.strip().upper()
+    aliases = {"LAI_CAB": "CCC", "LAI_CW": "CWC"}
+    key = aliases.get(key, key)
+    if key not in VARIABLES:
+        raise ModelError(f"unknown variable {name!r}; choose from {', '.join(VARIABLES)}")
+    return VARIABLES[key]
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    return np.atleast_2d(np.loadtxt(path, delimiter=",", dtype=np.float64))
+
+
+def _snap_extremes(folder: Path, var: Variable) -> tuple[float, float, float]:
+    tol, lo, hi = _read_matrix(folder / var.snap_dir / f"{var.snap_dir}_ExtremeCases")[0]
+    return float(tol), float(lo), float(hi)
+
+
+def _load_snap(folder: Path, var: Variable, model: str) -> Network:
+    d = folder / var.snap_dir
+    if not d.is_dir():
+        raise ModelError(f"model {model!r} has no {var.name} network", path=folder)
+
+    def part(suffix: str) -> np.ndarray:
+        return _read_matrix(d / f"{var.snap_dir}_{suffix}")
+
+    perm = [SNAP_INPUT_ORDER.index(b) for b in S2_BANDS_20M]  # stack index -> SNAP index
+    norm = part("Normalisation")[perm]  # rows (min, max) in stack order
+    span = norm[:, 1] - norm[:, 0]
+    dmin, dmax = part("Denormalisation")[0]
+    tol, lo, hi = _snap_extremes(folder, var)
+    domain_min = domain_max = grid = None
+    grid_inputs: tuple[int, ...] = ()
+    mm = d / f"{var.snap_dir}_DefinitionDomain_MinMax"
+    if mm.exists():
+        minmax = _read_matrix(mm)  # 2 rows × 8 reflectance bands (SNAP order)
+        domain_min = np.full(len(S2_BANDS_20M), np.nan)
+        domain_max = np.full(len(S2_BANDS_20M), np.nan)
+        grid_inputs = tuple(S2_BANDS_20M.index(b) for b in SNAP_INPUT_ORDER[: minmax.shape[1]])
+        domain_min[list(grid_inputs)] = minmax[0]
+        domain_max[list(grid_inputs)] = minmax[1]
+        g = d / f"{var.snap_dir}_DefinitionDomain_Grid"
+        if g.exists():
+            grid = grid_codes(_read_matrix(g))
+        else:
+            grid_inputs = ()
+    return Network(
+        model=model,
+        variable=var.name,
+        inputs=S2_BANDS_20M,
+        in_scale=2.0 / span,
+        in_offset=-2.0 * norm[:, 0] / span - 1.0,
+        w1=part("Weights_Layer1_Neurons")[:, perm],
+        b1=part("Weights_Layer1_Bias").ravel(),
+        w2=part("Weights_Layer2_Neurons").ravel(),
+        b2=float(part("Weights_Layer2_Bias").ravel()[0]),
+        out_scale=0.5 * (dmax - dmin),
+        out_offset=0.5 * (dmax - dmin) + dmin,
+        tolerance=tol,
+        out_min=lo,
+        out_max=hi,
+        domain_min=domain_min,
+        domain_max=domain_max,
+        domain_grid=grid,
+        grid_inputs=grid_inputs,
+        unit=var.unit,
+        source=str(folder.name if folder.is_relative_to(Path(str(_WEIGHTS))) else folder),
+    )
+
+
+def parse_leaf_csv(path: Path) -> list[dict[str, np.ndarray]]:
+    """Parse the LEAF-Toolbox/Earth Engine CSV form: one network per data row.
+
+    From the 6th value of a row: a count ``n`` and ``n`` values, repeated for input scale,
+    input offset, hidden weights (5 × n_inputs, row-major by neuron), hidden biases,
+    output weights, output bias, output de-scale weight ``w`` and bias ``b`` (the
+    variable is ``(y − b) / w``).
+    """
+    keys = ("in_scale", "in_offset", "w1", "b1", "w2", "b2", "out_w", "out_b")
+    nets = []
+    try:
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+        for lineno, row in enumerate(rows[1:], start=2):
+            values = [float(v) for v in row]
+            parts, i = [], 5
+            while i < len(values):
+                n = int(values[i])
+                parts.append(np.asarray(values[i + 1 : i + 1 + n]))
+                i += 1 + n
+            if len(parts) != len(keys):
+                raise ValueError(f"line {lineno}: {len(parts)} blocks, expected {len(keys)}")
+            net = dict(zip(keys, parts))
+            n_in = net["in_scale"].size
+            net["w1"] = net["w1"].reshape(-1, n_in)
+            nets.append(net)
+    except (OSError, ValueError, IndexError) as exc:
+        raise ModelError(f"not an SL2P CSV in the LEAF/Earth Engine layout: {exc}", path=path) from exc
+    if not nets:
+        raise ModelError("SL2P CSV holds no network rows", path=path)
+    return nets
+
+
+def _leaf_network(raw: dict[str, np.ndarray], var: Variable, model: str, source: str) -> Network:
+    n_in = raw["in_scale"].size
+    inputs = {11: S2_BANDS_20M, 7: S2_BANDS_10M}.get(n_in)
+    if inputs is None:
+        raise ModelError(f"{model}: networks with {n_in} inputs are not supported (11 or 7)")
+    scale = np.asarray(raw["in_scale"], dtype=np.float64)
+    offset = np.asarray(raw["in_offset"], dtype=np.float64)
+    w = float(np.ravel(raw["out_w"])[0])
+    b = float(np.ravel(raw["out_b"])[0])
+    # LEAF sets carry no output range: use SNAP 3.0's for the same variable (same units)
+    tol, lo, hi = _snap_extremes(Path(str(_WEIGHTS / "snap/3_0/S2A")), var)
+    with np.errstate(divide="ignore"):
+        # definition domain = the inputs' training range, i.e. where x' lies in [-1, 1]
+        dmin = np.where(scale != 0, (-1.0 - offset) / scale, -np.inf)
+        dmax = np.where(scale != 0, (1.0 - offset) / scale, np.inf)
+    lo_, hi_ = np.minimum(dmin, dmax), np.maximum(dmin, dmax)
+    return Network(
+        model=model,
+        variable=var.name,
+        inputs=inputs,
+        in_scale=scale,
+        in_offset=offset,
+        w1=raw["w1"],
+        b1=np.ravel(raw["b1"]),
+        w2=np.ravel(raw["w2"]),
+        b2=float(np.ravel(raw["b2"])[0]),
+        out_scale=1.0 / w,
+        out_offset=-b / w,
+        tolerance=tol,
+        out_min=lo,
+        out_max=hi,
+        domain_min=lo_,
+        domain_max=hi_,
+        unit=var.unit,
+        source=source,
+    )
+
+
+def _load_npz(path: Path, var: Variable, model: str) -> Network:
+    try:
+        with np.load(path) as z:
+            raw = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read weights file: {exc}", path=path) from exc
+    stored = str(raw.get("variable", var.name))
+    if stored != var.name:
+        raise ModelError(f"holds the {stored} network, not {var.name}", path=path)
+    missing = {"in_scale", "in_offset", "w1", "b1", "w2", "b2", "out_w", "out_b"} - raw.keys()
+    if missing:
+        raise ModelError(f"weights file lacks {', '.join(sorted(missing))}", path=path)
+    return _leaf_network(raw, var, model, path.name)
+
+
+@functools.lru_cache(maxsize=64)
+def load_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") -> Network:
+    """Load one network.
+
+    Parameters
+    ----------
+    model
+        A bundled model name (see :data:`MODELS`) or a path to a SNAP auxdata folder, a
+        LEAF/Earth Engine CSV or a ``.npz`` from ``convert-weights``.
+    variable_name
+        ``LAI``, ``FAPAR``, ``FCOVER``, ``CCC`` or ``CWC``.
+
+    Raises
+    ------
+    ModelError
+        Unknown model or variable, a variable the set lacks, or an unreadable file.
+    """
+    var = variable(variable_name)
+    name = str(model)
+    if name in MODELS:
+        kind, rel = MODELS[name]
+        path = Path(str(_WEIGHTS / rel))
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            close = ", ".join(MODELS)
+            raise ModelError(f"unknown model {name!r}: not a bundled model ({close}) nor an existing path")
+        kind = "snap" if path.is_dir() else {".csv": "leaf", ".npz": "npz"}.get(path.suffix.lower(), "")
+        if not kind:
+            raise ModelError("model file must be a SNAP auxdata folder, a .csv or a .npz", path=path)
+        name = path.name
+    if kind == "snap":
+        return _load_snap(path, var, name)
+    if kind == "npz":
+        return _load_npz(path, var, name)
+    nets = parse_leaf_csv(path)
+    if var.leaf_row >= len(nets):
+        raise ModelError(f"CSV has no row for {var.name}", path=path)
+    return _leaf_network(nets[var.leaf_row], var, name, path.name)
+
+
+def available_variables(model: str | Path) -> list[str]:
+    """The variables a model provides."""
+    out = []
+    for v in VARIABLES:
+        try:
+            load_network(model, v)
+        except ModelError:
+            continue
+        out.append(v)
+    return out
+
+
+def snap_test_cases(model: str = "snap-2.1", variable_name: str = "LAI") -> np.ndarray | None:
+    """SNAP's own ``*_TestCases`` for a bundled SNAP set: rows of 11 inputs (SNAP order)
+    then the expected output, or ``None`` where the set has none."""
+    var = variable(variable_name)
+    kind, rel = MODELS[model]
+    f = Path(str(_WEIGHTS / rel)) / var.snap_dir / f"{var.snap_dir}_TestCases"
+    return _read_matrix(f) if f.exists() else None

@@ -1,0 +1,237 @@
+"""The SL2P network (Weiss & Baret 2016): load coefficients, fold, run in float32.
+
+An SL2P network normalises each input to [-1, 1] with a per-input affine map, has one
+hidden layer of 5 ``tanh`` neurons and a linear output neuron whose value is
+de-normalised by a second affine map. Both affine maps are folded into the weights
+once, so prediction is ``v · tanh(W x + b) + c`` on band-major float32 blocks: no
+per-pixel normalisation, no torch.
+
+Quality flags follow ESA SNAP's Biophysical Processor (``BiophysicalAlgo``):
+
+=====  =====  ==========================================================
+bit    value  meaning
+=====  =====  ==========================================================
+0      1      input outside the definition domain (per-band min/max or grid)
+1      2      output below the valid minimum but within tolerance: clamped
+2      4      output above the valid maximum but within tolerance: clamped
+3      8      output below minimum − tolerance: set to nodata
+4      16     output above maximum + tolerance: set to nodata
+=====  =====  ==========================================================
+
+Unlike SNAP, which keeps too-low/too-high outputs, they are set to nodata here so that
+downstream statistics never average implausible values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FLAG_INPUT_OUT_OF_RANGE = 1
+FLAG_CLAMPED_MIN = 2
+FLAG_CLAMPED_MAX = 4
+FLAG_TOO_LOW = 8
+FLAG_TOO_HIGH = 16
+FLAG_NODATA = 255  # flags-raster nodata: the input pixel itself was nodata
+
+FLAG_NAMES = {
+    FLAG_INPUT_OUT_OF_RANGE: "INPUT_OUT_OF_RANGE",
+    FLAG_CLAMPED_MIN: "OUTPUT_THRESHOLDED_TO_MIN_OUTPUT",
+    FLAG_CLAMPED_MAX: "OUTPUT_THRESHOLDED_TO_MAX_OUTPUT",
+    FLAG_TOO_LOW: "OUTPUT_TOO_LOW",
+    FLAG_TOO_HIGH: "OUTPUT_TOO_HIGH",
+}
+
+_CHUNK = 65536  # pixels per forward pass: keeps the 5×chunk hidden layer in cache
+
+
+@dataclass(frozen=True, eq=False)
+class Network:
+    """One SL2P network for one variable, with inputs in stack order.
+
+    Attributes
+    ----------
+    model, variable
+        Names, e.g. ``"snap-3.0-s2a"`` and ``"LAI"``.
+    inputs
+        Input band names in the order of the input stack (``cosVZA, cosSZA, …``).
+    in_scale, in_offset
+        Normalisation ``x' = x · in_scale + in_offset`` (maps the training range to [-1, 1]).
+    w1, b1
+        Hidden layer weights (5 × n_inputs) and biases (5).
+    w2, b2
+        Output neuron weights (5) and bias.
+    out_scale, out_offset
+        De-normalisation ``value = y · out_scale + out_offset``.
+    domain_min, domain_max
+        Per-input definition domain (NaN = not checked), or ``None``.
+    domain_grid
+        Sorted codes of the allowed cells of the reflectance grid (SNAP's
+        ``DefinitionDomain_Grid``), or ``None``; ``grid_inputs`` are the stack indices of
+        the reflectance bands the grid is defined over.
+    tolerance, out_min, out_max
+        Valid output range and the tolerance for clamping (SNAP's ``ExtremeCases``).
+    """
+
+    model: str
+    variable: str
+    inputs: tuple[str, ...]
+    in_scale: np.ndarray
+    in_offset: np.ndarray
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: float
+    out_scale: float
+    out_offset: float
+    tolerance: float
+    out_min: float
+    out_max: float
+    domain_min: np.ndarray | None = None
+    domain_max: np.ndarray | None = None
+    domain_grid: np.ndarray | None = None
+    grid_inputs: tuple[int, ...] = ()
+    unit: str = ""
+    source: str = ""
+    _folded: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        w1 = np.asarray(self.w1, dtype=np.float64)
+        # fold the input normalisation into the hidden layer ...
+        w = w1 * np.asarray(self.in_scale, dtype=np.float64)[None, :]
+        b = w1 @ np.asarray(self.in_offset, dtype=np.float64) + np.asarray(self.b1, dtype=np.float64)
+        # ... and the output de-normalisation into the output neuron
+        v = np.asarray(self.w2, dtype=np.float64) * self.out_scale
+        c = self.b2 * self.out_scale + self.out_offset
+        object.__setattr__(
+            self,
+            "_folded",
+            (w.astype(np.float32), b.astype(np.float32)[:, None], v.astype(np.float32), np.float32(c)),
+        )
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.inputs)
+
+    def for_stored_values(self, a: np.ndarray, b: np.ndarray) -> Network:
+        """The same network taking stored values ``DN`` where the physical input is ``DN · a + b``.
+
+        Folding the file's scale/offset into the weights (and the definition domain) saves
+        two passes over every block: the network then reads ``DN`` converted to float32.
+        """
+        a = np.asarray(a, dtype=np.float64)
+        b = np.asarray(b, dtype=np.float64)
+        if np.all(a == 1.0) and np.all(b == 0.0):
+            return self
+        if np.any(a <= 0):
+            raise ValueError("input scales must be positive")
+        scale = np.asarray(self.in_scale, dtype=np.float64)
+        changes = dict(in_scale=scale * a, in_offset=scale * b + np.asarray(self.in_offset, dtype=np.float64))
+        if self.domain_min is not None:
+            changes.update(domain_min=(self.domain_min - b) / a, domain_max=(self.domain_max - b) / a)
+        return dataclasses.replace(self, **changes)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Raw network output for ``x`` of shape ``(n_inputs, n_pixels)`` (float32).
+
+        No range handling: see :meth:`predict` for the clamped/flagged product.
+        """
+        w, b, v, c = self._folded
+        x = np.asarray(x, dtype=np.float32)
+        n = x.shape[1]
+        out = np.empty(n, dtype=np.float32)
+        for s in range(0, n, _CHUNK):
+            h = w @ x[:, s : s + _CHUNK]
+            h += b
+            np.tanh(h, out=h)
+            np.dot(v, h, out=out[s : s + _CHUNK])
+        out += c
+        return out
+
+    def input_out_of_range(self, x: np.ndarray) -> np.ndarray:
+        """Boolean per pixel: the input lies outside the network's definition domain."""
+        if self.domain_min is None:
+            bad = np.zeros(x.shape[1], dtype=bool)
+        else:
+            # NaN bounds (unchecked inputs) compare False
+            lo = self.domain_min.astype(np.float32)[:, None]
+            hi = self.domain_max.astype(np.float32)[:, None]
+            bad = ((x < lo) | (x > hi)).any(axis=0)
+        if self.domain_grid is not None and self.grid_inputs:
+            ok = ~bad
+            code = np.zeros(int(ok.sum()), dtype=np.int64)
+            for k, i in enumerate(self.grid_inputs):
+                lo, hi = self.domain_min[i], self.domain_max[i]
+                # SNAP: cell = floor(10 (x - min) / (max - min) + 1), cells 1..11 per band
+                cell = np.floor(10.0 * (x[i][ok] - lo) / (hi - lo) + 1.0).astype(np.int64)
+                code += cell * (12**k)
+            pos = np.searchsorted(self.domain_grid, code)
+            pos[pos >= self.domain_grid.size] = 0
+            bad[np.flatnonzero(ok)[self.domain_grid[pos] != code]] = True
+        return bad
+
+    def predict(self, x: np.ndarray, *, flags: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predict the variable with SNAP's output-range handling.
+
+        Parameters
+        ----------
+        x
+            ``(n_inputs, n_pixels)`` inputs in stack order: cosines and surface
+            reflectance factors (0–1). Must be free of NaN (mask nodata first).
+        flags
+            Also compute the quality bit mask (costs the definition-domain check).
+
+        Returns
+        -------
+        values
+            float32, NaN where the output is beyond the valid range + tolerance.
+        flags
+            uint8 bit mask (see module docstring), or ``None``.
+        """
+        y = self.forward(x)
+        tol = abs(self.tolerance)  # SNAP 2.1 files store some tolerances with a minus sign
+        lo, hi = self.out_min, self.out_max
+        if not flags:
+            bad = (y < lo - tol) | (y > hi + tol)
+            np.clip(y, lo, hi, out=y)
+            y[bad] = np.nan
+            return y, None
+        f = np.zeros(y.shape, dtype=np.uint8)
+        f[self.input_out_of_range(x)] = FLAG_INPUT_OUT_OF_RANGE
+        below, above = y < lo, y > hi
+        if below.any():
+            too_low = y < lo - tol
+            f[below & ~too_low] |= FLAG_CLAMPED_MIN
+            f[too_low] |= FLAG_TOO_LOW
+        if above.any():
+            too_high = y > hi + tol
+            f[above & ~too_high] |= FLAG_CLAMPED_MAX
+            f[too_high] |= FLAG_TOO_HIGH
+        np.clip(y, lo, hi, out=y)
+        y[f >= FLAG_TOO_LOW] = np.nan
+        return y, f
+
+    def describe(self) -> dict:
+        """Metadata written beside every product (GeoTIFF tags)."""
+        return {
+            "VERCYE_MODEL": self.model,
+            "VERCYE_VARIABLE": self.variable,
+            "VERCYE_MODEL_INPUTS": ",".join(self.inputs),
+            "VERCYE_VALID_RANGE": f"{self.out_min},{self.out_max}",
+            "VERCYE_MODEL_SOURCE": self.source,
+        }
+
+
+def grid_codes(grid_rows: np.ndarray) -> np.ndarray:
+    """Encode rows of 1-based grid cells (one column per band) as sorted int64 codes."""
+    rows = np.asarray(grid_rows, dtype=np.int64)
+    weights = 12 ** np.arange(rows.shape[1], dtype=np.int64)
+    return np.unique(rows @ weights)
+
+

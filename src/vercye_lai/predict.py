@@ -1,0 +1,460 @@
+"""Block-wise prediction of LAI (or another SL2P variable) from input stacks.
+
+Memory is bounded by the block, never by the region: each worker thread reads one
+window (aligned to the file's tiles) with its own dataset handle, runs the network on
+the valid pixels and hands the result to the main thread, which writes it. GDAL and
+numpy release the GIL, so threads scale on the cores. Every product is written to a
+hidden temporary file and renamed when complete, so a killed run leaves nothing a rerun
+would trust; a rerun skips products that are complete and newer than their input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from . import __version__
+from .bands import ANGLE_BANDS, check_band_order
+from .errors import BandError, DataIOError, InputError, LaiError
+from .io import GTIFF_PROFILE, atomic_output, block_windows, open_raster, tmp_path_for
+from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
+from .naming import RasterName, find_rasters
+
+log = logging.getLogger(__name__)
+
+#: EE-exported integer stacks declare no scale: every band is stored × 10000.
+EE_INTEGER_SCALE = 1e-4
+
+ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
+
+
+def default_workers() -> int:
+    """Worker threads by default: the CPU cores available to this process, at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(8, n))
+
+
+@dataclass(frozen=True)
+class StackScaling:
+    """Per-band affine map from stored values to physical values: ``x = DN · a + b``."""
+
+    a: np.ndarray
+    b: np.ndarray
+    how: str
+
+
+def stack_scaling(
+    ds: rasterio.DatasetReader,
+    inputs: Sequence[str],
+    *,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> StackScaling:
+    """Decide how to turn a stack's stored values into reflectance factors and cosines.
+
+    In order of precedence:
+
+    1. ``scale``/``offset`` given by the user: reflectance = (DN + offset) × scale for the
+       reflectance bands (L2A baseline ≥ 04.00: offset −1000, scale 1e-4); angle bands of an
+       integer stack stay × 1e-4.
+    2. Scales/offsets declared in the file (GDAL convention, x = DN × scale + offset).
+    3. An integer stack without declared scale: the seed's Earth Engine export, every band
+       × 1e-4.
+    4. A float stack: values are used as they are.
+    """
+    n = len(inputs)
+    integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
+    declared = any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets)
+    if scale is not None or offset is not None:
+        s = 1.0 if scale is None else float(scale)
+        o = 0.0 if offset is None else float(offset)
+        a = np.full(n, s)
+        b = np.full(n, o * s)
+        for i, band in enumerate(inputs):
+            if band in ANGLE_BANDS:
+                a[i], b[i] = (EE_INTEGER_SCALE if integer else 1.0), 0.0
+        if declared:
+            log.warning("%s: --scale/--offset override the scale/offset declared in the file", ds.name)
+        return StackScaling(a, b, f"user: reflectance = (DN + {o:g}) * {s:g}")
+    if declared:
+        return StackScaling(np.asarray(ds.scales, float), np.asarray(ds.offsets, float), "declared in file")
+    if integer:
+        return StackScaling(np.full(n, EE_INTEGER_SCALE), np.zeros(n), "integer stack without scale: x 1e-4")
+    return StackScaling(np.ones(n), np.zeros(n), "float stack: as stored")
+
+
+def open_stack(path: str | Path, inputs: Sequence[str]) -> rasterio.DatasetReader:
+    """Open an input stack and check its bands against the network's inputs."""
+    ds = open_raster(path)
+    try:
+        check_band_order(ds.descriptions, inputs, path=path)
+    except BandError:
+        ds.close()
+        raise
+    return ds
+
+
+def _invalid_mask(data: np.ndarray, nodatavals: Sequence[float | None]) -> np.ndarray:
+    """True where any band is nodata or NaN."""
+    bad = np.zeros(data.shape[1:], dtype=bool)
+    floating = np.issubdtype(data.dtype, np.floating)
+    for band, nd in zip(data, nodatavals):
+        if floating:
+            bad |= np.isnan(band)
+        if nd is not None and not np.isnan(nd):
+            bad |= band == nd
+    return bad
+
+
+@dataclass
+class BlockResult:
+    window: Window
+    values: list[np.ndarray]  # one (rows, cols) float32 array per network
+    flags: list[np.ndarray | None]
+    n_valid: int
+
+
+#: pixels converted to float32 at a time: bounds the per-block working memory and
+#: keeps each chunk's inputs in the CPU cache
+CHUNK_PIXELS = 1 << 16
+
+
+def predict_block(
+    data: np.ndarray,
+    networks: Sequence[Network],
+    nodatavals: Sequence[float | None],
+    *,
+    flags: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray | None], int]:
+    """Run the networks on one ``(bands, rows, cols)`` block of stored values.
+
+    ``networks`` take the stored values directly (see :meth:`Network.for_stored_values`).
+    Returns float32 products (NaN = nodata), uint8 flag arrays (255 = input nodata) or
+    ``None``, and the number of valid input pixels.
+    """
+    _, rows, cols = data.shape
+    n = rows * cols
+    flat = data.reshape(data.shape[0], -1)
+    invalid = _invalid_mask(data, nodatavals).ravel()
+    n_valid = n - int(np.count_nonzero(invalid))
+    values = [np.empty(n, dtype=np.float32) for _ in networks]
+    qa = [np.empty(n, dtype=np.uint8) if flags else None for _ in networks]
+    # Mostly valid blocks: run on every pixel in contiguous chunks and blank the invalid
+    # ones afterwards (cheaper than gathering); sparse blocks: gather the valid pixels.
+    sparse = n_valid < n // 2
+    idx = np.flatnonzero(~invalid) if sparse else None
+    if sparse:
+        for v in values:
+            v.fill(np.nan)
+        for f in qa:
+            if f is not None:
+                f.fill(FLAG_NODATA)
+    total = n_valid if sparse else n
+    for s in range(0, total, CHUNK_PIXELS):
+        sel = idx[s : s + CHUNK_PIXELS] if sparse else slice(s, s + CHUNK_PIXELS)
+        x = flat[:, sel].astype(np.float32)
+        for k, net in enumerate(networks):
+            y, f = net.predict(x, flags=flags)
+            values[k][sel] = y
+            if f is not None:
+                qa[k][sel] = f
+    if not sparse and n_valid < n:
+        for v in values:
+            v[invalid] = np.nan
+        for f in qa:
+            if f is not None:
+                f[invalid] = FLAG_NODATA
+    shape = (rows, cols)
+    return [v.reshape(shape) for v in values], [None if f is None else f.reshape(shape) for f in qa], n_valid
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_file` did for one input stack."""
+
+    source: Path
+    outputs: list[Path]
+    status: str  # "done" | "skipped" | "failed"
+    n_valid: int = 0
+    n_pixels: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Options shared by every date of a predict run (see :func:`predict_file`)."""
+
+    block_size: int = 1024
+    workers: int = field(default_factory=default_workers)
+    scale: float | None = None
+    offset: float | None = None
+    flags: bool = True
+    cog: bool = True
+    overwrite: bool = False
+    gdal_cache_mb: int = 128
+
+
+def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]) -> dict[str, Path]:
+    """``{region}_{res}m_{date}_{VAR}.tif`` in ``out_dir`` for a conventionally named stack."""
+    rn = RasterName.parse(src)
+    if rn.suffix:
+        raise InputError("looks like a product, not an input stack", path=src)
+    return {v: Path(out_dir) / rn.product(v).name for v in variables}
+
+
+def flags_path(product: Path) -> Path:
+    """The quality-flag raster beside a product: ``…_LAI_flags.tif``."""
+    return product.with_name(product.stem + "_flags.tif")
+
+
+def is_complete(product: Path, src: Path, network: Network) -> bool:
+    """True if ``product`` exists, opens, was made by ``network`` and is newer than ``src``."""
+    if not product.exists():
+        return False
+    try:
+        with rasterio.open(product) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioIOError:
+        log.warning("%s: existing product is unreadable; recomputing", product)
+        return False
+    if tags.get("VERCYE_MODEL") != network.model or tags.get("VERCYE_VARIABLE") != network.variable:
+        log.info("%s: made by another model/variable; recomputing", product.name)
+        return False
+    if product.stat().st_mtime < src.stat().st_mtime:
+        log.info("%s: input is newer; recomputing", product.name)
+        return False
+    return True
+
+
+def _output_profile(src: rasterio.DatasetReader, dtype: str, nodata: float, *, compress: bool = True) -> dict:
+    profile = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1, dtype=dtype, nodata=nodata,
+                   crs=src.crs, transform=src.transform)
+    if compress:
+        profile["predictor"] = 3 if dtype == "float32" else 2
+    else:
+        del profile["compress"], profile["zstd_level"]
+    return profile
+
+
+@contextlib.contextmanager
+def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
+                    description: str, unit: str = ""):
+    """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG)."""
+    with atomic_output(dst) as final_tmp:
+        scratch = tmp_path_for(dst) if cog else final_tmp
+        try:
+            # the COG copy compresses once; its scratch input needs no compression
+            with rasterio.open(scratch, "w", **_output_profile(src, dtype, nodata, compress=not cog)) as ds:
+                ds.set_band_description(1, description)
+                if unit:
+                    ds.units = (unit,)
+                ds.update_tags(**tags)
+                yield ds
+            if cog:
+                rasterio.shutil.copy(
+                    scratch, final_tmp, driver="COG", compress="ZSTD", level=1, blocksize=512,
+                    predictor="YES", overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
+                    bigtiff="IF_SAFER",
+                )
+        finally:
+            if cog:
+                with contextlib.suppress(OSError):
+                    scratch.unlink()
+
+
+def predict_file(
+    src: str | Path,
+    outputs: dict[str, Path],
+    *,
+    model: str | Path = DEFAULT_MODEL,
+    options: PredictOptions = PredictOptions(),
+    progress: ProgressFn | None = None,
+) -> PredictResult:
+    """Predict one or more variables for one input stack, block by block.
+
+    Parameters
+    ----------
+    src
+        Input stack (GeoTIFF or VRT), bands in the model's input order (see
+        :mod:`vercye_lai.bands`). Any CRS; the outputs keep the input grid.
+    outputs
+        Variable → output path, e.g. ``{"LAI": Path(".../x_20m_2022-05-01_LAI.tif")}``
+        (see :func:`product_paths`).
+    model
+        Bundled model name or coefficient path (see :func:`vercye_lai.model.load_network`).
+    options
+        Block size (pixels a side, rounded to the file's tiles), worker threads,
+        scale/offset override, quality flags (``…_flags.tif`` beside each product),
+        COG layout, overwrite.
+    progress
+        Called with (windows done, windows total) as blocks complete.
+
+    Returns
+    -------
+    PredictResult
+        ``status`` is ``"skipped"`` when every product was already complete.
+
+    Raises
+    ------
+    LaiError
+        Bad input (bands, georeferencing, unreadable blocks) or unknown model/variable.
+    """
+    src = Path(src)
+    t0 = time.perf_counter()
+    networks = [load_network(model, v) for v in outputs]
+    inputs = networks[0].inputs
+    if not options.overwrite and all(is_complete(outputs[n.variable], src, n) for n in networks):
+        return PredictResult(src, list(outputs.values()), "skipped")
+
+    with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 1024 * 1024, GDAL_NUM_THREADS=1):
+        ds = open_stack(src, inputs)
+        with ds:
+            scaling = stack_scaling(ds, inputs, scale=options.scale, offset=options.offset)
+            log.debug("%s: %s", src.name, scaling.how)
+            stored = [n.for_stored_values(scaling.a, scaling.b) for n in networks]
+            nodatavals = ds.nodatavals
+            windows = block_windows(ds.width, ds.height, block=options.block_size, align=ds.block_shapes[0])
+            common_tags = {"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__,
+                           "VERCYE_SCALING": scaling.how}
+            with contextlib.ExitStack() as stack:
+                writers, flag_writers = [], []
+                for net in networks:
+                    tags = {**common_tags, **net.describe()}
+                    dst = outputs[net.variable]
+                    writers.append(stack.enter_context(_product_writer(
+                        dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
+                        description=net.variable, unit=net.unit)))
+                    if options.flags:
+                        bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
+                        flag_writers.append(stack.enter_context(_product_writer(
+                            flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
+                            tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
+                            description=f"{net.variable}_flags")))
+                n_valid = 0
+                for i, res in enumerate(_run_blocks(src, windows, stored, nodatavals, options)):
+                    for w, v in zip(writers, res.values):
+                        w.write(v, 1, window=res.window)
+                    for w, f in zip(flag_writers, res.flags):
+                        w.write(f, 1, window=res.window)
+                    n_valid += res.n_valid
+                    if progress:
+                        progress(i + 1, len(windows))
+        n_pixels = ds.width * ds.height
+    return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
+
+
+def _run_blocks(
+    src: Path,
+    windows: Sequence[Window],
+    networks: Sequence[Network],
+    nodatavals: Sequence[float | None],
+    options: PredictOptions,
+) -> Iterable[BlockResult]:
+    """Yield block results as they complete, with a bounded number in flight."""
+    local = threading.local()
+    handles: list[rasterio.DatasetReader] = []
+    lock = threading.Lock()
+
+    def work(window: Window) -> BlockResult:
+        ds = getattr(local, "ds", None)
+        if ds is None:  # one handle per thread: GDAL datasets are not thread-safe
+            ds = local.ds = rasterio.open(src)
+            with lock:
+                handles.append(ds)
+        try:
+            data = ds.read(window=window)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {exc}", path=src) from exc
+        values, flags, n_valid = predict_block(data, networks, nodatavals, flags=options.flags)
+        return BlockResult(window, values, flags, n_valid)
+
+    workers = max(1, options.workers)
+    max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
+    pending: set[Future] = set()
+    todo = iter(windows)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
+            for w in todo:
+                pending.add(pool.submit(work, w))
+                if len(pending) >= max_in_flight:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield f.result()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+    finally:
+        for f in pending:
+            f.cancel()
+        for h in handles:
+            h.close()
+
+
+def predict_dir(
+    s2_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    region: str,
+    resolution: float = 20,
+    model: str | Path = DEFAULT_MODEL,
+    variables: Sequence[str] = ("LAI",),
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    options: PredictOptions = PredictOptions(),
+    on_start: Callable[[dt.date, Path], None] | None = None,
+    progress: ProgressFn | None = None,
+    on_done: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """Predict every date of a region: ``{region}_{res}m_{date}.{vrt,tif}`` in ``s2_dir`` →
+    ``{region}_{res}m_{date}_{VAR}.tif`` in ``out_dir``.
+
+    A date that fails (corrupt file, wrong bands) is reported in its result and the other
+    dates still run; model/variable errors fail at once, before any date.
+
+    Raises
+    ------
+    NoDataFoundError
+        No stack for the region/resolution (and date range) in ``s2_dir``.
+    ModelError
+        Unknown model or variable.
+    """
+    for v in variables:  # fail fast on a bad model/variable, not once per date
+        load_network(model, v)
+    stacks = find_rasters(s2_dir, region, resolution, start=start, end=end)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for date, src in stacks.items():
+        if on_start:
+            on_start(date, src)
+        try:
+            res = predict_file(
+                src, product_paths(src, out_dir, variables), model=model, options=options, progress=progress
+            )
+        except LaiError as exc:
+            log.error("%s", exc)
+            res = PredictResult(src, [], "failed", error=str(exc))
+        res.date = date
+        results.append(res)
+        if on_done:
+            on_done(res)
+    return results

@@ -1,0 +1,275 @@
+"""The predict step: real stacks, SNAP test cases through the CLI, scaling, streaming, resume, bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from conftest import DATA, write_raster
+from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
+from vercye_lai.cli.main import cli
+from vercye_lai.errors import BandError, DataIOError, LaiError, NoDataFoundError
+from vercye_lai.model import load_network
+from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
+from vercye_lai.predict import PredictOptions, predict_dir, predict_file, product_paths
+
+QVIDJA = DATA / "qvidja"
+TO_STACK = [SNAP_INPUT_ORDER.index(b) for b in S2_BANDS_20M]
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def read(path: Path, band: int = 1) -> np.ndarray:
+    with rasterio.open(path) as ds:
+        return ds.read(band)
+
+
+# --- real data ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("res,model,bands", [(20, "sl2p", S2_BANDS_20M), (10, "sl2p-10m", S2_BANDS_10M)])
+def test_real_qvidja_stacks(tmp_path, res, model, bands):
+    results = predict_dir(QVIDJA, tmp_path, region="qvidja", resolution=res, model=model,
+                          options=PredictOptions(workers=2))
+    assert [r.status for r in results] == ["done"] * 3
+    net = load_network(model, "LAI")
+    for r in results:
+        lai_path = tmp_path / f"qvidja_{res}m_{r.date}_LAI.tif"
+        with rasterio.open(r.source) as src:
+            raw = src.read(masked=True)
+        lai = read(lai_path)
+        valid = ~raw.mask.any(axis=0)
+        # outside the field the stack is nodata, and so is LAI
+        assert np.isnan(lai[~valid]).all() and np.isfinite(lai[valid]).all()
+        assert valid.sum() == r.n_valid > 50
+        # independent float64 computation of the same network on the same pixels
+        x = raw.data[:, valid].astype(np.float64) * 1e-4
+        expected = np.clip(net.forward(x.astype(np.float32)).astype(np.float64), net.out_min, net.out_max)
+        np.testing.assert_allclose(lai[valid], expected, atol=1e-5)
+        assert 1.0 < np.nanmean(lai) < 7.0  # a June field: a plausible LAI
+
+
+def test_cog_layout_metadata_and_flags(tmp_path):
+    # a 1100 x 1300 real-valued stack made by tiling a real Qvidja scene: big enough for overviews
+    with rasterio.open(QVIDJA / "qvidja_20m_2023-06-09.tif") as ds:
+        data = ds.read()
+        valid = ~(data == ds.nodata).any(axis=0)
+    field = data[:, valid]
+    idx = np.random.default_rng(0).integers(0, field.shape[1], 1100 * 1300)
+    big = field[:, idx].reshape(11, 1100, 1300)
+    src = write_raster(tmp_path / "s2" / "big_20m_2023-06-09.tif", big, nodata=-32768, scales=[1e-4] * 11,
+                       offsets=[0.0] * 11, descriptions=list(S2_BANDS_20M), tiled=True, compress="zstd")
+    out = product_paths(src, tmp_path / "lai", ["LAI"])
+    res = predict_file(src, out, options=PredictOptions(block_size=512, workers=2))
+    assert res.status == "done" and res.n_valid == 1100 * 1300
+    with rasterio.open(out["LAI"]) as ds:
+        assert ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
+        assert ds.block_shapes[0] == (512, 512) and ds.compression.name.lower() == "zstd"
+        assert ds.overviews(1), "COG must carry overviews"
+        assert ds.descriptions[0] == "LAI"
+        assert ds.tags()["VERCYE_MODEL"] == "sl2p" and ds.tags()["VERCYE_VARIABLE"] == "LAI"
+        assert ds.crs == rasterio.crs.CRS.from_epsg(32632)
+    flags = read(out["LAI"].with_name(out["LAI"].stem + "_flags.tif"))
+    assert flags.dtype == np.uint8 and set(np.unique(flags)) <= {0, 1, 2, 4, 8, 16, 3, 5, 9, 17}
+
+
+# --- SNAP's test cases as pixels, through the CLI -------------------------------
+
+
+@pytest.mark.parametrize("var", ["LAI", "FAPAR", "CCC"])
+def test_snap_test_cases_through_cli(tmp_path, var):
+    cases = snap_test_cases("snap-2.1", var)
+    inputs = cases[:, :11][:, TO_STACK].T.reshape(11, 10, 10).astype(np.float32)
+    write_raster(tmp_path / "s2" / "tc_20m_2020-01-01.tif", inputs, descriptions=list(S2_BANDS_20M))
+    r = run("-q", "predict", tmp_path / "s2", tmp_path / "lai", "--region", "tc", "--model", "snap-2.1",
+            "--variable", var)
+    assert r.exit_code == 0, r.output
+    got = read(tmp_path / "lai" / f"tc_20m_2020-01-01_{var}.tif").ravel()
+    expected = cases[:, 11]
+    keep = ~np.isnan(expected)
+    err = np.abs(got[keep] - expected[keep])
+    assert np.all(err <= np.maximum(0.01, 1e-3 * np.abs(expected[keep])))
+
+
+# --- scaling --------------------------------------------------------------------
+
+
+def test_all_storage_forms_give_the_same_lai(tmp_path):
+    with rasterio.open(QVIDJA / "qvidja_20m_2023-06-11.tif") as ds:
+        dn = ds.read()
+    valid = ~(dn == -32768).any(axis=0)
+    phys = np.where(valid, dn * 1e-4, np.nan).astype(np.float32)
+    d = tmp_path / "s2"
+    # float reflectance, NaN nodata
+    write_raster(d / "f_20m_2023-06-11.tif", phys, descriptions=list(S2_BANDS_20M))
+    # Earth Engine export form: integers x 10000, nothing declared, nodata 0
+    ee = np.where(valid, np.round(phys * 1e4), 0).astype(np.int16)
+    write_raster(d / "ee_20m_2023-06-11.tif", ee, nodata=0)
+    # L2A DN with BOA offset 1000: reflectance = (DN - 1000) / 10000, given on the command line
+    l2a = np.where(valid, np.round(phys * 1e4) + 1000, 0).astype(np.uint16)
+    l2a[:3] = np.where(valid, np.round(phys[:3] * 1e4), 0)  # angle bands stay x 10000
+    write_raster(d / "dn_20m_2023-06-11.tif", l2a, nodata=0)
+    outs = {}
+    for region, extra in [("f", []), ("ee", []), ("dn", ["--scale", "1e-4", "--offset", "-1000"])]:
+        r = run("-q", "predict", d, tmp_path / "lai", "--region", region, *extra)
+        assert r.exit_code == 0, r.output
+        outs[region] = read(tmp_path / "lai" / f"{region}_20m_2023-06-11_LAI.tif")
+    for k in ("ee", "dn"):
+        np.testing.assert_allclose(outs[k], outs["f"], atol=2e-4, equal_nan=True)
+    assert np.isfinite(outs["f"]).sum() == valid.sum()
+
+
+# --- streaming and parallel blocks ------------------------------------------------
+
+
+def test_blocks_and_workers_do_not_change_the_result(tmp_path):
+    rng = np.random.default_rng(5)
+    data = np.empty((11, 700, 600), dtype=np.float32)
+    data[0], data[1], data[2] = 0.995, 0.75, rng.uniform(-1, 1, (700, 600))
+    data[3:] = rng.uniform(0.02, 0.35, (8, 700, 600))
+    data[:, 100:140, 200:260] = np.nan
+    src = write_raster(tmp_path / "s2" / "r_20m_2022-06-01.tif", data, tiled=True, blocksize=256)
+    seen = []
+    one = predict_file(src, {"LAI": tmp_path / "one.tif"}, options=PredictOptions(block_size=4096, workers=1))
+    many = predict_file(src, {"LAI": tmp_path / "many.tif"}, options=PredictOptions(block_size=256, workers=3),
+                        progress=lambda d, t: seen.append((d, t)))
+    np.testing.assert_array_equal(read(tmp_path / "one.tif"), read(tmp_path / "many.tif"))
+    assert seen[-1] == (9, 9) and len(seen) == 9  # 3 x 3 windows of 256 (tile-aligned)
+    assert one.n_valid == many.n_valid == 700 * 600 - 40 * 60
+
+
+# --- resume and atomicity ---------------------------------------------------------
+
+
+def copy_qvidja(dst: Path, res=20) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in QVIDJA.glob(f"qvidja_{res}m_*.tif"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+def test_rerun_skips_complete_outputs_and_overwrite_redoes(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    assert run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja").exit_code == 0
+    lai = sorted((tmp_path / "lai").glob("*_LAI.tif"))
+    mtimes = [p.stat().st_mtime_ns for p in lai]
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja")
+    assert r.exit_code == 0 and "3 skipped" in r.output
+    assert [p.stat().st_mtime_ns for p in lai] == mtimes
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--overwrite")
+    assert "3 done" in r.output
+    # another model under the same name is not "complete"
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a")
+    assert "3 done" in r.output
+    assert rasterio.open(lai[0]).tags()["VERCYE_MODEL"] == "snap-3.0-s2a"
+
+
+def test_interrupted_run_leaves_no_final_or_temp_file(tmp_path, monkeypatch):
+    s2 = copy_qvidja(tmp_path / "s2")
+    import vercye_lai.predict as predict_mod
+
+    real = predict_mod.predict_block
+    calls = {"n": 0}
+
+    def dying(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if the user hit Ctrl-C mid-date
+        return real(*a, **k)
+
+    monkeypatch.setattr(predict_mod, "predict_block", dying)
+    out = tmp_path / "lai"
+    with pytest.raises(KeyboardInterrupt):
+        predict_dir(s2, out, region="qvidja", options=PredictOptions(workers=1, block_size=64))
+    # the first date finished, the second was interrupted: no trace of it
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["qvidja_20m_2023-06-09_LAI.tif", "qvidja_20m_2023-06-09_LAI_flags.tif"]
+    monkeypatch.setattr(predict_mod, "predict_block", real)
+    # a leftover temporary file of a killed run is ignored and cleaned
+    (out / ".qvidja_20m_2023-06-11_LAI.tif.abc123.part").write_bytes(b"half")
+    results = predict_dir(s2, out, region="qvidja")
+    assert [r.status for r in results] == ["skipped", "done", "done"]
+    assert not list(out.glob(".*"))
+
+
+# --- bad input ----------------------------------------------------------------------
+
+
+def good_stack() -> np.ndarray:
+    with rasterio.open(QVIDJA / "qvidja_20m_2023-06-09.tif") as ds:
+        return ds.read()
+
+
+def first_stack(tmp_path):
+    from vercye_lai.predict import open_stack
+
+    return open_stack(next((tmp_path / "s2").iterdir()), S2_BANDS_20M)
+
+
+def test_wrong_band_count(tmp_path):
+    write_raster(tmp_path / "s2" / "r_20m_2022-06-01.tif", good_stack()[:10], nodata=-32768)
+    with pytest.raises(BandError, match="has 10 bands, expected 11"):
+        first_stack(tmp_path)
+    [res] = predict_dir(tmp_path / "s2", tmp_path / "lai", region="r")
+    assert res.status == "failed" and "r_20m_2022-06-01.tif: has 10 bands" in res.error
+
+
+def test_bands_out_of_order_cli(tmp_path):
+    names = list(S2_BANDS_20M)
+    names[3], names[4] = names[4], names[3]  # B4 before B3
+    write_raster(tmp_path / "s2" / "r_20m_2022-06-01.tif", good_stack(), nodata=-32768, descriptions=names)
+    r = run("predict", tmp_path / "s2", tmp_path / "lai", "--region", "r")
+    assert r.exit_code == 1
+    assert "r_20m_2022-06-01.tif" in r.output and "band 4 is 'B4' but should be 'B3'" in r.output
+    assert not (tmp_path / "lai" / "r_20m_2022-06-01_LAI.tif").exists()
+
+
+def test_not_georeferenced(tmp_path):
+    p = write_raster(tmp_path / "s2" / "r_20m_2022-06-01.tif", good_stack(), crs=None,
+                     transform=rasterio.Affine.identity())
+    with pytest.raises(DataIOError, match="not georeferenced") as exc:
+        first_stack(tmp_path)
+    assert isinstance(exc.value, OSError) and str(p) in str(exc.value)
+
+
+def test_corrupt_geotiff_fails_that_date_only(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    bad = s2 / "qvidja_20m_2023-06-11.tif"
+    bad.write_bytes(bad.read_bytes()[:600])  # truncated download
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja")
+    assert r.exit_code == 1
+    assert "2 done" in r.output and "1 failed" in r.output and bad.name in r.output
+    assert sorted(p.name for p in (tmp_path / "lai").glob("*_LAI.tif")) == [
+        "qvidja_20m_2023-06-09_LAI.tif", "qvidja_20m_2023-06-14_LAI.tif"]
+
+
+def test_no_files_for_region_or_resolution(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    with pytest.raises(NoDataFoundError, match=r"no 'qvidja_60m_<date>"):
+        predict_dir(s2, tmp_path / "lai", region="qvidja", resolution=60)
+    r = run("predict", s2, tmp_path / "lai", "--region", "poltava")
+    assert r.exit_code == 1 and "no 'poltava_20m_<date>.{vrt|tif}' files" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_unknown_model_and_variable(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-4.0")
+    assert r.exit_code == 1 and "unknown model 'snap-4.0'" in r.output
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--variable", "NDVI")
+    assert r.exit_code == 2 and "NDVI" in r.output
+    assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+
+
+def test_verbose_shows_traceback(tmp_path):
+    r = CliRunner().invoke(cli, ["-v", "predict", str(tmp_path), str(tmp_path / "o"), "--region", "x"])
+    assert r.exit_code != 0 and isinstance(r.exception, LaiError)
