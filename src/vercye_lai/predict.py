@@ -282,7 +282,7 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
 
 def predict_file(
     src: str | Path,
-    outputs: dict[str, Path],
+    outputs: dict[str, str | Path],
     *,
     model: str | Path = DEFAULT_MODEL,
     options: PredictOptions = PredictOptions(),
@@ -318,6 +318,7 @@ def predict_file(
         Bad input (bands, georeferencing, unreadable blocks) or unknown model/variable.
     """
     src = Path(src)
+    outputs = {v: Path(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(model, v) for v in outputs]
     inputs = networks[0].inputs

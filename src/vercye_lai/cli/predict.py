@@ -10,7 +10,7 @@ import click
 from ..model import DEFAULT_MODEL, MODELS, VARIABLES
 from ..predict import PredictOptions, PredictResult, default_workers, predict_dir
 from .options import date_options, overwrite_option, resolution_option, workers_option
-from .ui import console, progress_bar
+from .ui import progress_bar, stdout
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,13 @@ def command(s2_dir, lai_dir, region, resolution, model, variables, start_date, e
         bar.update(overall, total=len(results))
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     secs = sum(r.seconds for r in results)
-    console.print(
+    stdout.print(
         f"predict {region}: {len(results)} dates - {counts['done']} done, {counts['skipped']} skipped, "
         f"{counts['failed']} failed ({secs:.1f} s) -> {lai_dir}",
         style="red" if counts["failed"] else None,
     )
     for r in results:
         if r.status == "failed":
-            console.print(f"  failed: {r.error}", style="red")
+            stdout.print(f"  failed: {r.error}", style="red")
     if counts["failed"]:
         raise SystemExit(1)

@@ -16,7 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress bars and logs
+stdout = Console(soft_wrap=True)  # results and summaries: long paths stay whole
 
 
 def quiet(ctx: click.Context | None = None) -> bool:
