@@ -114,18 +114,11 @@ def case_iofloor(src: Path, out: Path, workers: int) -> None:
 def case_baseline(src: Path, out: Path) -> None:
     """The seed's way: read the whole raster, normalise, run the network on all pixels at
     once in float64, write the whole result."""
-    import csv
+    from vercye_lai.model.registry import MODELS, _WEIGHTS, parse_leaf_csv
 
-    from vercye_lai.model.registry import MODELS, _WEIGHTS
-
-    with open(Path(str(_WEIGHTS / MODELS["sl2p"][1]))) as fh:
-        values = [float(v) for v in list(csv.reader(fh))[1]]
-    blocks, i = [], 5
-    while i < len(values):
-        n = int(values[i])
-        blocks.append(np.array(values[i + 1 : i + 1 + n]))
-        i += n + 1
-    scale, offset, w1, b1, w2, b2, ow, ob = blocks
+    net = parse_leaf_csv(Path(str(_WEIGHTS / MODELS["sl2p"][1])))[0]  # LAI row
+    scale, offset, w1, b1 = net["in_scale"], net["in_offset"], net["w1"], net["b1"]
+    w2, b2, ow, ob = net["w2"], net["b2"], net["out_w"], net["out_b"]
     with rasterio.open(src) as ds:
         data = ds.read().astype(np.float64)
         profile = dict(ds.profile, count=1, dtype="float32", nodata=float("nan"), predictor=3)

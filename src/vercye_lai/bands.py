@@ -9,15 +9,17 @@ scale (1e-4) declared in the file and ``-32768`` as nodata.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from .errors import BandError
-from .io import GTIFF_PROFILE, atomic_output
+from .io import GTIFF_PROFILE, atomic_output, block_windows
 
 #: Band order of the 20 m SL2P input stack.
 S2_BANDS_20M: tuple[str, ...] = (
@@ -30,6 +32,9 @@ ANGLE_BANDS = ("cosVZA", "cosSZA", "cosRAA")
 STACK_DTYPE = "int16"
 STACK_SCALE = 1e-4
 STACK_NODATA = -32768
+#: Side (pixels) of the windows the acquisition commands compute and write at a time: a
+#: multiple of the 512² tiles; memory use is about 50 bytes × WINDOW_SIZE² per window.
+WINDOW_SIZE = 1024
 
 _ALIASES = {
     "cosvza": "cosVZA", "cos_vza": "cosVZA", "cosviewzenith": "cosVZA",
@@ -88,6 +93,148 @@ def encode_stack(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def band_array(
+    data: np.ndarray | Mapping[str, np.ndarray], bands: Sequence[str], *, path=None
+) -> np.ndarray:
+    """``(bands, rows, cols)`` array of ``data`` given as such or as band name → 2-D array.
+
+    Raises
+    ------
+    BandError
+        A band missing from the mapping, or an array of another shape.
+    """
+    if isinstance(data, Mapping):
+        missing = [b for b in bands if b not in data]
+        if missing:
+            raise BandError(f"missing band(s) {', '.join(missing)}", path=path)
+        data = np.stack([np.asarray(data[b]) for b in bands])
+    data = np.asarray(data)
+    if data.ndim != 3 or data.shape[0] != len(bands):
+        raise BandError(f"stack must have shape ({len(bands)}, rows, cols), got {data.shape}", path=path)
+    return data
+
+
+class StackWriter:
+    """Write an input stack window by window, atomically, in the contract's storage form.
+
+    A context manager: on entry the GeoTIFF is created at a hidden temporary path beside
+    ``dst`` (see :func:`vercye_lai.io.atomic_output`) with the band descriptions, scales,
+    offsets and tags declared; :meth:`write` encodes and writes one window; on a clean exit
+    the file is closed and renamed onto ``dst``, on an exception it is removed. Memory is
+    bounded by the windows written, not by the stack.
+
+    Parameters
+    ----------
+    dst
+        Output path, conventionally ``{region}_{res}m_{date}.tif``.
+    width, height
+        Size of the stack in pixels.
+    transform, crs
+        Grid of the stack (north-up affine transform, CRS of the coordinates).
+    bands
+        Band names, in file order; written as band descriptions.
+    tags
+        Extra dataset metadata (e.g. source product, sensing time).
+
+    Examples
+    --------
+    >>> with StackWriter(dst, width=w, height=h, transform=t, crs=crs) as out:  # doctest: +SKIP
+    ...     for win in out.windows():
+    ...         out.write(win, compute(win))
+    """
+
+    def __init__(
+        self,
+        dst: str | Path,
+        *,
+        width: int,
+        height: int,
+        transform: rasterio.Affine,
+        crs,
+        bands: Sequence[str] = S2_BANDS_20M,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self.dst = Path(dst)
+        self.width, self.height = int(width), int(height)
+        self.transform, self.crs = transform, crs
+        self.bands = tuple(bands)
+        self.tags = dict(tags or {})
+        #: Pixels written so far that are valid (not nodata) in every band.
+        self.valid_pixels = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._ds = None
+
+    def __enter__(self) -> StackWriter:
+        profile = dict(GTIFF_PROFILE, predictor=2)
+        if self.width < 512 or self.height < 512:  # tiny stacks: strips are smaller than one 512² tile
+            profile.update(tiled=False, blockxsize=None, blockysize=None)
+            profile = {k: v for k, v in profile.items() if v is not None}
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_output(self.dst))
+            ds = stack.enter_context(
+                rasterio.open(
+                    tmp, "w", width=self.width, height=self.height, count=len(self.bands),
+                    dtype=STACK_DTYPE, crs=self.crs, transform=self.transform,
+                    nodata=STACK_NODATA, **profile,
+                )
+            )
+            ds.scales = [STACK_SCALE] * len(self.bands)
+            ds.offsets = [0.0] * len(self.bands)
+            for i, b in enumerate(self.bands, start=1):
+                ds.set_band_description(i, b)
+            if self.tags:
+                ds.update_tags(**{k: str(v) for k, v in self.tags.items()})
+            self._ds, self._stack = ds, stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        stack, self._stack, self._ds = self._stack, None, None
+        # closes the dataset, then renames the temporary file (or removes it on an exception)
+        return bool(stack is not None and stack.__exit__(*exc))
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """Internal block (tile or strip) shape of the file, rows × cols."""
+        self._check_open()
+        return self._ds.block_shapes[0]
+
+    def windows(self, block: int | None = None) -> list[Window]:
+        """Windows of about ``block`` pixels a side covering the stack (default
+        :data:`WINDOW_SIZE`), aligned to the file's tiles or strips when ``block`` is
+        at least one of them, so that each compressed block is written once."""
+        block = WINDOW_SIZE if block is None else int(block)
+        bh, bw = self.block_shape
+        align = (bh, bw) if block >= bh and (block >= bw or bw >= self.width) else (1, 1)
+        return block_windows(self.width, self.height, block=block, align=align)
+
+    def write(self, window: Window, data: np.ndarray | Mapping[str, np.ndarray]) -> None:
+        """Encode and write one window of physical values.
+
+        Parameters
+        ----------
+        window
+            Where ``data`` goes, in pixels of the stack.
+        data
+            ``(bands, rows, cols)`` array, or a mapping band name → 2-D array, of physical
+            values: reflectance factors (0–1) and cosines; NaN marks nodata (clouds, no
+            data). A pixel that is NaN in any band is written as nodata in every band.
+        """
+        self._check_open()
+        data = band_array(data, self.bands, path=self.dst)
+        shape = (int(window.height), int(window.width))
+        if data.shape[1:] != shape:
+            raise BandError(f"window of {shape} pixels given data of {data.shape[1:]}", path=self.dst)
+        encoded = encode_stack(data)
+        bad = (encoded == STACK_NODATA).any(axis=0)
+        encoded[:, bad] = STACK_NODATA
+        self._ds.write(encoded, window=window)
+        self.valid_pixels += int(bad.size - np.count_nonzero(bad))
+
+    def _check_open(self) -> None:
+        if self._ds is None:
+            raise RuntimeError("StackWriter is not open: use it in a with statement")
+
+
 def write_stack(
     dst: str | Path,
     data: np.ndarray | Mapping[str, np.ndarray],
@@ -97,7 +244,9 @@ def write_stack(
     bands: Sequence[str] = S2_BANDS_20M,
     tags: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write an input stack atomically in the contract's storage form.
+    """Write a whole input stack atomically in the contract's storage form.
+
+    A one-window :class:`StackWriter`; for stacks too large for memory, use that.
 
     Parameters
     ----------
@@ -114,31 +263,10 @@ def write_stack(
     tags
         Extra dataset metadata (e.g. source product, sensing time).
     """
-    if isinstance(data, Mapping):
-        missing = [b for b in bands if b not in data]
-        if missing:
-            raise BandError(f"missing band(s) {', '.join(missing)}", path=dst)
-        data = np.stack([np.asarray(data[b]) for b in bands])
-    data = np.asarray(data)
-    if data.ndim != 3 or data.shape[0] != len(bands):
-        raise BandError(f"stack must have shape ({len(bands)}, rows, cols), got {data.shape}", path=dst)
-    encoded = encode_stack(data)
-    encoded[:, (encoded == STACK_NODATA).any(axis=0)] = STACK_NODATA
-    _, height, width = encoded.shape
-    profile = dict(GTIFF_PROFILE, predictor=2)
-    if width < 512 or height < 512:  # tiny stacks: strips are smaller than one 512² tile
-        profile.update(tiled=False, blockxsize=None, blockysize=None)
-        profile = {k: v for k, v in profile.items() if v is not None}
-    with atomic_output(dst) as tmp:
-        with rasterio.open(
-            tmp, "w", width=width, height=height, count=len(bands), dtype=STACK_DTYPE,
-            crs=crs, transform=transform, nodata=STACK_NODATA, **profile,
-        ) as ds:
-            ds.write(encoded)
-            ds.scales = [STACK_SCALE] * len(bands)
-            ds.offsets = [0.0] * len(bands)
-            for i, b in enumerate(bands, start=1):
-                ds.set_band_description(i, b)
-            if tags:
-                ds.update_tags(**{k: str(v) for k, v in tags.items()})
+    data = band_array(data, bands, path=dst)
+    _, height, width = data.shape
+    with StackWriter(
+        dst, width=width, height=height, transform=transform, crs=crs, bands=bands, tags=tags
+    ) as out:
+        out.write(Window(0, 0, width, height), data)
     return Path(dst)

@@ -1,0 +1,334 @@
+"""Band stacks written by other tools (EOdal, SNAP exports, …) → input stacks.
+
+Input: one multi-band reflectance GeoTIFF whose bands are named in their descriptions
+(``B02, B03, …, B8A, B11, B12[, SCL]``, any order, any extra bands), an acquisition time
+(given, or the datatake start time in a Sentinel-2 product name in the file name,
+``S2A_MSIL2A_20220305T102921_…``) and the place (the file's georeferencing).
+
+What such files lack is angle data, so:
+
+- the sun zenith and azimuth come from :func:`~vercye_lai.acquire.angles.solar_position`
+  (NOAA equations), computed on a grid of points about 5 km apart (at least the corners)
+  and interpolated bilinearly like the Sentinel-2 metadata grids. The datatake start time
+  in a product name is up to a few minutes before the tile's own sensing time: about
+  0.05° of sun zenith and 0.5° of sun azimuth in mid-latitudes;
+- the view geometry is assumed: ``view_zenith`` (default 0°, nadir: cosVZA = 1) and
+  ``view_azimuth`` (default 0°), stated in the log and in the output's tags.
+
+Reflectance = stored value × ``scale`` + ``offset``; by default the file's own declared
+scale/offset when it has one, else 1 for float data and 1e-4 for integer data. Nodata
+pixels (the file's nodata value, NaN, reflectances outside −1…5, which are undeclared fill
+values such as EOdal's 1e20) and SCL classes in ``scl_classes`` (when an SCL band exists;
+SCL values that are no class count as invalid) become nodata. Resampling to another
+resolution follows :mod:`vercye_lai.acquire.safe` (average when coarsening, bilinear when
+refining).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from ..bands import S2_BANDS_20M, canonical_band, write_stack
+from ..errors import BandError, InputError
+from ..io import open_raster
+from .angles import TileAngles, angle_cosines, solar_position
+from .safe import (
+    REFLECTANCE_BANDS,
+    Grid,
+    choose_resampling,
+    geometry_to_crs,
+    keep_existing,
+    snap_grid,
+    warp_to_grid,
+)
+from .scl import DEFAULT_SCL_MASK, scl_invalid
+
+log = logging.getLogger(__name__)
+
+_PRODUCT_RE = re.compile(
+    r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
+)
+_MAX_REFLECTANCE = 5.0  # beyond this a "reflectance" is a fill value or a wrong --scale
+_SUN_STEP = 5000.0  # m between solar-position points, as in the Sentinel-2 angle grids
+
+
+def product_times(path: str | os.PathLike) -> tuple[dt.datetime, dt.datetime | None] | None:
+    """Datatake start time and processing time (UTC) from a Sentinel-2 product name in a
+    file name, or None when the name holds none."""
+    m = _PRODUCT_RE.search(Path(path).name)
+    if not m:
+        return None
+
+    def parse(s):
+        return dt.datetime.strptime(s, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
+
+    return parse(m[1]), parse(m[2]) if m[2] else None
+
+
+def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -> dt.datetime:
+    """The acquisition time of a file: ``when`` if given (naive = UTC), else parsed from a
+    Sentinel-2 product name in the file name.
+
+    Raises
+    ------
+    InputError
+        When neither is available.
+    """
+    if when is not None:
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    times = product_times(path)
+    if times is None:
+        raise InputError(
+            "no acquisition time: the file name holds no Sentinel-2 product name "
+            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…); give the time (--time)",
+            path=path,
+        )
+    return times[0]
+
+
+def band_indexes(ds: rasterio.DatasetReader, names: Sequence[str] | None = None) -> dict[str, int]:
+    """Canonical band name → 1-based band index, from ``names`` (one per band, in file
+    order) or from the band descriptions.
+
+    Raises
+    ------
+    BandError
+        Band names missing, of the wrong count, or lacking a reflectance band of the stack.
+    """
+    if names is not None:
+        if len(names) != ds.count:
+            raise BandError(f"{len(names)} band names given for {ds.count} bands", path=ds.name)
+        descr = list(names)
+    else:
+        descr = list(ds.descriptions)
+        if not any(descr):
+            raise BandError(
+                "bands have no descriptions; name them in file order (--band-names B02,B03,…)",
+                path=ds.name,
+            )
+    index = {canonical_band(d): i for i, d in enumerate(descr, start=1) if d}
+    missing = [b for b in REFLECTANCE_BANDS if b not in index]
+    if missing:
+        raise BandError(
+            f"lacks band(s) {', '.join(missing)} (has {', '.join(d or '?' for d in descr)})",
+            path=ds.name,
+        )
+    return index
+
+
+def reflectance_scaling(
+    ds: rasterio.DatasetReader,
+    index: dict[str, int],
+    *,
+    scale: float | None = None,
+    offset: float | None = None,
+) -> tuple[float, float, str]:
+    """``(scale, offset, how)``: reflectance = stored × scale + offset."""
+    if scale is not None or offset is not None:
+        return (1.0 if scale is None else scale), (offset or 0.0), "given"
+    bands = [index[b] - 1 for b in REFLECTANCE_BANDS]
+    scales = {ds.scales[i] for i in bands}
+    offsets = {ds.offsets[i] for i in bands}
+    if len(scales) == 1 and len(offsets) == 1 and (scales != {1.0} or offsets != {0.0}):
+        return scales.pop(), offsets.pop(), "declared in the file"
+    if np.issubdtype(np.dtype(ds.dtypes[bands[0]]), np.floating):
+        return 1.0, 0.0, "float data: reflectance factors as stored"
+    return 1e-4, 0.0, "integer data: scale 1e-4"
+
+
+def sun_angles(
+    when: dt.datetime, grid: Grid, *, view_zenith: float = 0.0, view_azimuth: float = 0.0
+) -> TileAngles:
+    """Solar position on a coarse grid of points over ``grid`` (corners included), with a
+    constant view geometry, as :class:`TileAngles` for :func:`angle_cosines`."""
+    from rasterio.warp import transform as warp_transform
+
+    height, width = grid.shape
+    t = grid.transform
+    ext_x, ext_y = (width - 1) * t.a, (height - 1) * -t.e  # between the outer pixel centres
+    nx, ny = (
+        max(2, int(np.ceil(ext_x / _SUN_STEP)) + 1),
+        max(2, int(np.ceil(ext_y / _SUN_STEP)) + 1),
+    )
+    sx, sy = max(ext_x / (nx - 1), 1e-3), max(ext_y / (ny - 1), 1e-3)
+    x0, y0 = t.c + t.a / 2, t.f + t.e / 2  # centre of the first pixel
+    xs, ys = np.meshgrid(x0 + sx * np.arange(nx), y0 - sy * np.arange(ny))
+    lon, lat = warp_transform(grid.crs, "EPSG:4326", xs.ravel(), ys.ravel())
+    zen, az = solar_position(when, np.reshape(lon, xs.shape), np.reshape(lat, xs.shape))
+    # pixel centres of the coarse grid sit on the points
+    coarse = rasterio.Affine(sx, 0, x0 - sx / 2, 0, -sy, y0 + sy / 2)
+    return TileAngles(
+        grid.crs,
+        coarse,
+        zen,
+        az,
+        np.full(zen.shape, float(view_zenith)),
+        np.full(zen.shape, float(view_azimuth)),
+    )
+
+
+def stack_from_bands(
+    src: str | os.PathLike,
+    *,
+    when: dt.datetime | None = None,
+    resolution: float | None = None,
+    geometry=None,
+    band_names: Sequence[str] | None = None,
+    scale: float | None = None,
+    offset: float | None = None,
+    view_zenith: float = 0.0,
+    view_azimuth: float = 0.0,
+    scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+) -> tuple[dict[str, np.ndarray], Grid, dict[str, str]]:
+    """The 11 stack bands of a reflectance GeoTIFF.
+
+    Parameters
+    ----------
+    src
+        Multi-band GeoTIFF with named bands (see :func:`band_indexes`).
+    when
+        Acquisition time (default: from the file name, see :func:`acquisition_time`).
+    resolution
+        Output pixel size in metres (default: the file's own grid, unchanged).
+    geometry
+        Optional region (shapely, EPSG:4326): the output is clipped to it.
+    band_names
+        Band names in file order, when the file has no descriptions.
+    scale, offset
+        Reflectance = stored × scale + offset (default: see :func:`reflectance_scaling`).
+    view_zenith, view_azimuth
+        Assumed view geometry, degrees.
+    scl_classes
+        SCL classes masked when the file has an SCL band.
+
+    Returns
+    -------
+    bands, grid, tags
+        Band name → float32 array (NaN = nodata), the output grid, and metadata tags.
+    """
+    when = acquisition_time(src, when)
+    with open_raster(src) as ds:
+        index = band_indexes(ds, band_names)
+        a, b, how = reflectance_scaling(ds, index, scale=scale, offset=offset)
+        src_res = abs(ds.transform.a)
+        nodata = ds.nodata
+        crs, transform, bounds = ds.crs, ds.transform, ds.bounds
+        native = Grid(crs, transform, (ds.height, ds.width))
+    if crs.is_geographic:
+        raise InputError(
+            "raster is in geographic coordinates; stacks need a projected CRS in metres "
+            "(e.g. its UTM zone)",
+            path=src,
+        )
+    if transform.b or transform.d or abs(transform.a) != abs(transform.e):
+        raise InputError("only north-up rasters with square pixels are supported", path=src)
+    res = float(resolution or src_res)
+    region = None
+    if geometry is not None:
+        from shapely.geometry import box
+
+        region = geometry_to_crs(geometry, crs)
+        if not region.intersects(box(*bounds)):
+            raise InputError("region does not intersect the raster", path=src)
+        bounds = region.intersection(box(*bounds)).bounds
+    grid = (
+        native
+        if region is None and res == src_res
+        else snap_grid(crs, bounds, res, anchor=(transform.c, transform.f))
+    )
+    out: dict[str, np.ndarray] = {}
+    n_fill = 0
+    for band in REFLECTANCE_BANDS:
+        v = warp_to_grid(
+            str(src),
+            grid,
+            band=index[band],
+            resampling=choose_resampling(src_res, res),
+            src_nodata=nodata,
+        )
+        out[band] = v * a + b
+        # undeclared fill values (EOdal writes 1e20 in some files) are no reflectance
+        implausible = (out[band] < -1) | (out[band] > _MAX_REFLECTANCE)
+        n_fill += int(implausible.sum())
+        out[band][implausible] = np.nan
+    if n_fill:
+        log.warning(
+            "%s: %d band values outside -1…%g treated as nodata (undeclared fill value?)",
+            Path(src).name,
+            n_fill,
+            _MAX_REFLECTANCE,
+        )
+    classes = tuple(scl_classes)
+    if "SCL" in index and classes:
+        frac = warp_to_grid(
+            str(src),
+            grid,
+            band=index["SCL"],
+            resampling=choose_resampling(src_res, res, categorical=True),
+            prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
+        )
+        masked = ~(frac == 0)
+        for band in REFLECTANCE_BANDS:
+            out[band][masked] = np.nan
+    elif classes:
+        log.info("%s: no SCL band, no cloud masking", Path(src).name)
+    if region is not None:
+        from rasterio.features import geometry_mask
+
+        outside = geometry_mask([region], out_shape=grid.shape, transform=grid.transform)
+        for band in REFLECTANCE_BANDS:
+            out[band][outside] = np.nan
+    angles = sun_angles(when, grid, view_zenith=view_zenith, view_azimuth=view_azimuth)
+    out.update(angle_cosines(angles, transform=grid.transform, crs=grid.crs, shape=grid.shape))
+    tags = {
+        "SOURCE": f"vercye-lai stack-bands {Path(src).name}",
+        "ACQUISITION_TIME": when.isoformat(),
+        "REFLECTANCE_SCALING": f"x{a:g}{b:+g} ({how})",
+        "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
+        f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
+        "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
+    }
+    log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])
+    return out, grid, tags
+
+
+def newest_per_date(
+    paths: Iterable[str | os.PathLike], when: dt.datetime | None = None
+) -> dict[dt.date, Path]:
+    """One file per acquisition date: of several, the one processed last (processing time
+    in the product name, else the file's modification time), logged."""
+    best: dict[dt.date, tuple[tuple, Path]] = {}
+    for p in map(Path, paths):
+        date = acquisition_time(p, when).date()
+        times = product_times(p)
+        key = (times[1].timestamp() if times and times[1] else p.stat().st_mtime, p.name)
+        old = best.get(date)
+        if old is not None:
+            keep = p if key > old[0] else old[1]
+            log.warning(
+                "%s: %s and %s are of the same date; using %s", date, old[1].name, p.name, keep.name
+            )
+            if keep is old[1]:
+                continue
+        best[date] = (key, p)
+    return {d: v[1] for d, v in sorted(best.items())}
+
+
+def write_band_stack(
+    src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kw
+) -> bool:
+    """Write :func:`stack_from_bands` of ``src`` to ``dst`` unless it exists (or ``overwrite``);
+    True when written."""
+    if keep_existing(dst, overwrite):
+        return False
+    data, grid, tags = stack_from_bands(src, **kw)
+    write_stack(dst, data, transform=grid.transform, crs=grid.crs, bands=S2_BANDS_20M, tags=tags)
+    return True

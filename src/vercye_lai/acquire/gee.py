@@ -1,0 +1,721 @@
+"""Per-date 11-band stacks exported from Google Earth Engine to Google Drive.
+
+The module has two halves:
+
+* pure, offline parts — date planning, export names, the Drive folder, the JSON state
+  file of submitted tasks, the export plan and the polling loop's bookkeeping;
+* the Earth Engine calls — the per-date image (filter, cloud mask, angle bands, mosaic,
+  scaling) and the export task — which take the ``ee`` module as their first argument so
+  that tests can pass a recording double instead of the real ``earthengine-api``.
+
+Storage form of the exported GeoTIFFs
+-------------------------------------
+Every band is an ``int16`` = round(value × 10000): reflectance factors (the harmonized
+L2A DNs, whose BOA offset Earth Engine has already removed) and the cosines of the angles;
+``-32768`` is nodata (declared in the file). Earth Engine cannot write a GDAL scale/offset
+into the GeoTIFF, so the files carry **no declared scale**: the stack reader treats an
+integer stack without a declared scale as ×1e-4 (the seed's form). Band descriptions are
+not written either; the band order is :data:`vercye_lai.bands.S2_BANDS_20M`.
+Earth Engine splits large exports into ``{name}-0000000000-0000000000.tif`` parts, which
+``vercye-lai mosaic`` joins into one VRT per date.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..bands import S2_BANDS_20M, STACK_NODATA
+from ..errors import ConfigError, DataIOError, InputError, NoDataFoundError, ServiceError, require
+from ..io import write_text_atomic
+from ..naming import stack_name
+from .scl import DEFAULT_SCL_MASK
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "COPERNICUS/S2_SR_HARMONIZED"
+CLOUD_SCORE_PLUS = "GOOGLE/CLOUD_SCORE_PLUS/V1/S2_HARMONIZED"
+#: Reflectance bands of the stack, as Earth Engine names them (S2_SR band names).
+EE_REFLECTANCE_BANDS: tuple[str, ...] = ("B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12")
+#: Image properties holding the mean angles (degrees) of a Sentinel-2 granule.
+VIEW_ZENITH_PROPERTY = "MEAN_INCIDENCE_ZENITH_ANGLE_B8A"
+VIEW_AZIMUTH_PROPERTY = "MEAN_INCIDENCE_AZIMUTH_ANGLE_B8A"
+SUN_ZENITH_PROPERTY = "MEAN_SOLAR_ZENITH_ANGLE"
+SUN_AZIMUTH_PROPERTY = "MEAN_SOLAR_AZIMUTH_ANGLE"
+SCALE_FACTOR = 10000  # stored integer = round(value * SCALE_FACTOR)
+MAX_PIXELS = 10**13
+STATE_FILE = ".vercye-gee-tasks.json"
+
+# Earth Engine task states (ee.batch.Task.State)
+UNSUBMITTED, READY, RUNNING, COMPLETED = "UNSUBMITTED", "READY", "RUNNING", "COMPLETED"
+FAILED, CANCELLED, CANCEL_REQUESTED, UNKNOWN = "FAILED", "CANCELLED", "CANCEL_REQUESTED", "UNKNOWN"
+ACTIVE_STATES = frozenset({UNSUBMITTED, READY, RUNNING, CANCEL_REQUESTED})
+#: States after which a date is exported again on a rerun.
+RETRY_STATES = frozenset({FAILED, CANCELLED, UNKNOWN})
+
+_DEG = math.pi / 180.0
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def export_name(region: str, resolution: float, date: dt.date) -> str:
+    """Drive file-name prefix of one export: ``{region}_{res}m_{date}`` (no extension)."""
+    return stack_name(region, resolution, date, ext="")
+
+
+def drive_folder(region: str, name: str | None = None) -> str:
+    """Drive folder of a region's exports: ``{region}/``, or ``{name}/`` when given.
+
+    Earth Engine takes a single folder *name*, not a path: it writes into the folder of
+    that name wherever it is in the Drive (creating it at the root when missing), and a
+    ``/`` inside the name is kept literally. So ``name`` may not contain ``/``.
+    """
+    name = (name or region).strip("/")
+    if not name or "/" in name:
+        raise InputError(f"a Drive folder is one folder name, without '/', got {name!r}")
+    return f"{name}/"
+
+
+def task_description(name: str) -> str:
+    """A task description Earth Engine accepts (≤ 100 characters of ``[A-Za-z0-9.,:;_ -]``)."""
+    return re.sub(r"[^A-Za-z0-9.,:;_ \-]", "_", name)[:100]
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date from ``start`` to ``end``, both inclusive.
+
+    Raises
+    ------
+    InputError
+        When ``end`` is before ``start``.
+    """
+    if end < start:
+        raise InputError(f"end date {end} is before start date {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def scene_dates(
+    timestamps_ms: Iterable[float | int], start: dt.date, end: dt.date
+) -> list[dt.date]:
+    """The distinct UTC dates of scene timestamps that fall in ``[start, end]``.
+
+    Parameters
+    ----------
+    timestamps_ms
+        ``system:time_start`` values (milliseconds since 1970-01-01 UTC).
+    start, end
+        Inclusive date range.
+    """
+    wanted = set(date_range(start, end))
+    dates = {dt.datetime.fromtimestamp(float(t) / 1000.0, tz=dt.UTC).date() for t in timestamps_ms}
+    return sorted(dates & wanted)
+
+
+def utm_crs(lon: float, lat: float) -> str:
+    """EPSG code of the WGS 84 / UTM zone containing a point (degrees)."""
+    zone = min(60, max(1, int((lon + 180.0) // 6.0) + 1))
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+@dataclasses.dataclass
+class TaskRecord:
+    """One submitted export, as kept in the state file.
+
+    Attributes
+    ----------
+    name
+        File-name prefix ``{region}_{res}m_{date}`` (the key of the record).
+    date
+        ISO date of the scenes.
+    task_id
+        Earth Engine task id (``None`` before submission).
+    state
+        Last known task state (``READY``, ``RUNNING``, ``COMPLETED``, ``FAILED``…).
+    folder
+        Drive folder of the export.
+    updated
+        UTC time of the last state change, ISO format.
+    error
+        Earth Engine's error message of a failed task.
+    """
+
+    name: str
+    date: str
+    task_id: str | None = None
+    state: str = UNSUBMITTED
+    folder: str = ""
+    updated: str = ""
+    error: str | None = None
+
+
+class ExportState:
+    """The JSON file recording which exports were submitted and how they ended.
+
+    A rerun reads it so that it neither submits a second task for a date whose task is
+    still ``READY``/``RUNNING`` nor re-exports a ``COMPLETED`` date. Every change is
+    written atomically (temporary file + rename), so an interrupted run leaves either the
+    old or the new file, never half of one.
+
+    Parameters
+    ----------
+    path
+        The state file (created on the first :meth:`save`).
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.records: dict[str, TaskRecord] = {}
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            self.records = {k: TaskRecord(**v) for k, v in doc.get("tasks", {}).items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DataIOError(
+                f"cannot read the export state file ({exc}); fix or delete it", path=self.path
+            ) from exc
+
+    def save(self) -> None:
+        """Write the file atomically."""
+        doc = {
+            "version": self.VERSION,
+            "tasks": {k: dataclasses.asdict(v) for k, v in sorted(self.records.items())},
+        }
+        write_text_atomic(self.path, json.dumps(doc, indent=2) + "\n")
+
+    def get(self, name: str) -> TaskRecord | None:
+        return self.records.get(name)
+
+    def update(self, name: str, **fields: Any) -> TaskRecord:
+        """Create or change the record ``name`` and save the file."""
+        rec = self.records.get(name) or TaskRecord(name=name, date=fields.get("date", ""))
+        for key, value in fields.items():
+            setattr(rec, key, value)
+        rec.updated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.records[name] = rec
+        self.save()
+        return rec
+
+    def active(self) -> list[TaskRecord]:
+        """Records of submitted tasks that have not finished yet."""
+        return [r for r in self.records.values() if r.task_id and r.state in ACTIVE_STATES]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedExport:
+    """What a run will do for one date.
+
+    Attributes
+    ----------
+    date
+        Scene date.
+    name
+        File-name prefix ``{region}_{res}m_{date}``.
+    folder
+        Drive folder.
+    action
+        ``"export"`` (submit a task), ``"skip"`` (finished or still running).
+    reason
+        Why, in words: ``"new"``, ``"COMPLETED"``, ``"RUNNING (task …)"``,
+        ``"retry after FAILED"``.
+    """
+
+    date: dt.date
+    name: str
+    folder: str
+    action: str
+    reason: str
+
+
+def plan_exports(
+    dates: Sequence[dt.date],
+    *,
+    region: str,
+    resolution: float,
+    folder: str,
+    state: ExportState | None = None,
+    overwrite: bool = False,
+) -> list[PlannedExport]:
+    """Decide, for each date, whether to submit an export or skip it.
+
+    Parameters
+    ----------
+    dates
+        Dates that have scenes over the region.
+    region, resolution
+        Region name and pixel size (m) of the export names.
+    folder
+        Drive folder.
+    state
+        The state file of earlier runs (statuses refreshed by the caller).
+    overwrite
+        Export ``COMPLETED`` dates again (running tasks are still never duplicated).
+    """
+    plan = []
+    for date in dates:
+        name = export_name(region, resolution, date)
+        rec = state.get(name) if state else None
+        if rec is None or not rec.task_id:
+            action, reason = "export", "new"
+        elif rec.state in ACTIVE_STATES:
+            action, reason = "skip", f"{rec.state} (task {rec.task_id})"
+        elif rec.state == COMPLETED and not overwrite:
+            action, reason = "skip", COMPLETED
+        elif rec.state == COMPLETED:
+            action, reason = "export", "overwrite COMPLETED"
+        else:
+            action, reason = "export", f"retry after {rec.state}"
+        plan.append(PlannedExport(date, name, folder, action, reason))
+    return plan
+
+
+def format_plan(plan: Sequence[PlannedExport]) -> str:
+    """The plan as a table, one line per date (what ``--dry-run`` prints)."""
+    if not plan:
+        return "nothing to do\n"
+    width = max(len(p.name) for p in plan)
+    lines = [f"{'date':<10}  {'action':<6}  {'name':<{width}}  folder  reason"]
+    lines += [
+        f"{p.date.isoformat():<10}  {p.action:<6}  {p.name:<{width}}  {p.folder}  {p.reason}"
+        for p in plan
+    ]
+    n = sum(p.action == "export" for p in plan)
+    lines.append(f"{n} export(s) to submit, {len(plan) - n} skipped")
+    return "\n".join(lines) + "\n"
+
+
+def backoff_delays(
+    initial: float = 10.0, factor: float = 1.5, maximum: float = 300.0
+) -> Iterable[float]:
+    """Endless polling delays (s): ``initial``, ×``factor`` each time, capped at ``maximum``."""
+    delay = initial
+    while True:
+        yield delay
+        delay = min(maximum, delay * factor)
+
+
+# --------------------------------------------------------------------------- Earth Engine
+
+
+def import_ee():
+    """The ``ee`` module, or a :class:`DependencyError` naming the ``gee`` extra."""
+    return require("ee", "gee")
+
+
+def initialize(ee, project: str | None = None) -> None:
+    """``ee.Initialize`` with a clear error when the credentials are missing.
+
+    On a headless server authenticate once with
+    ``earthengine authenticate --auth_mode=notebook`` (prints a URL to open elsewhere and
+    asks for the code), or point ``GOOGLE_APPLICATION_CREDENTIALS`` at a service account.
+    """
+    try:
+        ee.Initialize(project=project)
+    except Exception as exc:  # ee raises EEException, google.auth errors, or plain Exception
+        raise ServiceError(
+            f"cannot initialise Earth Engine ({exc}); authenticate first with "
+            "`earthengine authenticate --auth_mode=notebook` and pass --project"
+        ) from exc
+
+
+def ee_geometry(ee, geometry):
+    """A shapely geometry in EPSG:4326 (lon/lat degrees) as an ``ee.Geometry``."""
+    from shapely.geometry import mapping
+
+    return ee.Geometry(mapping(geometry), None, False)
+
+
+def filtered_collection(
+    ee,
+    *,
+    collection: str,
+    geometry,
+    start: dt.date,
+    end: dt.date,
+    max_cloud: float | None = None,
+):
+    """Scenes of ``collection`` over ``geometry`` from ``start`` to ``end`` (inclusive).
+
+    ``max_cloud`` (percent) filters on the granule's ``CLOUDY_PIXEL_PERCENTAGE``.
+    """
+    coll = (
+        ee.ImageCollection(collection)
+        .filterBounds(geometry)
+        .filterDate(start.isoformat(), (end + dt.timedelta(days=1)).isoformat())
+    )
+    if max_cloud is not None:
+        coll = coll.filter(ee.Filter.lte("CLOUDY_PIXEL_PERCENTAGE", max_cloud))
+    return coll
+
+
+def available_dates(ee, coll, start: dt.date, end: dt.date) -> list[dt.date]:
+    """Distinct dates with scenes in an (already filtered) collection (one server call)."""
+    try:
+        stamps = coll.aggregate_array("system:time_start").getInfo()
+    except Exception as exc:
+        raise ServiceError(f"Earth Engine refused the scene query: {exc}") from exc
+    return scene_dates(stamps or [], start, end)
+
+
+def _cos_of(ee, degrees, band: str):
+    """A constant image band ``cos(degrees)``; ``degrees`` is an ``ee.Number``."""
+    return ee.Image.constant(degrees.multiply(_DEG)).cos().rename(band).toFloat()
+
+
+def angle_bands(ee, image):
+    """``cosVZA, cosSZA, cosRAA`` of one scene from its mean-angle properties (degrees).
+
+    The view angles are those of band B8A; ``cosRAA = cos(sun azimuth − view azimuth)``.
+    The bands are constant over the scene (Earth Engine keeps only the granule means).
+    """
+    vza = image.getNumber(VIEW_ZENITH_PROPERTY)
+    sza = image.getNumber(SUN_ZENITH_PROPERTY)
+    raa = image.getNumber(SUN_AZIMUTH_PROPERTY).subtract(image.getNumber(VIEW_AZIMUTH_PROPERTY))
+    return ee.Image.cat(
+        _cos_of(ee, vza, "cosVZA"), _cos_of(ee, sza, "cosSZA"), _cos_of(ee, raa, "cosRAA")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudMask:
+    """How clouds, shadows and snow are masked in Earth Engine.
+
+    Attributes
+    ----------
+    method
+        ``"scl"`` masks the SCL ``scl_classes``; ``"cloudscore"`` keeps pixels whose
+        Cloud Score+ ``cs_band`` is ≥ ``cs_threshold``; ``"none"`` masks nothing.
+    scl_classes
+        SCL classes masked by ``"scl"``.
+    cs_band, cs_threshold
+        Cloud Score+ band (``cs`` or ``cs_cdf``) and the lowest score kept (0–1).
+    """
+
+    method: str = "scl"
+    scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
+    cs_band: str = "cs"
+    cs_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.method not in ("scl", "cloudscore", "none"):
+            raise ConfigError(
+                f"cloud mask must be 'scl', 'cloudscore' or 'none', got {self.method!r}"
+            )
+
+
+def scene_stack(ee, image, *, mask: CloudMask = CloudMask()):
+    """The 11 bands of one scene as physical values (cosines, reflectance factors), masked.
+
+    Parameters
+    ----------
+    ee
+        The ``ee`` module.
+    image
+        One ``COPERNICUS/S2_SR_HARMONIZED`` scene (with the Cloud Score+ band linked
+        when ``mask.method == "cloudscore"``).
+    mask
+        Cloud masking.
+    """
+    refl = image.select(list(EE_REFLECTANCE_BANDS)).toFloat().divide(SCALE_FACTOR)
+    # the angle bands are constant images: restrict them to where the scene has data
+    valid = refl.mask().reduce(ee.Reducer.min())
+    if mask.method == "scl":
+        classes = [int(c) for c in mask.scl_classes]
+        valid = valid.And(image.select("SCL").remap(classes, [0] * len(classes), 1))
+    elif mask.method == "cloudscore":
+        valid = valid.And(image.select(mask.cs_band).gte(mask.cs_threshold))
+    return angle_bands(ee, image).addBands(refl).updateMask(valid)
+
+
+def date_image(
+    ee,
+    *,
+    collection: str,
+    geometry,
+    date: dt.date,
+    max_cloud: float | None = None,
+    mask: CloudMask = CloudMask(),
+):
+    """The export image of one date: masked scenes mosaicked, 11 bands, int16 × 10000.
+
+    Parameters
+    ----------
+    ee
+        The ``ee`` module.
+    collection
+        Earth Engine collection id (an S2 L2A harmonized collection).
+    geometry
+        The region as an ``ee.Geometry``; the image is clipped to it.
+    date
+        UTC date of the scenes.
+    max_cloud
+        See :func:`filtered_collection`.
+    mask
+        Cloud masking (:class:`CloudMask`).
+
+    Returns
+    -------
+    ee.Image
+        Bands :data:`~vercye_lai.bands.S2_BANDS_20M`, ``int16`` = round(value × 10000),
+        masked pixels unmasked to ``-32768`` inside the region.
+    """
+    coll = filtered_collection(
+        ee, collection=collection, geometry=geometry, start=date, end=date, max_cloud=max_cloud
+    )
+    if mask.method == "cloudscore":
+        coll = coll.linkCollection(ee.ImageCollection(CLOUD_SCORE_PLUS), [mask.cs_band])
+    # mosaic() puts the last image on top: the least cloudy scene wins where they overlap
+    coll = coll.sort("CLOUDY_PIXEL_PERCENTAGE", False)
+    stacks = coll.map(lambda img: scene_stack(ee, img, mask=mask))
+    # the day's scenes (adjacent tiles, overlapping orbits) become one image
+    mosaic = stacks.mosaic().select(list(S2_BANDS_20M))
+    scaled = mosaic.multiply(SCALE_FACTOR).round().toInt16()
+    return scaled.unmask(STACK_NODATA, False).clip(geometry)
+
+
+def export_task(
+    ee,
+    image,
+    *,
+    name: str,
+    folder: str,
+    region,
+    scale: float,
+    crs: str,
+    max_pixels: int = MAX_PIXELS,
+):
+    """An (unstarted) ``Export.image.toDrive`` task writing ``{folder}/{name}*.tif``."""
+    return ee.batch.Export.image.toDrive(
+        image=image,
+        description=task_description(name),
+        folder=folder.strip("/"),
+        fileNamePrefix=name,
+        region=region,
+        scale=scale,
+        crs=crs,
+        maxPixels=max_pixels,
+        fileFormat="GeoTIFF",
+        formatOptions={"noData": STACK_NODATA},
+    )
+
+
+def refresh_states(ee, state: ExportState) -> dict[str, str]:
+    """Ask Earth Engine for the state of every unfinished task and record it.
+
+    Returns
+    -------
+    dict
+        name → state, for the tasks asked about.
+    """
+    active = state.active()
+    if not active:
+        return {}
+    try:
+        statuses = ee.data.getTaskStatus([r.task_id for r in active])
+    except Exception as exc:
+        raise ServiceError(f"cannot read Earth Engine task status: {exc}") from exc
+    by_id = {s.get("id"): s for s in statuses}
+    out = {}
+    for rec in active:
+        status = by_id.get(rec.task_id, {"state": UNKNOWN})
+        new = status.get("state", UNKNOWN)
+        out[rec.name] = new
+        if new != rec.state:
+            log.info("%s: %s -> %s", rec.name, rec.state, new)
+            state.update(rec.name, state=new, error=status.get("error_message"))
+    return out
+
+
+def wait_for_tasks(
+    ee,
+    state: ExportState,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    timeout: float | None = None,
+    delays: Iterable[float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> dict[str, str]:
+    """Poll until every task of the state file has finished (or ``timeout`` seconds pass).
+
+    Parameters
+    ----------
+    on_progress
+        Called with ``(finished, total)`` after every poll.
+    timeout
+        Give up after this many seconds (``None``: wait as long as it takes).
+    delays
+        Seconds between polls (default :func:`backoff_delays`: 10 s growing to 5 min).
+    sleep, clock
+        ``time.sleep`` and ``time.monotonic`` unless given (tests inject their own).
+
+    Returns
+    -------
+    dict
+        name → final (or last known) state of every task polled.
+    """
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    watched = {r.name for r in state.active()}
+    total = len(watched)
+    delays = iter(delays if delays is not None else backoff_delays())
+    t0 = clock()
+    while True:
+        refresh_states(ee, state)
+        pending = [r for r in state.active() if r.name in watched]
+        if on_progress:
+            on_progress(total - len(pending), total)
+        if not pending:
+            break
+        delay = next(delays)
+        if timeout is not None and clock() - t0 + delay > timeout:
+            log.warning("%d task(s) still running after %.0f s", len(pending), clock() - t0)
+            break
+        sleep(delay)
+    return {n: state.records[n].state for n in sorted(watched)}
+
+
+def export_gee(
+    *,
+    region: str,
+    geometry,
+    start: dt.date,
+    end: dt.date,
+    resolution: float,
+    state_file: str | Path,
+    project: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
+    mask: CloudMask = CloudMask(),
+    max_cloud: float | None = None,
+    folder: str | None = None,
+    crs: str | None = None,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    on_submit: Callable[[PlannedExport], None] | None = None,
+) -> list[PlannedExport]:
+    """Submit one Drive export per date with scenes over a region.
+
+    Parameters
+    ----------
+    region
+        Region name (export names ``{region}_{res}m_{date}``, Drive folder ``{region}/``).
+    geometry
+        Region geometry, shapely, EPSG:4326 (lon/lat degrees).
+    start, end
+        Inclusive date range (UTC dates).
+    resolution
+        Pixel size of the export (m).
+    state_file
+        JSON record of submitted tasks (see :class:`ExportState`).
+    project
+        Google Cloud project registered for Earth Engine.
+    collection, mask, max_cloud
+        See :func:`date_image`.
+    folder
+        Drive folder name (default: the region name).
+    crs
+        Export CRS; ``None`` = the UTM zone of the region's centroid.
+    dry_run
+        Query the dates and print nothing; return the plan without submitting.
+    overwrite
+        Export dates already ``COMPLETED`` again.
+    on_submit
+        Called after each submitted task (progress display).
+
+    Returns
+    -------
+    list of PlannedExport
+        The plan, one entry per date with scenes.
+
+    Raises
+    ------
+    NoDataFoundError
+        When no scene of ``collection`` covers the region in the date range.
+    """
+    ee = import_ee()
+    initialize(ee, project)
+    date_range(start, end)  # validates the order before any server call
+    state = ExportState(state_file)
+    region_ee = ee_geometry(ee, geometry)
+    coll = filtered_collection(
+        ee, collection=collection, geometry=region_ee, start=start, end=end, max_cloud=max_cloud
+    )
+    dates = available_dates(ee, coll, start, end)
+    if not dates:
+        cloud = f" with at most {max_cloud}% clouds" if max_cloud is not None else ""
+        raise NoDataFoundError(
+            f"no {collection} scene{cloud} over region {region!r} between {start} and {end}"
+        )
+    if state.active():
+        refresh_states(ee, state)
+    folder = drive_folder(region, folder)
+    plan = plan_exports(
+        dates,
+        region=region,
+        resolution=resolution,
+        folder=folder,
+        state=state,
+        overwrite=overwrite,
+    )
+    if dry_run:
+        return plan
+    if crs is None:
+        c = geometry.centroid
+        crs = utm_crs(c.x, c.y)
+    for item in plan:
+        if item.action != "export":
+            continue
+        image = date_image(
+            ee,
+            collection=collection,
+            geometry=region_ee,
+            date=item.date,
+            max_cloud=max_cloud,
+            mask=mask,
+        )
+        task = export_task(
+            ee,
+            image,
+            name=item.name,
+            folder=item.folder,
+            region=region_ee,
+            scale=resolution,
+            crs=crs,
+        )
+        try:
+            task.start()
+        except Exception as exc:
+            raise ServiceError(f"Earth Engine refused the export {item.name}: {exc}") from exc
+        state.update(
+            item.name,
+            date=item.date.isoformat(),
+            task_id=task.id,
+            state=READY,
+            folder=item.folder,
+            error=None,
+        )
+        log.info("submitted %s (task %s) to Drive folder %s", item.name, task.id, item.folder)
+        if on_submit:
+            on_submit(item)
+    return plan
+
+
+def summarize_states(states: Mapping[str, str]) -> str:
+    """``"3 COMPLETED, 1 FAILED"`` from name → state."""
+    counts: dict[str, int] = {}
+    for s in states.values():
+        counts[s] = counts.get(s, 0) + 1
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"

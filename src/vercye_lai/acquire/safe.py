@@ -1,0 +1,772 @@
+"""Local Sentinel-2 L2A products (``.SAFE`` folders or their ``.zip``) → input stacks.
+
+For each date, every tile of that date is brought onto one output grid and the first
+valid pixel wins (tiles of one date come from one overpass, so overlaps agree):
+
+Grid
+    The region's bounds in the CRS of the tile that covers most of the region, snapped
+    outward to a ``resolution`` grid anchored on that tile's upper-left corner (so a 20 m
+    output lines up with the 20 m product pixels); pixels outside the region are nodata.
+Reflectances
+    The 8 bands B3, B4, B5, B6, B7, B8A, B11, B12, each from the image of the product
+    whose resolution is the coarsest one finer than or equal to ``resolution`` (else the
+    finest coarser one). Resampling: none when the resolutions match (nearest on the same
+    grid), ``average`` when coarsening, ``bilinear`` when refining (e.g. B11 at 10 m).
+    ``reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE`` from
+    ``MTD_MSIL2A.xml`` (offset −1000 from baseline 04.00, absent = 0 before); DN 0 is
+    nodata and is left out of averages.
+SCL mask
+    Classes in ``scl_classes`` (default :data:`~vercye_lai.acquire.scl.DEFAULT_SCL_MASK`)
+    are turned into an invalid mask at the SCL's own resolution, then brought onto the
+    grid: when coarsening, an output pixel is masked if any part of it is invalid;
+    otherwise nearest.
+Angles
+    From ``MTD_TL.xml`` (see :mod:`vercye_lai.acquire.angles`), interpolated to the grid.
+
+Memory
+    The output is computed and written one window of the grid at a time
+    (:data:`vercye_lai.bands.WINDOW_SIZE` pixels a side, aligned to the output's tiles):
+    about 50 bytes × window pixels, whatever the region's size. Each window reads only
+    the source pixels around it, so its values equal those of the whole grid computed at
+    once (see :class:`DateMosaic`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from ..bands import S2_BANDS_20M, StackWriter, canonical_band
+from ..errors import DataIOError, InputError
+from ..naming import stack_name
+from .angles import (
+    BAND_IDS,
+    STACK_VIEW_BANDS,
+    TileAngles,
+    angle_cosines,
+    parse_tile_angles,
+    read_xml,
+)
+from .scl import DEFAULT_SCL_MASK, scl_invalid
+
+log = logging.getLogger(__name__)
+
+REFLECTANCE_BANDS: tuple[str, ...] = STACK_VIEW_BANDS  # B3 … B12 in stack order
+_IMG_RE = re.compile(
+    r"^GRANULE/[^/]+/IMG_DATA/R(\d+)m/[^/]*_(B\d\d|B8A|SCL)_(\d+)m\.jp2$", re.IGNORECASE
+)
+_TL_RE = re.compile(r"^GRANULE/[^/]+/MTD_TL\.xml$")
+_TILE_RE = re.compile(r"_T(\d\d[A-Z]{3})_")
+
+
+# ------------------------------------------------------------------------ product access
+
+
+@dataclass
+class SafeTile:
+    """One tile of an L2A product, with what :func:`stack_tiles` needs.
+
+    Attributes
+    ----------
+    source
+        The ``.SAFE`` folder or ``.zip`` given.
+    product
+        Product name (``S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454``).
+    tile
+        Tile id, e.g. ``"29UNU"``.
+    sensing_time
+        ``SENSING_TIME`` of the tile (UTC).
+    crs, bounds
+        Tile CRS and footprint ``(left, bottom, right, top)`` in metres.
+    quantification, offsets
+        ``BOA_QUANTIFICATION_VALUE`` and ``BOA_ADD_OFFSET`` per band name.
+    images
+        Band name (``"B3"``, ``"SCL"``…) → {resolution in m: GDAL path}.
+    tile_xml
+        Content of ``MTD_TL.xml``.
+    """
+
+    source: Path
+    product: str
+    tile: str
+    sensing_time: dt.datetime
+    crs: CRS
+    bounds: tuple[float, float, float, float]
+    quantification: float
+    offsets: dict[str, float]
+    images: dict[str, dict[int, str]] = field(repr=False)
+    tile_xml: bytes = field(repr=False)
+
+    @property
+    def date(self) -> dt.date:
+        return self.sensing_time.date()
+
+
+def _safe_listing(path: Path) -> tuple[list[str], Callable[[str], bytes], Callable[[str], str]]:
+    """Names inside a SAFE (relative to its root), a reader and a GDAL-path maker."""
+    if path.is_dir():
+        root = path
+        if not (root / "MTD_MSIL2A.xml").exists():  # the folder holding one .SAFE
+            inner = [p for p in root.glob("*.SAFE") if p.is_dir()]
+            if len(inner) == 1:
+                root = inner[0]
+        names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+        return names, lambda n: (root / n).read_bytes(), lambda n: str(root / n)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = [n for n in zf.namelist() if not n.endswith("/")]
+        tops = {n.split("/", 1)[0] for n in members if "/" in n}
+        prefix = f"{tops.pop()}/" if len(tops) == 1 else ""
+        names = [n[len(prefix) :] for n in members if n.startswith(prefix)]
+        zpath = path.resolve().as_posix()
+
+        def read(name: str) -> bytes:  # opened per read: no handle left open per product
+            with zipfile.ZipFile(path) as zf:
+                return zf.read(prefix + name)
+
+        return names, read, lambda n: f"/vsizip/{zpath}/{prefix}{n}"
+    if path.exists():
+        raise InputError("not a .SAFE folder nor a .zip of one", path=path)
+    raise DataIOError("file or folder does not exist", path=path)
+
+
+def open_safe(path: str | os.PathLike) -> SafeTile:
+    """Read the metadata of an L2A product and list its images.
+
+    Parameters
+    ----------
+    path
+        A ``.SAFE`` folder (or the folder holding exactly one), or a ``.zip`` of one.
+
+    Raises
+    ------
+    InputError
+        Not an L2A product, no ``MTD_TL.xml``, several granules.
+    """
+    path = Path(path)
+    names, read, gdal_path = _safe_listing(path)
+    if "MTD_MSIL2A.xml" not in names:
+        kind = (
+            "an L1C product (MTD_MSIL1C.xml); L2A is needed"
+            if "MTD_MSIL1C.xml" in names
+            else ("not a Sentinel-2 L2A product: MTD_MSIL2A.xml is missing")
+        )
+        raise InputError(kind, path=path)
+    tls = [n for n in names if _TL_RE.match(n)]
+    if not tls:
+        raise InputError(
+            "has no GRANULE/*/MTD_TL.xml (the tile metadata with the sun and view angle grids); "
+            "was the product copied or unzipped completely?",
+            path=path,
+        )
+    if len(tls) > 1:
+        raise InputError(
+            f"has {len(tls)} granules; only single-tile L2A products are supported", path=path
+        )
+    tile_xml = read(tls[0])
+    mtd, _ = read_xml(read("MTD_MSIL2A.xml"))
+    tl, _ = read_xml(tile_xml)
+
+    quant = mtd.findtext(".//BOA_QUANTIFICATION_VALUE")
+    if quant is None:
+        raise InputError("MTD_MSIL2A.xml has no BOA_QUANTIFICATION_VALUE", path=path)
+    by_id = {v: k for k, v in BAND_IDS.items()}
+    offsets = {
+        by_id[int(el.get("band_id"))]: float(el.text)
+        for el in mtd.iter("BOA_ADD_OFFSET")
+        if el.get("band_id") is not None and int(el.get("band_id")) in by_id
+    }
+    if not offsets:
+        log.debug("%s: no BOA_ADD_OFFSET (baseline < 04.00), offset 0", path.name)
+
+    images: dict[str, dict[int, str]] = {}
+    for n in names:
+        m = _IMG_RE.match(n)
+        if m:
+            images.setdefault(canonical_band(m[2]), {})[int(m[3])] = gdal_path(n)
+
+    geo = tl.find(".//Tile_Geocoding")
+    sensing = tl.findtext(".//SENSING_TIME")
+    if geo is None or sensing is None:
+        raise InputError("MTD_TL.xml has no Tile_Geocoding or SENSING_TIME", path=path)
+    pos = {el.get("resolution"): el for el in geo.iter("Geoposition")}
+    size = {el.get("resolution"): el for el in geo.iter("Size")}
+    res = min(pos, key=float)
+    ulx, uly = float(pos[res].findtext("ULX")), float(pos[res].findtext("ULY"))
+    width = float(size[res].findtext("NCOLS")) * float(res)
+    height = float(size[res].findtext("NROWS")) * float(res)
+    product = mtd.findtext(".//PRODUCT_URI") or path.name
+    product = re.sub(r"\.(SAFE|zip)$", "", product)
+    tile = _TILE_RE.search(product + "_")
+    return SafeTile(
+        source=path,
+        product=product,
+        tile=tile[1] if tile else "?",
+        sensing_time=dt.datetime.fromisoformat(sensing),
+        crs=CRS.from_user_input(geo.findtext("HORIZONTAL_CS_CODE")),
+        bounds=(ulx, uly - height, ulx + width, uly),
+        quantification=float(quant),
+        offsets=offsets,
+        images=images,
+        tile_xml=tile_xml,
+    )
+
+
+# ------------------------------------------------------------------------- output grid
+
+
+@dataclass(frozen=True)
+class Grid:
+    """An output grid: CRS, north-up transform and shape (rows, cols)."""
+
+    crs: CRS
+    transform: rasterio.Affine
+    shape: tuple[int, int]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        h, w = self.shape
+        t = self.transform
+        return t.c, t.f + h * t.e, t.c + w * t.a, t.f
+
+    @property
+    def full_window(self) -> Window:
+        """The window covering the whole grid."""
+        return Window(0, 0, self.shape[1], self.shape[0])
+
+    def window(self, window: Window) -> Grid:
+        """The sub-grid of ``window`` (pixels of this grid): same CRS and pixel size."""
+        from rasterio.windows import transform as window_transform
+
+        return Grid(
+            self.crs,
+            window_transform(window, self.transform),
+            (int(window.height), int(window.width)),
+        )
+
+
+def geometry_to_crs(geom, crs):
+    """A shapely geometry in EPSG:4326 reprojected to ``crs``."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+
+    return shape(transform_geom("EPSG:4326", crs, mapping(geom)))
+
+
+def region_grid(tiles: Sequence[SafeTile], geometry, resolution: float) -> tuple[Grid, object]:
+    """The output grid of a region over some tiles, and the region in the grid's CRS.
+
+    Parameters
+    ----------
+    tiles
+        Tiles of one date.
+    geometry
+        Region (shapely geometry, EPSG:4326).
+    resolution
+        Pixel size in metres.
+
+    Raises
+    ------
+    InputError
+        When the region intersects none of the tiles.
+    """
+    from shapely.geometry import box
+
+    cover = []
+    for t in tiles:
+        g = geometry_to_crs(geometry, t.crs)
+        cover.append(g.intersection(box(*t.bounds)).area / max(g.area, 1e-12))
+    best = int(np.argmax(cover))
+    if cover[best] <= 0:
+        names = ", ".join(sorted({f"T{t.tile}" for t in tiles}))
+        lon0, lat0, lon1, lat1 = geometry.bounds
+        raise InputError(
+            f"region (lon {lon0:.3f}…{lon1:.3f}, lat {lat0:.3f}…{lat1:.3f}) does not intersect "
+            f"tile(s) {names}",
+            path=tiles[best].source,
+        )
+    ref = tiles[best]
+    geom = geometry_to_crs(geometry, ref.crs)
+    footprints = [box(*t.bounds) if t.crs == ref.crs else _footprint_in(t, ref.crs) for t in tiles]
+    from shapely import union_all
+
+    bounds = geom.intersection(union_all(footprints)).bounds
+    # anchored on the tile's upper-left corner, so the grid is the product's own grid
+    return snap_grid(ref.crs, bounds, resolution, anchor=(ref.bounds[0], ref.bounds[3])), geom
+
+
+def snap_grid(
+    crs,
+    bounds: tuple[float, float, float, float],
+    resolution: float,
+    *,
+    anchor: tuple[float, float],
+) -> Grid:
+    """The smallest grid of ``resolution`` (m) whose lines pass through ``anchor`` (x, y)
+    and which covers ``bounds`` (left, bottom, right, top) in ``crs``."""
+    left, bottom, right, top = bounds
+    ax, ay = anchor
+    r = float(resolution)
+    eps = 1e-6  # a region that went through EPSG:4326 and back lands a few nm off its grid
+    x0, x1 = ax + np.floor((left - ax) / r + eps) * r, ax + np.ceil((right - ax) / r - eps) * r
+    y0, y1 = ay + np.floor((bottom - ay) / r + eps) * r, ay + np.ceil((top - ay) / r - eps) * r
+    shape_ = (max(1, round((y1 - y0) / r)), max(1, round((x1 - x0) / r)))
+    return Grid(CRS.from_user_input(crs), rasterio.Affine(r, 0, x0, 0, -r, y1), shape_)
+
+
+def _footprint_in(tile: SafeTile, crs):
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping, shape
+
+    return shape(transform_geom(tile.crs, crs, mapping(box(*tile.bounds)), densify_pts=20))
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _pick(tile: SafeTile, band: str, resolution: float) -> tuple[str, int]:
+    """The image of ``band`` to use for ``resolution`` and its own resolution."""
+    avail = tile.images.get(band)
+    if not avail:
+        raise InputError(
+            f"has no {band} image (GRANULE/*/IMG_DATA/R*m/*_{band}_*m.jp2)", path=tile.source
+        )
+    finer = [r for r in avail if r <= resolution]
+    res = max(finer) if finer else min(avail)
+    return avail[res], res
+
+
+def choose_resampling(src_res: float, dst_res: float, *, categorical: bool = False) -> Resampling:
+    """``average`` when coarsening, ``nearest`` at the same resolution or for categories,
+    ``bilinear`` when refining."""
+    if src_res < dst_res:
+        return Resampling.average
+    if src_res == dst_res or categorical:
+        return Resampling.nearest
+    return Resampling.bilinear
+
+
+def open_image(src: str | os.PathLike) -> rasterio.DatasetReader:
+    """Open a source image (any GDAL path, ``/vsizip/`` included) for reading.
+
+    Raises
+    ------
+    DataIOError
+        When GDAL cannot open it, naming the path.
+    """
+    try:
+        return rasterio.open(src)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataIOError(f"cannot open image: {exc}", path=src) from exc
+
+
+class ImageCache:
+    """Source images opened once and kept open while the windows of a stack are computed
+    (so GDAL's block cache serves the pixels that two windows share). A context manager
+    that closes them all on exit."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, rasterio.DatasetReader] = {}
+
+    def __call__(self, src: str | os.PathLike) -> rasterio.DatasetReader:
+        key = str(src)
+        if key not in self._open:
+            self._open[key] = open_image(key)
+        return self._open[key]
+
+    def __enter__(self) -> ImageCache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for ds in self._open.values():
+            ds.close()
+        self._open.clear()
+
+
+def warp_to_grid(
+    src: str | os.PathLike | rasterio.DatasetReader,
+    grid: Grid,
+    *,
+    band: int = 1,
+    resampling: Resampling,
+    src_nodata: float | None = None,
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Read ``band`` of ``src`` where it covers ``grid`` and warp it onto the grid.
+
+    Only the window of the source that covers the grid (plus a 2-pixel margin for
+    resampling) is read, so a sub-grid of a larger grid (a window of it) gets the same
+    values as the whole grid does there. ``prepare`` transforms the source pixels before
+    warping (e.g. SCL → mask).
+
+    Parameters
+    ----------
+    src
+        A GDAL path (opened and closed here) or an open dataset (left open).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 of ``grid.shape``; NaN where the source has no (valid) data.
+    """
+    if not isinstance(src, rasterio.io.DatasetReaderBase):
+        with open_image(src) as ds:
+            return warp_to_grid(
+                ds, grid, band=band, resampling=resampling, src_nodata=src_nodata, prepare=prepare
+            )
+    from rasterio.warp import reproject, transform_bounds
+    from rasterio.windows import from_bounds
+
+    out = np.full(grid.shape, np.nan, np.float32)
+    ds = src
+    bounds = (
+        grid.bounds if ds.crs == grid.crs else transform_bounds(grid.crs, ds.crs, *grid.bounds)
+    )
+    win = from_bounds(*bounds, transform=ds.transform)
+    c0, r0 = (
+        int(np.floor(win.col_off)) - 2,
+        int(np.floor(win.row_off)) - 2,
+    )  # margin for resampling
+    c1 = int(np.ceil(win.col_off + win.width)) + 2
+    r1 = int(np.ceil(win.row_off + win.height)) + 2
+    win = Window(c0, r0, c1 - c0, r1 - r0)
+    try:
+        win = win.intersection(Window(0, 0, ds.width, ds.height))
+    except rasterio.errors.WindowError:
+        return out  # the image does not reach the grid
+    if win.width <= 0 or win.height <= 0:
+        return out
+    data = ds.read(band, window=win)
+    if prepare is not None:
+        data = prepare(data)
+    reproject(
+        data.astype(np.float32),
+        out,
+        src_transform=ds.window_transform(win),
+        src_crs=ds.crs,
+        src_nodata=src_nodata,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        dst_nodata=np.nan,
+        resampling=resampling,
+    )
+    return out
+
+
+def tile_layer(
+    tile: SafeTile,
+    grid: Grid,
+    resolution: float,
+    *,
+    scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    angles: TileAngles | None = None,
+    images: Callable[[str], rasterio.DatasetReader] | None = None,
+) -> dict[str, np.ndarray]:
+    """The 11 stack bands of one tile on ``grid``: reflectances (NaN where nodata or
+    masked by SCL) and angle cosines.
+
+    Parameters
+    ----------
+    angles
+        The tile's parsed angle grids (default: parsed from ``tile.tile_xml`` here); pass
+        them when calling this for many windows of one grid.
+    images
+        Opens an image path (e.g. an :class:`ImageCache`); default: opened per read.
+    """
+    if images is None:
+        images = str  # warp_to_grid opens (and closes) a path itself
+    out: dict[str, np.ndarray] = {}
+    for band in REFLECTANCE_BANDS:
+        src, res = _pick(tile, band, resolution)
+        dn = warp_to_grid(
+            images(src), grid, resampling=choose_resampling(res, resolution), src_nodata=0
+        )
+        out[band] = (dn + tile.offsets.get(band, 0.0)) / tile.quantification
+    classes = tuple(scl_classes)
+    if classes:
+        src, res = _pick(tile, "SCL", resolution)
+        frac = warp_to_grid(
+            images(src),
+            grid,
+            resampling=choose_resampling(res, resolution, categorical=True),
+            prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
+        )
+        masked = ~(frac == 0)  # NaN (no SCL) or any invalid part of the pixel
+        for band in REFLECTANCE_BANDS:
+            out[band][masked] = np.nan
+    out.update(
+        angle_cosines(
+            angles if angles is not None else parse_tile_angles(tile.tile_xml),
+            transform=grid.transform,
+            crs=grid.crs,
+            shape=grid.shape,
+        )
+    )
+    return out
+
+
+@dataclass
+class DateMosaic:
+    """The tiles of one date over a region's grid, computed one output window at a time.
+
+    Only the tiles' metadata is held (the angle grids parsed once); :meth:`read` reads the
+    source pixels of one window. A window's values equal the whole grid's values there:
+    each source image is read around the window with a resampling margin, the angles are
+    interpolated at the window's own pixel centres and the region is rasterised with the
+    window's transform.
+
+    Attributes
+    ----------
+    tiles
+        Tiles of one date (first valid pixel wins, in this order).
+    grid, region
+        Output grid and the region in its CRS (see :func:`region_grid`).
+    resolution
+        Pixel size in metres.
+    scl_classes
+        SCL classes to mask (empty: no SCL masking).
+    images
+        Opens the image paths (an :class:`ImageCache` keeps them open across windows;
+        default: opened per read).
+    """
+
+    tiles: Sequence[SafeTile]
+    grid: Grid
+    region: object
+    resolution: float
+    scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
+    images: Callable[[str], rasterio.DatasetReader] | None = None
+    angles: list[TileAngles] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scl_classes = tuple(self.scl_classes)
+        self.angles = [parse_tile_angles(t.tile_xml) for t in self.tiles]
+
+    def read(self, window: Window) -> dict[str, np.ndarray]:
+        """Band name → float32 array of ``window``'s shape (reflectance factors, cosines;
+        NaN = nodata: outside the region, no data, masked by SCL)."""
+        from rasterio.features import geometry_mask
+
+        sub = self.grid.window(window)
+        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform)
+        stack = {b: np.full(sub.shape, np.nan, np.float32) for b in S2_BANDS_20M}
+        filled = outside.copy()
+        for tile, angles in zip(self.tiles, self.angles, strict=True):
+            if filled.all():  # nothing left to fill, e.g. a window outside the region
+                break
+            layer = tile_layer(
+                tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles,
+                images=self.images,
+            )
+            valid = np.logical_and.reduce([np.isfinite(layer[b]) for b in S2_BANDS_20M])
+            take = valid & ~filled
+            for b in S2_BANDS_20M:
+                stack[b][take] = layer[b][take]
+            filled |= take
+        return stack
+
+
+def stack_tiles(
+    tiles: Sequence[SafeTile],
+    geometry,
+    resolution: float,
+    *,
+    scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+) -> tuple[dict[str, np.ndarray], Grid]:
+    """Mosaic the tiles of one date over a region, the whole grid in memory (see
+    :func:`write_date_stack` for large regions).
+
+    Parameters
+    ----------
+    tiles
+        Tiles of one date (first valid pixel wins, in the given order).
+    geometry
+        Region (shapely geometry, EPSG:4326); pixels outside are NaN.
+    resolution
+        Pixel size in metres.
+    scl_classes
+        SCL classes to mask (empty: no SCL masking).
+
+    Returns
+    -------
+    bands, grid
+        Band name → float32 array (reflectance factors, cosines; NaN = nodata), and the grid.
+    """
+    grid, region = region_grid(tiles, geometry, resolution)
+    with ImageCache() as images:
+        mosaic = DateMosaic(tiles, grid, region, resolution, tuple(scl_classes), images)
+        return mosaic.read(grid.full_window), grid
+
+
+def write_windowed(
+    dst: str | os.PathLike,
+    grid: Grid,
+    read: Callable[[Window], np.ndarray | Mapping[str, np.ndarray]],
+    *,
+    tags: Mapping[str, str],
+    block: int | None = None,
+) -> int:
+    """Write a stack of :data:`~vercye_lai.bands.S2_BANDS_20M` on ``grid`` window by window.
+
+    Parameters
+    ----------
+    dst
+        Output path (written atomically, see :class:`~vercye_lai.bands.StackWriter`).
+    grid
+        Output grid.
+    read
+        Physical values of one window (band name → 2-D array, or ``(bands, rows, cols)``).
+    tags
+        Dataset metadata.
+    block
+        Window side in pixels (default :data:`vercye_lai.bands.WINDOW_SIZE`); memory use
+        is bounded by it, not by the grid.
+
+    Returns
+    -------
+    int
+        Number of pixels valid in every band.
+    """
+    height, width = grid.shape
+    with StackWriter(
+        dst, width=width, height=height, transform=grid.transform, crs=grid.crs, tags=tags
+    ) as out:
+        windows = out.windows(block)
+        for i, window in enumerate(windows, start=1):
+            out.write(window, read(window))
+            log.debug("%s: window %d/%d written", Path(dst).name, i, len(windows))
+    return out.valid_pixels
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _processing_time(product: str) -> str:
+    return product.rsplit("_", 1)[-1]
+
+
+def group_by_date(tiles: Iterable[SafeTile]) -> dict[dt.date, list[SafeTile]]:
+    """Tiles grouped by sensing date; of two products of the same tile and date, the one
+    processed last (product name's last field) is kept."""
+    latest: dict[tuple[dt.date, str], SafeTile] = {}
+    for t in tiles:
+        key = (t.date, t.tile)
+        old = latest.get(key)
+        if old is not None:
+            keep = t if _processing_time(t.product) >= _processing_time(old.product) else old
+            log.warning(
+                "%s and %s: same tile and date, using %s", old.product, t.product, keep.product
+            )
+            t = keep
+        latest[key] = t
+    out: dict[dt.date, list[SafeTile]] = {}
+    for (date, _), t in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        out.setdefault(date, []).append(t)
+    return out
+
+
+def keep_existing(dst: str | os.PathLike, overwrite: bool) -> bool:
+    """True when ``dst`` exists and is to be kept (resumable runs), logged at debug level."""
+    if Path(dst).exists() and not overwrite:
+        log.debug("%s exists, skipped", Path(dst).name)
+        return True
+    return False
+
+
+def write_date_stack(
+    tiles: Sequence[SafeTile],
+    geometry,
+    dst: str | os.PathLike,
+    resolution: float,
+    *,
+    scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    overwrite: bool = False,
+    block: int | None = None,
+) -> bool:
+    """Write the stack of one date's tiles to ``dst`` (see :func:`stack_tiles`), one
+    output window at a time (``block`` pixels a side, default
+    :data:`vercye_lai.bands.WINDOW_SIZE`): memory is bounded by the window, not the region.
+
+    Returns
+    -------
+    bool
+        True when written, False when ``dst`` existed and was kept.
+    """
+    if keep_existing(dst, overwrite):
+        return False
+    dst = Path(dst)
+    classes = tuple(scl_classes)
+    grid, region = region_grid(tiles, geometry, resolution)
+    tags = {
+        "SOURCE": "vercye-lai stack-safe",
+        "PRODUCTS": ",".join(t.product for t in tiles),
+        "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
+        "SCL_MASK": ",".join(map(str, classes)),
+        "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
+    }
+    with ImageCache() as images:
+        mosaic = DateMosaic(tiles, grid, region, resolution, classes, images)
+        n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
+    if n_valid == 0:
+        log.warning("%s: no valid pixel in the region (clouds or no data)", dst.name)
+    log.info("%s: %d tile(s), %d valid pixels", dst.name, len(tiles), n_valid)
+    return True
+
+
+def stack_safe(
+    safes: Sequence[str | os.PathLike],
+    geometry,
+    region: str,
+    resolution: float,
+    out_dir: str | os.PathLike,
+    *,
+    scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    overwrite: bool = False,
+    block: int | None = None,
+) -> dict[dt.date, Path]:
+    """Write ``{out_dir}/{region}_{res}m_{date}.tif`` for every date of ``safes``.
+
+    Parameters
+    ----------
+    safes
+        L2A products (``.SAFE`` folders or ``.zip``), any dates and tiles.
+    geometry
+        Region (shapely geometry, EPSG:4326).
+    region
+        Region name for the output file names.
+    resolution
+        Pixel size in metres.
+    out_dir
+        Output folder (created).
+    scl_classes
+        SCL classes masked to nodata.
+    overwrite
+        Recompute stacks that exist (default: skip them).
+    block
+        Output window side in pixels (see :func:`write_date_stack`).
+
+    Returns
+    -------
+    dict
+        Date → stack path.
+    """
+    out = {}
+    for date, tiles in group_by_date(open_safe(p) for p in safes).items():
+        out[date] = Path(out_dir) / stack_name(region, resolution, date)
+        write_date_stack(
+            tiles, geometry, out[date], resolution, scl_classes=scl_classes, overwrite=overwrite,
+            block=block,
+        )
+    return out

@@ -1,0 +1,49 @@
+"""Sentinel-2 L2A Scene Classification (SCL) masking.
+
+SCL classes (ESA L2A product specification): 0 no data, 1 saturated/defective,
+2 dark area pixels, 3 cloud shadows, 4 vegetation, 5 not vegetated, 6 water,
+7 unclassified, 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus,
+11 snow/ice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..errors import InputError
+
+#: Classes masked by default: no data, defective, cloud shadow, clouds, cirrus, snow.
+DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+
+
+def scl_invalid(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_MASK) -> np.ndarray:
+    """Boolean mask, True where a pixel's SCL class is one of ``classes``.
+
+    Parameters
+    ----------
+    scl
+        SCL values (any shape, any numeric dtype; float values such as resampled SCL
+        are rounded to the nearest class first). NaN and values that are no SCL class
+        (outside 0–11, e.g. a fill value such as 255 or 1e20) count as invalid.
+    classes
+        SCL classes to mask.
+    """
+    scl = np.asarray(scl)
+    if np.issubdtype(scl.dtype, np.floating):
+        finite = np.isfinite(scl)
+        scl = np.round(np.where(finite, scl, -1))
+    return np.isin(scl, list(classes)) | (scl < 0) | (scl > 11)
+
+
+def parse_scl_classes(text: str) -> tuple[int, ...]:
+    """Parse a comma-separated class list such as ``"0,1,3,8,9,10,11"`` (``""`` = none)."""
+    try:
+        classes = tuple(int(c) for c in text.replace(" ", "").split(",") if c)
+    except ValueError as exc:
+        raise InputError(f"SCL classes must be integers separated by commas, got {text!r}") from exc
+    bad = [c for c in classes if not 0 <= c <= 11]
+    if bad:
+        raise InputError(f"SCL classes are 0–11, got {', '.join(map(str, bad))}")
+    return classes

@@ -1,0 +1,561 @@
+"""Per-date 11-band stacks from Sentinel-2 L2A items of a STAC catalogue.
+
+Sources
+    A STAC API (pystac-client search; Earth Search by default, Microsoft Planetary
+    Computer with URL signing) or a *static* catalogue (a ``catalog.json`` path or URL,
+    walked with pystac and filtered here by collection, bounding box and date).
+
+Per item
+    The 8 reflectance assets are read onto the output grid with a rasterio
+    ``WarpedVRT`` each (only the blocks that cover the region are read, from local
+    files or over HTTP alike), converted to reflectance factors with the item's
+    scale/offset (see :func:`reflectance_scaling`), masked with the SCL classes, and
+    given angle bands from the granule metadata asset (``MTD_TL.xml`` angle grids,
+    interpolated to the output grid) or, when an item has no such asset, from its
+    mean-angle properties (said in the log).
+
+Per date
+    Items of the same UTC date are mosaicked, least cloudy first (a pixel comes from
+    the first item that has a valid value for it), clipped to the region and written
+    with :func:`vercye_lai.bands.write_stack` as ``{region}_{res}m_{date}.tif``.
+
+Why rasterio rather than odc-stac: the masking must happen per item *before* the
+mosaic, the scale/offset rules depend on item properties that odc-stac does not read,
+and odc-stac needs ``raster:bands`` dtype/nodata metadata that static catalogues often
+lack. One ``WarpedVRT`` per asset does the same reprojection/windowed read with fewer
+moving parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
+from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
+
+from ..bands import S2_BANDS_20M, write_stack
+from ..errors import (
+    DataIOError,
+    DependencyError,
+    InputError,
+    NoDataFoundError,
+    ServiceError,
+    require,
+)
+from ..naming import stack_name
+from .angles import angle_cosines, cosines, parse_tile_angles
+from .gee import date_range, utm_crs
+from .scl import DEFAULT_SCL_MASK, scl_invalid
+
+log = logging.getLogger(__name__)
+
+EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
+PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
+CATALOG_ALIASES = {"earth-search": EARTH_SEARCH, "planetary-computer": PLANETARY_COMPUTER}
+#: GDAL settings for reading remote assets: no directory listing, retries on HTTP errors.
+GDAL_REMOTE_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MAX_RETRY": "5",
+    "GDAL_HTTP_RETRY_DELAY": "2",
+    "GDAL_HTTP_MULTIRANGE": "YES",
+}
+REFLECTANCE_BANDS: tuple[str, ...] = tuple(S2_BANDS_20M[3:])  # B3 … B12
+
+#: Asset keys per catalogue flavour: band → asset key (``SCL`` and ``granule`` included).
+ASSET_KEYS: dict[str, dict[str, str]] = {
+    "earth-search": {
+        "B3": "green",
+        "B4": "red",
+        "B5": "rededge1",
+        "B6": "rededge2",
+        "B7": "rededge3",
+        "B8A": "nir08",
+        "B11": "swir16",
+        "B12": "swir22",
+        "SCL": "scl",
+        "granule": "granule_metadata",
+    },
+    "planetary-computer": {
+        "B3": "B03",
+        "B4": "B04",
+        "B5": "B05",
+        "B6": "B06",
+        "B7": "B07",
+        "B8A": "B8A",
+        "B11": "B11",
+        "B12": "B12",
+        "SCL": "SCL",
+        "granule": "granule-metadata",
+    },
+}
+QUANTIFICATION = 10000.0  # L2A DN per unit reflectance
+BOA_OFFSET_DN = -1000.0  # processing baseline ≥ 04.00
+
+
+# --------------------------------------------------------------------------- items
+
+
+def asset_keys(item: Any) -> dict[str, str]:
+    """The band → asset-key map that fits ``item`` (Earth Search or Planetary Computer).
+
+    Raises
+    ------
+    InputError
+        When the item lacks one of the 8 reflectance assets or SCL under both namings.
+    """
+    needed = (*REFLECTANCE_BANDS, "SCL")
+    for keys in ASSET_KEYS.values():
+        if all(keys[b] in item.assets for b in needed):
+            return keys
+    raise InputError(
+        f"STAC item {item.id} lacks the Sentinel-2 L2A assets "
+        f"(has {', '.join(sorted(item.assets))}); "
+        f"expected {', '.join(ASSET_KEYS['earth-search'][b] for b in needed)} or "
+        f"{', '.join(ASSET_KEYS['planetary-computer'][b] for b in needed)}"
+    )
+
+
+def _baseline(item: Any) -> float | None:
+    pb = item.properties.get("s2:processing_baseline")
+    if pb is None:  # fall back on the product id: ..._N0400_...
+        m = re.search(r"_N(\d{2})(\d{2})_", str(item.properties.get("s2:product_uri", "")))
+        pb = f"{m[1]}.{m[2]}" if m else None
+    try:
+        return float(pb) if pb is not None else None
+    except ValueError:
+        return None
+
+
+def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
+    """``(scale, offset)`` with reflectance factor = DN × scale + offset for one asset.
+
+    The asset's ``raster:bands`` scale/offset win when present (Earth Search v1 declares
+    them). Otherwise ``earthsearch:boa_offset_applied`` (true: the DNs already include
+    the offset) or ``s2:processing_baseline`` ≥ 04.00 (BOA_ADD_OFFSET = −1000 DN) decide.
+    """
+    asset = item.assets[asset_key]
+    rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
+    if "scale" in rb or "offset" in rb:
+        return float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0))
+    scale = 1.0 / QUANTIFICATION
+    if item.properties.get("earthsearch:boa_offset_applied"):
+        return scale, 0.0
+    baseline = _baseline(item)
+    if baseline is not None and baseline >= 4.0:
+        return scale, BOA_OFFSET_DN * scale
+    return scale, 0.0
+
+
+def property_angles(item: Any) -> dict[str, float]:
+    """Mean sun/view angles (degrees) from item properties, for items without metadata XML.
+
+    Sun: ``s2:mean_solar_zenith``/``_azimuth`` or ``view:sun_elevation``/``view:sun_azimuth``.
+    View: ``view:incidence_angle`` (or ``view:off_nadir``) and ``view:azimuth``; when
+    missing, a nadir view (zenith 0°, azimuth = sun azimuth) is assumed, with a warning.
+    """
+    p = item.properties
+    sz = p.get("s2:mean_solar_zenith")
+    if sz is None and p.get("view:sun_elevation") is not None:
+        sz = 90.0 - float(p["view:sun_elevation"])
+    sa = p.get("s2:mean_solar_azimuth", p.get("view:sun_azimuth"))
+    if sz is None or sa is None:
+        raise InputError(
+            f"STAC item {item.id} has neither a granule metadata asset nor sun angle properties "
+            "(s2:mean_solar_zenith/azimuth or view:sun_elevation/azimuth)"
+        )
+    vz = p.get("view:incidence_angle", p.get("view:off_nadir"))
+    va = p.get("view:azimuth")
+    if vz is None or va is None:
+        log.warning("%s: no view angles in the item; assuming a nadir view", item.id)
+        vz, va = 0.0, sa
+    return {
+        "sun_zenith": float(sz),
+        "sun_azimuth": float(sa),
+        "view_zenith": float(vz),
+        "view_azimuth": float(va),
+    }
+
+
+def item_date(item: Any) -> dt.date:
+    """UTC acquisition date of an item."""
+    when = item.datetime or dt.datetime.fromisoformat(
+        str(item.properties["start_datetime"]).replace("Z", "+00:00")
+    )
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.UTC)
+    return when.date()
+
+
+# --------------------------------------------------------------------------- catalogues
+
+
+def _planetary_signer() -> Callable[[Any], Any]:
+    try:
+        import planetary_computer
+    except ImportError as exc:
+        raise DependencyError(
+            "Planetary Computer assets must be signed: pip install planetary-computer"
+        ) from exc
+    return planetary_computer.sign_inplace
+
+
+def is_static(catalog: str) -> bool:
+    """True for a static catalogue (a local path or a ``.json`` URL), False for an API URL."""
+    if re.match(r"^https?://", catalog):
+        return catalog.split("?")[0].endswith(".json")
+    return True
+
+
+def search_items(
+    catalog: str,
+    *,
+    collection: str,
+    geometry,
+    start: dt.date,
+    end: dt.date,
+    max_cloud: float | None = None,
+) -> list[Any]:
+    """Items of ``collection`` over ``geometry`` (EPSG:4326) from ``start`` to ``end``.
+
+    Parameters
+    ----------
+    catalog
+        ``"earth-search"``, ``"planetary-computer"``, a STAC API URL, or a static
+        catalogue (``catalog.json`` path or URL).
+    collection
+        Collection id (``sentinel-2-l2a``).
+    max_cloud
+        Maximum ``eo:cloud_cover`` (percent).
+
+    Returns
+    -------
+    list of pystac.Item
+        Sorted by datetime; Planetary Computer items come signed.
+    """
+    pystac = require("pystac", "stac")
+    catalog = CATALOG_ALIASES.get(catalog, catalog)
+    date_range(start, end)  # validates the order
+    if is_static(catalog):
+        if not re.match(r"^https?://", catalog) and not Path(catalog).exists():
+            raise DataIOError("STAC catalogue does not exist", path=catalog)
+        try:
+            root = pystac.read_file(catalog)
+        except Exception as exc:
+            raise DataIOError(f"cannot read the STAC catalogue: {exc}", path=catalog) from exc
+        items = _filter_static(
+            root.get_items(recursive=True),
+            collection=collection,
+            geometry=geometry,
+            start=start,
+            end=end,
+            max_cloud=max_cloud,
+        )
+    else:
+        client_mod = require("pystac_client", "stac")
+        modifier = _planetary_signer() if catalog == PLANETARY_COMPUTER else None
+        query = {"eo:cloud_cover": {"lte": max_cloud}} if max_cloud is not None else None
+        try:
+            client = client_mod.Client.open(catalog, modifier=modifier)
+            search = client.search(
+                collections=[collection],
+                intersects=geometry.__geo_interface__,
+                datetime=f"{start.isoformat()}/{end.isoformat()}",
+                query=query,
+            )
+            items = list(search.items())
+        except (DependencyError, InputError):
+            raise
+        except Exception as exc:
+            raise ServiceError(f"STAC search failed: {exc}", path=catalog) from exc
+    return sorted(items, key=lambda it: (item_date(it), it.id))
+
+
+def _filter_static(
+    items: Iterable[Any],
+    *,
+    collection: str,
+    geometry,
+    start: dt.date,
+    end: dt.date,
+    max_cloud: float | None,
+) -> list[Any]:
+    """What an API search would do, for a static catalogue."""
+    from shapely.geometry import box, shape
+
+    out = []
+    for item in items:
+        if item.collection_id != collection:
+            continue
+        if not start <= item_date(item) <= end:
+            continue
+        footprint = shape(item.geometry) if item.geometry else box(*item.bbox)
+        if not footprint.intersects(geometry):
+            continue
+        cloud = item.properties.get("eo:cloud_cover")
+        if max_cloud is not None and cloud is not None and cloud > max_cloud:
+            continue
+        out.append(item)
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """An output grid: CRS, affine transform and shape (rows, cols)."""
+
+    crs: CRS
+    transform: rasterio.Affine
+    shape: tuple[int, int]
+
+
+def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Grid:
+    """The grid covering ``geometry`` (EPSG:4326) at ``resolution`` m in ``crs``.
+
+    ``crs`` defaults to the UTM zone of the region's centroid. The corners are snapped
+    to multiples of the resolution, so every date of a region gets the same grid and the
+    grid lines up with Sentinel-2 tiles of that UTM zone.
+    """
+    from shapely.geometry import shape
+
+    if crs is None:
+        c = geometry.centroid
+        crs = utm_crs(c.x, c.y)
+    crs = CRS.from_user_input(crs)
+    projected = shape(_project(geometry, crs))
+    xmin, ymin, xmax, ymax = projected.bounds
+    r = float(resolution)
+    x0, y0 = np.floor(xmin / r) * r, np.ceil(ymax / r) * r
+    width = int(np.ceil((xmax - x0) / r))
+    height = int(np.ceil((y0 - ymin) / r))
+    if width * height == 0:
+        raise InputError("the region has no area")
+    return Grid(crs, from_origin(x0, y0, r, r), (height, width))
+
+
+def read_asset(href: str, grid: Grid, *, resampling: Resampling) -> np.ndarray:
+    """One asset resampled onto ``grid`` as float32; NaN outside the data and where DN = 0."""
+    try:
+        with (
+            rasterio.Env(**GDAL_REMOTE_ENV),
+            rasterio.open(href) as src,
+            WarpedVRT(
+                src,
+                crs=grid.crs,
+                transform=grid.transform,
+                width=grid.shape[1],
+                height=grid.shape[0],
+                resampling=resampling,
+                src_nodata=0,
+                nodata=0,
+            ) as vrt,
+        ):
+            data = vrt.read(1, out_dtype="float32")
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataIOError(f"cannot read STAC asset: {exc}", path=href) from exc
+    data[data == 0] = np.nan  # L2A DN 0 is no data
+    return data
+
+
+def _read_bytes(href: str) -> bytes:
+    try:
+        if re.match(r"^https?://", href):
+            with urllib.request.urlopen(href, timeout=60) as resp:
+                return resp.read()
+        return Path(href.removeprefix("file://")).read_bytes()
+    except OSError as exc:
+        raise DataIOError(f"cannot read the granule metadata: {exc}", path=href) from exc
+
+
+def item_stack(
+    item: Any,
+    grid: Grid,
+    *,
+    scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
+    resampling: Resampling = Resampling.bilinear,
+) -> tuple[np.ndarray, str]:
+    """The 11 bands of one item on ``grid`` (physical values, NaN = invalid).
+
+    Returns
+    -------
+    tuple
+        ``(bands, rows, cols)`` float32 array in :data:`~vercye_lai.bands.S2_BANDS_20M`
+        order, and where the angles came from (``"granule metadata"`` or
+        ``"item properties"``).
+    """
+    keys = asset_keys(item)
+    out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
+    for i, band in enumerate(REFLECTANCE_BANDS, start=3):
+        href = item.assets[keys[band]].get_absolute_href()
+        scale, offset = reflectance_scaling(item, keys[band])
+        out[i] = read_asset(href, grid, resampling=resampling) * scale + offset
+    scl = read_asset(
+        item.assets[keys["SCL"]].get_absolute_href(), grid, resampling=Resampling.nearest
+    )
+    out[:, scl_invalid(scl, scl_classes)] = np.nan  # NaN SCL (outside the tile) counts as invalid
+    granule = item.assets.get(keys["granule"])
+    if granule is not None:
+        angles = parse_tile_angles(_read_bytes(granule.get_absolute_href()))
+        cos = angle_cosines(angles, transform=grid.transform, crs=grid.crs, shape=grid.shape)
+        source = "granule metadata"
+    else:
+        cos = cosines(**property_angles(item))
+        source = "item properties"
+        log.info("%s: angles from item properties (no granule metadata asset)", item.id)
+    for i, band in enumerate(S2_BANDS_20M[:3]):
+        out[i] = np.broadcast_to(cos[band], grid.shape)
+    out[:, np.isnan(out).any(axis=0)] = np.nan
+    return out, source
+
+
+def mosaic_first_valid(stacks: Iterable[np.ndarray]) -> np.ndarray:
+    """Per pixel, the first stack (in order) whose bands are all valid there."""
+    result = None
+    for s in stacks:
+        if result is None:
+            result = s.copy()
+            continue
+        empty = np.isnan(result).any(axis=0)
+        result[:, empty] = s[:, empty]
+    if result is None:
+        raise NoDataFoundError("no item to mosaic")
+    return result
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def stack_stac(
+    *,
+    catalog: str = EARTH_SEARCH,
+    collection: str = "sentinel-2-l2a",
+    region: str,
+    geometry,
+    start: dt.date,
+    end: dt.date,
+    resolution: float,
+    out_dir: str | Path,
+    crs: str | None = None,
+    max_cloud: float | None = None,
+    scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
+    resampling: Resampling = Resampling.bilinear,
+    overwrite: bool = False,
+    on_date: Callable[[dt.date, Path | None], None] | None = None,
+    on_plan: Callable[[Mapping[dt.date, list[Any]]], None] | None = None,
+) -> dict[dt.date, Path]:
+    """Write one 11-band stack per date with items over a region.
+
+    Parameters
+    ----------
+    catalog, collection, max_cloud
+        See :func:`search_items`.
+    region
+        Region name of the output files.
+    geometry
+        Region geometry, shapely, EPSG:4326; pixels outside it are nodata.
+    start, end
+        Inclusive date range (UTC dates).
+    resolution
+        Pixel size (m) of the output grid.
+    out_dir
+        Output folder; files ``{region}_{res}m_{date}.tif``.
+    crs
+        Output CRS; default: the UTM zone of the region's centroid.
+    scl_classes
+        SCL classes masked to nodata.
+    resampling
+        Resampling of the reflectances (SCL always uses nearest).
+    overwrite
+        Rewrite dates whose output exists (default: skip them, so reruns resume).
+    on_date
+        Called after each date with the output path (``None`` when skipped).
+    on_plan
+        Called once with date → items before any reading (progress display).
+
+    Returns
+    -------
+    dict
+        Date → stack path (written or already present).
+
+    Raises
+    ------
+    NoDataFoundError
+        When the catalogue has no item of ``collection`` over the region in the range.
+    """
+    items = search_items(
+        catalog, collection=collection, geometry=geometry, start=start, end=end, max_cloud=max_cloud
+    )
+    if not items:
+        raise NoDataFoundError(
+            f"no {collection} item over region {region!r} between {start} and {end}", path=catalog
+        )
+    by_date: dict[dt.date, list[Any]] = {}
+    for it in items:
+        by_date.setdefault(item_date(it), []).append(it)
+    if on_plan:
+        on_plan(by_date)
+    grid = target_grid(geometry, resolution, crs)
+    outside = geometry_mask(
+        [_project(geometry, grid.crs)],
+        out_shape=grid.shape,
+        transform=grid.transform,
+        all_touched=True,
+    )
+    out_dir = Path(out_dir)
+    written: dict[dt.date, Path] = {}
+    for date, date_items in sorted(by_date.items()):
+        dst = out_dir / stack_name(region, resolution, date)
+        written[date] = dst
+        if dst.exists() and not overwrite:
+            log.info("%s exists, skipped", dst.name)
+            if on_date:
+                on_date(date, None)
+            continue
+        # least cloudy first: it wins where items overlap
+        date_items = sorted(date_items, key=lambda it: it.properties.get("eo:cloud_cover", 100.0))
+        sources: set[str] = set()
+
+        def stacks(its=date_items, sources=sources):  # one item at a time besides the mosaic
+            for it in its:
+                data, source = item_stack(it, grid, scl_classes=scl_classes, resampling=resampling)
+                sources.add(source)
+                yield data
+
+        data = mosaic_first_valid(stacks())
+        data[:, outside] = np.nan
+        tags = {
+            "SOURCE": "STAC",
+            "STAC_CATALOG": str(catalog),
+            "STAC_ITEMS": ",".join(i.id for i in date_items),
+            "ANGLES_FROM": ",".join(sorted(sources)),
+            "SCL_MASKED": ",".join(map(str, scl_classes)),
+            "DATE": date.isoformat(),
+        }
+        write_stack(dst, data, transform=grid.transform, crs=grid.crs, tags=tags)
+        valid = float(np.isfinite(data[0]).mean())
+        log.info(
+            "wrote %s from %d item(s), %.0f%% valid pixels", dst.name, len(date_items), 100 * valid
+        )
+        if on_date:
+            on_date(date, dst)
+    return written
+
+
+def _project(geometry, crs: CRS) -> dict:
+    """A shapely geometry in EPSG:4326 as GeoJSON in ``crs``."""
+    from rasterio.warp import transform_geom
+
+    return transform_geom("EPSG:4326", crs, geometry.__geo_interface__)

@@ -1,0 +1,454 @@
+"""Zones on the LAI grid: fields (polygons) or a crop mask, rasterised once per grid.
+
+A *zone* is what one statistics row describes: one field (``poly_iter``), all fields
+together (``poly_agg``) or the non-zero pixels of a crop mask (``raster``). For each LAI
+grid met during a run, :class:`Zones` computes the window of the LAI raster that covers
+the zones, and a label array on that window (0 = outside, ``k`` = zone ``k``). The labels
+are cached by grid (transform, shape, CRS), so a season of dates on the same grid
+rasterises the polygons once.
+
+All windows are snapped to the raster's own pixel lattice and may extend past the
+raster's edge; :func:`read_window` fills the outside with NaN (a boundless read), so a
+field partly outside one date's raster keeps its full pixel count on every date.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, reproject, transform_bounds
+from rasterio.windows import Window
+
+from ..errors import DataIOError, InputError
+from ..io import nodata_mask, open_raster
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+log = logging.getLogger(__name__)
+
+#: A pixel coordinate this close to an integer is treated as on the pixel edge, so that
+#: float noise in bounds never adds a spurious row or column to a window.
+_EDGE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A raster grid: affine ``transform``, ``height`` × ``width`` pixels and a ``crs``.
+
+    Equality and hashing use the transform rounded to 1e-6 map units, so that the same
+    lattice read from two files compares equal despite float noise.
+    """
+
+    transform: Affine
+    height: int
+    width: int
+    crs: CRS
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def key(self) -> tuple:
+        return (tuple(round(v, 6) for v in self.transform[:6]), self.height, self.width,
+                self.crs.to_wkt())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Grid) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+
+def window_for_bounds(transform: Affine, bounds: tuple[float, float, float, float]) -> Window:
+    """The smallest whole-pixel window of ``transform``'s lattice that covers ``bounds``.
+
+    Parameters
+    ----------
+    transform
+        Affine transform of the raster (north-up or south-up; not rotated).
+    bounds
+        ``(left, bottom, right, top)`` in the raster's CRS units.
+
+    Returns
+    -------
+    Window
+        Integer offsets and sizes; the window may lie partly or wholly outside the raster.
+    """
+    if transform.b != 0 or transform.d != 0:
+        raise InputError("rotated raster grids are not supported")
+    left, bottom, right, top = bounds
+    inv = ~transform
+    cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)), strict=True)
+    c0 = math.floor(min(cols) + _EDGE_EPS)
+    r0 = math.floor(min(rows) + _EDGE_EPS)
+    c1 = math.ceil(max(cols) - _EDGE_EPS)
+    r1 = math.ceil(max(rows) - _EDGE_EPS)
+    return Window(c0, r0, max(c1 - c0, 1), max(r1 - r0, 1))
+
+
+def window_grid(ds: rasterio.io.DatasetReader, window: Window) -> Grid:
+    """The :class:`Grid` of ``window`` of ``ds``."""
+    return Grid(ds.window_transform(window), int(window.height), int(window.width), ds.crs)
+
+
+def _overlap(window: Window, width: int, height: int) -> tuple[slice, slice, Window] | None:
+    """Where ``window`` meets a ``width`` × ``height`` raster.
+
+    Returns (rows, cols) of ``window`` that lie inside, and the raster window they cover.
+    """
+    r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
+    r1 = min(window.row_off + window.height, height)
+    c1 = min(window.col_off + window.width, width)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    rows = slice(r0 - window.row_off, r1 - window.row_off)
+    cols = slice(c0 - window.col_off, c1 - window.col_off)
+    return rows, cols, Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
+                band: int = 1) -> np.ndarray | None:
+    """Read one band on ``window`` as float32 with NaN wherever there is no valid value.
+
+    Pixels outside the raster, NaN and the declared nodata all become NaN. A window
+    entirely inside the raster is a plain windowed read; one partly outside is read with
+    ``boundless=True`` and its outside part set to NaN explicitly (so an integer raster
+    without declared nodata cannot leak a fill value of 0 into the statistics).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(window.height, window.width)`` float32, or ``None`` when the window does not
+        meet the raster at all.
+    """
+    hit = _overlap(window, ds.width, ds.height)
+    if hit is None:
+        return None
+    rows, cols, inner = hit
+    inside = inner.width == window.width and inner.height == window.height
+    try:
+        data = ds.read(band, window=window, boundless=not inside)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataIOError(f"cannot read band {band}: {exc}", path=ds.name) from exc
+    bad = nodata_mask(data, ds.nodata)
+    out = data.astype(np.float32, copy=False)
+    if not inside:
+        outside = np.ones(out.shape, dtype=bool)
+        outside[rows, cols] = False
+        bad |= outside
+    if bad.any():
+        out = np.where(bad, np.float32(np.nan), out)
+    return out
+
+
+# --------------------------------------------------------------------------- vector input
+def read_geometries(path: str | Path) -> gpd.GeoDataFrame:
+    """Read a vector file (any format geopandas/pyogrio reads) and check it is usable.
+
+    The index holds the file's feature ids (a GeoPackage's ``fid`` is no column). Empty
+    and null geometries are dropped with a warning; invalid ones are repaired with
+    :func:`shapely.make_valid`.
+
+    Raises
+    ------
+    DataIOError
+        The file is missing or cannot be read as vector data.
+    InputError
+        No feature or no non-empty geometry, or the file declares no CRS.
+    """
+    import shapely
+
+    from ..regions import read_vector
+
+    gdf = read_vector(path, fid_as_index=True)
+    empty = gdf.geometry.isna() | gdf.geometry.is_empty
+    if empty.all():
+        raise InputError("no non-empty geometry in this file", path=path)
+    if empty.any():
+        log.warning("%s: ignoring %d empty geometries", Path(path).name, int(empty.sum()))
+        gdf = gdf[~empty]
+    invalid = ~gdf.geometry.is_valid
+    if invalid.any():
+        log.warning("%s: repairing %d invalid geometries", Path(path).name, int(invalid.sum()))
+        gdf = gdf.set_geometry(shapely.make_valid(gdf.geometry.values))
+    return gdf
+
+
+def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> list[str]:
+    """File-name-safe ids of the features: ``id_column`` values, else the row index.
+
+    ``FID`` without such a column means the file's own feature ids (the index of
+    :func:`read_geometries`' result; a GeoPackage's ``fid``). Falls back to the row index
+    (0, 1, ...) with a warning when the column is absent, has missing values or is not
+    unique.
+    """
+    values = None
+    if id_column and id_column in gdf.columns:
+        values = gdf[id_column]
+    elif id_column and id_column.upper() == "FID" and gdf.index.name is not None:
+        log.info("%s: no column %r; using the file's feature ids", path, id_column)
+        values = gdf.index.to_series()
+    if values is not None:
+        if values.notna().all() and values.is_unique:
+            return [safe_name(v) for v in values]
+        log.warning("%s: column %r has missing or repeated values; using the row index as id",
+                    path, id_column)
+    elif id_column:
+        log.warning("%s: no column %r; using the row index as id (--id-column to choose one)",
+                    path, id_column)
+    return [str(i) for i in range(len(gdf))]
+
+
+def safe_name(value: object) -> str:
+    """``value`` as a file-name fragment (``3.0`` → ``"3"``; see :func:`.regions.safe_name`)."""
+    from ..regions import safe_name as _safe
+
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _safe(str(value)) or "_"
+
+
+def _layers(geoms) -> list[list[int]]:
+    """Split features into layers with no two overlapping features in one layer.
+
+    Rasterising with label ids gives each pixel one label; overlapping fields would
+    otherwise lose their shared pixels to whichever was burnt last. Usually one layer.
+    """
+    import shapely
+
+    tree = shapely.STRtree(geoms)
+    a, b = tree.query(geoms, predicate="intersects")
+    touching = a != b
+    neighbours: dict[int, set[int]] = {}
+    for i, j in zip(a[touching].tolist(), b[touching].tolist(), strict=True):
+        neighbours.setdefault(i, set()).add(j)
+    layer_of: dict[int, int] = {}
+    layers: list[list[int]] = []
+    for i in range(len(geoms)):
+        used = {layer_of[j] for j in neighbours.get(i, ()) if j in layer_of}
+        k = next(k for k in range(len(layers) + 1) if k not in used)
+        if k == len(layers):
+            layers.append([])
+        layers[k].append(i)
+        layer_of[i] = k
+    return layers
+
+
+# --------------------------------------------------------------------------- zones
+@dataclass
+class ZoneGrid:
+    """The zones rasterised on one LAI grid.
+
+    Attributes
+    ----------
+    window
+        Window of the LAI raster covering all zones (may extend past its edge).
+    grid
+        The grid of that window.
+    labels
+        ``(layers, height, width)`` int32 labels, 0 = no zone, ``k`` = zone ``k`` (1-based).
+    """
+
+    window: Window
+    grid: Grid
+    labels: np.ndarray
+
+
+class Zones:
+    """Base class: named zones that can be rasterised on any LAI grid (cached by grid).
+
+    Subclasses implement :meth:`bounds_in` and :meth:`_rasterize`.
+    """
+
+    def __init__(self, names: list[str], *, path: str | Path) -> None:
+        self.names = names
+        self.path = Path(path)
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def bounds_in(self, crs: CRS) -> tuple[float, float, float, float]:
+        """Bounds of all zones in ``crs``."""
+        raise NotImplementedError
+
+    def zone_bounds_in(self, crs: CRS) -> list[tuple[float, float, float, float]]:
+        """Bounds of each zone in ``crs`` (default: the bounds of all zones)."""
+        return [self.bounds_in(crs)] * self.count
+
+    def _rasterize(self, grid: Grid) -> np.ndarray:
+        raise NotImplementedError
+
+    def on(self, ds: rasterio.io.DatasetReader) -> ZoneGrid:
+        """The window of ``ds`` covering the zones, and the zone labels on it (cached)."""
+        window = window_for_bounds(ds.transform, self.bounds_in(ds.crs))
+        grid = window_grid(ds, window)
+        # the labels depend on the grid only; the window is relative to this file
+        labels = self._cache.get(grid.key)
+        if labels is None:
+            log.debug("rasterising %d zone(s) on a new grid %s", self.count, grid)
+            labels = self._cache[grid.key] = self._rasterize(grid)
+        return ZoneGrid(window, grid, labels)
+
+
+class PolygonZones(Zones):
+    """Polygons of a vector file as zones: one zone each, or all together.
+
+    Parameters
+    ----------
+    gdf
+        Features with a CRS (any); reprojected to each raster's CRS as needed.
+    names
+        One name per zone: ``len(gdf)`` names, or one name to merge all polygons.
+    all_touched
+        Burn every pixel a polygon touches instead of the pixels whose centre it holds.
+    """
+
+    def __init__(self, gdf: gpd.GeoDataFrame, names: list[str], *, path: str | Path,
+                 all_touched: bool = False) -> None:
+        super().__init__(names, path=path)
+        if len(names) not in (1, len(gdf)):
+            raise ValueError("names must have one entry or one per feature")
+        self.gdf = gdf
+        self.all_touched = all_touched
+        self._by_crs: dict[str, object] = {}
+
+    def _geoms(self, crs: CRS):
+        key = crs.to_wkt()
+        if key not in self._by_crs:
+            self._by_crs[key] = self.gdf.geometry.to_crs(crs).values
+        return self._by_crs[key]
+
+    def bounds_in(self, crs: CRS) -> tuple[float, float, float, float]:
+        import shapely
+
+        return tuple(shapely.total_bounds(self._geoms(crs)).tolist())
+
+    def zone_bounds_in(self, crs: CRS) -> list[tuple[float, float, float, float]]:
+        import shapely
+
+        if self.count == 1:
+            return [self.bounds_in(crs)]
+        return [tuple(b) for b in shapely.bounds(self._geoms(crs)).tolist()]
+
+    def _rasterize(self, grid: Grid) -> np.ndarray:
+        geoms = self._geoms(grid.crs)
+        if self.count == 1:  # poly_agg: one label for all, overlaps do not matter
+            layers = [list(range(len(geoms)))]
+            label = np.ones(len(geoms), dtype=np.int32)
+        else:
+            layers = _layers(geoms)
+            label = np.arange(1, len(geoms) + 1, dtype=np.int32)
+        out = np.zeros((len(layers), *grid.shape), dtype=np.int32)
+        for k, members in enumerate(layers):
+            rasterize(
+                ((geoms[i], int(label[i])) for i in members),
+                out=out[k], transform=grid.transform, all_touched=self.all_touched,
+                dtype=np.int32,
+            )
+        return out
+
+
+class MaskZones(Zones):
+    """The non-zero, non-nodata pixels of a crop-mask raster as one zone.
+
+    The mask may have any CRS, resolution and extent: it is cropped once to the bounding
+    box of its crop pixels, then aligned to each LAI grid with nearest-neighbour
+    resampling.
+    """
+
+    def __init__(self, path: str | Path, name: str) -> None:
+        super().__init__([name], path=path)
+        with open_raster(path) as ds:
+            data = ds.read(1)
+            crop = (data != 0) & ~nodata_mask(data, ds.nodata)
+            if not crop.any():
+                raise InputError("the crop mask has no non-zero pixel", path=path)
+            rows = np.flatnonzero(crop.any(axis=1))
+            cols = np.flatnonzero(crop.any(axis=0))
+            win = Window(cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
+            self.crop = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.uint8)
+            self.transform = ds.window_transform(win)
+            self.crs = ds.crs
+            self.bounds = rasterio.windows.bounds(win, ds.transform)
+        log.debug("crop mask %s: %d crop pixels", Path(path).name, int(self.crop.sum()))
+
+    def bounds_in(self, crs: CRS) -> tuple[float, float, float, float]:
+        if crs == self.crs:
+            return self.bounds
+        return transform_bounds(self.crs, crs, *self.bounds, densify_pts=21)
+
+    def _rasterize(self, grid: Grid) -> np.ndarray:
+        out = np.zeros(grid.shape, dtype=np.uint8)
+        reproject(
+            self.crop, out, src_transform=self.transform, src_crs=self.crs,
+            dst_transform=grid.transform, dst_crs=grid.crs, resampling=Resampling.nearest,
+            src_nodata=0, dst_nodata=0,
+        )
+        return out[None].astype(np.int32)
+
+
+# --------------------------------------------------------------------------- reproject-mask
+def largest_grid(paths: list[Path]) -> tuple[Path, Grid]:
+    """The file with the largest extent (in pixels) among ``paths``, and its grid."""
+    best: tuple[int, Path, Grid] | None = None
+    for p in paths:
+        with open_raster(p) as ds:
+            g = Grid(ds.transform, ds.height, ds.width, ds.crs)
+        if best is None or g.height * g.width > best[0]:
+            best = (g.height * g.width, p, g)
+    if best is None:
+        raise InputError("no LAI raster to take the grid from")
+    return best[1], best[2]
+
+
+def reproject_mask(mask_path: str | Path, out_path: str | Path, grid: Grid) -> Path:
+    """Resample a crop mask onto ``grid`` (nearest neighbour) and write it atomically.
+
+    The output keeps the mask's data type; pixels outside the mask or on its nodata are 0
+    (not crop). Written as a compressed GeoTIFF (tiled when larger than one tile).
+
+    Parameters
+    ----------
+    mask_path
+        Crop mask in any CRS, resolution and extent; non-zero = crop.
+    out_path
+        The aligned mask to write.
+    grid
+        Target grid, usually the LAI grid from :func:`largest_grid`.
+    """
+    from ..io import atomic_output
+    from .products import gtiff_profile
+
+    with open_raster(mask_path) as ds:
+        data = ds.read(1)
+        # nodata → 0 (not crop) first: GDAL would write the source nodata value into gaps
+        data = np.where(nodata_mask(data, ds.nodata), 0, data).astype(data.dtype, copy=False)
+        out = np.zeros(grid.shape, dtype=data.dtype)
+        reproject(
+            data, out, src_transform=ds.transform, src_crs=ds.crs,
+            dst_transform=grid.transform, dst_crs=grid.crs, resampling=Resampling.nearest,
+            src_nodata=0, dst_nodata=0,
+        )
+    if not out.any():
+        raise InputError("the mask has no non-zero pixel on the LAI grid (no overlap?)",
+                         path=mask_path)
+    profile = gtiff_profile(grid, count=1, dtype=out.dtype, nodata=None)
+    with atomic_output(out_path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(out, 1)
+    log.info("%s: %d crop pixels on a %d×%d grid", Path(out_path).name,
+             int(np.count_nonzero(out)), grid.width, grid.height)
+    return Path(out_path)

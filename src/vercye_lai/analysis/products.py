@@ -1,0 +1,117 @@
+"""The analysis outputs: ``_STATS.csv`` and ``_MAX.tif``, written atomically."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from ..errors import ConfigError
+from ..io import GTIFF_PROFILE, atomic_output
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = (
+    "Date", "n_pixels", "interpolated", "LAI Mean", "LAI Median", "LAI Stddev",
+    "LAI Mean Adjusted", "LAI Stddev Adjusted", "Cloud or Snow Percentage",
+)
+MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
+#: ``--max-bands`` choices → band names written.
+MAX_BAND_CHOICES: dict[str, tuple[str, ...]] = {
+    "both": MAX_BANDS, "estimate": MAX_BANDS[:1], "adjusted": MAX_BANDS[1:], "none": (),
+}
+DATE_FORMATS = {"iso": "%Y-%m-%d", "dmy": "%d/%m/%Y"}  # dmy = the seed's, for APSIM set-ups
+
+
+def output_stem(region: str, geometry: str, start: dt.date, end: dt.date,
+                zone: str | None = None) -> str:
+    """``{region}_{geometry}[_{zone}]_{start}_{end}`` (ISO dates)."""
+    mid = f"{geometry}_{zone}" if zone is not None else geometry
+    return f"{region}_{mid}_{start.isoformat()}_{end.isoformat()}"
+
+
+def gtiff_profile(grid, *, count: int, dtype, nodata) -> dict:
+    """GeoTIFF creation profile for ``grid``: :data:`GTIFF_PROFILE`, untiled when small.
+
+    Tiles larger than the raster only waste space, so rasters smaller than one tile in
+    either direction are written striped (still compressed).
+    """
+    profile = dict(GTIFF_PROFILE, width=grid.width, height=grid.height, count=count,
+                   dtype=np.dtype(dtype).name, crs=grid.crs, transform=grid.transform,
+                   nodata=nodata)
+    if grid.width < profile["blockxsize"] or grid.height < profile["blockysize"]:
+        for k in ("tiled", "blockxsize", "blockysize"):
+            profile.pop(k)
+    return profile
+
+
+def _fmt(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.8g}"
+
+
+def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[str, np.ndarray],
+                    *, date_format: str = "iso", clean_stale: bool = True) -> Path:
+    """Write one ``_STATS.csv`` atomically.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    dates
+        One date per row.
+    columns
+        Arrays for every name in :data:`CSV_COLUMNS` except ``Date``; NaN → empty cell.
+    date_format
+        ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the seed's).
+    clean_stale
+        Remove temporary leftovers beside ``path`` first (see :func:`~vercye_lai.io.atomic_output`).
+    """
+    try:
+        fmt = DATE_FORMATS[date_format]
+    except KeyError:
+        raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
+    buf = io.StringIO()
+    buf.write(",".join(CSV_COLUMNS) + "\n")
+    body = [columns[c].tolist() for c in CSV_COLUMNS[1:]]
+    for i, d in enumerate(dates):
+        n, interp, *rest = (col[i] for col in body)
+        buf.write(f"{d.strftime(fmt)},{int(n)},{int(interp)},{','.join(map(_fmt, rest))}\n")
+    with atomic_output(path, clean_stale=clean_stale) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    return Path(path)
+
+
+def write_max_tif(path: str | Path, grid, bands: dict[str, np.ndarray], *,
+                  tags: dict[str, str] | None = None, clean_stale: bool = True) -> Path:
+    """Write a max-LAI GeoTIFF atomically: float32, NaN nodata, one band per entry.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    grid
+        :class:`~vercye_lai.analysis.geometry.Grid` of the arrays (the geometry's window
+        of the LAI grid, in the LAI CRS).
+    bands
+        Band description → ``(height, width)`` array (m²/m²), NaN outside the geometry.
+    tags
+        Dataset tags (region, geometry, dates...) that :mod:`vercye_lai.quicklook` reads.
+    clean_stale
+        As in :func:`write_stats_csv`.
+    """
+    profile = gtiff_profile(grid, count=len(bands), dtype=np.float32, nodata=np.nan)
+    with atomic_output(path, clean_stale=clean_stale) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            # metadata first: GDAL then writes the TIFF directory once
+            if tags:
+                dst.update_tags(**tags)
+            for i, (name, arr) in enumerate(bands.items(), start=1):
+                dst.set_band_description(i, name)
+                dst.write(arr.astype(np.float32, copy=False), i)
+    return Path(path)

@@ -1,0 +1,47 @@
+"""``vercye-lai reproject-mask``: align a crop mask to the grid of a region's LAI rasters."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from .options import resolution_option
+from .ui import console
+
+log = logging.getLogger(__name__)
+
+
+@click.command("reproject-mask")
+@click.argument("mask", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--lai-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An LAI raster whose grid the mask takes.")
+@click.option("--lai-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of {region}_{res}m_{date}_LAI.tif: the mask takes the grid of the "
+              "largest one (with --lai-region).")
+@click.option("--lai-region", default=None, help="Region name of the files in --lai-dir.")
+@resolution_option
+@click.option("--variable", default="LAI", show_default=True,
+              help="Product suffix of the files in --lai-dir.")
+def command(mask, out, lai_path, lai_dir, lai_region, resolution, variable):
+    """Resample MASK (non-zero = crop; any CRS, resolution, extent) onto the LAI grid
+    (nearest neighbour) and write it to OUT.
+
+    \b
+    Give either --lai-path P, or --lai-dir D with --lai-region R. analyze --mode raster
+    aligns masks on the fly, so this is only needed to inspect or reuse the aligned mask.
+    """
+    from ..analysis import largest_grid, reproject_mask
+    from ..naming import find_rasters
+
+    if (lai_path is None) == (lai_dir is None) or (lai_dir is not None and not lai_region):
+        raise click.UsageError("give --lai-path P, or --lai-dir D with --lai-region R")
+    paths = ([lai_path] if lai_path is not None else
+             list(find_rasters(lai_dir, lai_region, resolution, suffix=variable,
+                               extensions=(".tif",)).values()))
+    ref, grid = largest_grid(paths)
+    reproject_mask(mask, out, grid)
+    console.print(f"reproject-mask: {out} on the {grid.width}×{grid.height} grid of {ref.name} "
+                  f"({grid.crs.to_string()})", highlight=False, soft_wrap=True)

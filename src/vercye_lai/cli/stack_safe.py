@@ -1,0 +1,78 @@
+"""``vercye-lai stack-safe``: input stacks from local Sentinel-2 L2A SAFE products."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from .options import (
+    overwrite_option,
+    region_source_options,
+    resolution_option,
+    resolve_region,
+    scl_mask_option,
+    stack_out_dir_option,
+)
+from .ui import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+@click.command("stack-safe")
+@click.argument("safes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@region_source_options
+@resolution_option
+@stack_out_dir_option
+@scl_mask_option
+@overwrite_option
+def command(
+    safes: tuple[Path, ...],
+    region: str | None,
+    library: str | None,
+    shpfile: str | None,
+    resolution: float,
+    out_dir: Path,
+    scl_mask: str,
+    overwrite: bool,
+) -> None:
+    """Build one 11-band stack per date from Sentinel-2 L2A products.
+
+    SAFES are .SAFE folders or .zip files, of any tiles and dates; the tiles of one date
+    are mosaicked. Output: OUT_DIR/{region}_{res}m_{date}.tif with bands cosVZA, cosSZA,
+    cosRAA, B3, B4, B5, B6, B7, B8A, B11, B12 (int16, scale 1e-4, nodata -32768),
+    clipped to the region.
+
+    \b
+    - Reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE (MTD_MSIL2A.xml);
+      DN 0 is nodata.
+    - Bands come from the product resolution closest to --resolution from below:
+      'average' when coarsening, 'bilinear' when refining (e.g. B11 at 10 m).
+    - Angles: MTD_TL.xml sun and view grids (5 km), interpolated to the pixels; view
+      angles averaged over detectors and over the 8 bands.
+    - Pixels whose SCL class is in --scl-mask are nodata.
+    Existing outputs are kept unless --overwrite.
+
+    \b
+    Example:
+      vercye-lai stack-safe S2A_MSIL2A_*.SAFE --region Poltava --library lib \\
+          --resolution 20 --out-dir stacks
+    """
+    from ..acquire.safe import group_by_date, open_safe, write_date_stack
+    from ..acquire.scl import parse_scl_classes
+    from ..naming import stack_name
+
+    classes = parse_scl_classes(scl_mask)
+    name, geometry = resolve_region(region, library, shpfile)
+    by_date = group_by_date(open_safe(p) for p in safes)
+    written = 0
+    with progress_bar() as progress:
+        task = progress.add_task("dates", total=len(by_date))
+        for date, tiles in by_date.items():
+            dst = out_dir / stack_name(name, resolution, date)
+            written += write_date_stack(
+                tiles, geometry, dst, resolution, scl_classes=classes, overwrite=overwrite
+            )
+            progress.advance(task)
+    log.info("%d stack(s) written, %d kept, in %s", written, len(by_date) - written, out_dir)

@@ -1,0 +1,272 @@
+"""Google Drive download against the client library's own HTTP double (HttpMockSequence):
+the real Drive v3 service object, built offline from the discovery document that ships
+with google-api-python-client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import stat
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("googleapiclient")
+from googleapiclient.discovery import build  # noqa: E402
+from googleapiclient.http import HttpMockSequence  # noqa: E402
+
+from vercye_lai.acquire import gdrive  # noqa: E402
+from vercye_lai.cli.main import cli  # noqa: E402
+from vercye_lai.errors import DataIOError, InputError, NoDataFoundError  # noqa: E402
+
+A = bytes(range(256)) * 3 + b"tail"  # 772 bytes
+B = b"second file content"
+
+
+def md5(b: bytes) -> str:
+    return hashlib.md5(b).hexdigest()
+
+
+def meta(fid, name, content, **kw):
+    return {
+        "id": fid,
+        "name": name,
+        "size": str(len(content)),
+        "md5Checksum": md5(content),
+        "mimeType": "image/tiff",
+        "modifiedTime": "2024-01-01T00:00:00Z",
+        **kw,
+    }
+
+
+def ok(body):
+    return ({"status": "200"}, json.dumps(body))
+
+
+def chunks(content: bytes, size: int):
+    """The 206 responses of a chunked media download."""
+    out = []
+    for start in range(0, len(content), size):
+        part = content[start : start + size]
+        rng = f"bytes {start}-{start + len(part) - 1}/{len(content)}"
+        out.append(({"status": "206", "content-range": rng}, part))
+    return out
+
+
+def error(status):
+    return ({"status": str(status)}, json.dumps({"error": {"code": status, "message": "x"}}))
+
+
+def service(responses):
+    http = HttpMockSequence(list(responses))
+    svc = build("drive", "v3", http=http, static_discovery=True)
+    return svc, http
+
+
+def listing(*files):
+    return ok({"files": list(files)})
+
+
+def test_list_folder_is_paged(caplog):
+    folder = {"id": "f0", "name": "sub", "mimeType": gdrive.FOLDER_MIME}
+    old = meta("x0", "r_20m_2022-10-05.tif", b"old", modifiedTime="2023-01-01T00:00:00Z")
+    svc, http = service(
+        [
+            ok({"files": [meta("a", "r_20m_2022-10-05.tif", A), folder], "nextPageToken": "P2"}),
+            error(503),  # transient: retried
+            ok({"files": [old, meta("b", "r_20m_2022-10-08.tif", B)]}),
+        ]
+    )
+    sleeps = []
+    files = gdrive.list_folder(svc, "FOLDER", sleep=sleeps.append)
+    assert [(f.id, f.name, f.size, f.md5) for f in files] == [
+        ("a", "r_20m_2022-10-05.tif", len(A), md5(A)),
+        ("b", "r_20m_2022-10-08.tif", len(B), md5(B)),
+    ]
+    q = [parse_qs(urlparse(uri).query) for uri, *_ in http.request_sequence]
+    assert q[0]["q"] == ["'FOLDER' in parents and trashed = false"]
+    assert "pageToken" not in q[0] and q[1]["pageToken"] == ["P2"] == q[2]["pageToken"]
+    assert sleeps == [1.0]
+    assert "several files named r_20m_2022-10-05.tif" in caplog.text
+    with pytest.raises(InputError):
+        gdrive.list_folder(svc, "a' or 'b")
+
+
+def test_download_chunked_with_retry_and_md5(tmp_path):
+    f = gdrive.DriveFile("a", "a.tif", len(A), md5(A))
+    parts = chunks(A, 300)
+    svc, http = service([parts[0], error(500), ({"status": "429"}, ""), *parts[1:]])
+    sleeps, seen = [], []
+    dest = gdrive.download_file(
+        svc, f, tmp_path / "a.tif", chunksize=300, sleep=sleeps.append, on_bytes=seen.append
+    )
+    assert dest.read_bytes() == A
+    assert sleeps == [1.0, 2.0] and seen == [300, 300, 172]
+    ranges = [h["range"] for _, _, _, h in http.request_sequence]
+    assert ranges == [
+        "bytes=0-299",
+        "bytes=300-599",
+        "bytes=300-599",
+        "bytes=300-599",
+        "bytes=600-899",
+    ]
+    assert "alt=media" in http.request_sequence[0][0]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.tif"]
+
+
+def test_md5_mismatch_leaves_nothing(tmp_path):
+    f = gdrive.DriveFile("a", "a.tif", len(A), md5(b"something else"))
+    svc, _ = service(chunks(A, 1000))
+    with pytest.raises(DataIOError, match="md5") as exc:
+        gdrive.download_file(svc, f, tmp_path / "a.tif", chunksize=1000)
+    assert str(tmp_path / "a.tif") in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_folder_skips_complete_and_reports_failures(tmp_path):
+    (tmp_path / "a.tif").write_bytes(A)  # already complete
+    (tmp_path / "b.tif").write_bytes(B[:-1] + b"X")  # same size, different content
+    c = b"third"
+    svc, http = service(
+        [
+            listing(
+                meta("a", "a.tif", A),
+                meta("b", "b.tif", B),
+                meta("c", "c.tif", c),
+                meta("d", "notes.txt", b"n"),
+            ),
+            *chunks(B, 1000),
+            error(404),  # not transient: c fails at once
+        ]
+    )
+    report = gdrive.download_folder(svc, "F", tmp_path, pattern="*.tif", chunksize=1000)
+    assert report.skipped == ["a.tif"] and report.downloaded == ["b.tif"]
+    assert list(report.failed) == ["c.tif"] and "404" in report.failed["c.tif"]
+    assert (tmp_path / "b.tif").read_bytes() == B and not (tmp_path / "c.tif").exists()
+    assert len(http.request_sequence) == 3  # nothing asked for a.tif
+
+    svc, _ = service([listing()])
+    with pytest.raises(NoDataFoundError, match="no files in Drive folder F"):
+        gdrive.download_folder(svc, "F", tmp_path)
+
+
+def test_cli_download_and_rerun(tmp_path, monkeypatch):
+    responses = [
+        listing(meta("a", "r_20m_2022-10-05.tif", A), meta("b", "r_20m_2022-10-08.tif", B)),
+        *chunks(A, 1 << 20),
+        *chunks(B, 1 << 20),
+        listing(meta("a", "r_20m_2022-10-05.tif", A), meta("b", "r_20m_2022-10-08.tif", B)),
+    ]
+    svc, http = service(responses)
+    tokens = []
+    monkeypatch.setattr(gdrive, "load_credentials", lambda s, t, **kw: tokens.append((s, t, kw)))
+    monkeypatch.setattr(gdrive, "build_service", lambda creds: svc)
+    out = tmp_path / "out"
+    args = [
+        "download-gdrive",
+        "--folder-id",
+        "F",
+        "--outdir",
+        str(out),
+        "--token",
+        str(tmp_path / "tok.json"),
+        "--auth",
+        "console",
+    ]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "2 downloaded, 0 already complete, 0 failed" in res.output
+    assert (out / "r_20m_2022-10-08.tif").read_bytes() == B
+    assert tokens[0][1] == str(tmp_path / "tok.json") and tokens[0][2]["auth"] == "console"
+    res = CliRunner().invoke(cli, args)
+    assert "0 downloaded, 2 already complete" in res.output
+    assert not http._iterable  # every canned response used, no extra request
+
+
+class FakeCreds:
+    valid = True
+
+    def to_json(self):
+        return json.dumps({"token": "SECRET-ACCESS", "refresh_token": "SECRET-REFRESH"})
+
+
+class FakeFlow:
+    calls: list = []
+
+    def __init__(self):
+        self.credentials = FakeCreds()
+
+    @classmethod
+    def from_client_secrets_file(cls, path, scopes):
+        cls.calls.append(("secrets", path, tuple(scopes)))
+        return cls()
+
+    def run_local_server(self, **kw):
+        self.calls.append(("local", kw))
+        return FakeCreds()
+
+    def authorization_url(self, **kw):
+        return "https://accounts.example/auth?x=1", "state"
+
+    def fetch_token(self, **kw):
+        self.calls.append(("fetch", kw))
+
+
+@pytest.fixture
+def fake_flow(monkeypatch):
+    import google_auth_oauthlib.flow
+
+    FakeFlow.calls = []
+    monkeypatch.setattr(google_auth_oauthlib.flow, "InstalledAppFlow", FakeFlow)
+    return FakeFlow
+
+
+def test_headless_login_writes_private_token(tmp_path, fake_flow, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    secret = tmp_path / "client_secret.json"
+    secret.write_text("{}")
+    token = tmp_path / "tok" / "token.json"
+    gdrive.load_credentials(secret, token, auth="local", port=0)
+    kind, kw = fake_flow.calls[1]
+    assert (
+        kind == "local"
+        and kw["open_browser"] is False
+        and "{url}" in kw["authorization_prompt_message"]
+    )
+    assert fake_flow.calls[0][2] == gdrive.SCOPES
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert json.loads(token.read_text())["refresh_token"] == "SECRET-REFRESH"
+    assert "SECRET" not in caplog.text and "SECRET" not in capsys.readouterr().out
+
+    token2 = tmp_path / "token2.json"
+    gdrive.load_credentials(
+        secret, token2, auth="console", prompt=lambda _: "http://localhost:1/?state=s&code=4/abc"
+    )
+    assert fake_flow.calls[-1] == (
+        "fetch",
+        {"authorization_response": "https://localhost:1/?state=s&code=4/abc"},
+    )
+    assert "https://accounts.example/auth?x=1" in capsys.readouterr().out
+    assert stat.S_IMODE(token2.stat().st_mode) == 0o600
+
+
+def test_valid_token_needs_no_login(tmp_path, fake_flow):
+    token = tmp_path / "token.json"
+    token.write_text(
+        json.dumps(
+            {
+                "token": "t",
+                "refresh_token": "r",
+                "client_id": "c",
+                "client_secret": "s",
+                "expiry": "2999-01-01T00:00:00Z",
+                "scopes": list(gdrive.SCOPES),
+            }
+        )
+    )
+    creds = gdrive.load_credentials(None, token)
+    assert creds.valid and creds.token == "t" and not fake_flow.calls
+    with pytest.raises(InputError, match="--secret-json"):
+        gdrive.load_credentials(None, tmp_path / "missing.json")

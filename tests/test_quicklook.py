@@ -1,0 +1,73 @@
+"""quicklook: a two-panel PNG from an analysis CSV and MAX.tif."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import pixel_box
+
+from vercye_lai.analysis import analyze
+from vercye_lai.cli.main import cli
+from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.quicklook import _title, quicklook, quicklook_path
+
+
+@pytest.fixture
+def analysis(tmp_path, lai_writer, polygon_writer):
+    rng = np.random.default_rng(1)
+    for i, d in enumerate(["2022-05-01", "2022-05-06", "2022-05-12", "2022-05-20"]):
+        data = (1 + i + rng.random((8, 8))).astype(np.float32)
+        data[0, :3] = np.nan
+        lai_writer(d, data)
+    g = polygon_writer("plot.geojson", [pixel_box(1, 0, 7, 6)], FID=[4])
+    return analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10,
+                   adjustment="wheat", date_format="dmy").zones[0], g
+
+
+def test_png_written_beside_csv(analysis):
+    zone, _ = analysis
+    png = quicklook(zone.csv, zone.max_tif)
+    assert png == quicklook_path(zone.csv)
+    assert png.name == "R_plot_4_2022-05-01_2022-05-20_QUICKLOOK.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
+
+
+def test_png_with_geometry_and_dpi(analysis, tmp_path):
+    import matplotlib.image
+
+    zone, geom = analysis
+    small = quicklook(zone.csv, zone.max_tif, out=tmp_path / "a.png", geometry_path=geom, dpi=50)
+    big = quicklook(zone.csv, zone.max_tif, out=tmp_path / "b.png", dpi=100)
+    assert matplotlib.image.imread(big).shape[1] == pytest.approx(
+        2 * matplotlib.image.imread(small).shape[1], abs=2)
+
+
+def test_title_names_region_geometry_and_dates(analysis, tmp_path):
+    zone, _ = analysis
+    tags = {"REGION": "R", "GEOMETRY": "plot", "ZONE": "4", "MODE": "poly_iter",
+            "START": "2022-05-01", "END": "2022-05-20"}
+    assert _title(zone.csv, tags) == "R · plot · field 4 · 2022-05-01 to 2022-05-20"
+    assert _title(zone.csv, {}) == "R_plot_4 · 2022-05-01 to 2022-05-20"
+
+
+def test_bad_inputs(analysis, tmp_path):
+    zone, _ = analysis
+    bad = tmp_path / "x_STATS.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="not an analysis _STATS.csv") as exc:
+        quicklook(bad, zone.max_tif)
+    assert exc.value.path == str(bad)
+    with pytest.raises(DataIOError, match="does not exist"):
+        quicklook(zone.csv, tmp_path / "missing.tif")
+    res = CliRunner().invoke(cli, ["quicklook", str(bad), str(zone.max_tif)])
+    assert res.exit_code == 1 and str(bad) in res.stderr
+
+
+def test_cli(analysis, tmp_path):
+    zone, geom = analysis
+    out = tmp_path / "ql.png"
+    res = CliRunner().invoke(cli, ["quicklook", str(zone.csv), str(zone.max_tif), "-o", str(out),
+                                   "--geometry", str(geom)])
+    assert res.exit_code == 0, res.output
+    assert out.stat().st_size > 20_000 and str(out) in res.stderr

@@ -1,0 +1,343 @@
+"""STAC source against a static STAC catalogue built on disk (pystac) from the real L2A
+product in ../shared/data (60 m bands, SCL, MTD_TL.xml); public servers are unreachable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.warp import transform_bounds, transform_geom
+from shapely.geometry import box, shape
+
+pystac = pytest.importorskip("pystac")
+
+from vercye_lai.acquire import stac  # noqa: E402
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK  # noqa: E402
+from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA  # noqa: E402
+from vercye_lai.cli.main import cli  # noqa: E402
+from vercye_lai.errors import DependencyError, InputError, NoDataFoundError  # noqa: E402
+
+SAFE_ROOT = (
+    Path(__file__).parents[1].parent / "shared" / "data" / "s2_l2a_safe_ireland_T29UNU_20221005"
+)
+SAFES = sorted(SAFE_ROOT.glob("*.SAFE"))
+needs_safe = pytest.mark.skipif(not SAFES, reason="../shared/data L2A sample not present")
+UTM = "EPSG:32629"
+# 12 km x 12 km in the tile (EPSG:32629), on the 60 m grid of the tile
+REGION_UTM = box(502020, 5886000, 514020, 5898000)  # mostly clear on this cloudy day
+SENSING = dt.datetime(2022, 10, 5, 11, 54, 11, tzinfo=dt.UTC)
+# file-name band codes of the SAFE are the Planetary Computer asset keys
+FILES = {b: k for b, k in stac.ASSET_KEYS["planetary-computer"].items() if b != "granule"}
+
+
+def granule() -> Path:
+    return next((SAFES[0] / "GRANULE").iterdir())
+
+
+def jp2(band: str) -> Path:
+    return next((granule() / "IMG_DATA" / "R60m").glob(f"*_{FILES[band]}_60m.jp2"))
+
+
+def region_4326():
+    return shape(transform_geom(UTM, "EPSG:4326", REGION_UTM.__geo_interface__))
+
+
+def make_item(
+    item_id,
+    *,
+    flavour="earth-search",
+    with_granule=True,
+    when=SENSING,
+    props=None,
+    raster_bands=None,
+    hrefs=None,
+):
+    with rasterio.open(jp2("B3")) as ds:
+        bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    item = pystac.Item(
+        id=item_id,
+        geometry=box(*bounds).__geo_interface__,
+        bbox=list(bounds),
+        datetime=when,
+        properties={"eo:cloud_cover": 20.0, "s2:processing_baseline": "04.00", **(props or {})},
+    )
+    keys = stac.ASSET_KEYS[flavour]
+    for band in FILES:
+        extra = {"raster:bands": [raster_bands]} if raster_bands and band != "SCL" else {}
+        href = (hrefs or {}).get(band, str(jp2(band)))
+        item.add_asset(
+            keys[band], pystac.Asset(href=href, media_type="image/jp2", extra_fields=extra)
+        )
+    if with_granule:
+        item.add_asset(
+            keys["granule"],
+            pystac.Asset(href=str(granule() / "MTD_TL.xml"), media_type="application/xml"),
+        )
+    return item
+
+
+def make_catalog(root: Path, items) -> Path:
+    cat = pystac.Catalog(id="test", description="static catalogue built from ../shared/data")
+    extent = pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[SENSING, None]])
+    )
+    coll = pystac.Collection(id="sentinel-2-l2a", description="S2 L2A", extent=extent)
+    other = pystac.Collection(id="landsat-c2-l2", description="other", extent=extent)
+    cat.add_child(coll)
+    cat.add_child(other)
+    for it in items:
+        coll.add_item(it)
+    other.add_item(make_item("not-sentinel"))
+    cat.normalize_hrefs(str(root))
+    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return root / "catalog.json"
+
+
+def run(args):
+    return CliRunner().invoke(cli, ["stack-stac", *map(str, args)])
+
+
+@pytest.fixture
+def region_file(tmp_path):
+    import geopandas as gpd
+
+    path = tmp_path / "Kilkenny.geojson"
+    gpd.GeoDataFrame({"name": ["Kilkenny"]}, geometry=[region_4326()], crs=4326).to_file(path)
+    return path
+
+
+def read_source(band, xs, ys):
+    with rasterio.open(jp2(band)) as ds:
+        rows, cols = rasterio.transform.rowcol(ds.transform, xs, ys)
+        data = ds.read(1)
+    return data[rows, cols]
+
+
+def xml_mean_sun():
+    text = (granule() / "MTD_TL.xml").read_text()
+    block = re.search(r"<Mean_Sun_Angle>(.*?)</Mean_Sun_Angle>", text, re.S)[1]
+    return float(re.search(r"<ZENITH_ANGLE[^>]*>([\d.]+)<", block)[1])
+
+
+@needs_safe
+def test_static_catalogue_end_to_end(tmp_path, region_file):
+    cat = make_catalog(tmp_path / "cat", [make_item("S2A_T29UNU_20221005")])
+    out = tmp_path / "out"
+    args = [
+        "--catalog",
+        cat,
+        "--shpfile",
+        region_file,
+        "--start-date",
+        "2022-10-01",
+        "--end-date",
+        "2022-10-10",
+        "--resolution",
+        60,
+        "--out-dir",
+        out,
+    ]
+    res = run(args)
+    assert res.exit_code == 0, res.output
+    dst = out / "Kilkenny_60m_2022-10-05.tif"
+    with rasterio.open(dst) as ds:
+        assert ds.count == 11 and ds.crs == UTM and ds.res == (60, 60)
+        assert tuple(ds.descriptions) == S2_BANDS_20M
+        assert ds.transform.c % 60 == 0 and ds.transform.f % 60 == 0
+        assert ds.tags()["ANGLES_FROM"] == "granule metadata"
+        data = ds.read()
+        rows, cols = np.mgrid[0 : ds.height, 0 : ds.width]
+        xs, ys = rasterio.transform.xy(ds.transform, rows.ravel(), cols.ravel())
+    valid = data[0] != STACK_NODATA
+    assert 0.5 < valid.mean() < 1.0
+    # reflectance = (DN - 1000) / 10000 at the same 60 m pixels (the grids coincide)
+    dn = read_source("B4", xs, ys).reshape(valid.shape)
+    np.testing.assert_array_equal(data[4][valid], dn[valid].astype(int) - 1000)
+    # SCL-masked and outside-region pixels are nodata
+    scl = read_source("SCL", xs, ys).reshape(valid.shape)
+    assert not valid[np.isin(scl, DEFAULT_SCL_MASK)].any()
+    inside = np.array(
+        [
+            region_4326().contains(
+                shape(transform_geom(UTM, "EPSG:4326", {"type": "Point", "coordinates": (x, y)}))
+            )
+            for x, y in zip(xs[::97], ys[::97])
+        ]
+    )
+    assert inside.any()
+    assert valid.ravel()[::97][inside].mean() > 0.3
+    # angles from MTD_TL.xml: mean sun zenith of this small area close to the tile's mean
+    sza = np.degrees(np.arccos(data[1][valid] * 1e-4))
+    assert abs(sza.mean() - xml_mean_sun()) < 1.0 and sza.std() < 0.5
+    assert np.all((data[0][valid] > 9500) & (data[0][valid] <= 10000))  # cos(VZA), VZA < 18°
+
+    # predict reads the stack (declared scale, band order) and gives plausible LAI
+    res = CliRunner().invoke(
+        cli, ["predict", str(out), str(tmp_path / "lai"), "--region", "Kilkenny", "--res", "60"]
+    )
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "lai" / "Kilkenny_60m_2022-10-05_LAI.tif") as ds:
+        lai = ds.read(1)
+    assert np.isfinite(lai).sum() > 0.5 * valid.sum() and 0.5 < np.nanmedian(lai) < 7
+
+    mtime = dst.stat().st_mtime_ns  # a rerun skips the finished date
+    assert run(args).exit_code == 0 and dst.stat().st_mtime_ns == mtime
+
+    res = run([*args[:4], "--start-date", "2023-01-01", "--end-date", "2023-01-31", *args[8:]])
+    assert res.exit_code == 1 and "no sentinel-2-l2a item over region 'Kilkenny'" in res.output
+
+
+@needs_safe
+def test_properties_only_and_planetary_keys(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    props = {"s2:mean_solar_zenith": 57.8, "s2:mean_solar_azimuth": 172.8, "eo:cloud_cover": 5.0}
+    items = [
+        make_item("pc", flavour="planetary-computer", with_granule=False, props=props),
+        make_item("es", props={"eo:cloud_cover": 50.0}),
+    ]  # same date: mosaicked after pc
+    cat = make_catalog(tmp_path / "cat", items)
+    written = stac.stack_stac(
+        catalog=str(cat),
+        region="r",
+        geometry=region_4326(),
+        start=dt.date(2022, 10, 5),
+        end=dt.date(2022, 10, 5),
+        resolution=120,
+        out_dir=tmp_path / "out",
+    )
+    (path,) = written.values()
+    with rasterio.open(path) as ds:
+        assert ds.tags()["STAC_ITEMS"] == "pc,es"
+        assert ds.tags()["ANGLES_FROM"] == "granule metadata,item properties"
+        data = ds.read()
+    valid = data[0] != STACK_NODATA
+    # the least cloudy item (properties: nadir view, constant sun) wins everywhere it is valid
+    assert set(np.unique(data[0][valid])) == {10000}
+    assert set(np.unique(data[1][valid])) == {round(np.cos(np.radians(57.8)) * 1e4)}
+    assert "pc: angles from item properties" in caplog.text
+    assert "assuming a nadir view" in caplog.text
+
+
+def item_with(props=None, raster_bands=None):
+    it = pystac.Item("x", None, None, SENSING, props or {})
+    extra = {"raster:bands": [raster_bands]} if raster_bands else {}
+    it.add_asset("red", pystac.Asset("red.tif", extra_fields=extra))
+    return it
+
+
+def test_reflectance_scaling_rules():
+    assert stac.reflectance_scaling(
+        item_with(raster_bands={"scale": 1e-4, "offset": -0.1}), "red"
+    ) == (1e-4, -0.1)
+    assert stac.reflectance_scaling(item_with({"s2:processing_baseline": "04.00"}), "red") == (
+        1e-4,
+        -0.1,
+    )
+    assert stac.reflectance_scaling(item_with({"s2:processing_baseline": "03.01"}), "red") == (
+        1e-4,
+        0.0,
+    )
+    assert stac.reflectance_scaling(
+        item_with({"s2:processing_baseline": "05.09", "earthsearch:boa_offset_applied": True}),
+        "red",
+    ) == (1e-4, 0.0)
+    uri = {"s2:product_uri": "S2B_MSIL2A_20230101T000000_N0509_R000_T00XXX_20230101T000000.SAFE"}
+    assert stac.reflectance_scaling(item_with(uri), "red") == (1e-4, -0.1)
+
+
+def test_property_angles():
+    a = stac.property_angles(
+        item_with(
+            {
+                "view:sun_elevation": 30.0,
+                "view:sun_azimuth": 160.0,
+                "view:incidence_angle": 5.0,
+                "view:azimuth": 100.0,
+            }
+        )
+    )
+    assert a == {
+        "sun_zenith": 60.0,
+        "sun_azimuth": 160.0,
+        "view_zenith": 5.0,
+        "view_azimuth": 100.0,
+    }
+    with pytest.raises(InputError, match="sun angle"):
+        stac.property_angles(item_with({}))
+
+
+def test_mosaic_first_valid_and_asset_keys():
+    a = np.array([[[1.0, np.nan]], [[1.0, 1.0]]])
+    b = np.array([[[2.0, 2.0]], [[2.0, 2.0]]])
+    np.testing.assert_array_equal(stac.mosaic_first_valid([a, b]), [[[1.0, 2.0]], [[1.0, 2.0]]])
+    with pytest.raises(NoDataFoundError):
+        stac.mosaic_first_valid([])
+    with pytest.raises(InputError, match="lacks the Sentinel-2 L2A assets"):
+        stac.asset_keys(item_with())
+
+
+def test_target_grid_is_snapped():
+    g = stac.target_grid(region_4326(), 20)
+    assert g.crs == UTM
+    assert g.transform.c % 20 == 0 and g.transform.f % 20 == 0
+    assert 600 <= g.shape[0] <= 610 and 600 <= g.shape[1] <= 610
+
+
+@needs_safe
+def test_api_search_and_planetary_signing(tmp_path, monkeypatch):
+    items = [make_item("a"), make_item("b", when=SENSING + dt.timedelta(days=5))]
+    calls = {}
+
+    class FakeSearch:
+        def items(self):
+            return iter(items)
+
+    class FakeClient:
+        @classmethod
+        def open(cls, url, modifier=None):
+            calls["open"] = (url, modifier)
+            return cls()
+
+        def search(self, **kw):
+            calls["search"] = kw
+            return FakeSearch()
+
+    import pystac_client
+
+    monkeypatch.setattr(pystac_client, "Client", FakeClient)
+
+    def search(catalog, **kw):
+        return stac.search_items(
+            catalog, collection="sentinel-2-l2a", geometry=region_4326(),
+            start=dt.date(2022, 10, 1), end=dt.date(2022, 10, 31), **kw,
+        )  # fmt: skip
+
+    found = search("earth-search", max_cloud=30)
+    assert [i.id for i in found] == ["a", "b"]
+    assert calls["open"] == (stac.EARTH_SEARCH, None)
+    kw = calls["search"]
+    assert kw["collections"] == ["sentinel-2-l2a"] and kw["datetime"] == "2022-10-01/2022-10-31"
+    assert kw["query"] == {"eo:cloud_cover": {"lte": 30}} and kw["intersects"]["type"] == "Polygon"
+
+    monkeypatch.setitem(sys.modules, "planetary_computer", None)
+    with pytest.raises(DependencyError, match="pip install planetary-computer"):
+        search("planetary-computer")
+    signer = types.ModuleType("planetary_computer")
+    signer.sign_inplace = lambda x: x
+    monkeypatch.setitem(sys.modules, "planetary_computer", signer)
+    search("planetary-computer")
+    assert calls["open"] == (stac.PLANETARY_COMPUTER, signer.sign_inplace)
+
+
+def test_is_static():
+    assert stac.is_static("/data/catalog.json") and stac.is_static("cat")
+    assert stac.is_static("https://example.org/stac/catalog.json")
+    assert not stac.is_static("https://earth-search.aws.element84.com/v1")
