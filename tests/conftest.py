@@ -163,3 +163,41 @@ def assert_same_outputs(a: Path, b: Path, *, csv_tol: float = 0.0) -> int:
             pd.testing.assert_frame_equal(pd.read_csv(a / name), pd.read_csv(b / name),
                                           check_exact=False, rtol=0, atol=csv_tol)
     return len(names)
+
+
+STRICKHOF_RUN = """
+output_root = "{root}"
+resolution = 10
+[[regions]]
+name = "strickhof"
+start_date = {start}
+end_date = {end}
+[source]
+kind = "local"
+path = "{stacks}"
+[predict]
+block_size = 64          # two windows per 90 x 90 stack
+variables = {variables}
+part_pixels = 4000       # Dask: one window per part task
+[[analyses]]
+name = "fields"
+geometry = "{fields}"
+mode = "poly_iter"
+adjustment = "wheat"
+quicklook = false
+[executor]
+kind = "{kind}"
+workers = {workers}
+{extra}
+"""
+
+
+def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = "2022-03-01",
+                         end: str = "2022-07-31", variables: str = '["LAI"]', kind: str = "serial",
+                         workers: int = 1, extra: str = "") -> Path:
+    """``{folder}/{root}.toml``: the demo stacks → predict → analyze the 3 fields into ``{folder}/{root}``."""
+    from vercye_lai.demo import demo_fields
+
+    text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=demo_fields(), start=start,
+                                end=end, variables=variables, kind=kind, workers=workers, extra=extra)
+    return write_run_config(folder / f"{root}.toml", text)

@@ -199,13 +199,26 @@ class StackWriter:
         return self._ds.block_shapes[0]
 
     def windows(self, block: int | None = None) -> list[Window]:
-        """Windows of about ``block`` pixels a side covering the stack (default
-        :data:`WINDOW_SIZE`), aligned to the file's tiles or strips when ``block`` is
-        at least one of them, so that each compressed block is written once."""
+        """Windows of about ``block``² pixels covering the stack (default ``block``:
+        :data:`WINDOW_SIZE`), in write order.
+
+        Aligned to the file's blocks so that each compressed block is written once: whole
+        tiles (``block`` a side, a multiple of the tile size), or whole rows of strips for
+        narrow stacks. A ``block`` smaller than one tile or strip gives unaligned windows
+        of ``block`` a side (correct, but blocks are then re-compressed; for tests).
+        """
         block = WINDOW_SIZE if block is None else int(block)
         bh, bw = self.block_shape
-        align = (bh, bw) if block >= bh and (block >= bw or bw >= self.width) else (1, 1)
-        return block_windows(self.width, self.height, block=block, align=align)
+        if bw >= self.width:  # strips (or one column of tiles): whole rows
+            rows = (block * block // self.width) // bh * bh
+            if rows >= bh:
+                return [
+                    Window(0, r, self.width, min(rows, self.height - r))
+                    for r in range(0, self.height, rows)
+                ]
+        elif block >= max(bh, bw):
+            return block_windows(self.width, self.height, block=block, align=(bh, bw))
+        return block_windows(self.width, self.height, block=block)
 
     def write(self, window: Window, data: np.ndarray | Mapping[str, np.ndarray]) -> None:
         """Encode and write one window of physical values.
@@ -224,7 +237,10 @@ class StackWriter:
         shape = (int(window.height), int(window.width))
         if data.shape[1:] != shape:
             raise BandError(f"window of {shape} pixels given data of {data.shape[1:]}", path=self.dst)
-        encoded = encode_stack(data)
+        # band by band: encode_stack's float64 temporaries are then one band's size
+        encoded = np.empty(data.shape, dtype=STACK_DTYPE)
+        for i, band in enumerate(data):
+            encoded[i] = encode_stack(band)
         bad = (encoded == STACK_NODATA).any(axis=0)
         encoded[:, bad] = STACK_NODATA
         self._ds.write(encoded, window=window)

@@ -280,6 +280,74 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
                     scratch.unlink()
 
 
+def _gdal_env(options: PredictOptions) -> rasterio.Env:
+    # one GDAL thread: parallelism comes from our blocks (threads) or tasks (Dask)
+    return rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 1024 * 1024, GDAL_NUM_THREADS=1)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What every block of one stack needs: networks on stored values, nodata, windows, tags."""
+
+    stored: list[Network]
+    nodatavals: tuple
+    windows: list[Window]
+    common_tags: dict
+
+
+def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
+             options: PredictOptions) -> _Prepared:
+    scaling = stack_scaling(ds, networks[0].inputs, scale=options.scale, offset=options.offset)
+    log.debug("%s: %s", src.name, scaling.how)
+    return _Prepared(
+        stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
+        nodatavals=tuple(ds.nodatavals),
+        windows=block_windows(ds.width, ds.height, block=options.block_size, align=ds.block_shapes[0]),
+        common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how},
+    )
+
+
+def _write_products(
+    ds: rasterio.DatasetReader,
+    outputs: dict[str, Path],
+    networks: Sequence[Network],
+    prep: _Prepared,
+    blocks: Iterable[BlockResult],
+    options: PredictOptions,
+    progress: ProgressFn | None = None,
+) -> int:
+    """Write block results into the products (atomically, as COGs); return the valid pixels.
+
+    The one writer of products, whether the blocks were computed here (:func:`predict_file`)
+    or read back from part files (:func:`assemble_parts`): both give identical files.
+    """
+    with contextlib.ExitStack() as stack:
+        writers, flag_writers = [], []
+        for net in networks:
+            tags = {**prep.common_tags, **net.describe()}
+            dst = outputs[net.variable]
+            writers.append(stack.enter_context(_product_writer(
+                dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
+                description=net.variable, unit=net.unit)))
+            if options.flags:
+                bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
+                flag_writers.append(stack.enter_context(_product_writer(
+                    flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
+                    tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
+                    description=f"{net.variable}_flags")))
+        n_valid = 0
+        for i, res in enumerate(blocks):
+            for w, v in zip(writers, res.values):
+                w.write(v, 1, window=res.window)
+            for w, f in zip(flag_writers, res.flags):
+                w.write(f, 1, window=res.window)
+            n_valid += res.n_valid
+            if progress:
+                progress(i + 1, len(prep.windows))
+    _remove_parts(outputs)
+    return n_valid
+
+
 def predict_file(
     src: str | Path,
     outputs: dict[str, str | Path],
@@ -321,43 +389,135 @@ def predict_file(
     outputs = {v: Path(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(model, v) for v in outputs]
-    inputs = networks[0].inputs
     if not options.overwrite and all(is_complete(outputs[n.variable], src, n) for n in networks):
         return PredictResult(src, list(outputs.values()), "skipped")
 
-    with rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 1024 * 1024, GDAL_NUM_THREADS=1):
-        ds = open_stack(src, inputs)
-        with ds:
-            scaling = stack_scaling(ds, inputs, scale=options.scale, offset=options.offset)
-            log.debug("%s: %s", src.name, scaling.how)
-            stored = [n.for_stored_values(scaling.a, scaling.b) for n in networks]
-            nodatavals = ds.nodatavals
-            windows = block_windows(ds.width, ds.height, block=options.block_size, align=ds.block_shapes[0])
-            common_tags = {"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__,
-                           "VERCYE_SCALING": scaling.how}
-            with contextlib.ExitStack() as stack:
-                writers, flag_writers = [], []
-                for net in networks:
-                    tags = {**common_tags, **net.describe()}
-                    dst = outputs[net.variable]
-                    writers.append(stack.enter_context(_product_writer(
-                        dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
-                        description=net.variable, unit=net.unit)))
-                    if options.flags:
-                        bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
-                        flag_writers.append(stack.enter_context(_product_writer(
-                            flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
-                            tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
-                            description=f"{net.variable}_flags")))
-                n_valid = 0
-                for i, res in enumerate(_run_blocks(src, windows, stored, nodatavals, options)):
-                    for w, v in zip(writers, res.values):
-                        w.write(v, 1, window=res.window)
-                    for w, f in zip(flag_writers, res.flags):
-                        w.write(f, 1, window=res.window)
-                    n_valid += res.n_valid
-                    if progress:
-                        progress(i + 1, len(windows))
+    with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
+        prep = _prepare(ds, src, networks, options)
+        blocks = _run_blocks(src, prep.windows, prep.stored, prep.nodatavals, options)
+        n_valid = _write_products(ds, outputs, networks, prep, blocks, options, progress)
+        n_pixels = ds.width * ds.height
+    return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
+
+
+# --- split predict: parts computed anywhere (Dask tasks), assembled by one task -----------
+
+#: suffix of the hidden part files written by :func:`predict_windows_to_part`
+PART_SUFFIX = ".npz"
+
+
+def stack_windows(src: str | Path, *, block_size: int = PredictOptions.block_size) -> list[Window]:
+    """The block windows :func:`predict_file` processes for ``src`` (to split it into tasks)."""
+    with open_raster(src) as ds:
+        return block_windows(ds.width, ds.height, block=block_size, align=ds.block_shapes[0])
+
+
+def part_path(outputs: dict[str, str | Path], key: str, index: int) -> Path:
+    """The hidden part file ``index`` of one date's products, beside its first product.
+
+    ``key`` identifies the input and the options (see the caller); parts of another
+    key are stale and removed when the products are assembled.
+    """
+    first = Path(next(iter(outputs.values())))
+    return first.with_name(f".{first.name}.{key}.{index:04d}{PART_SUFFIX}")
+
+
+def _remove_parts(outputs: dict[str, Path]) -> None:
+    """Remove every part file of these products (and temporary files of killed part writes)."""
+    first = Path(next(iter(outputs.values())))
+    if first.parent.is_dir():
+        for p in first.parent.glob(f".{first.name}.*{PART_SUFFIX}*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def predict_windows_to_part(
+    src: str | Path,
+    part: str | Path,
+    windows: Sequence[Window],
+    *,
+    model: str | Path = DEFAULT_MODEL,
+    variables: Sequence[str] = ("LAI",),
+    options: PredictOptions = PredictOptions(),
+) -> int:
+    """Predict some block windows of ``src`` into one part file (atomically).
+
+    The part holds, per window, the values (and flags) of every variable; one call of
+    :func:`assemble_parts` later writes all parts of a date into the products. Returns
+    the number of valid input pixels in these windows.
+    """
+    src, part = Path(src), Path(part)
+    networks = [load_network(model, v) for v in variables]
+    with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
+        prep = _prepare(ds, src, networks, options)
+        blocks = list(_run_blocks(src, windows, prep.stored, prep.nodatavals, options))
+    arrays: dict[str, np.ndarray] = {}
+    for i, b in enumerate(blocks):
+        w = b.window
+        arrays[f"w{i}"] = np.array([w.col_off, w.row_off, w.width, w.height, b.n_valid], dtype=np.int64)
+        for k, v in enumerate(b.values):
+            arrays[f"v{i}_{k}"] = v
+        for k, f in enumerate(b.flags):
+            if f is not None:
+                arrays[f"f{i}_{k}"] = f
+    with atomic_output(part) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, n=np.array(len(blocks)), **arrays)  # uncompressed: parts are short-lived
+    return sum(b.n_valid for b in blocks)
+
+
+def _read_parts(parts: Sequence[Path], n_networks: int, flags: bool,
+                expected: Sequence[Window]) -> Iterable[BlockResult]:
+    """The blocks stored in ``parts``; raises at the end (so no product is renamed into
+    place) unless they are exactly the ``expected`` windows."""
+    seen: list[tuple[int, int, int, int]] = []
+    for p in parts:
+        try:
+            z = np.load(p)
+        except (OSError, ValueError) as exc:
+            raise DataIOError(f"cannot read prediction part: {exc}", path=p) from exc
+        with z:
+            for i in range(int(z["n"])):
+                c, r, w, h, n_valid = (int(x) for x in z[f"w{i}"])
+                seen.append((c, r, w, h))
+                yield BlockResult(
+                    Window(c, r, w, h),
+                    [z[f"v{i}_{k}"] for k in range(n_networks)],
+                    [z[f"f{i}_{k}"] if flags else None for k in range(n_networks)],
+                    n_valid,
+                )
+    want = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height)) for w in expected]
+    if sorted(seen) != sorted(want):
+        raise DataIOError(f"the {len(parts)} part(s) hold {len(seen)} block(s), not the {len(want)} "
+                          "blocks of the stack (parts of another block size?)", path=parts[0] if parts else None)
+
+
+def assemble_parts(
+    src: str | Path,
+    parts: Sequence[str | Path],
+    outputs: dict[str, str | Path],
+    *,
+    model: str | Path = DEFAULT_MODEL,
+    options: PredictOptions = PredictOptions(),
+) -> PredictResult:
+    """Write the products of one date from its part files, then remove the parts.
+
+    Gives files identical to :func:`predict_file` with the same ``options`` (same writer,
+    same blocks), provided the parts cover every window of :func:`stack_windows`.
+    """
+    src = Path(src)
+    outputs = {v: Path(p) for v, p in outputs.items()}
+    t0 = time.perf_counter()
+    networks = [load_network(model, v) for v in outputs]
+    parts = [Path(p) for p in parts]
+    with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
+        prep = _prepare(ds, src, networks, options)
+        blocks = _read_parts(parts, len(networks), options.flags, prep.windows)
+        try:
+            n_valid = _write_products(ds, outputs, networks, prep, blocks, options)
+        except DataIOError:
+            for p in parts:  # unusable parts: a rerun computes them again
+                p.unlink(missing_ok=True)
+            raise
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
 

@@ -30,24 +30,30 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M, canonical_band, write_stack
+from ..bands import canonical_band
 from ..errors import BandError, InputError
 from ..io import open_raster
 from .angles import TileAngles, angle_cosines, solar_position
 from .safe import (
     REFLECTANCE_BANDS,
     Grid,
+    ImageCache,
     choose_resampling,
     geometry_to_crs,
     keep_existing,
     snap_grid,
     warp_to_grid,
+    write_windowed,
 )
 from .scl import DEFAULT_SCL_MASK, scl_invalid
 
@@ -175,7 +181,99 @@ def sun_angles(
     )
 
 
-def stack_from_bands(
+@dataclass
+class BandStack:
+    """The input stack of one reflectance GeoTIFF, computed one output window at a time.
+
+    Made by :func:`plan_band_stack`, which reads only the file's metadata; :meth:`read`
+    reads the source pixels around one window of :attr:`grid` (with a resampling margin,
+    see :func:`~vercye_lai.acquire.safe.warp_to_grid`), so a window's values equal the
+    whole grid's values there.
+
+    Attributes
+    ----------
+    src
+        The GeoTIFF.
+    grid
+        Output grid (the file's CRS, in metres).
+    tags
+        Metadata tags of the output.
+    """
+
+    src: Path
+    grid: Grid
+    tags: dict[str, str]
+    index: dict[str, int] = field(repr=False)
+    scale: float
+    offset: float
+    nodata: float | None
+    src_res: float
+    region: object = field(repr=False)
+    angles: TileAngles = field(repr=False)
+    scl_classes: tuple[int, ...]
+    #: Band values outside −1…5 made nodata so far (undeclared fill values).
+    n_fill: int = 0
+
+    def read(
+        self, window: Window, *, images: Callable[[str], rasterio.DatasetReader] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Band name → float32 array of ``window``'s shape (NaN = nodata).
+
+        ``images`` opens the source (e.g. an :class:`~vercye_lai.acquire.safe.ImageCache`
+        that keeps it open across windows); default: opened per band.
+        """
+        sub = self.grid.window(window)
+        src = images(str(self.src)) if images is not None else str(self.src)
+        res = float(sub.transform.a)
+        out: dict[str, np.ndarray] = {}
+        for band in REFLECTANCE_BANDS:
+            v = warp_to_grid(
+                src,
+                sub,
+                band=self.index[band],
+                resampling=choose_resampling(self.src_res, res),
+                src_nodata=self.nodata,
+            )
+            out[band] = v * self.scale + self.offset
+            # undeclared fill values (EOdal writes 1e20 in some files) are no reflectance
+            implausible = (out[band] < -1) | (out[band] > _MAX_REFLECTANCE)
+            self.n_fill += int(implausible.sum())
+            out[band][implausible] = np.nan
+        classes = self.scl_classes
+        if "SCL" in self.index and classes:
+            frac = warp_to_grid(
+                src,
+                sub,
+                band=self.index["SCL"],
+                resampling=choose_resampling(self.src_res, res, categorical=True),
+                prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
+            )
+            masked = ~(frac == 0)
+            for band in REFLECTANCE_BANDS:
+                out[band][masked] = np.nan
+        if self.region is not None:
+            from rasterio.features import geometry_mask
+
+            outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform)
+            for band in REFLECTANCE_BANDS:
+                out[band][outside] = np.nan
+        out.update(
+            angle_cosines(self.angles, transform=sub.transform, crs=sub.crs, shape=sub.shape)
+        )
+        return out
+
+    def log_fill_values(self) -> None:
+        """Warn about the band values made nodata as undeclared fill values, if any."""
+        if self.n_fill:
+            log.warning(
+                "%s: %d band values outside -1…%g treated as nodata (undeclared fill value?)",
+                self.src.name,
+                self.n_fill,
+                _MAX_REFLECTANCE,
+            )
+
+
+def plan_band_stack(
     src: str | os.PathLike,
     *,
     when: dt.datetime | None = None,
@@ -187,8 +285,9 @@ def stack_from_bands(
     view_zenith: float = 0.0,
     view_azimuth: float = 0.0,
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
-) -> tuple[dict[str, np.ndarray], Grid, dict[str, str]]:
-    """The 11 stack bands of a reflectance GeoTIFF.
+) -> BandStack:
+    """The output grid, sun angles and tags of a reflectance GeoTIFF's stack, from its
+    metadata only; :meth:`BandStack.read` computes the stack window by window.
 
     Parameters
     ----------
@@ -211,8 +310,7 @@ def stack_from_bands(
 
     Returns
     -------
-    bands, grid, tags
-        Band name → float32 array (NaN = nodata), the output grid, and metadata tags.
+    BandStack
     """
     when = acquisition_time(src, when)
     with open_raster(src) as ds:
@@ -244,50 +342,11 @@ def stack_from_bands(
         if region is None and res == src_res
         else snap_grid(crs, bounds, res, anchor=(transform.c, transform.f))
     )
-    out: dict[str, np.ndarray] = {}
-    n_fill = 0
-    for band in REFLECTANCE_BANDS:
-        v = warp_to_grid(
-            str(src),
-            grid,
-            band=index[band],
-            resampling=choose_resampling(src_res, res),
-            src_nodata=nodata,
-        )
-        out[band] = v * a + b
-        # undeclared fill values (EOdal writes 1e20 in some files) are no reflectance
-        implausible = (out[band] < -1) | (out[band] > _MAX_REFLECTANCE)
-        n_fill += int(implausible.sum())
-        out[band][implausible] = np.nan
-    if n_fill:
-        log.warning(
-            "%s: %d band values outside -1…%g treated as nodata (undeclared fill value?)",
-            Path(src).name,
-            n_fill,
-            _MAX_REFLECTANCE,
-        )
     classes = tuple(scl_classes)
-    if "SCL" in index and classes:
-        frac = warp_to_grid(
-            str(src),
-            grid,
-            band=index["SCL"],
-            resampling=choose_resampling(src_res, res, categorical=True),
-            prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
-        )
-        masked = ~(frac == 0)
-        for band in REFLECTANCE_BANDS:
-            out[band][masked] = np.nan
-    elif classes:
+    if "SCL" not in index and classes:
         log.info("%s: no SCL band, no cloud masking", Path(src).name)
-    if region is not None:
-        from rasterio.features import geometry_mask
-
-        outside = geometry_mask([region], out_shape=grid.shape, transform=grid.transform)
-        for band in REFLECTANCE_BANDS:
-            out[band][outside] = np.nan
+    # the coarse sun-angle grid covers the whole output grid: computed once, not per window
     angles = sun_angles(when, grid, view_zenith=view_zenith, view_azimuth=view_azimuth)
-    out.update(angle_cosines(angles, transform=grid.transform, crs=grid.crs, shape=grid.shape))
     tags = {
         "SOURCE": f"vercye-lai stack-bands {Path(src).name}",
         "ACQUISITION_TIME": when.isoformat(),
@@ -297,7 +356,26 @@ def stack_from_bands(
         "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
     }
     log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])
-    return out, grid, tags
+    return BandStack(
+        Path(src), grid, tags, index, a, b, nodata, src_res, region, angles, classes
+    )
+
+
+def stack_from_bands(
+    src: str | os.PathLike, **kw: Any
+) -> tuple[dict[str, np.ndarray], Grid, dict[str, str]]:
+    """The 11 stack bands of a reflectance GeoTIFF, the whole grid in memory (see
+    :func:`write_band_stack` for large files); keywords as :func:`plan_band_stack`.
+
+    Returns
+    -------
+    bands, grid, tags
+        Band name → float32 array (NaN = nodata), the output grid, and metadata tags.
+    """
+    plan = plan_band_stack(src, **kw)
+    data = plan.read(plan.grid.full_window)
+    plan.log_fill_values()
+    return data, plan.grid, plan.tags
 
 
 def newest_per_date(
@@ -323,12 +401,23 @@ def newest_per_date(
 
 
 def write_band_stack(
-    src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: bool = False, **kw
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    block: int | None = None,
+    **kw,
 ) -> bool:
-    """Write :func:`stack_from_bands` of ``src`` to ``dst`` unless it exists (or ``overwrite``);
-    True when written."""
+    """Write the stack of ``src`` (see :func:`stack_from_bands` for the keywords) to ``dst``
+    unless it exists (or ``overwrite``), one output window at a time (``block`` pixels a
+    side, default :data:`vercye_lai.bands.WINDOW_SIZE`): memory is bounded by the window,
+    not the file; True when written."""
     if keep_existing(dst, overwrite):
         return False
-    data, grid, tags = stack_from_bands(src, **kw)
-    write_stack(dst, data, transform=grid.transform, crs=grid.crs, bands=S2_BANDS_20M, tags=tags)
+    plan = plan_band_stack(src, **kw)
+    with ImageCache() as images:
+        write_windowed(
+            dst, plan.grid, partial(plan.read, images=images), tags=plan.tags, block=block
+        )
+    plan.log_fill_values()
     return True

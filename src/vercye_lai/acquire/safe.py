@@ -395,6 +395,61 @@ class ImageCache:
         self._open.clear()
 
 
+#: Approximate-transformer tolerance (source pixels) when reprojecting: GDAL's default
+#: (0.125) interpolates the coordinates over each processing chunk, so a pixel's value
+#: would depend on the window it is computed in; this is exact in practice.
+REPROJECT_TOLERANCE = 1e-9
+
+
+def warp_options(src_transform: rasterio.Affine, src_crs, grid: Grid) -> dict[str, object]:
+    """``WarpedVRT`` options that make a pixel's value independent of the window it is
+    computed in.
+
+    GDAL computes the resampling kernel's scale per processing chunk (destination size /
+    source window size, rounded outward; below 0.95 the kernel is widened), so a kernel
+    would differ between windows (and between regions of different extent) when
+    coarsening, reprojecting or reading a small window. Fixing ``XSCALE``/``YSCALE`` to
+    the nominal ratio of pixel sizes (at most 1: the kernel is never narrowed) and an
+    exact transformer for reprojection remove that.
+    """
+    sx = abs(src_transform.a) / abs(grid.transform.a)
+    sy = abs(src_transform.e) / abs(grid.transform.e)
+    opts: dict[str, object] = {"XSCALE": repr(min(sx, 1.0)), "YSCALE": repr(min(sy, 1.0))}
+    if CRS.from_user_input(src_crs) != grid.crs:
+        opts["tolerance"] = REPROJECT_TOLERANCE
+    return opts
+
+
+def _reproject_exactly(
+    data: np.ndarray,
+    src_transform: rasterio.Affine,
+    src_crs,
+    grid: Grid,
+    *,
+    src_nodata: float | None,
+    resampling: Resampling,
+) -> np.ndarray:
+    """Warp a float32 array onto ``grid`` in another CRS with :func:`warp_options` (an
+    in-memory GeoTIFF seen through a ``WarpedVRT``: ``rasterio.warp.reproject`` always
+    uses GDAL's approximate transformer); NaN where there is no (valid) data."""
+    from rasterio.io import MemoryFile
+    from rasterio.vrt import WarpedVRT
+
+    height, width = data.shape
+    with MemoryFile() as mem:
+        with mem.open(
+            driver="GTiff", width=width, height=height, count=1, dtype="float32",
+            crs=src_crs, transform=src_transform, nodata=src_nodata,
+        ) as tmp:
+            tmp.write(data.astype(np.float32), 1)
+        with mem.open() as tmp, WarpedVRT(
+            tmp, crs=grid.crs, transform=grid.transform, width=grid.shape[1],
+            height=grid.shape[0], resampling=resampling, nodata=np.nan,
+            **warp_options(src_transform, src_crs, grid),
+        ) as vrt:
+            return vrt.read(1, out_dtype="float32")
+
+
 def warp_to_grid(
     src: str | os.PathLike | rasterio.DatasetReader,
     grid: Grid,
@@ -408,7 +463,8 @@ def warp_to_grid(
 
     Only the window of the source that covers the grid (plus a 2-pixel margin for
     resampling) is read, so a sub-grid of a larger grid (a window of it) gets the same
-    values as the whole grid does there. ``prepare`` transforms the source pixels before
+    values as the whole grid does there (for a source in another CRS, thanks to
+    :func:`warp_options`). ``prepare`` transforms the source pixels before
     warping (e.g. SCL → mask).
 
     Parameters
@@ -451,6 +507,11 @@ def warp_to_grid(
     data = ds.read(band, window=win)
     if prepare is not None:
         data = prepare(data)
+    if ds.crs != grid.crs:  # e.g. a tile of the neighbouring UTM zone
+        return _reproject_exactly(
+            data, ds.window_transform(win), ds.crs, grid, src_nodata=src_nodata,
+            resampling=resampling,
+        )
     reproject(
         data.astype(np.float32),
         out,

@@ -17,7 +17,11 @@ Per item
 Per date
     Items of the same UTC date are mosaicked, least cloudy first (a pixel comes from
     the first item that has a valid value for it), clipped to the region and written
-    with :func:`vercye_lai.bands.write_stack` as ``{region}_{res}m_{date}.tif``.
+    with a :class:`vercye_lai.bands.StackWriter` as ``{region}_{res}m_{date}.tif``, one
+    output window at a time (:data:`vercye_lai.bands.WINDOW_SIZE` pixels a side): memory
+    is bounded by the window, not the region. The warp options fix the resampling
+    kernel's scale and use an exact transformer for reprojection, so a pixel's value does
+    not depend on the window (nor on the region's extent) it is computed in.
 
 Why rasterio rather than odc-stac: the masking must happen per item *before* the
 mosaic, the scale/offset rules depend on item properties that odc-stac does not read,
@@ -28,6 +32,7 @@ moving parts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -44,8 +49,9 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M, write_stack
+from ..bands import S2_BANDS_20M
 from ..errors import (
     DataIOError,
     DependencyError,
@@ -55,8 +61,9 @@ from ..errors import (
     require,
 )
 from ..naming import stack_name
-from .angles import angle_cosines, cosines, parse_tile_angles
+from .angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from .gee import date_range, utm_crs
+from .safe import Grid, ImageCache, warp_options, write_windowed
 from .scl import DEFAULT_SCL_MASK, scl_invalid
 
 log = logging.getLogger(__name__)
@@ -313,15 +320,6 @@ def _filter_static(
 # --------------------------------------------------------------------------- loading
 
 
-@dataclasses.dataclass(frozen=True)
-class Grid:
-    """An output grid: CRS, affine transform and shape (rows, cols)."""
-
-    crs: CRS
-    transform: rasterio.Affine
-    shape: tuple[int, int]
-
-
 def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Grid:
     """The grid covering ``geometry`` (EPSG:4326) at ``resolution`` m in ``crs``.
 
@@ -346,26 +344,36 @@ def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Gr
     return Grid(crs, from_origin(x0, y0, r, r), (height, width))
 
 
-def read_asset(href: str, grid: Grid, *, resampling: Resampling) -> np.ndarray:
-    """One asset resampled onto ``grid`` as float32; NaN outside the data and where DN = 0."""
+def read_asset(
+    href: str | rasterio.DatasetReader, grid: Grid, *, resampling: Resampling
+) -> np.ndarray:
+    """One asset resampled onto ``grid`` as float32; NaN outside the data and where DN = 0.
+
+    ``href`` is a path/URL (opened here) or an open dataset (e.g. from an
+    :class:`~vercye_lai.acquire.safe.ImageCache`). ``grid`` may be a window of a larger
+    grid: the values do not depend on the window (see
+    :func:`~vercye_lai.acquire.safe.warp_options`).
+    """
     try:
-        with (
-            rasterio.Env(**GDAL_REMOTE_ENV),
-            rasterio.open(href) as src,
-            WarpedVRT(
-                src,
-                crs=grid.crs,
-                transform=grid.transform,
-                width=grid.shape[1],
-                height=grid.shape[0],
-                resampling=resampling,
-                src_nodata=0,
-                nodata=0,
-            ) as vrt,
-        ):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(rasterio.Env(**GDAL_REMOTE_ENV))
+            src = href if not isinstance(href, (str, Path)) else stack.enter_context(rasterio.open(href))
+            vrt = stack.enter_context(
+                WarpedVRT(
+                    src,
+                    crs=grid.crs,
+                    transform=grid.transform,
+                    width=grid.shape[1],
+                    height=grid.shape[0],
+                    resampling=resampling,
+                    src_nodata=0,
+                    nodata=0,
+                    **warp_options(src.transform, src.crs, grid),
+                )
+            )
             data = vrt.read(1, out_dtype="float32")
     except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot read STAC asset: {exc}", path=href) from exc
+        raise DataIOError(f"cannot read STAC asset: {exc}", path=getattr(href, "name", href)) from exc
     data[data == 0] = np.nan  # L2A DN 0 is no data
     return data
 
@@ -380,14 +388,39 @@ def _read_bytes(href: str) -> bytes:
         raise DataIOError(f"cannot read the granule metadata: {exc}", path=href) from exc
 
 
+def item_angles(item: Any) -> tuple[TileAngles | dict[str, np.ndarray], str]:
+    """The angles of an item, read once per item: the granule metadata's angle grids
+    (:class:`~vercye_lai.acquire.angles.TileAngles`), or, when the item has no granule
+    metadata asset, constant cosines from its properties; and where they came from
+    (``"granule metadata"`` or ``"item properties"``)."""
+    granule = item.assets.get(asset_keys(item)["granule"])
+    if granule is not None:
+        return parse_tile_angles(_read_bytes(granule.get_absolute_href())), "granule metadata"
+    log.info("%s: angles from item properties (no granule metadata asset)", item.id)
+    return cosines(**property_angles(item)), "item properties"
+
+
 def item_stack(
     item: Any,
     grid: Grid,
     *,
     scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
     resampling: Resampling = Resampling.bilinear,
+    angles: tuple[TileAngles | dict[str, np.ndarray], str] | None = None,
+    images: Callable[[str], rasterio.DatasetReader] | None = None,
 ) -> tuple[np.ndarray, str]:
     """The 11 bands of one item on ``grid`` (physical values, NaN = invalid).
+
+    Parameters
+    ----------
+    grid
+        Output grid, or a window of it (:meth:`~vercye_lai.acquire.safe.Grid.window`).
+    angles
+        :func:`item_angles` of the item (default: read here); pass it when calling this
+        for many windows.
+    images
+        Opens the asset hrefs (an :class:`~vercye_lai.acquire.safe.ImageCache` keeps them
+        open across windows); default: opened per read.
 
     Returns
     -------
@@ -397,24 +430,22 @@ def item_stack(
         ``"item properties"``).
     """
     keys = asset_keys(item)
+    images = images or str
+
+    def read(band: str, how: Resampling) -> np.ndarray:
+        return read_asset(images(item.assets[keys[band]].get_absolute_href()), grid, resampling=how)
+
     out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
-        href = item.assets[keys[band]].get_absolute_href()
         scale, offset = reflectance_scaling(item, keys[band])
-        out[i] = read_asset(href, grid, resampling=resampling) * scale + offset
-    scl = read_asset(
-        item.assets[keys["SCL"]].get_absolute_href(), grid, resampling=Resampling.nearest
-    )
+        out[i] = read(band, resampling) * scale + offset
+    scl = read("SCL", Resampling.nearest)
     out[:, scl_invalid(scl, scl_classes)] = np.nan  # NaN SCL (outside the tile) counts as invalid
-    granule = item.assets.get(keys["granule"])
-    if granule is not None:
-        angles = parse_tile_angles(_read_bytes(granule.get_absolute_href()))
-        cos = angle_cosines(angles, transform=grid.transform, crs=grid.crs, shape=grid.shape)
-        source = "granule metadata"
+    geometry, source = angles if angles is not None else item_angles(item)
+    if isinstance(geometry, TileAngles):
+        cos = angle_cosines(geometry, transform=grid.transform, crs=grid.crs, shape=grid.shape)
     else:
-        cos = cosines(**property_angles(item))
-        source = "item properties"
-        log.info("%s: angles from item properties (no granule metadata asset)", item.id)
+        cos = geometry
     for i, band in enumerate(S2_BANDS_20M[:3]):
         out[i] = np.broadcast_to(cos[band], grid.shape)
     out[:, np.isnan(out).any(axis=0)] = np.nan
@@ -422,17 +453,74 @@ def item_stack(
 
 
 def mosaic_first_valid(stacks: Iterable[np.ndarray]) -> np.ndarray:
-    """Per pixel, the first stack (in order) whose bands are all valid there."""
+    """Per pixel, the first stack (in order) whose bands are all valid there; stacks after
+    the one that completes the mosaic are not computed (``stacks`` may be a generator)."""
     result = None
     for s in stacks:
         if result is None:
             result = s.copy()
-            continue
-        empty = np.isnan(result).any(axis=0)
-        result[:, empty] = s[:, empty]
+        else:
+            empty = np.isnan(result).any(axis=0)
+            result[:, empty] = s[:, empty]
+        if not np.isnan(result).any():
+            break
     if result is None:
         raise NoDataFoundError("no item to mosaic")
     return result
+
+
+@dataclasses.dataclass
+class DateItems:
+    """The items of one date over a region's grid, mosaicked one output window at a time.
+
+    Only the items' metadata and angle grids are held; :meth:`read` reads the assets
+    around one window. Items are mosaicked in the given order (first valid pixel wins).
+
+    Attributes
+    ----------
+    items
+        Items of one date, in mosaic order.
+    grid
+        Output grid.
+    region
+        Region as GeoJSON in the grid's CRS; pixels it does not touch are nodata.
+    scl_classes, resampling
+        See :func:`item_stack`.
+    images
+        Opens the asset hrefs (an :class:`~vercye_lai.acquire.safe.ImageCache`).
+    """
+
+    items: Sequence[Any]
+    grid: Grid
+    region: dict
+    scl_classes: Sequence[int] = DEFAULT_SCL_MASK
+    resampling: Resampling = Resampling.bilinear
+    images: Callable[[str], rasterio.DatasetReader] | None = None
+    angles: list = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.angles = [item_angles(it) for it in self.items]
+
+    @property
+    def sources(self) -> set[str]:
+        """Where the angles come from (``"granule metadata"``, ``"item properties"``)."""
+        return {source for _, source in self.angles}
+
+    def read(self, window: Window) -> np.ndarray:
+        """``(bands, rows, cols)`` float32 array of ``window`` (NaN = nodata)."""
+        sub = self.grid.window(window)
+        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform, all_touched=True)
+        if outside.all():  # a window outside the region: nothing to read
+            return np.full((len(S2_BANDS_20M), *sub.shape), np.nan, np.float32)
+        data = mosaic_first_valid(
+            item_stack(
+                it, sub, scl_classes=self.scl_classes, resampling=self.resampling,
+                angles=angles, images=self.images,
+            )[0]
+            for it, angles in zip(self.items, self.angles, strict=True)
+        )
+        data[:, outside] = np.nan
+        return data
 
 
 # --------------------------------------------------------------------------- driver
@@ -455,6 +543,7 @@ def stack_stac(
     overwrite: bool = False,
     on_date: Callable[[dt.date, Path | None], None] | None = None,
     on_plan: Callable[[Mapping[dt.date, list[Any]]], None] | None = None,
+    block: int | None = None,
 ) -> dict[dt.date, Path]:
     """Write one 11-band stack per date with items over a region.
 
@@ -484,6 +573,10 @@ def stack_stac(
         Called after each date with the output path (``None`` when skipped).
     on_plan
         Called once with date → items before any reading (progress display).
+    block
+        Output window side in pixels (default :data:`vercye_lai.bands.WINDOW_SIZE`):
+        each date is read, mosaicked and written one window at a time, so memory is
+        bounded by the window, not by the region.
 
     Returns
     -------
@@ -508,12 +601,7 @@ def stack_stac(
     if on_plan:
         on_plan(by_date)
     grid = target_grid(geometry, resolution, crs)
-    outside = geometry_mask(
-        [_project(geometry, grid.crs)],
-        out_shape=grid.shape,
-        transform=grid.transform,
-        all_touched=True,
-    )
+    region_geojson = _project(geometry, grid.crs)
     out_dir = Path(out_dir)
     written: dict[dt.date, Path] = {}
     for date, date_items in sorted(by_date.items()):
@@ -526,28 +614,24 @@ def stack_stac(
             continue
         # least cloudy first: it wins where items overlap
         date_items = sorted(date_items, key=lambda it: it.properties.get("eo:cloud_cover", 100.0))
-        sources: set[str] = set()
-
-        def stacks(its=date_items, sources=sources):  # one item at a time besides the mosaic
-            for it in its:
-                data, source = item_stack(it, grid, scl_classes=scl_classes, resampling=resampling)
-                sources.add(source)
-                yield data
-
-        data = mosaic_first_valid(stacks())
-        data[:, outside] = np.nan
-        tags = {
-            "SOURCE": "STAC",
-            "STAC_CATALOG": str(catalog),
-            "STAC_ITEMS": ",".join(i.id for i in date_items),
-            "ANGLES_FROM": ",".join(sorted(sources)),
-            "SCL_MASKED": ",".join(map(str, scl_classes)),
-            "DATE": date.isoformat(),
-        }
-        write_stack(dst, data, transform=grid.transform, crs=grid.crs, tags=tags)
-        valid = float(np.isfinite(data[0]).mean())
+        with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
+            mosaic = DateItems(
+                date_items, grid, region_geojson, tuple(scl_classes), resampling, images
+            )
+            tags = {
+                "SOURCE": "STAC",
+                "STAC_CATALOG": str(catalog),
+                "STAC_ITEMS": ",".join(i.id for i in date_items),
+                "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
+                "SCL_MASKED": ",".join(map(str, scl_classes)),
+                "DATE": date.isoformat(),
+            }
+            n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
         log.info(
-            "wrote %s from %d item(s), %.0f%% valid pixels", dst.name, len(date_items), 100 * valid
+            "wrote %s from %d item(s), %.0f%% valid pixels",
+            dst.name,
+            len(date_items),
+            100 * n_valid / (grid.shape[0] * grid.shape[1]),
         )
         if on_date:
             on_date(date, dst)

@@ -1,0 +1,255 @@
+"""Executors: serial/threads, predict split into parts, Dask on loopback (same outputs as
+serial, worker settings, a lost worker), and dask-jobqueue clusters from the config."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import rasterio
+
+from conftest import assert_same_outputs, strickhof_run_config
+from vercye_lai.errors import ConfigError
+from vercye_lai.executor import (
+    DaskSettings,
+    SerialExecutor,
+    ThreadExecutor,
+    jobqueue_kwargs,
+    make_cluster,
+    make_executor,
+    worker_env,
+)
+from vercye_lai.predict import (
+    PredictOptions,
+    assemble_parts,
+    part_path,
+    predict_file,
+    predict_windows_to_part,
+    product_paths,
+    stack_windows,
+)
+from vercye_lai.run import load_config, run_pipeline
+
+def strickhof_config(tmp_path, stacks, root: str, kind: str = "serial", extra: str = ""):
+    return load_config(strickhof_run_config(tmp_path, stacks, root, start="2022-04-01", end="2022-06-30",
+                                            kind=kind, workers=2, extra=extra))
+
+
+# --- in-process executors -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ex", [SerialExecutor(), ThreadExecutor(2)], ids=["serial", "threads"])
+def test_local_executors_report_results_and_errors(ex):
+    with ex:
+        good = ex.submit(pow, 2, 10)
+        bad = ex.submit(int, "x")
+        assert {f.result() for f in ex.as_completed([good])} == {1024}
+        done = ex.first_completed([good, bad])
+        assert done and done <= {good, bad}
+        with pytest.raises(ValueError):
+            bad.result()
+
+
+def test_make_executor_rejects_unknown_kind():
+    with pytest.raises(ConfigError, match="allowed|one of serial, threads, dask"):
+        make_executor("mpi")
+
+
+def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks):
+    """The split path (parts + assemble) writes the very file predict_file writes."""
+    src = sorted(strickhof_stacks.glob("*.tif"))[10]
+    options = PredictOptions(block_size=64, workers=1)
+    ref = predict_file(src, product_paths(src, tmp_path / "serial", ["LAI", "FAPAR"]), options=options)
+    outputs = product_paths(src, tmp_path / "parts", ["LAI", "FAPAR"])
+    windows = stack_windows(src, block_size=64)
+    assert len(windows) == 2
+    parts = [part_path(outputs, "k", i) for i in range(len(windows))]
+    n = sum(predict_windows_to_part(src, p, [w], variables=["LAI", "FAPAR"], options=options)
+            for p, w in zip(parts, windows))
+    assert all(p.name.startswith(".") for p in parts)
+    stale = part_path(outputs, "old", 0)
+    stale.write_bytes(b"from an older run")
+    res = assemble_parts(src, parts, outputs, options=options)
+    assert res.n_valid == ref.n_valid == n
+    for a, b in zip(ref.outputs, res.outputs):
+        assert a.read_bytes() == b.read_bytes()
+        for suffix in ("", "_flags"):
+            fa, fb = a.with_name(a.stem + suffix + ".tif"), b.with_name(b.stem + suffix + ".tif")
+            with rasterio.open(fa) as x, rasterio.open(fb) as y:
+                assert np.array_equal(x.read(), y.read(), equal_nan=True)
+                assert x.tags() == y.tags()
+    assert not list((tmp_path / "parts").glob(".*"))  # parts and stale parts removed
+
+
+# --- dask-jobqueue, with a fake module (no batch system here) --------------------------
+
+
+def test_jobqueue_cluster_from_the_dask_table(monkeypatch):
+    made = {}
+
+    class FakeSLURMCluster:
+        def __init__(self, **kw):
+            made["kwargs"] = kw
+
+        def scale(self, **kw):
+            made["scale"] = kw
+
+    fake = types.ModuleType("dask_jobqueue")
+    fake.SLURMCluster = FakeSLURMCluster
+    fake.PBSCluster = FakeSLURMCluster
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", fake)
+    s = DaskSettings(cluster="slurm", cores=8, memory="32GB", walltime="02:00:00", account="proj",
+                     queue="normal", job_prologue=["module load gdal"], job_extra=["--exclusive"],
+                     n_workers=3, gdal_cache_mb=512)
+    assert isinstance(make_cluster(s), FakeSLURMCluster)
+    kw = made["kwargs"]
+    assert kw["cores"] == 8 and kw["memory"] == "32GB" and kw["processes"] == 8
+    assert kw["walltime"] == "02:00:00" and kw["account"] == "proj" and kw["queue"] == "normal"
+    assert kw["job_extra_directives"] == ["--exclusive"]
+    prologue = kw["job_script_prologue"]
+    assert prologue[-1] == "module load gdal"
+    for line in ("export OMP_NUM_THREADS=1", "export OPENBLAS_NUM_THREADS=1", "export GDAL_NUM_THREADS=1",
+                 "export NUMBA_NUM_THREADS=1", "export GDAL_CACHEMAX=512"):
+        assert line in prologue
+    assert made["scale"] == {"jobs": 3}
+    with pytest.raises(ConfigError, match="dask.cores and dask.memory"):
+        jobqueue_kwargs(DaskSettings(cluster="pbs"))
+
+
+def test_jobqueue_missing_names_the_extra(monkeypatch):
+    from vercye_lai.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # import fails
+    with pytest.raises(DependencyError, match=r"vercye-lai\[jobqueue\]"):
+        make_cluster(DaskSettings(cluster="pbs", cores=4, memory="8GB"))
+
+
+# --- Dask on loopback -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=":0",
+                                       env=worker_env(64))
+    client = distributed.Client(cluster)
+    yield cluster, client
+    client.close()
+    cluster.close()
+
+
+def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
+    cluster, client = dask_cluster
+    serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
+    assert serial.ok
+    # the config's own way to a running scheduler
+    extra = f'[dask]\nscheduler_address = "{cluster.scheduler_address}"\ngdal_cache_mb = 64'
+    cfg = strickhof_config(tmp_path, strickhof_stacks, "dask", "dask", extra)
+    summary = run_pipeline(cfg)
+    assert summary.ok, summary.to_dict()
+    assert summary.executor == "dask"
+    predict = summary.steps[2]
+    assert predict.count("done") == serial.steps[2].count("done") > 10
+    n = assert_same_outputs(tmp_path / "serial", tmp_path / "dask", csv_tol=1e-9)
+    assert n > 2 * predict.count("done")
+    # workers run single-threaded libraries with an explicit GDAL cache
+    env = client.run(lambda: {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "GDAL_NUM_THREADS",
+                                                             "GDAL_CACHEMAX", "NUMBA_NUM_THREADS")})
+    assert all(e == {"OMP_NUM_THREADS": "1", "GDAL_NUM_THREADS": "1", "GDAL_CACHEMAX": "64",
+                     "NUMBA_NUM_THREADS": "1"} for e in env.values())
+    # no part file is left beside the products
+    assert not list((tmp_path / "dask").rglob(".*"))
+    # and a rerun on Dask skips everything
+    again = run_pipeline(cfg)
+    assert all(s.count("done") == 0 for s in again.steps)
+
+
+def test_dask_reuses_parts_of_an_interrupted_run(tmp_path, strickhof_stacks, dask_cluster):
+    """Parts written before a kill are used as they are, not computed again."""
+    _, client = dask_cluster
+    from vercye_lai.executor import DaskExecutor
+    from vercye_lai.run import _part_key, _plan_predict
+
+    ref = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"), only=["predict"])
+    assert ref.ok
+    cfg = strickhof_config(tmp_path, strickhof_stacks, "dask", "dask")
+    todo, _ = _plan_predict(cfg, cfg.regions[0])
+    u, other = todo[0], todo[1]
+    windows = stack_windows(u.src, block_size=64)
+    # a marked part: window 0 of *another* date, under the name of u's first part
+    first = part_path(u.outputs, _part_key(cfg, u), 0)
+    predict_windows_to_part(other.src, first, windows[:1], options=PredictOptions(block_size=64, workers=1))
+    summary = run_pipeline(cfg, only=["predict"], executor=DaskExecutor(cfg.dask, client=client))
+    assert summary.ok and summary.steps[0].count("done") == len(todo)
+    assert not first.exists()  # consumed by the assembly
+
+    def read(root, unit, window):
+        with rasterio.open(tmp_path / root / "lai" / "strickhof" / unit.outputs["LAI"].name) as ds:
+            return ds.read(1, window=window)
+
+    assert np.array_equal(read("dask", u, windows[0]), read("serial", other, windows[0]), equal_nan=True)
+    assert np.array_equal(read("dask", u, windows[1]), read("serial", u, windows[1]), equal_nan=True)
+
+
+def _kill_own_worker_once(marker: str, value: int) -> int:
+    """A task that kills the worker process running it, the first time only."""
+    import os
+    import signal
+    from pathlib import Path
+
+    m = Path(marker)
+    if not m.exists():
+        m.write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value * 2
+
+
+def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
+    from vercye_lai.executor import DaskExecutor
+
+    _, client = dask_cluster
+    ex = DaskExecutor(DaskSettings(retries=2), client=client)
+    marker = tmp_path / "killed"
+    # the function travels by value: the test module is not importable in the workers
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    futures = [ex.submit(_kill_own_worker_once, str(marker), i, key=f"kill-{i}") for i in range(4)]
+    assert sorted(f.result(timeout=60) for f in futures) == [0, 2, 4, 6]
+    assert marker.exists()  # one worker really died
+    client.wait_for_workers(2, timeout=30)  # the nanny restarted it
+
+
+def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks):
+    """executor.kind = "dask" with no scheduler: a LocalCluster of processes, closed at the end."""
+    pytest.importorskip("distributed")
+    import json
+
+    from click.testing import CliRunner
+
+    from vercye_lai.cli.main import cli
+
+    cfg = strickhof_run_config(tmp_path, strickhof_stacks, "own", start="2022-06-10", end="2022-06-15",
+                               kind="threads", extra="[dask]\nn_workers = 2\ngdal_cache_mb = 96")
+    r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--executor", "dask", "--only", "predict"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "own" / "run_summary.json").read_text())
+    assert summary["executor"] == "dask" and summary["steps"][0]["done"] == 3
+
+
+def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
+    from vercye_lai.errors import DataIOError
+
+    src = sorted(strickhof_stacks.glob("*.tif"))[0]
+    outputs = product_paths(src, tmp_path, ["LAI"])
+    options = PredictOptions(block_size=64, workers=1)
+    part = part_path(outputs, "k", 0)
+    predict_windows_to_part(src, part, stack_windows(src, block_size=64)[:1], options=options)
+    with pytest.raises(DataIOError, match="not the 2 blocks"):
+        assemble_parts(src, [part], outputs, options=options)
+    assert not outputs["LAI"].exists()  # nothing under a final name
+    assert not list(tmp_path.glob(".*"))  # and the unusable part is gone: a rerun redoes it

@@ -1,0 +1,108 @@
+"""A run killed with SIGKILL (the whole process group) and started again completes, with
+outputs identical to an uninterrupted run and no half-written or temporary file left."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_same_outputs, strickhof_run_config
+from vercye_lai.run import load_config, run_pipeline
+
+CLI = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()"]
+
+
+def config(tmp_path: Path, stacks: Path, root: str, kind: str = "threads") -> Path:
+    return strickhof_run_config(tmp_path, stacks, root, variables='["LAI", "FAPAR"]', kind=kind,
+                                extra="[dask]\nn_workers = 2")
+
+
+def hidden_or_partial(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.startswith(".") or p.name.endswith(".part")]
+
+
+def alive_in_group(pgid: int) -> list[int]:
+    """Processes of a process group that are not dead (zombies wait for a reaper: dead)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+def kill_when(proc: subprocess.Popen, ready, *, timeout: float = 60) -> bool:
+    """SIGKILL the process group of ``proc`` as soon as ``ready()``; False if it ended first."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            return False
+        if ready():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(0.2)
+            assert alive_in_group(proc.pid) == []  # nothing of the run survived (Dask workers too)
+            return True
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("the run produced nothing in time")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, strickhof_stacks) -> Path:
+    """An uninterrupted run (in this process)."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    assert run_pipeline(load_config(config(tmp, strickhof_stacks, "ref"))).ok
+    return tmp / "ref"
+
+
+@pytest.mark.parametrize("moment, kind", [
+    ("first-product", "threads"),
+    ("first-analysis-file", "threads"),
+    ("first-part", "dask"),  # the scheduler, workers and all: the whole process group
+])
+def test_killed_run_rerun_equals_uninterrupted(tmp_path, strickhof_stacks, reference, moment, kind):
+    if kind == "dask":
+        pytest.importorskip("distributed")
+    cfg = config(tmp_path, strickhof_stacks, "killed", kind)
+    out = tmp_path / "killed"
+    lai = out / "lai" / "strickhof"
+    fields = out / "analysis" / "strickhof" / "fields"
+    ready = {
+        "first-product": lambda: lai.is_dir() and any(lai.glob("*_LAI.tif")),
+        "first-analysis-file": lambda: fields.is_dir() and any(fields.glob("*_STATS.csv")),
+        "first-part": lambda: lai.is_dir() and any(lai.glob(".*.npz")),
+    }[moment]
+    proc = subprocess.Popen([*CLI, "-q", "run", str(cfg)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = kill_when(proc, ready)
+    if kind == "dask":
+        assert killed  # its parts come long before the end
+    if killed:
+        assert not (out / "run_summary.json").exists()  # it really died before the end
+        # whatever is under a final name opens: no half-written product
+        import rasterio
+
+        for p in lai.glob("*.tif"):
+            with rasterio.open(p) as ds:
+                ds.read(1)
+
+    r = subprocess.run([*CLI, "-q", "run", str(cfg)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["ok"]
+    if killed and moment == "first-product":
+        predict = next(s for s in summary["steps"] if s["step"] == "predict")
+        assert predict["skipped"] >= 1 and predict["done"] >= 1  # resumed, not redone
+    assert assert_same_outputs(reference, out) > 3 * 34  # rasters bit for bit, CSV text
+    assert hidden_or_partial(out) == []

@@ -1,0 +1,279 @@
+"""``vercye-lai run``: config validation, the example config, skipping, --dry-run, --only,
+the summary and the log, and the exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import DATA, write_run_config
+from vercye_lai.cli.main import cli
+from vercye_lai.errors import ConfigError
+from vercye_lai.run import EXAMPLE_CONFIG, STEPS, load_config, parse_config, run_pipeline
+
+QVIDJA = DATA / "qvidja"
+AOI = QVIDJA / "qvidja_ec_field_aoi.geojson"
+
+BASE = """
+output_root = "out"
+resolution = 20
+[[regions]]
+name = "qvidja"
+start_date = 2023-06-09
+end_date = 2023-06-14
+[source]
+kind = "local"
+path = "{stacks}"
+[[analyses]]
+name = "field"
+geometry = "{aoi}"
+mode = "poly_agg"
+quicklook = QUICKLOOK
+[executor]
+kind = "serial"
+"""
+
+
+def qvidja_config(tmp_path: Path, *, quicklook: bool = False, extra: str = "") -> Path:
+    stacks = tmp_path / "stacks"
+    if not stacks.exists():
+        stacks.mkdir(parents=True)
+        for f in QVIDJA.glob("qvidja_20m_*.tif"):
+            shutil.copy2(f, stacks / f.name)
+    text = BASE.replace("{stacks}", str(stacks)).replace("{aoi}", str(AOI))
+    text = text.replace("QUICKLOOK", "true" if quicklook else "false") + extra
+    return write_run_config(tmp_path / "run.toml", text)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def counts(summary: dict) -> dict[str, tuple[int, int, int]]:
+    return {s["step"]: (s["done"], s["skipped"], s["failed"]) for s in summary["steps"]}
+
+
+# --- the config -----------------------------------------------------------------------
+
+
+def test_example_config_prints_and_loads(tmp_path):
+    r = invoke("run", "--example-config")
+    assert r.exit_code == 0, r.output
+    assert r.output == EXAMPLE_CONFIG
+    cfg = load_config(write_run_config(tmp_path / "example.toml", r.output))
+    assert cfg.output_root == tmp_path / "vercye-lai-run"  # relative to the config file
+    assert cfg.regions[0].name == "strickhof" and cfg.executor == "threads"
+    assert cfg.analyses[0].adjustment == "wheat" and cfg.dask.cluster == "local"
+
+
+def test_yaml_config(tmp_path):
+    pytest.importorskip("yaml")
+    import yaml
+
+    data = tomllib.loads(qvidja_config(tmp_path).read_text())
+    p = tmp_path / "run.yaml"
+    p.write_text(yaml.safe_dump(data))
+    assert load_config(p).regions[0].start.isoformat() == "2023-06-09"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("executor", {"kind": "mpi"}), "executor.kind: 'mpi' is not allowed; allowed values: serial, threads, dask"),
+        (("source", {"kind": "ftp"}), "source.kind: 'ftp' is not allowed; allowed values: local, safe, stac, gee"),
+        (("dask", {"cluster": "lsf"}), "dask.cluster: 'lsf' is not allowed; allowed values: local, slurm, pbs"),
+        (("predict", {"blok_size": 5}), "predict: unknown key(s) blok_size; allowed keys:"),
+        (("predict", {"block_size": "big"}), "predict.block_size: expected an integer, got 'big'"),
+        (("predict", {"variables": ["LIA"]}), "predict.variables: 'LIA' is not allowed; allowed values: LAI,"),
+        (("analyses", [{"geometry": "x.geojson", "mode": "polygons"}]),
+         "analyses[0].mode: 'polygons' is not allowed; allowed values: raster, poly_agg, poly_iter"),
+        (("analyses", [{"geometry": "x.geojson", "adjustment": "rice"}]),
+         "analyses[0].adjustment: 'rice' is not allowed; allowed values: none, wheat, maize"),
+        (("regions", [{"name": "a", "start_date": "2023-06-09"}]), "regions[0].end_date: required key is missing"),
+        (("regions", [{"name": "a", "start_date": "2023-06-10", "end_date": "2023-06-09"}]),
+         "regions[0]: start_date 2023-06-10 is after end_date 2023-06-09"),
+        (("resolution", "20m"), "resolution: expected a number, got '20m'"),
+        (("outputroot", "x"), "unknown key(s) outputroot"),
+        (("dask", {"cluster": "slurm"}), "dask: cluster = 'slurm' needs 'cores' and 'memory'"),
+    ],
+)
+def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, message):
+    data = tomllib.loads(qvidja_config(tmp_path).read_text())
+    data[change[0]] = change[1]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, base_dir=tmp_path)
+    assert message in str(exc.value)
+
+
+def test_config_error_on_the_command_line(tmp_path):
+    p = write_run_config(tmp_path / "bad.toml", 'output_root = "o"\n[[regions]]\nname = "x"\n'
+                         'start_date = 2023-01-01\nend_date = 2023-01-02\n[source]\nkind = "local"\n'
+                         'path = "s"\n[executor]\nkind = "cluster"\n')
+    r = invoke("run", p)
+    assert r.exit_code == 1
+    assert "executor.kind: 'cluster' is not allowed; allowed values: serial, threads, dask" in r.output
+    r = invoke("run", tmp_path / "missing.toml")
+    assert r.exit_code == 1 and "cannot read the config file" in r.output
+    (tmp_path / "broken.toml").write_text("output_root = ")
+    assert "invalid TOML" in invoke("run", tmp_path / "broken.toml").output
+
+
+# --- running --------------------------------------------------------------------------
+
+
+def test_run_skip_dry_run_and_only(tmp_path):
+    cfg_path = qvidja_config(tmp_path, quicklook=True)
+    out = tmp_path / "out"
+    r = invoke("run", cfg_path)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["ok"] and [s["step"] for s in summary["steps"]] == list(STEPS)
+    assert counts(summary) == {"acquire": (0, 1, 0), "mosaic": (0, 1, 0), "predict": (3, 0, 0),
+                               "analyze": (1, 0, 0), "quicklook": (1, 0, 0)}
+    lai = sorted((out / "lai" / "qvidja").glob("*_LAI.tif"))
+    assert len(lai) == 3
+    field_dir = out / "analysis" / "qvidja" / "field"
+    assert len(list(field_dir.glob("*_STATS.csv"))) == 1 and len(list(field_dir.glob("*_QUICKLOOK.png"))) == 1
+    log_text = (out / "run.log").read_text()
+    assert "predict qvidja 2023-06-09: done" in log_text
+    for s in summary["steps"]:
+        assert {"done", "skipped", "failed", "seconds", "units"} <= set(s)
+    assert "run summary" in r.output and "predict" in r.output
+
+    # a second run does nothing
+    r = invoke("run", cfg_path)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert all(s["done"] == 0 and s["failed"] == 0 for s in summary["steps"])
+
+    # a newer stack: that date, the analysis and the quicklook are due again
+    stack = tmp_path / "stacks" / "qvidja_20m_2023-06-11.tif"
+    future = lai[1].stat().st_mtime + 10
+    os.utime(stack, (future, future))
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    r = invoke("run", cfg_path, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "predict qvidja 2023-06-11: planned" in r.output
+    assert "analyze qvidja field: planned - after predict" in r.output  # its LAI input will change
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written
+
+    r = invoke("run", cfg_path, "--only", "predict")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert counts(summary) == {"predict": (1, 2, 0)}
+    # the LAI file changed: the analysis' manifest no longer matches
+    summary = run_pipeline(load_config(cfg_path), only=["analyze", "quicklook"])
+    assert [(s.step, s.count("done")) for s in summary.steps] == [("analyze", 1), ("quicklook", 1)]
+
+
+def test_failures_are_reported_and_exit_1(tmp_path):
+    cfg_path = qvidja_config(tmp_path)
+    bad = tmp_path / "stacks" / "qvidja_20m_2023-06-14.tif"
+    bad.write_bytes(b"not a tiff")
+    r = invoke("run", cfg_path)
+    assert r.exit_code == 1
+    assert "predict qvidja 2023-06-14: failed" in r.output
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert not summary["ok"]
+    assert counts(summary)["predict"] == (2, 0, 1)
+    unit = [u for s in summary["steps"] for u in s["units"] if u["status"] == "failed"][0]
+    assert "cannot open raster" in unit["reason"]
+    # the other dates were analysed all the same
+    assert counts(summary)["analyze"] == (1, 0, 0)
+
+
+def test_missing_local_folder_fails_every_step_that_needs_it(tmp_path):
+    cfg = load_config(qvidja_config(tmp_path))
+    shutil.rmtree(tmp_path / "stacks")
+    summary = run_pipeline(cfg, only=["acquire", "predict"])
+    assert not summary.ok
+    assert [s.status for s in summary.steps] == ["failed", "failed"]
+    assert "does not exist" in summary.steps[0].units[0].reason
+
+
+def test_only_rejects_unknown_steps(tmp_path):
+    cfg = load_config(qvidja_config(tmp_path))
+    with pytest.raises(ConfigError, match="allowed values: acquire, mosaic, predict, analyze, quicklook"):
+        run_pipeline(cfg, only=["predcit"])
+    r = invoke("run", qvidja_config(tmp_path), "--only", "predcit")
+    assert r.exit_code == 2
+
+
+def test_mosaic_step_builds_vrts_of_multi_part_dates(tmp_path):
+    """A date split into parts (Earth Engine export) gets a VRT that predict then reads."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    parts_dir = tmp_path / "parts"
+    parts_dir.mkdir()
+    src = QVIDJA / "qvidja_20m_2023-06-09.tif"
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+        descriptions, scales = ds.descriptions, ds.scales
+        half = ds.width // 2
+        for n, (c0, w) in enumerate(((0, half), (half, ds.width - half))):
+            win = Window(c0, 0, w, ds.height)
+            p = dict(profile, width=w, transform=ds.window_transform(win))
+            dst = parts_dir / f"qvidja_20m_2023-06-09-0000000000-{n:010d}.tif"
+            with rasterio.open(dst, "w", **p) as out:
+                out.write(data[:, :, c0:c0 + w])
+                for i, d in enumerate(descriptions, 1):
+                    out.set_band_description(i, d)
+                out.scales = scales
+    cfg_path = qvidja_config(tmp_path)
+    text = cfg_path.read_text().replace(str(tmp_path / "stacks"), str(parts_dir))
+    cfg = load_config(write_run_config(cfg_path, text))
+    summary = run_pipeline(cfg, only=["mosaic", "predict"])
+    assert summary.ok, summary.to_dict()
+    vrt = tmp_path / "out" / "stacks" / "qvidja" / "qvidja_20m_2023-06-09.vrt"
+    assert vrt.exists()
+    assert [s.count("done") for s in summary.steps] == [1, 1]
+    # same LAI as from the whole stack
+    ref = run_pipeline(load_config(qvidja_config(tmp_path / "ref")), only=["predict"])
+    assert ref.ok
+    name = "qvidja_20m_2023-06-09_LAI.tif"
+    with rasterio.open(tmp_path / "out" / "lai" / "qvidja" / name) as a, \
+            rasterio.open(tmp_path / "ref" / "out" / "lai" / "qvidja" / name) as b:
+        assert np.array_equal(a.read(), b.read(), equal_nan=True)
+    again = run_pipeline(cfg, only=["mosaic"])
+    assert again.steps[0].units[0].status == "skipped"
+
+
+def test_safe_source_acquires_then_predicts(tmp_path):
+    """source.kind = "safe": stacks from a real (cropped) L2A SAFE, then predict on them."""
+    import geopandas as gpd
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping, shape
+
+    safe = DATA / "safe_T29UNU" / "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
+    inner = box(521580.0 + 120, 5892840.0 + 120, 532380.0 - 120, 5900040.0 - 120)  # inside the crop
+    region = shape(transform_geom("EPSG:32629", "EPSG:4326", mapping(inner)))
+    gpd.GeoDataFrame(geometry=[region], crs="EPSG:4326").to_file(tmp_path / "ie.geojson")
+    cfg = load_config(write_run_config(tmp_path / "safe.toml", f"""
+output_root = "out"
+resolution = 60
+[[regions]]
+name = "ie"
+geometry = "ie.geojson"
+start_date = 2022-10-01
+end_date = 2022-10-31
+[source]
+kind = "safe"
+safes = ["{safe.parent}/*.SAFE"]
+[executor]
+kind = "serial"
+"""))
+    summary = run_pipeline(cfg, only=["acquire", "mosaic", "predict"])
+    assert summary.ok, summary.to_dict()
+    assert [s.count("done") for s in summary.steps] == [1, 0, 1]
+    assert (tmp_path / "out" / "stacks" / "ie" / "ie_60m_2022-10-05.tif").exists()
+    assert (tmp_path / "out" / "lai" / "ie" / "ie_60m_2022-10-05_LAI.tif").exists()
+    again = run_pipeline(cfg, only=["acquire", "predict"])
+    assert [s.units[0].status for s in again.steps] == ["skipped", "skipped"]
