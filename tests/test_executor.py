@@ -253,3 +253,36 @@ def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
         assemble_parts(src, [part], outputs, options=options)
     assert not outputs["LAI"].exists()  # nothing under a final name
     assert not list(tmp_path.glob(".*"))  # and the unusable part is gone: a rerun redoes it
+
+
+def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_stacks, monkeypatch):
+    """Threads split the analysis into parts; parts left by a run that died before combining
+    them are not computed again, and the outputs equal a serial run's."""
+    import vercye_lai.run as run_mod
+
+    serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
+    assert serial.ok
+    cfg = strickhof_config(tmp_path, strickhof_stacks, "threads", "threads",
+                           extra="zones_per_task = 2\ndates_per_task = 5")  # [executor] keys
+    assert (cfg.zones_per_task, cfg.dates_per_task) == (2, 5)
+    assert run_pipeline(cfg, only=["predict"]).ok
+    calls = []
+    real_part = run_mod._analysis_part_task
+
+    def died(*a, **k):
+        raise KeyboardInterrupt("killed before combining")  # noqa: EM101
+
+    monkeypatch.setattr(run_mod, "_analysis_part_task", lambda *a: calls.append(a) or real_part(*a))
+    monkeypatch.setattr(run_mod, "_analysis_finish_task", died)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, only=["analyze"])
+    fields = tmp_path / "threads" / "analysis" / "strickhof" / "fields"
+    parts = sorted(fields.glob(".analysis-part.*.npz"))
+    assert len(parts) == len(calls) > 2
+    monkeypatch.undo()
+    monkeypatch.setattr(run_mod, "_analysis_part_task", lambda *a: calls.append(a) or real_part(*a))
+    n = len(calls)
+    summary = run_pipeline(cfg, only=["analyze"])
+    assert summary.ok and len(calls) == n  # every part reused
+    assert not list(fields.glob(".*"))  # and removed once combined
+    assert assert_same_outputs(tmp_path / "serial", tmp_path / "threads") > 6

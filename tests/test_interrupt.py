@@ -68,6 +68,7 @@ def reference(tmp_path_factory, strickhof_stacks) -> Path:
 
 @pytest.mark.parametrize("moment, kind", [
     ("first-product", "threads"),
+    ("first-analysis-part", "threads"),
     ("first-analysis-file", "threads"),
     ("first-part", "dask"),  # the scheduler, workers and all: the whole process group
 ])
@@ -80,6 +81,7 @@ def test_killed_run_rerun_equals_uninterrupted(tmp_path, strickhof_stacks, refer
     fields = out / "analysis" / "strickhof" / "fields"
     ready = {
         "first-product": lambda: lai.is_dir() and any(lai.glob("*_LAI.tif")),
+        "first-analysis-part": lambda: fields.is_dir() and any(fields.glob(".analysis-part.*.npz")),
         "first-analysis-file": lambda: fields.is_dir() and any(fields.glob("*_STATS.csv")),
         "first-part": lambda: lai.is_dir() and any(lai.glob(".*.npz")),
     }[moment]

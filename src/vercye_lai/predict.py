@@ -112,6 +112,14 @@ def open_stack(path: str | Path, inputs: Sequence[str]) -> rasterio.DatasetReade
 
 def _invalid_mask(data: np.ndarray, nodatavals: Sequence[float | None]) -> np.ndarray:
     """True where any band is nodata or NaN."""
+    if len(set(nodatavals)) == 1 and np.issubdtype(data.dtype, np.integer):
+        nd = nodatavals[0]
+        info = np.iinfo(data.dtype)
+        # the usual integer stack (nodata = the type's minimum): one reduction over the bands
+        if nd == info.min:
+            return data.min(axis=0) == nd
+        if nd == info.max:
+            return data.max(axis=0) == nd
     bad = np.zeros(data.shape[1:], dtype=bool)
     floating = np.issubdtype(data.dtype, np.floating)
     for band, nd in zip(data, nodatavals):
@@ -131,8 +139,8 @@ class BlockResult:
 
 
 #: pixels converted to float32 at a time: bounds the per-block working memory and
-#: keeps each chunk's inputs in the CPU cache
-CHUNK_PIXELS = 1 << 16
+#: keeps each chunk's inputs in the CPU's L2 cache (see :mod:`vercye_lai.model.sl2p`)
+CHUNK_PIXELS = 1 << 13
 
 
 def predict_block(
@@ -256,7 +264,7 @@ def _output_profile(src: rasterio.DatasetReader, dtype: str, nodata: float, *, c
 
 @contextlib.contextmanager
 def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
-                    description: str, unit: str = ""):
+                    description: str, unit: str = "", threads: int = 1):
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG)."""
     with atomic_output(dst) as final_tmp:
         scratch = tmp_path_for(dst) if cog else final_tmp
@@ -273,6 +281,8 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
                     scratch, final_tmp, driver="COG", compress="ZSTD", level=1, blocksize=512,
                     predictor="YES", overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
                     bigtiff="IF_SAFER",
+                    # the copy runs after the blocks: compress its tiles on every worker thread
+                    num_threads=str(max(1, threads)),
                 )
         finally:
             if cog:
@@ -328,13 +338,13 @@ def _write_products(
             dst = outputs[net.variable]
             writers.append(stack.enter_context(_product_writer(
                 dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
-                description=net.variable, unit=net.unit)))
+                description=net.variable, unit=net.unit, threads=options.workers)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 flag_writers.append(stack.enter_context(_product_writer(
                     flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
                     tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
-                    description=f"{net.variable}_flags")))
+                    description=f"{net.variable}_flags", threads=options.workers)))
         n_valid = 0
         for i, res in enumerate(blocks):
             for w, v in zip(writers, res.values):

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,8 @@ MANIFEST_NAME = "MANIFEST.json"
 
 #: pixels a predict part task covers on Dask (a few 1024² blocks: seconds of work each)
 DEFAULT_PART_PIXELS = 4 * 1024 * 1024
+#: zones (fields) an analysis part task covers on threads and Dask
+DEFAULT_ZONES_PER_TASK = 1000
 
 
 # ==================================================================== configuration
@@ -155,6 +158,8 @@ class RunConfig:
     analyses: tuple[AnalysisConfig, ...] = ()
     executor: str = "threads"
     workers: int | None = None
+    zones_per_task: int = DEFAULT_ZONES_PER_TASK
+    dates_per_task: int | None = None  # None: about two analysis parts per worker
     dask: DaskSettings = field(default_factory=DaskSettings)
     path: Path | None = None  # the config file
 
@@ -404,11 +409,17 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: P
     ex = _Table(doc.get("executor", dict, {}), "executor")
     kind = ex.get("kind", str, "threads", choices=EXECUTORS)
     workers = ex.opt("workers", int)
+    zones_per_task = ex.get("zones_per_task", int, DEFAULT_ZONES_PER_TASK)
+    dates_per_task = ex.opt("dates_per_task", int)
     ex.done()
+    for key, v in (("zones_per_task", zones_per_task), ("dates_per_task", dates_per_task), ("workers", workers)):
+        if v is not None and v < 1:
+            raise ConfigError(f"executor.{key}: must be at least 1, not {v}")
     dask = _parse_dask(doc, base)
     doc.done()
     return RunConfig(output_root=output_root, resolution=resolution, regions=regions, source=source,
-                     predict=predict, analyses=analyses, executor=kind, workers=workers, dask=dask,
+                     predict=predict, analyses=analyses, executor=kind, workers=workers,
+                     zones_per_task=zones_per_task, dates_per_task=dates_per_task, dask=dask,
                      path=path)
 
 
@@ -494,6 +505,9 @@ quicklook = true             # a PNG per zone
 [executor]
 kind = "threads"             # serial | threads (one machine) | dask (laptop to cluster)
 # workers = 4                # default: CPU cores, at most 8
+# Threads and Dask split each analysis into parts of neighbouring fields x dates:
+# zones_per_task = 1000       # fields per part (a part reads their window once per date)
+# dates_per_task = 8          # default: about two parts per worker
 
 # Used with executor.kind = "dask" (pip install 'vercye-lai[dask]'; slurm/pbs: [jobqueue]).
 [dask]
@@ -849,6 +863,70 @@ def _token() -> str:
     return f"{time.monotonic_ns():x}"
 
 
+@dataclass
+class _Task:
+    """A function call to submit: ``fn(*args, **kwargs)``, named ``key`` on Dask."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    key: str = "task"
+
+    def submit(self, ex: Executor) -> Any:
+        return ex.submit(self.fn, *self.args, key=f"{self.key}-{_token()}", **self.kwargs)
+
+
+@dataclass
+class _PartsJob:
+    """Part tasks that each write one hidden file, then one task that combines them.
+
+    A part whose file exists was written (atomically) before an interruption and is not
+    run again. ``done(result)`` and ``failed(reason)`` report the job's outcome.
+    """
+
+    parts: list[tuple[Path, _Task]]
+    finish: _Task
+    done: Callable[[Any], None]
+    failed: Callable[[str], None]
+
+
+def _run_parts_jobs(ex: Executor, jobs: Sequence[_PartsJob]) -> None:
+    """Run the jobs' parts on ``ex`` and each job's finishing task once its parts are done.
+
+    Dependencies are kept here, in the submitting process (a finishing task is submitted
+    when its last part returns), so every executor needs only ``submit`` and Dask's
+    scheduler places and retries the tasks. A failed part fails its job only.
+    """
+    pending: dict[Any, tuple[str, int]] = {}
+    waiting: dict[int, set[Any]] = {}
+    failed: set[int] = set()
+    for i, job in enumerate(jobs):
+        waiting[i] = set()
+        for path, task in job.parts:
+            if not path.exists():
+                fut = task.submit(ex)
+                pending[fut] = ("part", i)
+                waiting[i].add(fut)
+        if not waiting[i]:
+            pending[job.finish.submit(ex)] = ("finish", i)
+    while pending:
+        for fut in ex.first_completed(list(pending)):
+            what, i = pending.pop(fut)
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
+                if i not in failed:
+                    failed.add(i)
+                    jobs[i].failed(_error_text(exc))
+                continue
+            if what == "finish":
+                jobs[i].done(res)
+                continue
+            waiting[i].discard(fut)
+            if not waiting[i] and i not in failed:
+                pending[jobs[i].finish.submit(ex)] = ("finish", i)
+
+
 def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
     """Predict every date of every region.
 
@@ -899,54 +977,24 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit
         return st.finish()
 
     options = predict_options(cfg, workers=1)  # one thread per task: Dask has the cores
-    pending: dict[Any, tuple[str, _PredictUnit]] = {}
-    waiting: dict[int, set[Any]] = {}  # unit index -> part futures still running
-    parts_of: dict[int, list[Path]] = {}
-
-    def submit_assemble(i: int) -> None:
-        u = units[i]
-        fut = ex.submit(assemble_parts, u.src, parts_of[i], u.outputs, model=model, options=options,
-                        key=f"assemble-{u.src.stem}-{_token()}")
-        pending[fut] = ("assemble", i)
-
-    for i, u in enumerate(units):
+    jobs = []
+    for u in units:
+        failed = partial(st.add, u.region, u.date.isoformat(), "failed")
         try:
             key = _part_key(cfg, u)
             groups = _window_groups(stack_windows(u.src, block_size=cfg.predict.block_size),
                                     cfg.predict.part_pixels)
         except Exception as exc:  # noqa: BLE001
-            st.add(u.region, u.date.isoformat(), "failed", _error_text(exc))
+            failed(_error_text(exc))
             continue
-        parts_of[i] = [part_path(u.outputs, key, j) for j in range(len(groups))]
-        waiting[i] = set()
-        for part, windows in zip(parts_of[i], groups):
-            if part.exists():  # written (atomically) before an interruption
-                continue
-            fut = ex.submit(predict_windows_to_part, u.src, part, windows, model=model,
-                            variables=cfg.predict.variables, options=options,
-                            key=f"predict-{part.name.lstrip('.')}-{_token()}")
-            pending[fut] = ("part", i)
-            waiting[i].add(fut)
-        if not waiting[i]:
-            submit_assemble(i)
-    failed: set[int] = set()
-    while pending:
-        for fut in ex.first_completed(list(pending)):
-            what, i = pending.pop(fut)
-            u = units[i]
-            try:
-                res = fut.result()
-            except Exception as exc:  # noqa: BLE001
-                if i not in failed:
-                    failed.add(i)
-                    st.add(u.region, u.date.isoformat(), "failed", _error_text(exc))
-                continue
-            if what == "assemble":
-                report(u, res)
-            else:
-                waiting[i].discard(fut)
-                if not waiting[i] and i not in failed:
-                    submit_assemble(i)
+        paths = [part_path(u.outputs, key, j) for j in range(len(groups))]
+        parts = [(p, _Task(predict_windows_to_part, (u.src, p, w), dict(
+            model=model, variables=cfg.predict.variables, options=options), f"predict-{p.name.lstrip('.')}"))
+            for p, w in zip(paths, groups)]
+        finish = _Task(assemble_parts, (u.src, paths, u.outputs), dict(model=model, options=options),
+                       f"assemble-{u.src.stem}")
+        jobs.append(_PartsJob(parts, finish, partial(report, u), failed))
+    _run_parts_jobs(ex, jobs)
     return st.finish()
 
 
@@ -971,17 +1019,12 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def run_analysis(cfg: RunConfig, region: RegionConfig, a: AnalysisConfig) -> dict[str, Any]:
-    """Run one analysis of one region and write its ``MANIFEST.json`` (outputs + fingerprint)."""
-    from .analysis import analyze
+def _manifest_outputs(outdir: Path, manifest: Mapping[str, Any]) -> list[Path]:
+    return [outdir / f for z in manifest["zones"] for f in (z["csv"], z["max_tif"]) if f]
 
-    outdir = cfg.analysis_dir(region.name, a)
-    fingerprint = _analysis_fingerprint(cfg, region, a)
-    # the folder is this analysis' own: any hidden temporary file in it is a killed run's
-    for old in outdir.glob(f".*{TMP_SUFFIX}") if outdir.is_dir() else ():
-        old.unlink(missing_ok=True)
-    res = analyze(cfg.lai_dir(region.name), outdir, region.name, a.geometry, resolution=cfg.resolution,
-                  start=region.start, end=region.end, **a.analyze_kwargs())
+
+def _write_manifest(outdir: Path, fingerprint: Mapping[str, Any], res: Any) -> dict[str, Any]:
+    """Write ``MANIFEST.json``: the analysis' fingerprint and outputs (what a rerun checks)."""
     zones = [{"name": z.name, "csv": z.csv.name, "max_tif": z.max_tif.name if z.max_tif else None}
              for z in res.zones]
     manifest = {"fingerprint": fingerprint, "zones": zones, "n_files": res.n_files}
@@ -989,18 +1032,97 @@ def run_analysis(cfg: RunConfig, region: RegionConfig, a: AnalysisConfig) -> dic
     return manifest
 
 
-def _manifest_outputs(outdir: Path, manifest: Mapping[str, Any]) -> list[Path]:
-    return [outdir / f for z in manifest["zones"] for f in (z["csv"], z["max_tif"]) if f]
+def _remove_analysis_leftovers(outdir: Path, keep: str | None = None) -> None:
+    """Remove hidden temporary files and part files (but those named ``keep``) of killed runs;
+    the folder is this analysis' own."""
+    if not outdir.is_dir():
+        return
+    for old in [*outdir.glob(f".*{TMP_SUFFIX}"), *outdir.glob(f"{_ANALYSIS_PART}*")]:
+        if keep is None or not old.name.startswith(keep):
+            old.unlink(missing_ok=True)
+
+
+def run_analysis(cfg: RunConfig, region: RegionConfig, a: AnalysisConfig) -> dict[str, Any]:
+    """Run one analysis of one region in one go and write its ``MANIFEST.json``."""
+    from .analysis import analyze
+
+    outdir = cfg.analysis_dir(region.name, a)
+    fingerprint = _analysis_fingerprint(cfg, region, a)
+    _remove_analysis_leftovers(outdir)
+    res = analyze(cfg.lai_dir(region.name), outdir, region.name, a.geometry, resolution=cfg.resolution,
+                  start=region.start, end=region.end, **a.analyze_kwargs())
+    return _write_manifest(outdir, fingerprint, res)
+
+
+_ANALYSIS_PART = ".analysis-part."  # hidden part files: {_ANALYSIS_PART}{key}.{n:04d}.npz
+
+
+def _analysis_part_task(plan: Any, zones: tuple[int, ...], days: tuple[int, ...], path: Path) -> Path:
+    from .analysis.core import analyze_part
+
+    return analyze_part(plan, zones, days).save(path)
+
+
+def _analysis_finish_task(plan: Any, paths: Sequence[Path], fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    from .analysis.core import SeasonPart, finish_analysis
+
+    res = finish_analysis(plan, [SeasonPart.load(p) for p in paths])
+    manifest = _write_manifest(plan.outdir, fingerprint, res)
+    _remove_analysis_leftovers(plan.outdir)
+    return manifest
+
+
+def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConfig,
+                  fingerprint: Mapping[str, Any], st: _Step) -> _PartsJob:
+    """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task.
+
+    Zones are chunked in a space-filling-curve order (``executor.zones_per_task``), so a
+    part reads a small window; dates so that there are about two parts per worker
+    (``executor.dates_per_task``). Each part writes its statistics and running max map to
+    a hidden ``.npz`` in the analysis folder; the finishing task combines them and writes
+    the outputs (:func:`~vercye_lai.analysis.core.finish_analysis`: the same files as one
+    ``analyze`` call). Parts of the same inputs and options survive an interruption.
+    """
+    from .analysis.core import plan_analysis
+
+    outdir = cfg.analysis_dir(r.name, a)
+    plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,
+                         start=r.start, end=r.end, **a.analyze_kwargs())
+    zone_chunks = plan.zone_chunks(cfg.zones_per_task)
+    n_days = len(plan.file_days)
+    per_part = cfg.dates_per_task or -(-n_days * len(zone_chunks) // (2 * ex.workers))
+    day_chunks = plan.day_chunks(max(1, min(per_part, n_days)))
+    text = json.dumps([fingerprint, zone_chunks, day_chunks], sort_keys=True, default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:10]
+    _remove_analysis_leftovers(outdir, keep=f"{_ANALYSIS_PART}{key}.")
+    outdir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for z in zone_chunks:
+        for d in day_chunks:
+            path = outdir / f"{_ANALYSIS_PART}{key}.{len(parts):04d}.npz"
+            parts.append((path, _Task(_analysis_part_task, (plan, z, d, path), key=f"analyze-{r.name}-{a.name}")))
+    finish = _Task(_analysis_finish_task, (plan, [p for p, _ in parts], fingerprint),
+                   key=f"analyze-finish-{r.name}-{a.name}")
+    t0 = time.perf_counter()
+
+    def done(manifest: dict[str, Any]) -> None:
+        st.add(r.name, a.name, "done", f"{len(manifest['zones'])} zone(s), {manifest['n_files']} file(s), "
+               f"{len(parts)} part(s)", time.perf_counter() - t0, _manifest_outputs(outdir, manifest))
+
+    return _PartsJob(parts, finish, done, partial(st.add, r.name, a.name, "failed"))
 
 
 def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
-    """Every analysis of every region: one task per (region, analysis).
+    """Every analysis of every region.
 
-    Skipped when its ``MANIFEST.json`` records the same options, geometry and LAI files
-    (names and modification times) and every output it lists exists.
+    Serial: one task per (region, analysis), :func:`run_analysis`. Threads and Dask: each
+    is split into parts over chunks of zones and dates (:func:`_analysis_job`), with the
+    same outputs. Skipped when its ``MANIFEST.json`` records the same options, geometry
+    and LAI files (names and modification times) and every output it lists exists.
     """
     st = _Step("analyze", on_unit)
     futures = {}
+    jobs = []
     for r in cfg.regions:
         for a in cfg.analyses:
             if a.regions is not None and r.name not in a.regions:
@@ -1017,8 +1139,13 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit
                 st.add(r.name, a.name, "skipped", "outputs up to date", outputs=_manifest_outputs(outdir, old))
             elif dry_run:
                 st.add(r.name, a.name, "planned", f"{len(fp['inputs'])} LAI file(s)")
-            else:
+            elif ex.kind == "serial":
                 futures[ex.submit(_timed, run_analysis, cfg, r, a, key=f"analyze-{r.name}-{a.name}-{_token()}")] = (r, a)
+            else:
+                try:
+                    jobs.append(_analysis_job(cfg, ex, r, a, fp, st))
+                except Exception as exc:  # noqa: BLE001 - e.g. a geometry that meets no raster
+                    st.add(r.name, a.name, "failed", _error_text(exc))
     for fut in ex.as_completed(futures):
         r, a = futures[fut]
         try:
@@ -1028,6 +1155,7 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit
                    secs, _manifest_outputs(outdir, manifest))
         except Exception as exc:  # noqa: BLE001
             st.add(r.name, a.name, "failed", _error_text(exc))
+    _run_parts_jobs(ex, jobs)
     return st.finish()
 
 

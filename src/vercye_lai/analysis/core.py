@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +19,15 @@ from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from ..errors import ConfigError, InputError
-from ..io import TMP_SUFFIX, open_raster
+from ..errors import ConfigError, DataIOError, InputError
+from ..io import TMP_SUFFIX, atomic_output, open_raster
 from ..naming import find_rasters
 from .geometry import (
     Grid,
     MaskZones,
     PolygonZones,
     Zones,
+    overlap,
     read_geometries,
     read_window,
     window_for_bounds,
@@ -114,8 +115,9 @@ def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None =
 class _MaxAccumulator:
     """Running per-pixel max of LAI and adjusted LAI over the zones' pixels.
 
-    Kept on the first grid met (the reference); a date on another grid is resampled onto
-    it (nearest) first, so the map has one grid even when dates' lattices differ.
+    Kept on the zones' window of the reference grid (see :class:`AnalysisPlan`); a date on
+    another grid is resampled onto it (nearest) first, so the map has one grid even when
+    dates' lattices differ.
     """
 
     def __init__(self, grid: Grid, index: ZoneIndex, adjustment: str) -> None:
@@ -124,6 +126,8 @@ class _MaxAccumulator:
         self.lai = np.full(len(index.pixels), np.nan)
         # the identity adjustment shares the array: one running max, not two
         self.adj = self.lai if adjustment == "none" else np.full(len(index.pixels), np.nan)
+        #: bounds of each zone in the grid's CRS (set when the maps are written)
+        self.zone_bounds: list[tuple[float, float, float, float]] = []
 
     def add(self, values: np.ndarray, grid: Grid, observed: np.ndarray, *,
             gathered: np.ndarray | None = None) -> None:
@@ -143,6 +147,12 @@ class _MaxAccumulator:
         if self.adj is not self.lai:
             np.fmax(self.adj, adjust_lai(lai, self.adjustment), out=self.adj)
 
+    def fold(self, lai: np.ndarray, adj: np.ndarray | None) -> None:
+        """Fold in the running max of another part (same zones, other dates)."""
+        np.fmax(self.lai, lai, out=self.lai)
+        if self.adj is not self.lai and adj is not None:
+            np.fmax(self.adj, adj, out=self.adj)
+
     def zone_map(self, k: int, window: Window, which: str) -> np.ndarray:
         """The max map of 1-based zone ``k`` on ``window`` of the reference grid."""
         sl = self.slices[k - 1]
@@ -153,8 +163,264 @@ class _MaxAccumulator:
         return out
 
 
+@dataclass(frozen=True, eq=False)
+class AnalysisPlan:
+    """One analysis, checked and planned: what its parts and its final step need.
+
+    Made by :func:`plan_analysis`; small and picklable, so that the parts
+    (:func:`analyze_part`) can run anywhere, e.g. on Dask workers.
+
+    Attributes
+    ----------
+    files
+        Date → LAI file, for the dates of the range that have one.
+    names
+        Zone names, in feature order (one name in ``raster`` and ``poly_agg`` modes).
+    order
+        Zone numbers (0-based) in a space-filling-curve order of their centroids, so that
+        consecutive zones are near each other and a chunk of them has a small window.
+    reference
+        The first LAI file (by date) whose raster meets the zones: the max maps are on its
+        grid and the zones' pixel counts are taken there.
+    """
+
+    lai_dir: Path
+    outdir: Path
+    region: str
+    geometry_path: Path
+    start: dt.date
+    end: dt.date
+    files: dict[dt.date, Path]
+    names: tuple[str, ...]
+    order: tuple[int, ...]
+    reference: Path
+    mode: str = "poly_iter"
+    adjustment: str = "none"
+    variable: str = "LAI"
+    interpolation: str = "akima"
+    smooth: str = "none"
+    smooth_window: int = 5
+    max_cloud_percent: float | None = None
+    min_valid_fraction: float = 0.0
+    all_touched: bool = False
+    date_format: str = "iso"
+    max_bands: str = "both"
+
+    @property
+    def days(self) -> list[dt.date]:
+        """Every day of the range, in order (the rows of the CSVs)."""
+        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    @property
+    def file_days(self) -> list[int]:
+        """Positions in :attr:`days` of the days that have a file."""
+        return [(d - self.start).days for d in sorted(self.files)]
+
+    def zone_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
+        """The zones in chunks of at most ``size`` neighbouring zones (default: one chunk)."""
+        order = self.order
+        size = size or len(order)
+        return [tuple(sorted(order[i:i + size])) for i in range(0, len(order), size)]
+
+    def day_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
+        """The days that have a file, in chunks of at most ``size`` (default: one chunk)."""
+        days = self.file_days
+        size = size or len(days)
+        return [tuple(days[i:i + size]) for i in range(0, len(days), size)]
+
+
+def _zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
+    """The zones numbered ``zones`` (default: all) of ``plan``, ready to rasterise."""
+    if plan.mode == "raster":
+        return MaskZones(plan.geometry_path, plan.names[0])
+    gdf = read_geometries(plan.geometry_path)
+    if plan.mode == "poly_agg":
+        return PolygonZones(gdf, list(plan.names), path=plan.geometry_path,
+                            all_touched=plan.all_touched)
+    idx = list(range(len(plan.names)) if zones is None else zones)
+    return PolygonZones(gdf.iloc[idx], [plan.names[i] for i in idx], path=plan.geometry_path,
+                        all_touched=plan.all_touched)
+
+
+def _spatial_order(zones: Zones) -> tuple[int, ...]:
+    """Zone numbers along a Hilbert curve of their centroids (feature order for one zone)."""
+    if not isinstance(zones, PolygonZones) or zones.count < 2:
+        return tuple(range(zones.count))
+    import geopandas as gpd
+    import shapely
+
+    b = shapely.bounds(zones.gdf.geometry.values)  # box centres: enough for an order
+    centres = gpd.GeoSeries(shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2))
+    return tuple(np.argsort(centres.hilbert_distance().to_numpy(), kind="stable").tolist())
+
+
+def _reference_file(files: dict[dt.date, Path], zones: Zones) -> Path | None:
+    """The first file (by date) whose raster meets the zones' window, from metadata only."""
+    for day in sorted(files):
+        with open_raster(files[day]) as ds:
+            window = window_for_bounds(ds.transform, zones.bounds_in(ds.crs))
+            if overlap(window, ds.width, ds.height) is not None:
+                return files[day]
+    return None
+
+
+def plan_analysis(
+    lai_dir: str | Path,
+    outdir: str | Path,
+    region: str,
+    geometry_path: str | Path,
+    *,
+    resolution: float = 20,
+    mode: str = "poly_iter",
+    adjustment: str = "none",
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    variable: str = "LAI",
+    interpolation: str = "akima",
+    smooth: str = "none",
+    smooth_window: int = 5,
+    max_cloud_percent: float | None = None,
+    min_valid_fraction: float = 0.0,
+    id_column: str | None = "FID",
+    all_touched: bool = False,
+    date_format: str = "iso",
+    max_bands: str = "both",
+) -> AnalysisPlan:
+    """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
+
+    Reads the geometry file and the LAI files' metadata, no pixels. Raises as
+    :func:`analyze` does for bad options, missing files and a geometry that meets no
+    raster.
+    """
+    for value, allowed, what in (
+        (adjustment, ADJUSTMENTS, "adjustment"), (interpolation, INTERPOLATIONS, "interpolation"),
+        (smooth, SMOOTHERS, "smoothing"), (date_format, DATE_FORMATS, "date format"),
+        (max_bands, MAX_BAND_CHOICES, "max-bands choice"), (mode, MODES, "mode"),
+    ):
+        _check_choice(value, allowed, what)
+    if start and end and start > end:
+        raise InputError(f"start date {start} is after end date {end}")
+    if not 0.0 <= min_valid_fraction <= 1.0:
+        raise ConfigError(f"min_valid_fraction must be within 0–1, not {min_valid_fraction}")
+    files = find_rasters(lai_dir, region, resolution, suffix=variable, extensions=(".tif",),
+                         start=start, end=end)
+    zones = build_zones(geometry_path, mode, id_column=id_column, all_touched=all_touched)
+    reference = _reference_file(files, zones)
+    if reference is None:
+        raise InputError(
+            f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
+            f"in {lai_dir} between {start or min(files)} and {end or max(files)}",
+            path=geometry_path)
+    return AnalysisPlan(
+        lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
+        geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
+        files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
+        reference=reference, mode=mode, adjustment=adjustment, variable=variable,
+        interpolation=interpolation, smooth=smooth, smooth_window=smooth_window,
+        max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction,
+        all_touched=all_touched, date_format=date_format, max_bands=max_bands,
+    )
+
+
+class SeasonPart:
+    """Per-day statistics of some zones on some days, and the running max map over them.
+
+    What :func:`analyze_part` returns and :func:`finish_analysis` combines. ``arrays``
+    maps names to numpy arrays: ``zones`` (0-based zone numbers), ``days`` (positions in
+    the plan's days), ``met`` (per day: the raster meets these zones), ``totals`` (zone
+    pixel counts on the reference grid), ``n_pixels`` and ``t_{key}`` for each of
+    :data:`~.stats.STAT_KEYS` (``(days, zones)``), and, when a map is kept, ``lai_max``
+    and ``adj_max`` (per pixel of the zones on the reference grid; no ``adj_max`` when
+    the adjustment is the identity). It may be an open ``.npz`` (see :meth:`save`), read
+    lazily.
+    """
+
+    def __init__(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        #: the max map itself when the part was made in this process (not saved)
+        self.acc: _MaxAccumulator | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def get(self, key: str) -> np.ndarray | None:
+        return self.arrays[key] if key in self.arrays else None
+
+    @property
+    def zones(self) -> tuple[int, ...]:
+        return tuple(self["zones"].tolist())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the part as an uncompressed ``.npz``, atomically.
+
+        The max maps are stored as float32, the type of the MAX.tif: rounding is monotonic,
+        so the max of rounded values is the rounded max and the maps stay exact.
+        """
+        arrays = {k: (v.astype(np.float32) if k in ("lai_max", "adj_max") else v)
+                  for k, v in self.arrays.items()}
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SeasonPart:
+        """Open a saved part (arrays are read when first used)."""
+        try:
+            return cls(np.load(path))
+        except (OSError, ValueError) as exc:
+            raise DataIOError(f"cannot read analysis part: {exc}", path=path) from exc
+
+
+def analyze_part(
+    plan: AnalysisPlan,
+    zones: Sequence[int] | None = None,
+    days: Sequence[int] | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> SeasonPart:
+    """The statistics of zones ``zones`` on days ``days`` of ``plan`` (default: all).
+
+    One windowed read per date serves all these zones. A zone's statistics on a date do not
+    depend on which other zones or dates share its part, and the max maps of parts over
+    the same zones fold together exactly, so any split gives the outputs of one part.
+    ``progress(done, total)`` is called after each day.
+    """
+    zs = _zones(plan, zones)
+    all_days = plan.days
+    picked = list(range(len(all_days)) if days is None else days)
+    season = _Season(zs, len(picked), adjustment=plan.adjustment,
+                     max_cloud_percent=plan.max_cloud_percent,
+                     min_valid_fraction=plan.min_valid_fraction)
+    with open_raster(plan.reference) as ds:
+        ref = zs.on(ds)
+    ref_index = season.indexes[ref.grid] = ZoneIndex.from_labels(ref.labels, zs.count)
+    if plan.max_bands != "none":
+        season.acc = _MaxAccumulator(ref.grid, ref_index, plan.adjustment)
+    for j, i in enumerate(picked):
+        if (path := plan.files.get(all_days[i])) is not None:
+            season.add(j, path)
+        if progress is not None:
+            progress(j + 1, len(picked))
+    arrays = {
+        "zones": np.asarray(range(len(plan.names)) if zones is None else zones, dtype=np.int64),
+        "days": np.asarray(picked, dtype=np.int64),
+        "met": season.met,
+        "totals": ref_index.total[1:],
+        "n_pixels": season.n_pix,
+        **{f"t_{k}": v for k, v in season.table.items()},
+    }
+    if season.acc is not None:
+        arrays["lai_max"] = season.acc.lai
+        if season.acc.adj is not season.acc.lai:
+            arrays["adj_max"] = season.acc.adj
+        season.acc.zone_bounds = zs.zone_bounds_in(ref.grid.crs)
+    part = SeasonPart(arrays)
+    part.acc = season.acc
+    return part
+
+
 class _Season:
-    """Per-day, per-zone statistics, filled date by date, and the running max map.
+    """Per-day, per-zone statistics of one part, filled date by date, and its max map.
 
     Attributes
     ----------
@@ -163,23 +429,23 @@ class _Season:
         its cloud share).
     n_pix
         ``(days, zones)`` valid pixel counts.
+    met
+        ``(days,)``: the day's raster meets the zones.
     indexes
         The zones' :class:`~.stats.ZoneIndex` of each LAI grid met.
     acc
-        The max map (``None`` until a date meets the zones, or when not wanted).
-    n_overlap
-        Dates whose raster meets the zones.
+        The max map on the reference grid (``None`` when not wanted).
     """
 
-    def __init__(self, zones: Zones, n_days: int, *, adjustment: str, keep_max: bool,
+    def __init__(self, zones: Zones, n_days: int, *, adjustment: str,
                  max_cloud_percent: float | None, min_valid_fraction: float) -> None:
-        self.zones, self.adjustment, self.keep_max = zones, adjustment, keep_max
+        self.zones, self.adjustment = zones, adjustment
         self.max_cloud_percent, self.min_valid_fraction = max_cloud_percent, min_valid_fraction
         self.table = {k: np.full((n_days, zones.count), np.nan) for k in STAT_KEYS}
         self.n_pix = np.zeros((n_days, zones.count), dtype=np.int64)
+        self.met = np.zeros(n_days, dtype=bool)
         self.indexes: dict[Grid, ZoneIndex] = {}
         self.acc: _MaxAccumulator | None = None
-        self.n_overlap = 0
 
     def add(self, i: int, path: Path) -> None:
         """Statistics of day ``i`` from the LAI raster ``path``: one windowed read."""
@@ -190,7 +456,7 @@ class _Season:
             log.debug("%s: does not meet the geometry", path.name)
             self.table["cloud_pct"][i] = 100.0
             return
-        self.n_overlap += 1
+        self.met[i] = True
         index = self.indexes.get(zg.grid)
         if index is None:
             index = self.indexes[zg.grid] = ZoneIndex.from_labels(zg.labels, self.zones.count)
@@ -203,11 +469,104 @@ class _Season:
             self.table[k][i] = st[k]
             if k != "cloud_pct":  # a gap keeps its cloud share, loses its statistics
                 self.table[k][i, ~observed] = np.nan
-        if self.keep_max:
-            if self.acc is None:
-                self.acc = _MaxAccumulator(zg.grid, index, self.adjustment)
+        if self.acc is not None:
             self.acc.add(values, zg.grid, np.concatenate(([False], observed)),
                          gathered=gathered if zg.grid == self.acc.grid else None)
+
+
+def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> AnalysisResult:
+    """Combine the parts of ``plan`` and write one ``_STATS.csv`` and ``_MAX.tif`` per zone.
+
+    The parts must cover every zone once and, for each chunk of zones, every day that has
+    a file; otherwise nothing is written and :class:`~vercye_lai.errors.DataIOError` names
+    what is missing.
+    """
+    days = plan.days
+    chunks: dict[tuple[int, ...], list[SeasonPart]] = {}
+    for p in parts:
+        chunks.setdefault(p.zones, []).append(p)
+    covered = sorted(z for chunk in chunks for z in chunk)
+    if covered != list(range(len(plan.names))):
+        raise DataIOError(f"the {len(parts)} analysis part(s) do not cover each of the "
+                          f"{len(plan.names)} zone(s) once", path=plan.outdir)
+    want = set(plan.file_days)
+    met = np.zeros(len(days), dtype=bool)
+    totals = np.zeros(len(plan.names), dtype=np.int64)
+    for chunk, ps in chunks.items():
+        seen = {int(d) for p in ps for d in p["days"]}
+        if not want <= seen:
+            raise DataIOError(f"analysis parts of zones {chunk[0]}…{chunk[-1]} miss "
+                              f"{len(want - seen)} date(s)", path=plan.outdir)
+        for p in ps:
+            met[p["days"]] |= p["met"]
+        totals[list(chunk)] = ps[0]["totals"]
+    if not totals.any():
+        raise InputError("the geometry covers no pixel of the LAI grid (too small? try "
+                         "--all-touched)", path=plan.geometry_path)
+
+    geometry_name = plan.geometry_path.stem
+    tags = {"REGION": plan.region, "GEOMETRY": geometry_name, "MODE": plan.mode,
+            "START": plan.start.isoformat(), "END": plan.end.isoformat(),
+            "ADJUSTMENT": plan.adjustment, "VARIABLE": plan.variable}
+    # leftovers of an interrupted run, removed once here rather than once per file
+    _remove_stale(plan.outdir, output_stem(plan.region, geometry_name, plan.start, plan.end))
+    results: dict[int, ZoneResult] = {}
+    for chunk, ps in chunks.items():
+        table = {k: np.full((len(days), len(chunk)), np.nan) for k in STAT_KEYS}
+        n_pix = np.zeros((len(days), len(chunk)), dtype=np.int64)
+        for p in ps:
+            for k in STAT_KEYS:
+                table[k][p["days"]] = p[f"t_{k}"]
+            n_pix[p["days"]] = p["n_pixels"]
+        acc = _chunk_max(plan, chunk, ps)
+        for k_local, z in enumerate(chunk):
+            results[z] = _write_zone(plan, z, k_local, table, n_pix, acc, int(totals[z]), tags)
+    return AnalysisResult(plan.start, plan.end, len(plan.files), int(met.sum()),
+                          [results[z] for z in range(len(plan.names))])
+
+
+def _chunk_max(plan: AnalysisPlan, chunk: tuple[int, ...],
+               parts: Sequence[SeasonPart]) -> _MaxAccumulator | None:
+    """The max map of a chunk of zones: its parts' running maxima folded together."""
+    if plan.max_bands == "none":
+        return None
+    if len(parts) == 1 and parts[0].acc is not None:  # made here: no need to rasterise again
+        return parts[0].acc
+    zs = _zones(plan, chunk)
+    with open_raster(plan.reference) as ds:
+        ref = zs.on(ds)
+    acc = _MaxAccumulator(ref.grid, ZoneIndex.from_labels(ref.labels, zs.count), plan.adjustment)
+    for p in parts:
+        acc.fold(p["lai_max"], p.get("adj_max"))
+    acc.zone_bounds = zs.zone_bounds_in(acc.grid.crs)
+    return acc
+
+
+def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray],
+                n_pix: np.ndarray, acc: _MaxAccumulator | None, total: int,
+                tags: dict[str, str]) -> ZoneResult:
+    """Write the CSV and max map of zone ``z`` (column ``k`` of its chunk's tables)."""
+    name = plan.names[z]
+    stem = output_stem(plan.region, plan.geometry_path.stem, plan.start, plan.end,
+                       name if plan.mode == "poly_iter" else None)
+    if total == 0:
+        log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
+    cols = _fill_series(table, n_pix, k, interpolation=plan.interpolation, smooth=plan.smooth,
+                        smooth_window=plan.smooth_window)
+    csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
+                          date_format=plan.date_format, clean_stale=False)
+    tif = None
+    bands = MAX_BAND_CHOICES[plan.max_bands]
+    if acc is not None and bands and acc.index.total[k + 1] > 0:
+        win = window_for_bounds(acc.grid.transform, acc.zone_bounds[k])
+        win = win.intersection(Window(0, 0, acc.grid.width, acc.grid.height))
+        grid = Grid(window_transform(win, acc.grid.transform), int(win.height),
+                    int(win.width), acc.grid.crs)
+        tif = write_max_tif(plan.outdir / f"{stem}_MAX.tif", grid,
+                            {b: acc.zone_map(k + 1, win, b) for b in bands},
+                            tags=dict(tags, ZONE=name), clean_stale=False)
+    observed = ~np.isnan(cols["LAI Mean"]) & (cols["interpolated"] == 0)
+    return ZoneResult(name, csv, tif, total, int(observed.sum()), int(cols["interpolated"].sum()))
 
 
 def analyze(
@@ -297,80 +656,26 @@ def analyze(
     share: no file that day). Pixels of the geometry outside a date's raster count as
     cloud/no data. The max map holds, per pixel, the maximum over the observation days of
     its zone, on the grid of the first LAI raster that meets the geometry.
+
+    This runs the analysis as one part in this process; :func:`plan_analysis`,
+    :func:`analyze_part` and :func:`finish_analysis` split it into parts over chunks of
+    zones and dates (how ``vercye-lai run`` spreads it over threads or Dask workers),
+    with the same outputs.
     """
-    for value, allowed, what in (
-        (adjustment, ADJUSTMENTS, "adjustment"), (interpolation, INTERPOLATIONS, "interpolation"),
-        (smooth, SMOOTHERS, "smoothing"), (date_format, DATE_FORMATS, "date format"),
-        (max_bands, MAX_BAND_CHOICES, "max-bands choice"), (mode, MODES, "mode"),
-    ):
-        _check_choice(value, allowed, what)
-    if start and end and start > end:
-        raise InputError(f"start date {start} is after end date {end}")
-    if not 0.0 <= min_valid_fraction <= 1.0:
-        raise ConfigError(f"min_valid_fraction must be within 0–1, not {min_valid_fraction}")
-    files = find_rasters(lai_dir, region, resolution, suffix=variable, extensions=(".tif",),
-                         start=start, end=end)
-    start = start or min(files)
-    end = end or max(files)
-    zones = build_zones(geometry_path, mode, id_column=id_column, all_touched=all_touched)
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    nz = zones.count
-    log.info("%s: %d zone(s), %d LAI file(s) over %d days", Path(geometry_path).name, nz,
-             len(files), len(days))
-
-    season = _Season(zones, len(days), adjustment=adjustment, keep_max=max_bands != "none",
-                     max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction)
-    for i, day in enumerate(days):
-        if (path := files.get(day)) is not None:
-            season.add(i, path)
-        if progress is not None:
-            progress(i + 1, len(days))
-
-    if season.n_overlap == 0:
-        raise InputError(
-            f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
-            f"in {lai_dir} between {start} and {end}", path=geometry_path)
-    totals = next(iter(season.indexes.values())).total[1:]
-    if not totals.any():
-        raise InputError("the geometry covers no pixel of the LAI grid (too small? try "
-                         "--all-touched)", path=geometry_path)
-
-    outdir = Path(outdir)
-    geometry_name = Path(geometry_path).stem
-    bands = MAX_BAND_CHOICES[max_bands]
-    acc = season.acc
-    ref_bounds = zones.zone_bounds_in(acc.grid.crs) if acc is not None else None
-    tags = {"REGION": region, "GEOMETRY": geometry_name, "MODE": mode, "START": start.isoformat(),
-            "END": end.isoformat(), "ADJUSTMENT": adjustment, "VARIABLE": variable}
-    # leftovers of an interrupted run, removed once here rather than once per file
-    _remove_stale(outdir, output_stem(region, geometry_name, start, end))
-
-    def write_zone(k: int, name: str) -> ZoneResult:
-        stem = output_stem(region, geometry_name, start, end, name if mode == "poly_iter" else None)
-        if totals[k] == 0:
-            log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
-        cols = _fill_series(season.table, season.n_pix, k, interpolation=interpolation,
-                            smooth=smooth, smooth_window=smooth_window)
-        csv = write_stats_csv(outdir / f"{stem}_STATS.csv", days, cols, date_format=date_format,
-                              clean_stale=False)
-        tif = None
-        if acc is not None and bands and acc.index.total[k + 1] > 0:
-            win = window_for_bounds(acc.grid.transform, ref_bounds[k])
-            win = win.intersection(Window(0, 0, acc.grid.width, acc.grid.height))
-            grid = Grid(window_transform(win, acc.grid.transform), int(win.height),
-                        int(win.width), acc.grid.crs)
-            tif = write_max_tif(outdir / f"{stem}_MAX.tif", grid,
-                                {b: acc.zone_map(k + 1, win, b) for b in bands},
-                                tags=dict(tags, ZONE=name), clean_stale=False)
-        observed = ~np.isnan(cols["LAI Mean"]) & (cols["interpolated"] == 0)
-        return ZoneResult(name, csv, tif, int(totals[k]), int(observed.sum()),
-                          int(cols["interpolated"].sum()))
-
-    result = AnalysisResult(start, end, len(files), season.n_overlap)
+    plan = plan_analysis(
+        lai_dir, outdir, region, geometry_path, resolution=resolution, mode=mode,
+        adjustment=adjustment, start=start, end=end, variable=variable,
+        interpolation=interpolation, smooth=smooth, smooth_window=smooth_window,
+        max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction,
+        id_column=id_column, all_touched=all_touched, date_format=date_format,
+        max_bands=max_bands,
+    )
+    log.info("%s: %d zone(s), %d LAI file(s) over %d days", plan.geometry_path.name,
+             len(plan.names), len(plan.files), len(plan.days))
+    part = analyze_part(plan, progress=progress)
     # serial on purpose: a thread pool measured slower (the GIL-bound formatting and
     # interpolation dominate the small writes)
-    result.zones.extend(write_zone(k, name) for k, name in enumerate(zones.names))
-    return result
+    return finish_analysis(plan, [part])
 
 
 def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: float | None,

@@ -102,7 +102,7 @@ def window_grid(ds: rasterio.io.DatasetReader, window: Window) -> Grid:
     return Grid(ds.window_transform(window), int(window.height), int(window.width), ds.crs)
 
 
-def _overlap(window: Window, width: int, height: int) -> tuple[slice, slice, Window] | None:
+def overlap(window: Window, width: int, height: int) -> tuple[slice, slice, Window] | None:
     """Where ``window`` meets a ``width`` × ``height`` raster.
 
     Returns (rows, cols) of ``window`` that lie inside, and the raster window they cover.
@@ -132,7 +132,7 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
         ``(window.height, window.width)`` float32, or ``None`` when the window does not
         meet the raster at all.
     """
-    hit = _overlap(window, ds.width, ds.height)
+    hit = overlap(window, ds.width, ds.height)
     if hit is None:
         return None
     rows, cols, inner = hit
