@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.warp import Resampling, reproject
@@ -291,6 +292,47 @@ def plan_analysis(
     Reads the geometry file and the LAI files' metadata, no pixels. Raises as
     :func:`analyze` does for bad options, missing files and a geometry that meets no
     raster.
+
+    Parameters
+    ----------
+    lai_dir
+        Folder of ``{region}_{res}m_{YYYY-MM-DD}_{variable}.tif`` (LAI in m²/m², any CRS;
+        NaN and the declared nodata are invalid).
+    outdir
+        Folder for ``{region}_{geometry}[_{id}]_{start}_{end}_STATS.csv`` and ``_MAX.tif``.
+    region
+        Region name as in the file names.
+    geometry_path
+        ``raster`` mode: a crop mask raster (non-zero = crop), any CRS/resolution/extent.
+        ``poly_agg``/``poly_iter``: a vector file in any CRS (reprojected to the LAI CRS).
+    resolution
+        Pixel size (m) in the file names.
+    mode
+        ``raster``, ``poly_agg`` (all polygons as one zone) or ``poly_iter`` (one zone per
+        polygon).
+    adjustment
+        ``none``, ``wheat`` or ``maize`` (see :func:`~.timeseries.adjust_lai`).
+    start, end
+        Inclusive date range; default: the first and last date with a file.
+    variable
+        File-name suffix of the product (``LAI``).
+    interpolation
+        Gap filling of the mean and adjusted mean: ``akima``, ``makima``, ``linear``, ``none``.
+    smooth, smooth_window
+        ``savgol`` smooths the observed means (window in observations) before filling.
+    max_cloud_percent
+        A date whose share of invalid zone pixels exceeds this (%) is a gap.
+    min_valid_fraction
+        A date whose share of valid zone pixels is below this (0–1) is a gap.
+    id_column
+        ``poly_iter``: the attribute naming each polygon in the output names (row index if
+        absent or not unique).
+    all_touched
+        Count every pixel a polygon touches (default: pixels whose centre is inside).
+    date_format
+        ``iso`` (YYYY-MM-DD) or ``dmy`` (dd/mm/YYYY) in the CSV's Date column.
+    max_bands
+        ``both``, ``estimate``, ``adjusted`` or ``none`` (no MAX.tif).
     """
     for value, allowed, what in (
         (adjustment, ADJUSTMENTS, "adjustment"), (interpolation, INTERPOLATIONS, "interpolation"),
@@ -511,6 +553,8 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
     # leftovers of an interrupted run, removed once here rather than once per file
     _remove_stale(plan.outdir, output_stem(plan.region, geometry_name, plan.start, plan.end))
     results: dict[int, ZoneResult] = {}
+    # zones written one by one on purpose: a thread pool measured slower (the GIL-bound
+    # formatting and interpolation dominate the small writes)
     for chunk, ps in chunks.items():
         table = {k: np.full((len(days), len(chunk)), np.nan) for k in STAT_KEYS}
         n_pix = np.zeros((len(days), len(chunk)), dtype=np.int64)
@@ -575,65 +619,17 @@ def analyze(
     region: str,
     geometry_path: str | Path,
     *,
-    resolution: float = 20,
-    mode: str = "poly_iter",
-    adjustment: str = "none",
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    variable: str = "LAI",
-    interpolation: str = "akima",
-    smooth: str = "none",
-    smooth_window: int = 5,
-    max_cloud_percent: float | None = None,
-    min_valid_fraction: float = 0.0,
-    id_column: str | None = "FID",
-    all_touched: bool = False,
-    date_format: str = "iso",
-    max_bands: str = "both",
     progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> AnalysisResult:
     """Daily LAI statistics and the max-LAI map of fields or a crop mask.
 
     Parameters
     ----------
-    lai_dir
-        Folder of ``{region}_{res}m_{YYYY-MM-DD}_{variable}.tif`` (LAI in m²/m², any CRS;
-        NaN and the declared nodata are invalid).
-    outdir
-        Folder for ``{region}_{geometry}[_{id}]_{start}_{end}_STATS.csv`` and ``_MAX.tif``.
-    region
-        Region name as in the file names.
-    geometry_path
-        ``raster`` mode: a crop mask raster (non-zero = crop), any CRS/resolution/extent.
-        ``poly_agg``/``poly_iter``: a vector file in any CRS (reprojected to the LAI CRS).
-    resolution
-        Pixel size (m) in the file names.
-    mode
-        ``raster``, ``poly_agg`` (all polygons as one zone) or ``poly_iter`` (one zone per
-        polygon).
-    adjustment
-        ``none``, ``wheat`` or ``maize`` (see :func:`~.timeseries.adjust_lai`).
-    start, end
-        Inclusive date range; default: the first and last date with a file.
-    variable
-        File-name suffix of the product (``LAI``).
-    interpolation
-        Gap filling of the mean and adjusted mean: ``akima``, ``makima``, ``linear``, ``none``.
-    smooth, smooth_window
-        ``savgol`` smooths the observed means (window in observations) before filling.
-    max_cloud_percent
-        A date whose share of invalid zone pixels exceeds this (%) is a gap.
-    min_valid_fraction
-        A date whose share of valid zone pixels is below this (0–1) is a gap.
-    id_column
-        ``poly_iter``: the attribute naming each polygon in the output names (row index if
-        absent or not unique).
-    all_touched
-        Count every pixel a polygon touches (default: pixels whose centre is inside).
-    date_format
-        ``iso`` (YYYY-MM-DD) or ``dmy`` (dd/mm/YYYY) in the CSV's Date column.
-    max_bands
-        ``both``, ``estimate``, ``adjusted`` or ``none`` (no MAX.tif).
+    lai_dir, outdir, region, geometry_path, **options
+        As :func:`plan_analysis`: the LAI folder, the output folder, the region name,
+        the fields or crop mask, and the keyword options (``resolution``, ``mode``,
+        ``adjustment``, ``start``, ``end``, ``interpolation``, ...).
     progress
         Called as ``progress(done, total)`` after each date.
 
@@ -662,20 +658,10 @@ def analyze(
     zones and dates (how ``vercye-lai run`` spreads it over threads or Dask workers),
     with the same outputs.
     """
-    plan = plan_analysis(
-        lai_dir, outdir, region, geometry_path, resolution=resolution, mode=mode,
-        adjustment=adjustment, start=start, end=end, variable=variable,
-        interpolation=interpolation, smooth=smooth, smooth_window=smooth_window,
-        max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction,
-        id_column=id_column, all_touched=all_touched, date_format=date_format,
-        max_bands=max_bands,
-    )
+    plan = plan_analysis(lai_dir, outdir, region, geometry_path, **options)
     log.info("%s: %d zone(s), %d LAI file(s) over %d days", plan.geometry_path.name,
              len(plan.names), len(plan.files), len(plan.days))
-    part = analyze_part(plan, progress=progress)
-    # serial on purpose: a thread pool measured slower (the GIL-bound formatting and
-    # interpolation dominate the small writes)
-    return finish_analysis(plan, [part])
+    return finish_analysis(plan, [analyze_part(plan, progress=progress)])
 
 
 def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: float | None,
