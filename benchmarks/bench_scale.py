@@ -7,15 +7,14 @@ Inputs come from ``bench_predict.make_input`` (real Sentinel-2 spectra and angle
 512, int16, cached in ``benchmarks/_work``). Each case starts a fresh cluster of N worker
 processes (one thread each, GDAL/BLAS single-threaded, as ``vercye-lai run`` does), runs
 the predict step of a run config on it (dates split into part tasks, assembled per date)
-and reports the wall time, the speed-up over 1 worker, and the peak RSS of each worker
-process (``ru_maxrss`` read inside the workers).
+and reports the wall time, the speed-up over 1 worker, and each worker process's RSS
+before the run and its peak during it (VmHWM, reset just before the run; Linux).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import sys
 import time
@@ -29,8 +28,17 @@ from bench_predict import WORK, make_input  # noqa: E402  (the generator of benc
 REGION = "bench"
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS since the last reset) of this process, MB (Linux /proc)."""
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def _reset_peak() -> tuple[float, float]:
+    """Start a new peak-RSS measurement in this process (writing 5 to clear_refs resets VmHWM)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _rss_mb()
 
 
 def inputs(size: int, dates: int) -> Path:
@@ -61,14 +69,15 @@ def run_case(stacks: Path, out: Path, n_workers: int, dates: int, part_pixels: i
                                   dashboard_address=":0", env=worker_env(settings.gdal_cache_mb)) as cluster, \
             distributed.Client(cluster) as client:
         ex = DaskExecutor(settings, client=client)
-        base = client.run(_peak_rss_mb)
+        base = client.run(_reset_peak)
         t0 = time.perf_counter()
         summary = run_pipeline(cfg, only=["predict"], executor=ex, write_summary=False)
         seconds = time.perf_counter() - t0
-        peak = client.run(_peak_rss_mb)
+        peak = client.run(_rss_mb)
     assert summary.ok, summary.to_dict()
     return {"workers": n_workers, "seconds": seconds, "dates": summary.steps[0].count("done"),
-            "worker_rss_start_mb": sorted(base.values()), "worker_peak_rss_mb": sorted(peak.values())}
+            "worker_rss_start_mb": sorted(b[0] for b in base.values()),
+            "worker_peak_rss_mb": sorted(p[1] for p in peak.values())}
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from .geometry import (
     Grid,
     MaskZones,
     PolygonZones,
+    ZoneGrid,
     Zones,
     overlap,
     read_geometries,
@@ -438,9 +442,14 @@ def analyze_part(
     ref_index = season.indexes[ref.grid] = ZoneIndex.from_labels(ref.labels, zs.count)
     if plan.max_bands != "none":
         season.acc = _MaxAccumulator(ref.grid, ref_index, plan.adjustment)
-    for j, i in enumerate(picked):
-        if (path := plan.files.get(all_days[i])) is not None:
-            season.add(j, path)
+    with_file = [(j, plan.files[all_days[i]]) for j, i in enumerate(picked) if all_days[i] in plan.files]
+    reads = _read_ahead(season, [path for _, path in with_file])
+    next_with_file = iter(with_file)
+    pending = next(next_with_file, None)
+    for j in range(len(picked)):
+        if pending is not None and pending[0] == j:
+            season.add(j, pending[1], *next(reads))
+            pending = next(next_with_file, None)
         if progress is not None:
             progress(j + 1, len(picked))
     arrays = {
@@ -489,11 +498,14 @@ class _Season:
         self.indexes: dict[Grid, ZoneIndex] = {}
         self.acc: _MaxAccumulator | None = None
 
-    def add(self, i: int, path: Path) -> None:
-        """Statistics of day ``i`` from the LAI raster ``path``: one windowed read."""
+    def read(self, path: Path) -> tuple[ZoneGrid, np.ndarray | None]:
+        """The zones on the grid of ``path``, and its one windowed read over them."""
         with open_raster(path) as ds:
             zg = self.zones.on(ds)
-            values = read_window(ds, zg.window)
+            return zg, read_window(ds, zg.window)
+
+    def add(self, i: int, path: Path, zg: ZoneGrid, values: np.ndarray | None) -> None:
+        """Statistics of day ``i`` from :meth:`read` of the LAI raster ``path``."""
         if values is None:
             log.debug("%s: does not meet the geometry", path.name)
             self.table["cloud_pct"][i] = 100.0
@@ -514,6 +526,24 @@ class _Season:
         if self.acc is not None:
             self.acc.add(values, zg.grid, np.concatenate(([False], observed)),
                          gathered=gathered if zg.grid == self.acc.grid else None)
+
+
+def _read_ahead(season: _Season, paths: Sequence[Path], *, ahead: int = 2) -> Iterator[tuple]:
+    """:meth:`_Season.read` of each path, in order, the next ones read in a thread meanwhile.
+
+    Decoding a date's window (GDAL, without the GIL) overlaps the statistics of the
+    previous one; at most ``ahead`` windows wait in memory.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="analysis-read") as pool:
+        queue: deque = deque()
+        todo = iter(paths)
+        for path in itertools.islice(todo, ahead):
+            queue.append(pool.submit(season.read, path))
+        while queue:
+            fut = queue.popleft()
+            if (path := next(todo, None)) is not None:
+                queue.append(pool.submit(season.read, path))
+            yield fut.result()
 
 
 def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> AnalysisResult:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,7 +52,14 @@ def gtiff_profile(grid, *, count: int, dtype, nodata) -> dict:
 
 
 def _fmt(v: float) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.8g}"
+    """A CSV cell: 8 significant digits, empty for NaN."""
+    return "" if v != v else "%.8g" % v  # noqa: PLR0124 - v != v is the fastest NaN test
+
+
+@functools.lru_cache(maxsize=8)
+def _date_strings(dates: tuple[dt.date, ...], fmt: str) -> list[str]:
+    """The Date column (every zone of an analysis has the same days: formatted once)."""
+    return [d.strftime(fmt) for d in dates]
 
 
 def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[str, np.ndarray],
@@ -76,12 +83,12 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
         fmt = DATE_FORMATS[date_format]
     except KeyError:
         raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
+    cells = [_date_strings(tuple(dates), fmt)]
+    cells += [[str(int(v)) for v in columns[c].tolist()] for c in CSV_COLUMNS[1:3]]
+    cells += [[_fmt(v) for v in columns[c].tolist()] for c in CSV_COLUMNS[3:]]
     buf = io.StringIO()
     buf.write(",".join(CSV_COLUMNS) + "\n")
-    body = [columns[c].tolist() for c in CSV_COLUMNS[1:]]
-    for i, d in enumerate(dates):
-        n, interp, *rest = (col[i] for col in body)
-        buf.write(f"{d.strftime(fmt)},{int(n)},{int(interp)},{','.join(map(_fmt, rest))}\n")
+    buf.writelines(",".join(row) + "\n" for row in zip(*cells))
     with atomic_output(path, clean_stale=clean_stale) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     return Path(path)
