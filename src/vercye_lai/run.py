@@ -812,7 +812,8 @@ def predict_options(cfg: RunConfig, *, workers: int = 1) -> Any:
     p = cfg.predict
     return PredictOptions(block_size=p.block_size, workers=workers, scale=p.scale, offset=p.offset,
                           flags=p.flags, cog=p.cog, overwrite=False,
-                          gdal_cache_mb=cfg.dask.gdal_cache_mb if cfg.executor == "dask" else 128)
+                          gdal_cache_mb=cfg.dask.gdal_cache_mb if cfg.executor == "dask"
+                          else PredictOptions.gdal_cache_mb)
 
 
 @dataclass
