@@ -3,6 +3,8 @@ spreads it over threads or Dask workers) writes exactly the files of one ``analy
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import rasterio
@@ -20,8 +22,12 @@ STRICKHOF = dict(resolution=10, mode="poly_iter", adjustment="wheat", id_column=
 
 
 def split_run(tmp_path, lai_dir, region, geometry, *, zones_per_part, days_per_part, **kw):
-    """The analysis as parts saved to .npz files and loaded back, like a run's part tasks."""
+    """The analysis as parts saved to .npz files and loaded back, like a run's part tasks,
+    from the plan as a Dask worker receives it (pickled: the geometry is read again)."""
     plan = plan_analysis(lai_dir, tmp_path / "split", region, geometry, **kw)
+    assert plan.built is not None
+    plan = pickle.loads(pickle.dumps(plan))
+    assert plan.built is None
     paths = []
     for i, zones in enumerate(plan.zone_chunks(zones_per_part)):
         for j, days in enumerate(plan.day_chunks(days_per_part)):

@@ -292,6 +292,11 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
                     scratch.unlink()
 
 
+def _windows(ds: rasterio.DatasetReader, block_size: int) -> list[Window]:
+    """The block windows of a stack: about ``block_size`` a side, aligned to its tiles."""
+    return block_windows(ds.width, ds.height, block=block_size, align=ds.block_shapes[0])
+
+
 def _gdal_env(options: PredictOptions) -> rasterio.Env:
     # one GDAL thread: parallelism comes from our blocks (threads) or tasks (Dask)
     return rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 1024 * 1024, GDAL_NUM_THREADS=1)
@@ -314,7 +319,7 @@ def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
     return _Prepared(
         stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
         nodatavals=tuple(ds.nodatavals),
-        windows=block_windows(ds.width, ds.height, block=options.block_size, align=ds.block_shapes[0]),
+        windows=_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how},
     )
 
@@ -421,7 +426,7 @@ PART_SUFFIX = ".npz"
 def stack_windows(src: str | Path, *, block_size: int = PredictOptions.block_size) -> list[Window]:
     """The block windows :func:`predict_file` processes for ``src`` (to split it into tasks)."""
     with open_raster(src) as ds:
-        return block_windows(ds.width, ds.height, block=block_size, align=ds.block_shapes[0])
+        return _windows(ds, block_size)
 
 
 def part_path(outputs: dict[str, str | Path], key: str, index: int) -> Path:

@@ -1043,18 +1043,6 @@ def _remove_analysis_leftovers(outdir: Path, keep: str | None = None) -> None:
             old.unlink(missing_ok=True)
 
 
-def run_analysis(cfg: RunConfig, region: RegionConfig, a: AnalysisConfig) -> dict[str, Any]:
-    """Run one analysis of one region in one go and write its ``MANIFEST.json``."""
-    from .analysis import analyze
-
-    outdir = cfg.analysis_dir(region.name, a)
-    fingerprint = _analysis_fingerprint(cfg, region, a)
-    _remove_analysis_leftovers(outdir)
-    res = analyze(cfg.lai_dir(region.name), outdir, region.name, a.geometry, resolution=cfg.resolution,
-                  start=region.start, end=region.end, **a.analyze_kwargs())
-    return _write_manifest(outdir, fingerprint, res)
-
-
 _ANALYSIS_PART = ".analysis-part."  # hidden part files: {_ANALYSIS_PART}{key}.{n:04d}.npz
 
 
@@ -1114,15 +1102,13 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
 
 
 def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
-    """Every analysis of every region.
+    """Every analysis of every region, each split into parts over chunks of zones and dates
+    (:func:`_analysis_job`; the outputs do not depend on the split).
 
-    Serial: one task per (region, analysis), :func:`run_analysis`. Threads and Dask: each
-    is split into parts over chunks of zones and dates (:func:`_analysis_job`), with the
-    same outputs. Skipped when its ``MANIFEST.json`` records the same options, geometry
-    and LAI files (names and modification times) and every output it lists exists.
+    Skipped when its ``MANIFEST.json`` records the same options, geometry and LAI files
+    (names and modification times) and every output it lists exists.
     """
     st = _Step("analyze", on_unit)
-    futures = {}
     jobs = []
     for r in cfg.regions:
         for a in cfg.analyses:
@@ -1140,22 +1126,11 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit
                 st.add(r.name, a.name, "skipped", "outputs up to date", outputs=_manifest_outputs(outdir, old))
             elif dry_run:
                 st.add(r.name, a.name, "planned", f"{len(fp['inputs'])} LAI file(s)")
-            elif ex.kind == "serial":
-                futures[ex.submit(_timed, run_analysis, cfg, r, a, key=f"analyze-{r.name}-{a.name}-{_token()}")] = (r, a)
             else:
                 try:
                     jobs.append(_analysis_job(cfg, ex, r, a, fp, st))
                 except Exception as exc:  # noqa: BLE001 - e.g. a geometry that meets no raster
                     st.add(r.name, a.name, "failed", _error_text(exc))
-    for fut in ex.as_completed(futures):
-        r, a = futures[fut]
-        try:
-            manifest, secs = fut.result()
-            outdir = cfg.analysis_dir(r.name, a)
-            st.add(r.name, a.name, "done", f"{len(manifest['zones'])} zone(s), {manifest['n_files']} file(s)",
-                   secs, _manifest_outputs(outdir, manifest))
-        except Exception as exc:  # noqa: BLE001
-            st.add(r.name, a.name, "failed", _error_text(exc))
     _run_parts_jobs(ex, jobs)
     return st.finish()
 

@@ -9,8 +9,9 @@ then gap-filled and written, one ``_STATS.csv`` and one ``_MAX.tif`` per zone.
 from __future__ import annotations
 
 import datetime as dt
-import logging
+import functools
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -125,14 +126,14 @@ class _MaxAccumulator:
     dates' lattices differ.
     """
 
-    def __init__(self, grid: Grid, index: ZoneIndex, adjustment: str) -> None:
+    def __init__(self, grid: Grid, index: ZoneIndex, adjustment: str,
+                 zone_bounds: list[tuple[float, float, float, float]]) -> None:
         self.grid, self.index, self.adjustment = grid, index, adjustment
+        self.zone_bounds = zone_bounds  # of each zone, in the grid's CRS: the maps' windows
         self.slices = index.zone_slices()
         self.lai = np.full(len(index.pixels), np.nan)
         # the identity adjustment shares the array: one running max, not two
         self.adj = self.lai if adjustment == "none" else np.full(len(index.pixels), np.nan)
-        #: bounds of each zone in the grid's CRS (set when the maps are written)
-        self.zone_bounds: list[tuple[float, float, float, float]] = []
 
     def add(self, values: np.ndarray, grid: Grid, observed: np.ndarray, *,
             gathered: np.ndarray | None = None) -> None:
@@ -210,8 +211,14 @@ class AnalysisPlan:
     all_touched: bool = False
     date_format: str = "iso"
     max_bands: str = "both"
+    #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
+    #: pickled (a Dask worker elsewhere reads the geometry file again)
+    built: Zones | None = field(default=None, repr=False)
 
-    @property
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "built": None}
+
+    @functools.cached_property
     def days(self) -> list[dt.date]:
         """Every day of the range, in order (the rows of the CSVs)."""
         return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
@@ -236,15 +243,30 @@ class AnalysisPlan:
 
 def _zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
     """The zones numbered ``zones`` (default: all) of ``plan``, ready to rasterise."""
-    if plan.mode == "raster":
-        return MaskZones(plan.geometry_path, plan.names[0])
-    gdf = read_geometries(plan.geometry_path)
-    if plan.mode == "poly_agg":
-        return PolygonZones(gdf, list(plan.names), path=plan.geometry_path,
-                            all_touched=plan.all_touched)
-    idx = list(range(len(plan.names)) if zones is None else zones)
-    return PolygonZones(gdf.iloc[idx], [plan.names[i] for i in idx], path=plan.geometry_path,
-                        all_touched=plan.all_touched)
+    every = plan.built
+    if every is None:  # in another process: read the geometry again
+        if plan.mode == "raster":
+            every = MaskZones(plan.geometry_path, plan.names[0])
+        else:
+            every = PolygonZones(read_geometries(plan.geometry_path), list(plan.names),
+                                 path=plan.geometry_path, all_touched=plan.all_touched)
+    if zones is None or plan.mode != "poly_iter":
+        return every
+    idx = list(zones)
+    return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx],
+                        path=plan.geometry_path, all_touched=plan.all_touched)
+
+
+def _reference(plan: AnalysisPlan, zs: Zones) -> tuple[ZoneGrid, ZoneIndex, _MaxAccumulator | None]:
+    """The zones on the reference grid, their index there, and an empty max map on it
+    (``None`` when no map is wanted)."""
+    with open_raster(plan.reference) as ds:
+        ref = zs.on(ds)
+    index = ZoneIndex.from_labels(ref.labels, zs.count)
+    acc = None
+    if plan.max_bands != "none":
+        acc = _MaxAccumulator(ref.grid, index, plan.adjustment, zs.zone_bounds_in(ref.grid.crs))
+    return ref, index, acc
 
 
 def _spatial_order(zones: Zones) -> tuple[int, ...]:
@@ -364,7 +386,7 @@ def plan_analysis(
         reference=reference, mode=mode, adjustment=adjustment, variable=variable,
         interpolation=interpolation, smooth=smooth, smooth_window=smooth_window,
         max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction,
-        all_touched=all_touched, date_format=date_format, max_bands=max_bands,
+        all_touched=all_touched, date_format=date_format, max_bands=max_bands, built=zones,
     )
 
 
@@ -437,19 +459,13 @@ def analyze_part(
     season = _Season(zs, len(picked), adjustment=plan.adjustment,
                      max_cloud_percent=plan.max_cloud_percent,
                      min_valid_fraction=plan.min_valid_fraction)
-    with open_raster(plan.reference) as ds:
-        ref = zs.on(ds)
-    ref_index = season.indexes[ref.grid] = ZoneIndex.from_labels(ref.labels, zs.count)
-    if plan.max_bands != "none":
-        season.acc = _MaxAccumulator(ref.grid, ref_index, plan.adjustment)
-    with_file = [(j, plan.files[all_days[i]]) for j, i in enumerate(picked) if all_days[i] in plan.files]
-    reads = _read_ahead(season, [path for _, path in with_file])
-    next_with_file = iter(with_file)
-    pending = next(next_with_file, None)
+    ref, ref_index, season.acc = _reference(plan, zs)
+    season.indexes[ref.grid] = ref_index
+    paths = {j: plan.files[all_days[i]] for j, i in enumerate(picked) if all_days[i] in plan.files}
+    reads = _read_ahead(season, list(paths.values()))
     for j in range(len(picked)):
-        if pending is not None and pending[0] == j:
-            season.add(j, pending[1], *next(reads))
-            pending = next(next_with_file, None)
+        if j in paths:
+            season.add(j, paths[j], *next(reads))
         if progress is not None:
             progress(j + 1, len(picked))
     arrays = {
@@ -464,7 +480,6 @@ def analyze_part(
         arrays["lai_max"] = season.acc.lai
         if season.acc.adj is not season.acc.lai:
             arrays["adj_max"] = season.acc.adj
-        season.acc.zone_bounds = zs.zone_bounds_in(ref.grid.crs)
     part = SeasonPart(arrays)
     part.acc = season.acc
     return part
@@ -606,13 +621,9 @@ def _chunk_max(plan: AnalysisPlan, chunk: tuple[int, ...],
         return None
     if len(parts) == 1 and parts[0].acc is not None:  # made here: no need to rasterise again
         return parts[0].acc
-    zs = _zones(plan, chunk)
-    with open_raster(plan.reference) as ds:
-        ref = zs.on(ds)
-    acc = _MaxAccumulator(ref.grid, ZoneIndex.from_labels(ref.labels, zs.count), plan.adjustment)
+    _, _, acc = _reference(plan, _zones(plan, chunk))
     for p in parts:
         acc.fold(p["lai_max"], p.get("adj_max"))
-    acc.zone_bounds = zs.zone_bounds_in(acc.grid.crs)
     return acc
 
 
