@@ -3,7 +3,7 @@
 Generates, in a temporary folder, a large LAI raster per date (smooth field + noise, cloud
 blobs of NaN) and non-overlapping field polygons, then times, in the same run:
 
-* ``vercye_lai.analysis.analyze(mode="poly_iter")`` — complete, with every CSV and MAX.tif;
+* ``vercye_lai.analysis.analyze`` (mode ``poly_iter``) — complete, with every CSV and MAX.tif;
 * the baseline: for each date, for each polygon, ``rasterio.mask.mask(crop=True)`` and the
   count and mean of the valid pixels (what the seed did, statistics only).
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     n_poly = args.polygons or (150 if args.quick else 1000)
     n_dates = args.dates or (8 if args.quick else 30)
 
-    from vercye_lai.analysis import analyze
+    from vercye_lai.analysis import AnalysisOptions, analyze
 
     rng = np.random.default_rng(42)
     with tempfile.TemporaryDirectory(prefix="bench_analysis_") as tmp:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         marks = {}
         t = time.perf_counter()
         result = analyze(lai_dir, tmp / "out", REGION, tmp / "fields.gpkg", resolution=10,
-                         mode="poly_iter", max_bands=args.max_bands,
+                         options=AnalysisOptions(mode="poly_iter", max_bands=args.max_bands),
                          progress=lambda done, total: marks.setdefault(done, time.perf_counter()))
         t_ours = time.perf_counter() - t
         t_stats = marks[max(marks)] - t  # reading + statistics of every date, all polygons

@@ -201,3 +201,12 @@ def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = 
     text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=demo_fields(), start=start,
                                 end=end, variables=variables, kind=kind, workers=workers, extra=extra)
     return write_run_config(folder / f"{root}.toml", text)
+
+
+def opts(**kw) -> dict:
+    """Keywords of ``analyze``/``plan_analysis`` from one flat dict: ``resolution``,
+    ``start``, ``end`` and ``progress`` as they are, the rest as one ``AnalysisOptions``."""
+    from vercye_lai.analysis.options import AnalysisOptions
+
+    direct = {k: kw.pop(k) for k in ("resolution", "start", "end", "progress") if k in kw}
+    return direct | {"options": AnalysisOptions(**kw)}

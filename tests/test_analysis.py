@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from conftest import ORIGIN, pixel_box
+from conftest import ORIGIN, pixel_box, opts
 from rasterio.transform import from_origin
 
 from vercye_lai.analysis import analyze, geometry
@@ -25,7 +25,7 @@ def glob_values(shape=(6, 6)) -> np.ndarray:
 
 def run(tmp_path, geom, **kw):
     kw.setdefault("resolution", 10)
-    return analyze(tmp_path / "lai", tmp_path / "out", "R", geom, **kw)
+    return analyze(tmp_path / "lai", tmp_path / "out", "R", geom, **opts(**kw))
 
 
 def stats(result, k=0) -> pd.DataFrame:

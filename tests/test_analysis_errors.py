@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_error_line, pixel_box
 
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, InputError, NoDataFoundError
@@ -93,7 +94,7 @@ def test_no_lai_files_in_range(tmp_path, lai, field):
 def test_all_zero_mask(tmp_path, lai, raster_writer):
     mask = raster_writer("zeros.tif", np.zeros((6, 6), np.uint8))
     with pytest.raises(InputError, match="no non-zero pixel") as exc:
-        analyze(tmp_path / "lai", tmp_path / "out", "R", mask, resolution=10, mode="raster")
+        analyze(tmp_path / "lai", tmp_path / "out", "R", mask, resolution=10, options=AnalysisOptions(mode="raster"))
     assert exc.value.path == str(mask)
     assert str(mask) in cli_error(tmp_path, mask, "--mode", "raster")
 
@@ -111,7 +112,7 @@ def test_geometry_covering_no_pixel(tmp_path, lai, polygon_writer):
     tiny = polygon_writer("tiny.geojson", [pixel_box(1.1, 1.1, 1.3, 1.3)], FID=[1])
     with pytest.raises(InputError, match="covers no pixel"):
         analyze(tmp_path / "lai", tmp_path / "out", "R", tiny, resolution=10)
-    res = analyze(tmp_path / "lai", tmp_path / "out", "R", tiny, resolution=10, all_touched=True)
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", tiny, resolution=10, options=AnalysisOptions(all_touched=True))
     assert res.zones[0].n_pixels == 1
 
 

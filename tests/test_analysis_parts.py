@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA, ORIGIN, assert_same_outputs, pixel_box
+from conftest import DATA, ORIGIN, assert_same_outputs, pixel_box, opts
 from rasterio.transform import from_origin
 
 from vercye_lai.analysis import analyze
@@ -24,7 +24,7 @@ STRICKHOF = dict(resolution=10, mode="poly_iter", adjustment="wheat", id_column=
 def split_run(tmp_path, lai_dir, region, geometry, *, zones_per_part, days_per_part, **kw):
     """The analysis as parts saved to .npz files and loaded back, like a run's part tasks,
     from the plan as a Dask worker receives it (pickled: the geometry is read again)."""
-    plan = plan_analysis(lai_dir, tmp_path / "split", region, geometry, **kw)
+    plan = plan_analysis(lai_dir, tmp_path / "split", region, geometry, **opts(**kw))
     assert plan.built is not None
     plan = pickle.loads(pickle.dumps(plan))
     assert plan.built is None
@@ -38,7 +38,7 @@ def split_run(tmp_path, lai_dir, region, geometry, *, zones_per_part, days_per_p
 
 @pytest.mark.parametrize("zones_per_part, days_per_part", [(1, 5), (2, 12), (None, 1)])
 def test_parts_equal_one_analysis_on_real_fields(tmp_path, zones_per_part, days_per_part):
-    whole = analyze(LAI, tmp_path / "whole", "strickhof", FIELDS, **STRICKHOF)
+    whole = analyze(LAI, tmp_path / "whole", "strickhof", FIELDS, **opts(**STRICKHOF))
     plan, split = split_run(tmp_path, LAI, "strickhof", FIELDS, zones_per_part=zones_per_part,
                             days_per_part=days_per_part, **STRICKHOF)
     assert len(plan.zone_chunks(zones_per_part)) == (3 if zones_per_part == 1 else
@@ -60,7 +60,7 @@ def test_parts_equal_one_analysis_on_shifted_lattices(tmp_path, lai_writer, poly
     fields = [pixel_box(c, r, c + 4, r + 3) for c, r in ((2, 2), (10, 5), (30, 20), (44, 33))]
     g = polygon_writer("f.geojson", fields, FID=[1, 2, 3, 4])
     kw = dict(resolution=10, mode="poly_iter", adjustment="maize")
-    analyze(tmp_path / "lai", tmp_path / "whole", "R", g, **kw)
+    analyze(tmp_path / "lai", tmp_path / "whole", "R", g, **opts(**kw))
     split_run(tmp_path, tmp_path / "lai", "R", g, zones_per_part=1, days_per_part=2, **kw)
     assert assert_same_outputs(tmp_path / "whole", tmp_path / "split") == 8
 
@@ -74,13 +74,13 @@ def test_crop_mask_split_by_dates(tmp_path, lai_writer, raster_writer):
     mask = raster_writer("mask.tif", (rng.random((60, 60)) < 0.5).astype(np.uint8),
                          transform=from_origin(ORIGIN[0], ORIGIN[1], 5, 5))
     kw = dict(resolution=10, mode="raster", interpolation="makima")
-    analyze(tmp_path / "lai", tmp_path / "whole", "R", mask, **kw)
+    analyze(tmp_path / "lai", tmp_path / "whole", "R", mask, **opts(**kw))
     split_run(tmp_path, tmp_path / "lai", "R", mask, zones_per_part=None, days_per_part=1, **kw)
     assert assert_same_outputs(tmp_path / "whole", tmp_path / "split") == 2
 
 
 def test_missing_part_writes_nothing(tmp_path):
-    plan = plan_analysis(LAI, tmp_path / "out", "strickhof", FIELDS, **STRICKHOF)
+    plan = plan_analysis(LAI, tmp_path / "out", "strickhof", FIELDS, **opts(**STRICKHOF))
     days = plan.day_chunks(10)
     parts = [analyze_part(plan, z, d) for z in plan.zone_chunks(1) for d in days[:-1]]
     with pytest.raises(DataIOError, match="miss 4 date"):

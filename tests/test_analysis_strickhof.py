@@ -17,6 +17,7 @@ import rasterio.mask
 from click.testing import CliRunner
 from conftest import DATA
 
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze
 from vercye_lai.cli.main import cli
 from vercye_lai.naming import RasterName
@@ -30,8 +31,7 @@ FIELDS = SAMPLE / "fields.geojson"
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     out = tmp_path_factory.mktemp("strickhof")
-    return analyze(LAI, out, "strickhof", FIELDS, resolution=10, mode="poly_iter",
-                   adjustment="wheat", id_column="name")
+    return analyze(LAI, out, "strickhof", FIELDS, resolution=10, options=AnalysisOptions(mode="poly_iter", adjustment="wheat", id_column="name"))
 
 
 def baseline(field: str) -> dict[dt.date, tuple[int, float, float]]:
@@ -131,8 +131,8 @@ def test_crop_mask_from_the_fields_matches_poly_agg(tmp_path):
     with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8",
                        crs="EPSG:2056", transform=t) as dst:
         dst.write(lv95, 1)
-    r = analyze(LAI, tmp_path, "strickhof", path, resolution=10, mode="raster")
-    p = analyze(LAI, tmp_path, "strickhof", FIELDS, resolution=10, mode="poly_agg")
+    r = analyze(LAI, tmp_path, "strickhof", path, resolution=10, options=AnalysisOptions(mode="raster"))
+    p = analyze(LAI, tmp_path, "strickhof", FIELDS, resolution=10, options=AnalysisOptions(mode="poly_agg"))
     a, b = pd.read_csv(r.zones[0].csv), pd.read_csv(p.zones[0].csv)
     assert r.zones[0].n_pixels == pytest.approx(p.zones[0].n_pixels, rel=0.05)
     both = (a["n_pixels"] > 0) & (b["n_pixels"] > 0)

@@ -3,6 +3,7 @@ serial, worker settings, a lost worker), and dask-jobqueue clusters from the con
 
 from __future__ import annotations
 
+from dataclasses import replace
 import os
 import sys
 
@@ -66,7 +67,7 @@ def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks):
     windows = stack_windows(src, block_size=64)
     assert len(windows) == 2
     parts = [part_path(outputs, "k", i) for i in range(len(windows))]
-    n = sum(predict_windows_to_part(src, p, [w], variables=["LAI", "FAPAR"], options=options)
+    n = sum(predict_windows_to_part(src, p, [w], options=replace(options, variables=("LAI", "FAPAR")))
             for p, w in zip(parts, windows))
     assert all(p.name.startswith(".") for p in parts)
     stale = part_path(outputs, "old", 0)
@@ -175,16 +176,19 @@ def test_dask_reuses_parts_of_an_interrupted_run(tmp_path, strickhof_stacks, das
     """Parts written before a kill are used as they are, not computed again."""
     _, client = dask_cluster
     from vercye_lai.executor import DaskExecutor
-    from vercye_lai.run import _part_key, _plan_predict
+    from vercye_lai.predict import part_key, plan_predict
+    from vercye_lai.run.runner import _stacks, predict_options
 
     ref = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"), only=["predict"])
     assert ref.ok
     cfg = strickhof_config(tmp_path, strickhof_stacks, "dask", "dask")
-    todo, _ = _plan_predict(cfg, cfg.regions[0])
+    options = predict_options(cfg)
+    todo = [u for u in plan_predict(_stacks(cfg, cfg.regions[0]), cfg.lai_dir("strickhof"),
+                                    options=options) if not u.up_to_date]
     u, other = todo[0], todo[1]
     windows = stack_windows(u.src, block_size=64)
     # a marked part: window 0 of *another* date, under the name of u's first part
-    first = part_path(u.outputs, _part_key(cfg, u), 0)
+    first = part_path(u.outputs, part_key(u, options), 0)
     predict_windows_to_part(other.src, first, windows[:1], options=PredictOptions(block_size=64, workers=1))
     summary = run_pipeline(cfg, only=["predict"], executor=DaskExecutor(cfg.dask, client=client))
     assert summary.ok and summary.steps[0].count("done") == len(todo)
@@ -261,7 +265,7 @@ def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
 def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_stacks, monkeypatch):
     """Threads split the analysis into parts; parts left by a run that died before combining
     them are not computed again, and the outputs equal a serial run's."""
-    import vercye_lai.run as run_mod
+    from vercye_lai.analysis import manifest as run_mod
 
     serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
     assert serial.ok
@@ -270,20 +274,20 @@ def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_sta
     assert (cfg.zones_per_task, cfg.dates_per_task) == (2, 5)
     assert run_pipeline(cfg, only=["predict"]).ok
     calls = []
-    real_part = run_mod._analysis_part_task
+    real_part = run_mod.run_part
 
     def died(*a, **k):
         raise KeyboardInterrupt("killed before combining")  # noqa: EM101
 
-    monkeypatch.setattr(run_mod, "_analysis_part_task", lambda *a: calls.append(a) or real_part(*a))
-    monkeypatch.setattr(run_mod, "_analysis_finish_task", died)
+    monkeypatch.setattr(run_mod, "run_part", lambda *a: calls.append(a) or real_part(*a))
+    monkeypatch.setattr(run_mod, "finish", died)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, only=["analyze"])
     fields = tmp_path / "threads" / "analysis" / "strickhof" / "fields"
     parts = sorted(fields.glob(".analysis-part.*.npz"))
     assert len(parts) == len(calls) > 2
     monkeypatch.undo()
-    monkeypatch.setattr(run_mod, "_analysis_part_task", lambda *a: calls.append(a) or real_part(*a))
+    monkeypatch.setattr(run_mod, "run_part", lambda *a: calls.append(a) or real_part(*a))
     n = len(calls)
     summary = run_pipeline(cfg, only=["analyze"])
     assert summary.ok and len(calls) == n  # every part reused

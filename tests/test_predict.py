@@ -38,8 +38,8 @@ def read(path: Path, band: int = 1) -> np.ndarray:
 
 @pytest.mark.parametrize("res,model,bands", [(20, "sl2p", S2_BANDS_20M), (10, "sl2p-10m", S2_BANDS_10M)])
 def test_real_qvidja_stacks(tmp_path, res, model, bands):
-    results = predict_dir(QVIDJA, tmp_path, region="qvidja", resolution=res, model=model,
-                          options=PredictOptions(workers=2))
+    results = predict_dir(QVIDJA, tmp_path, region="qvidja", resolution=res,
+                          options=PredictOptions(model=model, workers=2))
     assert [r.status for r in results] == ["done"] * 3
     net = load_network(model, "LAI")
     for r in results:

@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import pixel_box
 
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, InputError
@@ -21,8 +22,7 @@ def analysis(tmp_path, lai_writer, polygon_writer):
         data[0, :3] = np.nan
         lai_writer(d, data)
     g = polygon_writer("plot.geojson", [pixel_box(1, 0, 7, 6)], FID=[4])
-    return analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10,
-                   adjustment="wheat", date_format="dmy").zones[0], g
+    return analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10, options=AnalysisOptions(adjustment="wheat", date_format="dmy")).zones[0], g
 
 
 def test_png_written_beside_csv(analysis):

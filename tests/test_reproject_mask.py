@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from conftest import ORIGIN
 from rasterio.transform import from_origin
 
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze, largest_grid, reproject_mask
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
@@ -66,8 +67,8 @@ def test_cli_lai_dir_and_lai_path(lai_dir, mask20, tmp_path):
 def test_aligned_mask_gives_same_statistics(lai_dir, mask20, tmp_path):
     _, grid = largest_grid(sorted(lai_dir.glob("*.tif")))
     aligned = reproject_mask(mask20, tmp_path / "aligned.tif", grid)
-    a = analyze(lai_dir, tmp_path / "o1", "R", mask20, resolution=10, mode="raster")
-    b = analyze(lai_dir, tmp_path / "o2", "R", aligned, resolution=10, mode="raster")
+    a = analyze(lai_dir, tmp_path / "o1", "R", mask20, resolution=10, options=AnalysisOptions(mode="raster"))
+    b = analyze(lai_dir, tmp_path / "o2", "R", aligned, resolution=10, options=AnalysisOptions(mode="raster"))
     ta, tb = pd.read_csv(a.zones[0].csv), pd.read_csv(b.zones[0].csv)
     pd.testing.assert_frame_equal(ta, tb)
     assert list(ta["n_pixels"]) == [4, 4] and list(ta["LAI Mean"]) == [1, 2]

@@ -69,7 +69,7 @@ def test_example_config_prints_and_loads(tmp_path):
     cfg = load_config(write_run_config(tmp_path / "example.toml", r.output))
     assert cfg.output_root == tmp_path / "vercye-lai-run"  # relative to the config file
     assert cfg.regions[0].name == "strickhof" and cfg.executor == "threads"
-    assert cfg.analyses[0].adjustment == "wheat" and cfg.dask.cluster == "local"
+    assert cfg.analyses[0].options.adjustment == "wheat" and cfg.dask.cluster == "local"
 
 
 def test_yaml_config(tmp_path):

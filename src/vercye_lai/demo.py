@@ -147,15 +147,11 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     lai = sorted(p for p in res.lai if p.name.endswith("_LAI.tif"))
     res.figures.append(plot_lai_maps(lai, out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI_maps.png", fields=demo_fields()))
 
-    from .analysis import analyze
+    from .analysis import AnalysisOptions, analyze
     from .quicklook import quicklook
     from .validation import agreement_table, pair_with_insitu, plot_agreement, write_pairs
 
-    analysis = analyze(
-        out / "lai", out / "analysis", DEMO_REGION, demo_fields(), resolution=DEMO_RESOLUTION,
-        mode="poly_iter", adjustment="wheat", id_column="name",
-        progress=(lambda d, t: step("analyze", d, t)) if step else None,
-    )
+    analysis = analyze(out / "lai", out / "analysis", DEMO_REGION, demo_fields(), resolution=DEMO_RESOLUTION, progress=(lambda d, t: step("analyze", d, t)) if step else None, options=AnalysisOptions(mode="poly_iter", adjustment="wheat", id_column="name"))
     for zone in analysis.zones:
         res.stats[zone.name] = zone.csv
         res.figures.append(quicklook(zone.csv, zone.max_tif, geometry_path=demo_fields()))

@@ -63,6 +63,11 @@ class ServiceError(LaiError, RuntimeError):
     """A remote service (Earth Engine, Google Drive, a STAC API) refused or failed."""
 
 
+def error_text(exc: BaseException) -> str:
+    """One line for a report: a :class:`LaiError` as it is, anything else with its type."""
+    return str(exc) if isinstance(exc, LaiError) else f"{type(exc).__name__}: {exc}"
+
+
 def require(module: str, extra: str):
     """Import an optional dependency, or raise a :class:`DependencyError` naming the extra.
 

@@ -138,7 +138,7 @@ class ThreadExecutor(Executor):
     kind = "threads"
 
     def __init__(self, workers: int | None = None) -> None:
-        from .predict import default_workers
+        from .system import default_workers
 
         self.workers = workers or default_workers()
         self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="run")
@@ -267,7 +267,7 @@ def make_cluster(settings: DaskSettings):
     """Start the cluster of ``settings.cluster`` (``local``, ``slurm``, ``pbs``)."""
     if settings.cluster == "local":
         distributed = require("distributed", "dask")
-        from .predict import default_workers
+        from .system import default_workers
 
         return distributed.LocalCluster(
             n_workers=settings.n_workers or default_workers(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def product_name(region: str, resolution: float, date: dt.date, variable: str = 
 
 
 def find_rasters(
-    directory: str | Path,
+    directory: str | Path | Sequence[str | Path],
     region: str,
     resolution: float,
     *,
@@ -101,7 +102,8 @@ def find_rasters(
     Parameters
     ----------
     directory
-        Folder to search (not recursive).
+        Folder to search (not recursive), or several: a date found in more than one takes
+        the preferred extension, then the first folder.
     region, resolution
         Region name and pixel size (m) that must match exactly.
     suffix
@@ -120,14 +122,15 @@ def find_rasters(
     Raises
     ------
     NoDataFoundError
-        When the folder does not exist or holds no matching file.
+        When no folder exists or none holds a matching file.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise NoDataFoundError("folder does not exist", path=directory)
+    folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
+    existing = [f for f in dict.fromkeys(folders) if f.is_dir()]
+    if not existing:
+        raise NoDataFoundError("folder does not exist", path=folders[0])
     found: dict[dt.date, Path] = {}
     rank = {e: i for i, e in enumerate(extensions)}
-    for path in directory.iterdir():
+    for path in (p for folder in existing for p in folder.iterdir()):
         if path.name.startswith("."):  # our temporary files are hidden
             continue
         try:
@@ -151,6 +154,6 @@ def find_rasters(
             span = f" between {start or '…'} and {end or '…'}"
         raise NoDataFoundError(
             f"no '{region}_{_res_str(resolution)}m_<date>{what}.{{{exts}}}' files{span}",
-            path=directory,
+            path=existing[0],
         )
     return dict(sorted(found.items()))

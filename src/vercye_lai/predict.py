@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +28,12 @@ from rasterio.windows import Window
 
 from . import __version__
 from .bands import ANGLE_BANDS, check_band_order
-from .errors import BandError, DataIOError, InputError, LaiError
+from .errors import BandError, ConfigError, DataIOError, InputError, LaiError
 from .io import GTIFF_PROFILE, atomic_output, block_windows, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
 from .naming import RasterName, find_rasters
+from .options import Options, setting
+from .system import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,6 @@ log = logging.getLogger(__name__)
 EE_INTEGER_SCALE = 1e-4
 
 ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
-
-
-def default_workers() -> int:
-    """Worker threads by default: the CPU cores available to this process, at most 8."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(8, n))
 
 
 @dataclass(frozen=True)
@@ -206,20 +199,65 @@ class PredictResult:
     date: dt.date | None = None
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    """Options shared by every date of a predict run (see :func:`predict_file`)."""
+#: pixels a predict part task covers on Dask (a few 1024² blocks: seconds of work each)
+DEFAULT_PART_PIXELS = 4 * 1024 * 1024
 
-    block_size: int = 1024
-    workers: int = field(default_factory=default_workers)
-    scale: float | None = None
-    offset: float | None = None
-    flags: bool = True
-    cog: bool = True
-    overwrite: bool = False
+
+def _model_names() -> tuple[str, ...]:
+    from .model import MODELS
+
+    return tuple(MODELS)
+
+
+def _variable_names() -> tuple[str, ...]:
+    from .model import VARIABLES
+
+    return tuple(VARIABLES)
+
+
+@dataclass(frozen=True)
+class PredictOptions(Options):
+    """Options shared by every date of a predict run: ``vercye-lai predict``, the run
+    config's ``[predict]`` table and :func:`predict_file` (see :mod:`vercye_lai.options`)."""
+
+    model: str = setting(
+        DEFAULT_MODEL, metavar="NAME|PATH",
+        help="SL2P coefficients: a bundled model (vercye-lai models), or a SNAP auxdata folder / "
+        "LEAF CSV / .npz.")
+    variables: tuple[str, ...] = setting(
+        ("LAI",), cli="--variable", choices=_variable_names, case_sensitive=False,
+        help="Variable to predict; repeat for several (one read of the input serves all).")
+    scale: float | None = setting(
+        None, help="Reflectance = (DN + offset) x scale, overriding the file (L2A >= 04.00: 1e-4).")
+    offset: float | None = setting(None, help="See --scale (L2A >= 04.00: -1000).")
+    flags: bool = setting(
+        True, help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
+    cog: bool = setting(
+        True, help="Cloud-optimised layout with overviews (else a plain tiled GeoTIFF).")
+    block_size: int = setting(
+        1024, min=64,
+        help="Pixels a side of each processing block (rounded to the input's tiles).")
+    part_pixels: int = setting(
+        DEFAULT_PART_PIXELS, min=1, cli=None,
+        help="Pixels of one predict task on Dask (run config only).")
+    workers: int = setting(
+        default_factory=default_workers, min=1, cli=None, config=False,
+        help="Threads computing blocks in parallel.")
+    overwrite: bool = setting(
+        False, cli=None, config=False, help="Recompute outputs that already exist.")
     #: GDAL block cache, MB: reads touch each tile once, so a small cache costs no speed
     #: (measured) and keeps the COG copy's memory flat
-    gdal_cache_mb: int = 64
+    gdal_cache_mb: int = setting(
+        64, min=1, cli=None, config=False, help="GDAL block cache of each process, MB.")
+
+    def __post_init__(self) -> None:
+        # variables are case-insensitive and each predicted once
+        object.__setattr__(self, "variables", tuple(dict.fromkeys(v.upper() for v in self.variables)))
+        super().__post_init__()
+        m = str(self.model)
+        if m not in _model_names() and not Path(m).suffix and "/" not in m:
+            raise ConfigError(f"model: {m!r} is not a bundled model; allowed values: "
+                              f"{', '.join(_model_names())}, or a coefficient file/folder path")
 
 
 def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]) -> dict[str, Path]:
@@ -369,7 +407,6 @@ def predict_file(
     src: str | Path,
     outputs: dict[str, str | Path],
     *,
-    model: str | Path = DEFAULT_MODEL,
     options: PredictOptions = PredictOptions(),
     progress: ProgressFn | None = None,
 ) -> PredictResult:
@@ -382,13 +419,13 @@ def predict_file(
         :mod:`vercye_lai.bands`). Any CRS; the outputs keep the input grid.
     outputs
         Variable → output path, e.g. ``{"LAI": Path(".../x_20m_2022-05-01_LAI.tif")}``
-        (see :func:`product_paths`).
-    model
-        Bundled model name or coefficient path (see :func:`vercye_lai.model.load_network`).
+        (see :func:`product_paths`); these variables are predicted, whatever
+        ``options.variables`` says.
     options
-        Block size (pixels a side, rounded to the file's tiles), worker threads,
-        scale/offset override, quality flags (``…_flags.tif`` beside each product),
-        COG layout, overwrite.
+        The model (bundled name or coefficient path, see
+        :func:`vercye_lai.model.load_network`), block size (pixels a side, rounded to the
+        file's tiles), worker threads, scale/offset override, quality flags
+        (``…_flags.tif`` beside each product), COG layout, overwrite.
     progress
         Called with (windows done, windows total) as blocks complete.
 
@@ -405,7 +442,7 @@ def predict_file(
     src = Path(src)
     outputs = {v: Path(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
-    networks = [load_network(model, v) for v in outputs]
+    networks = [load_network(options.model, v) for v in outputs]
     if not options.overwrite and all(is_complete(outputs[n.variable], src, n) for n in networks):
         return PredictResult(src, list(outputs.values()), "skipped")
 
@@ -415,6 +452,48 @@ def predict_file(
         n_valid = _write_products(ds, outputs, networks, prep, blocks, options, progress)
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
+
+
+# --- planning: which dates of a region are to do ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictUnit:
+    """One date to predict: its input stack, its products and whether they are up to date
+    (complete, made by the same model and variable, newer than the stack)."""
+
+    date: dt.date
+    src: Path
+    outputs: dict[str, Path]
+    up_to_date: bool
+
+
+def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
+                 options: PredictOptions = PredictOptions()) -> list[PredictUnit]:
+    """The dates of ``stacks`` (date → input stack), each with its products in ``out_dir``.
+
+    Raises
+    ------
+    ModelError
+        Unknown model or variable (before any date).
+    """
+    networks = [load_network(options.model, v) for v in options.variables]
+    units = []
+    for d, src in stacks.items():
+        outputs = product_paths(src, out_dir, options.variables)
+        done = not options.overwrite and all(
+            is_complete(outputs[n.variable], src, n) for n in networks)
+        units.append(PredictUnit(d, Path(src), outputs, done))
+    return units
+
+
+def part_key(unit: PredictUnit, options: PredictOptions) -> str:
+    """Identifies a date's input file and every option that changes its parts' content."""
+    s = unit.src.stat()
+    o = options
+    text = repr((unit.src.name, s.st_size, s.st_mtime_ns, o.model, o.variables, o.block_size,
+                 o.flags, o.scale, o.offset, o.part_pixels))
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 # --- split predict: parts computed anywhere (Dask tasks), assembled by one task -----------
@@ -453,8 +532,6 @@ def predict_windows_to_part(
     part: str | Path,
     windows: Sequence[Window],
     *,
-    model: str | Path = DEFAULT_MODEL,
-    variables: Sequence[str] = ("LAI",),
     options: PredictOptions = PredictOptions(),
 ) -> int:
     """Predict some block windows of ``src`` into one part file (atomically).
@@ -464,7 +541,7 @@ def predict_windows_to_part(
     the number of valid input pixels in these windows.
     """
     src, part = Path(src), Path(part)
-    networks = [load_network(model, v) for v in variables]
+    networks = [load_network(options.model, v) for v in options.variables]
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = _prepare(ds, src, networks, options)
         blocks = list(_run_blocks(src, windows, prep.stored, prep.nodatavals, options))
@@ -513,7 +590,6 @@ def assemble_parts(
     parts: Sequence[str | Path],
     outputs: dict[str, str | Path],
     *,
-    model: str | Path = DEFAULT_MODEL,
     options: PredictOptions = PredictOptions(),
 ) -> PredictResult:
     """Write the products of one date from its part files, then remove the parts.
@@ -524,7 +600,7 @@ def assemble_parts(
     src = Path(src)
     outputs = {v: Path(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
-    networks = [load_network(model, v) for v in outputs]
+    networks = [load_network(options.model, v) for v in outputs]
     parts = [Path(p) for p in parts]
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = _prepare(ds, src, networks, options)
@@ -593,8 +669,6 @@ def predict_dir(
     *,
     region: str,
     resolution: float = 20,
-    model: str | Path = DEFAULT_MODEL,
-    variables: Sequence[str] = ("LAI",),
     start: dt.date | None = None,
     end: dt.date | None = None,
     options: PredictOptions = PredictOptions(),
@@ -615,8 +689,8 @@ def predict_dir(
     ModelError
         Unknown model or variable.
     """
-    for v in variables:  # fail fast on a bad model/variable, not once per date
-        load_network(model, v)
+    for v in options.variables:  # fail fast on a bad model/variable, not once per date
+        load_network(options.model, v)
     stacks = find_rasters(s2_dir, region, resolution, start=start, end=end)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -626,7 +700,7 @@ def predict_dir(
             on_start(date, src)
         try:
             res = predict_file(
-                src, product_paths(src, out_dir, variables), model=model, options=options, progress=progress
+                src, product_paths(src, out_dir, options.variables), options=options, progress=progress
             )
         except LaiError as exc:
             log.error("%s", exc)

@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from ..errors import ConfigError, DataIOError, InputError
+from ..errors import DataIOError, InputError
 from ..io import TMP_SUFFIX, atomic_output, open_raster
 from ..naming import find_rasters
+from ..options import check_value, settings_of
 from .geometry import (
     Grid,
     MaskZones,
@@ -39,8 +39,8 @@ from .geometry import (
     window_for_bounds,
     zone_ids,
 )
+from .options import AnalysisOptions
 from .products import (
-    DATE_FORMATS,
     MAX_BAND_CHOICES,
     MAX_BANDS,
     output_stem,
@@ -49,9 +49,6 @@ from .products import (
 )
 from .stats import STAT_KEYS, ZoneIndex, zone_stats
 from .timeseries import (
-    ADJUSTMENTS,
-    INTERPOLATIONS,
-    SMOOTHERS,
     adjust_lai,
     interpolate_gaps,
     smooth_savgol,
@@ -59,7 +56,6 @@ from .timeseries import (
 
 log = logging.getLogger(__name__)
 
-MODES = ("raster", "poly_agg", "poly_iter")
 
 
 @dataclass
@@ -101,15 +97,10 @@ class AnalysisResult:
         return [p for z in self.zones for p in (z.csv, z.max_tif) if p is not None]
 
 
-def _check_choice(value: str, allowed, what: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
-
-
 def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
                 all_touched: bool = False) -> Zones:
     """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`)."""
-    _check_choice(mode, MODES, "mode")
+    check_value("mode", mode, settings_of(AnalysisOptions)["mode"])
     path = Path(geometry_path)
     if mode == "raster":
         return MaskZones(path, path.stem)
@@ -188,6 +179,8 @@ class AnalysisPlan:
     reference
         The first LAI file (by date) whose raster meets the zones: the max maps are on its
         grid and the zones' pixel counts are taken there.
+    options
+        How the statistics and maps are made.
     """
 
     lai_dir: Path
@@ -200,17 +193,7 @@ class AnalysisPlan:
     names: tuple[str, ...]
     order: tuple[int, ...]
     reference: Path
-    mode: str = "poly_iter"
-    adjustment: str = "none"
-    variable: str = "LAI"
-    interpolation: str = "akima"
-    smooth: str = "none"
-    smooth_window: int = 5
-    max_cloud_percent: float | None = None
-    min_valid_fraction: float = 0.0
-    all_touched: bool = False
-    date_format: str = "iso"
-    max_bands: str = "both"
+    options: AnalysisOptions = AnalysisOptions()
     #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
     #: pickled (a Dask worker elsewhere reads the geometry file again)
     built: Zones | None = field(default=None, repr=False)
@@ -245,16 +228,16 @@ def _zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
     """The zones numbered ``zones`` (default: all) of ``plan``, ready to rasterise."""
     every = plan.built
     if every is None:  # in another process: read the geometry again
-        if plan.mode == "raster":
+        if plan.options.mode == "raster":
             every = MaskZones(plan.geometry_path, plan.names[0])
         else:
             every = PolygonZones(read_geometries(plan.geometry_path), list(plan.names),
-                                 path=plan.geometry_path, all_touched=plan.all_touched)
-    if zones is None or plan.mode != "poly_iter":
+                                 path=plan.geometry_path, all_touched=plan.options.all_touched)
+    if zones is None or plan.options.mode != "poly_iter":
         return every
     idx = list(zones)
     return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx],
-                        path=plan.geometry_path, all_touched=plan.all_touched)
+                        path=plan.geometry_path, all_touched=plan.options.all_touched)
 
 
 def _reference(plan: AnalysisPlan, zs: Zones) -> tuple[ZoneGrid, ZoneIndex, _MaxAccumulator | None]:
@@ -264,8 +247,8 @@ def _reference(plan: AnalysisPlan, zs: Zones) -> tuple[ZoneGrid, ZoneIndex, _Max
         ref = zs.on(ds)
     index = ZoneIndex.from_labels(ref.labels, zs.count)
     acc = None
-    if plan.max_bands != "none":
-        acc = _MaxAccumulator(ref.grid, index, plan.adjustment, zs.zone_bounds_in(ref.grid.crs))
+    if plan.options.max_bands != "none":
+        acc = _MaxAccumulator(ref.grid, index, plan.options.adjustment, zs.zone_bounds_in(ref.grid.crs))
     return ref, index, acc
 
 
@@ -298,20 +281,9 @@ def plan_analysis(
     geometry_path: str | Path,
     *,
     resolution: float = 20,
-    mode: str = "poly_iter",
-    adjustment: str = "none",
     start: dt.date | None = None,
     end: dt.date | None = None,
-    variable: str = "LAI",
-    interpolation: str = "akima",
-    smooth: str = "none",
-    smooth_window: int = 5,
-    max_cloud_percent: float | None = None,
-    min_valid_fraction: float = 0.0,
-    id_column: str | None = "FID",
-    all_touched: bool = False,
-    date_format: str = "iso",
-    max_bands: str = "both",
+    options: AnalysisOptions = AnalysisOptions(),
 ) -> AnalysisPlan:
     """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
 
@@ -333,46 +305,17 @@ def plan_analysis(
         ``poly_agg``/``poly_iter``: a vector file in any CRS (reprojected to the LAI CRS).
     resolution
         Pixel size (m) in the file names.
-    mode
-        ``raster``, ``poly_agg`` (all polygons as one zone) or ``poly_iter`` (one zone per
-        polygon).
-    adjustment
-        ``none``, ``wheat`` or ``maize`` (see :func:`~.timeseries.adjust_lai`).
     start, end
         Inclusive date range; default: the first and last date with a file.
-    variable
-        File-name suffix of the product (``LAI``).
-    interpolation
-        Gap filling of the mean and adjusted mean: ``akima``, ``makima``, ``linear``, ``none``.
-    smooth, smooth_window
-        ``savgol`` smooths the observed means (window in observations) before filling.
-    max_cloud_percent
-        A date whose share of invalid zone pixels exceeds this (%) is a gap.
-    min_valid_fraction
-        A date whose share of valid zone pixels is below this (0–1) is a gap.
-    id_column
-        ``poly_iter``: the attribute naming each polygon in the output names (row index if
-        absent or not unique).
-    all_touched
-        Count every pixel a polygon touches (default: pixels whose centre is inside).
-    date_format
-        ``iso`` (YYYY-MM-DD) or ``dmy`` (dd/mm/YYYY) in the CSV's Date column.
-    max_bands
-        ``both``, ``estimate``, ``adjusted`` or ``none`` (no MAX.tif).
+    options
+        Mode, adjustment, gap filling, thresholds... (see :class:`.options.AnalysisOptions`).
     """
-    for value, allowed, what in (
-        (adjustment, ADJUSTMENTS, "adjustment"), (interpolation, INTERPOLATIONS, "interpolation"),
-        (smooth, SMOOTHERS, "smoothing"), (date_format, DATE_FORMATS, "date format"),
-        (max_bands, MAX_BAND_CHOICES, "max-bands choice"), (mode, MODES, "mode"),
-    ):
-        _check_choice(value, allowed, what)
     if start and end and start > end:
         raise InputError(f"start date {start} is after end date {end}")
-    if not 0.0 <= min_valid_fraction <= 1.0:
-        raise ConfigError(f"min_valid_fraction must be within 0–1, not {min_valid_fraction}")
-    files = find_rasters(lai_dir, region, resolution, suffix=variable, extensions=(".tif",),
+    o = options
+    files = find_rasters(lai_dir, region, resolution, suffix=o.variable, extensions=(".tif",),
                          start=start, end=end)
-    zones = build_zones(geometry_path, mode, id_column=id_column, all_touched=all_touched)
+    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched)
     reference = _reference_file(files, zones)
     if reference is None:
         raise InputError(
@@ -383,10 +326,7 @@ def plan_analysis(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
         files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
-        reference=reference, mode=mode, adjustment=adjustment, variable=variable,
-        interpolation=interpolation, smooth=smooth, smooth_window=smooth_window,
-        max_cloud_percent=max_cloud_percent, min_valid_fraction=min_valid_fraction,
-        all_touched=all_touched, date_format=date_format, max_bands=max_bands, built=zones,
+        reference=reference, options=options, built=zones,
     )
 
 
@@ -456,9 +396,9 @@ def analyze_part(
     zs = _zones(plan, zones)
     all_days = plan.days
     picked = list(range(len(all_days)) if days is None else days)
-    season = _Season(zs, len(picked), adjustment=plan.adjustment,
-                     max_cloud_percent=plan.max_cloud_percent,
-                     min_valid_fraction=plan.min_valid_fraction)
+    season = _Season(zs, len(picked), adjustment=plan.options.adjustment,
+                     max_cloud_percent=plan.options.max_cloud_percent,
+                     min_valid_fraction=plan.options.min_valid_fraction)
     ref, ref_index, season.acc = _reference(plan, zs)
     season.indexes[ref.grid] = ref_index
     paths = {j: plan.files[all_days[i]] for j, i in enumerate(picked) if all_days[i] in plan.files}
@@ -592,9 +532,9 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
                          "--all-touched)", path=plan.geometry_path)
 
     geometry_name = plan.geometry_path.stem
-    tags = {"REGION": plan.region, "GEOMETRY": geometry_name, "MODE": plan.mode,
+    tags = {"REGION": plan.region, "GEOMETRY": geometry_name, "MODE": plan.options.mode,
             "START": plan.start.isoformat(), "END": plan.end.isoformat(),
-            "ADJUSTMENT": plan.adjustment, "VARIABLE": plan.variable}
+            "ADJUSTMENT": plan.options.adjustment, "VARIABLE": plan.options.variable}
     # leftovers of an interrupted run, removed once here rather than once per file
     _remove_stale(plan.outdir, output_stem(plan.region, geometry_name, plan.start, plan.end))
     results: dict[int, ZoneResult] = {}
@@ -617,7 +557,7 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
 def _chunk_max(plan: AnalysisPlan, chunk: tuple[int, ...],
                parts: Sequence[SeasonPart]) -> _MaxAccumulator | None:
     """The max map of a chunk of zones: its parts' running maxima folded together."""
-    if plan.max_bands == "none":
+    if plan.options.max_bands == "none":
         return None
     if len(parts) == 1 and parts[0].acc is not None:  # made here: no need to rasterise again
         return parts[0].acc
@@ -633,15 +573,15 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
     """Write the CSV and max map of zone ``z`` (column ``k`` of its chunk's tables)."""
     name = plan.names[z]
     stem = output_stem(plan.region, plan.geometry_path.stem, plan.start, plan.end,
-                       name if plan.mode == "poly_iter" else None)
+                       name if plan.options.mode == "poly_iter" else None)
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
-    cols = _fill_series(table, n_pix, k, interpolation=plan.interpolation, smooth=plan.smooth,
-                        smooth_window=plan.smooth_window)
+    cols = _fill_series(table, n_pix, k, interpolation=plan.options.interpolation, smooth=plan.options.smooth,
+                        smooth_window=plan.options.smooth_window)
     csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
-                          date_format=plan.date_format, clean_stale=False)
+                          date_format=plan.options.date_format, clean_stale=False)
     tif = None
-    bands = MAX_BAND_CHOICES[plan.max_bands]
+    bands = MAX_BAND_CHOICES[plan.options.max_bands]
     if acc is not None and bands and acc.index.total[k + 1] > 0:
         win = window_for_bounds(acc.grid.transform, acc.zone_bounds[k])
         win = win.intersection(Window(0, 0, acc.grid.width, acc.grid.height))
@@ -660,17 +600,20 @@ def analyze(
     region: str,
     geometry_path: str | Path,
     *,
+    resolution: float = 20,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    options: AnalysisOptions = AnalysisOptions(),
     progress: Callable[[int, int], None] | None = None,
-    **options: Any,
 ) -> AnalysisResult:
     """Daily LAI statistics and the max-LAI map of fields or a crop mask.
 
     Parameters
     ----------
-    lai_dir, outdir, region, geometry_path, **options
+    lai_dir, outdir, region, geometry_path, resolution, start, end, options
         As :func:`plan_analysis`: the LAI folder, the output folder, the region name,
-        the fields or crop mask, and the keyword options (``resolution``, ``mode``,
-        ``adjustment``, ``start``, ``end``, ``interpolation``, ...).
+        the fields or crop mask, the pixel size (m) in the file names, the inclusive date
+        range and the :class:`.options.AnalysisOptions`.
     progress
         Called as ``progress(done, total)`` after each date.
 
@@ -699,7 +642,8 @@ def analyze(
     zones and dates (how ``vercye-lai run`` spreads it over threads or Dask workers),
     with the same outputs.
     """
-    plan = plan_analysis(lai_dir, outdir, region, geometry_path, **options)
+    plan = plan_analysis(lai_dir, outdir, region, geometry_path, resolution=resolution,
+                         start=start, end=end, options=options)
     log.info("%s: %d zone(s), %d LAI file(s) over %d days", plan.geometry_path.name,
              len(plan.names), len(plan.files), len(plan.days))
     return finish_analysis(plan, [analyze_part(plan, progress=progress)])

@@ -1,4 +1,10 @@
-"""Option decorators shared by several subcommands (one definition, one help text)."""
+"""Option decorators shared by the subcommands: one definition, one spelling, one help text.
+
+The conventions are rasterio's: inputs are positional arguments, the output folder is
+``-o/--out-dir`` (or, where a command always took one, the last positional argument),
+the region is ``--region``. The options of each step come from its options type
+(:func:`click_options`), so the CLI, the run config and the library share one definition.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,27 @@ from pathlib import Path
 
 import click
 
-resolution_option = click.option(
+
+class AliasedOption(click.Option):
+    """An option whose first short and first long spelling are shown in ``--help``; the
+    others are hidden aliases (older spellings, the reference implementation's), accepted
+    all the same."""
+
+    def get_help_record(self, ctx):
+        short = [o for o in self.opts if not o.startswith("--")][:1]
+        shown, self.opts = self.opts, short + [o for o in self.opts if o.startswith("--")][:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
+def option(*decls, **kw):
+    """``click.option`` with :class:`AliasedOption`: later spellings are hidden aliases."""
+    return click.option(*decls, cls=AliasedOption, **kw)
+
+
+resolution_option = option(
     "--resolution",
     "--res",
     "resolution",
@@ -17,9 +43,53 @@ resolution_option = click.option(
     help="Pixel size in metres, as in the file names ({region}_{res}m_{date}).",
 )
 
-region_option = click.option(
-    "--region", required=True, help="Region name, as in the file names ({region}_{res}m_{date})."
+
+#: what ``--help`` says of the spellings kept for existing scripts
+ALIASES_EPILOG = (
+    "Older spellings still work for existing scripts: --outdir, --output-dir, --out and --out_dir "
+    "for -o/--out-dir; --start_date/--end_date; positional output folders and regions as in "
+    "the reference implementation."
 )
+
+
+def region_option(*, required: bool = True, help: str | None = None):
+    """``--region NAME``: the region of the file names (one spelling in every command)."""
+    return option("--region", required=required, default=None,
+                  help=help or "Region name, as in the file names ({region}_{res}m_{date}).")
+
+
+def out_dir_option(*, required: bool = True, default=None, help: str = "Output folder (created)."):
+    """``-o/--out-dir DIR``: the output folder of every command that writes several files.
+
+    ``required`` counts only when no positional output is allowed (see :func:`resolve_inout`).
+    """
+    return option(
+        "-o", "--out-dir", "--out_dir", "--outdir", "--output-dir", "--output_dir", "--out",
+        "out_dir", type=click.Path(file_okay=False, path_type=Path), required=required,
+        default=default, show_default=default is not None, help=help)
+
+
+def output_option(*, help: str):
+    """``-o/--output FILE``: the output file of a command that writes one."""
+    return option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path),
+                  default=None, help=help)
+
+
+def resolve_inout(args: tuple, output, *, inputs: int, what: str = "OUTPUT"):
+    """rio's convention: the output is ``-o`` or, without it, the last positional argument.
+
+    Returns
+    -------
+    tuple
+        The ``inputs`` input arguments and the output.
+    """
+    args = tuple(args)
+    if output is None and len(args) == inputs + 1:
+        args, output = args[:-1], Path(args[-1])
+    if len(args) != inputs or output is None:
+        raise click.UsageError(f"expected {inputs} input argument(s) and -o {what} (or {what} "
+                               f"as the last argument), got {len(args)} argument(s)")
+    return args, output
 
 overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Recompute outputs that already exist (default: skip them)."
@@ -51,14 +121,14 @@ DATE = DateType()
 
 
 def date_options(*, required: bool = True):
-    """``--start-date`` / ``--end-date`` (the seed's ``--start_date``/``--end_date`` accepted)."""
+    """``--start-date`` / ``--end-date`` (``--start_date``/``--end_date`` accepted, hidden)."""
 
     def decorator(f):
-        f = click.option(
+        f = option(
             "--end-date", "--end_date", "end_date", type=DATE, required=required,
             help="Last date, inclusive (YYYY-MM-DD).",
         )(f)
-        f = click.option(
+        f = option(
             "--start-date", "--start_date", "start_date", type=DATE, required=required,
             help="First date, inclusive (YYYY-MM-DD).",
         )(f)
@@ -116,8 +186,74 @@ scl_mask_option = click.option(
 )
 
 
-stack_out_dir_option = click.option(
-    "--out-dir", "--out_dir", "out_dir", required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output folder for the stacks {region}_{res}m_{date}.tif (created).",
-)
+stack_out_dir_option = out_dir_option(
+    help="Output folder for the stacks {region}_{res}m_{date}.tif (created).")
+
+
+# ------------------------------------------------------------------ options from the options types
+
+
+def _click_type(s, k):
+    from ..options import allowed_values
+
+    allowed = allowed_values(s)
+    if allowed is not None:
+        return click.Choice([str(a) for a in allowed], case_sensitive=s.case_sensitive)
+    bounded = (s.min, s.max) != (None, None)
+    if k.base is int:
+        return click.IntRange(min=s.min, max=s.max) if bounded else int
+    if k.base is float:
+        return click.FloatRange(min=s.min, max=s.max) if bounded else float
+    if k.base is Path:
+        return click.Path(path_type=Path)
+    if k.base is dt.date:
+        return DATE
+    return str
+
+
+def click_options(cls: type, *, exclude=()):
+    """A decorator adding one click option per command-line field of the options type ``cls``.
+
+    Spelling ``--field-name`` (or the field's ``cli``) with its ``aliases`` hidden; a
+    boolean defaulting to true is a ``--x/--no-x`` pair, one defaulting to false a flag;
+    choices, ranges, defaults and help come from the field. The parameters keep the field
+    names, for :func:`from_cli`.
+    """
+    from ..options import MISSING, default_of, fields_of
+
+    skip = set(exclude)
+
+    def decorator(fn):
+        for f, s, k in reversed(fields_of(cls)):
+            if s.cli is None or f.name in skip:
+                continue
+            spelling = s.cli or "--" + f.name.replace("_", "-")
+            default = default_of(f)
+            help_text = s.help + (f" [default: {s.default_help}]" if s.default_help else "")
+            if k.base is bool:
+                pair = f"{spelling}/--no-{spelling[2:]}" if default else spelling
+                fn = option(pair, *s.aliases, f.name, is_flag=True, default=default,
+                            show_default=bool(default), help=help_text)(fn)
+                continue
+            kw = dict(type=_click_type(s, k), multiple=k.many, metavar=s.metavar, help=help_text)
+            if default is MISSING:
+                kw["required"] = True
+            else:
+                kw.update(default=default, show_default=default is not None and not s.default_help)
+            fn = option(spelling, *s.aliases, f.name, **kw)(fn)
+        return fn
+
+    return decorator
+
+
+def from_cli(cls: type, params: dict, **given):
+    """Build the options type ``cls`` from the parameters :func:`click_options` added
+    (popped from ``params``); ``given`` supplies the rest (e.g. ``workers``)."""
+    from ..options import fields_of
+
+    kw = {}
+    for f, s, k in fields_of(cls):
+        if s.cli is not None and f.name in params:
+            v = params.pop(f.name)
+            kw[f.name] = tuple(v) if k.many else v
+    return cls(**(kw | given))

@@ -7,42 +7,35 @@ from pathlib import Path
 
 import click
 
-from ..model import DEFAULT_MODEL, MODELS, VARIABLES
-from ..predict import PredictOptions, PredictResult, default_workers, predict_dir
-from .options import date_options, overwrite_option, resolution_option, workers_option
+from ..predict import PredictOptions, PredictResult, predict_dir
+from ..system import default_workers
+from .options import (
+    ALIASES_EPILOG,
+    click_options,
+    date_options,
+    from_cli,
+    out_dir_option,
+    overwrite_option,
+    region_option,
+    resolution_option,
+    resolve_inout,
+    workers_option,
+)
 from .ui import progress_bar, stdout
 
 log = logging.getLogger(__name__)
 
 
-@click.command("predict")
-@click.argument("s2_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("lai_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--region", required=True, help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
+@click.command("predict", epilog=ALIASES_EPILOG)
+@click.argument("paths", nargs=-1, metavar="S2_DIR [LAI_DIR]", type=click.Path(path_type=Path))
+@region_option(help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
+@out_dir_option(required=False, help="Output folder of the products (created).")
 @resolution_option
-@click.option(
-    "--model", default=DEFAULT_MODEL, show_default=True, metavar="NAME|PATH",
-    help=f"SL2P coefficients: {', '.join(MODELS)}, or a SNAP auxdata folder / LEAF CSV / .npz.",
-)
-@click.option(
-    "--variable", "variables", multiple=True, default=("LAI",), show_default=True,
-    type=click.Choice(list(VARIABLES), case_sensitive=False),
-    help="Variable to predict; repeat for several (one read of the input serves all).",
-)
 @date_options(required=False)
-@click.option("--scale", type=float, default=None,
-              help="Reflectance = (DN + offset) x scale, overriding the file (L2A >= 04.00: 1e-4).")
-@click.option("--offset", type=float, default=None, help="See --scale (L2A >= 04.00: -1000).")
-@click.option("--flags/--no-flags", default=True, show_default=True,
-              help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
-@click.option("--cog/--no-cog", default=True, show_default=True,
-              help="Cloud-optimised layout with overviews (else a plain tiled GeoTIFF).")
-@click.option("--block-size", type=click.IntRange(min=64), default=1024, show_default=True,
-              help="Pixels a side of each processing block (rounded to the input's tiles).")
+@click_options(PredictOptions)
 @workers_option
 @overwrite_option
-def command(s2_dir, lai_dir, region, resolution, model, variables, start_date, end_date, scale, offset,
-            flags, cog, block_size, workers, overwrite):
+def command(paths, region, out_dir, resolution, start_date, end_date, workers, overwrite, **params):
     """Predict LAI for every date of REGION: S2_DIR/{region}_{res}m_{date}.{vrt,tif}
     -> LAI_DIR/{region}_{res}m_{date}_LAI.tif.
 
@@ -54,12 +47,14 @@ def command(s2_dir, lai_dir, region, resolution, model, variables, start_date, e
     Outputs: float32, NaN nodata, tiled, ZSTD-compressed COG. Existing complete outputs
     are skipped (--overwrite to redo); a failed date does not stop the others, and
     the exit code is 1 if any failed.
+
+    \b
+    Example:
+      vercye-lai predict stacks/ --region poltava -o lai/ --variable LAI --variable FAPAR
     """
-    variables = tuple(dict.fromkeys(v.upper() for v in variables))
-    options = PredictOptions(
-        block_size=block_size, workers=workers or default_workers(), scale=scale, offset=offset,
-        flags=flags, cog=cog, overwrite=overwrite,
-    )
+    (s2_dir,), lai_dir = resolve_inout(paths, out_dir, inputs=1, what="LAI_DIR")
+    options = from_cli(PredictOptions, params, workers=workers or default_workers(),
+                       overwrite=overwrite)
     with progress_bar() as bar:
         overall = bar.add_task("dates", total=None)
         block_task = bar.add_task("", total=None, visible=False)
@@ -79,8 +74,7 @@ def command(s2_dir, lai_dir, region, resolution, model, variables, start_date, e
                 log.info("%s: already complete, skipped", res.source.name)
 
         results = predict_dir(
-            s2_dir, lai_dir, region=region, resolution=resolution, model=model, variables=variables,
-            start=start_date, end=end_date, options=options, on_start=on_start, progress=progress,
+            s2_dir, lai_dir, region=region, resolution=resolution, start=start_date, end=end_date, options=options, on_start=on_start, progress=progress,
             on_done=on_done,
         )
         bar.update(overall, total=len(results))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..executor import EXECUTORS
 from ..run import STEPS
 from .ui import progress_bar, stdout
 
@@ -60,7 +61,7 @@ def _print_summary(summary) -> None:
               type=click.Choice(STEPS),
               help=f"Run only this step ({', '.join(STEPS)}); repeat for several (they run in "
               "pipeline order).")
-@click.option("--executor", "executor", type=click.Choice(["serial", "threads", "dask"]), default=None,
+@click.option("--executor", "executor", type=click.Choice(EXECUTORS), default=None,
               help="Override executor.kind of the config.")
 @click.option("--scheduler-address", default=None, metavar="ADDRESS",
               help="Use a running Dask scheduler (implies --executor dask).")

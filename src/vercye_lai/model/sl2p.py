@@ -28,7 +28,6 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-
 import numpy as np
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,135 @@
+"""An analysis as resumable parts, and the record that tells a rerun it is up to date.
+
+The parts of an analysis are chunks of zones × chunks of dates (:func:`split`); each
+writes a hidden ``.npz`` in the analysis folder and a finishing task combines them into
+the outputs and writes ``MANIFEST.json``: the analysis' fingerprint (its options,
+geometry file and LAI files with their modification times) and its outputs. An analysis
+whose manifest records the same fingerprint and whose outputs all exist is up to date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..io import TMP_SUFFIX, write_text_atomic
+from ..naming import find_rasters
+from .options import AnalysisOptions
+
+MANIFEST_NAME = "MANIFEST.json"
+PART_PREFIX = ".analysis-part."  # hidden part files: {PART_PREFIX}{key}.{n:04d}.npz
+
+
+def fingerprint(lai_dir: Path, region: str, geometry: Path, *, resolution: float,
+                start: dt.date, end: dt.date, options: AnalysisOptions) -> dict[str, Any]:
+    """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime).
+
+    Raises
+    ------
+    NoDataFoundError
+        No LAI file of the region in the range (yet).
+    """
+    files = find_rasters(lai_dir, region, resolution, suffix=options.variable,
+                         extensions=(".tif",), start=start, end=end)
+    g = geometry.stat()
+    return {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
+            "start": start.isoformat(), "end": end.isoformat(),
+            "inputs": [[p.name, p.stat().st_mtime_ns] for p in files.values()]}
+
+
+def read_manifest(outdir: Path) -> dict[str, Any] | None:
+    """The manifest of the analysis in ``outdir`` (``None``: none, or unreadable)."""
+    try:
+        return json.loads((outdir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def manifest_outputs(outdir: Path, manifest: Mapping[str, Any]) -> list[Path]:
+    """The CSVs and max maps a manifest lists."""
+    return [outdir / f for z in manifest["zones"] for f in (z["csv"], z["max_tif"]) if f]
+
+
+def up_to_date(outdir: Path, fp: Mapping[str, Any]) -> list[Path] | None:
+    """The outputs of the analysis in ``outdir`` if it was made with fingerprint ``fp`` and
+    every output exists, else ``None``."""
+    old = read_manifest(outdir)
+    if old and old.get("fingerprint") == fp:
+        outputs = manifest_outputs(outdir, old)
+        if all(p.exists() for p in outputs):
+            return outputs
+    return None
+
+
+def write_manifest(outdir: Path, fp: Mapping[str, Any], result: Any) -> dict[str, Any]:
+    """Write ``MANIFEST.json``: the fingerprint and the outputs of ``result``."""
+    zones = [{"name": z.name, "csv": z.csv.name, "max_tif": z.max_tif.name if z.max_tif else None}
+             for z in result.zones]
+    manifest = {"fingerprint": fp, "zones": zones, "n_files": result.n_files}
+    write_text_atomic(outdir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def remove_leftovers(outdir: Path, keep: str | None = None) -> None:
+    """Remove hidden temporary files and part files (but those starting with ``keep``) of
+    killed runs; the folder is this analysis' own."""
+    if not outdir.is_dir():
+        return
+    for old in [*outdir.glob(f".*{TMP_SUFFIX}"), *outdir.glob(f"{PART_PREFIX}*")]:
+        if keep is None or not old.name.startswith(keep):
+            old.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of an analysis: these zones on these days, saved to ``path``."""
+
+    path: Path
+    zones: tuple[int, ...]
+    days: tuple[int, ...]
+
+
+def split(plan: Any, fp: Mapping[str, Any], *, zones_per_task: int, dates_per_task: int | None,
+          workers: int) -> list[Part]:
+    """The parts of ``plan`` (an :class:`~.core.AnalysisPlan`), named after ``fp`` and the split.
+
+    Zones are chunked in a space-filling-curve order (``zones_per_task``), so a part reads
+    a small window; dates so that there are about two parts per worker (``dates_per_task``
+    overrides). Part files of another fingerprint or split are removed; those of this one
+    are kept, so a rerun after an interruption reuses them.
+    """
+    zone_chunks = plan.zone_chunks(zones_per_task)
+    n_days = len(plan.file_days)
+    per_part = dates_per_task or -(-n_days * len(zone_chunks) // (2 * workers))
+    day_chunks = plan.day_chunks(max(1, min(per_part, n_days)))
+    text = json.dumps([fp, zone_chunks, day_chunks], sort_keys=True, default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:10]
+    remove_leftovers(plan.outdir, keep=f"{PART_PREFIX}{key}.")
+    plan.outdir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for z in zone_chunks:
+        for d in day_chunks:
+            parts.append(Part(plan.outdir / f"{PART_PREFIX}{key}.{len(parts):04d}.npz", z, d))
+    return parts
+
+
+def run_part(plan: Any, part: Part) -> Path:
+    """Compute one part and save it (a task: runs anywhere, e.g. on a Dask worker)."""
+    from .core import analyze_part
+
+    return analyze_part(plan, part.zones, part.days).save(part.path)
+
+
+def finish(plan: Any, paths: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
+    """Combine the saved parts into the outputs, write the manifest, remove the parts."""
+    from .core import SeasonPart, finish_analysis
+
+    res = finish_analysis(plan, [SeasonPart.load(p) for p in paths])
+    manifest = write_manifest(plan.outdir, fp, res)
+    remove_leftovers(plan.outdir)
+    return manifest

@@ -1,0 +1,59 @@
+"""The options of an analysis: one type for ``analyze``, ``vercye-lai analyze`` and the run
+config's ``[[analyses]]`` entries (see :mod:`vercye_lai.options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..options import Options, setting
+from .products import DATE_FORMATS, MAX_BAND_CHOICES
+from .timeseries import ADJUSTMENTS, INTERPOLATIONS, SMOOTHERS
+
+MODES = ("raster", "poly_agg", "poly_iter")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions(Options):
+    """How the per-day statistics and max-LAI map of an analysis are made.
+
+    The field order is the order of the options in ``MANIFEST.json`` fingerprints.
+    """
+
+    mode: str = setting(
+        "poly_iter", choices=MODES,
+        help="raster: the geometry is a crop mask (non-zero = crop); poly_agg: all polygons of a "
+        "vector file together; poly_iter: each polygon alone.")
+    adjustment: str = setting(
+        "none", choices=tuple(ADJUSTMENTS),
+        help="Crop calibration per pixel: wheat 0.0482L²+0.9161L+0.0026, maize -0.078L²+1.4L-0.18.")
+    interpolation: str = setting(
+        "akima", choices=INTERPOLATIONS,
+        help="Gap filling of the mean and adjusted mean between observations (never "
+        "extrapolated; clipped at 0).")
+    smooth: str = setting(
+        "none", choices=SMOOTHERS,
+        help="Savitzky-Golay smoothing of the observed means before interpolation.")
+    smooth_window: int = setting(
+        5, min=3, help="Savitzky-Golay window, in observations (odd; shrunk if fewer).")
+    max_cloud_percent: float | None = setting(
+        None, min=0, max=100, default_help="no limit",
+        help="Treat a date as a gap when more than this share (%) of the geometry's pixels is "
+        "nodata.")
+    min_valid_fraction: float = setting(
+        0.0, min=0, max=1,
+        help="Treat a date as a gap when less than this fraction (0-1) of the geometry's pixels "
+        "is valid.")
+    id_column: str | None = setting(
+        "FID", help="poly_iter: attribute that names each polygon in the output names (the row "
+        "index if absent or not unique).")
+    all_touched: bool = setting(
+        False, help="Count every pixel a polygon touches (default: pixels whose centre is inside).")
+    date_format: str = setting(
+        "iso", choices=tuple(DATE_FORMATS),
+        help="Date column of the CSV: iso YYYY-MM-DD, or dmy dd/mm/YYYY (the reference "
+        "implementation's, for existing APSIM set-ups).")
+    max_bands: str = setting(
+        "both", choices=tuple(MAX_BAND_CHOICES),
+        help="Bands of _MAX.tif: estimateLAImax and/or adjustedLAImax; none writes no map.")
+    variable: str = setting(
+        "LAI", help="Product suffix in the file names ({region}_{res}m_{date}_{variable}.tif).")

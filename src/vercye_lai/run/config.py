@@ -1,0 +1,359 @@
+"""The run config: its types, its parser and the commented example.
+
+``[predict]`` is read into :class:`~vercye_lai.predict.PredictOptions` and each
+``[[analyses]]`` entry's options into :class:`~vercye_lai.analysis.options.AnalysisOptions`
+(:func:`vercye_lai.options.from_table`): the config has exactly the options of the
+commands, with the same defaults, allowed values and checks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..analysis.options import AnalysisOptions
+from ..errors import ConfigError
+from ..executor import CLUSTERS, EXECUTORS, DaskSettings
+from ..options import Table, from_table
+from ..predict import PredictOptions
+
+STEPS = ("acquire", "mosaic", "predict", "analyze", "quicklook")
+SOURCES = ("local", "safe", "stac", "gee")
+
+#: zones (fields) an analysis part task covers on threads and Dask
+DEFAULT_ZONES_PER_TASK = 1000
+
+
+@dataclass(frozen=True)
+class RegionConfig:
+    """One ``[[regions]]`` entry: a name, its geometry (library or file) and a date range."""
+
+    name: str
+    start: dt.date
+    end: dt.date
+    library: Path | None = None
+    geometry: Path | None = None
+
+    def geometry_path(self) -> Path:
+        """The region's vector file (``{library}/{name}.geojson`` or ``geometry``)."""
+        from ..regions import region_path
+
+        if self.geometry is not None:
+            return region_path(self.geometry)
+        if self.library is None:
+            raise ConfigError(f"regions.{self.name}: this source needs 'library' or 'geometry'")
+        return region_path(self.name, self.library)
+
+    def shape(self):
+        """The region geometry (shapely, EPSG:4326)."""
+        from ..regions import load_region, region_geometry
+
+        return region_geometry(load_region(self.geometry_path()))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """The ``[source]`` table: where the stacks come from, and that source's options."""
+
+    kind: str = "local"
+    path: str | None = None  # local: stacks folder; "{region}" is replaced by the region name
+    safes: tuple[str, ...] = ()  # safe: SAFE folders/zips or glob patterns
+    catalog: str = "earth-search"  # stac
+    collection: str | None = None  # stac / gee
+    max_cloud: float | None = None
+    crs: str | None = None
+    scl_mask: tuple[int, ...] | None = None
+    project: str | None = None  # gee
+    folder: str | None = None
+    drive_folder_id: str | None = None
+    client_secret: str | None = None
+    token: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """One ``[[analyses]]`` entry: a name, the fields or crop mask, the regions it covers and
+    the :class:`~vercye_lai.analysis.options.AnalysisOptions`."""
+
+    name: str
+    geometry: Path
+    options: AnalysisOptions = AnalysisOptions()
+    regions: tuple[str, ...] | None = None  # None: every region
+    quicklook: bool = True
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A validated run configuration (see :func:`load_config`)."""
+
+    output_root: Path
+    resolution: float
+    regions: tuple[RegionConfig, ...]
+    source: SourceConfig = SourceConfig()
+    predict: PredictOptions = field(default_factory=PredictOptions)
+    analyses: tuple[AnalysisConfig, ...] = ()
+    executor: str = "threads"
+    workers: int | None = None
+    zones_per_task: int = DEFAULT_ZONES_PER_TASK
+    dates_per_task: int | None = None  # None: about two analysis parts per worker
+    dask: DaskSettings = field(default_factory=DaskSettings)
+    path: Path | None = None  # the config file
+
+    def stacks_dir(self, region: str) -> Path:
+        """Where acquisition writes the stacks and mosaic the VRTs of ``region``."""
+        return self.output_root / "stacks" / region
+
+    def source_dir(self, region: str) -> Path:
+        """Where the stacks of ``region`` are read from (the local folder, or ``stacks_dir``)."""
+        if self.source.kind == "local":
+            return Path(self.source.path.replace("{region}", region))
+        return self.stacks_dir(region)
+
+    def lai_dir(self, region: str) -> Path:
+        return self.output_root / "lai" / region
+
+    def analysis_dir(self, region: str, analysis: AnalysisConfig) -> Path:
+        return self.output_root / "analysis" / region / analysis.name
+
+
+def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
+    raw = doc.get("regions", list)
+    if not raw:
+        raise ConfigError("regions: at least one [[regions]] entry is needed")
+    out = []
+    for i, item in enumerate(raw):
+        t = Table(item, f"regions[{i}]", base=base)
+        r = RegionConfig(
+            name=t.get("name", str), start=t.get("start_date", dt.date), end=t.get("end_date", dt.date),
+            library=t.opt("library", Path), geometry=t.opt("geometry", Path),
+        )
+        t.done()
+        if r.start > r.end:
+            raise ConfigError(f"regions[{i}]: start_date {r.start} is after end_date {r.end}")
+        if r.library and r.geometry:
+            raise ConfigError(f"regions[{i}]: give 'library' or 'geometry', not both")
+        out.append(r)
+    names = [r.name for r in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"regions: duplicate region names in {names}")
+    return tuple(out)
+
+
+def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> SourceConfig:
+    t = Table(doc.get("source", dict, {"kind": "local"}), "source", base=base)
+    kind = t.get("kind", str, "local", choices=SOURCES)
+    kw: dict[str, Any] = {"kind": kind}
+    if kind == "local":
+        p = t.get("path", str)
+        kw["path"] = str(t.path_of(p))
+    elif kind == "safe":
+        kw["safes"] = tuple(str(t.path_of(s)) for s in t.many("safes"))
+    elif kind == "stac":
+        kw["catalog"] = t.get("catalog", str, "earth-search")
+        kw["collection"] = t.opt("collection", str)
+    elif kind == "gee":
+        kw.update(project=t.opt("project", str), collection=t.opt("collection", str),
+                  folder=t.opt("folder", str), drive_folder_id=t.opt("drive_folder_id", str),
+                  client_secret=t.opt("client_secret", str), token=t.opt("token", str),
+                  timeout=t.opt("timeout", float))
+        for k in ("client_secret", "token"):
+            kw[k] = None if kw[k] is None else str(t.path_of(kw[k]))
+    if kind in ("stac", "gee"):
+        kw["max_cloud"] = t.opt("max_cloud", float)
+        kw["crs"] = t.opt("crs", str)
+    if kind in ("safe", "stac"):
+        mask = t.opt("scl_mask", list)
+        if mask is not None and not all(isinstance(x, int) for x in mask):
+            raise ConfigError(f"source.scl_mask: expected a list of SCL class integers, got {mask!r}")
+        kw["scl_mask"] = None if mask is None else tuple(mask)
+    t.done()
+    if kind != "local":
+        for r in regions:
+            if r.library is None and r.geometry is None:
+                raise ConfigError(f"regions.{r.name}: source.kind = {kind!r} needs 'library' or 'geometry'")
+    return SourceConfig(**kw)
+
+
+def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisConfig, ...]:
+    out = []
+    for i, item in enumerate(doc.get("analyses", list, [])):
+        t = Table(item, f"analyses[{i}]", base=doc.base)
+        geometry = t.get("geometry", Path)
+        a = AnalysisConfig(
+            name=t.get("name", str, geometry.stem), geometry=geometry,
+            options=from_table(AnalysisOptions, t),
+            regions=t.many("regions", str, None), quicklook=t.get("quicklook", bool, True),
+        )
+        t.done()
+        for r in a.regions or ():
+            if r not in region_names:
+                raise ConfigError(f"analyses[{i}].regions: {r!r} is not allowed; allowed values: "
+                                  + ", ".join(region_names))
+        out.append(a)
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"analyses: duplicate names {names}; give each a distinct 'name'")
+    return tuple(out)
+
+
+def _parse_dask(doc: Table, base: Path) -> DaskSettings:
+    t = Table(doc.get("dask", dict, {}), "dask", base=base)
+    d = DaskSettings()
+    s = DaskSettings(
+        cluster=t.get("cluster", str, d.cluster, choices=CLUSTERS),
+        scheduler_address=t.opt("scheduler_address", str),
+        scheduler_file=(lambda p: None if p is None else str(p))(t.opt("scheduler_file", Path)),
+        n_workers=t.opt("n_workers", int), threads_per_worker=t.get("threads_per_worker", int, 1),
+        cores=t.opt("cores", int), processes=t.opt("processes", int), memory=t.opt("memory", str),
+        walltime=t.opt("walltime", str), account=t.opt("account", str), queue=t.opt("queue", str),
+        job_prologue=list(t.many("job_prologue", str, None) or ()),
+        job_extra=list(t.many("job_extra", str, None) or ()),
+        interface=t.opt("interface", str), local_directory=t.opt("local_directory", str),
+        gdal_cache_mb=t.get("gdal_cache_mb", int, d.gdal_cache_mb), retries=t.get("retries", int, d.retries),
+    )
+    t.done()
+    if s.cluster in ("slurm", "pbs") and not (s.scheduler_address or s.scheduler_file) and not (
+            s.cores and s.memory):
+        raise ConfigError(f"dask: cluster = {s.cluster!r} needs 'cores' and 'memory' (e.g. cores = 8, "
+                          "memory = \"32GB\")")
+    return s
+
+
+def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: Path | None = None) -> RunConfig:
+    """Validate a config already read into a dict (see :func:`load_config`).
+
+    Relative paths are taken relative to ``base_dir`` (the config file's folder).
+    """
+    base = Path(base_dir)
+    doc = Table(data, "", base=base)
+    output_root = doc.get("output_root", Path)
+    resolution = doc.get("resolution", float, 20.0)
+    if resolution <= 0:
+        raise ConfigError(f"resolution: must be positive, not {resolution}")
+    regions = _parse_regions(doc, base)
+    source = _parse_source(doc, base, regions)
+    t = Table(doc.get("predict", dict, {}), "predict", base=base)
+    predict = from_table(PredictOptions, t)
+    t.done()
+    analyses = _parse_analyses(doc, [r.name for r in regions])
+    ex = Table(doc.get("executor", dict, {}), "executor")
+    kind = ex.get("kind", str, "threads", choices=EXECUTORS)
+    workers = ex.opt("workers", int)
+    zones_per_task = ex.get("zones_per_task", int, DEFAULT_ZONES_PER_TASK)
+    dates_per_task = ex.opt("dates_per_task", int)
+    ex.done()
+    for key, v in (("zones_per_task", zones_per_task), ("dates_per_task", dates_per_task), ("workers", workers)):
+        if v is not None and v < 1:
+            raise ConfigError(f"executor.{key}: must be at least 1, not {v}")
+    dask = _parse_dask(doc, base)
+    doc.done()
+    return RunConfig(output_root=output_root, resolution=resolution, regions=regions, source=source,
+                     predict=predict, analyses=analyses, executor=kind, workers=workers,
+                     zones_per_task=zones_per_task, dates_per_task=dates_per_task, dask=dask,
+                     path=path)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config (``.toml``; ``.yaml``/``.yml`` with PyYAML installed).
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, or a key that is missing, unknown, of the wrong type or not
+        among the allowed values (the message names the key path and the allowed values).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file: {exc.strerror}", path=path) from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise ConfigError("YAML configs need PyYAML (pip install pyyaml); or use TOML", path=path) from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc}", path=path) from exc
+    else:
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", path=path) from exc
+    try:
+        return parse_config(data, base_dir=path.resolve().parent, path=path)
+    except ConfigError as exc:
+        if exc.path is None:
+            exc.path = str(path)
+        raise
+
+
+EXAMPLE_CONFIG = '''\
+# vercye-lai run config (TOML). Relative paths are relative to this file.
+# Run it with:  vercye-lai run this.toml   (--dry-run lists what would run)
+
+output_root = "vercye-lai-run"   # stacks/, lai/, analysis/, run_summary.json, run.log
+resolution = 20                  # metres: 10 or 20 (as in {region}_{res}m_{date})
+
+# One entry per region: a name and its geometry (a region library folder holding
+# {name}.geojson, or a vector file), and the inclusive date range.
+[[regions]]
+name = "strickhof"
+geometry = "strickhof.geojson"   # or: library = "regions/"
+start_date = 2022-03-01
+end_date = 2022-07-31
+
+# Where the stacks come from: kind = "local" | "safe" | "stac" | "gee".
+#   local: a folder of existing stacks {region}_{res}m_{date}.{tif,vrt} ("{region}" allowed)
+#   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
+#   stac:  catalog = "earth-search" | "planetary-computer" | URL; max_cloud; crs; scl_mask
+#   gee:   project, max_cloud, crs, folder, drive_folder_id, client_secret, token, timeout
+[source]
+kind = "local"
+path = "stacks/{region}"
+
+[predict]
+model = "sl2p"              # sl2p (20 m), sl2p-10m, snap-3.0-s2a, snap-3.0-s2b, snap-2.1, or a file
+variables = ["LAI"]         # LAI, FAPAR, FCOVER, CCC, CWC
+block_size = 1024           # pixels a side of a processing block
+flags = true                # write {..}_LAI_flags.tif quality bits
+cog = true                  # cloud-optimised GeoTIFFs
+
+# Any number of analyses, each over every region (or regions = ["name", ...]).
+[[analyses]]
+name = "fields"
+geometry = "fields.geojson"  # vector file (poly_*) or crop-mask raster (raster)
+mode = "poly_iter"           # raster | poly_agg | poly_iter
+adjustment = "wheat"         # none | wheat | maize
+interpolation = "akima"      # akima | makima | linear | none
+id_column = "FID"
+quicklook = true             # a PNG per zone
+
+[executor]
+kind = "threads"             # serial | threads (one machine) | dask (laptop to cluster)
+# workers = 4                # default: CPU cores, at most 8
+# Threads and Dask split each analysis into parts of neighbouring fields x dates:
+# zones_per_task = 1000       # fields per part (a part reads their window once per date)
+# dates_per_task = 8          # default: about two parts per worker
+
+# Used with executor.kind = "dask" (pip install 'vercye-lai[dask]'; slurm/pbs: [jobqueue]).
+[dask]
+cluster = "local"            # local | slurm | pbs
+# scheduler_address = "tcp://10.0.0.1:8786"   # or scheduler_file = "scheduler.json"
+# n_workers = 4              # local workers, or batch jobs for slurm/pbs
+# cores = 8                  # per job (slurm/pbs)
+# memory = "32GB"            # per job
+# walltime = "02:00:00"
+# account = "my-project"
+# queue = "normal"
+# job_prologue = ["module load gdal", "source ~/venv/bin/activate"]
+gdal_cache_mb = 256          # GDAL_CACHEMAX of each worker
+retries = 3                  # resubmissions of a task lost with its worker
+'''

@@ -1,0 +1,492 @@
+"""The runner: every region through acquire → mosaic → predict → analyze → quicklook.
+
+It only orchestrates. Each step's own module says what its units of work are and whether
+each is up to date (:func:`vercye_lai.predict.plan_predict`,
+:func:`vercye_lai.analysis.manifest.up_to_date`); the runner asks, submits what is due to
+the executor (split into parts where a unit is big: :mod:`vercye_lai.parts`) and records
+every unit in the :class:`~.summary.RunSummary`.
+
+Layout of the output root::
+
+    stacks/{region}/      acquired stacks and VRT mosaics   {region}_{res}m_{date}.{tif,vrt}
+    lai/{region}/         products                          {region}_{res}m_{date}_LAI.tif
+    analysis/{region}/{analysis}/   _STATS.csv, _MAX.tif, _QUICKLOOK.png, MANIFEST.json
+    state/                Earth Engine export state
+    run_summary.json      what the last run did
+
+Every output is written atomically (hidden temporary file, then rename), so a run killed
+at any moment and started again redoes only what is missing and ends with the same files
+as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LaiError, NoDataFoundError, error_text
+from ..executor import Executor, SerialExecutor, make_executor
+from ..naming import find_rasters
+from ..parts import PartsJob, Task, run_parts_jobs, token, window_groups
+from .config import STEPS, AnalysisConfig, RegionConfig, RunConfig
+from .summary import RunSummary, StepLog, StepSummary, UnitFn
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "run.log"
+
+# ==================================================================== helpers
+
+
+def _newest_mtime(paths: Iterable[Path]) -> float:
+    return max((p.stat().st_mtime for p in paths), default=0.0)
+
+
+def _up_to_date(outputs: Sequence[Path], inputs: Iterable[Path]) -> bool:
+    """Every output exists and none is older than any input."""
+    if not outputs or not all(p.exists() for p in outputs):
+        return False
+    return min(p.stat().st_mtime for p in outputs) >= _newest_mtime(inputs)
+
+
+def _in_range(dates: Mapping[dt.date, Any], region: RegionConfig) -> dict[dt.date, Any]:
+    return {d: v for d, v in dates.items() if region.start <= d <= region.end}
+
+
+def _stacks(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, Path]:
+    """Input stacks of a region in its date range (a VRT mosaic wins over a single stack)."""
+    return find_rasters([cfg.source_dir(region.name), cfg.stacks_dir(region.name)], region.name,
+                        cfg.resolution, start=region.start, end=region.end)
+
+
+def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return fn(*args, **kwargs), time.perf_counter() - t0
+
+
+# ==================================================================== acquire & mosaic
+
+
+def _acquire_region(cfg: RunConfig, region: RegionConfig) -> tuple[int, list[Path]]:
+    """Acquire the stacks of one region; return (dates written or found, stack paths)."""
+    src, out_dir = cfg.source, cfg.stacks_dir(region.name)
+    if src.kind == "safe":
+        import glob
+
+        from ..acquire.safe import stack_safe
+        from ..acquire.scl import DEFAULT_SCL_MASK
+
+        safes = sorted({p for pat in src.safes for p in (glob.glob(pat) or [pat])})
+        out = stack_safe(safes, region.shape(), region.name, cfg.resolution, out_dir,
+                         scl_classes=src.scl_mask or DEFAULT_SCL_MASK)
+        out = _in_range(out, region)
+    elif src.kind == "stac":
+        from ..acquire.scl import DEFAULT_SCL_MASK
+        from ..acquire.stac import CATALOG_ALIASES, stack_stac
+
+        kw = {"collection": src.collection} if src.collection else {}
+        out = stack_stac(catalog=CATALOG_ALIASES.get(src.catalog, src.catalog), region=region.name,
+                         geometry=region.shape(), start=region.start, end=region.end,
+                         resolution=cfg.resolution, out_dir=out_dir, crs=src.crs, max_cloud=src.max_cloud,
+                         scl_classes=src.scl_mask or DEFAULT_SCL_MASK, **kw)
+    else:  # gee: submit the exports, wait for them, download them from Drive
+        from ..acquire import gdrive, gee
+
+        state_file = cfg.output_root / "state" / f"gee_{region.name}.json"
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        kw = {"collection": src.collection} if src.collection else {}
+        plan = gee.export_gee(region=region.name, geometry=region.shape(), start=region.start, end=region.end,
+                              resolution=cfg.resolution, state_file=state_file, project=src.project,
+                              max_cloud=src.max_cloud, folder=src.folder, crs=src.crs, **kw)
+        if not src.drive_folder_id:
+            log.warning("%s: exports submitted; set source.drive_folder_id to download them in the run",
+                        region.name)
+            return len(plan), []
+        ee = gee.import_ee()
+        gee.wait_for_tasks(ee, gee.ExportState(state_file), timeout=src.timeout)
+        service = gdrive.build_service(gdrive.load_credentials(src.client_secret, src.token))
+        gdrive.download_folder(service, src.drive_folder_id, out_dir,
+                               pattern=f"{region.name}_{cfg.resolution:g}m_*.tif")
+        return len(plan), []
+    return len(out), list(out.values())
+
+
+def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
+    """Acquire every region's stacks (one task per region; nothing to do for ``local``)."""
+    st = StepLog("acquire", on_unit)
+    if cfg.source.kind == "local":
+        for r in cfg.regions:
+            folder = cfg.source_dir(r.name)
+            if folder.is_dir():
+                st.add(r.name, str(folder), "skipped", "local stacks: nothing to acquire")
+            else:
+                st.add(r.name, str(folder), "failed", f"{folder}: stacks folder does not exist")
+        return st.finish()
+    if dry_run:
+        for r in cfg.regions:
+            st.add(r.name, f"{r.start}..{r.end}", "planned",
+                   f"{cfg.source.kind}: stacks that exist are skipped by the source itself")
+        return st.finish()
+    # gee needs this process (credentials, prompts); the others go to the executor
+    futures = {}
+    before = {p: _mtime_ns(p) for r in cfg.regions if cfg.stacks_dir(r.name).is_dir()
+              for p in cfg.stacks_dir(r.name).iterdir()}
+    for r in cfg.regions:
+        if cfg.source.kind == "gee":
+            try:
+                (n, paths), secs = _timed(_acquire_region, cfg, r)
+                st.add(r.name, f"{r.start}..{r.end}", "done", f"{n} date(s)", secs, paths)
+            except Exception as exc:  # noqa: BLE001 - reported in the summary
+                st.add(r.name, f"{r.start}..{r.end}", "failed", error_text(exc))
+        else:
+            futures[ex.submit(_timed, _acquire_region, cfg, r, key=f"acquire-{r.name}-{token()}")] = r
+    for fut in ex.as_completed(futures):
+        r = futures[fut]
+        try:
+            (n, paths), secs = fut.result()
+        except Exception as exc:  # noqa: BLE001
+            st.add(r.name, f"{r.start}..{r.end}", "failed", error_text(exc))
+            continue
+        # the sources skip existing stacks themselves: tell a rerun from new work
+        new = [p for p in paths if before.get(p) != _mtime_ns(p)]
+        status = "done" if new or not paths else "skipped"
+        st.add(r.name, f"{r.start}..{r.end}", status, f"{len(new)} of {n} date(s) written", secs, paths)
+    return st.finish()
+
+
+def _mtime_ns(p: Path) -> int | None:
+    try:
+        return p.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+_PART_NAME = re.compile(r"_\d{4}-\d{2}-\d{2}-\d+-\d+$")  # …_{date}-{row}-{col}: one part of an export
+
+
+def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, list[Path]]:
+    """Dates whose stack is split into parts (``…_{date}-{n}-{m}.tif``): these need a VRT."""
+    from ..mosaic import find_parts
+
+    parts = _in_range(find_parts(cfg.source_dir(region.name), region.name, cfg.resolution), region)
+    return {d: p for d, p in parts.items() if len(p) > 1 or _PART_NAME.search(p[0].stem)}
+
+
+def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
+    """One VRT per date split into parts (in ``stacks/{region}``); single stacks need none."""
+    from ..mosaic import build_vrt
+    from ..naming import stack_name
+
+    st = StepLog("mosaic", on_unit)
+    for r in cfg.regions:
+        try:
+            dates = _multi_part_dates(cfg, r)
+        except NoDataFoundError as exc:
+            st.add(r.name, "-", "planned" if dry_run else "failed", error_text(exc))
+            continue
+        if not dates:
+            st.add(r.name, "-", "skipped", "no date split into parts: no mosaic needed")
+        for d, parts in dates.items():
+            vrt = cfg.stacks_dir(r.name) / stack_name(r.name, cfg.resolution, d, ".vrt")
+            if _up_to_date([vrt], parts):
+                st.add(r.name, d.isoformat(), "skipped", "VRT up to date", outputs=[vrt])
+            elif dry_run:
+                st.add(r.name, d.isoformat(), "planned", f"VRT of {len(parts)} part(s)")
+            else:
+                try:  # a few lines of XML: no task needed
+                    _, secs = _timed(build_vrt, parts, vrt, overwrite=True)
+                    st.add(r.name, d.isoformat(), "done", f"{len(parts)} part(s)", secs, [vrt])
+                except Exception as exc:  # noqa: BLE001
+                    st.add(r.name, d.isoformat(), "failed", error_text(exc))
+    return st.finish()
+
+
+# ==================================================================== predict
+
+
+def predict_options(cfg: RunConfig, *, workers: int = 1):
+    """The run's :class:`~vercye_lai.predict.PredictOptions` with ``workers`` block threads
+    (and, on Dask, the workers' GDAL cache)."""
+    gdal = {"gdal_cache_mb": cfg.dask.gdal_cache_mb} if cfg.executor == "dask" else {}
+    return dataclasses.replace(cfg.predict, workers=workers, overwrite=False, **gdal)
+
+
+def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
+                 on_unit: UnitFn | None = None) -> StepSummary:
+    """Predict every date of every region whose products are not up to date.
+
+    Serial and threads: one date after another, its blocks on the executor's threads
+    (memory bounded by the blocks of one date). Dask: each date split into part tasks of
+    about ``predict.part_pixels`` pixels and one task assembling them.
+    """
+    from ..predict import (
+        assemble_parts,
+        part_key,
+        part_path,
+        plan_predict,
+        predict_file,
+        predict_windows_to_part,
+        stack_windows,
+    )
+
+    st = StepLog("predict", on_unit)
+    options = predict_options(cfg, workers=1 if ex.kind == "dask" else ex.workers)
+    units: list[tuple[str, Any]] = []
+    for r in cfg.regions:
+        try:
+            plan = plan_predict(_stacks(cfg, r), cfg.lai_dir(r.name), options=options)
+        except LaiError as exc:
+            st.add(r.name, "-", "planned" if dry_run and isinstance(exc, NoDataFoundError) else "failed",
+                   error_text(exc))
+            continue
+        for u in plan:
+            if u.up_to_date:
+                st.add(r.name, u.date.isoformat(), "skipped",
+                       "products complete and newer than the stack", outputs=list(u.outputs.values()))
+            else:
+                units.append((r.name, u))
+    if dry_run:
+        for region, u in units:
+            st.add(region, u.date.isoformat(), "planned", u.src.name)
+        return st.finish()
+
+    def report(region: str, u: Any, res: Any) -> None:
+        if res.status == "failed":
+            st.add(region, u.date.isoformat(), "failed", res.error or "failed")
+        else:
+            st.add(region, u.date.isoformat(), res.status, f"{res.n_valid} valid px", res.seconds,
+                   res.outputs)
+
+    if ex.kind != "dask":
+        # predict_file parallelises inside a date; dates one after another bound the memory
+        for region, u in units:
+            try:
+                report(region, u, predict_file(u.src, u.outputs, options=options))
+            except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
+                st.add(region, u.date.isoformat(), "failed", error_text(exc))
+        return st.finish()
+
+    jobs = []
+    for region, u in units:
+        failed = partial(st.add, region, u.date.isoformat(), "failed")
+        try:
+            key = part_key(u, options)
+            groups = window_groups(stack_windows(u.src, block_size=options.block_size),
+                                   options.part_pixels)
+        except Exception as exc:  # noqa: BLE001
+            failed(error_text(exc))
+            continue
+        paths = [part_path(u.outputs, key, j) for j in range(len(groups))]
+        parts = [(p, Task(predict_windows_to_part, (u.src, p, w), {"options": options},
+                          f"predict-{p.name.lstrip('.')}")) for p, w in zip(paths, groups)]
+        finish = Task(assemble_parts, (u.src, paths, u.outputs), {"options": options},
+                      f"assemble-{u.src.stem}")
+        jobs.append(PartsJob(parts, finish, partial(report, region, u), failed))
+    run_parts_jobs(ex, jobs)
+    return st.finish()
+
+
+# ==================================================================== analyze & quicklook
+
+
+def _analyses(cfg: RunConfig) -> Iterable[tuple[RegionConfig, AnalysisConfig]]:
+    """Every (region, analysis) pair of the config."""
+    for r in cfg.regions:
+        for a in cfg.analyses:
+            if a.regions is None or r.name in a.regions:
+                yield r, a
+
+
+def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConfig,
+                  fp: Mapping[str, Any], st: StepLog) -> PartsJob:
+    """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task
+    (:mod:`vercye_lai.analysis.manifest`: the same files as one ``analyze`` call)."""
+    from ..analysis import manifest
+    from ..analysis.core import plan_analysis
+
+    outdir = cfg.analysis_dir(r.name, a)
+    plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,
+                         start=r.start, end=r.end, options=a.options)
+    parts = manifest.split(plan, fp, zones_per_task=cfg.zones_per_task,
+                           dates_per_task=cfg.dates_per_task, workers=ex.workers)
+    tasks = [(p.path, Task(manifest.run_part, (plan, p), key=f"analyze-{r.name}-{a.name}"))
+             for p in parts]
+    finish = Task(manifest.finish, (plan, [p.path for p in parts], fp),
+                  key=f"analyze-finish-{r.name}-{a.name}")
+    t0 = time.perf_counter()
+
+    def done(m: dict[str, Any]) -> None:
+        st.add(r.name, a.name, "done", f"{len(m['zones'])} zone(s), {m['n_files']} file(s), "
+               f"{len(parts)} part(s)", time.perf_counter() - t0,
+               manifest.manifest_outputs(outdir, m))
+
+    return PartsJob(tasks, finish, done, partial(st.add, r.name, a.name, "failed"))
+
+
+def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
+                 on_unit: UnitFn | None = None) -> StepSummary:
+    """Every analysis of every region, each split into parts over chunks of zones and dates
+    (the outputs do not depend on the split); skipped when up to date
+    (:func:`vercye_lai.analysis.manifest.up_to_date`)."""
+    from ..analysis import manifest
+
+    st = StepLog("analyze", on_unit)
+    jobs = []
+    for r, a in _analyses(cfg):
+        outdir = cfg.analysis_dir(r.name, a)
+        try:
+            fp = manifest.fingerprint(cfg.lai_dir(r.name), r.name, a.geometry,
+                                      resolution=cfg.resolution, start=r.start, end=r.end,
+                                      options=a.options)
+        except (LaiError, OSError) as exc:
+            waiting = dry_run and isinstance(exc, NoDataFoundError)
+            st.add(r.name, a.name, "planned" if waiting else "failed", error_text(exc))
+            continue
+        outputs = manifest.up_to_date(outdir, fp)
+        if outputs is not None:
+            st.add(r.name, a.name, "skipped", "outputs up to date", outputs=outputs)
+        elif dry_run:
+            st.add(r.name, a.name, "planned", f"{len(fp['inputs'])} LAI file(s)")
+        else:
+            try:
+                jobs.append(_analysis_job(cfg, ex, r, a, fp, st))
+            except Exception as exc:  # noqa: BLE001 - e.g. a geometry that meets no raster
+                st.add(r.name, a.name, "failed", error_text(exc))
+    run_parts_jobs(ex, jobs)
+    return st.finish()
+
+
+_PYPLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time per process
+
+
+def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
+    from ..quicklook import quicklook
+
+    with _PYPLOT_LOCK:
+        return quicklook(csv, max_tif, geometry_path=geometry)
+
+
+def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
+                   on_unit: UnitFn | None = None) -> StepSummary:
+    """A PNG per analysed zone with a max-LAI map; skipped when newer than its CSV and map."""
+    from ..analysis.manifest import read_manifest
+    from ..quicklook import quicklook_path
+
+    st = StepLog("quicklook", on_unit)
+    futures = {}
+    for r, a in _analyses(cfg):
+        if a.quicklook:
+            outdir = cfg.analysis_dir(r.name, a)
+            manifest = read_manifest(outdir)
+            if manifest is None:
+                st.add(r.name, a.name, "planned" if dry_run else "failed", "no analysis output yet")
+                continue
+            geometry = a.geometry if a.options.mode != "raster" else None
+            for z in manifest["zones"]:
+                item = f"{a.name}/{z['name']}"
+                if not z["max_tif"]:
+                    st.add(r.name, item, "skipped", "no max-LAI map")
+                    continue
+                csv, tif = outdir / z["csv"], outdir / z["max_tif"]
+                png = quicklook_path(csv)
+                if _up_to_date([png], [csv, tif]):
+                    st.add(r.name, item, "skipped", "PNG up to date", outputs=[png])
+                elif dry_run:
+                    st.add(r.name, item, "planned", png.name)
+                else:
+                    futures[ex.submit(_timed, _quicklook_task, csv, tif, geometry,
+                                      key=f"quicklook-{png.stem}-{token()}")] = (r, item)
+    for fut in ex.as_completed(futures):
+        r, item = futures[fut]
+        try:
+            png, secs = fut.result()
+            st.add(r.name, item, "done", "", secs, [png])
+        except Exception as exc:  # noqa: BLE001
+            st.add(r.name, item, "failed", error_text(exc))
+    return st.finish()
+
+
+def _mark_downstream(earlier: Sequence[StepSummary], step: StepSummary) -> None:
+    """Dry run: a unit up to date now is due anyway when an earlier step will redo its region."""
+    due = {u.region: s.step for s in earlier for u in s.units if u.status == "planned"}
+    for u in step.units:
+        if u.status == "skipped" and u.region in due and step.step in ("analyze", "quicklook"):
+            u.status, u.reason = "planned", f"after {due[u.region]}: its inputs will change"
+
+
+_STEP_FUNCS: dict[str, Callable[..., StepSummary]] = {
+    "acquire": step_acquire, "mosaic": step_mosaic, "predict": step_predict,
+    "analyze": step_analyze, "quicklook": step_quicklook,
+}
+
+
+# ==================================================================== the run
+
+
+def run_pipeline(
+    cfg: RunConfig,
+    *,
+    only: Iterable[str] | None = None,
+    dry_run: bool = False,
+    executor: Executor | None = None,
+    on_step: Callable[[str], None] | None = None,
+    on_unit: UnitFn | None = None,
+    write_summary: bool = True,
+) -> RunSummary:
+    """Run the steps of ``cfg`` in order; return (and write) the summary.
+
+    Parameters
+    ----------
+    cfg
+        A config from :func:`load_config`.
+    only
+        Steps to run (default: all of :data:`STEPS`, in that order).
+    dry_run
+        Plan only: list every unit that would run (``planned``) or be skipped.
+    executor
+        Use this executor (it is not closed); default: one made from the config.
+    on_step, on_unit
+        Called when a step starts and after every unit (progress display).
+    write_summary
+        Write ``run_summary.json`` in the output root (not on a dry run).
+
+    A unit that fails is recorded with its reason and the others go on; a step never
+    stops the run. ``summary.ok`` is false when anything failed.
+    """
+    steps = list(only) if only else list(STEPS)
+    for s in steps:
+        if s not in STEPS:
+            raise ConfigError(f"--only: {s!r} is not allowed; allowed values: {', '.join(STEPS)}")
+    steps = [s for s in STEPS if s in steps]
+    summary = RunSummary(cfg.output_root, executor.kind if executor else cfg.executor, dry_run,
+                         started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                         config=str(cfg.path) if cfg.path else None)
+    t0 = time.perf_counter()
+    own = executor is None and not dry_run
+    # a dry run submits nothing: no threads or cluster to start
+    ex = executor or (make_executor(cfg.executor, workers=cfg.workers, dask=cfg.dask) if own else SerialExecutor())
+    try:
+        for name in steps:
+            if on_step:
+                on_step(name)
+            log.info("step %s", name)
+            step = _STEP_FUNCS[name](cfg, ex, dry_run=dry_run, on_unit=on_unit)
+            if dry_run:
+                _mark_downstream(summary.steps, step)
+            summary.steps.append(step)
+    finally:
+        if own:
+            ex.close()
+        summary.seconds = time.perf_counter() - t0
+        if write_summary and not dry_run:
+            cfg.output_root.mkdir(parents=True, exist_ok=True)
+            summary.write()
+    return summary

@@ -1,0 +1,112 @@
+"""What a run did: one :class:`UnitResult` per unit of work, grouped by step
+(``run_summary.json``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+SUMMARY_NAME = "run_summary.json"
+
+
+@dataclass
+class UnitResult:
+    """One unit of work: a date's prediction, an analysis, a quicklook..."""
+
+    step: str
+    region: str
+    item: str
+    status: str  # done | skipped | failed | planned
+    reason: str = ""
+    seconds: float = 0.0
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StepSummary:
+    """All units of one step."""
+
+    step: str
+    units: list[UnitResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(u.status == status for u in self.units)
+
+    @property
+    def status(self) -> str:
+        for s in ("failed", "planned", "done"):
+            if self.count(s):
+                return s
+        return "skipped"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "status": self.status,
+                **{s: self.count(s) for s in ("done", "skipped", "failed", "planned")},
+                "seconds": round(self.seconds, 3), "units": [dataclasses.asdict(u) for u in self.units]}
+
+
+@dataclass
+class RunSummary:
+    """What a run did, step by step (``run_summary.json``)."""
+
+    output_root: Path
+    executor: str
+    dry_run: bool = False
+    steps: list[StepSummary] = field(default_factory=list)
+    started: str = ""
+    seconds: float = 0.0
+    config: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(s.count("failed") for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "output_root": str(self.output_root), "executor": self.executor,
+                "dry_run": self.dry_run, "started": self.started, "seconds": round(self.seconds, 3),
+                "ok": self.ok, "steps": [s.to_dict() for s in self.steps]}
+
+    def write(self, path: str | Path | None = None) -> Path:
+        """Write the summary as JSON, atomically (default: ``run_summary.json`` in the root)."""
+        return write_text_atomic(path or self.output_root / SUMMARY_NAME,
+                                 json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+UnitFn = Callable[[UnitResult], None]
+
+
+class StepLog:
+    """Collects the units of one step and reports each as it is recorded."""
+
+    def __init__(self, name: str, on_unit: UnitFn | None) -> None:
+        self.summary = StepSummary(name)
+        self.on_unit = on_unit
+        self.t0 = time.perf_counter()
+
+    def add(self, region: str, item: str, status: str, reason: str = "", seconds: float = 0.0,
+            outputs: Sequence[Path | str] = ()) -> UnitResult:
+        u = UnitResult(self.summary.step, region, item, status, reason, round(seconds, 3),
+                       [str(p) for p in outputs])
+        self.summary.units.append(u)
+        if status == "failed":
+            log.error("%s %s %s: %s", u.step, region, item, reason)
+        else:
+            log.info("%s %s %s: %s%s", u.step, region, item, status, f" ({reason})" if reason else "")
+        if self.on_unit:
+            self.on_unit(u)
+        return u
+
+    def finish(self) -> StepSummary:
+        self.summary.seconds = time.perf_counter() - self.t0
+        return self.summary
