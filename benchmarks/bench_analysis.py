@@ -5,7 +5,7 @@ blobs of NaN) and non-overlapping field polygons, then times, in the same run:
 
 * ``vercye_lai.analysis.analyze`` (mode ``poly_iter``) — complete, with every CSV and MAX.tif;
 * the baseline: for each date, for each polygon, ``rasterio.mask.mask(crop=True)`` and the
-  count and mean of the valid pixels (what the seed did, statistics only).
+  count and mean of the valid pixels (what the reference implementation does, statistics only).
 
 Prints both times, their ratio (goal ≤ 0.1) and the agreement: pixel counts identical and
 means within 1e-6 for every (polygon, date).

@@ -1,5 +1,5 @@
 """Benchmark of the predict step: speed against the I/O floor, memory against region size,
-and both against a seed-style whole-raster baseline. One command:
+and both against a whole-raster baseline (the reference implementation's approach). One command:
 
     python benchmarks/bench_predict.py            # 8000 x 8000 (and 4000 x 4000) inputs
     python benchmarks/bench_predict.py --size 2000  # a quick look
@@ -130,7 +130,7 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
 
 
 def case_baseline(src: Path, out: Path) -> None:
-    """The seed's way: read the whole raster, normalise, run the network on all pixels at
+    """The reference implementation's way: read the whole raster, normalise, run the network on all pixels at
     once in float64, write the whole result."""
     from vercye_lai.model.registry import MODELS, _WEIGHTS, parse_leaf_csv
 
@@ -217,7 +217,7 @@ def main() -> None:
     if not a.no_baseline:
         base = measure("baseline", small, 1, 1)
         pred_small_cmp = pred_small
-        rows.append((f"seed-style baseline at 1x area ({a.size // 2}^2)", base))
+        rows.append((f"whole-raster baseline at 1x area ({a.size // 2}^2)", base))
     print(f"\n{'case':52s} {'seconds':>9s} {'Mpix/s':>8s} {'peak RSS MB':>12s}")
     for name, r in rows:
         px = mpx / 4 if "1x" in name else mpx

@@ -2,7 +2,9 @@
 # Write the outputs of the demo, `run` (threads and Dask), `predict` and `analyze` (all three
 # modes) into OUT, then a sorted list of their checksums into OUT/SHA256SUMS. Used to prove a
 # refactoring changes no output: run it before and after, then `diff before/SHA256SUMS after/SHA256SUMS`.
-# Timestamps in run_summary.json/run.log and the log itself are left out (they differ by nature).
+# run_summary.json and run.log are left out (timings differ by nature); MANIFEST.json is hashed
+# with its modification times and the snapshot folder replaced by placeholders (they differ between
+# any two runs), so that its options, inputs and outputs are still compared.
 set -euo pipefail
 OUT=$(realpath -m "${1:?usage: tools/snapshot_outputs.sh OUT}")
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -60,6 +62,9 @@ n_workers = 2
 TOML
 vercye-lai -q run run_$ex.toml
 done
-find . -type f ! -name 'run_summary.json' ! -name 'run.log' ! -name '*.toml' -print0 | sort -z \
+for m in $(find . -name MANIFEST.json); do
+    sed -E "s/[0-9]{15,}/MTIME/g; s#$OUT#ROOT#g" "$m" > "$m.normalised" && rm "$m"
+done
+find . -type f ! -name 'run_summary.json' ! -name 'run.log' ! -name '*.toml' ! -name SHA256SUMS -print0 | sort -z \
     | xargs -0 sha256sum > SHA256SUMS
 wc -l SHA256SUMS

@@ -6,7 +6,7 @@ Earth Engine splits a large export into parts named ``{region}_{res}m_{date}-{ro
 one date as one raster, without copying pixels.
 
 Why our own VRT writer
-    The seed called the ``gdalbuildvrt`` program, which a pip-installed environment does
+    The reference implementation calls the ``gdalbuildvrt`` program, which a pip-installed environment does
     not have; the GDAL Python bindings (``osgeo.gdal.BuildVRT``) need a system GDAL of the
     exact same version to build; rasterio ships GDAL's VRT *driver* but exposes no
     ``BuildVRT`` (its ``rasterio.vrt._boundless_vrt_doc`` is private and builds a

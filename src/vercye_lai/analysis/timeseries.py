@@ -11,7 +11,7 @@ from ..errors import ConfigError
 log = logging.getLogger(__name__)
 
 #: Quadratic calibrations ``a·L² + b·L + c`` of the estimated LAI ``L`` (m²/m²), as in the
-#: seed; ``none`` is the identity.
+#: reference implementation (vercye_ops); ``none`` is the identity.
 ADJUSTMENTS: dict[str, tuple[float, float, float] | None] = {
     "none": None,
     "wheat": (0.0482, 0.9161, 0.0026),
@@ -31,7 +31,7 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
         Estimated LAI (m²/m²), already clipped at 0.
     adjustment
         ``"none"`` (identity), ``"wheat"`` (0.0482·L² + 0.9161·L + 0.0026) or ``"maize"``
-        (−0.078·L² + 1.4·L − 0.18). The result is not clipped (the seed's behaviour).
+        (−0.078·L² + 1.4·L − 0.18). The result is not clipped (as in the reference implementation).
     """
     try:
         coef = ADJUSTMENTS[adjustment]

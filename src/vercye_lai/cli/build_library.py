@@ -7,22 +7,15 @@ from pathlib import Path
 
 import click
 
-from .options import overwrite_option
+from .options import ALIASES_EPILOG, out_dir_option, overwrite_option
 from .ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("build-library")
+@click.command("build-library", epilog=ALIASES_EPILOG)
 @click.argument("shpfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--output-dir",
-    "--output_dir",
-    "output_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Library folder; one {name}.geojson per feature is written here.",
-)
+@out_dir_option(help="Library folder; one {name}.geojson per feature is written here.")
 @click.option(
     "--admin-name-col",
     "--admin_name_col",
@@ -40,7 +33,7 @@ log = logging.getLogger(__name__)
 @click.option("--verbose", is_flag=True, help="List each region as it is written or kept.")
 def command(
     shpfile: Path,
-    output_dir: Path,
+    out_dir: Path,
     name_col: str,
     level_col: str | None,
     overwrite: bool,
@@ -51,12 +44,12 @@ def command(
     Each feature becomes OUTPUT_DIR/{name}.geojson in EPSG:4326, where {name} is a
     file-system-safe form of its --admin-name-col value (spaces become '_', apostrophes
     are dropped); the original name is kept in the 'original_name' property. Other
-    commands then take --region {name} --library OUTPUT_DIR. Existing files are kept
+    commands then take --region {name} --library OUT_DIR. Existing files are kept
     unless --overwrite. --verbose lists each region with its original name.
 
     \b
     Example:
-      vercye-lai build-library ukraine_admin1.geojson --output-dir library --admin-name-col name
+      vercye-lai build-library ukraine_admin1.geojson -o library --admin-name-col name
     """
     from ..regions import plan_library, write_library
 
@@ -70,5 +63,5 @@ def command(
                 log.info("%s.geojson  (%s = %r)", name, name_col, original)
             progress.advance(task)
 
-        paths = write_library(plan, output_dir, overwrite=overwrite, progress=advance)
-    log.info("%d regions in %s", len(paths), output_dir)
+        paths = write_library(plan, out_dir, overwrite=overwrite, progress=advance)
+    log.info("%d regions in %s", len(paths), out_dir)

@@ -8,6 +8,7 @@ import click
 
 from ..model import VARIABLES
 from ..model.convert import FORMATS, convert_weights
+from .options import output_option
 from .ui import console
 
 
@@ -16,13 +17,12 @@ from .ui import console
 @click.argument("variable", type=click.Choice(list(VARIABLES), case_sensitive=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="npz", show_default=True,
               help="npz (numpy, loadable with --model) or pth (torch; needs the 'torch' extra).")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output file [default: {CSV stem}_{VARIABLE}.{format} beside the CSV].")
-def command(csv_path, variable, fmt, out):
+@output_option(help="Output file [default: {CSV stem}_{VARIABLE}.{format} beside the CSV].")
+def command(csv_path, variable, fmt, output):
     """Convert one VARIABLE's network from an SL2P CSV in the Earth Engine/LEAF layout.
 
     The .npz keeps the raw parameters (input scale/offset, hidden and output layers,
     output de-scale) and can be passed back as `predict --model FILE.npz`.
     """
-    path = convert_weights(csv_path, variable.upper(), fmt=fmt, out=out)
+    path = convert_weights(csv_path, variable.upper(), fmt=fmt, out=output)
     console.print(f"wrote {path}")

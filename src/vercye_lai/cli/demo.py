@@ -8,13 +8,12 @@ from pathlib import Path
 import click
 
 from ..demo import run_demo
-from .options import workers_option
+from .options import ALIASES_EPILOG, out_dir_option, workers_option
 from .ui import progress_bar, stdout
 
 
-@click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("vercye-lai-demo"), show_default=True, help="Output folder.")
+@click.command("demo", epilog=ALIASES_EPILOG)
+@out_dir_option(required=False, default=Path("vercye-lai-demo"), help="Output folder.")
 @workers_option
 def command(out_dir, workers):
     """Run the pipeline on bundled real Sentinel-2 data (no network, about a minute).

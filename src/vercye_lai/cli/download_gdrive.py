@@ -8,13 +8,13 @@ import click
 
 from ..acquire import gdrive
 from ..errors import ServiceError
-from .options import overwrite_option
+from .options import ALIASES_EPILOG, out_dir_option, overwrite_option
 from .ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command(name="download-gdrive")
+@click.command(name="download-gdrive", epilog=ALIASES_EPILOG)
 @click.option(
     "--secret-json",
     type=click.Path(dir_okay=False),
@@ -23,12 +23,7 @@ log = logging.getLogger(__name__)
     "when --token holds no valid token.",
 )
 @click.option("--folder-id", required=True, help="Drive folder id (last part of the folder's URL).")
-@click.option(
-    "--outdir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Local folder to download into (created if missing).",
-)
+@out_dir_option(help="Local folder to download into (created if missing).")
 @click.option(
     "--token",
     type=click.Path(dir_okay=False),
@@ -68,12 +63,12 @@ log = logging.getLogger(__name__)
 )
 @overwrite_option
 def command(
-    secret_json, folder_id, outdir, token, auth, port, pattern, chunk_mb, retries, overwrite
+    secret_json, folder_id, out_dir, token, auth, port, pattern, chunk_mb, retries, overwrite
 ):
     """Download every file of a Google Drive folder, verified against Drive's md5.
 
     \b
-    Files already in --outdir with Drive's size and md5 are skipped, so a rerun fetches
+    Files already in -o/--out-dir with Drive's size and md5 are skipped, so a rerun fetches
     only what is missing; each download goes to a hidden temporary file that is renamed
     into place after its md5 checks out. Transient errors are retried with backoff.
     Needs the 'gdrive' extra: pip install 'vercye-lai[gdrive]'.
@@ -92,7 +87,7 @@ def command(
         report = gdrive.download_folder(
             service,
             folder_id,
-            outdir,
+            out_dir,
             pattern=pattern,
             overwrite=overwrite,
             chunksize=chunk_mb * 1024 * 1024,
@@ -108,5 +103,5 @@ def command(
         raise ServiceError(
             f"{len(report.failed)} file(s) failed ({', '.join(sorted(report.failed))}); "
             "run the same command again to retry them",
-            path=outdir,
+            path=out_dir,
         )

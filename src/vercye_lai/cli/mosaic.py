@@ -7,19 +7,26 @@ from pathlib import Path
 
 import click
 
-from .options import overwrite_option
+from .options import (
+    ALIASES_EPILOG,
+    out_dir_option,
+    overwrite_option,
+    region_option,
+    resolution_option,
+    resolve_inout,
+)
 from .ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("mosaic")
-@click.argument("region")
-@click.argument("in_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("vrt_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.argument("resolution", type=float)
+@click.command("mosaic", epilog=ALIASES_EPILOG)
+@click.argument("paths", nargs=-1, metavar="IN_DIR [VRT_DIR]")
+@region_option(required=False)
+@out_dir_option(required=False, help="Output folder of the VRTs (created).")
+@resolution_option
 @overwrite_option
-def command(region: str, in_dir: Path, vrt_dir: Path, resolution: float, overwrite: bool) -> None:
+def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
     """Mosaic the parts of each date into VRT_DIR/{REGION}_{RESOLUTION}m_{date}.vrt.
 
     Parts are the files IN_DIR/{REGION}_{RESOLUTION}m_{date}.tif and the pieces Earth
@@ -31,8 +38,17 @@ def command(region: str, in_dir: Path, vrt_dir: Path, resolution: float, overwri
 
     \b
     Example:
-      vercye-lai mosaic Poltava downloads/Poltava vrt 20
+      vercye-lai mosaic downloads/Poltava --region Poltava --resolution 20 -o vrt
     """
+    if len(paths) == 4 and region is None and out_dir is None:  # REGION IN_DIR VRT_DIR RESOLUTION
+        region, res, out_dir, paths = paths[0], paths[3], Path(paths[2]), paths[1:2]
+        resolution = click.FLOAT.convert(res, None, click.get_current_context())
+    (in_dir,), vrt_dir = resolve_inout(paths, out_dir, inputs=1, what="VRT_DIR")
+    in_dir = Path(in_dir)
+    if region is None:
+        raise click.UsageError("give --region NAME (the {region} of the file names)")
+    if not in_dir.is_dir():
+        raise click.UsageError(f"IN_DIR {in_dir} is not a folder")
     from ..mosaic import build_vrt, find_parts
     from ..naming import stack_name
 

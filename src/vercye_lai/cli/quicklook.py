@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .options import output_option
 from .ui import console
 
 log = logging.getLogger(__name__)
@@ -15,15 +16,14 @@ log = logging.getLogger(__name__)
 @click.command("quicklook")
 @click.argument("csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("max_tif", metavar="MAX", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="PNG to write [default: {stem}_QUICKLOOK.png beside CSV].")
+@output_option(help="PNG to write [default: {stem}_QUICKLOOK.png beside CSV].")
 @click.option("--geometry", "geometry_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None,
               help="Vector file to outline on the map [default: the outline of the map's "
               "valid pixels].")
 @click.option("--dpi", type=click.IntRange(min=30), default=130, show_default=True,
               help="Resolution of the PNG.")
-def command(csv, max_tif, out, geometry_path, dpi):
+def command(csv, max_tif, output, geometry_path, dpi):
     """Draw CSV (an analyze _STATS.csv) and MAX (its _MAX.tif) into one PNG.
 
     Left: mean LAI over the season (observed dates as dots, the gap-filled daily line,
@@ -33,5 +33,5 @@ def command(csv, max_tif, out, geometry_path, dpi):
     """
     from ..quicklook import quicklook
 
-    png = quicklook(csv, max_tif, out=out, geometry_path=geometry_path, dpi=dpi)
+    png = quicklook(csv, max_tif, out=output, geometry_path=geometry_path, dpi=dpi)
     console.print(f"quicklook: {png}", highlight=False, soft_wrap=True)

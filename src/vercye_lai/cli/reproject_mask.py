@@ -7,37 +7,39 @@ from pathlib import Path
 
 import click
 
-from .options import resolution_option
+from .options import ALIASES_EPILOG, option, output_option, resolution_option, resolve_inout
 from .ui import console
 
 log = logging.getLogger(__name__)
 
 
-@click.command("reproject-mask")
-@click.argument("mask", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.command("reproject-mask", epilog=ALIASES_EPILOG)
+@click.argument("paths", nargs=-1, metavar="MASK [OUT]", type=click.Path(dir_okay=False, path_type=Path))
+@output_option(help="The aligned mask to write (or OUT, the last argument).")
 @click.option("--lai-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="An LAI raster whose grid the mask takes.")
 @click.option("--lai-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of {region}_{res}m_{date}_LAI.tif: the mask takes the grid of the "
               "largest one (with --lai-region).")
-@click.option("--lai-region", default=None, help="Region name of the files in --lai-dir.")
+@option("--region", "--lai-region", "lai_region", default=None,
+        help="Region name of the files in --lai-dir.")
 @resolution_option
 @click.option("--variable", default="LAI", show_default=True,
               help="Product suffix of the files in --lai-dir.")
-def command(mask, out, lai_path, lai_dir, lai_region, resolution, variable):
+def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     """Resample MASK (non-zero = crop; any CRS, resolution, extent) onto the LAI grid
-    (nearest neighbour) and write it to OUT.
+    (nearest neighbour) and write it to -o OUT.
 
     \b
-    Give either --lai-path P, or --lai-dir D with --lai-region R. analyze --mode raster
+    Give either --lai-path P, or --lai-dir D with --region R. analyze --mode raster
     aligns masks on the fly, so this is only needed to inspect or reuse the aligned mask.
     """
     from ..analysis import largest_grid, reproject_mask
     from ..naming import find_rasters
 
+    (mask,), out = resolve_inout(paths, output, inputs=1, what="OUT")
     if (lai_path is None) == (lai_dir is None) or (lai_dir is not None and not lai_region):
-        raise click.UsageError("give --lai-path P, or --lai-dir D with --lai-region R")
+        raise click.UsageError("give --lai-path P, or --lai-dir D with --region R")
     paths = ([lai_path] if lai_path is not None else
              list(find_rasters(lai_dir, lai_region, resolution, suffix=variable,
                                extensions=(".tif",)).values()))

@@ -1,4 +1,4 @@
-"""Convert SL2P weights from their Earth Engine CSV form (the seed's auxiliary converter).
+"""Convert SL2P weights from their Earth Engine CSV form (as the reference implementation's converter does).
 
 ``.npz`` holds the raw (unfolded) parameters with the LEAF names, loadable again as
 ``--model file.npz``; ``.pth`` holds the same arrays as torch tensors for existing tooling

@@ -4,7 +4,7 @@ Bundled models (``--model``):
 
 ``sl2p`` (default)
     LEAF-Toolbox ``s2_sl2p_weiss_or_prosail_NNT3_Single_0_1`` (20 m, 11 inputs), the network
-    the VeRCYe seed uses; Earth Engine CSV form.
+    VeRCYe's reference implementation (vercye_ops) uses; Earth Engine CSV form.
 ``sl2p-10m``
     LEAF-Toolbox 10 m network ``…_10m_NNT1_Single_0_1`` (7 inputs ``cosVZA, cosSZA, cosRAA,
     B2, B3, B4, B8``).
