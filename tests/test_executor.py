@@ -103,7 +103,7 @@ def test_jobqueue_cluster_from_the_dask_table(monkeypatch, cluster, directives):
     # no sbatch/qsub here: record the jobs asked for (the constructor's own scale(0) aside)
     monkeypatch.setattr(cls, "scale", lambda self, n=None, **kw: kw and scaled.append(kw))
     s = DaskSettings(cluster=cluster, cores=8, memory="32GB", walltime="02:00:00", account="proj",
-                     queue="normal", job_prologue=["module load gdal"], job_extra=["--exclusive"],
+                     queue="normal", job_prologue=("module load gdal",), job_extra=("--exclusive",),
                      n_workers=3, gdal_cache_mb=512, interface="lo")
     made = make_cluster(s)
     try:

@@ -18,13 +18,15 @@ workers × M library threads would oversubscribe the cores.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, require
+from .options import Options, setting
 
 log = logging.getLogger(__name__)
 
@@ -47,46 +49,38 @@ def worker_env(gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB) -> dict[str, str]:
     }
 
 
-@dataclass
-class DaskSettings:
+@dataclass(frozen=True)
+class DaskSettings(Options):
     """The ``[dask]`` table of a run config (see :func:`vercye_lai.run.load_config`).
 
-    Attributes
-    ----------
-    cluster
-        ``local`` (a ``LocalCluster`` of processes), ``slurm`` or ``pbs`` (dask-jobqueue).
-        Ignored when ``scheduler_address`` or ``scheduler_file`` is given.
-    scheduler_address, scheduler_file
-        Connect to a running scheduler instead of starting a cluster.
-    n_workers
-        Local workers, or batch jobs to start for slurm/pbs.
-    threads_per_worker
-        Threads of each worker (1 recommended: tasks are already CPU-bound numpy).
-    cores, processes, memory, walltime, account, queue, job_prologue, job_extra, interface, local_directory
-        dask-jobqueue job settings (one job = ``processes`` workers sharing ``cores``).
-    gdal_cache_mb
-        GDAL_CACHEMAX of each worker.
-    retries
-        How often a failed task (e.g. on a lost worker) is resubmitted.
+    ``cluster`` is ignored when ``scheduler_address`` or ``scheduler_file`` is given; the
+    job settings (``cores`` … ``local_directory``) are dask-jobqueue's: one job =
+    ``processes`` workers sharing ``cores``.
     """
 
-    cluster: str = "local"
-    scheduler_address: str | None = None
-    scheduler_file: str | None = None
-    n_workers: int | None = None
-    threads_per_worker: int = 1
-    cores: int | None = None
-    processes: int | None = None
-    memory: str | None = None
-    walltime: str | None = None
-    account: str | None = None
-    queue: str | None = None
-    job_prologue: list[str] = field(default_factory=list)
-    job_extra: list[str] = field(default_factory=list)
-    interface: str | None = None
-    local_directory: str | None = None
-    gdal_cache_mb: int = DEFAULT_GDAL_CACHE_MB
-    retries: int = 3
+    cluster: str = setting(
+        "local", choices=CLUSTERS,
+        help="local (a LocalCluster of processes), slurm or pbs (dask-jobqueue).")
+    scheduler_address: str | None = setting(None, help="Connect to this running scheduler.")
+    scheduler_file: str | None = setting(
+        None, help="Connect to the scheduler this file describes (a path, relative to the config).")
+    n_workers: int | None = setting(None, min=1, help="Local workers, or batch jobs for slurm/pbs.")
+    threads_per_worker: int = setting(
+        1, min=1, help="Threads of each worker (1 recommended: tasks are already CPU-bound numpy).")
+    cores: int | None = setting(None, min=1, help="Cores of one batch job.")
+    processes: int | None = setting(None, min=1, help="Worker processes of one batch job.")
+    memory: str | None = setting(None, help="Memory of one batch job, e.g. 32GB.")
+    walltime: str | None = setting(None, help="Wall time of one batch job, e.g. 02:00:00.")
+    account: str | None = setting(None, help="Account the batch jobs are charged to.")
+    queue: str | None = setting(None, help="Queue (partition) of the batch jobs.")
+    job_prologue: tuple[str, ...] = setting(
+        (), help="Shell lines run before each worker starts (module loads, venv activation).")
+    job_extra: tuple[str, ...] = setting((), help="Extra scheduler directives of each job.")
+    interface: str | None = setting(None, help="Network interface of the workers.")
+    local_directory: str | None = setting(None, help="Scratch folder of each worker.")
+    gdal_cache_mb: int = setting(DEFAULT_GDAL_CACHE_MB, min=1, help="GDAL_CACHEMAX of each worker.")
+    retries: int = setting(
+        3, min=0, help="How often a failed task (e.g. on a lost worker) is resubmitted.")
 
 
 class Executor:
@@ -304,6 +298,6 @@ def make_executor(kind: str = "threads", *, workers: int | None = None,
     if kind == "dask":
         settings = dask if isinstance(dask, DaskSettings) else DaskSettings(**(dask or {}))
         if workers and settings.n_workers is None:
-            settings.n_workers = workers
+            settings = dataclasses.replace(settings, n_workers=workers)
         return DaskExecutor(settings)
     raise ConfigError(f"executor.kind: {kind!r} is not one of {', '.join(EXECUTORS)}")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..analysis.options import AnalysisOptions
 from ..errors import ConfigError
-from ..executor import CLUSTERS, EXECUTORS, DaskSettings
+from ..executor import EXECUTORS, DaskSettings
 from ..options import Table, from_table
 from ..predict import PredictOptions
 
@@ -202,19 +202,8 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
 
 def _parse_dask(doc: Table, base: Path) -> DaskSettings:
     t = Table(doc.get("dask", dict, {}), "dask", base=base)
-    d = DaskSettings()
-    s = DaskSettings(
-        cluster=t.get("cluster", str, d.cluster, choices=CLUSTERS),
-        scheduler_address=t.opt("scheduler_address", str),
-        scheduler_file=(lambda p: None if p is None else str(p))(t.opt("scheduler_file", Path)),
-        n_workers=t.opt("n_workers", int), threads_per_worker=t.get("threads_per_worker", int, 1),
-        cores=t.opt("cores", int), processes=t.opt("processes", int), memory=t.opt("memory", str),
-        walltime=t.opt("walltime", str), account=t.opt("account", str), queue=t.opt("queue", str),
-        job_prologue=list(t.many("job_prologue", str, None) or ()),
-        job_extra=list(t.many("job_extra", str, None) or ()),
-        interface=t.opt("interface", str), local_directory=t.opt("local_directory", str),
-        gdal_cache_mb=t.get("gdal_cache_mb", int, d.gdal_cache_mb), retries=t.get("retries", int, d.retries),
-    )
+    path = t.opt("scheduler_file", Path)
+    s = from_table(DaskSettings, t, scheduler_file=None if path is None else str(path))
     t.done()
     if s.cluster in ("slurm", "pbs") and not (s.scheduler_address or s.scheduler_file) and not (
             s.cores and s.memory):
