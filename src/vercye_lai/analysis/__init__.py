@@ -6,7 +6,8 @@ on each LAI grid, :mod:`.stats` computes per-zone statistics from label sums,
 """
 
 from .core import MODES, AnalysisResult, ZoneResult, analyze, build_zones
-from .geometry import Grid, largest_grid, reproject_mask
+from ..grid import Grid
+from .geometry import largest_grid, reproject_mask
 from .timeseries import ADJUSTMENTS, INTERPOLATIONS, adjust_lai, interpolate_gaps
 
 __all__ = [
