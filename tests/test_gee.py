@@ -17,7 +17,6 @@ from vercye_lai.acquire import gee
 from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, DependencyError, InputError, NoDataFoundError
-from vercye_lai.grid import utm_crs
 from vercye_lai.naming import date_range
 
 # --------------------------------------------------------------------------- the ee double
@@ -209,13 +208,6 @@ def test_date_planning():
         dt.date(2022, 10, 5),
         dt.date(2022, 10, 7),
     ]
-
-
-def test_utm_crs():
-    assert utm_crs(34.55, 49.59) == "EPSG:32636"  # Poltava
-    assert utm_crs(-8.0, 53.0) == "EPSG:32629"  # Ireland
-    assert utm_crs(-70.6, -33.4) == "EPSG:32719"  # Santiago
-    assert utm_crs(180.0, 0.0) == "EPSG:32660"
 
 
 def test_state_file_roundtrip_and_plan(tmp_path):
