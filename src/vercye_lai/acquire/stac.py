@@ -336,6 +336,8 @@ def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Gr
     projected = shape(_project(geometry, crs))
     xmin, ymin, xmax, ymax = projected.bounds
     r = float(resolution)
+    # not Grid.from_bounds: that one forgives 1e-6 px of float noise at the edges, which
+    # would drop a row or column from grids that existing STAC stacks already have
     x0, y0 = np.floor(xmin / r) * r, np.ceil(ymax / r) * r
     width = int(np.ceil((xmax - x0) / r))
     height = int(np.ceil((y0 - ymin) / r))
