@@ -1,9 +1,10 @@
 """One raster grid: CRS, affine transform and shape, with the window arithmetic on it.
 
-Every step that places pixels uses :class:`Grid`: the acquisition commands build their
-output grid with :meth:`Grid.from_bounds`, predict splits a stack into
-:meth:`Grid.tiles`, the analysis finds the window of its zones with
-:meth:`Grid.window_for` and :meth:`Grid.overlap`, and every GeoTIFF is created from
+Every step that places pixels uses :class:`Grid`: ``stack-safe`` and ``stack-bands``
+build their output grid with :meth:`Grid.from_bounds`, predict and the stack writer split
+a raster into :meth:`Grid.tiles`, the analysis finds the window of its zones with
+:meth:`Grid.window_for` and :meth:`Grid.overlap`, and the GeoTIFFs the pipeline creates
+(stacks, products, max maps, aligned masks) get their creation profile from
 :meth:`Grid.profile`.
 
 Conventions
@@ -11,6 +12,11 @@ Conventions
     the projected grids of the pipeline); windows, shapes and offsets are in pixels,
     ``shape = (height, width)`` (rows, cols). Pixel ``(row, col)`` covers the half-open
     square between its edges; its value stands for its centre. Grids are not rotated.
+
+Why not ``odc-geo``'s ``GeoBox``: it would add xarray and cachetools to the dependencies
+for the few operations here, and its snapping is not the rule the outputs (and the tests)
+pin: ``GeoBox.from_bbox`` forgives 0.01 pixel at the edges (here 1e-6) and anchors on a
+pixel fraction from the CRS origin, with other float arithmetic.
 """
 
 from __future__ import annotations
@@ -210,11 +216,22 @@ class Grid:
     def tiles(self, block_size: int = 1024, *, align: tuple[int, int] = (1, 1)) -> list[Window]:
         """Windows of about ``block_size`` pixels a side covering the grid, row by row.
 
-        The window size is rounded to a multiple of ``align`` (a file's internal block
-        shape, rows × cols) so that no block is decoded by two windows; the last window
-        of a row or column is smaller when the grid is not a multiple of it. For a
-        striped file (``align`` one row high and the grid's width or wider), windows are
-        whole rows, about ``block_size``² pixels each.
+        Parameters
+        ----------
+        block_size
+            Window side in pixels.
+        align
+            A file's internal block shape (rows, cols) in pixels: the window size is
+            rounded down to a multiple of it (at least one block), so that no block is
+            decoded by two windows.
+
+        Returns
+        -------
+        list of Window
+            Integer windows inside the grid; the last of a row or column is smaller when
+            the grid is not a multiple of the window. For a striped file (``align`` one
+            row high and the grid's width or wider), whole rows, about ``block_size``²
+            pixels a window.
         """
         width, height = self.width, self.height
         ah, aw = max(1, align[0]), max(1, align[1])
