@@ -94,8 +94,8 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
     import threading
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    from vercye_lai.io import GTIFF_PROFILE, block_windows
-    from vercye_lai.predict import PredictOptions, _gdal_env, _product_writer
+    from vercye_lai.grid import Grid
+    from vercye_lai.predict import PredictOptions, _gdal_env, _product_writer, _windows
 
     local = threading.local()
 
@@ -116,13 +116,13 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
             yield from (f.result() for f in pending)
 
     with _gdal_env(PredictOptions(workers=workers)), rasterio.open(src) as ds:  # predict's GDAL settings
-        windows = block_windows(ds.width, ds.height, block=1024, align=ds.block_shapes[0])
+        windows = _windows(ds, 1024)
         if cog:
             writer = _product_writer(out, ds, "float32", float("nan"), cog=True, tags={},
                                      description="floor", threads=workers)
         else:
-            profile = dict(GTIFF_PROFILE, width=ds.width, height=ds.height, count=1, dtype="float32",
-                           nodata=float("nan"), crs=ds.crs, transform=ds.transform, predictor=3)
+            profile = Grid.of(ds).profile(dtype="float32", nodata=float("nan"), always_tiled=True,
+                                          predictor=3)
             writer = rasterio.open(out, "w", **profile)
         with writer as dst:
             for w, a in blocks(windows):

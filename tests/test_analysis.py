@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from conftest import ORIGIN, pixel_box, opts
+from conftest import ORIGIN, opts, pixel_box
 from rasterio.transform import from_origin
 
 from vercye_lai.analysis import analyze, geometry

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import cli_error_line, pixel_box
 
-from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, InputError, NoDataFoundError
 

@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA, ORIGIN, assert_same_outputs, pixel_box, opts
+from conftest import DATA, ORIGIN, assert_same_outputs, opts, pixel_box
 from rasterio.transform import from_origin
 
 from vercye_lai.analysis import analyze

@@ -17,8 +17,8 @@ import rasterio.mask
 from click.testing import CliRunner
 from conftest import DATA
 
-from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.cli.main import cli
 from vercye_lai.naming import RasterName
 from vercye_lai.quicklook import quicklook

@@ -3,15 +3,15 @@ serial, worker settings, a lost worker), and dask-jobqueue clusters from the con
 
 from __future__ import annotations
 
-from dataclasses import replace
 import os
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import rasterio
-
 from conftest import assert_same_outputs, strickhof_run_config
+
 from vercye_lai.errors import ConfigError
 from vercye_lai.executor import (
     DaskSettings,
@@ -32,6 +32,7 @@ from vercye_lai.predict import (
     stack_windows,
 )
 from vercye_lai.run import load_config, run_pipeline
+
 
 def strickhof_config(tmp_path, stacks, root: str, kind: str = "serial", extra: str = ""):
     return load_config(strickhof_run_config(tmp_path, stacks, root, start="2022-04-01", end="2022-06-30",

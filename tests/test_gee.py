@@ -17,6 +17,7 @@ from vercye_lai.acquire import gee
 from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, DependencyError, InputError, NoDataFoundError
+from vercye_lai.naming import date_range
 
 # --------------------------------------------------------------------------- the ee double
 
@@ -195,25 +196,18 @@ def test_names_folder_and_description():
 
 
 def test_date_planning():
-    assert gee.date_range(dt.date(2022, 2, 27), dt.date(2022, 3, 1)) == [
+    assert date_range(dt.date(2022, 2, 27), dt.date(2022, 3, 1)) == [
         dt.date(2022, 2, 27),
         dt.date(2022, 2, 28),
         dt.date(2022, 3, 1),
     ]
     with pytest.raises(InputError, match="before"):
-        gee.date_range(dt.date(2022, 3, 2), dt.date(2022, 3, 1))
+        date_range(dt.date(2022, 3, 2), dt.date(2022, 3, 1))
     stamps = [ms("2022-10-05"), ms("2022-10-05", 12), ms("2022-10-07", 23), ms("2022-10-09")]
     assert gee.scene_dates(stamps, dt.date(2022, 10, 5), dt.date(2022, 10, 8)) == [
         dt.date(2022, 10, 5),
         dt.date(2022, 10, 7),
     ]
-
-
-def test_utm_crs():
-    assert gee.utm_crs(34.55, 49.59) == "EPSG:32636"  # Poltava
-    assert gee.utm_crs(-8.0, 53.0) == "EPSG:32629"  # Ireland
-    assert gee.utm_crs(-70.6, -33.4) == "EPSG:32719"  # Santiago
-    assert gee.utm_crs(180.0, 0.0) == "EPSG:32660"
 
 
 def test_state_file_roundtrip_and_plan(tmp_path):

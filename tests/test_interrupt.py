@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_same_outputs, strickhof_run_config
+
 from vercye_lai.run import load_config, run_pipeline
 
 CLI = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()"]

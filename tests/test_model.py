@@ -14,9 +14,14 @@ from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.errors import DependencyError, ModelError
 from vercye_lai.model import MODELS, Network, load_network
 from vercye_lai.model.convert import convert_weights
-from vercye_lai.model.registry import MODELS as REGISTRY, SNAP_INPUT_ORDER, _WEIGHTS, snap_test_cases
+from vercye_lai.model.registry import _WEIGHTS, SNAP_INPUT_ORDER, snap_test_cases
+from vercye_lai.model.registry import MODELS as REGISTRY
 from vercye_lai.model.sl2p import (
-    FLAG_CLAMPED_MAX, FLAG_CLAMPED_MIN, FLAG_INPUT_OUT_OF_RANGE, FLAG_TOO_HIGH, FLAG_TOO_LOW,
+    FLAG_CLAMPED_MAX,
+    FLAG_CLAMPED_MIN,
+    FLAG_INPUT_OUT_OF_RANGE,
+    FLAG_TOO_HIGH,
+    FLAG_TOO_LOW,
 )
 
 WEIGHTS = Path(str(_WEIGHTS))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -10,9 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from rasterio.transform import from_origin
-
 from conftest import DATA, write_raster
+
 from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import BandError, DataIOError, LaiError, NoDataFoundError

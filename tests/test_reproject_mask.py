@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import ORIGIN
 from rasterio.transform import from_origin
 
-from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis import analyze, largest_grid, reproject_mask
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
 

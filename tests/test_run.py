@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import DATA, write_run_config
+
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import ConfigError
 from vercye_lai.run import EXAMPLE_CONFIG, STEPS, load_config, parse_config, run_pipeline

@@ -21,10 +21,12 @@ from shapely.geometry import Point, box, mapping, shape
 from vercye_lai import bands as stack_bands
 from vercye_lai.acquire import stac
 from vercye_lai.acquire.bands import write_band_stack
-from vercye_lai.acquire.safe import Grid, stack_safe, warp_to_grid
+from vercye_lai.acquire.safe import stack_safe
+from vercye_lai.acquire.warp import warp_to_grid
 from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA, StackWriter, write_stack
 from vercye_lai.errors import BandError
-from vercye_lai.io import block_windows, stale_tmp_files
+from vercye_lai.grid import Grid
+from vercye_lai.io import stale_tmp_files
 
 SAFE = (
     DATA / "safe_T29UNU" / "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
@@ -118,7 +120,7 @@ def test_windows_follow_the_tiles(tmp_path):
         wins = out.windows()  # default 1024: two tiles a side, aligned
         assert {(w.col_off % 512, w.row_off % 512) for w in wins} == {(0, 0)}
         assert max(max(w.width, w.height) for w in wins) == stack_bands.WINDOW_SIZE == 1024
-        assert wins == block_windows(2500, 1100, block=1024, align=(512, 512))
+        assert wins == out.grid.tiles(1024, align=(512, 512))
         for w in wins:  # nothing written: all nodata
             out.write(w, np.full((11, w.height, w.width), np.nan, np.float32))
     assert out.valid_pixels == 0
@@ -211,7 +213,7 @@ def test_tile_in_another_crs_is_window_invariant(tmp_path):
         whole = warp_to_grid(src, grid, resampling=how, src_nodata=0)
         assert np.isfinite(whole).mean() > 0.9
         parts = np.full_like(whole, np.nan)
-        for win in block_windows(n, n, block=37):
+        for win in grid.tiles(37):
             parts[win.toslices()] = warp_to_grid(src, grid.window(win), resampling=how, src_nodata=0)
         np.testing.assert_array_equal(parts, whole)
 

@@ -19,7 +19,8 @@ import rasterio
 from rasterio.windows import Window
 
 from .errors import BandError
-from .io import GTIFF_PROFILE, atomic_output, block_windows
+from .grid import Grid
+from .io import atomic_output
 
 #: Band order of the 20 m SL2P input stack.
 S2_BANDS_20M: tuple[str, ...] = (
@@ -157,6 +158,7 @@ class StackWriter:
         self.dst = Path(dst)
         self.width, self.height = int(width), int(height)
         self.transform, self.crs = transform, crs
+        self.grid = Grid(crs, transform, (self.height, self.width))
         self.bands = tuple(bands)
         self.tags = dict(tags or {})
         #: Pixels written so far that are valid (not nodata) in every band.
@@ -165,19 +167,12 @@ class StackWriter:
         self._ds = None
 
     def __enter__(self) -> StackWriter:
-        profile = dict(GTIFF_PROFILE, predictor=2)
-        if self.width < 512 or self.height < 512:  # tiny stacks: strips are smaller than one 512² tile
-            profile.update(tiled=False, blockxsize=None, blockysize=None)
-            profile = {k: v for k, v in profile.items() if v is not None}
+        profile = self.grid.profile(
+            dtype=STACK_DTYPE, count=len(self.bands), nodata=STACK_NODATA, predictor=2
+        )
         with contextlib.ExitStack() as stack:
             tmp = stack.enter_context(atomic_output(self.dst))
-            ds = stack.enter_context(
-                rasterio.open(
-                    tmp, "w", width=self.width, height=self.height, count=len(self.bands),
-                    dtype=STACK_DTYPE, crs=self.crs, transform=self.transform,
-                    nodata=STACK_NODATA, **profile,
-                )
-            )
+            ds = stack.enter_context(rasterio.open(tmp, "w", **profile))
             ds.scales = [STACK_SCALE] * len(self.bands)
             ds.offsets = [0.0] * len(self.bands)
             for i, b in enumerate(self.bands, start=1):
@@ -217,8 +212,8 @@ class StackWriter:
                     for r in range(0, self.height, rows)
                 ]
         elif block >= max(bh, bw):
-            return block_windows(self.width, self.height, block=block, align=(bh, bw))
-        return block_windows(self.width, self.height, block=block)
+            return self.grid.tiles(block, align=(bh, bw))
+        return self.grid.tiles(block)
 
     def write(self, window: Window, data: np.ndarray | Mapping[str, np.ndarray]) -> None:
         """Encode and write one window of physical values.

@@ -1,4 +1,4 @@
-"""Safe raster I/O: atomic writes, clear open errors, block windows, output profiles.
+"""Safe raster I/O: atomic writes, clear open errors, the GeoTIFF creation options.
 
 Every output of the pipeline is written to a hidden temporary file in the destination
 folder and renamed onto its final name only when complete, so a final name never holds a
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from .errors import DataIOError
 
@@ -122,27 +121,6 @@ def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.Dat
         ds.close()
         raise DataIOError("raster is not georeferenced (no CRS or no geotransform)", path=path)
     return ds
-
-
-def block_windows(
-    width: int, height: int, *, block: int = 1024, align: tuple[int, int] = (1, 1)
-) -> list[Window]:
-    """Split a ``width × height`` grid into windows of about ``block`` pixels a side.
-
-    The window size is rounded to a multiple of ``align`` (the file's internal tile
-    shape, rows × cols) so that no tile is decoded by two windows.
-    """
-    ah, aw = max(1, align[0]), max(1, align[1])
-    bw = max(aw, (block // aw) * aw) if aw < width else width
-    bh = max(ah, (block // ah) * ah) if ah < height else height
-    if ah == 1 and aw >= width:  # striped file: whole rows, about block² pixels a window
-        bw = width
-        bh = max(1, min(height, (block * block) // max(width, 1)))
-    return [
-        Window(c, r, min(bw, width - c), min(bh, height - r))
-        for r in range(0, height, bh)
-        for c in range(0, width, bw)
-    ]
 
 
 def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:

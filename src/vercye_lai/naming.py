@@ -157,3 +157,16 @@ def find_rasters(
             path=existing[0],
         )
     return dict(sorted(found.items()))
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    """Every date from ``start`` to ``end``, both inclusive.
+
+    Raises
+    ------
+    InputError
+        When ``end`` is before ``start``.
+    """
+    if end < start:
+        raise InputError(f"end date {end} is before start date {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

@@ -29,7 +29,8 @@ from rasterio.windows import Window
 from . import __version__
 from .bands import ANGLE_BANDS, check_band_order
 from .errors import BandError, ConfigError, DataIOError, InputError, LaiError
-from .io import GTIFF_PROFILE, atomic_output, block_windows, open_raster, tmp_path_for
+from .grid import Grid
+from .io import atomic_output, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
 from .naming import RasterName, find_rasters
 from .options import Options, setting
@@ -292,16 +293,6 @@ def is_complete(product: Path, src: Path, network: Network) -> bool:
     return True
 
 
-def _output_profile(src: rasterio.DatasetReader, dtype: str, nodata: float, *, compress: bool = True) -> dict:
-    profile = dict(GTIFF_PROFILE, width=src.width, height=src.height, count=1, dtype=dtype, nodata=nodata,
-                   crs=src.crs, transform=src.transform)
-    if compress:
-        profile["predictor"] = 3 if dtype == "float32" else 2
-    else:
-        del profile["compress"], profile["zstd_level"]
-    return profile
-
-
 @contextlib.contextmanager
 def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
                     description: str, unit: str = "", threads: int = 1):
@@ -310,7 +301,12 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
         scratch = tmp_path_for(dst) if cog else final_tmp
         try:
             # the COG copy compresses once; its scratch input needs no compression
-            with rasterio.open(scratch, "w", **_output_profile(src, dtype, nodata, compress=not cog)) as ds:
+            profile = Grid.of(src).profile(
+                dtype=dtype, nodata=nodata, always_tiled=True,
+                **({"compress": None, "zstd_level": None} if cog
+                   else {"predictor": 3 if dtype == "float32" else 2}),
+            )
+            with rasterio.open(scratch, "w", **profile) as ds:
                 ds.set_band_description(1, description)
                 if unit:
                     ds.units = (unit,)
@@ -332,7 +328,7 @@ def _product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: 
 
 def _windows(ds: rasterio.DatasetReader, block_size: int) -> list[Window]:
     """The block windows of a stack: about ``block_size`` a side, aligned to its tiles."""
-    return block_windows(ds.width, ds.height, block=block_size, align=ds.block_shapes[0])
+    return Grid.of(ds).tiles(block_size, align=ds.block_shapes[0])
 
 
 def _gdal_env(options: PredictOptions) -> rasterio.Env:

@@ -42,20 +42,19 @@ from rasterio.windows import Window
 
 from ..bands import canonical_band
 from ..errors import BandError, InputError
+from ..grid import Grid
 from ..io import open_raster
+from .angles import STACK_VIEW_BANDS as REFLECTANCE_BANDS  # B3 … B12 in stack order
 from .angles import TileAngles, angle_cosines, solar_position
-from .safe import (
-    REFLECTANCE_BANDS,
-    Grid,
+from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .warp import (
     ImageCache,
     choose_resampling,
     geometry_to_crs,
     keep_existing,
-    snap_grid,
     warp_to_grid,
     write_windowed,
 )
-from .scl import DEFAULT_SCL_MASK, scl_invalid
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +186,7 @@ class BandStack:
 
     Made by :func:`plan_band_stack`, which reads only the file's metadata; :meth:`read`
     reads the source pixels around one window of :attr:`grid` (with a resampling margin,
-    see :func:`~vercye_lai.acquire.safe.warp_to_grid`), so a window's values equal the
+    see :func:`~vercye_lai.acquire.warp.warp_to_grid`), so a window's values equal the
     whole grid's values there.
 
     Attributes
@@ -219,7 +218,7 @@ class BandStack:
     ) -> dict[str, np.ndarray]:
         """Band name → float32 array of ``window``'s shape (NaN = nodata).
 
-        ``images`` opens the source (e.g. an :class:`~vercye_lai.acquire.safe.ImageCache`
+        ``images`` opens the source (e.g. an :class:`~vercye_lai.acquire.warp.ImageCache`
         that keeps it open across windows); default: opened per band.
         """
         sub = self.grid.window(window)
@@ -319,7 +318,7 @@ def plan_band_stack(
         src_res = abs(ds.transform.a)
         nodata = ds.nodata
         crs, transform, bounds = ds.crs, ds.transform, ds.bounds
-        native = Grid(crs, transform, (ds.height, ds.width))
+        native = Grid.of(ds)
     if crs.is_geographic:
         raise InputError(
             "raster is in geographic coordinates; stacks need a projected CRS in metres "
@@ -340,7 +339,7 @@ def plan_band_stack(
     grid = (
         native
         if region is None and res == src_res
-        else snap_grid(crs, bounds, res, anchor=(transform.c, transform.f))
+        else Grid.from_bounds(bounds, res, crs, anchor=(transform.c, transform.f))
     )
     classes = tuple(scl_classes)
     if "SCL" not in index and classes:

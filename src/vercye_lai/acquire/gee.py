@@ -35,8 +35,9 @@ from typing import Any
 
 from ..bands import S2_BANDS_20M, STACK_NODATA
 from ..errors import ConfigError, DataIOError, InputError, NoDataFoundError, ServiceError, require
+from ..grid import utm_crs
 from ..io import write_text_atomic
-from ..naming import stack_name
+from ..naming import date_range, stack_name
 from .scl import DEFAULT_SCL_MASK
 
 log = logging.getLogger(__name__)
@@ -90,19 +91,6 @@ def task_description(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.,:;_ \-]", "_", name)[:100]
 
 
-def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every date from ``start`` to ``end``, both inclusive.
-
-    Raises
-    ------
-    InputError
-        When ``end`` is before ``start``.
-    """
-    if end < start:
-        raise InputError(f"end date {end} is before start date {start}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 def scene_dates(
     timestamps_ms: Iterable[float | int], start: dt.date, end: dt.date
 ) -> list[dt.date]:
@@ -118,12 +106,6 @@ def scene_dates(
     wanted = set(date_range(start, end))
     dates = {dt.datetime.fromtimestamp(float(t) / 1000.0, tz=dt.UTC).date() for t in timestamps_ms}
     return sorted(dates & wanted)
-
-
-def utm_crs(lon: float, lat: float) -> str:
-    """EPSG code of the WGS 84 / UTM zone containing a point (degrees)."""
-    zone = min(60, max(1, int((lon + 180.0) // 6.0) + 1))
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
 @dataclasses.dataclass

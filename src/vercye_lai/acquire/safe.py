@@ -38,18 +38,18 @@ import logging
 import os
 import re
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M, StackWriter, canonical_band
+from ..bands import S2_BANDS_20M, canonical_band
 from ..errors import DataIOError, InputError
+from ..grid import Grid
 from ..naming import stack_name
 from .angles import (
     BAND_IDS,
@@ -60,6 +60,14 @@ from .angles import (
     read_xml,
 )
 from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .warp import (
+    ImageCache,
+    choose_resampling,
+    geometry_to_crs,
+    keep_existing,
+    warp_to_grid,
+    write_windowed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,44 +235,6 @@ def open_safe(path: str | os.PathLike) -> SafeTile:
 # ------------------------------------------------------------------------- output grid
 
 
-@dataclass(frozen=True)
-class Grid:
-    """An output grid: CRS, north-up transform and shape (rows, cols)."""
-
-    crs: CRS
-    transform: rasterio.Affine
-    shape: tuple[int, int]
-
-    @property
-    def bounds(self) -> tuple[float, float, float, float]:
-        h, w = self.shape
-        t = self.transform
-        return t.c, t.f + h * t.e, t.c + w * t.a, t.f
-
-    @property
-    def full_window(self) -> Window:
-        """The window covering the whole grid."""
-        return Window(0, 0, self.shape[1], self.shape[0])
-
-    def window(self, window: Window) -> Grid:
-        """The sub-grid of ``window`` (pixels of this grid): same CRS and pixel size."""
-        from rasterio.windows import transform as window_transform
-
-        return Grid(
-            self.crs,
-            window_transform(window, self.transform),
-            (int(window.height), int(window.width)),
-        )
-
-
-def geometry_to_crs(geom, crs):
-    """A shapely geometry in EPSG:4326 reprojected to ``crs``."""
-    from rasterio.warp import transform_geom
-    from shapely.geometry import mapping, shape
-
-    return shape(transform_geom("EPSG:4326", crs, mapping(geom)))
-
-
 def region_grid(tiles: Sequence[SafeTile], geometry, resolution: float) -> tuple[Grid, object]:
     """The output grid of a region over some tiles, and the region in the grid's CRS.
 
@@ -304,26 +274,8 @@ def region_grid(tiles: Sequence[SafeTile], geometry, resolution: float) -> tuple
 
     bounds = geom.intersection(union_all(footprints)).bounds
     # anchored on the tile's upper-left corner, so the grid is the product's own grid
-    return snap_grid(ref.crs, bounds, resolution, anchor=(ref.bounds[0], ref.bounds[3])), geom
-
-
-def snap_grid(
-    crs,
-    bounds: tuple[float, float, float, float],
-    resolution: float,
-    *,
-    anchor: tuple[float, float],
-) -> Grid:
-    """The smallest grid of ``resolution`` (m) whose lines pass through ``anchor`` (x, y)
-    and which covers ``bounds`` (left, bottom, right, top) in ``crs``."""
-    left, bottom, right, top = bounds
-    ax, ay = anchor
-    r = float(resolution)
-    eps = 1e-6  # a region that went through EPSG:4326 and back lands a few nm off its grid
-    x0, x1 = ax + np.floor((left - ax) / r + eps) * r, ax + np.ceil((right - ax) / r - eps) * r
-    y0, y1 = ay + np.floor((bottom - ay) / r + eps) * r, ay + np.ceil((top - ay) / r - eps) * r
-    shape_ = (max(1, round((y1 - y0) / r)), max(1, round((x1 - x0) / r)))
-    return Grid(CRS.from_user_input(crs), rasterio.Affine(r, 0, x0, 0, -r, y1), shape_)
+    grid = Grid.from_bounds(bounds, resolution, ref.crs, anchor=(ref.bounds[0], ref.bounds[3]))
+    return grid, geom
 
 
 def _footprint_in(tile: SafeTile, crs):
@@ -348,184 +300,6 @@ def _pick(tile: SafeTile, band: str, resolution: float) -> tuple[str, int]:
     return avail[res], res
 
 
-def choose_resampling(src_res: float, dst_res: float, *, categorical: bool = False) -> Resampling:
-    """``average`` when coarsening, ``nearest`` at the same resolution or for categories,
-    ``bilinear`` when refining."""
-    if src_res < dst_res:
-        return Resampling.average
-    if src_res == dst_res or categorical:
-        return Resampling.nearest
-    return Resampling.bilinear
-
-
-def open_image(src: str | os.PathLike) -> rasterio.DatasetReader:
-    """Open a source image (any GDAL path, ``/vsizip/`` included) for reading.
-
-    Raises
-    ------
-    DataIOError
-        When GDAL cannot open it, naming the path.
-    """
-    try:
-        return rasterio.open(src)
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot open image: {exc}", path=src) from exc
-
-
-class ImageCache:
-    """Source images opened once and kept open while the windows of a stack are computed
-    (so GDAL's block cache serves the pixels that two windows share). A context manager
-    that closes them all on exit."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, rasterio.DatasetReader] = {}
-
-    def __call__(self, src: str | os.PathLike) -> rasterio.DatasetReader:
-        key = str(src)
-        if key not in self._open:
-            self._open[key] = open_image(key)
-        return self._open[key]
-
-    def __enter__(self) -> ImageCache:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for ds in self._open.values():
-            ds.close()
-        self._open.clear()
-
-
-#: Approximate-transformer tolerance (source pixels) when reprojecting: GDAL's default
-#: (0.125) interpolates the coordinates over each processing chunk, so a pixel's value
-#: would depend on the window it is computed in; this is exact in practice.
-REPROJECT_TOLERANCE = 1e-9
-
-
-def warp_options(src_transform: rasterio.Affine, src_crs, grid: Grid) -> dict[str, object]:
-    """``WarpedVRT`` options that make a pixel's value independent of the window it is
-    computed in.
-
-    GDAL computes the resampling kernel's scale per processing chunk (destination size /
-    source window size, rounded outward; below 0.95 the kernel is widened), so a kernel
-    would differ between windows (and between regions of different extent) when
-    coarsening, reprojecting or reading a small window. Fixing ``XSCALE``/``YSCALE`` to
-    the nominal ratio of pixel sizes (at most 1: the kernel is never narrowed) and an
-    exact transformer for reprojection remove that.
-    """
-    sx = abs(src_transform.a) / abs(grid.transform.a)
-    sy = abs(src_transform.e) / abs(grid.transform.e)
-    opts: dict[str, object] = {"XSCALE": repr(min(sx, 1.0)), "YSCALE": repr(min(sy, 1.0))}
-    if CRS.from_user_input(src_crs) != grid.crs:
-        opts["tolerance"] = REPROJECT_TOLERANCE
-    return opts
-
-
-def _reproject_exactly(
-    data: np.ndarray,
-    src_transform: rasterio.Affine,
-    src_crs,
-    grid: Grid,
-    *,
-    src_nodata: float | None,
-    resampling: Resampling,
-) -> np.ndarray:
-    """Warp a float32 array onto ``grid`` in another CRS with :func:`warp_options` (an
-    in-memory GeoTIFF seen through a ``WarpedVRT``: ``rasterio.warp.reproject`` always
-    uses GDAL's approximate transformer); NaN where there is no (valid) data."""
-    from rasterio.io import MemoryFile
-    from rasterio.vrt import WarpedVRT
-
-    height, width = data.shape
-    with MemoryFile() as mem:
-        with mem.open(
-            driver="GTiff", width=width, height=height, count=1, dtype="float32",
-            crs=src_crs, transform=src_transform, nodata=src_nodata,
-        ) as tmp:
-            tmp.write(data.astype(np.float32), 1)
-        with mem.open() as tmp, WarpedVRT(
-            tmp, crs=grid.crs, transform=grid.transform, width=grid.shape[1],
-            height=grid.shape[0], resampling=resampling, nodata=np.nan,
-            **warp_options(src_transform, src_crs, grid),
-        ) as vrt:
-            return vrt.read(1, out_dtype="float32")
-
-
-def warp_to_grid(
-    src: str | os.PathLike | rasterio.DatasetReader,
-    grid: Grid,
-    *,
-    band: int = 1,
-    resampling: Resampling,
-    src_nodata: float | None = None,
-    prepare: Callable[[np.ndarray], np.ndarray] | None = None,
-) -> np.ndarray:
-    """Read ``band`` of ``src`` where it covers ``grid`` and warp it onto the grid.
-
-    Only the window of the source that covers the grid (plus a 2-pixel margin for
-    resampling) is read, so a sub-grid of a larger grid (a window of it) gets the same
-    values as the whole grid does there (for a source in another CRS, thanks to
-    :func:`warp_options`). ``prepare`` transforms the source pixels before
-    warping (e.g. SCL → mask).
-
-    Parameters
-    ----------
-    src
-        A GDAL path (opened and closed here) or an open dataset (left open).
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 of ``grid.shape``; NaN where the source has no (valid) data.
-    """
-    if not isinstance(src, rasterio.io.DatasetReaderBase):
-        with open_image(src) as ds:
-            return warp_to_grid(
-                ds, grid, band=band, resampling=resampling, src_nodata=src_nodata, prepare=prepare
-            )
-    from rasterio.warp import reproject, transform_bounds
-    from rasterio.windows import from_bounds
-
-    out = np.full(grid.shape, np.nan, np.float32)
-    ds = src
-    bounds = (
-        grid.bounds if ds.crs == grid.crs else transform_bounds(grid.crs, ds.crs, *grid.bounds)
-    )
-    win = from_bounds(*bounds, transform=ds.transform)
-    c0, r0 = (
-        int(np.floor(win.col_off)) - 2,
-        int(np.floor(win.row_off)) - 2,
-    )  # margin for resampling
-    c1 = int(np.ceil(win.col_off + win.width)) + 2
-    r1 = int(np.ceil(win.row_off + win.height)) + 2
-    win = Window(c0, r0, c1 - c0, r1 - r0)
-    try:
-        win = win.intersection(Window(0, 0, ds.width, ds.height))
-    except rasterio.errors.WindowError:
-        return out  # the image does not reach the grid
-    if win.width <= 0 or win.height <= 0:
-        return out
-    data = ds.read(band, window=win)
-    if prepare is not None:
-        data = prepare(data)
-    if ds.crs != grid.crs:  # e.g. a tile of the neighbouring UTM zone
-        return _reproject_exactly(
-            data, ds.window_transform(win), ds.crs, grid, src_nodata=src_nodata,
-            resampling=resampling,
-        )
-    reproject(
-        data.astype(np.float32),
-        out,
-        src_transform=ds.window_transform(win),
-        src_crs=ds.crs,
-        src_nodata=src_nodata,
-        dst_transform=grid.transform,
-        dst_crs=grid.crs,
-        dst_nodata=np.nan,
-        resampling=resampling,
-    )
-    return out
-
-
 def tile_layer(
     tile: SafeTile,
     grid: Grid,
@@ -544,7 +318,7 @@ def tile_layer(
         The tile's parsed angle grids (default: parsed from ``tile.tile_xml`` here); pass
         them when calling this for many windows of one grid.
     images
-        Opens an image path (e.g. an :class:`ImageCache`); default: opened per read.
+        Opens an image path (e.g. an :class:`~vercye_lai.acquire.warp.ImageCache`); default: opened per read.
     """
     if images is None:
         images = str  # warp_to_grid opens (and closes) a path itself
@@ -599,7 +373,7 @@ class DateMosaic:
     scl_classes
         SCL classes to mask (empty: no SCL masking).
     images
-        Opens the image paths (an :class:`ImageCache` keeps them open across windows;
+        Opens the image paths (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them open across windows;
         default: opened per read).
     """
 
@@ -671,46 +445,6 @@ def stack_tiles(
         return mosaic.read(grid.full_window), grid
 
 
-def write_windowed(
-    dst: str | os.PathLike,
-    grid: Grid,
-    read: Callable[[Window], np.ndarray | Mapping[str, np.ndarray]],
-    *,
-    tags: Mapping[str, str],
-    block: int | None = None,
-) -> int:
-    """Write a stack of :data:`~vercye_lai.bands.S2_BANDS_20M` on ``grid`` window by window.
-
-    Parameters
-    ----------
-    dst
-        Output path (written atomically, see :class:`~vercye_lai.bands.StackWriter`).
-    grid
-        Output grid.
-    read
-        Physical values of one window (band name → 2-D array, or ``(bands, rows, cols)``).
-    tags
-        Dataset metadata.
-    block
-        Window side in pixels (default :data:`vercye_lai.bands.WINDOW_SIZE`); memory use
-        is bounded by it, not by the grid.
-
-    Returns
-    -------
-    int
-        Number of pixels valid in every band.
-    """
-    height, width = grid.shape
-    with StackWriter(
-        dst, width=width, height=height, transform=grid.transform, crs=grid.crs, tags=tags
-    ) as out:
-        windows = out.windows(block)
-        for i, window in enumerate(windows, start=1):
-            out.write(window, read(window))
-            log.debug("%s: window %d/%d written", Path(dst).name, i, len(windows))
-    return out.valid_pixels
-
-
 # ----------------------------------------------------------------------------- driver
 
 
@@ -736,14 +470,6 @@ def group_by_date(tiles: Iterable[SafeTile]) -> dict[dt.date, list[SafeTile]]:
     for (date, _), t in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         out.setdefault(date, []).append(t)
     return out
-
-
-def keep_existing(dst: str | os.PathLike, overwrite: bool) -> bool:
-    """True when ``dst`` exists and is to be kept (resumable runs), logged at debug level."""
-    if Path(dst).exists() and not overwrite:
-        log.debug("%s exists, skipped", Path(dst).name)
-        return True
-    return False
 
 
 def write_date_stack(

@@ -60,11 +60,11 @@ from ..errors import (
     ServiceError,
     require,
 )
-from ..naming import stack_name
+from ..grid import Grid, utm_crs
+from ..naming import date_range, stack_name
 from .angles import TileAngles, angle_cosines, cosines, parse_tile_angles
-from .gee import date_range, utm_crs
-from .safe import Grid, ImageCache, warp_options, write_windowed
 from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .warp import ImageCache, warp_options, write_windowed
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +336,8 @@ def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Gr
     projected = shape(_project(geometry, crs))
     xmin, ymin, xmax, ymax = projected.bounds
     r = float(resolution)
+    # not Grid.from_bounds: that one forgives 1e-6 px of float noise at the edges, which
+    # would drop a row or column from grids that existing STAC stacks already have
     x0, y0 = np.floor(xmin / r) * r, np.ceil(ymax / r) * r
     width = int(np.ceil((xmax - x0) / r))
     height = int(np.ceil((y0 - ymin) / r))
@@ -350,9 +352,9 @@ def read_asset(
     """One asset resampled onto ``grid`` as float32; NaN outside the data and where DN = 0.
 
     ``href`` is a path/URL (opened here) or an open dataset (e.g. from an
-    :class:`~vercye_lai.acquire.safe.ImageCache`). ``grid`` may be a window of a larger
+    :class:`~vercye_lai.acquire.warp.ImageCache`). ``grid`` may be a window of a larger
     grid: the values do not depend on the window (see
-    :func:`~vercye_lai.acquire.safe.warp_options`).
+    :func:`~vercye_lai.acquire.warp.warp_options`).
     """
     try:
         with contextlib.ExitStack() as stack:
@@ -414,12 +416,12 @@ def item_stack(
     Parameters
     ----------
     grid
-        Output grid, or a window of it (:meth:`~vercye_lai.acquire.safe.Grid.window`).
+        Output grid, or a window of it (:meth:`~vercye_lai.grid.Grid.window`).
     angles
         :func:`item_angles` of the item (default: read here); pass it when calling this
         for many windows.
     images
-        Opens the asset hrefs (an :class:`~vercye_lai.acquire.safe.ImageCache` keeps them
+        Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them
         open across windows); default: opened per read.
 
     Returns
@@ -487,7 +489,7 @@ class DateItems:
     scl_classes, resampling
         See :func:`item_stack`.
     images
-        Opens the asset hrefs (an :class:`~vercye_lai.acquire.safe.ImageCache`).
+        Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache`).
     """
 
     items: Sequence[Any]

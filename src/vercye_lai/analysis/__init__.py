@@ -5,8 +5,9 @@ on each LAI grid, :mod:`.stats` computes per-zone statistics from label sums,
 :mod:`.timeseries` adjusts and gap-fills, :mod:`.products` writes the CSV and GeoTIFF.
 """
 
+from ..grid import Grid
 from .core import AnalysisResult, ZoneResult, analyze, build_zones
-from .geometry import Grid, largest_grid, reproject_mask
+from .geometry import largest_grid, reproject_mask
 from .options import MODES, AnalysisOptions
 from .timeseries import ADJUSTMENTS, INTERPOLATIONS, adjust_lai, interpolate_gaps
 

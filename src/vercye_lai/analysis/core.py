@@ -21,22 +21,19 @@ from pathlib import Path
 import numpy as np
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
 
 from ..errors import DataIOError, InputError
+from ..grid import Grid
 from ..io import TMP_SUFFIX, atomic_output, open_raster
 from ..naming import find_rasters
 from ..options import check_value, settings_of
 from .geometry import (
-    Grid,
     MaskZones,
     PolygonZones,
     ZoneGrid,
     Zones,
-    overlap,
     read_geometries,
     read_window,
-    window_for_bounds,
     zone_ids,
 )
 from .options import AnalysisOptions
@@ -268,8 +265,8 @@ def _reference_file(files: dict[dt.date, Path], zones: Zones) -> Path | None:
     """The first file (by date) whose raster meets the zones' window, from metadata only."""
     for day in sorted(files):
         with open_raster(files[day]) as ds:
-            window = window_for_bounds(ds.transform, zones.bounds_in(ds.crs))
-            if overlap(window, ds.width, ds.height) is not None:
+            grid = Grid.of(ds)
+            if grid.overlap(grid.window_for(zones.bounds_in(ds.crs))) is not None:
                 return files[day]
     return None
 
@@ -583,11 +580,8 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
     tif = None
     bands = MAX_BAND_CHOICES[plan.options.max_bands]
     if acc is not None and bands and acc.index.total[k + 1] > 0:
-        win = window_for_bounds(acc.grid.transform, acc.zone_bounds[k])
-        win = win.intersection(Window(0, 0, acc.grid.width, acc.grid.height))
-        grid = Grid(window_transform(win, acc.grid.transform), int(win.height),
-                    int(win.width), acc.grid.crs)
-        tif = write_max_tif(plan.outdir / f"{stem}_MAX.tif", grid,
+        win = acc.grid.window_for(acc.zone_bounds[k]).intersection(acc.grid.full_window)
+        tif = write_max_tif(plan.outdir / f"{stem}_MAX.tif", acc.grid.window(win),
                             {b: acc.zone_map(k + 1, win, b) for b in bands},
                             tags=dict(tags, ZONE=name), clean_stale=False)
     observed = ~np.isnan(cols["LAI Mean"]) & (cols["interpolated"] == 0)

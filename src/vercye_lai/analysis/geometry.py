@@ -15,107 +15,25 @@ field partly outside one date's raster keeps its full pixel count on every date.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.crs import CRS
 from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
 from ..errors import DataIOError, InputError
+from ..grid import Grid
 from ..io import nodata_mask, open_raster
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
 log = logging.getLogger(__name__)
-
-#: A pixel coordinate this close to an integer is treated as on the pixel edge, so that
-#: float noise in bounds never adds a spurious row or column to a window.
-_EDGE_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A raster grid: affine ``transform``, ``height`` × ``width`` pixels and a ``crs``.
-
-    Equality and hashing use the transform rounded to 1e-6 map units, so that the same
-    lattice read from two files compares equal despite float noise.
-    """
-
-    transform: Affine
-    height: int
-    width: int
-    crs: CRS
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.height, self.width
-
-    @property
-    def key(self) -> tuple:
-        return (tuple(round(v, 6) for v in self.transform[:6]), self.height, self.width,
-                self.crs.to_wkt())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Grid) and self.key == other.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-
-def window_for_bounds(transform: Affine, bounds: tuple[float, float, float, float]) -> Window:
-    """The smallest whole-pixel window of ``transform``'s lattice that covers ``bounds``.
-
-    Parameters
-    ----------
-    transform
-        Affine transform of the raster (north-up or south-up; not rotated).
-    bounds
-        ``(left, bottom, right, top)`` in the raster's CRS units.
-
-    Returns
-    -------
-    Window
-        Integer offsets and sizes; the window may lie partly or wholly outside the raster.
-    """
-    if transform.b != 0 or transform.d != 0:
-        raise InputError("rotated raster grids are not supported")
-    left, bottom, right, top = bounds
-    inv = ~transform
-    cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)), strict=True)
-    c0 = math.floor(min(cols) + _EDGE_EPS)
-    r0 = math.floor(min(rows) + _EDGE_EPS)
-    c1 = math.ceil(max(cols) - _EDGE_EPS)
-    r1 = math.ceil(max(rows) - _EDGE_EPS)
-    return Window(c0, r0, max(c1 - c0, 1), max(r1 - r0, 1))
-
-
-def window_grid(ds: rasterio.io.DatasetReader, window: Window) -> Grid:
-    """The :class:`Grid` of ``window`` of ``ds``."""
-    return Grid(ds.window_transform(window), int(window.height), int(window.width), ds.crs)
-
-
-def overlap(window: Window, width: int, height: int) -> tuple[slice, slice, Window] | None:
-    """Where ``window`` meets a ``width`` × ``height`` raster.
-
-    Returns (rows, cols) of ``window`` that lie inside, and the raster window they cover.
-    """
-    r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
-    r1 = min(window.row_off + window.height, height)
-    c1 = min(window.col_off + window.width, width)
-    if r1 <= r0 or c1 <= c0:
-        return None
-    rows = slice(r0 - window.row_off, r1 - window.row_off)
-    cols = slice(c0 - window.col_off, c1 - window.col_off)
-    return rows, cols, Window(c0, r0, c1 - c0, r1 - r0)
-
 
 def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
                 band: int = 1) -> np.ndarray | None:
@@ -132,7 +50,7 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
         ``(window.height, window.width)`` float32, or ``None`` when the window does not
         meet the raster at all.
     """
-    hit = overlap(window, ds.width, ds.height)
+    hit = Grid.of(ds).overlap(window)
     if hit is None:
         return None
     rows, cols, inner = hit
@@ -293,8 +211,9 @@ class Zones:
 
     def on(self, ds: rasterio.io.DatasetReader) -> ZoneGrid:
         """The window of ``ds`` covering the zones, and the zone labels on it (cached)."""
-        window = window_for_bounds(ds.transform, self.bounds_in(ds.crs))
-        grid = window_grid(ds, window)
+        whole = Grid.of(ds)
+        window = whole.window_for(self.bounds_in(ds.crs))
+        grid = whole.window(window)
         # the labels depend on the grid only; the window is relative to this file
         labels = self._cache.get(grid.key)
         if labels is None:
@@ -406,7 +325,7 @@ def largest_grid(paths: list[Path]) -> tuple[Path, Grid]:
     best: tuple[int, Path, Grid] | None = None
     for p in paths:
         with open_raster(p) as ds:
-            g = Grid(ds.transform, ds.height, ds.width, ds.crs)
+            g = Grid.of(ds)
         if best is None or g.height * g.width > best[0]:
             best = (g.height * g.width, p, g)
     if best is None:
@@ -430,8 +349,6 @@ def reproject_mask(mask_path: str | Path, out_path: str | Path, grid: Grid) -> P
         Target grid, usually the LAI grid from :func:`largest_grid`.
     """
     from ..io import atomic_output
-    from .products import gtiff_profile
-
     with open_raster(mask_path) as ds:
         data = ds.read(1)
         # nodata → 0 (not crop) first: GDAL would write the source nodata value into gaps
@@ -445,7 +362,7 @@ def reproject_mask(mask_path: str | Path, out_path: str | Path, grid: Grid) -> P
     if not out.any():
         raise InputError("the mask has no non-zero pixel on the LAI grid (no overlap?)",
                          path=mask_path)
-    profile = gtiff_profile(grid, count=1, dtype=out.dtype, nodata=None)
+    profile = grid.profile(dtype=out.dtype, nodata=None)
     with atomic_output(out_path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(out, 1)

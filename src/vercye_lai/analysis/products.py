@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 
 from ..errors import ConfigError
-from ..io import GTIFF_PROFILE, atomic_output
+from ..io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +34,6 @@ def output_stem(region: str, geometry: str, start: dt.date, end: dt.date,
     """``{region}_{geometry}[_{zone}]_{start}_{end}`` (ISO dates)."""
     mid = f"{geometry}_{zone}" if zone is not None else geometry
     return f"{region}_{mid}_{start.isoformat()}_{end.isoformat()}"
-
-
-def gtiff_profile(grid, *, count: int, dtype, nodata) -> dict:
-    """GeoTIFF creation profile for ``grid``: :data:`GTIFF_PROFILE`, untiled when small.
-
-    Tiles larger than the raster only waste space, so rasters smaller than one tile in
-    either direction are written striped (still compressed).
-    """
-    profile = dict(GTIFF_PROFILE, width=grid.width, height=grid.height, count=count,
-                   dtype=np.dtype(dtype).name, crs=grid.crs, transform=grid.transform,
-                   nodata=nodata)
-    if grid.width < profile["blockxsize"] or grid.height < profile["blockysize"]:
-        for k in ("tiled", "blockxsize", "blockysize"):
-            profile.pop(k)
-    return profile
 
 
 def _fmt(v: float) -> str:
@@ -103,7 +88,7 @@ def write_max_tif(path: str | Path, grid, bands: dict[str, np.ndarray], *,
     path
         Destination.
     grid
-        :class:`~vercye_lai.analysis.geometry.Grid` of the arrays (the geometry's window
+        :class:`~vercye_lai.grid.Grid` of the arrays (the geometry's window
         of the LAI grid, in the LAI CRS).
     bands
         Band description → ``(height, width)`` array (m²/m²), NaN outside the geometry.
@@ -112,7 +97,7 @@ def write_max_tif(path: str | Path, grid, bands: dict[str, np.ndarray], *,
     clean_stale
         As in :func:`write_stats_csv`.
     """
-    profile = gtiff_profile(grid, count=len(bands), dtype=np.float32, nodata=np.nan)
+    profile = grid.profile(count=len(bands), dtype=np.float32, nodata=np.nan)
     with atomic_output(path, clean_stale=clean_stale) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             # metadata first: GDAL then writes the TIFF directory once
