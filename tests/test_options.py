@@ -133,3 +133,19 @@ def strickhof_lai():
     from conftest import DATA
 
     return DATA / "strickhof" / "lai"
+
+
+def test_example_config_names_every_source_key():
+    """The example's comment on each source lists exactly the config keys of its options."""
+    import re
+
+    from vercye_lai.acquire import SOURCES, source
+
+    comment = EXAMPLE_CONFIG.split("# Where the stacks come from")[1].split("[source]")[0]
+    blocks = re.split(r"\n#   (\w+):", comment)[1:]
+    listed = {kind: set(re.findall(r"\b([a-z_]+)\b(?= =|,|;|$|\n)", text))
+              for kind, text in zip(blocks[::2], blocks[1::2])}
+    assert set(listed) == set(SOURCES)
+    for kind in SOURCES:
+        keys = {f.name for f, s, _ in fields_of(source(kind).Options) if s.config}
+        assert keys <= listed[kind], (kind, keys - listed[kind])

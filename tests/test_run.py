@@ -86,7 +86,7 @@ def test_yaml_config(tmp_path):
     "change, message",
     [
         (("executor", {"kind": "mpi"}), "executor.kind: 'mpi' is not allowed; allowed values: serial, threads, dask"),
-        (("source", {"kind": "ftp"}), "source.kind: 'ftp' is not allowed; allowed values: local, safe, stac, gee"),
+        (("source", {"kind": "ftp"}), "source.kind: 'ftp' is not allowed; allowed values: local, bands, safe, stac, gee"),
         (("dask", {"cluster": "lsf"}), "dask.cluster: 'lsf' is not allowed; allowed values: local, slurm, pbs"),
         (("predict", {"blok_size": 5}), "predict: unknown key(s) blok_size; allowed keys:"),
         (("predict", {"block_size": "big"}), "predict.block_size: expected an integer, got 'big'"),

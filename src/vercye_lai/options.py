@@ -59,6 +59,9 @@ class Setting:
         Text shown as the default when the default is ``None`` (e.g. ``no limit``).
     metavar
         Placeholder shown in ``--help``.
+    sep
+        For a tuple field: on the command line one value with items separated by ``sep``
+        (``--scl-mask 0,1,3``) instead of a repeated option; a list in the run config.
     """
 
     help: str
@@ -71,6 +74,7 @@ class Setting:
     case_sensitive: bool = True
     default_help: str | None = None
     metavar: str | None = None
+    sep: str | None = None
 
 
 

@@ -44,9 +44,12 @@ from ..bands import canonical_band
 from ..errors import BandError, InputError
 from ..grid import Grid
 from ..io import open_raster
+from ..naming import stack_name
+from ..options import Options as OptionsBase
+from ..options import setting
 from .angles import STACK_VIEW_BANDS as REFLECTANCE_BANDS  # B3 … B12 in stack order
 from .angles import TileAngles, angle_cosines, solar_position
-from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from .warp import (
     ImageCache,
     choose_resampling,
@@ -420,3 +423,66 @@ def write_band_stack(
         )
     plan.log_fill_values()
     return True
+
+
+# --- the ``bands`` source of ``vercye-lai run`` and ``stack-bands`` (see :mod:`vercye_lai.acquire`)
+
+KIND = "bands"
+IN_PROCESS = False
+NEEDS_GEOMETRY = False  # clipped to the region only when it has a geometry
+
+
+@dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``bands`` source: reflectance GeoTIFFs of named bands written by other tools."""
+
+    files: tuple[Path, ...] = setting(
+        (), cli=None, help="Reflectance GeoTIFFs of named bands, or glob patterns of them.")
+    band_names: str | None = setting(
+        None, help="Band names in file order, comma-separated, for files without band "
+        "descriptions.")
+    scale: float | None = setting(
+        None, default_help="the file's declared scale, else 1 for float data, 1e-4 for integers",
+        help="Reflectance = value × scale + offset.")
+    offset: float | None = setting(None, default_help="0", help="See --scale.")
+    view_zenith: float = setting(
+        0.0, min=0, max=90,
+        help="Assumed view zenith, degrees (0 = nadir, cosVZA = 1); such files carry no view "
+        "angles.")
+    view_azimuth: float = setting(0.0, help="Assumed view azimuth, degrees.")
+    scl_mask: tuple[int, ...] = scl_mask_setting()
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float | None,
+            state_dir: Path | None = None, when: dt.datetime | None = None,
+            overwrite: bool = False,
+            on_date: Callable[[dt.date, bool], None] | None = None) -> dict[dt.date, Path]:
+    """One stack per date of the files (the newest of a date), clipped to the region when it
+    has a geometry, at ``resolution`` m (``None``: each file's own); existing stacks are kept.
+
+    ``when`` is the acquisition time of a single file without one in its name; ``on_date``
+    is called with each date and whether its stack was written.
+    """
+    import glob
+
+    files = sorted({p for pat in map(str, options.files) for p in (glob.glob(pat) or [pat])})
+    geometry = region.shape() if region.has_geometry else None
+    names = [b.strip() for b in options.band_names.split(",")] if options.band_names else None
+    out = {}
+    for date, src in newest_per_date(files, when).items():
+        if not (region.start <= date <= region.end):
+            continue
+        res = resolution
+        if res is None:
+            with open_raster(src) as ds:
+                res = abs(ds.transform.a)
+        dst = Path(out_dir) / stack_name(region.name, res, date)
+        written = write_band_stack(
+            src, dst, overwrite=overwrite, when=when, resolution=res, geometry=geometry,
+            band_names=names, scale=options.scale, offset=options.offset,
+            view_zenith=options.view_zenith, view_azimuth=options.view_azimuth,
+            scl_classes=options.scl_mask)
+        out[date] = dst
+        if on_date:
+            on_date(date, written)
+    return out

@@ -38,7 +38,9 @@ from ..errors import ConfigError, DataIOError, InputError, NoDataFoundError, Ser
 from ..grid import utm_crs
 from ..io import write_text_atomic
 from ..naming import date_range, stack_name
-from .scl import DEFAULT_SCL_MASK
+from ..options import Options as OptionsBase
+from ..options import setting
+from .scl import DEFAULT_SCL_MASK, scl_mask_setting
 
 log = logging.getLogger(__name__)
 
@@ -701,3 +703,68 @@ def summarize_states(states: Mapping[str, str]) -> str:
     for s in states.values():
         counts[s] = counts.get(s, 0) + 1
     return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
+
+
+# --- the ``gee`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) --------------
+
+KIND = "gee"
+IN_PROCESS = True  # Earth Engine and Drive log-ins happen in this process
+NEEDS_GEOMETRY = True
+CLOUD_MASKS = ("scl", "cloudscore", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``gee`` source: exports from Earth Engine to Drive, downloaded in the run."""
+
+    project: str | None = setting(None, help="Google Cloud project registered for Earth Engine.")
+    collection: str = setting(DEFAULT_COLLECTION, help="Earth Engine Sentinel-2 L2A collection.")
+    cloud_mask: str = setting(
+        "scl", choices=CLOUD_MASKS,
+        help="Mask clouds with the SCL classes of --scl-mask, or with Cloud Score+ "
+        "(cs ≥ --cs-threshold).")
+    scl_mask: tuple[int, ...] = scl_mask_setting()
+    cs_threshold: float = setting(
+        0.6, min=0, max=1, help="Cloud Score+ 'cs' value at or above which a pixel is kept.")
+    max_cloud: float | None = setting(
+        None, min=0, max=100,
+        help="Skip scenes whose CLOUDY_PIXEL_PERCENTAGE is above this (percent).")
+    folder: str | None = setting(
+        None, cli="--drive-folder", default_help="the region name",
+        help="Drive folder name for the exports (one name, no '/').")
+    crs: str | None = setting(
+        None, default_help="UTM zone of the region", help="Export CRS, e.g. EPSG:32636.")
+    timeout: float | None = setting(
+        None, min=0, help="Stop waiting for the exports after this many seconds.")
+    drive_folder_id: str | None = setting(
+        None, cli=None, help="Drive folder id to download the exports from in the run.")
+    client_secret: Path | None = setting(
+        None, cli=None, help="OAuth client secret (Desktop app) for Drive.")
+    token: Path | None = setting(None, cli=None, help="OAuth token file for Drive.")
+
+    @property
+    def mask(self) -> CloudMask:
+        return CloudMask(self.cloud_mask, self.scl_mask, cs_threshold=self.cs_threshold)
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float,
+            state_dir: Path) -> dict[dt.date, Path]:
+    """Submit the exports of ``region``'s dates, wait for them and download them from Drive
+    into ``out_dir`` (without ``drive_folder_id``: submit only, and say so)."""
+    from . import gdrive
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_file = state_dir / f"gee_{region.name}.json"
+    export_gee(region=region.name, geometry=region.shape(), start=region.start, end=region.end,
+               resolution=resolution, state_file=state_file, project=options.project,
+               collection=options.collection, mask=options.mask, max_cloud=options.max_cloud,
+               folder=options.folder, crs=options.crs)
+    if not options.drive_folder_id:
+        log.warning("%s: exports submitted; set source.drive_folder_id to download them in the "
+                    "run", region.name)
+        return {}
+    wait_for_tasks(import_ee(), ExportState(state_file), timeout=options.timeout)
+    service = gdrive.build_service(gdrive.load_credentials(options.client_secret, options.token))
+    gdrive.download_folder(service, options.drive_folder_id, out_dir,
+                           pattern=f"{region.name}_{resolution:g}m_*.tif")
+    return {}

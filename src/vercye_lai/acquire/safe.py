@@ -51,6 +51,8 @@ from ..bands import S2_BANDS_20M, canonical_band
 from ..errors import DataIOError, InputError
 from ..grid import Grid
 from ..naming import stack_name
+from ..options import Options as OptionsBase
+from ..options import setting
 from .angles import (
     BAND_IDS,
     STACK_VIEW_BANDS,
@@ -59,7 +61,7 @@ from .angles import (
     parse_tile_angles,
     read_xml,
 )
-from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from .warp import (
     ImageCache,
     choose_resampling,
@@ -557,3 +559,30 @@ def stack_safe(
             block=block,
         )
     return out
+
+
+# --- the ``safe`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
+
+KIND = "safe"
+IN_PROCESS = False
+NEEDS_GEOMETRY = True  # stacks are clipped to the region
+
+
+@dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``safe`` source: L2A products on disk."""
+
+    safes: tuple[Path, ...] = setting(
+        cli=None, help="L2A products (.SAFE folders or .zip files) or glob patterns of them.")
+    scl_mask: tuple[int, ...] = scl_mask_setting()
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float,
+            state_dir: Path) -> dict[dt.date, Path]:
+    """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
+    import glob
+
+    safes = sorted({p for pat in map(str, options.safes) for p in (glob.glob(pat) or [pat])})
+    out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
+                     scl_classes=options.scl_mask)
+    return {d: p for d, p in out.items() if region.start <= d <= region.end}

@@ -18,6 +18,16 @@ from ..errors import InputError
 DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 
+def scl_mask_setting():
+    """The ``scl_mask`` field every Sentinel-2 source's options share (one help text)."""
+    from ..options import setting
+
+    return setting(
+        DEFAULT_SCL_MASK, sep=",", min=0, max=11,
+        help="SCL classes masked to nodata (comma-separated; '' masks none): 0 no data, "
+        "1 defective, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow.")
+
+
 def scl_invalid(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_MASK) -> np.ndarray:
     """Boolean mask, True where a pixel's SCL class is one of ``classes``.
 

@@ -39,6 +39,7 @@ import logging
 import re
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ from ..errors import (
 )
 from ..grid import Grid, utm_crs
 from ..naming import date_range, stack_name
+from ..options import Options as OptionsBase
+from ..options import setting
 from .angles import TileAngles, angle_cosines, cosines, parse_tile_angles
-from .scl import DEFAULT_SCL_MASK, scl_invalid
+from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from .warp import ImageCache, warp_options, write_windowed
 
 log = logging.getLogger(__name__)
@@ -645,3 +648,42 @@ def _project(geometry, crs: CRS) -> dict:
     from rasterio.warp import transform_geom
 
     return transform_geom("EPSG:4326", crs, geometry.__geo_interface__)
+
+
+# --- the ``stac`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
+
+KIND = "stac"
+IN_PROCESS = False
+NEEDS_GEOMETRY = True  # stacks are clipped to the region
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "average")
+
+
+@dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``stac`` source: Sentinel-2 L2A items of a STAC API or static catalogue."""
+
+    catalog: str = setting(
+        "earth-search",
+        help="'earth-search' (Element 84), 'planetary-computer' (signed; needs the "
+        "planetary-computer package), a STAC API URL, or a static catalogue (catalog.json "
+        "path or URL).")
+    collection: str = setting("sentinel-2-l2a", help="STAC collection id.")
+    crs: str | None = setting(
+        None, default_help="UTM zone of the region", help="Output CRS, e.g. EPSG:32629.")
+    max_cloud: float | None = setting(
+        None, min=0, max=100, help="Skip items whose eo:cloud_cover is above this (percent).")
+    scl_mask: tuple[int, ...] = scl_mask_setting()
+    resampling: str = setting(
+        "bilinear", choices=RESAMPLINGS,
+        help="Resampling of the reflectance bands to the output grid (SCL always nearest).")
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path,
+            overwrite: bool = False, **progress: Any) -> dict[dt.date, Path]:
+    """The stacks of ``region``'s dates from the catalogue (``progress``: ``on_plan``,
+    ``on_date`` of :func:`stack_stac`)."""
+    return stack_stac(catalog=options.catalog, collection=options.collection, region=region.name,
+                      geometry=region.shape(), start=region.start, end=region.end,
+                      resolution=resolution, out_dir=out_dir, crs=options.crs,
+                      max_cloud=options.max_cloud, scl_classes=options.scl_mask,
+                      resampling=Resampling[options.resampling], overwrite=overwrite, **progress)

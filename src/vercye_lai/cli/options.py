@@ -193,9 +193,28 @@ stack_out_dir_option = out_dir_option(
 # ------------------------------------------------------------------ options from the options types
 
 
+class SeparatedType(click.ParamType):
+    """Items of one type in one value, separated by ``sep`` (``0,1,3``; ``''``: none)."""
+
+    def __init__(self, base: type, sep: str) -> None:
+        self.base, self.sep = base, sep
+        self.name = f"{base.__name__.upper()}[{sep}...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            return tuple(self.base(v) for v in str(value).replace(" ", "").split(self.sep) if v)
+        except ValueError:
+            self.fail(f"{value!r} is not a {self.sep!r}-separated list of {self.base.__name__} "
+                      "values", param, ctx)
+
+
 def _click_type(s, k):
     from ..options import allowed_values
 
+    if k.many and s.sep:
+        return SeparatedType(k.base, s.sep)
     allowed = allowed_values(s)
     if allowed is not None:
         return click.Choice([str(a) for a in allowed], case_sensitive=s.case_sensitive)
@@ -235,11 +254,15 @@ def click_options(cls: type, *, exclude=()):
                 fn = option(pair, *s.aliases, f.name, is_flag=True, default=default,
                             show_default=bool(default), help=help_text)(fn)
                 continue
-            kw = dict(type=_click_type(s, k), multiple=k.many, metavar=s.metavar, help=help_text)
+            kw = dict(type=_click_type(s, k), multiple=k.many and not s.sep, metavar=s.metavar,
+                      help=help_text)
             if default is MISSING:
                 kw["required"] = True
             else:
-                kw.update(default=default, show_default=default is not None and not s.default_help)
+                show = default is not None and not s.default_help
+                if show and s.sep:  # the default as the user would type it
+                    show = s.sep.join(map(str, default)) or "''"
+                kw.update(default=default, show_default=show)
             fn = option(spelling, *s.aliases, f.name, **kw)(fn)
         return fn
 

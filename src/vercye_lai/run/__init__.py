@@ -5,9 +5,9 @@ takes every region through the steps and :mod:`.summary` records what each unit 
 did (``run_summary.json``).
 """
 
+from ..acquire import SOURCES
 from .config import (
     EXAMPLE_CONFIG,
-    SOURCES,
     STEPS,
     AnalysisConfig,
     RegionConfig,

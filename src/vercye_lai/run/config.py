@@ -47,6 +47,10 @@ class RegionConfig:
             raise ConfigError(f"regions.{self.name}: this source needs 'library' or 'geometry'")
         return region_path(self.name, self.library)
 
+    @property
+    def has_geometry(self) -> bool:
+        return self.library is not None or self.geometry is not None
+
     def shape(self):
         """The region geometry (shapely, EPSG:4326)."""
         from ..regions import load_region, region_geometry
@@ -56,22 +60,30 @@ class RegionConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """The ``[source]`` table: where the stacks come from, and that source's options."""
+    """The ``[source]`` table: the kind of source and its options (that source module's
+    ``Options``, see :mod:`vercye_lai.acquire`)."""
 
-    kind: str = "local"
-    path: str | None = None  # local: stacks folder; "{region}" is replaced by the region name
-    safes: tuple[str, ...] = ()  # safe: SAFE folders/zips or glob patterns
-    catalog: str = "earth-search"  # stac
-    collection: str | None = None  # stac / gee
-    max_cloud: float | None = None
-    crs: str | None = None
-    scl_mask: tuple[int, ...] | None = None
-    project: str | None = None  # gee
-    folder: str | None = None
-    drive_folder_id: str | None = None
-    client_secret: str | None = None
-    token: str | None = None
-    timeout: float | None = None
+    kind: str
+    options: Any
+
+    @property
+    def module(self):
+        from ..acquire import source
+
+        return source(self.kind)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run writes, under its output root (``{region}``, ``{analysis}`` replaced).
+
+    The run config has no key for it: the demo keeps its flat folders with it.
+    """
+
+    stacks: str = "stacks/{region}"
+    lai: str = "lai/{region}"
+    analysis: str = "analysis/{region}/{analysis}"
+    state: str = "state"
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ class RunConfig:
     output_root: Path
     resolution: float
     regions: tuple[RegionConfig, ...]
-    source: SourceConfig = SourceConfig()
+    source: SourceConfig
     predict: PredictOptions = field(default_factory=PredictOptions)
     analyses: tuple[AnalysisConfig, ...] = ()
     executor: str = "threads"
@@ -102,22 +114,26 @@ class RunConfig:
     dates_per_task: int | None = None  # None: about two analysis parts per worker
     dask: DaskSettings = field(default_factory=DaskSettings)
     path: Path | None = None  # the config file
+    layout: Layout = Layout()
 
     def stacks_dir(self, region: str) -> Path:
         """Where acquisition writes the stacks and mosaic the VRTs of ``region``."""
-        return self.output_root / "stacks" / region
+        return self.output_root / self.layout.stacks.format(region=region)
 
     def source_dir(self, region: str) -> Path:
-        """Where the stacks of ``region`` are read from (the local folder, or ``stacks_dir``)."""
-        if self.source.kind == "local":
-            return Path(self.source.path.replace("{region}", region))
-        return self.stacks_dir(region)
+        """Where the stacks of ``region`` are read from (a local folder, or ``stacks_dir``)."""
+        folder = getattr(self.source.options, "stacks_folder", None)
+        return folder(region) if folder else self.stacks_dir(region)
 
     def lai_dir(self, region: str) -> Path:
-        return self.output_root / "lai" / region
+        return self.output_root / self.layout.lai.format(region=region)
 
     def analysis_dir(self, region: str, analysis: AnalysisConfig) -> Path:
-        return self.output_root / "analysis" / region / analysis.name
+        return self.output_root / self.layout.analysis.format(region=region, analysis=analysis.name)
+
+    def state_dir(self) -> Path:
+        """Where sources keep their state between runs (Earth Engine tasks)."""
+        return self.output_root / self.layout.state
 
 
 def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
@@ -144,38 +160,19 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
 
 
 def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> SourceConfig:
+    from ..acquire import SOURCES, source
+
     t = Table(doc.get("source", dict, {"kind": "local"}), "source", base=base)
-    kind = t.get("kind", str, "local", choices=SOURCES)
-    kw: dict[str, Any] = {"kind": kind}
-    if kind == "local":
-        p = t.get("path", str)
-        kw["path"] = str(t.path_of(p))
-    elif kind == "safe":
-        kw["safes"] = tuple(str(t.path_of(s)) for s in t.many("safes"))
-    elif kind == "stac":
-        kw["catalog"] = t.get("catalog", str, "earth-search")
-        kw["collection"] = t.opt("collection", str)
-    elif kind == "gee":
-        kw.update(project=t.opt("project", str), collection=t.opt("collection", str),
-                  folder=t.opt("folder", str), drive_folder_id=t.opt("drive_folder_id", str),
-                  client_secret=t.opt("client_secret", str), token=t.opt("token", str),
-                  timeout=t.opt("timeout", float))
-        for k in ("client_secret", "token"):
-            kw[k] = None if kw[k] is None else str(t.path_of(kw[k]))
-    if kind in ("stac", "gee"):
-        kw["max_cloud"] = t.opt("max_cloud", float)
-        kw["crs"] = t.opt("crs", str)
-    if kind in ("safe", "stac"):
-        mask = t.opt("scl_mask", list)
-        if mask is not None and not all(isinstance(x, int) for x in mask):
-            raise ConfigError(f"source.scl_mask: expected a list of SCL class integers, got {mask!r}")
-        kw["scl_mask"] = None if mask is None else tuple(mask)
+    kind = t.get("kind", str, "local", choices=tuple(SOURCES))
+    module = source(kind)
+    options = from_table(module.Options, t)
     t.done()
-    if kind != "local":
+    if module.NEEDS_GEOMETRY:
         for r in regions:
-            if r.library is None and r.geometry is None:
-                raise ConfigError(f"regions.{r.name}: source.kind = {kind!r} needs 'library' or 'geometry'")
-    return SourceConfig(**kw)
+            if not r.has_geometry:
+                raise ConfigError(f"regions.{r.name}: source.kind = {kind!r} needs 'library' or "
+                                  "'geometry'")
+    return SourceConfig(kind, options)
 
 
 def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisConfig, ...]:
@@ -299,11 +296,15 @@ geometry = "strickhof.geojson"   # or: library = "regions/"
 start_date = 2022-03-01
 end_date = 2022-07-31
 
-# Where the stacks come from: kind = "local" | "safe" | "stac" | "gee".
-#   local: a folder of existing stacks {region}_{res}m_{date}.{tif,vrt} ("{region}" allowed)
+# Where the stacks come from: kind = "local" | "bands" | "safe" | "stac" | "gee". The keys of
+# each are the options of its command (vercye-lai stack-bands|stack-safe|stack-stac|export-gee --help).
+#   local: path = folder of existing stacks {region}_{res}m_{date}.{tif,vrt} ("{region}" allowed)
+#   bands: files = ["srf/*.tif"]; band_names, scale, offset, view_zenith, view_azimuth, scl_mask
 #   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
-#   stac:  catalog = "earth-search" | "planetary-computer" | URL; max_cloud; crs; scl_mask
-#   gee:   project, max_cloud, crs, folder, drive_folder_id, client_secret, token, timeout
+#   stac:  catalog = "earth-search" | "planetary-computer" | URL; collection, crs, max_cloud,
+#          scl_mask, resampling
+#   gee:   project, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
+#          timeout, drive_folder_id, client_secret, token
 [source]
 kind = "local"
 path = "stacks/{region}"

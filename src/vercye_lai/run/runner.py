@@ -75,54 +75,18 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
 # ==================================================================== acquire & mosaic
 
 
-def _acquire_region(cfg: RunConfig, region: RegionConfig) -> tuple[int, list[Path]]:
-    """Acquire the stacks of one region; return (dates written or found, stack paths)."""
-    src, out_dir = cfg.source, cfg.stacks_dir(region.name)
-    if src.kind == "safe":
-        import glob
-
-        from ..acquire.safe import stack_safe
-        from ..acquire.scl import DEFAULT_SCL_MASK
-
-        safes = sorted({p for pat in src.safes for p in (glob.glob(pat) or [pat])})
-        out = stack_safe(safes, region.shape(), region.name, cfg.resolution, out_dir,
-                         scl_classes=src.scl_mask or DEFAULT_SCL_MASK)
-        out = _in_range(out, region)
-    elif src.kind == "stac":
-        from ..acquire.scl import DEFAULT_SCL_MASK
-        from ..acquire.stac import CATALOG_ALIASES, stack_stac
-
-        kw = {"collection": src.collection} if src.collection else {}
-        out = stack_stac(catalog=CATALOG_ALIASES.get(src.catalog, src.catalog), region=region.name,
-                         geometry=region.shape(), start=region.start, end=region.end,
-                         resolution=cfg.resolution, out_dir=out_dir, crs=src.crs, max_cloud=src.max_cloud,
-                         scl_classes=src.scl_mask or DEFAULT_SCL_MASK, **kw)
-    else:  # gee: submit the exports, wait for them, download them from Drive
-        from ..acquire import gdrive, gee
-
-        state_file = cfg.output_root / "state" / f"gee_{region.name}.json"
-        state_file.parent.mkdir(parents=True, exist_ok=True)
-        kw = {"collection": src.collection} if src.collection else {}
-        plan = gee.export_gee(region=region.name, geometry=region.shape(), start=region.start, end=region.end,
-                              resolution=cfg.resolution, state_file=state_file, project=src.project,
-                              max_cloud=src.max_cloud, folder=src.folder, crs=src.crs, **kw)
-        if not src.drive_folder_id:
-            log.warning("%s: exports submitted; set source.drive_folder_id to download them in the run",
-                        region.name)
-            return len(plan), []
-        ee = gee.import_ee()
-        gee.wait_for_tasks(ee, gee.ExportState(state_file), timeout=src.timeout)
-        service = gdrive.build_service(gdrive.load_credentials(src.client_secret, src.token))
-        gdrive.download_folder(service, src.drive_folder_id, out_dir,
-                               pattern=f"{region.name}_{cfg.resolution:g}m_*.tif")
-        return len(plan), []
-    return len(out), list(out.values())
+def _acquire_region(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, Path]:
+    """The stacks of one region from the run's source (its module's ``acquire``)."""
+    return cfg.source.module.acquire(region, cfg.source.options, cfg.stacks_dir(region.name),
+                                     resolution=cfg.resolution, state_dir=cfg.state_dir())
 
 
-def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
+def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
+                 on_unit: UnitFn | None = None) -> StepSummary:
     """Acquire every region's stacks (one task per region; nothing to do for ``local``)."""
     st = StepLog("acquire", on_unit)
-    if cfg.source.kind == "local":
+    module, kind = cfg.source.module, cfg.source.kind
+    if kind == "local":  # read where they are: only check that the folder exists
         for r in cfg.regions:
             folder = cfg.source_dir(r.name)
             if folder.is_dir():
@@ -133,32 +97,32 @@ def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit
     if dry_run:
         for r in cfg.regions:
             st.add(r.name, f"{r.start}..{r.end}", "planned",
-                   f"{cfg.source.kind}: stacks that exist are skipped by the source itself")
+                   f"{kind}: stacks that exist are skipped by the source itself")
         return st.finish()
-    # gee needs this process (credentials, prompts); the others go to the executor
-    futures = {}
     before = {p: _mtime_ns(p) for r in cfg.regions if cfg.stacks_dir(r.name).is_dir()
               for p in cfg.stacks_dir(r.name).iterdir()}
-    for r in cfg.regions:
-        if cfg.source.kind == "gee":
-            try:
-                (n, paths), secs = _timed(_acquire_region, cfg, r)
-                st.add(r.name, f"{r.start}..{r.end}", "done", f"{n} date(s)", secs, paths)
-            except Exception as exc:  # noqa: BLE001 - reported in the summary
-                st.add(r.name, f"{r.start}..{r.end}", "failed", error_text(exc))
-        else:
-            futures[ex.submit(_timed, _acquire_region, cfg, r, key=f"acquire-{r.name}-{token()}")] = r
-    for fut in ex.as_completed(futures):
-        r = futures[fut]
+
+    def report(r: RegionConfig, fut: Any) -> None:
         try:
-            (n, paths), secs = fut.result()
-        except Exception as exc:  # noqa: BLE001
+            out, secs = fut.result()
+        except Exception as exc:  # noqa: BLE001 - reported in the summary
             st.add(r.name, f"{r.start}..{r.end}", "failed", error_text(exc))
-            continue
+            return
+        paths = list(out.values())
         # the sources skip existing stacks themselves: tell a rerun from new work
         new = [p for p in paths if before.get(p) != _mtime_ns(p)]
         status = "done" if new or not paths else "skipped"
-        st.add(r.name, f"{r.start}..{r.end}", status, f"{len(new)} of {n} date(s) written", secs, paths)
+        st.add(r.name, f"{r.start}..{r.end}", status, f"{len(new)} of {len(paths)} date(s) written",
+               secs, paths)
+
+    if module.IN_PROCESS:  # log-ins need this process
+        for r in cfg.regions:
+            report(r, SerialExecutor().submit(_timed, _acquire_region, cfg, r))
+        return st.finish()
+    futures = {ex.submit(_timed, _acquire_region, cfg, r, key=f"acquire-{r.name}-{token()}"): r
+               for r in cfg.regions}
+    for fut in ex.as_completed(futures):
+        report(futures[fut], fut)
     return st.finish()
 
 
