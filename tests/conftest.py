@@ -201,3 +201,14 @@ def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = 
     text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=demo_fields(), start=start,
                                 end=end, variables=variables, kind=kind, workers=workers, extra=extra)
     return write_run_config(folder / f"{root}.toml", text)
+
+
+# tests/test_demo.py is being reworked with the demo: its tests (the whole demo, twice) are
+# marked slow from here until that file carries its own ``pytestmark = pytest.mark.slow``
+SLOW_MODULES = ("test_demo.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

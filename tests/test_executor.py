@@ -145,6 +145,7 @@ def dask_cluster():
     cluster.close()
 
 
+@pytest.mark.slow
 def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
     cluster, client = dask_cluster
     serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
@@ -171,6 +172,7 @@ def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
     assert all(s.count("done") == 0 for s in again.steps)
 
 
+@pytest.mark.slow
 def test_dask_reuses_parts_of_an_interrupted_run(tmp_path, strickhof_stacks, dask_cluster):
     """Parts written before a kill are used as they are, not computed again."""
     _, client = dask_cluster
@@ -211,6 +213,7 @@ def _kill_own_worker_once(marker: str, value: int) -> int:
     return value * 2
 
 
+@pytest.mark.slow
 def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
     from vercye_lai.executor import DaskExecutor
 
@@ -227,6 +230,7 @@ def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
     client.wait_for_workers(2, timeout=30)  # the nanny restarted it
 
 
+@pytest.mark.slow
 def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks):
     """executor.kind = "dask" with no scheduler: a LocalCluster of processes, closed at the end."""
     pytest.importorskip("distributed")
@@ -258,6 +262,7 @@ def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
     assert not list(tmp_path.glob(".*"))  # and the unusable part is gone: a rerun redoes it
 
 
+@pytest.mark.slow
 def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_stacks, monkeypatch):
     """Threads split the analysis into parts; parts left by a run that died before combining
     them are not computed again, and the outputs equal a serial run's."""

@@ -16,6 +16,8 @@ import pytest
 from conftest import assert_same_outputs, strickhof_run_config
 from vercye_lai.run import load_config, run_pipeline
 
+pytestmark = pytest.mark.slow  # every test kills a run and runs it again
+
 CLI = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()"]
 
 
