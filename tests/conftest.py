@@ -194,11 +194,13 @@ workers = {workers}
 
 def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = "2022-03-01",
                          end: str = "2022-07-31", variables: str = '["LAI"]', kind: str = "serial",
-                         workers: int = 1, extra: str = "") -> Path:
-    """``{folder}/{root}.toml``: the demo stacks → predict → analyze the 3 fields into ``{folder}/{root}``."""
+                         workers: int = 1, extra: str = "", fields: Path | None = None) -> Path:
+    """``{folder}/{root}.toml``: the demo stacks → predict → analyze ``fields`` (default: the
+    demo's 3 fields) into ``{folder}/{root}``."""
     from vercye_lai.demo import demo_fields
 
-    text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=demo_fields(), start=start,
+    fields = fields or demo_fields()
+    text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=fields, start=start,
                                 end=end, variables=variables, kind=kind, workers=workers, extra=extra)
     return write_run_config(folder / f"{root}.toml", text)
 
