@@ -130,6 +130,20 @@ def strickhof_stacks(tmp_path_factory) -> Path:
     return out
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/{pid}/stat`` after the name (state, ppid, pgrp, ...); None: no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (dead, waiting for its parent)."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
 def write_run_config(path: Path, text: str) -> Path:
     """Write a run config (TOML) whose ``{tmp}`` placeholders name ``path``'s folder."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from conftest import assert_same_outputs, strickhof_run_config
+from conftest import assert_same_outputs, running, strickhof_run_config
 from vercye_lai.errors import ConfigError
 from vercye_lai.executor import (
     DaskSettings,
@@ -231,21 +231,34 @@ def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
 
 
 @pytest.mark.slow
-def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks):
+def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks, monkeypatch):
     """executor.kind = "dask" with no scheduler: a LocalCluster of processes, closed at the end."""
     pytest.importorskip("distributed")
     import json
 
     from click.testing import CliRunner
+    from distributed.core import Status
 
+    import vercye_lai.executor as executor_mod
     from vercye_lai.cli.main import cli
 
+    started = []  # (cluster, pids of its worker processes)
+
+    def spy(settings):
+        cluster = make_cluster(settings)
+        started.append((cluster, [nanny.pid for nanny in cluster.workers.values()]))
+        return cluster
+
+    monkeypatch.setattr(executor_mod, "make_cluster", spy)
     cfg = strickhof_run_config(tmp_path, strickhof_stacks, "own", start="2022-06-10", end="2022-06-15",
                                kind="threads", extra="[dask]\nn_workers = 2\ngdal_cache_mb = 96")
     r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--executor", "dask", "--only", "predict"])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "own" / "run_summary.json").read_text())
     assert summary["executor"] == "dask" and summary["steps"][0]["done"] == 3
+    ((cluster, pids),) = started
+    assert len(pids) == 2 and cluster.status == Status.closed
+    assert [pid for pid in pids if running(pid)] == []  # the worker processes are gone
 
 
 def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):

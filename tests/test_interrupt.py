@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_same_outputs, strickhof_run_config
+from conftest import assert_same_outputs, proc_stat, strickhof_run_config
 from vercye_lai.run import load_config, run_pipeline
 
 pytestmark = pytest.mark.slow  # every test kills a run and runs it again
@@ -51,15 +51,8 @@ def hidden_or_partial(root: Path) -> list[Path]:
 
 def alive_in_group(pgid: int) -> list[int]:
     """Processes of a process group that are not dead (zombies wait for a reaper: dead)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
-            alive.append(int(stat.parent.name))
-    return alive
+    pids = (int(p.name) for p in Path("/proc").glob("[0-9]*"))
+    return [pid for pid in pids if (st := proc_stat(pid)) and int(st[2]) == pgid and st[0] != "Z"]
 
 
 def kill_when(proc: subprocess.Popen, ready, *, timeout: float = 60) -> bool:
