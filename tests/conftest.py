@@ -130,6 +130,20 @@ def strickhof_stacks(tmp_path_factory) -> Path:
     return out
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/{pid}/stat`` after the name (state, ppid, pgrp, ...); None: no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (dead, waiting for its parent)."""
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
 def write_run_config(path: Path, text: str) -> Path:
     """Write a run config (TOML) whose ``{tmp}`` placeholders name ``path``'s folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,11 +208,13 @@ workers = {workers}
 
 def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = "2022-03-01",
                          end: str = "2022-07-31", variables: str = '["LAI"]', kind: str = "serial",
-                         workers: int = 1, extra: str = "") -> Path:
-    """``{folder}/{root}.toml``: the demo stacks → predict → analyze the 3 fields into ``{folder}/{root}``."""
+                         workers: int = 1, extra: str = "", fields: Path | None = None) -> Path:
+    """``{folder}/{root}.toml``: the demo stacks → predict → analyze ``fields`` (default: the
+    demo's 3 fields) into ``{folder}/{root}``."""
     from vercye_lai.demo import demo_fields
 
-    text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=demo_fields(), start=start,
+    fields = fields or demo_fields()
+    text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=fields, start=start,
                                 end=end, variables=variables, kind=kind, workers=workers, extra=extra)
     return write_run_config(folder / f"{root}.toml", text)
 
@@ -210,3 +226,14 @@ def opts(**kw) -> dict:
 
     direct = {k: kw.pop(k) for k in ("resolution", "start", "end", "progress") if k in kw}
     return direct | {"options": AnalysisOptions(**kw)}
+
+
+# tests/test_demo.py is being reworked with the demo: its tests (the whole demo, twice) are
+# marked slow from here until that file carries its own ``pytestmark = pytest.mark.slow``
+SLOW_MODULES = ("test_demo.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import rasterio
-from conftest import assert_same_outputs, strickhof_run_config
+from conftest import assert_same_outputs, running, strickhof_run_config
 
 from vercye_lai.errors import ConfigError
 from vercye_lai.executor import (
@@ -147,6 +147,7 @@ def dask_cluster():
     cluster.close()
 
 
+@pytest.mark.slow
 def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
     cluster, client = dask_cluster
     serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
@@ -173,6 +174,7 @@ def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
     assert all(s.count("done") == 0 for s in again.steps)
 
 
+@pytest.mark.slow
 def test_dask_reuses_parts_of_an_interrupted_run(tmp_path, strickhof_stacks, dask_cluster):
     """Parts written before a kill are used as they are, not computed again."""
     _, client = dask_cluster
@@ -216,6 +218,7 @@ def _kill_own_worker_once(marker: str, value: int) -> int:
     return value * 2
 
 
+@pytest.mark.slow
 def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
     from vercye_lai.executor import DaskExecutor
 
@@ -232,21 +235,35 @@ def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
     client.wait_for_workers(2, timeout=30)  # the nanny restarted it
 
 
-def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks):
+@pytest.mark.slow
+def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks, monkeypatch):
     """executor.kind = "dask" with no scheduler: a LocalCluster of processes, closed at the end."""
     pytest.importorskip("distributed")
     import json
 
     from click.testing import CliRunner
+    from distributed.core import Status
 
+    import vercye_lai.executor as executor_mod
     from vercye_lai.cli.main import cli
 
+    started = []  # (cluster, pids of its worker processes)
+
+    def spy(settings):
+        cluster = make_cluster(settings)
+        started.append((cluster, [nanny.pid for nanny in cluster.workers.values()]))
+        return cluster
+
+    monkeypatch.setattr(executor_mod, "make_cluster", spy)
     cfg = strickhof_run_config(tmp_path, strickhof_stacks, "own", start="2022-06-10", end="2022-06-15",
                                kind="threads", extra="[dask]\nn_workers = 2\ngdal_cache_mb = 96")
     r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--executor", "dask", "--only", "predict"])
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "own" / "run_summary.json").read_text())
     assert summary["executor"] == "dask" and summary["steps"][0]["done"] == 3
+    ((cluster, pids),) = started
+    assert len(pids) == 2 and cluster.status == Status.closed
+    assert [pid for pid in pids if running(pid)] == []  # the worker processes are gone
 
 
 def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
@@ -263,6 +280,7 @@ def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
     assert not list(tmp_path.glob(".*"))  # and the unusable part is gone: a rerun redoes it
 
 
+@pytest.mark.slow
 def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_stacks, monkeypatch):
     """Threads split the analysis into parts; parts left by a run that died before combining
     them are not computed again, and the outputs equal a serial run's."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import dataclasses
 import math
 import sys
 from itertools import count
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from shapely.geometry import box
@@ -77,8 +79,9 @@ class Method:
 class FakeEE:
     """Stands in for the ``ee`` module: records every call, returns chainable fakes.
 
-    ``info[op]`` is what ``x.op(...).getInfo()`` returns; ``task_states[id]`` is the list of
-    states ``ee.data.getTaskStatus`` reports for a task, one per poll (the last one sticks).
+    ``x.getInfo()`` evaluates ``x`` (:func:`evaluate`) over the scenes of ``catalog``
+    (collection id → :class:`Scene` list); ``task_states[id]`` is the list of states
+    ``ee.data.getTaskStatus`` reports for a task, one per poll (the last one sticks).
     """
 
     class EEException(Exception):
@@ -87,12 +90,12 @@ class FakeEE:
     def __init__(self):
         self.calls: list[Node] = []
         self.root = object()
-        self.info: dict[str, object] = {}
+        self.catalog: dict[str, list[Scene]] = {}
         self.tasks: list[FakeTask] = []
         self.task_states: dict[str, list[str]] = {}
         self._ids = count(1)
         self.special = {
-            "getInfo": lambda n: self.info[n.recv.op],
+            "getInfo": lambda n: evaluate(n.recv, catalog=self.catalog),
             "batch.Export.image.toDrive": self._to_drive,
             "data.getTaskStatus": self._status,
         }
@@ -133,30 +136,190 @@ class FakeTask:
         self.started = True
 
 
-def evaluate(node, props):
-    """Evaluate the numeric part of an angle expression for a scene with ``props``."""
-    if not isinstance(node, Node):
-        return node
-    recv = evaluate(node.recv, props) if node.recv is not None else None
-    args = [evaluate(a, props) for a in node.args]
-    ops = {
-        "img": lambda: None,
-        "getNumber": lambda: props[args[0]],
-        "subtract": lambda: recv - args[0],
-        "multiply": lambda: recv * args[0],
-        "Image.constant": lambda: args[0],
-        "cos": lambda: math.cos(recv),
-        "rename": lambda: recv,
-        "toFloat": lambda: recv,
-    }
-    return ops[node.op]()
+SHAPE = (1, 4)  # the pixels of every test image
 
 
-def renamed(node):
-    """The band name given by the last ``rename`` in a chain."""
-    while node.op != "rename":
-        node = node.recv
-    return node.args[0]
+@dataclasses.dataclass
+class Scene:
+    """An image the evaluator computes with: band → values, band → valid, properties."""
+
+    bands: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    props: dict = dataclasses.field(default_factory=dict)
+
+    def like(self, bands, masks=None):
+        masks = masks if masks is not None else {b: self.masks[b] for b in bands}
+        return Scene(dict(bands), dict(masks), self.props)
+
+    def one(self):
+        (name,) = self.bands
+        return self.bands[name], self.masks[name]
+
+
+def constant(value, name="constant"):
+    return Scene({name: np.full(SHAPE, value, dtype=float)}, {name: np.ones(SHAPE, bool)})
+
+
+def each(img, fn):
+    """``fn`` applied to every band's values, masks kept."""
+    return img.like({b: fn(v) for b, v in img.bands.items()})
+
+
+def ee_round(v):
+    return np.sign(v) * np.floor(np.abs(v) + 0.5)  # half away from zero, as Earth Engine
+
+
+def mosaic(images):
+    """Later images on top where they are valid."""
+    names = list(images[0].bands)
+    out = Scene({b: np.zeros(SHAPE) for b in names}, {b: np.zeros(SHAPE, bool) for b in names})
+    for img in images:
+        for b in names:
+            m = img.masks[b]
+            out.bands[b] = np.where(m, img.bands[b], out.bands[b])
+            out.masks[b] = out.masks[b] | m
+    return out
+
+
+def day_ms(iso: str) -> int:
+    return int(dt.datetime.fromisoformat(f"{iso}T00:00:00+00:00").timestamp() * 1000)
+
+
+def evaluate(node, *, catalog=None, region=None, img=None):
+    """Compute a recorded expression: numbers, :class:`Scene` images, lists of them (collections).
+
+    ``catalog`` maps a collection id to its scenes, ``region`` (pixels inside) stands for every
+    ``ee.Geometry``, ``img`` for the placeholder a ``map`` callback received.
+    """
+    env = dict(catalog=catalog or {}, region=np.ones(SHAPE, bool) if region is None else region)
+
+    def ev(n, img=img):
+        if isinstance(n, Lambda):
+            return lambda x: ev(n.body, img=x)
+        if isinstance(n, list | tuple):
+            return type(n)(ev(a, img) for a in n)
+        if not isinstance(n, Node):
+            return n
+        r = ev(n.recv, img) if n.recv is not None else None
+        a = [ev(x, img) for x in n.args]
+        kw = {k: ev(v, img) for k, v in n.kwargs.items()}
+        op = n.op
+        number = isinstance(r, int | float)
+        if op == "img":
+            return img
+        if op == "Geometry":
+            return env["region"]
+        if op == "ImageCollection":
+            return list(env["catalog"].get(a[0], []))
+        if op == "Filter.lte":
+            return lambda s: s.props[a[0]] <= a[1]
+        if op == "Reducer.min":
+            return np.min
+        if op == "Image.constant":
+            return constant(a[0])
+        if op == "Image.cat":
+            return Scene({b: v for i in a for b, v in i.bands.items()},
+                         {b: m for i in a for b, m in i.masks.items()})
+        if op == "getNumber":
+            return float(r.props[a[0]])
+        if op in ("multiply", "divide", "subtract"):
+            f = {"multiply": np.multiply, "divide": np.divide, "subtract": np.subtract}[op]
+            return float(f(r, a[0])) if number else each(r, lambda v: f(v, a[0]))
+        if op == "cos":
+            return each(r, np.cos)
+        if op == "toFloat":
+            return each(r, lambda v: v.astype(float))
+        if op == "round":
+            return each(r, ee_round)
+        if op == "toInt16":
+            return each(r, lambda v: np.clip(v, -32768, 32767).astype(np.int16))
+        if op == "select":
+            names = a[0] if isinstance(a[0], list) else list(a)
+            return r.like({b: r.bands[b] for b in names})
+        if op == "rename":
+            names = a[0] if isinstance(a[0], list) else list(a)
+            return Scene(dict(zip(names, r.bands.values())), dict(zip(names, r.masks.values())),
+                         r.props)
+        if op == "mask":
+            return r.like({b: m.astype(float) for b, m in r.masks.items()},
+                          {b: np.ones(SHAPE, bool) for b in r.bands})
+        if op == "reduce":
+            return Scene({"min": a[0](np.stack(list(r.bands.values())), axis=0)},
+                         {"min": np.any(np.stack(list(r.masks.values())), axis=0)})
+        if op in ("And", "gte", "remap"):
+            v, m = r.one()
+            if op == "And":
+                w, mw = a[0].one()
+                v, m = ((v != 0) & (w != 0)).astype(float), m & mw
+            elif op == "gte":
+                v = (v >= a[0]).astype(float)
+            else:
+                table = dict(zip(a[0], a[1]))
+                v = np.vectorize(lambda x: table.get(int(x), a[2]))(v).astype(float)
+            return Scene({"band": v}, {"band": m}, r.props)
+        if op == "addBands":
+            return Scene({**r.bands, **a[0].bands}, {**r.masks, **a[0].masks}, r.props)
+        if op == "updateMask":
+            v, m = a[0].one()
+            return r.like(r.bands, {b: mb & m & (v != 0) for b, mb in r.masks.items()})
+        if op == "unmask":
+            same_footprint = a[1] if len(a) > 1 else True
+            assert not same_footprint  # the only form used: masked pixels become valid
+            return r.like({b: np.where(r.masks[b], v, np.asarray(a[0]).astype(v.dtype))
+                           for b, v in r.bands.items()}, {b: np.ones(SHAPE, bool) for b in r.bands})
+        if op == "clip":
+            return r.like(r.bands, {b: m & a[0] for b, m in r.masks.items()})
+        # collections
+        if op == "filterBounds":
+            return [s for s in r if (s.props["footprint"] & a[0]).any()]
+        if op == "filterDate":
+            lo, hi = day_ms(a[0]), day_ms(a[1])
+            return [s for s in r if lo <= s.props["system:time_start"] < hi]
+        if op == "filter":
+            return [s for s in r if a[0](s)]
+        if op == "sort":
+            ascending = a[1] if len(a) > 1 else True
+            return sorted(r, key=lambda s: s.props[a[0]], reverse=not ascending)
+        if op == "linkCollection":
+            other = {s.props["system:index"]: s for s in a[0]}
+            return [Scene({**s.bands, **{b: other[s.props["system:index"]].bands[b] for b in a[1]}},
+                          {**s.masks, **{b: other[s.props["system:index"]].masks[b] for b in a[1]}},
+                          s.props) for s in r]
+        if op == "map":
+            return [a[0](s) for s in r]
+        if op == "mosaic":
+            return mosaic(r)
+        if op == "aggregate_array":
+            return [s.props[a[0]] for s in r]
+        raise AssertionError(f"the test double does not evaluate {op!r}")
+
+    return ev(node)
+
+
+def scene(date="2022-10-05", *, hour=11, cloud=10.0, index=None, dn=(1000, 2000, 3000, 4000),
+          scl=(4, 4, 4, 4), cs=(0.9, 0.9, 0.9, 0.9), valid=(1, 1, 1, 1), **props):
+    """An S2_SR_HARMONIZED scene over the ``SHAPE`` pixels: DN ``dn`` (+ band rank) in every
+    reflectance band, SCL classes ``scl``, data where ``valid``; ``cs`` goes to the Cloud Score+
+    image of the same index (see :func:`score`)."""
+    bands = {b: np.asarray(dn, float).reshape(SHAPE) + i for i, b in enumerate(gee.EE_REFLECTANCE_BANDS)}
+    bands["SCL"] = np.asarray(scl, float).reshape(SHAPE)
+    footprint = np.asarray(valid, bool).reshape(SHAPE)
+    index = index or f"{date}-{hour}-{cloud}"
+    props = {**PROPS, "system:time_start": ms(date, hour), "CLOUDY_PIXEL_PERCENTAGE": cloud,
+             "system:index": index, "footprint": footprint, "cs": cs, **props}
+    return Scene(bands, {b: footprint.copy() for b in bands}, props)
+
+
+def score(s: Scene) -> Scene:
+    """The Cloud Score+ image of scene ``s``."""
+    cs = np.asarray(s.props["cs"], float).reshape(SHAPE)
+    return Scene({"cs": cs, "cs_cdf": cs}, {"cs": np.ones(SHAPE, bool), "cs_cdf": np.ones(SHAPE, bool)},
+                 {"system:index": s.props["system:index"]})
+
+
+def with_scores(*scenes):
+    """A catalogue: the scenes and their Cloud Score+ images."""
+    return {gee.DEFAULT_COLLECTION: list(scenes), gee.CLOUD_SCORE_PLUS: [score(s) for s in scenes]}
 
 
 @pytest.fixture
@@ -254,72 +417,69 @@ def test_backoff_delays():
 
 
 def test_scene_angles_and_masks(fake_ee):
-    img = Node(fake_ee, "img")
-    stack = gee.scene_stack(fake_ee, img, mask=gee.CloudMask(scl_classes=(3, 8, 9)))
-    # angle bands: evaluate the recorded expression numerically
-    cat = fake_ee.ops("Image.cat")[0]
-    assert [renamed(a) for a in cat.args] == ["cosVZA", "cosSZA", "cosRAA"]
-    got = [evaluate(a, PROPS) for a in cat.args]
-    want = [
-        math.cos(math.radians(8.0)),
-        math.cos(math.radians(57.0)),
-        math.cos(math.radians(166.0 - 104.0)),
-    ]
-    assert got == pytest.approx(want)
-    # reflectances: the 8 bands in stack order, DN / 10000
-    sel = [c for c in fake_ee.ops("select") if c.recv is img]
-    assert sel[0].args[0] == list(S2_BANDS_20M[3:])
-    assert fake_ee.ops("divide")[0].args == (10000,)
-    # SCL: the listed classes map to 0 (masked), everything else to 1
-    remap = fake_ee.ops("remap")[0]
-    assert remap.recv.op == "select" and remap.recv.args == ("SCL",)
-    assert remap.args == ([3, 8, 9], [0, 0, 0], 1)
-    assert stack.op == "updateMask" and stack.recv.op == "addBands"
+    s = scene(scl=(9, 3, 8, 4), valid=(1, 1, 1, 0))
+    mask = gee.CloudMask(scl_classes=(3, 8))
+    stack = evaluate(gee.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
+    assert list(stack.bands) == list(S2_BANDS_20M)
+    want = {
+        "cosVZA": math.cos(math.radians(8.0)),
+        "cosSZA": math.cos(math.radians(57.0)),
+        "cosRAA": math.cos(math.radians(166.0 - 104.0)),
+    }
+    for band, cos in want.items():
+        np.testing.assert_allclose(stack.bands[band], cos)
+    for band in gee.EE_REFLECTANCE_BANDS:  # reflectance factors: DN / 10000
+        np.testing.assert_allclose(stack.bands[band], s.bands[band] / 10000)
+    # every band, the angles too, masked by the listed SCL classes and where the scene has no data
+    for band, valid in stack.masks.items():
+        assert valid.tolist() == [[True, False, False, False]], band
 
 
 def test_cloud_score_mask(fake_ee):
-    mask = gee.CloudMask("cloudscore", cs_threshold=0.65)
-    gee.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask)
-    assert not fake_ee.ops("remap")
-    gte = fake_ee.ops("gte")[0]
-    assert gte.args == (0.65,) and gte.recv.args == ("cs",)
+    s = scene(scl=(3, 3, 3, 3), valid=(1, 1, 1, 0))  # all cloud by SCL: not what is read here
+    s.bands["cs"], s.masks["cs"] = np.array([[0.9, 0.5, 0.65, 0.7]]), np.ones(SHAPE, bool)
+    masked = {}
+    for method in ("cloudscore", "none"):
+        mask = gee.CloudMask(method, cs_threshold=0.65)
+        stack = evaluate(gee.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
+        assert list(stack.bands) == list(S2_BANDS_20M)
+        masked[method] = {b: m.tolist() for b, m in stack.masks.items()}
+    assert set(map(str, masked["cloudscore"].values())) == {str([[True, False, True, False]])}
+    assert set(map(str, masked["none"].values())) == {str([[True, True, True, False]])}  # no data: masked
     with pytest.raises(InputError, match="cloud mask"):
         gee.CloudMask("fmask")
 
 
 def test_date_image_filters_and_scaling(fake_ee):
-    geom = fake_ee.Geometry({"type": "Polygon"})
+    region = np.array([[True, True, True, False]])
+    catalog = with_scores(
+        scene(hour=10, cloud=15, dn=(1000,) * 4, valid=(1, 1, 0, 0)),
+        scene(hour=11, cloud=5, dn=(2000,) * 4, valid=(0, 1, 1, 0), cs=(0.9, 0.9, 0.3, 0.9)),
+        scene(hour=12, cloud=40, dn=(9000,) * 4),  # more clouds than max_cloud
+        scene("2022-10-04", hour=23, cloud=1, dn=(5000,) * 4),  # the days before and after
+        scene("2022-10-06", hour=0, cloud=1, dn=(7000,) * 4),
+    )
     image = gee.date_image(
         fake_ee,
-        collection="COPERNICUS/S2_SR_HARMONIZED",
-        geometry=geom,
+        collection=gee.DEFAULT_COLLECTION,
+        geometry=fake_ee.Geometry({"type": "Polygon"}),
         date=dt.date(2022, 10, 5),
         max_cloud=20,
         mask=gee.CloudMask("cloudscore"),
     )
-    assert fake_ee.ops("ImageCollection")[0].args == ("COPERNICUS/S2_SR_HARMONIZED",)
-    assert fake_ee.ops("filterBounds")[0].args == (geom,)
-    assert fake_ee.ops("filterDate")[0].args == ("2022-10-05", "2022-10-06")  # one whole UTC day
-    assert fake_ee.ops("Filter.lte")[0].args == ("CLOUDY_PIXEL_PERCENTAGE", 20)
-    assert fake_ee.ops("sort")[0].args == ("CLOUDY_PIXEL_PERCENTAGE", False)
-    link = fake_ee.ops("linkCollection")[0]
-    assert link.args[0].args == (gee.CLOUD_SCORE_PLUS,) and link.args[1] == ["cs"]
-    # mosaic -> 11 bands in contract order -> ×10000 -> int16 -> nodata inside region -> clip
-    chain = []
-    node = image
-    while node is not None and node.op != "map":
-        chain.append((node.op, node.args))
-        node = node.recv
-    assert chain == [
-        ("clip", (geom,)),
-        ("unmask", (-32768, False)),
-        ("toInt16", ()),
-        ("round", ()),
-        ("multiply", (10000,)),
-        ("select", (list(S2_BANDS_20M),)),
-        ("mosaic", ()),
-    ]
-    assert "lambda img:" in repr(image) and "linkCollection" in repr(image)
+    got = evaluate(image, catalog=catalog, region=region)
+    assert list(got.bands) == list(S2_BANDS_20M)
+    nodata = gee.STACK_NODATA
+    # pixel 0: the first scene only; 1: both, the less cloudy on top; 2: its cloud score too
+    # low, so nodata inside the region; 3: outside the region (clipped)
+    for i, band in enumerate(gee.EE_REFLECTANCE_BANDS):
+        assert got.bands[band].dtype == np.int16
+        assert got.bands[band][0, :3].tolist() == [1000 + i, 2000 + i, nodata], band
+    for band, cos in (("cosVZA", 8.0), ("cosSZA", 57.0), ("cosRAA", 62.0)):
+        stored = round(math.cos(math.radians(cos)) * 10000)
+        assert got.bands[band][0, :3].tolist() == [stored, stored, nodata], band
+    for band, valid in got.masks.items():
+        assert valid.tolist() == region.tolist(), band
 
 
 def test_export_parameters(fake_ee):
@@ -379,18 +539,21 @@ def run_export(tmp_path, region_file, *extra):
 
 
 def test_cli_dry_run(fake_ee, tmp_path, region_file):
-    fake_ee.info["aggregate_array"] = [ms("2022-10-05"), ms("2022-10-08"), ms("2022-10-08", 12)]
+    fake_ee.catalog = with_scores(
+        scene("2022-10-05"), scene("2022-10-06", cloud=30.0), scene("2022-10-07", cloud=31.0),
+        scene("2022-10-08"), scene("2022-10-08", hour=12), scene("2022-10-11"),
+    )  # fmt: skip
     res = run_export(tmp_path, region_file, "--dry-run", "--max-cloud", "30")
     assert res.exit_code == 0, res.output
     assert "2022-10-05  export  Poltava_20m_2022-10-05  Poltava/  new" in res.output
-    assert "Poltava_20m_2022-10-08" in res.output and "2 export(s) to submit" in res.output
+    assert "Poltava_20m_2022-10-06" in res.output and "Poltava_20m_2022-10-08" in res.output
+    assert "2022-10-07" not in res.output and "3 export(s) to submit" in res.output
     assert not fake_ee.tasks and not (tmp_path / "tasks.json").exists()
     assert fake_ee.ops("Initialize")[0].kwargs == {"project": "p"}
-    assert fake_ee.ops("Filter.lte")[0].args == ("CLOUDY_PIXEL_PERCENTAGE", 30.0)
 
 
 def test_cli_reruns_use_the_state_file(fake_ee, tmp_path, region_file):
-    fake_ee.info["aggregate_array"] = [ms("2022-10-05"), ms("2022-10-08")]
+    fake_ee.catalog = with_scores(scene("2022-10-05"), scene("2022-10-08"))
     res = run_export(tmp_path, region_file)
     assert res.exit_code == 0, res.output
     assert [t.params["fileNamePrefix"] for t in fake_ee.tasks] == [
@@ -425,7 +588,7 @@ def test_cli_reruns_use_the_state_file(fake_ee, tmp_path, region_file):
 def test_cli_wait_polls_until_done(fake_ee, tmp_path, region_file, monkeypatch):
     sleeps = []
     monkeypatch.setattr(gee.time, "sleep", sleeps.append)
-    fake_ee.info["aggregate_array"] = [ms("2022-10-05"), ms("2022-10-06")]
+    fake_ee.catalog = with_scores(scene("2022-10-05"), scene("2022-10-06"))
     fake_ee.task_states.update(
         TASK1=["RUNNING", "COMPLETED"], TASK2=["READY", "RUNNING", "RUNNING", "COMPLETED"]
     )
@@ -434,13 +597,13 @@ def test_cli_wait_polls_until_done(fake_ee, tmp_path, region_file, monkeypatch):
     assert "2 COMPLETED" in res.output
     assert sleeps == [10.0, 15.0, 22.5]  # backoff between polls
     fake_ee.task_states.update(TASK3=["FAILED"])
-    fake_ee.info["aggregate_array"] = [ms("2022-10-07")]
+    fake_ee.catalog = with_scores(scene("2022-10-07"))
     res = run_export(tmp_path, region_file, "--wait")
     assert res.exit_code == 1 and "did not complete" in res.output
 
 
 def test_cli_no_scenes_and_missing_extra(fake_ee, tmp_path, region_file, monkeypatch):
-    fake_ee.info["aggregate_array"] = []
+    fake_ee.catalog = with_scores()
     res = run_export(tmp_path, region_file)
     assert res.exit_code == 1
     assert "no COPERNICUS/S2_SR_HARMONIZED scene over region 'Poltava'" in res.output
@@ -459,7 +622,7 @@ def test_cli_no_scenes_and_missing_extra(fake_ee, tmp_path, region_file, monkeyp
 
 
 def test_cli_region_from_library(fake_ee, tmp_path, region_file):
-    fake_ee.info["aggregate_array"] = [ms("2022-10-05")]
+    fake_ee.catalog = with_scores(scene("2022-10-05"))
     base = [
         "export-gee",
         "--library",
@@ -479,7 +642,7 @@ def test_cli_region_from_library(fake_ee, tmp_path, region_file):
 
 
 def test_cli_cloud_score_and_drive_folder(fake_ee, tmp_path, region_file):
-    fake_ee.info["aggregate_array"] = [ms("2022-10-05")]
+    fake_ee.catalog = with_scores(scene("2022-10-05"))
     res = run_export(
         tmp_path, region_file, "--cloud-mask", "cloudscore", "--cs-threshold", "0.7",
         "--drive-folder", "vercye_2022", "--crs", "EPSG:3857", "--resolution", "10",
@@ -489,4 +652,10 @@ def test_cli_cloud_score_and_drive_folder(fake_ee, tmp_path, region_file):
     assert task.params["folder"] == "vercye_2022" and task.params["scale"] == 10
     assert task.params["crs"] == "EPSG:3857"
     assert task.params["fileNamePrefix"] == "Poltava_10m_2022-10-05"
-    assert fake_ee.ops("gte")[0].args == (0.7,) and not fake_ee.ops("remap")
+    got = evaluate(task.params["image"], catalog=fake_ee.catalog)
+    assert got.bands["B3"].tolist() == [[1000, 2000, 3000, 4000]]  # the scene, unmasked
+    # Cloud Score+ at 0.7: the third pixel's 0.69 is masked
+    fake_ee.catalog = with_scores(scene("2022-10-05", dn=(1000,) * 4, scl=(3, 3, 3, 3),
+                                        cs=(0.9, 0.7, 0.69, 0.9)))
+    got = evaluate(task.params["image"], catalog=fake_ee.catalog)
+    assert got.bands["B3"].tolist() == [[1000, 1000, gee.STACK_NODATA, 1000]]

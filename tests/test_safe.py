@@ -263,6 +263,7 @@ def test_predict_runs_on_the_result(tmp_path, inner_stack):
     assert 0 <= np.nanmin(lai) and np.nanmax(lai) < 10
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FULL.exists(), reason="shared full-tile product not available")
 def test_full_tile_mean_angles_match_the_xml(tmp_path):
     """All data pixels of the real tile (no SCL mask): mean angles vs the XML means."""

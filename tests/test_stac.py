@@ -127,6 +127,7 @@ def xml_mean_sun():
     return float(re.search(r"<ZENITH_ANGLE[^>]*>([\d.]+)<", block)[1])
 
 
+@pytest.mark.slow
 @needs_safe
 def test_static_catalogue_end_to_end(tmp_path, region_file):
     cat = make_catalog(tmp_path / "cat", [make_item("S2A_T29UNU_20221005")])

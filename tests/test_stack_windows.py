@@ -129,6 +129,7 @@ def test_windows_follow_the_tiles(tmp_path):
 # ----------------------------------------------------------------------- the commands
 
 
+@pytest.mark.slow
 def test_stack_bands_windows(tmp_path, writes):
     region = to_4326(
         affinity.rotate(box(475780 + 95, 5255000 - 800, 475780 + 777, 5255000 - 53), 23),
@@ -143,6 +144,7 @@ def test_stack_bands_windows(tmp_path, writes):
         assert_same_file(one, win)
 
 
+@pytest.mark.slow
 def test_stack_safe_windows(tmp_path, writes):
     """Windows of 37 px (not aligned on anything) at 20 m (bilinear from 60 m, SCL from
     20 m), 25 m and 90 m (average), over a round and a rotated region."""
@@ -165,8 +167,8 @@ def test_stack_safe_windows(tmp_path, writes):
     ("res", "crs", "buffer"),
     [
         (90, None, 0.02),  # bilinear coarsening on a grid not aligned with the 60 m pixels
-        (60, "EPSG:32630", 0.0),  # reprojected to the neighbouring UTM zone
-        (20, None, 0.0),  # refining
+        pytest.param(60, "EPSG:32630", 0.0, marks=pytest.mark.slow),  # to the next UTM zone
+        pytest.param(20, None, 0.0, marks=pytest.mark.slow),  # refining
     ],
 )
 def test_stack_stac_windows(tmp_path, writes, res, crs, buffer):
@@ -194,6 +196,7 @@ def test_window_size_is_a_module_setting(tmp_path, writes, monkeypatch):
     assert set(writes) == {(40, 40), (40, 10), (10, 40), (10, 10)}  # 90 × 90 px
 
 
+@pytest.mark.slow
 def test_tile_in_another_crs_is_window_invariant(tmp_path):
     """A tile of the neighbouring UTM zone: its pixels do not depend on the window (GDAL's
     approximate transformer and per-chunk kernel scale would make them)."""
@@ -218,6 +221,7 @@ def test_tile_in_another_crs_is_window_invariant(tmp_path):
         np.testing.assert_array_equal(parts, whole)
 
 
+@pytest.mark.slow
 def test_memory_is_bounded_by_the_window(tmp_path):
     """Peak Python/numpy allocation of stack-bands on a 1024² file: windows of 128 px use a
     small fraction of what the whole grid needs (11 float32 bands = 46 MB)."""

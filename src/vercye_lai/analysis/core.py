@@ -40,6 +40,7 @@ from .options import AnalysisOptions
 from .products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
+    STATS_COLUMNS,
     output_stem,
     write_max_tif,
     write_stats_csv,
@@ -657,26 +658,22 @@ def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: f
 
 def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *, interpolation: str,
                  smooth: str, smooth_window: int) -> dict[str, np.ndarray]:
-    """The CSV columns of zone ``k``: observations, smoothed and gap-filled means."""
-    mean, mean_adj = table["mean"][:, k], table["mean_adj"][:, k]
-    n_obs = int((~np.isnan(mean)).sum())
+    """The CSV columns (:data:`~.products.STATS_COLUMNS`, by header) of zone ``k``:
+    observations, and the gap-filled columns smoothed and interpolated."""
+    series = {"n_pixels": n_pix[:, k], **{key: table[key][:, k] for key in STAT_KEYS}}
+    gap_filled = [c.key for c in STATS_COLUMNS if c.gap_filled]
+    n_obs = int((~np.isnan(series[gap_filled[0]])).sum())
     if n_obs < 2 and interpolation != "none":
         log.warning("only %d observation(s) in the range: no interpolation", n_obs)
-    if smooth == "savgol":
-        mean = smooth_savgol(mean, window=smooth_window)
-        mean_adj = smooth_savgol(mean_adj, window=smooth_window)
-    mean, filled = interpolate_gaps(mean, method=interpolation)
-    mean_adj, _ = interpolate_gaps(mean_adj, method=interpolation)
-    return {
-        "n_pixels": n_pix[:, k],
-        "interpolated": filled.astype(np.int8),
-        "LAI Mean": mean,
-        "LAI Median": table["median"][:, k],
-        "LAI Stddev": table["std"][:, k],
-        "LAI Mean Adjusted": mean_adj,
-        "LAI Stddev Adjusted": table["std_adj"][:, k],
-        "Cloud or Snow Percentage": table["cloud_pct"][:, k],
-    }
+    filled = []
+    for key in gap_filled:
+        values = series[key]
+        if smooth == "savgol":
+            values = smooth_savgol(values, window=smooth_window)
+        series[key], days = interpolate_gaps(values, method=interpolation)
+        filled.append(days)
+    series["interpolated"] = filled[0].astype(np.int8)
+    return {c.header: series[c.key] for c in STATS_COLUMNS}
 
 
 def _remove_stale(outdir: Path, prefix: str) -> None:

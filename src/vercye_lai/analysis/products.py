@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -17,10 +18,49 @@ from ..io import atomic_output
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = (
-    "Date", "n_pixels", "interpolated", "LAI Mean", "LAI Median", "LAI Stddev",
-    "LAI Mean Adjusted", "LAI Stddev Adjusted", "Cloud or Snow Percentage",
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsColumn:
+    """One column of a ``_STATS.csv`` after ``Date``.
+
+    Attributes
+    ----------
+    key
+        Where the values come from: a zone statistic (:data:`~.stats.STAT_KEYS`),
+        ``n_pixels``, or ``interpolated`` (the days gap-filled in the first gap-filled column).
+    header
+        The CSV header.
+    type
+        ``int`` (written as integers) or ``float`` (8 significant digits, empty for NaN).
+    gap_filled
+        Smoothed and interpolated over the gap days (the means), or written as observed.
+    """
+
+    key: str
+    header: str
+    type: type
+    gap_filled: bool = False
+
+    def cells(self, values: np.ndarray) -> list[str]:
+        """The column's CSV cells."""
+        if self.type is int:
+            return [str(int(v)) for v in values.tolist()]
+        return [_fmt(v) for v in values.tolist()]
+
+
+#: The columns of a ``_STATS.csv`` after ``Date``, in order: a new statistic is one row here.
+STATS_COLUMNS: tuple[StatsColumn, ...] = (
+    StatsColumn("n_pixels", "n_pixels", int),
+    StatsColumn("interpolated", "interpolated", int),
+    StatsColumn("mean", "LAI Mean", float, gap_filled=True),
+    StatsColumn("median", "LAI Median", float),
+    StatsColumn("std", "LAI Stddev", float),
+    StatsColumn("mean_adj", "LAI Mean Adjusted", float, gap_filled=True),
+    StatsColumn("std_adj", "LAI Stddev Adjusted", float),
+    StatsColumn("cloud_pct", "Cloud or Snow Percentage", float),
 )
+CSV_COLUMNS = ("Date", *(c.header for c in STATS_COLUMNS))
 MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
 #: ``--max-bands`` choices → band names written.
 MAX_BAND_CHOICES: dict[str, tuple[str, ...]] = {
@@ -58,7 +98,7 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
     dates
         One date per row.
     columns
-        Arrays for every name in :data:`CSV_COLUMNS` except ``Date``; NaN → empty cell.
+        Header → array for every column of :data:`STATS_COLUMNS`; NaN → empty cell.
     date_format
         ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the seed's).
     clean_stale
@@ -69,8 +109,7 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
     except KeyError:
         raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
     cells = [_date_strings(tuple(dates), fmt)]
-    cells += [[str(int(v)) for v in columns[c].tolist()] for c in CSV_COLUMNS[1:3]]
-    cells += [[_fmt(v) for v in columns[c].tolist()] for c in CSV_COLUMNS[3:]]
+    cells += [c.cells(columns[c.header]) for c in STATS_COLUMNS]
     buf = io.StringIO()
     buf.write(",".join(CSV_COLUMNS) + "\n")
     buf.writelines(",".join(row) + "\n" for row in zip(*cells))
