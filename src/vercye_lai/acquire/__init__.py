@@ -26,8 +26,11 @@ A source whose stacks are read where they are (``local``) gives its folder by
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -47,3 +50,25 @@ def source(kind: str) -> ModuleType:
         raise ConfigError(f"source.kind: {kind!r} is not allowed; allowed values: "
                           + ", ".join(SOURCES))
     return importlib.import_module(f"{__name__}.{SOURCES[kind]}")
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region as the sources read it, for a command (the run uses its ``RegionConfig``).
+
+    ``geometry`` is shapely, EPSG:4326 (``None``: the region only names the files).
+    """
+
+    name: str
+    geometry: Any = None
+    start: dt.date = dt.date.min
+    end: dt.date = dt.date.max
+
+    @property
+    def has_geometry(self) -> bool:
+        return self.geometry is not None
+
+    def shape(self) -> Any:
+        if self.geometry is None:
+            raise ConfigError(f"region {self.name!r}: this source needs its geometry")
+        return self.geometry

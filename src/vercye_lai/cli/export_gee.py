@@ -8,62 +8,27 @@ from pathlib import Path
 import click
 
 from ..acquire import gee
-from ..acquire.scl import parse_scl_classes
 from ..errors import ServiceError
 from .options import (
+    ALIASES_EPILOG,
+    click_options,
     date_options,
+    from_cli,
     overwrite_option,
     region_source_options,
     resolution_option,
     resolve_region,
-    scl_mask_option,
 )
 from .ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command(name="export-gee")
-@click.option("--project", default=None, help="Google Cloud project registered for Earth Engine.")
+@click.command(name="export-gee", epilog=ALIASES_EPILOG)
 @region_source_options
 @date_options()
 @resolution_option
-@click.option(
-    "--collection",
-    default=gee.DEFAULT_COLLECTION,
-    show_default=True,
-    help="Earth Engine Sentinel-2 L2A collection.",
-)
-@click.option(
-    "--cloud-mask",
-    type=click.Choice(["scl", "cloudscore", "none"]),
-    default="scl",
-    show_default=True,
-    help="Mask clouds with the SCL classes of --scl-mask, or with Cloud Score+ "
-    "(cs ≥ --cs-threshold).",
-)
-@scl_mask_option
-@click.option(
-    "--cs-threshold",
-    type=click.FloatRange(0, 1),
-    default=0.6,
-    show_default=True,
-    help="Cloud Score+ 'cs' value at or above which a pixel is kept.",
-)
-@click.option(
-    "--max-cloud",
-    type=click.FloatRange(0, 100),
-    default=None,
-    help="Skip scenes whose CLOUDY_PIXEL_PERCENTAGE is above this (percent).",
-)
-@click.option(
-    "--drive-folder",
-    default=None,
-    help="Drive folder name for the exports (one name, no '/') [default: the region name].",
-)
-@click.option(
-    "--crs", default=None, help="Export CRS, e.g. EPSG:32636 [default: UTM zone of the region]."
-)
+@click_options(gee.Options, exclude=("timeout",))
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False),
@@ -81,27 +46,8 @@ log = logging.getLogger(__name__)
     help="With --wait: stop polling after this many seconds.",
 )
 @overwrite_option
-def command(
-    project,
-    region,
-    library,
-    shpfile,
-    start_date,
-    end_date,
-    resolution,
-    collection,
-    cloud_mask,
-    scl_mask,
-    cs_threshold,
-    max_cloud,
-    drive_folder,
-    crs,
-    state_file,
-    dry_run,
-    wait,
-    timeout,
-    overwrite,
-):
+def command(region, library, shpfile, start_date, end_date, resolution, state_file, dry_run, wait,
+            timeout, overwrite, **params):
     """Export one 11-band stack per date from Earth Engine to Google Drive.
 
     \b
@@ -120,6 +66,7 @@ def command(
     on a headless server run `earthengine authenticate --auth_mode=notebook` once.
     """
     name, geometry = resolve_region(region, library, shpfile)
+    options = from_cli(gee.Options, params, timeout=timeout)
     res = int(resolution) if float(resolution).is_integer() else resolution
     state_file = Path(state_file or f"{name}_{res}m_gee_tasks.json")
     with progress_bar() as progress:
@@ -131,12 +78,12 @@ def command(
             end=end_date,
             resolution=resolution,
             state_file=state_file,
-            project=project,
-            collection=collection,
-            max_cloud=max_cloud,
-            mask=gee.CloudMask(cloud_mask, parse_scl_classes(scl_mask), cs_threshold=cs_threshold),
-            folder=drive_folder,
-            crs=crs,
+            project=options.project,
+            collection=options.collection,
+            max_cloud=options.max_cloud,
+            mask=options.mask,
+            folder=options.folder,
+            crs=options.crs,
             dry_run=dry_run,
             overwrite=overwrite,
             on_submit=lambda item: progress.advance(task),
@@ -161,7 +108,7 @@ def command(
         states = gee.wait_for_tasks(
             ee,
             state,
-            timeout=timeout,
+            timeout=options.timeout,
             on_progress=lambda done, total: progress.update(task, completed=done, total=total),
         )
     click.echo(gee.summarize_states(states))

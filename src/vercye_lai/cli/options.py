@@ -138,9 +138,9 @@ def date_options(*, required: bool = True):
 
 
 def region_source_options(f):
-    """``--region NAME`` with ``--library DIR``, or ``--shpfile FILE`` (acquisition commands)."""
-    f = click.option(
-        "--shpfile", "--geometry", "shpfile", type=click.Path(exists=True, dir_okay=False),
+    """``--region NAME`` with ``--library DIR``, or ``--geometry FILE`` (acquisition commands)."""
+    f = option(
+        "--geometry", "--shpfile", "shpfile", type=click.Path(exists=True, dir_okay=False),
         default=None,
         help="Region geometry file (GeoJSON, shapefile, GeoPackage) instead of the library; "
         "the region name defaults to the file's stem.",
@@ -169,21 +169,8 @@ def resolve_region(region: str | None, library: str | None, shpfile: str | None)
     if shpfile:
         return region or region_name(shpfile), region_geometry(load_region(shpfile))
     if not (region and library):
-        raise click.UsageError("give --region NAME with --library DIR, or --shpfile FILE")
+        raise click.UsageError("give --region NAME with --library DIR, or --geometry FILE")
     return region, region_geometry(load_region(region, library))
-
-
-def _default_scl() -> str:
-    from ..acquire.scl import DEFAULT_SCL_MASK
-
-    return ",".join(map(str, DEFAULT_SCL_MASK))
-
-
-scl_mask_option = click.option(
-    "--scl-mask", default=_default_scl(), show_default=True,
-    help="SCL classes masked to nodata (comma-separated; '' masks none): 0 no data, "
-    "1 defective, 3 cloud shadow, 8/9 cloud, 10 cirrus, 11 snow.",
-)
 
 
 stack_out_dir_option = out_dir_option(
@@ -259,10 +246,9 @@ def click_options(cls: type, *, exclude=()):
             if default is MISSING:
                 kw["required"] = True
             else:
-                show = default is not None and not s.default_help
-                if show and s.sep:  # the default as the user would type it
-                    show = s.sep.join(map(str, default)) or "''"
-                kw.update(default=default, show_default=show)
+                if s.sep:  # the default as the user would type it (click converts it back)
+                    default = s.sep.join(map(str, default))
+                kw.update(default=default, show_default=default is not None and not s.default_help)
             fn = option(spelling, *s.aliases, f.name, **kw)(fn)
         return fn
 

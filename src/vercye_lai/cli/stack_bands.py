@@ -9,11 +9,15 @@ from pathlib import Path
 
 import click
 
+from ..acquire import Region, bands
 from .options import (
+    ALIASES_EPILOG,
+    click_options,
+    from_cli,
+    option,
     overwrite_option,
     region_source_options,
     resolve_region,
-    scl_mask_option,
     stack_out_dir_option,
 )
 from .ui import progress_bar
@@ -25,12 +29,12 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
-@click.command("stack-bands")
+@click.command("stack-bands", epilog=ALIASES_EPILOG)
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @region_source_options
-@click.option(
+@option(
     "--resolution",
     "--res",
     "resolution",
@@ -47,51 +51,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     help="Acquisition time in UTC (one FILE only) [default: from the Sentinel-2 product name "
     "in the file name, e.g. S2A_MSIL2A_20220305T102921_…].",
 )
-@click.option(
-    "--band-names",
-    default=None,
-    help="Band names in file order, comma-separated, for files without band descriptions.",
-)
-@click.option(
-    "--scale",
-    type=float,
-    default=None,
-    help="Reflectance = value × scale + offset [default: the file's declared scale, else 1 "
-    "for float data, 1e-4 for integers].",
-)
-@click.option("--offset", type=float, default=None, help="See --scale [default: 0].")
-@click.option(
-    "--view-zenith",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Assumed view zenith, degrees (0 = nadir, cosVZA = 1); such files carry no view angles.",
-)
-@click.option(
-    "--view-azimuth",
-    type=float,
-    default=0.0,
-    show_default=True,
-    help="Assumed view azimuth, degrees.",
-)
-@scl_mask_option
+@click_options(bands.Options)
 @overwrite_option
-def command(
-    files: tuple[Path, ...],
-    region: str | None,
-    library: str | None,
-    shpfile: str | None,
-    resolution: float | None,
-    out_dir: Path,
-    when: dt.datetime | None,
-    band_names: str | None,
-    scale: float | None,
-    offset: float | None,
-    view_zenith: float,
-    view_azimuth: float,
-    scl_mask: str,
-    overwrite: bool,
-) -> None:
+def command(files: tuple[Path, ...], region: str | None, library: str | None, shpfile: str | None,
+            resolution: float | None, out_dir: Path, when: dt.datetime | None, overwrite: bool,
+            **params) -> None:
     """Build 11-band stacks from reflectance GeoTIFFs written by other tools.
 
     Each FILE is a multi-band GeoTIFF of surface reflectance with named bands (band
@@ -110,13 +74,8 @@ def command(
 
     \b
     Example:
-      vercye-lai stack-bands srf/*.tif --region strickhof --out-dir stacks
+      vercye-lai stack-bands srf/*.tif --region strickhof -o stacks
     """
-    from ..acquire.bands import newest_per_date, write_band_stack
-    from ..acquire.scl import parse_scl_classes
-    from ..io import open_raster
-    from ..naming import stack_name
-
     if when is not None and len(files) > 1:
         raise click.UsageError("--time applies to one FILE only")
     if not (region or shpfile):
@@ -126,37 +85,18 @@ def command(
     geometry = None
     if library or shpfile:
         region, geometry = resolve_region(region, library, shpfile)
-    names = [b.strip() for b in band_names.split(",")] if band_names else None
-    classes = parse_scl_classes(scl_mask)
+    options = from_cli(bands.Options, params, files=files)
     log.info(
         "view geometry assumed: zenith %g°, azimuth %g° (cosVZA = %.4f)",
-        view_zenith,
-        view_azimuth,
-        math.cos(math.radians(view_zenith)),
+        options.view_zenith,
+        options.view_azimuth,
+        math.cos(math.radians(options.view_zenith)),
     )
-    by_date = newest_per_date(files, _utc(when))
-    written = 0
     with progress_bar() as progress:
-        task = progress.add_task("dates", total=len(by_date))
-        for date, src in by_date.items():
-            res = resolution
-            if res is None:
-                with open_raster(src) as ds:
-                    res = abs(ds.transform.a)
-            dst = out_dir / stack_name(region, res, date)
-            written += write_band_stack(
-                src,
-                dst,
-                overwrite=overwrite,
-                when=_utc(when),
-                resolution=res,
-                geometry=geometry,
-                band_names=names,
-                scale=scale,
-                offset=offset,
-                view_zenith=view_zenith,
-                view_azimuth=view_azimuth,
-                scl_classes=classes,
-            )
-            progress.advance(task)
-    log.info("%d stack(s) written, %d kept, in %s", written, len(by_date) - written, out_dir)
+        task = progress.add_task("dates", total=None)
+        written = []
+        out = bands.acquire(
+            Region(region, geometry), options, out_dir, resolution=resolution, when=_utc(when),
+            overwrite=overwrite, on_date=lambda d, w: (written.append(w), progress.advance(task)),
+        )
+    log.info("%d stack(s) written, %d kept, in %s", sum(written), len(out) - sum(written), out_dir)

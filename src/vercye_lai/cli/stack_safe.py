@@ -7,12 +7,15 @@ from pathlib import Path
 
 import click
 
+from ..acquire.safe import Options
 from .options import (
+    ALIASES_EPILOG,
+    click_options,
+    from_cli,
     overwrite_option,
     region_source_options,
     resolution_option,
     resolve_region,
-    scl_mask_option,
     stack_out_dir_option,
 )
 from .ui import progress_bar
@@ -20,12 +23,12 @@ from .ui import progress_bar
 log = logging.getLogger(__name__)
 
 
-@click.command("stack-safe")
+@click.command("stack-safe", epilog=ALIASES_EPILOG)
 @click.argument("safes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @region_source_options
 @resolution_option
 @stack_out_dir_option
-@scl_mask_option
+@click_options(Options)
 @overwrite_option
 def command(
     safes: tuple[Path, ...],
@@ -34,8 +37,8 @@ def command(
     shpfile: str | None,
     resolution: float,
     out_dir: Path,
-    scl_mask: str,
     overwrite: bool,
+    **params,
 ) -> None:
     """Build one 11-band stack per date from Sentinel-2 L2A products.
 
@@ -57,13 +60,12 @@ def command(
     \b
     Example:
       vercye-lai stack-safe S2A_MSIL2A_*.SAFE --region Poltava --library lib \\
-          --resolution 20 --out-dir stacks
+          --resolution 20 -o stacks
     """
     from ..acquire.safe import group_by_date, open_safe, write_date_stack
-    from ..acquire.scl import parse_scl_classes
     from ..naming import stack_name
 
-    classes = parse_scl_classes(scl_mask)
+    classes = from_cli(Options, params, safes=safes).scl_mask
     name, geometry = resolve_region(region, library, shpfile)
     by_date = group_by_date(open_safe(p) for p in safes)
     written = 0
