@@ -123,11 +123,12 @@ def cli_error_line(result, *, exit_code: int = 1) -> str:
 @pytest.fixture(scope="session")
 def strickhof_stacks(tmp_path_factory) -> Path:
     """The demo's 34 Strickhof 10 m stacks (90 x 90 px), built once per session."""
-    from vercye_lai.demo import build_stacks
+    from vercye_lai.demo import demo_config
+    from vercye_lai.run import run_pipeline
 
     out = tmp_path_factory.mktemp("strickhof_stacks")
-    build_stacks(out)
-    return out
+    assert run_pipeline(demo_config(out, workers=1), only=["acquire"], write_summary=False).ok
+    return out / "stacks"
 
 
 def proc_stat(pid: int) -> list[str] | None:
@@ -226,14 +227,3 @@ def opts(**kw) -> dict:
 
     direct = {k: kw.pop(k) for k in ("resolution", "start", "end", "progress") if k in kw}
     return direct | {"options": AnalysisOptions(**kw)}
-
-
-# tests/test_demo.py is being reworked with the demo: its tests (the whole demo, twice) are
-# marked slow from here until that file carries its own ``pytestmark = pytest.mark.slow``
-SLOW_MODULES = ("test_demo.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.path.name in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .naming import stack_name
-from .predict import PredictOptions, PredictResult, predict_dir
+from .predict import PredictOptions
+
+if TYPE_CHECKING:
+    from .run import RunConfig, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ DEMO_REGION = "strickhof"
 DEMO_RESOLUTION = 10
 DEMO_DATA = resources.files(__package__) / "data" / "demo" / "strickhof"
 
-StepFn = Callable[[str, int, int], None]  # (step, done, total)
+StepFn = Callable[[str, int, int], None]  # (step, done, total; 0: not known)
 
 
 @dataclass
@@ -34,16 +37,13 @@ class DemoResult:
     """Where the demo put its outputs."""
 
     out_dir: Path
+    summary: RunSummary | None = None
     stacks: list[Path] = field(default_factory=list)
-    predictions: list[PredictResult] = field(default_factory=list)
+    lai: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
     stats: dict[str, Path] = field(default_factory=dict)  # field name -> _STATS.csv
     insitu_csv: Path | None = None
     insitu_table: str = ""
-
-    @property
-    def lai(self) -> list[Path]:
-        return [p for r in self.predictions for p in r.outputs]
 
 
 def demo_fields() -> Path:
@@ -54,22 +54,6 @@ def demo_fields() -> Path:
 def demo_insitu() -> Path:
     """The bundled in-situ green-LAI measurements (GeoJSON, columns date, lai, parcel)."""
     return Path(str(DEMO_DATA / "insitu_glai_2022.geojson"))
-
-
-def build_stacks(out_dir: Path, *, step: StepFn | None = None) -> list[Path]:
-    """Bundled reflectance files → ``strickhof_10m_{date}.tif`` stacks (skips existing)."""
-    from .acquire.bands import newest_per_date, write_band_stack
-
-    srf = sorted(Path(str(DEMO_DATA / "srf")).glob("*.tif"))
-    by_date = newest_per_date(srf)
-    out = []
-    for i, (date, src) in enumerate(by_date.items(), start=1):
-        dst = out_dir / stack_name(DEMO_REGION, DEMO_RESOLUTION, date)
-        write_band_stack(src, dst)
-        out.append(dst)
-        if step:
-            step("stack-bands", i, len(by_date))
-    return out
 
 
 def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = None, max_panels: int = 12) -> Path:
@@ -123,42 +107,83 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
     return png
 
 
+def demo_config(out_dir: str | Path, *, workers: int | None = None) -> RunConfig:
+    """The demo as a run config: the bundled reflectance files (source ``bands``, no
+    clipping) → SL2P LAI → each field alone with the wheat adjustment → quicklooks, in
+    the demo's flat folders (``stacks/``, ``lai/``, ``analysis/``)."""
+    from .acquire.bands import Options as BandsOptions
+    from .acquire.bands import newest_per_date
+    from .analysis.options import AnalysisOptions
+    from .run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
+
+    files = sorted(Path(str(DEMO_DATA / "srf")).glob("*.tif"))
+    dates = list(newest_per_date(files))  # the season: first to last date with a file
+    return RunConfig(
+        output_root=Path(out_dir), resolution=DEMO_RESOLUTION,
+        regions=(RegionConfig(DEMO_REGION, dates[0], dates[-1]),),
+        source=SourceConfig("bands", BandsOptions(files=tuple(files))),
+        predict=PredictOptions(),
+        analyses=(AnalysisConfig("fields", demo_fields(), AnalysisOptions(
+            mode="poly_iter", adjustment="wheat", id_column="name")),),
+        executor="threads", workers=workers,
+        layout=Layout(stacks="stacks", lai="lai", analysis="analysis", state="state"),
+    )
+
+
+def _outputs(summary: RunSummary, step: str) -> list[Path]:
+    return [Path(p) for s in summary.steps if s.step == step for u in s.units for p in u.outputs]
+
+
+def _fresh(outputs: list[Path], inputs: list[Path]) -> bool:
+    """Every output exists and is newer than every input (a rerun need not redo it)."""
+    return all(p.exists() for p in outputs) and min(p.stat().st_mtime for p in outputs) >= max(
+        (p.stat().st_mtime for p in inputs), default=0.0)
+
+
 def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = None,
              step: StepFn | None = None) -> DemoResult:
-    """Run the demo pipeline into ``out_dir`` (rerunning skips finished steps).
+    """Run the demo pipeline into ``out_dir`` through :func:`vercye_lai.run.run_pipeline`
+    (so a rerun skips what is done), then its figures and the in-situ comparison.
 
     Returns
     -------
     DemoResult
         The stacks, LAI products and figures written.
     """
-    out = Path(out_dir)
-    res = DemoResult(out)
-    res.stacks = build_stacks(out / "stacks", step=step)
-    options = PredictOptions() if workers is None else PredictOptions(workers=workers)
-    res.predictions = predict_dir(
-        out / "stacks", out / "lai", region=DEMO_REGION, resolution=DEMO_RESOLUTION, options=options,
-        on_done=(lambda r: res.predictions.append(r) or step("predict", len(res.predictions), len(res.stacks)))
-        if step else None,
-    )
-    failed = [r for r in res.predictions if r.status == "failed"]
-    if failed:
-        raise RuntimeError(f"demo predict failed: {failed[0].error}")
-    lai = sorted(p for p in res.lai if p.name.endswith("_LAI.tif"))
-    res.figures.append(plot_lai_maps(lai, out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI_maps.png", fields=demo_fields()))
-
-    from .analysis import AnalysisOptions, analyze
-    from .quicklook import quicklook
+    from .run import run_pipeline
     from .validation import agreement_table, pair_with_insitu, plot_agreement, write_pairs
 
-    analysis = analyze(out / "lai", out / "analysis", DEMO_REGION, demo_fields(), resolution=DEMO_RESOLUTION, progress=(lambda d, t: step("analyze", d, t)) if step else None, options=AnalysisOptions(mode="poly_iter", adjustment="wheat", id_column="name"))
-    for zone in analysis.zones:
-        res.stats[zone.name] = zone.csv
-        res.figures.append(quicklook(zone.csv, zone.max_tif, geometry_path=demo_fields()))
+    out = Path(out_dir)
+    res = DemoResult(out)
+    counts: dict[str, int] = {}
+
+    def on_unit(unit) -> None:
+        counts[unit.step] = counts.get(unit.step, 0) + 1
+        if step:
+            step(unit.step, counts[unit.step], 0)
+
+    res.summary = run_pipeline(demo_config(out, workers=workers), on_unit=on_unit,
+                               write_summary=False)
+    failed = [u for s in res.summary.steps for u in s.units if u.status == "failed"]
+    if failed:
+        raise RuntimeError(f"demo {failed[0].step} failed: {failed[0].reason}")
+    res.stacks = _outputs(res.summary, "acquire")
+    res.lai = sorted(p for p in _outputs(res.summary, "predict") if p.name.endswith("_LAI.tif"))
+    maps = out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI_maps.png"
+    if not _fresh([maps], res.lai):
+        plot_lai_maps(res.lai, maps, fields=demo_fields())
+    res.figures.append(maps)
+    csvs = [p for p in _outputs(res.summary, "analyze") if p.name.endswith("_STATS.csv")]
+    for csv in csvs:
+        res.stats[csv.name.split("_")[3]] = csv
+    res.figures += sorted(_outputs(res.summary, "quicklook"))
     pairs = pair_with_insitu(res.stats, demo_insitu())
-    res.insitu_csv = write_pairs(pairs, out / f"{DEMO_REGION}_insitu_comparison.csv")
+    res.insitu_csv = out / f"{DEMO_REGION}_insitu_comparison.csv"
+    png = out / f"{DEMO_REGION}_insitu_comparison.png"
+    if not _fresh([res.insitu_csv, png], csvs):
+        write_pairs(pairs, res.insitu_csv)
+        plot_agreement(pairs, png, title="Strickhof 2022 winter wheat: SL2P (sl2p, 10 m) field "
+                       "means vs destructive in-situ green LAI")
     res.insitu_table = agreement_table(pairs)
-    res.figures.append(plot_agreement(
-        pairs, out / f"{DEMO_REGION}_insitu_comparison.png",
-        title="Strickhof 2022 winter wheat: SL2P (sl2p, 10 m) field means vs destructive in-situ green LAI"))
+    res.figures.append(png)
     return res

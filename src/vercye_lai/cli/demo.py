@@ -34,8 +34,8 @@ def command(out_dir, workers):
 
         def step(name, done, total):
             if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
+                tasks[name] = bar.add_task(name, total=total or None)
+            bar.update(tasks[name], completed=done, total=total or None)
 
         res = run_demo(out_dir, workers=workers, step=step)
     stdout.print(f"[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s -> {res.out_dir}")
