@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from shapely.geometry import box
 
-from vercye_lai.acquire import gee
+from vercye_lai.acquire import gee, gee_tasks
 from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, DependencyError, InputError, NoDataFoundError
@@ -587,7 +587,7 @@ def test_cli_reruns_use_the_state_file(fake_ee, tmp_path, region_file):
 
 def test_cli_wait_polls_until_done(fake_ee, tmp_path, region_file, monkeypatch):
     sleeps = []
-    monkeypatch.setattr(gee.time, "sleep", sleeps.append)
+    monkeypatch.setattr(gee_tasks.time, "sleep", sleeps.append)
     fake_ee.catalog = with_scores(scene("2022-10-05"), scene("2022-10-06"))
     fake_ee.task_states.update(
         TASK1=["RUNNING", "COMPLETED"], TASK2=["READY", "RUNNING", "RUNNING", "COMPLETED"]
