@@ -27,101 +27,18 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from . import __version__
-from .bands import ANGLE_BANDS, check_band_order
-from .errors import BandError, ConfigError, DataIOError, InputError, LaiError
+from .errors import ConfigError, DataIOError, InputError, LaiError
 from .grid import Grid
 from .io import atomic_output, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
 from .naming import RasterName, find_rasters
 from .options import Options, setting
+from .stack import StackScaling, invalid_mask, open_stack, stack_scaling  # noqa: F401
 from .system import default_workers
 
 log = logging.getLogger(__name__)
 
-#: EE-exported integer stacks declare no scale: every band is stored × 10000.
-EE_INTEGER_SCALE = 1e-4
-
 ProgressFn = Callable[[int, int], None]  # (windows done, windows total)
-
-
-@dataclass(frozen=True)
-class StackScaling:
-    """Per-band affine map from stored values to physical values: ``x = DN · a + b``."""
-
-    a: np.ndarray
-    b: np.ndarray
-    how: str
-
-
-def stack_scaling(
-    ds: rasterio.DatasetReader,
-    inputs: Sequence[str],
-    *,
-    scale: float | None = None,
-    offset: float | None = None,
-) -> StackScaling:
-    """Decide how to turn a stack's stored values into reflectance factors and cosines.
-
-    In order of precedence:
-
-    1. ``scale``/``offset`` given by the user: reflectance = (DN + offset) × scale for the
-       reflectance bands (L2A baseline ≥ 04.00: offset −1000, scale 1e-4); angle bands of an
-       integer stack stay × 1e-4.
-    2. Scales/offsets declared in the file (GDAL convention, x = DN × scale + offset).
-    3. An integer stack without declared scale: the seed's Earth Engine export, every band
-       × 1e-4.
-    4. A float stack: values are used as they are.
-    """
-    n = len(inputs)
-    integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
-    declared = any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets)
-    if scale is not None or offset is not None:
-        s = 1.0 if scale is None else float(scale)
-        o = 0.0 if offset is None else float(offset)
-        a = np.full(n, s)
-        b = np.full(n, o * s)
-        for i, band in enumerate(inputs):
-            if band in ANGLE_BANDS:
-                a[i], b[i] = (EE_INTEGER_SCALE if integer else 1.0), 0.0
-        if declared:
-            log.warning("%s: --scale/--offset override the scale/offset declared in the file", ds.name)
-        return StackScaling(a, b, f"user: reflectance = (DN + {o:g}) * {s:g}")
-    if declared:
-        return StackScaling(np.asarray(ds.scales, float), np.asarray(ds.offsets, float), "declared in file")
-    if integer:
-        return StackScaling(np.full(n, EE_INTEGER_SCALE), np.zeros(n), "integer stack without scale: x 1e-4")
-    return StackScaling(np.ones(n), np.zeros(n), "float stack: as stored")
-
-
-def open_stack(path: str | Path, inputs: Sequence[str]) -> rasterio.DatasetReader:
-    """Open an input stack and check its bands against the network's inputs."""
-    ds = open_raster(path)
-    try:
-        check_band_order(ds.descriptions, inputs, path=path)
-    except BandError:
-        ds.close()
-        raise
-    return ds
-
-
-def _invalid_mask(data: np.ndarray, nodatavals: Sequence[float | None]) -> np.ndarray:
-    """True where any band is nodata or NaN."""
-    if len(set(nodatavals)) == 1 and np.issubdtype(data.dtype, np.integer):
-        nd = nodatavals[0]
-        info = np.iinfo(data.dtype)
-        # the usual integer stack (nodata = the type's minimum): one reduction over the bands
-        if nd == info.min:
-            return data.min(axis=0) == nd
-        if nd == info.max:
-            return data.max(axis=0) == nd
-    bad = np.zeros(data.shape[1:], dtype=bool)
-    floating = np.issubdtype(data.dtype, np.floating)
-    for band, nd in zip(data, nodatavals):
-        if floating:
-            bad |= np.isnan(band)
-        if nd is not None and not np.isnan(nd):
-            bad |= band == nd
-    return bad
 
 
 @dataclass
@@ -153,7 +70,7 @@ def predict_block(
     _, rows, cols = data.shape
     n = rows * cols
     flat = data.reshape(data.shape[0], -1)
-    invalid = _invalid_mask(data, nodatavals).ravel()
+    invalid = invalid_mask(data, nodatavals).ravel()
     n_valid = n - int(np.count_nonzero(invalid))
     values = [np.empty(n, dtype=np.float32) for _ in networks]
     qa = [np.empty(n, dtype=np.uint8) if flags else None for _ in networks]
