@@ -49,7 +49,7 @@ def stack_scaling(
        reflectance bands (L2A baseline ≥ 04.00: offset −1000, scale 1e-4); angle bands of an
        integer stack stay × 1e-4.
     2. Scales/offsets declared in the file (GDAL convention, x = DN × scale + offset).
-    3. An integer stack without declared scale: the seed's Earth Engine export, every band
+    3. An integer stack without declared scale: an Earth Engine export, every band
        × 1e-4.
     4. A float stack: values are used as they are.
     """

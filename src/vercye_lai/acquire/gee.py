@@ -14,8 +14,8 @@ Every band is an ``int16`` = round(value × 10000): reflectance factors (the har
 L2A DNs, whose BOA offset Earth Engine has already removed) and the cosines of the angles;
 ``-32768`` is nodata (declared in the file). Earth Engine cannot write a GDAL scale/offset
 into the GeoTIFF, so the files carry **no declared scale**: the stack reader treats an
-integer stack without a declared scale as ×1e-4 (the seed's form). Band descriptions are
-not written either; the band order is :data:`vercye_lai.bands.S2_BANDS_20M`.
+integer stack without a declared scale as ×1e-4 (as the reference implementation's exports
+are). Band descriptions are not written either; the band order is :data:`vercye_lai.bands.S2_BANDS_20M`.
 Earth Engine splits large exports into ``{name}-0000000000-0000000000.tif`` parts, which
 ``vercye-lai mosaic`` joins into one VRT per date.
 """

@@ -66,7 +66,7 @@ MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
 MAX_BAND_CHOICES: dict[str, tuple[str, ...]] = {
     "both": MAX_BANDS, "estimate": MAX_BANDS[:1], "adjusted": MAX_BANDS[1:], "none": (),
 }
-DATE_FORMATS = {"iso": "%Y-%m-%d", "dmy": "%d/%m/%Y"}  # dmy = the seed's, for APSIM set-ups
+DATE_FORMATS = {"iso": "%Y-%m-%d", "dmy": "%d/%m/%Y"}  # dmy: the reference implementation's, for APSIM set-ups
 
 
 def output_stem(region: str, geometry: str, start: dt.date, end: dt.date,
@@ -100,7 +100,7 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
     columns
         Header → array for every column of :data:`STATS_COLUMNS`; NaN → empty cell.
     date_format
-        ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the seed's).
+        ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the reference implementation's).
     clean_stale
         Remove temporary leftovers beside ``path`` first (see :func:`~vercye_lai.io.atomic_output`).
     """
