@@ -19,7 +19,6 @@ from ..io import atomic_output
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class StatsColumn:
     """One column of a ``_STATS.csv`` after ``Date``.
