@@ -100,7 +100,7 @@ def test_zone_chunks_are_spatially_compact(tmp_path, polygon_writer, lai_writer)
     g = polygon_writer("grid.geojson", fields, FID=list(range(64)))
     plan = plan_analysis(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10)
     with rasterio.open(plan.reference) as ds:
-        from vercye_lai.analysis.core import _zones
+        from vercye_lai.analysis.plan import plan_zones
 
-        sizes = [_zones(plan, c).on(ds).window for c in plan.zone_chunks(16)]
+        sizes = [plan_zones(plan, c).on(ds).window for c in plan.zone_chunks(16)]
     assert sorted((w.width, w.height) for w in sizes) == [(37, 37)] * 4

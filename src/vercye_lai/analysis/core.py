@@ -9,7 +9,6 @@ then gap-filled and written, one ``_STATS.csv`` and one ``_MAX.tif`` per zone.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import logging
 from collections import deque
@@ -25,18 +24,13 @@ from rasterio.windows import Window
 from ..errors import DataIOError, InputError
 from ..grid import Grid
 from ..io import TMP_SUFFIX, atomic_output, open_raster
-from ..naming import find_rasters
-from ..options import check_value, settings_of
 from .geometry import (
-    MaskZones,
-    PolygonZones,
     ZoneGrid,
     Zones,
-    read_geometries,
     read_window,
-    zone_ids,
 )
 from .options import AnalysisOptions
+from .plan import AnalysisPlan, build_zones, plan_analysis, plan_zones  # noqa: F401 - also the API of analyze
 from .products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
@@ -95,18 +89,6 @@ class AnalysisResult:
         return [p for z in self.zones for p in (z.csv, z.max_tif) if p is not None]
 
 
-def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
-                all_touched: bool = False) -> Zones:
-    """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`)."""
-    check_value("mode", mode, settings_of(AnalysisOptions)["mode"])
-    path = Path(geometry_path)
-    if mode == "raster":
-        return MaskZones(path, path.stem)
-    gdf = read_geometries(path)
-    names = zone_ids(gdf, id_column, path=path) if mode == "poly_iter" else [path.stem]
-    return PolygonZones(gdf, names, path=path, all_touched=all_touched)
-
-
 class _MaxAccumulator:
     """Running per-pixel max of LAI and adjusted LAI over the zones' pixels.
 
@@ -158,86 +140,6 @@ class _MaxAccumulator:
         return out
 
 
-@dataclass(frozen=True, eq=False)
-class AnalysisPlan:
-    """One analysis, checked and planned: what its parts and its final step need.
-
-    Made by :func:`plan_analysis`; small and picklable, so that the parts
-    (:func:`analyze_part`) can run anywhere, e.g. on Dask workers.
-
-    Attributes
-    ----------
-    files
-        Date → LAI file, for the dates of the range that have one.
-    names
-        Zone names, in feature order (one name in ``raster`` and ``poly_agg`` modes).
-    order
-        Zone numbers (0-based) in a space-filling-curve order of their centroids, so that
-        consecutive zones are near each other and a chunk of them has a small window.
-    reference
-        The first LAI file (by date) whose raster meets the zones: the max maps are on its
-        grid and the zones' pixel counts are taken there.
-    options
-        How the statistics and maps are made.
-    """
-
-    lai_dir: Path
-    outdir: Path
-    region: str
-    geometry_path: Path
-    start: dt.date
-    end: dt.date
-    files: dict[dt.date, Path]
-    names: tuple[str, ...]
-    order: tuple[int, ...]
-    reference: Path
-    options: AnalysisOptions = AnalysisOptions()
-    #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
-    #: pickled (a Dask worker elsewhere reads the geometry file again)
-    built: Zones | None = field(default=None, repr=False)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "built": None}
-
-    @functools.cached_property
-    def days(self) -> list[dt.date]:
-        """Every day of the range, in order (the rows of the CSVs)."""
-        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
-
-    @property
-    def file_days(self) -> list[int]:
-        """Positions in :attr:`days` of the days that have a file."""
-        return [(d - self.start).days for d in sorted(self.files)]
-
-    def zone_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
-        """The zones in chunks of at most ``size`` neighbouring zones (default: one chunk)."""
-        order = self.order
-        size = size or len(order)
-        return [tuple(sorted(order[i:i + size])) for i in range(0, len(order), size)]
-
-    def day_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
-        """The days that have a file, in chunks of at most ``size`` (default: one chunk)."""
-        days = self.file_days
-        size = size or len(days)
-        return [tuple(days[i:i + size]) for i in range(0, len(days), size)]
-
-
-def _zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
-    """The zones numbered ``zones`` (default: all) of ``plan``, ready to rasterise."""
-    every = plan.built
-    if every is None:  # in another process: read the geometry again
-        if plan.options.mode == "raster":
-            every = MaskZones(plan.geometry_path, plan.names[0])
-        else:
-            every = PolygonZones(read_geometries(plan.geometry_path), list(plan.names),
-                                 path=plan.geometry_path, all_touched=plan.options.all_touched)
-    if zones is None or plan.options.mode != "poly_iter":
-        return every
-    idx = list(zones)
-    return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx],
-                        path=plan.geometry_path, all_touched=plan.options.all_touched)
-
-
 def _reference(plan: AnalysisPlan, zs: Zones) -> tuple[ZoneGrid, ZoneIndex, _MaxAccumulator | None]:
     """The zones on the reference grid, their index there, and an empty max map on it
     (``None`` when no map is wanted)."""
@@ -248,84 +150,6 @@ def _reference(plan: AnalysisPlan, zs: Zones) -> tuple[ZoneGrid, ZoneIndex, _Max
     if plan.options.max_bands != "none":
         acc = _MaxAccumulator(ref.grid, index, plan.options.adjustment, zs.zone_bounds_in(ref.grid.crs))
     return ref, index, acc
-
-
-def _spatial_order(zones: Zones) -> tuple[int, ...]:
-    """Zone numbers along a Hilbert curve of their centroids (feature order for one zone)."""
-    if not isinstance(zones, PolygonZones) or zones.count < 2:
-        return tuple(range(zones.count))
-    import geopandas as gpd
-    import shapely
-
-    b = shapely.bounds(zones.gdf.geometry.values)  # box centres: enough for an order
-    centres = gpd.GeoSeries(shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2))
-    return tuple(np.argsort(centres.hilbert_distance().to_numpy(), kind="stable").tolist())
-
-
-def _reference_file(files: dict[dt.date, Path], zones: Zones) -> Path | None:
-    """The first file (by date) whose raster meets the zones' window, from metadata only."""
-    for day in sorted(files):
-        with open_raster(files[day]) as ds:
-            grid = Grid.of(ds)
-            if grid.overlap(grid.window_for(zones.bounds_in(ds.crs))) is not None:
-                return files[day]
-    return None
-
-
-def plan_analysis(
-    lai_dir: str | Path,
-    outdir: str | Path,
-    region: str,
-    geometry_path: str | Path,
-    *,
-    resolution: float = 20,
-    start: dt.date | None = None,
-    end: dt.date | None = None,
-    options: AnalysisOptions = AnalysisOptions(),
-) -> AnalysisPlan:
-    """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
-
-    Reads the geometry file and the LAI files' metadata, no pixels. Raises as
-    :func:`analyze` does for bad options, missing files and a geometry that meets no
-    raster.
-
-    Parameters
-    ----------
-    lai_dir
-        Folder of ``{region}_{res}m_{YYYY-MM-DD}_{variable}.tif`` (LAI in m²/m², any CRS;
-        NaN and the declared nodata are invalid).
-    outdir
-        Folder for ``{region}_{geometry}[_{id}]_{start}_{end}_STATS.csv`` and ``_MAX.tif``.
-    region
-        Region name as in the file names.
-    geometry_path
-        ``raster`` mode: a crop mask raster (non-zero = crop), any CRS/resolution/extent.
-        ``poly_agg``/``poly_iter``: a vector file in any CRS (reprojected to the LAI CRS).
-    resolution
-        Pixel size (m) in the file names.
-    start, end
-        Inclusive date range; default: the first and last date with a file.
-    options
-        Mode, adjustment, gap filling, thresholds... (see :class:`.options.AnalysisOptions`).
-    """
-    if start and end and start > end:
-        raise InputError(f"start date {start} is after end date {end}")
-    o = options
-    files = find_rasters(lai_dir, region, resolution, suffix=o.variable, extensions=(".tif",),
-                         start=start, end=end)
-    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched)
-    reference = _reference_file(files, zones)
-    if reference is None:
-        raise InputError(
-            f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
-            f"in {lai_dir} between {start or min(files)} and {end or max(files)}",
-            path=geometry_path)
-    return AnalysisPlan(
-        lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
-        geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
-        files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
-        reference=reference, options=options, built=zones,
-    )
 
 
 class SeasonPart:
@@ -391,7 +215,7 @@ def analyze_part(
     the same zones fold together exactly, so any split gives the outputs of one part.
     ``progress(done, total)`` is called after each day.
     """
-    zs = _zones(plan, zones)
+    zs = plan_zones(plan, zones)
     all_days = plan.days
     picked = list(range(len(all_days)) if days is None else days)
     season = _Season(zs, len(picked), adjustment=plan.options.adjustment,
@@ -559,7 +383,7 @@ def _chunk_max(plan: AnalysisPlan, chunk: tuple[int, ...],
         return None
     if len(parts) == 1 and parts[0].acc is not None:  # made here: no need to rasterise again
         return parts[0].acc
-    _, _, acc = _reference(plan, _zones(plan, chunk))
+    _, _, acc = _reference(plan, plan_zones(plan, chunk))
     for p in parts:
         acc.fold(p["lai_max"], p.get("adj_max"))
     return acc

@@ -274,7 +274,7 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
     """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task
     (:mod:`vercye_lai.analysis.manifest`: the same files as one ``analyze`` call)."""
     from ..analysis import manifest
-    from ..analysis.core import plan_analysis
+    from ..analysis.plan import plan_analysis
 
     outdir = cfg.analysis_dir(r.name, a)
     plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,

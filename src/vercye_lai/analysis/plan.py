@@ -1,0 +1,194 @@
+"""Planning an analysis: its options and inputs checked, its zones and days laid out.
+
+:func:`plan_analysis` reads the geometry file and the LAI files' metadata (no pixels) and
+returns an :class:`AnalysisPlan`, small and picklable, that the parts of the analysis
+(:func:`~.core.analyze_part`) and its final step (:func:`~.core.finish_analysis`) share.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..grid import Grid
+from ..io import open_raster
+from ..naming import find_rasters
+from ..options import check_value, settings_of
+from .geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
+from .options import AnalysisOptions
+
+
+def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
+                all_touched: bool = False) -> Zones:
+    """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`)."""
+    check_value("mode", mode, settings_of(AnalysisOptions)["mode"])
+    path = Path(geometry_path)
+    if mode == "raster":
+        return MaskZones(path, path.stem)
+    gdf = read_geometries(path)
+    names = zone_ids(gdf, id_column, path=path) if mode == "poly_iter" else [path.stem]
+    return PolygonZones(gdf, names, path=path, all_touched=all_touched)
+
+
+@dataclass(frozen=True, eq=False)
+class AnalysisPlan:
+    """One analysis, checked and planned: what its parts and its final step need.
+
+    Made by :func:`plan_analysis`; small and picklable, so that the parts
+    (:func:`analyze_part`) can run anywhere, e.g. on Dask workers.
+
+    Attributes
+    ----------
+    files
+        Date → LAI file, for the dates of the range that have one.
+    names
+        Zone names, in feature order (one name in ``raster`` and ``poly_agg`` modes).
+    order
+        Zone numbers (0-based) in a space-filling-curve order of their centroids, so that
+        consecutive zones are near each other and a chunk of them has a small window.
+    reference
+        The first LAI file (by date) whose raster meets the zones: the max maps are on its
+        grid and the zones' pixel counts are taken there.
+    options
+        How the statistics and maps are made.
+    """
+
+    lai_dir: Path
+    outdir: Path
+    region: str
+    geometry_path: Path
+    start: dt.date
+    end: dt.date
+    files: dict[dt.date, Path]
+    names: tuple[str, ...]
+    order: tuple[int, ...]
+    reference: Path
+    options: AnalysisOptions = AnalysisOptions()
+    #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
+    #: pickled (a Dask worker elsewhere reads the geometry file again)
+    built: Zones | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "built": None}
+
+    @functools.cached_property
+    def days(self) -> list[dt.date]:
+        """Every day of the range, in order (the rows of the CSVs)."""
+        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    @property
+    def file_days(self) -> list[int]:
+        """Positions in :attr:`days` of the days that have a file."""
+        return [(d - self.start).days for d in sorted(self.files)]
+
+    def zone_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
+        """The zones in chunks of at most ``size`` neighbouring zones (default: one chunk)."""
+        order = self.order
+        size = size or len(order)
+        return [tuple(sorted(order[i:i + size])) for i in range(0, len(order), size)]
+
+    def day_chunks(self, size: int | None = None) -> list[tuple[int, ...]]:
+        """The days that have a file, in chunks of at most ``size`` (default: one chunk)."""
+        days = self.file_days
+        size = size or len(days)
+        return [tuple(days[i:i + size]) for i in range(0, len(days), size)]
+
+
+def plan_zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
+    """The zones numbered ``zones`` (default: all) of ``plan``, ready to rasterise."""
+    every = plan.built
+    if every is None:  # in another process: read the geometry again
+        if plan.options.mode == "raster":
+            every = MaskZones(plan.geometry_path, plan.names[0])
+        else:
+            every = PolygonZones(read_geometries(plan.geometry_path), list(plan.names),
+                                 path=plan.geometry_path, all_touched=plan.options.all_touched)
+    if zones is None or plan.options.mode != "poly_iter":
+        return every
+    idx = list(zones)
+    return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx],
+                        path=plan.geometry_path, all_touched=plan.options.all_touched)
+
+
+def _spatial_order(zones: Zones) -> tuple[int, ...]:
+    """Zone numbers along a Hilbert curve of their centroids (feature order for one zone)."""
+    if not isinstance(zones, PolygonZones) or zones.count < 2:
+        return tuple(range(zones.count))
+    import geopandas as gpd
+    import shapely
+
+    b = shapely.bounds(zones.gdf.geometry.values)  # box centres: enough for an order
+    centres = gpd.GeoSeries(shapely.points((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2))
+    return tuple(np.argsort(centres.hilbert_distance().to_numpy(), kind="stable").tolist())
+
+
+def _reference_file(files: dict[dt.date, Path], zones: Zones) -> Path | None:
+    """The first file (by date) whose raster meets the zones' window, from metadata only."""
+    for day in sorted(files):
+        with open_raster(files[day]) as ds:
+            grid = Grid.of(ds)
+            if grid.overlap(grid.window_for(zones.bounds_in(ds.crs))) is not None:
+                return files[day]
+    return None
+
+
+def plan_analysis(
+    lai_dir: str | Path,
+    outdir: str | Path,
+    region: str,
+    geometry_path: str | Path,
+    *,
+    resolution: float = 20,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    options: AnalysisOptions = AnalysisOptions(),
+) -> AnalysisPlan:
+    """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
+
+    Reads the geometry file and the LAI files' metadata, no pixels. Raises as
+    :func:`analyze` does for bad options, missing files and a geometry that meets no
+    raster.
+
+    Parameters
+    ----------
+    lai_dir
+        Folder of ``{region}_{res}m_{YYYY-MM-DD}_{variable}.tif`` (LAI in m²/m², any CRS;
+        NaN and the declared nodata are invalid).
+    outdir
+        Folder for ``{region}_{geometry}[_{id}]_{start}_{end}_STATS.csv`` and ``_MAX.tif``.
+    region
+        Region name as in the file names.
+    geometry_path
+        ``raster`` mode: a crop mask raster (non-zero = crop), any CRS/resolution/extent.
+        ``poly_agg``/``poly_iter``: a vector file in any CRS (reprojected to the LAI CRS).
+    resolution
+        Pixel size (m) in the file names.
+    start, end
+        Inclusive date range; default: the first and last date with a file.
+    options
+        Mode, adjustment, gap filling, thresholds... (see :class:`.options.AnalysisOptions`).
+    """
+    if start and end and start > end:
+        raise InputError(f"start date {start} is after end date {end}")
+    o = options
+    files = find_rasters(lai_dir, region, resolution, suffix=o.variable, extensions=(".tif",),
+                         start=start, end=end)
+    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched)
+    reference = _reference_file(files, zones)
+    if reference is None:
+        raise InputError(
+            f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
+            f"in {lai_dir} between {start or min(files)} and {end or max(files)}",
+            path=geometry_path)
+    return AnalysisPlan(
+        lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
+        geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
+        files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
+        reference=reference, options=options, built=zones,
+    )
