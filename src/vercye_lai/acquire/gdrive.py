@@ -41,6 +41,8 @@ SCOPES: tuple[str, ...] = ("https://www.googleapis.com/auth/drive.readonly",)
 FOLDER_MIME = "application/vnd.google-apps.folder"
 DEFAULT_CHUNK = 32 * 1024 * 1024  # bytes per media request
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+#: headless log-ins: a local redirect server (open the printed URL), or paste the code
+AUTH_MODES = ("local", "console")
 _LIST_FIELDS = "nextPageToken, files(id, name, size, md5Checksum, mimeType, modifiedTime)"
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 )
 @click.option(
     "--auth",
-    type=click.Choice(["local", "console"]),
+    type=click.Choice(gdrive.AUTH_MODES),
     default="local",
     show_default=True,
     help="Login without a browser here: 'local' prints the URL and waits on a localhost port "
