@@ -25,17 +25,22 @@ MANIFEST_NAME = "MANIFEST.json"
 PART_PREFIX = ".analysis-part."  # hidden part files: {PART_PREFIX}{key}.{n:04d}.npz
 
 
-def fingerprint(lai_dir: Path, region: str, geometry: Path, *, resolution: float,
-                start: dt.date, end: dt.date, options: AnalysisOptions) -> dict[str, Any]:
-    """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime).
+def lai_files(lai_dir: Path, region: str, *, resolution: float, start: dt.date, end: dt.date,
+              options: AnalysisOptions) -> dict[dt.date, Path]:
+    """The LAI files an analysis reads (listed once, for its fingerprint and its plan).
 
     Raises
     ------
     NoDataFoundError
         No LAI file of the region in the range (yet).
     """
-    files = find_rasters(lai_dir, region, resolution, suffix=options.variable,
-                         extensions=(".tif",), start=start, end=end)
+    return find_rasters(lai_dir, region, resolution, suffix=options.variable,
+                        extensions=(".tif",), start=start, end=end)
+
+
+def fingerprint(files: Mapping[dt.date, Path], geometry: Path, *, start: dt.date, end: dt.date,
+                options: AnalysisOptions) -> dict[str, Any]:
+    """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime)."""
     g = geometry.stat()
     return {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
             "start": start.isoformat(), "end": end.isoformat(),

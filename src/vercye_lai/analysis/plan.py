@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,6 +148,7 @@ def plan_analysis(
     start: dt.date | None = None,
     end: dt.date | None = None,
     options: AnalysisOptions = AnalysisOptions(),
+    files: Mapping[dt.date, Path] | None = None,
 ) -> AnalysisPlan:
     """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
 
@@ -177,8 +178,9 @@ def plan_analysis(
     if start and end and start > end:
         raise InputError(f"start date {start} is after end date {end}")
     o = options
-    files = find_rasters(lai_dir, region, resolution, suffix=o.variable, extensions=(".tif",),
-                         start=start, end=end)
+    if files is None:
+        files = find_rasters(lai_dir, region, resolution, suffix=o.variable,
+                             extensions=(".tif",), start=start, end=end)
     zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched)
     reference = _reference_file(files, zones)
     if reference is None:

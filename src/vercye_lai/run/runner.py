@@ -270,7 +270,7 @@ def _analyses(cfg: RunConfig) -> Iterable[tuple[RegionConfig, AnalysisConfig]]:
 
 
 def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConfig,
-                  fp: Mapping[str, Any], st: StepLog) -> PartsJob:
+                  files: Mapping[dt.date, Path], fp: Mapping[str, Any], st: StepLog) -> PartsJob:
     """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task
     (:mod:`vercye_lai.analysis.manifest`: the same files as one ``analyze`` call)."""
     from ..analysis import manifest
@@ -278,7 +278,7 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
 
     outdir = cfg.analysis_dir(r.name, a)
     plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,
-                         start=r.start, end=r.end, options=a.options)
+                         start=r.start, end=r.end, options=a.options, files=files)
     parts = manifest.split(plan, fp, zones_per_task=cfg.zones_per_task,
                            dates_per_task=cfg.dates_per_task, workers=ex.workers)
     tasks = [(p.path, Task(manifest.run_part, (plan, p), key=f"analyze-{r.name}-{a.name}"))
@@ -307,8 +307,9 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     for r, a in _analyses(cfg):
         outdir = cfg.analysis_dir(r.name, a)
         try:
-            fp = manifest.fingerprint(cfg.lai_dir(r.name), r.name, a.geometry,
-                                      resolution=cfg.resolution, start=r.start, end=r.end,
+            files = manifest.lai_files(cfg.lai_dir(r.name), r.name, resolution=cfg.resolution,
+                                       start=r.start, end=r.end, options=a.options)
+            fp = manifest.fingerprint(files, a.geometry, start=r.start, end=r.end,
                                       options=a.options)
         except (LaiError, OSError) as exc:
             waiting = dry_run and isinstance(exc, NoDataFoundError)
@@ -321,7 +322,7 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             st.add(r.name, a.name, "planned", f"{len(fp['inputs'])} LAI file(s)")
         else:
             try:
-                jobs.append(_analysis_job(cfg, ex, r, a, fp, st))
+                jobs.append(_analysis_job(cfg, ex, r, a, files, fp, st))
             except Exception as exc:  # noqa: BLE001 - e.g. a geometry that meets no raster
                 st.add(r.name, a.name, "failed", error_text(exc))
     run_parts_jobs(ex, jobs)
