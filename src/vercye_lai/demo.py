@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .io import up_to_date
 from .predict import PredictOptions
 
 if TYPE_CHECKING:
@@ -134,12 +135,6 @@ def _outputs(summary: RunSummary, step: str) -> list[Path]:
     return [Path(p) for s in summary.steps if s.step == step for u in s.units for p in u.outputs]
 
 
-def _fresh(outputs: list[Path], inputs: list[Path]) -> bool:
-    """Every output exists and is newer than every input (a rerun need not redo it)."""
-    return all(p.exists() for p in outputs) and min(p.stat().st_mtime for p in outputs) >= max(
-        (p.stat().st_mtime for p in inputs), default=0.0)
-
-
 def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = None,
              step: StepFn | None = None) -> DemoResult:
     """Run the demo pipeline into ``out_dir`` through :func:`vercye_lai.run.run_pipeline`
@@ -170,7 +165,7 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     res.stacks = _outputs(res.summary, "acquire")
     res.lai = sorted(p for p in _outputs(res.summary, "predict") if p.name.endswith("_LAI.tif"))
     maps = out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI_maps.png"
-    if not _fresh([maps], res.lai):
+    if not up_to_date([maps], res.lai):
         plot_lai_maps(res.lai, maps, fields=demo_fields())
     res.figures.append(maps)
     csvs = [p for p in _outputs(res.summary, "analyze") if p.name.endswith("_STATS.csv")]
@@ -180,7 +175,7 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     pairs = pair_with_insitu(res.stats, demo_insitu())
     res.insitu_csv = out / f"{DEMO_REGION}_insitu_comparison.csv"
     png = out / f"{DEMO_REGION}_insitu_comparison.png"
-    if not _fresh([res.insitu_csv, png], csvs):
+    if not up_to_date([res.insitu_csv, png], csvs):
         write_pairs(pairs, res.insitu_csv)
         plot_agreement(pairs, png, title="Strickhof 2022 winter wheat: SL2P (sl2p, 10 m) field "
                        "means vs destructive in-situ green LAI")

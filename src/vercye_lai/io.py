@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +133,11 @@ def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
         if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
             bad |= band == nodata
     return bad
+
+
+def up_to_date(outputs: Sequence[Path], inputs: Iterable[Path]) -> bool:
+    """Every output exists and none is older than any input (a rerun need not redo it)."""
+    if not outputs or not all(p.exists() for p in outputs):
+        return False
+    newest = max((p.stat().st_mtime for p in inputs), default=0.0)
+    return min(p.stat().st_mtime for p in outputs) >= newest

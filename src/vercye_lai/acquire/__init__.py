@@ -27,8 +27,11 @@ A source whose stacks are read where they are (``local``) gives its folder by
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -42,6 +45,12 @@ SOURCES: dict[str, str] = {
     "stac": "stac",
     "gee": "gee",
 }
+
+
+def expand_patterns(patterns: Iterable[str | Path]) -> list[str]:
+    """Paths and glob patterns (as a config gives them) → the sorted, distinct paths; a
+    pattern that matches nothing is kept as it is, so that opening it names it."""
+    return sorted({p for pat in map(str, patterns) for p in (glob.glob(pat) or [pat])})
 
 
 def source(kind: str) -> ModuleType:

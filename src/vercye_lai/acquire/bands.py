@@ -463,9 +463,9 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
     ``when`` is the acquisition time of a single file without one in its name; ``on_date``
     is called with each date and whether its stack was written.
     """
-    import glob
+    from . import expand_patterns
 
-    files = sorted({p for pat in map(str, options.files) for p in (glob.glob(pat) or [pat])})
+    files = expand_patterns(options.files)
     geometry = region.shape() if region.has_geometry else None
     names = [b.strip() for b in options.band_names.split(",")] if options.band_names else None
     out = {}

@@ -580,9 +580,9 @@ class Options(OptionsBase):
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
-    import glob
+    from . import expand_patterns
 
-    safes = sorted({p for pat in map(str, options.safes) for p in (glob.glob(pat) or [pat])})
+    safes = expand_patterns(options.safes)
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
                      scl_classes=options.scl_mask)
     return {d: p for d, p in out.items() if region.start <= d <= region.end}

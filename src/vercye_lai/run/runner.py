@@ -34,6 +34,7 @@ from typing import Any
 
 from ..errors import ConfigError, LaiError, NoDataFoundError, error_text
 from ..executor import Executor, SerialExecutor, make_executor
+from ..io import up_to_date
 from ..naming import find_rasters
 from ..parts import PartsJob, Task, run_parts_jobs, token, window_groups
 from .config import STEPS, AnalysisConfig, RegionConfig, RunConfig
@@ -44,17 +45,6 @@ log = logging.getLogger(__name__)
 LOG_NAME = "run.log"
 
 # ==================================================================== helpers
-
-
-def _newest_mtime(paths: Iterable[Path]) -> float:
-    return max((p.stat().st_mtime for p in paths), default=0.0)
-
-
-def _up_to_date(outputs: Sequence[Path], inputs: Iterable[Path]) -> bool:
-    """Every output exists and none is older than any input."""
-    if not outputs or not all(p.exists() for p in outputs):
-        return False
-    return min(p.stat().st_mtime for p in outputs) >= _newest_mtime(inputs)
 
 
 def _in_range(dates: Mapping[dt.date, Any], region: RegionConfig) -> dict[dt.date, Any]:
@@ -160,7 +150,7 @@ def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit:
             st.add(r.name, "-", "skipped", "no date split into parts: no mosaic needed")
         for d, parts in dates.items():
             vrt = cfg.stacks_dir(r.name) / stack_name(r.name, cfg.resolution, d, ".vrt")
-            if _up_to_date([vrt], parts):
+            if up_to_date([vrt], parts):
                 st.add(r.name, d.isoformat(), "skipped", "VRT up to date", outputs=[vrt])
             elif dry_run:
                 st.add(r.name, d.isoformat(), "planned", f"VRT of {len(parts)} part(s)")
@@ -362,7 +352,7 @@ def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                     continue
                 csv, tif = outdir / z["csv"], outdir / z["max_tif"]
                 png = quicklook_path(csv)
-                if _up_to_date([png], [csv, tif]):
+                if up_to_date([png], [csv, tif]):
                     st.add(r.name, item, "skipped", "PNG up to date", outputs=[png])
                 elif dry_run:
                     st.add(r.name, item, "planned", png.name)
