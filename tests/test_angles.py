@@ -18,7 +18,7 @@ from vercye_lai.acquire.angles import (
     parse_tile_angles,
     solar_position,
 )
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, parse_scl_classes, scl_invalid
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid
 from vercye_lai.errors import DataIOError, InputError
 
 SAFE_NAME = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
@@ -245,8 +245,15 @@ def test_scl_invalid():
     ]
     assert scl_invalid(np.array([255, 4], np.uint8)).tolist() == [True, False]
     assert not scl_invalid(scl, classes=()).any()
-    assert parse_scl_classes("0, 3,9") == (0, 3, 9) and parse_scl_classes("") == ()
+    # --scl-mask: comma-separated classes 0-11 ('' masks none), checked by the source options
+    import click
+
+    from vercye_lai.acquire.safe import Options as SafeOptions
+    from vercye_lai.cli.options import SeparatedType
+
+    classes = SeparatedType(int, ",")
+    assert classes.convert("0, 3,9", None, None) == (0, 3, 9) and classes.convert("", None, None) == ()
+    with pytest.raises(click.BadParameter):
+        classes.convert("3,x", None, None)
     with pytest.raises(InputError):
-        parse_scl_classes("3,x")
-    with pytest.raises(InputError):
-        parse_scl_classes("12")
+        SafeOptions(safes=(), scl_mask=(12,))

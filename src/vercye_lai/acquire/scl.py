@@ -12,8 +12,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..errors import InputError
-
 #: Classes masked by default: no data, defective, cloud shadow, clouds, cirrus, snow.
 DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
@@ -45,15 +43,3 @@ def scl_invalid(scl: np.ndarray, classes: Iterable[int] = DEFAULT_SCL_MASK) -> n
         finite = np.isfinite(scl)
         scl = np.round(np.where(finite, scl, -1))
     return np.isin(scl, list(classes)) | (scl < 0) | (scl > 11)
-
-
-def parse_scl_classes(text: str) -> tuple[int, ...]:
-    """Parse a comma-separated class list such as ``"0,1,3,8,9,10,11"`` (``""`` = none)."""
-    try:
-        classes = tuple(int(c) for c in text.replace(" ", "").split(",") if c)
-    except ValueError as exc:
-        raise InputError(f"SCL classes must be integers separated by commas, got {text!r}") from exc
-    bad = [c for c in classes if not 0 <= c <= 11]
-    if bad:
-        raise InputError(f"SCL classes are 0–11, got {', '.join(map(str, bad))}")
-    return classes
