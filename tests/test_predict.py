@@ -126,6 +126,48 @@ def test_all_storage_forms_give_the_same_lai(tmp_path):
     assert np.isfinite(outs["f"]).sum() == valid.sum()
 
 
+def _qvidja_float(scale_refl: float = 1.0, scale_angles: float = 1.0) -> np.ndarray:
+    with rasterio.open(QVIDJA / "qvidja_20m_2023-06-11.tif") as ds:
+        dn = ds.read()
+    valid = ~(dn == -32768).any(axis=0)
+    phys = np.where(valid, dn * 1e-4, np.nan)
+    phys[:3] *= scale_angles
+    phys[3:] *= scale_refl
+    return phys.astype(np.float32)
+
+
+@pytest.mark.parametrize("refl,angles,seen,hint", [
+    # float stack stored x 10000, nothing declared
+    (1e4, 1.0, "band B3 has a median reflectance of 584",
+     "pass --scale 1e-4 (run config: scale = 1e-4 in [predict])"),
+    (1e4, 1e4, "band cosVZA has a median cosine of", "gdal_edit.py -scale 1e-4"),  # the angles too
+    (1e-4, 1.0, "looks scaled twice", "drop --scale"),  # reflectances scaled twice
+])
+def test_unphysical_float_stack_fails_the_date_with_what_to_pass(tmp_path, refl, angles, seen, hint):
+    d = tmp_path / "s2"
+    write_raster(d / "x_20m_2023-06-11.tif", _qvidja_float(refl, angles), descriptions=list(S2_BANDS_20M))
+    write_raster(d / "x_20m_2023-06-12.tif", _qvidja_float(), descriptions=list(S2_BANDS_20M))
+    r = CliRunner().invoke(cli, ["predict", str(d), str(tmp_path / "lai"), "--region", "x"])
+    out = " ".join(r.output.split())  # the log wraps long lines
+    assert r.exit_code != 0
+    assert "x_20m_2023-06-11.tif" in out and seen in out and "Traceback" not in out
+    assert hint in out
+    # no product for the bad date, the good date is done, nothing temporary left
+    assert sorted(p.name for p in (tmp_path / "lai").iterdir()) == [
+        "x_20m_2023-06-12_LAI.tif", "x_20m_2023-06-12_LAI_flags.tif"]
+
+
+def test_scale_applies_to_float_stacks(tmp_path):
+    d = tmp_path / "s2"
+    write_raster(d / "big_20m_2023-06-11.tif", _qvidja_float(1e4), descriptions=list(S2_BANDS_20M))
+    write_raster(d / "f_20m_2023-06-11.tif", _qvidja_float(), descriptions=list(S2_BANDS_20M))
+    assert run("-q", "predict", d, tmp_path / "lai", "--region", "big", "--scale", "1e-4").exit_code == 0
+    assert run("-q", "predict", d, tmp_path / "lai", "--region", "f").exit_code == 0
+    big = read(tmp_path / "lai" / "big_20m_2023-06-11_LAI.tif")
+    np.testing.assert_allclose(big, read(tmp_path / "lai" / "f_20m_2023-06-11_LAI.tif"), atol=2e-5, equal_nan=True)
+    assert np.isfinite(big).sum() > 50
+
+
 # --- streaming and parallel blocks ------------------------------------------------
 
 

@@ -33,7 +33,7 @@ from .io import atomic_output, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
 from .naming import RasterName, find_rasters
 from .options import Options, setting
-from .stack import StackScaling, invalid_mask, open_stack, stack_scaling  # noqa: F401
+from .stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
 from .system import default_workers
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,8 @@ class _Prepared:
     nodatavals: tuple
     windows: list[Window]
     common_tags: dict
+    scaling: StackScaling
+    inputs: tuple[str, ...]
 
 
 def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
@@ -272,6 +274,8 @@ def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
         nodatavals=tuple(ds.nodatavals),
         windows=_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how},
+        scaling=scaling,
+        inputs=tuple(networks[0].inputs),
     )
 
 
@@ -361,7 +365,7 @@ def predict_file(
 
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = _prepare(ds, src, networks, options)
-        blocks = _run_blocks(src, prep.windows, prep.stored, prep.nodatavals, options)
+        blocks = _run_blocks(src, prep.windows, prep, options)
         n_valid = _write_products(ds, outputs, networks, prep, blocks, options, progress)
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
@@ -457,7 +461,7 @@ def predict_windows_to_part(
     networks = [load_network(options.model, v) for v in options.variables]
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = _prepare(ds, src, networks, options)
-        blocks = list(_run_blocks(src, windows, prep.stored, prep.nodatavals, options))
+        blocks = list(_run_blocks(src, windows, prep, options))
     arrays: dict[str, np.ndarray] = {}
     for i, b in enumerate(blocks):
         w = b.window
@@ -531,11 +535,14 @@ def assemble_parts(
 def _run_blocks(
     src: Path,
     windows: Sequence[Window],
-    networks: Sequence[Network],
-    nodatavals: Sequence[float | None],
+    prep: _Prepared,
     options: PredictOptions,
 ) -> Iterable[BlockResult]:
-    """Yield block results as they complete, with a bounded number in flight."""
+    """Yield block results as they complete, with a bounded number in flight.
+
+    Each block is checked to hold physical values first (:func:`check_physical`): a wrong
+    scale fails the date instead of writing a plausible-looking product.
+    """
     local = threading.local()
     handles: list[rasterio.DatasetReader] = []
     lock = threading.Lock()
@@ -550,7 +557,8 @@ def _run_blocks(
             data = ds.read(window=window)
         except rasterio.errors.RasterioIOError as exc:
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {exc}", path=src) from exc
-        values, flags, n_valid = predict_block(data, networks, nodatavals, flags=options.flags)
+        check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
+        values, flags, n_valid = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags)
         return BlockResult(window, values, flags, n_valid)
 
     workers = max(1, options.workers)

@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 
 from .bands import ANGLE_BANDS, check_band_order
-from .errors import BandError
+from .errors import BandError, InputError
 from .io import open_raster
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,66 @@ def stack_scaling(
     if integer:
         return StackScaling(np.full(n, EE_INTEGER_SCALE), np.zeros(n), "integer stack without scale: x 1e-4")
     return StackScaling(np.ones(n), np.zeros(n), "float stack: as stored")
+
+
+#: Physical limits of a stack's values, on the median of a block's valid pixels per band.
+#: Reflectance factors beyond these are not a bright field but a wrong scale: a stack
+#: stored × 10000 reads ~500–5000, one scaled twice ~1e-5. Medians, not extremes, so that
+#: saturated or dark pixels of a real stack never fail a date.
+REFLECTANCE_MEDIAN_RANGE = (-0.5, 2.0)
+COSINE_RANGE = (-1.01, 1.01)
+#: every reflectance band's median below this: the values were scaled twice
+DARKEST_MEDIAN = 1e-3
+#: take every n-th row and column for the check (a few thousand pixels of a 1024² block)
+_SAMPLE_STEP = 8
+
+
+def check_physical(
+    data: np.ndarray,
+    scaling: StackScaling,
+    inputs: Sequence[str],
+    nodatavals: Sequence[float | None],
+    *,
+    path: str | Path,
+) -> None:
+    """Fail when a block of stored values is not reflectance factors and cosines once scaled.
+
+    Parameters
+    ----------
+    data
+        ``(bands, rows, cols)`` stored values of one block, bands in ``inputs`` order.
+    scaling
+        The stack's scaling (:func:`stack_scaling`).
+
+    Raises
+    ------
+    InputError
+        Naming ``path``, the band, the median seen, how the stack was scaled and what to
+        pass instead (``--scale``).
+    """
+    sample = data[:, ::_SAMPLE_STEP, ::_SAMPLE_STEP]
+    valid = ~invalid_mask(sample, nodatavals)
+    if not valid.any():
+        return
+    values = sample[:, valid].astype(np.float64) * scaling.a[:, None] + scaling.b[:, None]
+    medians = np.median(values, axis=1)
+    refl = [i for i, b in enumerate(inputs) if b not in ANGLE_BANDS]
+    fix = ("reflectances must be factors 0–1: if the stack is stored × 10000, pass --scale 1e-4 "
+           "(run config: scale = 1e-4 in [predict]), or declare the scale in the file")
+    for i, band in enumerate(inputs):
+        lo, hi = COSINE_RANGE if band in ANGLE_BANDS else REFLECTANCE_MEDIAN_RANGE
+        if not lo <= medians[i] <= hi:
+            what = "cosine" if band in ANGLE_BANDS else "reflectance"
+            hint = ("angle bands must be cosines in -1…1: a float stack stored × 10000 in every band "
+                    "must declare its scale in the file (gdal_edit.py -scale 1e-4)" if band in ANGLE_BANDS else fix)
+            raise InputError(
+                f"values are not physical: band {band} has a median {what} of {medians[i]:.6g} "
+                f"(scaling: {scaling.how}); {hint}", path=path)
+    if refl and np.all(medians[refl] < DARKEST_MEDIAN):
+        raise InputError(
+            f"values are not physical: every reflectance band has a median below {DARKEST_MEDIAN:g} "
+            f"({', '.join(f'{inputs[i]} {medians[i]:.3g}' for i in refl[:3])}…; scaling: {scaling.how}): "
+            "the stack looks scaled twice — drop --scale, or the scale declared in the file", path=path)
 
 
 def open_stack(path: str | Path, inputs: Sequence[str]) -> rasterio.DatasetReader:

@@ -38,7 +38,8 @@ def command(out_dir, workers):
             bar.update(tasks[name], completed=done, total=total or None)
 
         res = run_demo(out_dir, workers=workers, step=step)
-    stdout.print(f"[bold green]demo done[/] in {time.perf_counter() - t0:.0f} s -> {res.out_dir}")
+    stdout.print("demo done", style="bold green", end="")
+    stdout.print(f" in {time.perf_counter() - t0:.0f} s -> {res.out_dir}")
     stdout.print(f"  stacks : {len(res.stacks)} x {res.out_dir / 'stacks'}")
     stdout.print(f"  LAI    : {len(res.lai)} x {res.out_dir / 'lai'}")
     for name, csv in res.stats.items():

@@ -35,6 +35,7 @@ def _add_log_file(path: Path) -> logging.Handler:
 
 def _print_summary(summary) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     title = "dry run: what would run" if summary.dry_run else f"run summary ({summary.seconds:.1f} s)"
     table = Table(title=title)
@@ -43,7 +44,7 @@ def _print_summary(summary) -> None:
                     ("planned", {"justify": "right"}), ("seconds", {"justify": "right"})):
         table.add_column(col, **kw)
     for s in summary.steps:
-        table.add_row(s.step, f"[{_STYLE[s.status]}]{s.status}[/]", str(s.count("done")), str(s.count("skipped")),
+        table.add_row(s.step, Text(s.status, style=_STYLE[s.status]), str(s.count("done")), str(s.count("skipped")),
                       str(s.count("failed")), str(s.count("planned")), f"{s.seconds:.1f}")
     stdout.print(table)
     for s in summary.steps:

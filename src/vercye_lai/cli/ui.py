@@ -16,8 +16,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)  # progress bars and logs
-stdout = Console(soft_wrap=True)  # results and summaries: long paths stay whole
+# markup off: messages carry file names and errors, whose "[...]" rich would eat
+console = Console(stderr=True, markup=False)  # progress bars and logs
+stdout = Console(soft_wrap=True, markup=False)  # results and summaries: long paths stay whole
 
 
 def quiet(ctx: click.Context | None = None) -> bool:
@@ -30,7 +31,7 @@ def quiet(ctx: click.Context | None = None) -> bool:
 def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
     """A rich progress display; disabled with ``-q`` or when stderr is not a terminal."""
     progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
+        TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
