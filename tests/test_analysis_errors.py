@@ -123,3 +123,13 @@ def test_cli_success_summary(tmp_path, lai, field):
     assert res.exit_code == 0, res.output
     assert "analyze: 1 zone(s), 2022-06-01 to 2022-06-04" in res.stderr
     assert len(list((tmp_path / "out").glob("R_field_1_2022-06-01_2022-06-04_*"))) == 2
+
+
+def test_two_lai_files_for_one_date_are_an_error_naming_both(tmp_path, lai, field):
+    src = tmp_path / "lai" / "R_10m_2022-06-01_LAI.tif"
+    (tmp_path / "lai" / "R_10.0m_2022-06-01_LAI.tif").write_bytes(src.read_bytes())
+    with pytest.raises(InputError, match="two files for R on 2022-06-01") as exc:
+        analyze(tmp_path / "lai", tmp_path / "out", "R", field, resolution=10)
+    assert "R_10.0m_2022-06-01_LAI.tif" in str(exc.value) and "R_10m_2022-06-01_LAI.tif" in str(exc.value)
+    assert "R_10.0m_2022-06-01_LAI.tif" in cli_error(tmp_path, field)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

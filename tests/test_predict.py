@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from vercye_lai.cli.main import cli
 from vercye_lai.errors import BandError, DataIOError, LaiError, NoDataFoundError
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
+from vercye_lai.naming import find_rasters
 from vercye_lai.predict import PredictOptions, predict_dir, predict_file, product_paths
 
 QVIDJA = DATA / "qvidja"
@@ -313,3 +315,18 @@ def test_unknown_model_and_variable(tmp_path):
 def test_verbose_shows_traceback(tmp_path):
     r = CliRunner().invoke(cli, ["-v", "predict", str(tmp_path), str(tmp_path / "o"), "--region", "x"])
     assert r.exit_code != 0 and isinstance(r.exception, LaiError)
+
+
+def test_two_stacks_for_one_date_are_an_error_naming_both(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    # what f"{20.0}m" gives in a user's script: the same region, resolution and date
+    shutil.copy(s2 / "qvidja_20m_2023-06-11.tif", s2 / "qvidja_20.0m_2023-06-11.tif")
+    r = run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    line = " ".join(r.output.split())
+    assert "two files for qvidja on 2023-06-11" in line
+    assert "qvidja_20.0m_2023-06-11.tif" in line and "qvidja_20m_2023-06-11.tif" in line
+    assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+    # a mosaic .vrt beside its date's .tif is the designed preference, not a duplicate
+    (s2 / "qvidja_20.0m_2023-06-11.tif").rename(s2 / "qvidja_20.0m_2023-06-11.vrt")
+    assert find_rasters(s2, "qvidja", 20)[dt.date(2023, 6, 11)].suffix == ".vrt"

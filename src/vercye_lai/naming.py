@@ -123,6 +123,9 @@ def find_rasters(
     ------
     NoDataFoundError
         When no folder exists or none holds a matching file.
+    InputError
+        When a folder holds two files of one date with the same extension (e.g.
+        ``R_20m_2022-04-01.tif`` and ``R_20.0m_2022-04-01.tif``).
     """
     folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
     existing = [f for f in dict.fromkeys(folders) if f.is_dir()]
@@ -130,22 +133,30 @@ def find_rasters(
         raise NoDataFoundError("folder does not exist", path=folders[0])
     found: dict[dt.date, Path] = {}
     rank = {e: i for i, e in enumerate(extensions)}
-    for path in (p for folder in existing for p in folder.iterdir()):
-        if path.name.startswith("."):  # our temporary files are hidden
-            continue
-        try:
-            rn = RasterName.parse(path.name)
-        except InputError:
-            continue
-        if rn.region != region or rn.resolution != float(resolution) or rn.suffix != suffix:
-            continue
-        if rn.ext not in rank:
-            continue
-        if (start and rn.date < start) or (end and rn.date > end):
-            continue
-        old = found.get(rn.date)
-        if old is None or rank[rn.ext] < rank[old.suffix.lower()]:
-            found[rn.date] = path
+    for folder in existing:
+        here: dict[tuple[dt.date, str], Path] = {}
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith("."):  # our temporary files are hidden
+                continue
+            try:
+                rn = RasterName.parse(path.name)
+            except InputError:
+                continue
+            # the resolution is compared as a number: "20m" and "20.0m" are one resolution
+            if rn.region != region or rn.resolution != float(resolution) or rn.suffix != suffix:
+                continue
+            if rn.ext not in rank:
+                continue
+            if (start and rn.date < start) or (end and rn.date > end):
+                continue
+            twin = here.setdefault((rn.date, rn.ext), path)
+            if twin != path:  # which one is meant? never pick by directory order
+                raise InputError(
+                    f"two files for {region} on {rn.date}: {twin.name} and {path.name}; "
+                    "remove or rename one", path=folder)
+            old = found.get(rn.date)
+            if old is None or rank[rn.ext] < rank[old.suffix.lower()]:
+                found[rn.date] = path
     if not found:
         what = f"_{suffix}" if suffix else ""
         exts = "|".join(e.lstrip(".") for e in extensions)
