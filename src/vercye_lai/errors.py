@@ -51,6 +51,15 @@ class DataIOError(LaiError, OSError):
     """A file that cannot be opened, read or written (missing, corrupt, not georeferenced)."""
 
 
+class DiskFullError(DataIOError):
+    """The output's file system is full: the other dates would fail the same way, so a
+    run stops at the first one (its message always contains :data:`NO_SPACE`)."""
+
+
+#: the words every :class:`DiskFullError` says (a run's summary looks for them)
+NO_SPACE = "No space left on device"
+
+
 class NoDataFoundError(InputError):
     """Nothing to work on: no files for the region/resolution/date range."""
 
@@ -64,8 +73,13 @@ class ServiceError(LaiError, RuntimeError):
 
 
 def error_text(exc: BaseException) -> str:
-    """One line for a report: a :class:`LaiError` as it is, anything else with its type."""
-    return str(exc) if isinstance(exc, LaiError) else f"{type(exc).__name__}: {exc}"
+    """One line for a report: a :class:`LaiError` as it is, an OS error as ``file: cause``,
+    anything else with its type."""
+    if isinstance(exc, LaiError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"
 
 
 def require(module: str, extra: str):

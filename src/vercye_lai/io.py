@@ -8,8 +8,10 @@ half-written file and a rerun can trust whatever it finds.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .errors import DataIOError
+from .errors import NO_SPACE, DataIOError, DiskFullError, LaiError
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,39 @@ def stale_tmp_files(dst: str | Path) -> list[Path]:
     return sorted(dst.parent.glob(f".{dst.name}.*{TMP_SUFFIX}"))
 
 
+#: free space below which a write error without an errno is taken for a full disk: GDAL
+#: reports ENOSPC only as "TIFFAppendToStrip: Write error" (libtiff prints the cause)
+_NEARLY_FULL = 16 * 1024 * 1024
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    """The errno of ``exc`` or of the OS error that caused it (GDAL wraps them)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def write_error(exc: OSError, dst: str | Path) -> OSError:
+    """The error to report for an OS or GDAL error while writing ``dst``: a full disk, a
+    permission or a read-only file system as a one-line :class:`DataIOError` naming the
+    folder; anything else as it is (it may be a read error of an input)."""
+    dst = Path(dst)
+    code = _errno_of(exc)
+    if code is None:
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(dst.parent).free < _NEARLY_FULL:
+                code = errno.ENOSPC
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{NO_SPACE} (writing {dst.name})", path=dst.parent)
+    if code in (errno.EACCES, errno.EPERM):
+        return DataIOError(f"permission denied: cannot write {dst.name} here", path=dst.parent)
+    if code == errno.EROFS:
+        return DataIOError(f"read-only file system: cannot write {dst.name} here", path=dst.parent)
+    return exc
+
+
 @contextlib.contextmanager
 def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; rename it onto ``dst`` only if the block succeeds.
@@ -70,26 +105,42 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path
     final ``os.replace`` is atomic. On any exception, including ``KeyboardInterrupt``, the
     temporary file is removed and ``dst`` is left untouched. Leftovers of a killed run
     are removed first when ``clean_stale`` is true.
+
+    Raises
+    ------
+    DataIOError
+        For an OS or GDAL error while writing (:func:`write_error`): permission denied,
+        read-only file system; :class:`~vercye_lai.errors.DiskFullError` for a full disk.
     """
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if clean_stale:
-        for old in stale_tmp_files(dst):
-            with contextlib.suppress(OSError):
-                old.unlink()
-                log.debug("removed stale temporary file %s", old)
-    tmp = tmp_path_for(dst)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if clean_stale:
+            for old in stale_tmp_files(dst):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+                    log.debug("removed stale temporary file %s", old)
+        tmp = tmp_path_for(dst)
+    except OSError as exc:
+        error = write_error(exc, dst)
+        if error is exc:
+            raise
+        raise error from exc
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
+        # judge a full disk before the cleanup frees the space
+        error = write_error(exc, dst) if isinstance(exc, OSError) and not isinstance(exc, LaiError) else None
         with contextlib.suppress(OSError):
             tmp.unlink()
         # GDAL may leave sidecars (.aux.xml, .ovr) beside the temporary file
         for side in tmp.parent.glob(tmp.name + ".*"):
             with contextlib.suppress(OSError):
                 side.unlink()
+        if error is not None and error is not exc:
+            raise error from exc
         raise
 
 

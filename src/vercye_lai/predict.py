@@ -27,7 +27,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from . import __version__
-from .errors import ConfigError, DataIOError, InputError, LaiError
+from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text
 from .grid import Grid
 from .io import atomic_output, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
@@ -616,18 +616,25 @@ def predict_dir(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for date, src in stacks.items():
+    for i, (date, src) in enumerate(stacks.items()):
+        disk_full = False
         if on_start:
             on_start(date, src)
         try:
             res = predict_file(
                 src, product_paths(src, out_dir, options.variables), options=options, progress=progress
             )
-        except LaiError as exc:
-            log.error("%s", exc)
-            res = PredictResult(src, [], "failed", error=str(exc))
+        except (LaiError, OSError) as exc:  # an OS/GDAL error is one date's failure too
+            error = error_text(exc)
+            disk_full = isinstance(exc, DiskFullError)
+            if disk_full:  # every later date would fail the same way
+                error += f"; stopped: the {len(stacks) - i - 1} later date(s) were not attempted"
+            log.error("%s", error)
+            res = PredictResult(src, [], "failed", error=error)
         res.date = date
         results.append(res)
         if on_done:
             on_done(res)
+        if disk_full:
+            break
     return results

@@ -13,7 +13,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import LaiError
+from ..errors import LaiError, error_text
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,10 +60,10 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except LaiError as exc:
+        except (LaiError, OSError) as exc:  # an OS or GDAL error is reported like ours
             if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
                 raise
-            click.secho(f"Error: {exc}", err=True, fg="red")
+            click.secho(f"Error: {error_text(exc)}", err=True, fg="red")
             ctx.exit(1)
 
 

@@ -16,10 +16,18 @@ log = logging.getLogger(__name__)
 _STYLE = {"done": "green", "skipped": "dim", "failed": "red", "planned": "cyan"}
 
 
+class _LogFile(logging.FileHandler):
+    """The run's log file: a write that fails (a full disk) must not print a traceback
+    per record; the console still shows every message."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        self.failed = True
+
+
 def _add_log_file(path: Path) -> logging.Handler:
     """Also log to ``path`` (every record at INFO and above, with times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _LogFile(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -111,6 +119,8 @@ def command(config, example_config, dry_run, only, executor, scheduler_address):
             logging.getLogger().removeHandler(handler)
             handler.close()
     _print_summary(summary)
+    if summary.stopped:
+        stdout.print(f"run stopped: {summary.stopped}", style="red")
     if not dry_run:
         stdout.print(f"summary: {cfg.output_root / 'run_summary.json'}  log: {cfg.output_root / LOG_NAME}")
     if not summary.ok:

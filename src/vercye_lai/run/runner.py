@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LaiError, NoDataFoundError, error_text
+from ..errors import NO_SPACE, ConfigError, LaiError, NoDataFoundError, error_text
 from ..executor import Executor, SerialExecutor, make_executor
 from ..io import up_to_date
 from ..naming import find_rasters
@@ -226,6 +226,8 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                 report(region, u, predict_file(u.src, u.outputs, options=options))
             except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
                 st.add(region, u.date.isoformat(), "failed", error_text(exc))
+            if st.summary.disk_full:  # ... but a full disk would fail them all
+                break
         return st.finish()
 
     jobs = []
@@ -414,7 +416,8 @@ def run_pipeline(
         Write ``run_summary.json`` in the output root (not on a dry run).
 
     A unit that fails is recorded with its reason and the others go on; a step never
-    stops the run. ``summary.ok`` is false when anything failed.
+    stops the run, except on a full disk (``summary.stopped`` says where). ``summary.ok``
+    is false when anything failed.
     """
     steps = list(only) if only else list(STEPS)
     for s in steps:
@@ -437,6 +440,12 @@ def run_pipeline(
             if dry_run:
                 _mark_downstream(summary.steps, step)
             summary.steps.append(step)
+            if step.disk_full:
+                rest = steps[steps.index(name) + 1:]
+                summary.stopped = (f"{NO_SPACE}: stopped in step {name}"
+                                   + (f"; not run: {', '.join(rest)}" if rest else ""))
+                log.error("%s", summary.stopped)
+                break
     finally:
         if own:
             ex.close()

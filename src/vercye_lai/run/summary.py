@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import NO_SPACE
 from ..io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,11 @@ class StepSummary:
         return sum(u.status == status for u in self.units)
 
     @property
+    def disk_full(self) -> bool:
+        """A unit failed on a full disk: the run stops (every later write would fail)."""
+        return any(u.status == "failed" and NO_SPACE in u.reason for u in self.units)
+
+    @property
     def status(self) -> str:
         for s in ("failed", "planned", "done"):
             if self.count(s):
@@ -67,15 +73,17 @@ class RunSummary:
     started: str = ""
     seconds: float = 0.0
     config: str | None = None
+    #: why the run stopped before its last step ("" when it did not)
+    stopped: str = ""
 
     @property
     def ok(self) -> bool:
-        return not any(s.count("failed") for s in self.steps)
+        return not self.stopped and not any(s.count("failed") for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "output_root": str(self.output_root), "executor": self.executor,
                 "dry_run": self.dry_run, "started": self.started, "seconds": round(self.seconds, 3),
-                "ok": self.ok, "steps": [s.to_dict() for s in self.steps]}
+                "ok": self.ok, "stopped": self.stopped, "steps": [s.to_dict() for s in self.steps]}
 
     def write(self, path: str | Path | None = None) -> Path:
         """Write the summary as JSON, atomically (default: ``run_summary.json`` in the root)."""
