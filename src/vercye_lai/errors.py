@@ -8,7 +8,24 @@ optional extra). The CLI turns a ``LaiError`` into one line naming the file and 
 
 from __future__ import annotations
 
+import os
 from os import PathLike
+
+
+def printable_path(path: str | PathLike[str] | bytes) -> str:
+    """``path`` as text that can always be printed: bytes that are not UTF-8 (a Linux file
+    name may hold any; Python hands them over as surrogates) shown as ``\\xff`` escapes
+    instead of failing the print."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """``text`` with the surrogates of undecodable file-name bytes shown as ``\\xff``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
 
 
 class LaiError(Exception):
@@ -25,7 +42,7 @@ class LaiError(Exception):
     def __init__(self, message: str, *, path: str | PathLike[str] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.path = None if path is None else str(path)
+        self.path = None if path is None else printable_path(path)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
@@ -78,7 +95,9 @@ def error_text(exc: BaseException) -> str:
     if isinstance(exc, LaiError):
         return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+        return f"{printable_path(exc.filename)}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, UnicodeEncodeError) and "surrogates" in str(exc):  # a path passed to GDAL
+        return f"{printable_path(exc.object)}: path is not valid UTF-8 (GDAL needs UTF-8 file names)"
     return f"{type(exc).__name__}: {exc}"
 
 

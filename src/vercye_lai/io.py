@@ -19,11 +19,25 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .errors import NO_SPACE, DataIOError, DiskFullError, LaiError
+from .errors import NO_SPACE, DataIOError, DiskFullError, InputError, LaiError
 
 log = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".part"
+
+
+def check_utf8(path: str | Path) -> Path:
+    """``path``, or an :class:`InputError` if it is not valid UTF-8.
+
+    Linux file names are bytes; Python hands undecodable ones over as surrogates, which
+    GDAL (UTF-8 paths) cannot take. One clear error for that path, not a traceback.
+    """
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("path is not valid UTF-8 (GDAL needs UTF-8 file names): rename it",
+                         path=path) from None
+    return Path(path)
 
 
 def _current_umask() -> int:
@@ -112,7 +126,7 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path
         For an OS or GDAL error while writing (:func:`write_error`): permission denied,
         read-only file system; :class:`~vercye_lai.errors.DiskFullError` for a full disk.
     """
-    dst = Path(dst)
+    dst = check_utf8(dst)
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if clean_stale:
@@ -161,7 +175,7 @@ def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.Dat
     georeferenced
         Require a CRS and a non-identity geotransform.
     """
-    path = Path(path)
+    path = check_utf8(path)
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     try:

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text
 from .grid import Grid
-from .io import atomic_output, open_raster, tmp_path_for
+from .io import atomic_output, check_utf8, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
 from .naming import RasterName, find_rasters
 from .options import Options, setting
@@ -356,8 +356,8 @@ def predict_file(
     LaiError
         Bad input (bands, georeferencing, unreadable blocks) or unknown model/variable.
     """
-    src = Path(src)
-    outputs = {v: Path(p) for v, p in outputs.items()}
+    src = check_utf8(src)
+    outputs = {v: check_utf8(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(options.model, v) for v in outputs]
     if not options.overwrite and all(is_complete(outputs[n.variable], src, n) for n in networks):

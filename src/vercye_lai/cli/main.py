@@ -13,7 +13,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import LaiError, error_text
+from ..errors import LaiError, error_text, printable
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -60,10 +60,11 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (LaiError, OSError) as exc:  # an OS or GDAL error is reported like ours
+        # an OS or GDAL error, or a path GDAL cannot take, is reported like ours
+        except (LaiError, OSError, UnicodeEncodeError) as exc:
             if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
                 raise
-            click.secho(f"Error: {error_text(exc)}", err=True, fg="red")
+            click.secho(printable(f"Error: {error_text(exc)}"), err=True, fg="red")
             ctx.exit(1)
 
 

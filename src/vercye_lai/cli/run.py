@@ -27,7 +27,7 @@ class _LogFile(logging.FileHandler):
 def _add_log_file(path: Path) -> logging.Handler:
     """Also log to ``path`` (every record at INFO and above, with times)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = _LogFile(path, encoding="utf-8")
+    handler = _LogFile(path, encoding="utf-8", errors="backslashreplace")  # any file name
     handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

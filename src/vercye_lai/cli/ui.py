@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import click
 from rich.console import Console
+
+from ..errors import printable
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,9 +18,35 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+class _Printable:
+    """A text stream that never fails on a file name that is not UTF-8."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(printable(text))
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _Console(Console):
+    """A console whose output stream (looked up at each write, as rich does, so tests
+    can capture it) prints undecodable file-name bytes as ``\xff``."""
+
+    @property
+    def file(self):
+        return _Printable(Console.file.fget(self))
+
+    @file.setter
+    def file(self, new_file) -> None:
+        Console.file.fset(self, new_file)
+
+
 # markup off: messages carry file names and errors, whose "[...]" rich would eat
-console = Console(stderr=True, markup=False)  # progress bars and logs
-stdout = Console(soft_wrap=True, markup=False)  # results and summaries: long paths stay whole
+console = _Console(stderr=True, markup=False)  # progress bars and logs
+stdout = _Console(soft_wrap=True, markup=False)  # results and summaries: long paths stay whole
 
 
 def quiet(ctx: click.Context | None = None) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import DATA
 from test_predict import copy_qvidja
 from test_run import qvidja_config
 
@@ -118,3 +119,33 @@ def test_predict_into_a_read_only_folder(tmp_path, read_only):
     r = CliRunner().invoke(cli, ["-q", "predict", str(s2), str(read_only / "lai"), "--region", "qvidja"])
     line = " ".join(r.output.split())
     assert r.exit_code == 1 and "Traceback" not in line and str(read_only / "lai") in line
+
+
+def _non_utf8(parent: Path, name: bytes) -> Path:
+    p = os.fsencode(parent) + b"/" + name
+    os.mkdir(p)
+    return Path(os.fsdecode(p))  # what Python hands over: surrogates for the bad bytes
+
+
+def test_non_utf8_folder_names_fail_that_path_in_one_line(tmp_path):
+    s2 = copy_qvidja(_non_utf8(tmp_path, b"caf\xff"))
+    r = CliRunner().invoke(cli, ["-q", "predict", str(s2), str(tmp_path / "lai"), "--region", "qvidja"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "Traceback" not in out and "UnicodeEncodeError" not in out
+    assert "caf\\xff/qvidja_20m_2023-06-09.tif: path is not valid UTF-8" in out
+    ok = copy_qvidja(tmp_path / "s2")
+    lai = _non_utf8(tmp_path, b"lai\xfe")
+    r = CliRunner().invoke(cli, ["-q", "predict", str(ok), str(lai), "--region", "qvidja"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "lai\\xfe/qvidja_20m_2023-06-09_LAI.tif: path is not valid UTF-8" in out
+    assert not list(lai.iterdir())
+    # analyze with a geometry file under such a folder
+    r = CliRunner().invoke(cli, ["-q", "predict", str(ok), str(tmp_path / "lai"),
+                               "--region", "qvidja"])
+    assert r.exit_code == 0, r.output
+    geom = lai / "aoi.geojson"
+    geom.write_bytes((DATA / "qvidja" / "qvidja_ec_field_aoi.geojson").read_bytes())
+    r = CliRunner().invoke(cli, ["-q", "analyze", str(tmp_path / "lai"), str(tmp_path / "out"), "qvidja",
+                                 str(geom), "--res", "20"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "Traceback" not in out and "lai\\xfe/aoi.geojson" in out, out
