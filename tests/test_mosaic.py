@@ -269,3 +269,22 @@ def test_predict_reads_a_mosaic_like_the_whole(tmp_path):
         lai.append(read(out["LAI"])[0])
     np.testing.assert_array_equal(lai[0], lai[1])
     assert np.isnan(lai[1][0, 5, 7]) and np.isfinite(lai[1]).any()
+
+
+def test_a_mosaic_whose_part_is_gone_names_the_missing_part(tmp_path):
+    from vercye_lai.bands import write_stack
+
+    data = np.concatenate([np.stack([np.full((6, 8), 0.98), np.full((6, 8), 0.6), np.full((6, 8), -0.5)]),
+                           np.full((8, 6, 8), 0.2)])
+    t = from_origin(X0, Y0, RES, RES)
+    parts = tmp_path / "parts"
+    for c0, name in ((0, "0000000000-0000000000"), (4, "0000000000-0000000004")):
+        write_stack(parts / f"R_20m_2023-06-01-{name}.tif", data[:, :, c0:c0 + 4],
+                    transform=t * rasterio.Affine.translation(c0, 0), crs="EPSG:32636")
+    vrt = mosaic_region("R", parts, tmp_path / "vrt", 20)[DATE]
+    gone = parts / "R_20m_2023-06-01-0000000000-0000000004.tif"
+    gone.unlink()
+    r = CliRunner().invoke(cli, ["-q", "predict", str(tmp_path / "vrt"), str(tmp_path / "lai"), "--region", "R"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "Traceback" not in out
+    assert f"{vrt}: source file of the VRT is missing: {gone}" in out, out

@@ -89,6 +89,18 @@ class ServiceError(LaiError, RuntimeError):
     """A remote service (Earth Engine, Google Drive, a STAC API) refused or failed."""
 
 
+def gdal_reason(exc: BaseException) -> str:
+    """What GDAL said, not rasterio's "Read failed. See previous exception for details.":
+    the message of the innermost cause (e.g. a VRT's missing source file)."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:
+        if str(cause):
+            text = str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return text
+
+
 def error_text(exc: BaseException) -> str:
     """One line for a report: a :class:`LaiError` as it is, an OS error as ``file: cause``,
     anything else with its type."""

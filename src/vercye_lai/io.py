@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .errors import NO_SPACE, DataIOError, DiskFullError, InputError, LaiError
+from .errors import NO_SPACE, DataIOError, DiskFullError, InputError, LaiError, gdal_reason
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +181,17 @@ def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.Dat
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot open raster (corrupt or not a raster?): {exc}", path=path) from exc
+        raise DataIOError(f"cannot open raster (corrupt or not a raster?): {gdal_reason(exc)}", path=path) from exc
     if georeferenced and (ds.crs is None or ds.transform == rasterio.Affine.identity()):
         ds.close()
         raise DataIOError("raster is not georeferenced (no CRS or no geotransform)", path=path)
+    if ds.driver == "VRT":
+        # GDAL opens a mosaic whose part is gone and fails only at the first read
+        missing = [os.path.normpath(f) for f in ds.files[1:] if "/vsi" not in f and not Path(f).exists()]
+        if missing:
+            ds.close()
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataIOError(f"source file of the VRT is missing: {missing[0]}{more}", path=path)
     return ds
 
 

@@ -27,7 +27,7 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from . import __version__
-from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text
+from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text, gdal_reason
 from .grid import Grid
 from .io import atomic_output, check_utf8, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
@@ -556,7 +556,7 @@ def _run_blocks(
         try:
             data = ds.read(window=window)
         except rasterio.errors.RasterioIOError as exc:
-            raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {exc}", path=src) from exc
+            raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
         check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
         values, flags, n_valid = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags)
         return BlockResult(window, values, flags, n_valid)

@@ -59,6 +59,7 @@ from ..errors import (
     InputError,
     NoDataFoundError,
     ServiceError,
+    gdal_reason,
     require,
 )
 from ..grid import Grid, utm_crs
@@ -378,7 +379,7 @@ def read_asset(
             )
             data = vrt.read(1, out_dtype="float32")
     except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot read STAC asset: {exc}", path=getattr(href, "name", href)) from exc
+        raise DataIOError(f"cannot read STAC asset: {gdal_reason(exc)}", path=getattr(href, "name", href)) from exc
     data[data == 0] = np.nan  # L2A DN 0 is no data
     return data
 

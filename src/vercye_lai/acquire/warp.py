@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..bands import StackWriter
-from ..errors import DataIOError
+from ..errors import DataIOError, gdal_reason
 from ..grid import Grid
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def open_image(src: str | os.PathLike) -> rasterio.DatasetReader:
     try:
         return rasterio.open(src)
     except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot open image: {exc}", path=src) from exc
+        raise DataIOError(f"cannot open image: {gdal_reason(exc)}", path=src) from exc
 
 
 class ImageCache:

@@ -26,7 +26,7 @@ from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
-from ..errors import DataIOError, InputError
+from ..errors import DataIOError, InputError, gdal_reason
 from ..grid import Grid
 from ..io import nodata_mask, open_raster
 
@@ -58,7 +58,7 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
     try:
         data = ds.read(band, window=window, boundless=not inside)
     except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot read band {band}: {exc}", path=ds.name) from exc
+        raise DataIOError(f"cannot read band {band}: {gdal_reason(exc)}", path=ds.name) from exc
     bad = nodata_mask(data, ds.nodata)
     out = data.astype(np.float32, copy=False)
     if not inside:
