@@ -126,13 +126,22 @@ def tiny_network(**kw) -> Network:
     return Network(**args)
 
 
-def test_output_range_clamped_within_tolerance_and_nodata_beyond():
+@pytest.mark.parametrize("mode,expected", [
+    ("clamp", [-0.5, -0.5, 0.0, 0.3, 0.5, 0.5]),  # the default: the densest canopies kept, at the max
+    ("nodata", [np.nan, -0.5, 0.0, 0.3, 0.5, np.nan]),
+    ("keep", [-0.7, -0.55, 0.0, 0.3, 0.55, 0.7]),  # the raw output, as the reference keeps it
+])
+@pytest.mark.parametrize("flags", [True, False])
+def test_output_range_within_tolerance_clamped_and_beyond_as_chosen(mode, expected, flags):
     target = np.array([-0.7, -0.55, 0.0, 0.3, 0.55, 0.7])
     x = np.zeros((11, target.size))
     x[0] = np.arctanh(target)
-    y, f = tiny_network().predict(x)
-    np.testing.assert_allclose(y, [np.nan, -0.5, 0.0, 0.3, 0.5, np.nan], atol=1e-6)
-    assert f.tolist() == [FLAG_TOO_LOW, FLAG_CLAMPED_MIN, 0, 0, FLAG_CLAMPED_MAX, FLAG_TOO_HIGH]
+    y, f = tiny_network().predict(x, out_of_range=mode, flags=flags)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    if flags:  # the flags tell the same whatever the choice
+        assert f.tolist() == [FLAG_TOO_LOW, FLAG_CLAMPED_MIN, 0, 0, FLAG_CLAMPED_MAX, FLAG_TOO_HIGH]
+    else:
+        assert f is None
 
 
 def test_negative_tolerance_in_snap_21_files_is_a_magnitude():

@@ -330,3 +330,19 @@ def test_two_stacks_for_one_date_are_an_error_naming_both(tmp_path):
     # a mosaic .vrt beside its date's .tif is the designed preference, not a duplicate
     (s2 / "qvidja_20.0m_2023-06-11.tif").rename(s2 / "qvidja_20.0m_2023-06-11.vrt")
     assert find_rasters(s2, "qvidja", 20)[dt.date(2023, 6, 11)].suffix == ".vrt"
+
+
+def test_out_of_range_choice_is_tagged_and_a_change_recomputes(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    assert run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja").exit_code == 0
+    lai = tmp_path / "lai" / "qvidja_20m_2023-06-09_LAI.tif"
+    with rasterio.open(lai) as ds:
+        assert ds.tags()["VERCYE_OUT_OF_RANGE"] == "clamp"  # the default
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--out-of-range", "nodata")
+    assert "3 done, 0 skipped" in r.output
+    with rasterio.open(lai) as ds:
+        assert ds.tags()["VERCYE_OUT_OF_RANGE"] == "nodata"
+    assert "3 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja",
+                              "--out-of-range", "nodata").output
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--out-of-range", "drop")
+    assert r.exit_code == 2 and "clamp" in r.output

@@ -31,6 +31,7 @@ from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiErro
 from .grid import Grid
 from .io import atomic_output, check_utf8, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
+from .model.sl2p import OUT_OF_RANGE
 from .naming import RasterName, find_rasters
 from .options import Options, setting
 from .stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
@@ -60,6 +61,7 @@ def predict_block(
     nodatavals: Sequence[float | None],
     *,
     flags: bool = True,
+    out_of_range: str = "clamp",
 ) -> tuple[list[np.ndarray], list[np.ndarray | None], int]:
     """Run the networks on one ``(bands, rows, cols)`` block of stored values.
 
@@ -89,7 +91,7 @@ def predict_block(
         sel = idx[s : s + CHUNK_PIXELS] if sparse else slice(s, s + CHUNK_PIXELS)
         x = flat[:, sel].astype(np.float32)
         for k, net in enumerate(networks):
-            y, f = net.predict(x, flags=flags)
+            y, f = net.predict(x, flags=flags, out_of_range=out_of_range)
             values[k][sel] = y
             if f is not None:
                 qa[k][sel] = f
@@ -150,6 +152,10 @@ class PredictOptions(Options):
     offset: float | None = setting(None, help="See --scale (L2A >= 04.00: -1000).")
     flags: bool = setting(
         True, help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
+    out_of_range: str = setting(
+        "clamp", choices=OUT_OF_RANGE,
+        help="Outputs beyond the valid range + tolerance (LAI > 8.2 for SL2P: the densest canopies): "
+             "clamp to the range, set to nodata, or keep the raw network output; flagged either way.")
     cog: bool = setting(
         True, help="Cloud-optimised layout with overviews (else a plain tiled GeoTIFF).")
     block_size: int = setting(
@@ -191,8 +197,9 @@ def flags_path(product: Path) -> Path:
     return product.with_name(product.stem + "_flags.tif")
 
 
-def is_complete(product: Path, src: Path, network: Network) -> bool:
-    """True if ``product`` exists, opens, was made by ``network`` and is newer than ``src``."""
+def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp") -> bool:
+    """True if ``product`` exists, opens, was made by ``network`` with the same handling of
+    out-of-range outputs, and is newer than ``src``."""
     if not product.exists():
         return False
     try:
@@ -203,6 +210,11 @@ def is_complete(product: Path, src: Path, network: Network) -> bool:
         return False
     if tags.get("VERCYE_MODEL") != network.model or tags.get("VERCYE_VARIABLE") != network.variable:
         log.info("%s: made by another model/variable; recomputing", product.name)
+        return False
+    # products of versions before the choice set such outputs to nodata
+    if tags.get("VERCYE_OUT_OF_RANGE", "nodata") != out_of_range:
+        log.info("%s: made with out_of_range=%s; recomputing", product.name,
+                 tags.get("VERCYE_OUT_OF_RANGE", "nodata"))
         return False
     if product.stat().st_mtime < src.stat().st_mtime:
         log.info("%s: input is newer; recomputing", product.name)
@@ -273,7 +285,8 @@ def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
         stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
         nodatavals=tuple(ds.nodatavals),
         windows=_windows(ds, options.block_size),
-        common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how},
+        common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range},
         scaling=scaling,
         inputs=tuple(networks[0].inputs),
     )
@@ -360,7 +373,8 @@ def predict_file(
     outputs = {v: check_utf8(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(options.model, v) for v in outputs]
-    if not options.overwrite and all(is_complete(outputs[n.variable], src, n) for n in networks):
+    if not options.overwrite and all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range)
+                                     for n in networks):
         return PredictResult(src, list(outputs.values()), "skipped")
 
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
@@ -399,7 +413,7 @@ def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
     for d, src in stacks.items():
         outputs = product_paths(src, out_dir, options.variables)
         done = not options.overwrite and all(
-            is_complete(outputs[n.variable], src, n) for n in networks)
+            is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range) for n in networks)
         units.append(PredictUnit(d, Path(src), outputs, done))
     return units
 
@@ -409,7 +423,7 @@ def part_key(unit: PredictUnit, options: PredictOptions) -> str:
     s = unit.src.stat()
     o = options
     text = repr((unit.src.name, s.st_size, s.st_mtime_ns, o.model, o.variables, o.block_size,
-                 o.flags, o.scale, o.offset, o.part_pixels))
+                 o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range))
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -558,7 +572,8 @@ def _run_blocks(
         except rasterio.errors.RasterioIOError as exc:
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
         check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
-        values, flags, n_valid = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags)
+        values, flags, n_valid = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
+                                               out_of_range=options.out_of_range)
         return BlockResult(window, values, flags, n_valid)
 
     workers = max(1, options.workers)

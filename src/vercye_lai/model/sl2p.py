@@ -14,12 +14,15 @@ bit    value  meaning
 0      1      input outside the definition domain (per-band min/max or grid)
 1      2      output below the valid minimum but within tolerance: clamped
 2      4      output above the valid maximum but within tolerance: clamped
-3      8      output below minimum − tolerance: set to nodata
-4      16     output above maximum + tolerance: set to nodata
+3      8      output below minimum − tolerance
+4      16     output above maximum + tolerance
 =====  =====  ==========================================================
 
-Unlike SNAP, which keeps too-low/too-high outputs, they are set to nodata here so that
-downstream statistics never average implausible values.
+What becomes of an output beyond the valid range + tolerance (bits 3 and 4) is a choice,
+``out_of_range`` (:data:`OUT_OF_RANGE`): ``"clamp"`` (default) to the valid range, like
+the outputs within tolerance; ``"nodata"``; or ``"keep"`` the raw network output for
+every pixel, clamped or not (as the reference implementation does). Above the maximum are
+the densest canopies: setting them to nodata biases a field's peak-season mean low.
 """
 
 from __future__ import annotations
@@ -50,6 +53,9 @@ FLAG_NAMES = {
 #: pixels per forward pass: inputs and hidden layer (16 × chunk float32 = 512 KB) stay in
 #: the L2 cache; measured 1.8× faster than 65536 per core
 _CHUNK = 8192
+
+#: what :meth:`Network.predict` does with outputs beyond the valid range + tolerance
+OUT_OF_RANGE = ("clamp", "nodata", "keep")
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +186,8 @@ class Network:
             bad[np.flatnonzero(ok)[self.domain_grid[pos] != code]] = True
         return bad
 
-    def predict(self, x: np.ndarray, *, flags: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def predict(self, x: np.ndarray, *, flags: bool = True,
+                out_of_range: str = "clamp") -> tuple[np.ndarray, np.ndarray | None]:
         """Predict the variable with SNAP's output-range handling.
 
         Parameters
@@ -190,21 +197,30 @@ class Network:
             reflectance factors (0–1). Must be free of NaN (mask nodata first).
         flags
             Also compute the quality bit mask (costs the definition-domain check).
+        out_of_range
+            Outputs beyond the valid range + tolerance: ``"clamp"`` to the range,
+            ``"nodata"`` (NaN), or ``"keep"`` the raw output (then nothing is clamped).
 
         Returns
         -------
         values
-            float32, NaN where the output is beyond the valid range + tolerance.
+            float32 in the valid range (``"clamp"``), NaN beyond range + tolerance
+            (``"nodata"``), or as the network gives them (``"keep"``).
         flags
             uint8 bit mask (see module docstring), or ``None``.
         """
+        if out_of_range not in OUT_OF_RANGE:
+            raise ValueError(f"out_of_range must be one of {OUT_OF_RANGE}, not {out_of_range!r}")
         y = self.forward(x)
         tol = abs(self.tolerance)  # SNAP 2.1 files store some tolerances with a minus sign
         lo, hi = self.out_min, self.out_max
         if not flags:
-            bad = (y < lo - tol) | (y > hi + tol)
-            np.clip(y, lo, hi, out=y)
-            y[bad] = np.nan
+            if out_of_range == "nodata":
+                bad = (y < lo - tol) | (y > hi + tol)
+                np.clip(y, lo, hi, out=y)
+                y[bad] = np.nan
+            elif out_of_range == "clamp":
+                np.clip(y, lo, hi, out=y)
             return y, None
         # bool → uint8 is 0/1: bit 0 is FLAG_INPUT_OUT_OF_RANGE
         f = self.input_out_of_range(x).view(np.uint8)
@@ -217,8 +233,10 @@ class Network:
             too_high = y > hi + tol
             f[above & ~too_high] |= FLAG_CLAMPED_MAX
             f[too_high] |= FLAG_TOO_HIGH
-        np.clip(y, lo, hi, out=y)
-        y[f >= FLAG_TOO_LOW] = np.nan
+        if out_of_range != "keep":
+            np.clip(y, lo, hi, out=y)
+        if out_of_range == "nodata":
+            y[f >= FLAG_TOO_LOW] = np.nan
         return y, f
 
     def describe(self) -> dict:
