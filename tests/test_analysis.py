@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from conftest import ORIGIN, opts, pixel_box
 from rasterio.transform import from_origin
+from scipy.interpolate import Akima1DInterpolator
 
 from vercye_lai.analysis import analyze, geometry
 from vercye_lai.analysis import core as analysis_core
@@ -75,7 +76,14 @@ def test_poly_iter_hand_computed(tmp_path, two_fields, season):
     # one row per day, gap days interpolated inside the observed span
     assert list(a.index) == [f"2022-06-0{d}" for d in range(1, 7)]
     assert a.loc["2022-06-02", "interpolated"] == 1 and a.loc["2022-06-02", "n_pixels"] == 0
-    assert np.isnan(a.loc["2022-06-02", "LAI Median"])
+    # the medians are gap-filled like the means; standard deviations stay empty
+    obs = a[a["interpolated"] == 0]
+    x = [int(d[-2:]) for d in obs.index]
+    for col in ("LAI Mean", "LAI Median", "LAI Median Adjusted"):
+        want = Akima1DInterpolator(x, obs[col].to_numpy(), extrapolate=False)(2)
+        assert a.loc["2022-06-02", col] == pytest.approx(max(float(want), 0.0), abs=1e-6)
+    assert np.isnan(a.loc["2022-06-02", "LAI Stddev"]) and np.isnan(a.loc["2022-06-02", "LAI Stddev Adjusted"])
+    assert (a["LAI Median Adjusted"] == a["LAI Median"]).all()  # no adjustment
 
 
 def test_poly_agg_is_one_zone(tmp_path, two_fields, season):
@@ -248,10 +256,12 @@ def test_cloud_threshold_makes_a_gap(tmp_path, two_fields, season):
     res = run(tmp_path, two_fields, max_cloud_percent=20, interpolation="linear")
     a = stats(res)
     row = a.loc["2022-06-03"]  # 25 % cloud in A
-    assert row["interpolated"] == 1 and row["n_pixels"] == 3
-    assert row["Cloud or Snow Percentage"] == 25 and np.isnan(row["LAI Median"])
-    m1, m6 = a.loc["2022-06-01", "LAI Mean"], a.loc["2022-06-06", "LAI Mean"]
-    assert row["LAI Mean"] == pytest.approx(m1 + (m6 - m1) * 2 / 5, abs=1e-5)
+    # rejected: nothing aggregated (n_pixels 0), the cloud share tells why
+    assert row["interpolated"] == 1 and row["n_pixels"] == 0
+    assert row["Cloud or Snow Percentage"] == 25 and np.isnan(row["LAI Stddev"])
+    for col in ("LAI Mean", "LAI Median", "LAI Mean Adjusted", "LAI Median Adjusted"):
+        m1, m6 = a.loc["2022-06-01", col], a.loc["2022-06-06", col]
+        assert row[col] == pytest.approx(m1 + (m6 - m1) * 2 / 5, abs=1e-5), col
     b = run(tmp_path, two_fields, min_valid_fraction=0.8, interpolation="linear")
     assert stats(b).loc["2022-06-03", "interpolated"] == 1
     assert stats(b, 1).loc["2022-06-03", "interpolated"] == 0  # B was clear
@@ -311,3 +321,76 @@ def test_integer_raster_without_nodata_partly_outside(tmp_path, polygon_writer, 
     row = stats(run(tmp_path, g)).loc["2022-06-01"]
     assert row["n_pixels"] == 4 and row["Cloud or Snow Percentage"] == 75
     assert row["LAI Mean"] == pytest.approx(data[2:, 2:].mean())
+
+
+REFERENCE_COLUMNS = ["Date", "n_pixels", "interpolated", "LAI Mean", "LAI Median", "LAI Stddev",
+                     "LAI Mean Adjusted", "LAI Median Adjusted", "LAI Stddev Adjusted",
+                     "Cloud or Snow Percentage"]
+UNSMOOTHED = ["LAI Mean Unsmoothed", "LAI Median Unsmoothed", "LAI Stddev Unsmoothed",
+              "LAI Mean Adjusted Unsmoothed", "LAI Median Adjusted Unsmoothed",
+              "LAI Stddev Adjusted Unsmoothed"]
+
+
+@pytest.fixture
+def six_dates(lai_writer):
+    """Field A (rows 0-1, cols 0-1) on 7 dates, 6 observed: values base + (0, .1, .2, .3)."""
+    base = {1: 0.2, 2: 1.1, 4: 2.4, 5: 2.9, 6: 3.8, 8: 3.1}
+    for day, b in base.items():
+        v = np.full((6, 6), 9.0, np.float32)
+        v[0:2, 0:2] = b + np.array([[0.0, 0.1], [0.2, 0.3]])
+        lai_writer(f"2022-06-0{day}", v)
+    return base
+
+
+def test_savgol_smooths_means_medians_and_stds_keeping_the_unsmoothed(tmp_path, two_fields, six_dates):
+    from scipy.signal import savgol_filter
+
+    plain = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment="wheat", outliers="none"))
+    res = run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment="wheat", outliers="none",
+              smooth="savgol")
+    df = pd.read_csv(res.zones[0].csv)
+    assert list(df.columns) == REFERENCE_COLUMNS + UNSMOOTHED + ["outlier", "LAI Mean Rejected"]
+    df = df.set_index("Date")
+    obs = [f"2022-06-0{d}" for d in six_dates]
+    means = np.array([b + 0.15 for b in six_dates.values()])
+    # 6 observations: window 9 shrunk to 5, order 2, clipped at 0 (hand-made means)
+    want = np.maximum(savgol_filter(means, 5, 2, mode="interp"), 0)
+    np.testing.assert_allclose(df.loc[obs, "LAI Mean"], want, atol=1e-6)
+    np.testing.assert_allclose(df.loc[obs, "LAI Mean Unsmoothed"], means, atol=1e-6)
+    for col in ("LAI Median", "LAI Stddev", "LAI Mean Adjusted", "LAI Median Adjusted", "LAI Stddev Adjusted"):
+        raw = plain.loc[obs, col].to_numpy()
+        np.testing.assert_allclose(df.loc[obs, col], np.maximum(savgol_filter(raw, 5, 2, mode="interp"), 0),
+                                   atol=1e-6)
+        np.testing.assert_allclose(df.loc[obs, f"{col} Unsmoothed"], raw, atol=1e-6)
+    # the gap day: means and medians (smoothed or not) interpolated, stds empty
+    gap = df.loc["2022-06-03"]
+    assert gap["interpolated"] == 1 and gap["n_pixels"] == 0
+    assert gap[["LAI Mean", "LAI Median", "LAI Mean Unsmoothed", "LAI Median Adjusted Unsmoothed"]].notna().all()
+    assert gap[["LAI Stddev", "LAI Stddev Unsmoothed", "LAI Stddev Adjusted Unsmoothed"]].isna().all()
+    assert gap["LAI Mean Unsmoothed"] == pytest.approx(plain.loc["2022-06-03", "LAI Mean"], abs=1e-6)
+    # without smoothing, the reference's columns and ours, no Unsmoothed ones
+    assert list(pd.read_csv(run(tmp_path, two_fields, end=D(2022, 6, 8)).zones[0].csv).columns) == \
+        REFERENCE_COLUMNS + ["outlier", "LAI Mean Rejected"]
+
+
+def test_median_adjusted_is_the_median_of_adjusted_pixels(tmp_path, two_fields, six_dates):
+    df = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment="maize"))
+    v = 2.4 + np.array([0.0, 0.1, 0.2, 0.3])
+    adj = -0.078 * v**2 + 1.4 * v - 0.18
+    assert df.loc["2022-06-04", "LAI Median Adjusted"] == pytest.approx(np.median(adj), abs=1e-6)
+    assert df.loc["2022-06-04", "LAI Mean Adjusted"] == pytest.approx(adj.mean(), abs=1e-6)
+
+
+def test_an_outlier_day_is_filled_like_a_gap_and_marked(tmp_path, two_fields, six_dates, lai_writer):
+    v = np.full((6, 6), 9.0, np.float32)
+    v[0:2, 0:2] = 0.9  # 2022-06-05 was 2.9-3.2 between 2.4 and 3.8: a missed cloud
+    lai_writer("2022-06-05", v)
+    df = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), interpolation="linear"))
+    row = df.loc["2022-06-05"]
+    assert row["outlier"] == 1 and row["interpolated"] == 1 and row["n_pixels"] == 0
+    assert row["LAI Mean Rejected"] == pytest.approx(0.9, abs=1e-6)
+    assert row["LAI Mean"] == pytest.approx((2.55 + 3.95) / 2, abs=1e-6)  # between its neighbours
+    assert np.isnan(row["LAI Stddev"])
+    assert df["outlier"].sum() == 1 and df["LAI Mean Rejected"].notna().sum() == 1
+    kept = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), outliers="none")).loc["2022-06-05"]
+    assert kept["outlier"] == 0 and kept["LAI Mean"] == pytest.approx(0.9, abs=1e-6)

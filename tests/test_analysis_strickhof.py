@@ -67,6 +67,10 @@ def test_statistics_match_rasterio_mask(result, k):
     ref = baseline(zone.name)
     for date, (n, mean, _) in ref.items():
         row = df.loc[pd.Timestamp(date)]
+        if row["outlier"]:  # observed, rejected by the outlier test: its mean kept aside
+            assert n and row["n_pixels"] == 0 and row["interpolated"] == 1
+            assert row["LAI Mean Rejected"] == pytest.approx(mean, abs=1e-6)
+            continue
         assert row["n_pixels"] == n, date
         if n:
             assert row["interpolated"] == 0
@@ -137,3 +141,30 @@ def test_crop_mask_from_the_fields_matches_poly_agg(tmp_path):
     assert r.zones[0].n_pixels == pytest.approx(p.zones[0].n_pixels, rel=0.05)
     both = (a["n_pixels"] > 0) & (b["n_pixels"] > 0)
     np.testing.assert_allclose(a.loc[both, "LAI Mean"], b.loc[both, "LAI Mean"], atol=0.05)
+
+
+def _observed_means(result, k: int = 0) -> np.ndarray:
+    """The field's daily series of observed means, the rejected observation put back."""
+    df = pd.read_csv(result.zones[k].csv)
+    y = np.where(df["interpolated"] == 0, df["LAI Mean"], np.nan)
+    return np.where(df["outlier"] == 1, df["LAI Mean Rejected"], y)
+
+
+def test_real_haze_day_rejected_injected_dip_too_and_harvest_kept(result):
+    from vercye_lai.analysis.timeseries import find_outliers
+
+    y = _observed_means(result)
+    days = pd.date_range("2022-03-05", "2022-07-30").date
+    june18 = list(days).index(dt.date(2022, 6, 18))
+    assert find_outliers(y)[june18]  # 3.43 between ~5: what the quicklook shows as a dip
+    # a cloud dip injected on an observed mid-May day: caught, and nothing else new
+    obs = np.flatnonzero(~np.isnan(y))
+    may = next(i for i in obs if days[i] >= dt.date(2022, 5, 12))
+    dipped = y.copy()
+    dipped[may] *= 0.5
+    assert np.flatnonzero(find_outliers(dipped)).tolist() == sorted([may, june18])
+    # a harvest on 1 July: every later observation at bare-soil LAI, none rejected
+    harvest = y.copy()
+    after = obs[days[obs] >= dt.date(2022, 7, 1)]
+    harvest[after] = 0.3
+    assert not find_outliers(harvest)[after].any()

@@ -9,7 +9,7 @@ from scipy.signal import savgol_filter
 
 from vercye_lai.analysis import adjust_lai, interpolate_gaps
 from vercye_lai.analysis.stats import ZoneIndex, zone_stats
-from vercye_lai.analysis.timeseries import smooth_savgol
+from vercye_lai.analysis.timeseries import find_outliers, savgol_window, smooth_savgol
 from vercye_lai.errors import ConfigError
 
 L = np.array([0.0, 0.5, 1.0, 2.5, 6.0])
@@ -106,3 +106,57 @@ def test_zone_stats_against_numpy(shape):
              st["mean_adj"][k - 1], st["std_adj"][k - 1]],
             [v.mean(), np.median(v), v.std(), a.mean(), a.std()], rtol=1e-9)
         assert st["cloud_pct"][k - 1] == pytest.approx(100 * (sel.sum() - v.size) / sel.sum())
+
+
+# --- smoothing as the reference implementation does it --------------------------------
+
+
+@pytest.mark.parametrize(("n", "window"), [(1, None), (3, None), (4, 4), (5, 5), (6, 5), (8, 7),
+                                           (9, 9), (30, 9)])
+def test_savgol_window_shrinks_odd_never_below_order_plus_2(n, window):
+    assert savgol_window(n, window=9, polyorder=2) == window
+
+
+def test_savgol_is_clipped_at_zero():
+    y = np.array([0.0, 0.02, 0.0, 0.6, 0.0, 0.05, 0.9, 2.5, 1.0])  # near zero early season
+    raw = savgol_filter(y, 9, 2, mode="interp")
+    assert (raw < 0).any()  # what scipy gives
+    np.testing.assert_allclose(smooth_savgol(y), np.maximum(raw, 0))
+
+
+# --- outliers: a missed cloud or shadow is a short dip ---------------------------------
+
+
+def daily(values: dict[int, float], n: int = 60) -> np.ndarray:
+    y = np.full(n, np.nan)
+    for d, v in values.items():
+        y[d] = v
+    return y
+
+
+def test_single_and_double_dips_are_rejected():
+    y = daily({0: 1.0, 5: 2.0, 10: 3.0, 15: 1.2, 20: 3.6, 25: 3.8, 30: 1.5, 35: 1.6, 40: 4.0, 45: 4.1})
+    assert np.flatnonzero(find_outliers(y)).tolist() == [15, 30, 35]
+
+
+def test_declines_first_last_and_small_dips_are_kept():
+    # harvest: a step down that stays down; senescence: a steady decline
+    harvest = daily({0: 4.0, 5: 4.2, 10: 4.1, 15: 0.4, 20: 0.3, 25: 0.35})
+    senescence = daily({0: 5.0, 5: 4.2, 10: 3.1, 15: 2.0, 20: 1.1, 25: 0.5})
+    assert not find_outliers(harvest).any() and not find_outliers(senescence).any()
+    # the first and last observations have no neighbour on one side
+    assert not find_outliers(daily({0: 0.1, 5: 3.0, 10: 3.1, 15: 0.2})).any()
+    # below both neighbours, but by less than max(0.5, 20 %)
+    assert not find_outliers(daily({0: 3.0, 5: 2.6, 10: 3.0})).any()
+    assert find_outliers(daily({0: 3.0, 5: 2.3, 10: 3.0})).any()
+    # neighbours too far apart to judge
+    assert not find_outliers(daily({0: 3.0, 20: 1.0, 40: 3.0}), max_span=30).any()
+
+
+def test_spikes_only_when_asked_and_none_rejects_nothing():
+    y = daily({0: 2.0, 5: 2.1, 10: 5.0, 15: 2.2, 20: 2.3, 25: 0.5, 30: 2.4})
+    assert np.flatnonzero(find_outliers(y)).tolist() == [25]
+    assert np.flatnonzero(find_outliers(y, kind="dips+spikes")).tolist() == [10, 25]
+    assert not find_outliers(y, kind="none").any()
+    with pytest.raises(ConfigError, match="unknown outlier test"):
+        find_outliers(y, kind="hampel")

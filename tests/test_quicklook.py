@@ -71,3 +71,18 @@ def test_cli(analysis, tmp_path):
                                    "--geometry", str(geom)])
     assert res.exit_code == 0, res.output
     assert out.stat().st_size > 20_000 and str(out) in res.stderr
+
+
+def test_rejected_outliers_are_drawn_as_crosses(tmp_path, lai_writer, polygon_writer, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    for d, v in [("2022-05-01", 2.0), ("2022-05-06", 3.0), ("2022-05-12", 1.0), ("2022-05-20", 3.4)]:
+        lai_writer(d, np.full((8, 8), v, np.float32))  # 05-12: a dip below both neighbours
+    g = polygon_writer("plot.geojson", [pixel_box(1, 0, 7, 6)], FID=[4])
+    zone = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10).zones[0]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    quicklook(zone.csv, zone.max_tif)
+    lines = [ln for ax in figures[0].axes for ln in ax.get_lines() if ln.get_marker() == "x"]
+    assert [ln.get_label() for ln in lines] == ["rejected as outlier (1)"]
+    assert lines[0].get_ydata().tolist() == [1.0]

@@ -93,6 +93,7 @@ def quicklook(
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    import pandas as pd
     from matplotlib.ticker import MaxNLocator
 
     csv_path = Path(csv_path)
@@ -131,6 +132,10 @@ def quicklook(
                 label=f"adjusted mean ({adjustment})")
     ax.plot(d_obs, m_obs, "o", ms=4.5, color="darkgreen", mec="white", mew=0.6,
             label=f"observed ({int(obs.sum())} dates)")
+    rejected = df["outlier"] == 1 if "outlier" in df else pd.Series(False, index=df.index)
+    if rejected.any():  # what the outlier test took for a missed cloud or shadow
+        ax.plot(df.loc[rejected, "Date"], df.loc[rejected, "LAI Mean Rejected"], "x", ms=6.5, mew=1.6,
+                color="tab:red", label=f"rejected as outlier ({int(rejected.sum())})")
     ax.set_ylabel("LAI (m²/m²)")
     top = np.nanmax([(m_obs + s_obs).max(), df["LAI Mean"].max(), 0.5]) if obs.any() else 1.0
     ax.set_ylim(0, top * 1.1)

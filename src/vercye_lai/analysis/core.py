@@ -35,6 +35,7 @@ from .products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
     STATS_COLUMNS,
+    UNSMOOTHED_COLUMNS,
     output_stem,
     write_max_tif,
     write_stats_csv,
@@ -42,6 +43,7 @@ from .products import (
 from .stats import STAT_KEYS, ZoneIndex, zone_stats
 from .timeseries import (
     adjust_lai,
+    find_outliers,
     interpolate_gaps,
     smooth_savgol,
 )
@@ -293,9 +295,10 @@ class _Season:
             index = self.indexes[zg.grid] = ZoneIndex.from_labels(zg.labels, self.zones.count)
         gathered = index.gather(values)
         st = zone_stats(gathered, index, adjustment=self.adjustment, gathered=True)
-        self.n_pix[i] = st["n_pixels"]
         observed = _observed(st, index.total[1:], self.max_cloud_percent,
                              self.min_valid_fraction)
+        # a rejected day aggregates nothing; its cloud share tells why
+        self.n_pix[i] = np.where(observed, st["n_pixels"], 0)
         for k in STAT_KEYS:
             self.table[k][i] = st[k]
             if k != "cloud_pct":  # a gap keeps its cloud share, loses its statistics
@@ -398,8 +401,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
                        name if plan.options.mode == "poly_iter" else None)
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
-    cols = _fill_series(table, n_pix, k, interpolation=plan.options.interpolation, smooth=plan.options.smooth,
-                        smooth_window=plan.options.smooth_window)
+    cols = _fill_series(table, n_pix, k, options=plan.options)
     csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
                           date_format=plan.options.date_format, clean_stale=False)
     tif = None
@@ -409,7 +411,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
         tif = write_max_tif(plan.outdir / f"{stem}_MAX.tif", acc.grid.window(win),
                             {b: acc.zone_map(k + 1, win, b) for b in bands},
                             tags=dict(tags, ZONE=name), clean_stale=False)
-    observed = ~np.isnan(cols["LAI Mean"]) & (cols["interpolated"] == 0)
+    observed = ~np.isnan(cols["mean"]) & (cols["interpolated"] == 0)
     return ZoneResult(name, csv, tif, total, int(observed.sum()), int(cols["interpolated"].sum()))
 
 
@@ -480,24 +482,36 @@ def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: f
     return ok
 
 
-def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *, interpolation: str,
-                 smooth: str, smooth_window: int) -> dict[str, np.ndarray]:
-    """The CSV columns (:data:`~.products.STATS_COLUMNS`, by header) of zone ``k``:
-    observations, and the gap-filled columns smoothed and interpolated."""
-    series = {"n_pixels": n_pix[:, k], **{key: table[key][:, k] for key in STAT_KEYS}}
-    gap_filled = [c.key for c in STATS_COLUMNS if c.gap_filled]
-    n_obs = int((~np.isnan(series[gap_filled[0]])).sum())
-    if n_obs < 2 and interpolation != "none":
+def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
+                 options: AnalysisOptions) -> dict[str, np.ndarray]:
+    """The CSV columns (:func:`~.products.stats_columns`, by key) of zone ``k``: outliers
+    rejected, then the smoothed columns smoothed, then the gap-filled ones interpolated."""
+    o = options
+    series = {key: table[key][:, k].copy() for key in STAT_KEYS}
+    n = n_pix[:, k].copy()
+    rejected = find_outliers(series["mean"], kind=o.outliers)
+    series["mean_rejected"] = np.where(rejected, series["mean"], np.nan)
+    smoothed = [c.key for c in STATS_COLUMNS if c.smoothed]
+    for key in smoothed:  # a rejected observation becomes a gap
+        series[key][rejected] = np.nan
+    n[rejected] = 0  # nothing of that day is aggregated
+    n_obs = int((~np.isnan(series["mean"])).sum())
+    if n_obs < 2 and o.interpolation != "none":
         log.warning("only %d observation(s) in the range: no interpolation", n_obs)
-    filled = []
-    for key in gap_filled:
-        values = series[key]
-        if smooth == "savgol":
-            values = smooth_savgol(values, window=smooth_window)
-        series[key], days = interpolate_gaps(values, method=interpolation)
-        filled.append(days)
-    series["interpolated"] = filled[0].astype(np.int8)
-    return {c.header: series[c.key] for c in STATS_COLUMNS}
+    columns = STATS_COLUMNS
+    if o.smooth == "savgol":
+        columns += UNSMOOTHED_COLUMNS
+        for key in smoothed:
+            series[f"{key}_raw"] = series[key].copy()
+            series[key] = smooth_savgol(series[key], window=o.savgol_window, polyorder=o.savgol_order)
+    filled = {}
+    for c in columns:
+        if c.gap_filled:
+            series[c.key], filled[c.key] = interpolate_gaps(series[c.key], method=o.interpolation)
+    series["interpolated"] = filled["mean"].astype(np.int8)
+    series["outlier"] = rejected.astype(np.int8)
+    series["n_pixels"] = n
+    return series
 
 
 def _remove_stale(outdir: Path, prefix: str) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..options import Options, setting
 from .products import DATE_FORMATS, MAX_BAND_CHOICES
-from .timeseries import ADJUSTMENTS, INTERPOLATIONS, SMOOTHERS
+from .timeseries import ADJUSTMENTS, INTERPOLATIONS, OUTLIERS, SMOOTHERS
 
 MODES = ("raster", "poly_agg", "poly_iter")
 
@@ -28,13 +28,23 @@ class AnalysisOptions(Options):
         help="Crop calibration per pixel: wheat 0.0482L²+0.9161L+0.0026, maize -0.078L²+1.4L-0.18.")
     interpolation: str = setting(
         "akima", choices=INTERPOLATIONS,
-        help="Gap filling of the mean and adjusted mean between observations (never "
+        help="Gap filling of the means and medians between observations (never "
         "extrapolated; clipped at 0).")
     smooth: str = setting(
         "none", choices=SMOOTHERS,
-        help="Savitzky-Golay smoothing of the observed means before interpolation.")
-    smooth_window: int = setting(
-        5, min=3, help="Savitzky-Golay window, in observations (odd; shrunk if fewer).")
+        help="Savitzky-Golay smoothing of the observed means, medians and standard deviations "
+        "before interpolation (clipped at 0; the values before smoothing go to the "
+        "'... Unsmoothed' columns), as the reference implementation does.")
+    savgol_window: int = setting(
+        9, min=3, aliases=("--smooth-window",),
+        help="Savitzky-Golay window, in observations (odd; shrunk to the observations, never "
+        "below order + 2).")
+    savgol_order: int = setting(2, min=1, help="Savitzky-Golay polynomial order.")
+    outliers: str = setting(
+        "dips", choices=OUTLIERS,
+        help="Reject observations a missed cloud or shadow made before smoothing and gap "
+        "filling: dips = one or two observations below both neighbours by more than "
+        "max(0.5, 20 %) LAI; marked in the 'outlier' column and filled like gaps.")
     max_cloud_percent: float | None = setting(
         None, min=0, max=100, default_help="no limit",
         help="Treat a date as a gap when more than this share (%) of the geometry's pixels is "

@@ -27,19 +27,24 @@ class StatsColumn:
     ----------
     key
         Where the values come from: a zone statistic (:data:`~.stats.STAT_KEYS`),
-        ``n_pixels``, or ``interpolated`` (the days gap-filled in the first gap-filled column).
+        ``n_pixels``, ``interpolated``, ``outlier`` or ``mean_rejected`` (see
+        :func:`~.timeseries.fill_series`); ``{key}_raw`` for an ``Unsmoothed`` column.
     header
         The CSV header.
     type
         ``int`` (written as integers) or ``float`` (8 significant digits, empty for NaN).
     gap_filled
-        Smoothed and interpolated over the gap days (the means), or written as observed.
+        Interpolated over the gap days (means and medians), or written as observed.
+    smoothed
+        Smoothed by ``--smooth savgol`` (then an ``… Unsmoothed`` column keeps the values
+        before smoothing, as the reference implementation writes them).
     """
 
     key: str
     header: str
     type: type
     gap_filled: bool = False
+    smoothed: bool = False
 
     def cells(self, values: np.ndarray) -> list[str]:
         """The column's CSV cells."""
@@ -48,18 +53,35 @@ class StatsColumn:
         return [_fmt(v) for v in values.tolist()]
 
 
-#: The columns of a ``_STATS.csv`` after ``Date``, in order: a new statistic is one row here.
+#: The columns of a ``_STATS.csv`` after ``Date``, in order: a new statistic is one row
+#: here. The reference implementation's columns come first, in its order.
 STATS_COLUMNS: tuple[StatsColumn, ...] = (
     StatsColumn("n_pixels", "n_pixels", int),
     StatsColumn("interpolated", "interpolated", int),
-    StatsColumn("mean", "LAI Mean", float, gap_filled=True),
-    StatsColumn("median", "LAI Median", float),
-    StatsColumn("std", "LAI Stddev", float),
-    StatsColumn("mean_adj", "LAI Mean Adjusted", float, gap_filled=True),
-    StatsColumn("std_adj", "LAI Stddev Adjusted", float),
+    StatsColumn("mean", "LAI Mean", float, gap_filled=True, smoothed=True),
+    StatsColumn("median", "LAI Median", float, gap_filled=True, smoothed=True),
+    StatsColumn("std", "LAI Stddev", float, smoothed=True),
+    StatsColumn("mean_adj", "LAI Mean Adjusted", float, gap_filled=True, smoothed=True),
+    StatsColumn("median_adj", "LAI Median Adjusted", float, gap_filled=True, smoothed=True),
+    StatsColumn("std_adj", "LAI Stddev Adjusted", float, smoothed=True),
     StatsColumn("cloud_pct", "Cloud or Snow Percentage", float),
 )
-CSV_COLUMNS = ("Date", *(c.header for c in STATS_COLUMNS))
+#: With ``--smooth savgol``: the values before smoothing (gap-filled like their column).
+UNSMOOTHED_COLUMNS: tuple[StatsColumn, ...] = tuple(
+    StatsColumn(f"{c.key}_raw", f"{c.header} Unsmoothed", float, gap_filled=c.gap_filled)
+    for c in STATS_COLUMNS if c.smoothed)
+#: Last, ours: the observations the outlier test rejected (then filled like gaps).
+OUTLIER_COLUMNS: tuple[StatsColumn, ...] = (
+    StatsColumn("outlier", "outlier", int),
+    StatsColumn("mean_rejected", "LAI Mean Rejected", float),
+)
+
+
+def stats_columns(*, smoothed: bool) -> tuple[StatsColumn, ...]:
+    """The columns after ``Date`` of a ``_STATS.csv``, with or without smoothing."""
+    return STATS_COLUMNS + (UNSMOOTHED_COLUMNS if smoothed else ()) + OUTLIER_COLUMNS
+
+
 MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
 #: ``--max-bands`` choices → band names written.
 MAX_BAND_CHOICES: dict[str, tuple[str, ...]] = {
@@ -97,7 +119,8 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
     dates
         One date per row.
     columns
-        Header → array for every column of :data:`STATS_COLUMNS`; NaN → empty cell.
+        Key → array for every column of :func:`stats_columns` (``{key}_raw`` present: the
+        smoothed set); NaN → empty cell.
     date_format
         ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the reference implementation's).
     clean_stale
@@ -107,10 +130,11 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
         fmt = DATE_FORMATS[date_format]
     except KeyError:
         raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
+    table = stats_columns(smoothed="mean_raw" in columns)
     cells = [_date_strings(tuple(dates), fmt)]
-    cells += [c.cells(columns[c.header]) for c in STATS_COLUMNS]
+    cells += [c.cells(columns[c.key]) for c in table]
     buf = io.StringIO()
-    buf.write(",".join(CSV_COLUMNS) + "\n")
+    buf.write(",".join(["Date", *(c.header for c in table)]) + "\n")
     buf.writelines(",".join(row) + "\n" for row in zip(*cells))
     with atomic_output(path, clean_stale=clean_stale) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")

@@ -18,7 +18,7 @@ from .timeseries import adjust_lai
 log = logging.getLogger(__name__)
 
 #: Columns of :func:`zone_stats`' result, in CSV order after ``Date, n_pixels, interpolated``.
-STAT_KEYS = ("mean", "median", "std", "mean_adj", "std_adj", "cloud_pct")
+STAT_KEYS = ("mean", "median", "std", "mean_adj", "median_adj", "std_adj", "cloud_pct")
 
 #: Mean pixels per zone above which medians are taken zone by zone (np.partition) rather
 #: than from one sort of all pixels; the per-call overhead of a partition is ~256 pixels' sort.
@@ -103,17 +103,21 @@ def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none"
     n = np.bincount(lab, minlength=m)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean, std = _mean_std(lab, lai, n, m)
+        median = _median(lab, lai, n)
         if adjustment == "none":  # identity: no second pass
-            mean_adj, std_adj = mean, std
+            mean_adj, std_adj, median_adj = mean, std, median
         else:
-            mean_adj, std_adj = _mean_std(lab, adjust_lai(lai, adjustment), n, m)
+            adj = adjust_lai(lai, adjustment)
+            mean_adj, std_adj = _mean_std(lab, adj, n, m)
+            median_adj = _median(lab, adj, n)
         cloud = 100.0 * (index.total - n) / index.total
     return {
         "n_pixels": n[1:],
         "mean": mean[1:],
-        "median": _median(lab, lai, n)[1:],
+        "median": median[1:],
         "std": std[1:],
         "mean_adj": mean_adj[1:],
+        "median_adj": median_adj[1:],
         "std_adj": std_adj[1:],
         "cloud_pct": cloud[1:],
     }

@@ -45,25 +45,95 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
     return (a * lai + b) * lai + c
 
 
-def smooth_savgol(y: np.ndarray, *, window: int = 5, polyorder: int = 2) -> np.ndarray:
-    """Savitzky–Golay smoothing of the observed values (NaN entries are left alone).
+def savgol_window(n_obs: int, *, window: int = 9, polyorder: int = 2) -> int | None:
+    """The Savitzky–Golay window for ``n_obs`` observations, as the reference
+    implementation chooses it: ``window`` shrunk to an odd length ≤ ``n_obs``, never below
+    ``polyorder + 2``; ``None`` when even that is more than the observations."""
+    w = min(window, n_obs)
+    if w % 2 == 0:
+        w -= 1
+    w = max(w, polyorder + 2)
+    return w if w <= n_obs else None
 
-    The filter runs over the sequence of observations (not over calendar days). The
-    window shrinks to the number of observations (odd); with fewer than
-    ``polyorder + 2`` observations the series is returned unchanged, with a warning.
+
+def smooth_savgol(y: np.ndarray, *, window: int = 9, polyorder: int = 2) -> np.ndarray:
+    """Savitzky–Golay smoothing of the observed values, clipped at 0 (NaN entries are left alone).
+
+    The filter runs over the sequence of observations (not over calendar days), with the
+    window of :func:`savgol_window`; with too few observations the series is returned
+    unchanged, with a warning.
     """
     from scipy.signal import savgol_filter
 
     y = np.asarray(y, dtype=np.float64).copy()
     obs = ~np.isnan(y)
     n = int(obs.sum())
-    w = min(window, n)
-    w -= 1 - w % 2  # savgol windows are odd
-    if w <= polyorder:
-        log.warning("only %d observation(s): too few for Savitzky–Golay smoothing, skipped", n)
+    w = savgol_window(n, window=window, polyorder=polyorder)
+    if w is None:
+        if n:
+            log.warning("only %d observation(s): too few for Savitzky–Golay smoothing of order %d, "
+                        "skipped", n, polyorder)
         return y
-    y[obs] = savgol_filter(y[obs], w, polyorder, mode="interp")
+    y[obs] = np.maximum(savgol_filter(y[obs], w, polyorder, mode="interp"), 0.0)
     return y
+
+
+#: ``--outliers`` choices: which observations :func:`find_outliers` may reject
+OUTLIERS = ("none", "dips", "dips+spikes")
+#: a run of at most this many consecutive observations can be rejected together (a cloud
+#: or its shadow over two overpasses); a longer low stretch is the season itself
+MAX_OUTLIER_RUN = 2
+
+
+def find_outliers(y: np.ndarray, *, kind: str = "dips", min_drop: float = 0.5,
+                  rel_drop: float = 0.2, max_span: int = 30) -> np.ndarray:
+    """Observations of a daily series that a missed cloud or shadow made: short, sharp dips.
+
+    A run of one or two consecutive observations is rejected when every value of the run
+    lies below *both* observations around it, the one just before and the one just after,
+    by more than ``max(min_drop, rel_drop × the lower of the two)``, and those two are at
+    most ``max_span`` days apart. A genuine decline (senescence, harvest) stays low
+    afterwards, so the observation after it is not above it and it is kept; the first and
+    last observations are never rejected. ``"dips+spikes"`` also rejects runs as far above
+    both neighbours.
+
+    Parameters
+    ----------
+    y
+        One value per day (LAI, m²/m²), NaN on days without observation.
+    kind
+        One of :data:`OUTLIERS`.
+    min_drop, rel_drop
+        The least departure from the neighbours that counts: LAI units, and a fraction of
+        the nearer neighbour's value.
+    max_span
+        Days between the neighbours beyond which nothing is judged (a long gap may hide a
+        real change).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean per day: True on rejected observations.
+    """
+    if kind not in OUTLIERS:
+        raise ConfigError(f"unknown outlier test {kind!r}; choose one of {', '.join(OUTLIERS)}")
+    y = np.asarray(y, dtype=np.float64)
+    out = np.zeros(len(y), dtype=bool)
+    if kind == "none":
+        return out
+    x = np.flatnonzero(~np.isnan(y))
+    v = y[x]
+    for run in range(1, MAX_OUTLIER_RUN + 1):
+        for i in range(1, len(x) - run):
+            a, b = i - 1, i + run  # the neighbours of the run x[i:i+run]
+            if x[b] - x[a] > max_span or out[x[a]] or out[x[b]]:
+                continue
+            lo, hi = min(v[a], v[b]), max(v[a], v[b])
+            low = np.all(v[i:b] < lo - max(min_drop, rel_drop * lo))
+            high = kind == "dips+spikes" and np.all(v[i:b] > hi + max(min_drop, rel_drop * hi))
+            if low or high:
+                out[x[i:b]] = True
+    return out
 
 
 def interpolate_gaps(y: np.ndarray, *, method: str = "akima") -> tuple[np.ndarray, np.ndarray]:
