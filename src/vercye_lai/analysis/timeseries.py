@@ -123,16 +123,21 @@ def find_outliers(y: np.ndarray, *, kind: str = "dips", min_drop: float = 0.5,
         return out
     x = np.flatnonzero(~np.isnan(y))
     v = y[x]
-    for run in range(1, MAX_OUTLIER_RUN + 1):
-        for i in range(1, len(x) - run):
-            a, b = i - 1, i + run  # the neighbours of the run x[i:i+run]
-            if x[b] - x[a] > max_span or out[x[a]] or out[x[b]]:
-                continue
-            lo, hi = min(v[a], v[b]), max(v[a], v[b])
-            low = np.all(v[i:b] < lo - max(min_drop, rel_drop * lo))
-            high = kind == "dips+spikes" and np.all(v[i:b] > hi + max(min_drop, rel_drop * hi))
-            if low or high:
-                out[x[i:b]] = True
+    # dips first: a dip beside a peak must not make the peak look like a spike
+    for spikes in (False, True)[: 2 if kind == "dips+spikes" else 1]:
+        for run in range(1, MAX_OUTLIER_RUN + 1):
+            for i in range(1, len(x) - run):
+                a, b = i - 1, i + run  # the neighbours of the run x[i:i+run]
+                if x[b] - x[a] > max_span or out[x[a]] or out[x[b]] or out[x[i:b]].any():
+                    continue
+                if spikes:
+                    hi = max(v[a], v[b])
+                    bad = np.all(v[i:b] > hi + max(min_drop, rel_drop * hi))
+                else:
+                    lo = min(v[a], v[b])
+                    bad = np.all(v[i:b] < lo - max(min_drop, rel_drop * lo))
+                if bad:
+                    out[x[i:b]] = True
     return out
 
 
