@@ -99,7 +99,7 @@ def test_poly_agg_is_one_zone(tmp_path, two_fields, season):
     assert row["LAI Stddev"] == pytest.approx(expected.std(), abs=1e-6)
 
 
-def test_raster_mode_same_grid(tmp_path, raster_writer, season):
+def test_raster_mode_same_grid(tmp_path, raster_writer, season, caplog):
     mask = np.zeros((6, 6), np.uint8)
     mask[2, 1:4] = 1
     mask[5, 5] = 7  # any non-zero value is crop
@@ -111,9 +111,10 @@ def test_raster_mode_same_grid(tmp_path, raster_writer, season):
     assert row["n_pixels"] == 4
     assert row["LAI Mean"] == pytest.approx(np.mean(expected), abs=1e-6)
     assert res.zones[0].csv.name == "R_mask_2022-06-01_2022-06-06_STATS.csv"
+    assert "not the LAI grid" not in caplog.text  # aligned: nothing resampled, nothing to say
 
 
-def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season):
+def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season, caplog):
     # 20 m mask in EPSG:3857-free setting: other resolution and extent, same CRS;
     # crop cell (row 1, col 1) covers LAI rows 2-3, cols 2-3 (origin shifted by 0 px)
     mask = np.zeros((3, 3), np.uint8)
@@ -126,6 +127,11 @@ def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season):
     with rasterio.open(res.zones[0].max_tif) as ds:
         assert ds.shape == (2, 2)  # the window of the crop pixels only
         assert ds.transform.c == ORIGIN[0] + 20 and ds.transform.f == ORIGIN[1] - 20
+    # resampled, so said: both grids and the resampling named
+    record = next(r for r in caplog.records if "not the LAI grid" in r.getMessage())
+    warning = record.getMessage()
+    assert "mask20.tif" in warning and "20×20 px" in warning and "10×10 px" in warning
+    assert "nearest neighbour" in warning and record.levelname == "WARNING"
 
 
 def test_raster_mode_mask_in_other_crs(tmp_path, raster_writer, season):

@@ -161,6 +161,17 @@ class Grid:
 
     # ------------------------------------------------------------------ windows
 
+    def aligned_with(self, crs: CRS | str, transform: Affine, *, tol: float = 1e-6) -> bool:
+        """Same CRS, pixel size and orientation, origins a whole number of pixels apart:
+        one grid's pixels are the other's, with no resampling."""
+        if CRS.from_user_input(crs) != CRS.from_user_input(self.crs):
+            return False
+        a, b = self.transform, transform
+        if any(abs(p - q) > tol * max(1.0, abs(p)) for p, q in ((a.a, b.a), (a.e, b.e), (a.b, b.b), (a.d, b.d))):
+            return False
+        dx, dy = (b.c - a.c) / a.a, (b.f - a.f) / a.e
+        return abs(dx - round(dx)) < tol * 1e3 and abs(dy - round(dy)) < tol * 1e3
+
     def window_for(self, bounds: tuple[float, float, float, float]) -> Window:
         """The smallest whole-pixel window of this grid's lattice that covers ``bounds``.
 

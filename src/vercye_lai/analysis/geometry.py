@@ -310,6 +310,14 @@ class MaskZones(Zones):
         return transform_bounds(self.crs, crs, *self.bounds, densify_pts=21)
 
     def _rasterize(self, grid: Grid) -> np.ndarray:
+        if not grid.aligned_with(self.crs, self.transform):
+            # a user error or a choice: either way not silent (the pixels are resampled)
+            res = f"{abs(self.transform.a):g}×{abs(self.transform.e):g}"
+            log.warning("%s: the crop mask's grid (%s, %s px, origin %.6g, %.6g) is not the LAI grid "
+                        "(%s, %g×%g px, origin %.6g, %.6g): resampled to it by nearest neighbour "
+                        "(vercye-lai reproject-mask aligns it once)", Path(self.path).name, self.crs,
+                        res, self.transform.c, self.transform.f, grid.crs, *grid.res,
+                        grid.transform.c, grid.transform.f)
         out = np.zeros(grid.shape, dtype=np.uint8)
         reproject(
             self.crop, out, src_transform=self.transform, src_crs=self.crs,
