@@ -59,10 +59,11 @@ def test_make_executor_rejects_unknown_kind():
         make_executor("mpi")
 
 
-def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks):
+@pytest.mark.parametrize("uncertainty", [False, True])
+def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks, uncertainty):
     """The split path (parts + assemble) writes the very file predict_file writes."""
     src = sorted(strickhof_stacks.glob("*.tif"))[10]
-    options = PredictOptions(block_size=64, workers=1)
+    options = PredictOptions(block_size=64, workers=1, uncertainty=uncertainty)
     ref = predict_file(src, product_paths(src, tmp_path / "serial", ["LAI", "FAPAR"]), options=options)
     outputs = product_paths(src, tmp_path / "parts", ["LAI", "FAPAR"])
     windows = stack_windows(src, block_size=64)
@@ -77,7 +78,7 @@ def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks):
     assert res.n_valid == ref.n_valid == n
     for a, b in zip(ref.outputs, res.outputs):
         assert a.read_bytes() == b.read_bytes()
-        for suffix in ("", "_flags"):
+        for suffix in ("", "_flags", *(["_uncertainty"] if uncertainty else [])):
             fa, fb = a.with_name(a.stem + suffix + ".tif"), b.with_name(b.stem + suffix + ".tif")
             with rasterio.open(fa) as x, rasterio.open(fb) as y:
                 assert np.array_equal(x.read(), y.read(), equal_nan=True)

@@ -346,3 +346,50 @@ def test_out_of_range_choice_is_tagged_and_a_change_recomputes(tmp_path):
                               "--out-of-range", "nodata").output
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--out-of-range", "drop")
     assert r.exit_code == 2 and "clamp" in r.output
+
+
+# --- uncertainty (LEAF error networks) ---------------------------------------------------
+
+
+def _error_net_float64(x: np.ndarray, csv_name: str) -> np.ndarray:
+    """LEAF's error network for LAI, computed from its CSV in float64, independently."""
+    from importlib import resources
+
+    from vercye_lai.model.registry import parse_leaf_csv
+
+    path = Path(str(resources.files("vercye_lai.model") / "weights" / "leaf" / csv_name))
+    raw = next(r for r in parse_leaf_csv(path) if r["id"] == 1)  # variable id 1: LAI
+    xn = x * raw["in_scale"][:, None] + raw["in_offset"][:, None]
+    h = np.tanh(raw["w1"] @ xn + raw["b1"][:, None])
+    y = raw["w2"] @ h + raw["b2"][0]
+    return np.maximum((y - raw["out_b"][0]) / raw["out_w"][0], 0)
+
+
+def test_uncertainty_raster_is_the_error_network_output(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    r = run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty")
+    assert r.exit_code == 0, r.output
+    src = s2 / "qvidja_20m_2023-06-11.tif"
+    with rasterio.open(src) as ds:
+        raw = ds.read(masked=True)
+    unc_path = tmp_path / "lai" / "qvidja_20m_2023-06-11_LAI_uncertainty.tif"
+    unc = read(unc_path)
+    valid = ~raw.mask.any(axis=0)
+    expected = _error_net_float64(raw.data[:, valid].astype(np.float64) * 1e-4,
+                                  "s2_sl2p_weiss_or_prosail_NNT3_Single_0_1_Error.csv")
+    np.testing.assert_allclose(unc[valid], expected, atol=2e-5)
+    assert np.isnan(unc[~valid]).all() and 0 < np.nanmean(unc) < 3  # LAI units
+    with rasterio.open(unc_path) as ds:
+        assert ds.descriptions == ("LAI_uncertainty",) and ds.units == ("m2 m-2",)
+    # a rerun skips; products made without uncertainty are redone when it is asked for
+    assert "3 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty").output
+    unc_path.unlink()
+    assert "1 done, 2 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja",
+                                      "--uncertainty").output
+
+
+def test_uncertainty_needs_an_error_network(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a", "--uncertainty")
+    assert r.exit_code == 1 and "has no error network" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from . import __version__
 from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text, gdal_reason
 from .grid import Grid
 from .io import atomic_output, check_utf8, open_raster, tmp_path_for
-from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_network
+from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from .model.sl2p import OUT_OF_RANGE
 from .naming import RasterName, find_rasters
 from .options import Options, setting
@@ -48,6 +48,7 @@ class BlockResult:
     values: list[np.ndarray]  # one (rows, cols) float32 array per network
     flags: list[np.ndarray | None]
     n_valid: int
+    uncertainty: list[np.ndarray | None] = field(default_factory=list)  # per network, or empty
 
 
 #: pixels converted to float32 at a time: bounds the per-block working memory and
@@ -62,12 +63,15 @@ def predict_block(
     *,
     flags: bool = True,
     out_of_range: str = "clamp",
-) -> tuple[list[np.ndarray], list[np.ndarray | None], int]:
+    errors: Sequence[Network] = (),
+) -> tuple[list[np.ndarray], list[np.ndarray | None], int, list[np.ndarray]]:
     """Run the networks on one ``(bands, rows, cols)`` block of stored values.
 
-    ``networks`` take the stored values directly (see :meth:`Network.for_stored_values`).
-    Returns float32 products (NaN = nodata), uint8 flag arrays (255 = input nodata) or
-    ``None``, and the number of valid input pixels.
+    ``networks`` (and their ``errors`` networks, one each or none) take the stored values
+    directly (see :meth:`Network.for_stored_values`). Returns float32 products (NaN =
+    nodata), uint8 flag arrays (255 = input nodata) or ``None``, the number of valid input
+    pixels, and the float32 uncertainty of each product (≥ 0, NaN = nodata) when
+    ``errors`` are given.
     """
     _, rows, cols = data.shape
     n = rows * cols
@@ -76,12 +80,13 @@ def predict_block(
     n_valid = n - int(np.count_nonzero(invalid))
     values = [np.empty(n, dtype=np.float32) for _ in networks]
     qa = [np.empty(n, dtype=np.uint8) if flags else None for _ in networks]
+    unc = [np.empty(n, dtype=np.float32) for _ in errors]
     # Mostly valid blocks: run on every pixel in contiguous chunks and blank the invalid
     # ones afterwards (cheaper than gathering); sparse blocks: gather the valid pixels.
     sparse = n_valid < n // 2
     idx = np.flatnonzero(~invalid) if sparse else None
     if sparse:
-        for v in values:
+        for v in (*values, *unc):
             v.fill(np.nan)
         for f in qa:
             if f is not None:
@@ -95,14 +100,17 @@ def predict_block(
             values[k][sel] = y
             if f is not None:
                 qa[k][sel] = f
+        for k, err in enumerate(errors):
+            unc[k][sel] = np.maximum(err.forward(x), 0.0)  # an uncertainty is never negative
     if not sparse and n_valid < n:
-        for v in values:
+        for v in (*values, *unc):
             v[invalid] = np.nan
         for f in qa:
             if f is not None:
                 f[invalid] = FLAG_NODATA
     shape = (rows, cols)
-    return [v.reshape(shape) for v in values], [None if f is None else f.reshape(shape) for f in qa], n_valid
+    return ([v.reshape(shape) for v in values], [None if f is None else f.reshape(shape) for f in qa], n_valid,
+            [u.reshape(shape) for u in unc])
 
 
 @dataclass
@@ -152,6 +160,9 @@ class PredictOptions(Options):
     offset: float | None = setting(None, help="See --scale (L2A >= 04.00: -1000).")
     flags: bool = setting(
         True, help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
+    uncertainty: bool = setting(
+        False, help="Also write {..}_{VAR}_uncertainty.tif: the LEAF error network's per-pixel "
+        "uncertainty, in the variable's units (sl2p, sl2p-10m).")
     out_of_range: str = setting(
         "clamp", choices=OUT_OF_RANGE,
         help="Outputs beyond the valid range + tolerance (LAI > 8.2 for SL2P: the densest canopies): "
@@ -197,6 +208,11 @@ def flags_path(product: Path) -> Path:
     return product.with_name(product.stem + "_flags.tif")
 
 
+def uncertainty_path(product: Path) -> Path:
+    """The uncertainty raster beside a product: ``…_LAI_uncertainty.tif``."""
+    return product.with_name(product.stem + "_uncertainty.tif")
+
+
 def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp") -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
     out-of-range outputs, and is newer than ``src``."""
@@ -220,6 +236,26 @@ def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str
         log.info("%s: input is newer; recomputing", product.name)
         return False
     return True
+
+
+def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Network],
+                  options: PredictOptions) -> bool:
+    """Every product of one stack complete (:func:`is_complete`), and its uncertainty
+    raster too when asked for."""
+    return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range)
+               and (not options.uncertainty or is_complete(uncertainty_path(outputs[n.variable]), src, n,
+                                                           out_of_range=options.out_of_range))
+               for n in networks)
+
+
+def check_model(options: PredictOptions) -> list[Network]:
+    """The networks of ``options`` (and their error networks when ``uncertainty``): a bad
+    model or variable fails here, before any date."""
+    networks = [load_network(options.model, v) for v in options.variables]
+    if options.uncertainty:
+        for v in options.variables:
+            load_error_network(options.model, v)
+    return networks
 
 
 @contextlib.contextmanager
@@ -275,14 +311,17 @@ class _Prepared:
     common_tags: dict
     scaling: StackScaling
     inputs: tuple[str, ...]
+    errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
 
 
 def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
              options: PredictOptions) -> _Prepared:
     scaling = stack_scaling(ds, networks[0].inputs, scale=options.scale, offset=options.offset)
     log.debug("%s: %s", src.name, scaling.how)
+    errors = [load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else []
     return _Prepared(
         stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
+        errors=[e.for_stored_values(scaling.a, scaling.b) for e in errors],
         nodatavals=tuple(ds.nodatavals),
         windows=_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
@@ -307,7 +346,7 @@ def _write_products(
     or read back from part files (:func:`assemble_parts`): both give identical files.
     """
     with contextlib.ExitStack() as stack:
-        writers, flag_writers = [], []
+        writers, flag_writers, unc_writers = [], [], []
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
             dst = outputs[net.variable]
@@ -320,12 +359,19 @@ def _write_products(
                     flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
                     tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
                     description=f"{net.variable}_flags", threads=options.workers)))
+            if prep.errors:
+                unc_writers.append(stack.enter_context(_product_writer(
+                    uncertainty_path(dst), ds, "float32", float("nan"), cog=options.cog,
+                    tags={**tags, "VERCYE_UNCERTAINTY": f"LEAF error network of {net.model} {net.variable}"},
+                    description=f"{net.variable}_uncertainty", unit=net.unit, threads=options.workers)))
         n_valid = 0
         for i, res in enumerate(blocks):
             for w, v in zip(writers, res.values):
                 w.write(v, 1, window=res.window)
             for w, f in zip(flag_writers, res.flags):
                 w.write(f, 1, window=res.window)
+            for w, u in zip(unc_writers, res.uncertainty):
+                w.write(u, 1, window=res.window)
             n_valid += res.n_valid
             if progress:
                 progress(i + 1, len(prep.windows))
@@ -373,8 +419,7 @@ def predict_file(
     outputs = {v: check_utf8(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(options.model, v) for v in outputs]
-    if not options.overwrite and all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range)
-                                     for n in networks):
+    if not options.overwrite and _all_complete(outputs, src, networks, options):
         return PredictResult(src, list(outputs.values()), "skipped")
 
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
@@ -408,12 +453,11 @@ def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
     ModelError
         Unknown model or variable (before any date).
     """
-    networks = [load_network(options.model, v) for v in options.variables]
+    networks = check_model(options)
     units = []
     for d, src in stacks.items():
         outputs = product_paths(src, out_dir, options.variables)
-        done = not options.overwrite and all(
-            is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range) for n in networks)
+        done = not options.overwrite and _all_complete(outputs, src, networks, options)
         units.append(PredictUnit(d, Path(src), outputs, done))
     return units
 
@@ -423,7 +467,7 @@ def part_key(unit: PredictUnit, options: PredictOptions) -> str:
     s = unit.src.stat()
     o = options
     text = repr((unit.src.name, s.st_size, s.st_mtime_ns, o.model, o.variables, o.block_size,
-                 o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range))
+                 o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range, o.uncertainty))
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -485,6 +529,8 @@ def predict_windows_to_part(
         for k, f in enumerate(b.flags):
             if f is not None:
                 arrays[f"f{i}_{k}"] = f
+        for k, u in enumerate(b.uncertainty):
+            arrays[f"u{i}_{k}"] = u
     with atomic_output(part) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, n=np.array(len(blocks)), **arrays)  # uncompressed: parts are short-lived
     return sum(b.n_valid for b in blocks)
@@ -509,6 +555,7 @@ def _read_parts(parts: Sequence[Path], n_networks: int, flags: bool,
                     [z[f"v{i}_{k}"] for k in range(n_networks)],
                     [z[f"f{i}_{k}"] if flags else None for k in range(n_networks)],
                     n_valid,
+                    [z[f"u{i}_{k}"] for k in range(n_networks) if f"u{i}_{k}" in z],
                 )
     want = [(int(w.col_off), int(w.row_off), int(w.width), int(w.height)) for w in expected]
     if sorted(seen) != sorted(want):
@@ -572,9 +619,9 @@ def _run_blocks(
         except rasterio.errors.RasterioIOError as exc:
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
         check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
-        values, flags, n_valid = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
-                                               out_of_range=options.out_of_range)
-        return BlockResult(window, values, flags, n_valid)
+        values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
+                                                    out_of_range=options.out_of_range, errors=prep.errors)
+        return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)
     max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
@@ -625,8 +672,7 @@ def predict_dir(
     ModelError
         Unknown model or variable.
     """
-    for v in options.variables:  # fail fast on a bad model/variable, not once per date
-        load_network(options.model, v)
+    check_model(options)  # fail fast on a bad model/variable, not once per date
     stacks = find_rasters(s2_dir, region, resolution, start=start, end=end)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

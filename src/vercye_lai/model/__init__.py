@@ -1,6 +1,14 @@
 """SL2P models: the network, bundled coefficient sets and weight conversion."""
 
-from .registry import DEFAULT_MODEL, MODELS, VARIABLES, available_variables, load_network, variable
+from .registry import (
+    DEFAULT_MODEL,
+    MODELS,
+    VARIABLES,
+    available_variables,
+    load_error_network,
+    load_network,
+    variable,
+)
 from .sl2p import FLAG_NAMES, FLAG_NODATA, Network
 
 __all__ = [
@@ -11,6 +19,7 @@ __all__ = [
     "VARIABLES",
     "Network",
     "available_variables",
+    "load_error_network",
     "load_network",
     "variable",
 ]

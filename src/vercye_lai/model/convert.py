@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ModelError, require
 from ..io import atomic_output
-from .registry import parse_leaf_csv, variable
+from .registry import leaf_row, parse_leaf_csv, variable
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,8 @@ def convert_weights(
         raise ModelError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     csv_path = Path(csv_path)
     var = variable(variable_name)
-    nets = parse_leaf_csv(csv_path)
-    if var.leaf_row >= len(nets):
-        raise ModelError(f"CSV has no row for {var.name}", path=csv_path)
-    raw = nets[var.leaf_row]
+    raw = dict(leaf_row(parse_leaf_csv(csv_path), var, csv_path))
+    raw.pop("id")
     out = Path(out) if out else csv_path.with_name(f"{csv_path.stem}_{var.name}.{fmt}")
     arrays = {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
     if fmt == "npz":

@@ -35,11 +35,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Variable:
-    """A biophysical variable: its product suffix, SNAP folder, LEAF CSV row and unit."""
+    """A biophysical variable: its product suffix, SNAP folder, LEAF network id and unit."""
 
     name: str
     snap_dir: str
-    leaf_row: int
+    leaf_id: int  # a LEAF CSV row's third value; rows are not always in id order
     unit: str
     description: str
 
@@ -47,11 +47,11 @@ class Variable:
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
-        Variable("LAI", "LAI", 0, "m2 m-2", "leaf area index"),
-        Variable("FAPAR", "FAPAR", 1, "1", "fraction of absorbed photosynthetically active radiation"),
-        Variable("FCOVER", "FCOVER", 2, "1", "fraction of vegetation cover"),
-        Variable("CCC", "LAI_Cab", 3, "ug cm-2", "canopy chlorophyll content (SNAP LAI_Cab)"),
-        Variable("CWC", "LAI_Cw", 4, "g cm-2", "canopy water content (SNAP LAI_Cw)"),
+        Variable("LAI", "LAI", 1, "m2 m-2", "leaf area index"),
+        Variable("FAPAR", "FAPAR", 2, "1", "fraction of absorbed photosynthetically active radiation"),
+        Variable("FCOVER", "FCOVER", 3, "1", "fraction of vegetation cover"),
+        Variable("CCC", "LAI_Cab", 4, "ug cm-2", "canopy chlorophyll content (SNAP LAI_Cab)"),
+        Variable("CWC", "LAI_Cw", 5, "g cm-2", "canopy water content (SNAP LAI_Cw)"),
     )
 }
 
@@ -66,6 +66,13 @@ MODELS: dict[str, tuple[str, str]] = {  # name -> (kind, path inside weights/)
     "snap-3.0-s2b": ("snap", "snap/3_0/S2B"),
     "snap-2.1": ("snap", "snap/2_1"),
 }
+#: LEAF-Toolbox error networks (``--uncertainty``): same inputs, output = the variable's uncertainty
+ERROR_MODELS: dict[str, str] = {
+    "sl2p": "leaf/s2_sl2p_weiss_or_prosail_NNT3_Single_0_1_Error.csv",
+    "sl2p-10m": "leaf/s2_sl2p_weiss_or_prosail_10m_NNT1_Single_0_1_errors.csv",
+}
+#: a model CSV's error network beside it: ``{stem}{suffix}``, as LEAF names them
+_ERROR_SUFFIXES = ("_Error.csv", "_errors.csv")
 
 _WEIGHTS = resources.files(__package__) / "weights"
 
@@ -144,10 +151,11 @@ def _load_snap(folder: Path, var: Variable, model: str) -> Network:
 def parse_leaf_csv(path: Path) -> list[dict[str, np.ndarray]]:
     """Parse the LEAF-Toolbox/Earth Engine CSV form: one network per data row.
 
-    From the 6th value of a row: a count ``n`` and ``n`` values, repeated for input scale,
-    input offset, hidden weights (5 × n_inputs, row-major by neuron), hidden biases,
-    output weights, output bias, output de-scale weight ``w`` and bias ``b`` (the
-    variable is ``(y − b) / w``).
+    The third value of a row is the variable's id (``"id"``: 1 LAI, 2 fAPAR, 3 fCOVER, 4
+    CCC, 5 CWC, 6 Albedo, 7 DASF). From the 6th value: a count ``n`` and ``n`` values,
+    repeated for input scale, input offset, hidden weights (5 × n_inputs, row-major by
+    neuron), hidden biases, output weights, output bias, output de-scale weight ``w`` and
+    bias ``b`` (the variable is ``(y − b) / w``).
     """
     keys = ("in_scale", "in_offset", "w1", "b1", "w2", "b2", "out_w", "out_b")
     nets = []
@@ -164,6 +172,7 @@ def parse_leaf_csv(path: Path) -> list[dict[str, np.ndarray]]:
             if len(parts) != len(keys):
                 raise ValueError(f"line {lineno}: {len(parts)} blocks, expected {len(keys)}")
             net = dict(zip(keys, parts))
+            net["id"] = int(values[2])  # the variable: LEAF selects by it, not by row
             n_in = net["in_scale"].size
             net["w1"] = net["w1"].reshape(-1, n_in)
             nets.append(net)
@@ -172,6 +181,14 @@ def parse_leaf_csv(path: Path) -> list[dict[str, np.ndarray]]:
     if not nets:
         raise ModelError("SL2P CSV holds no network rows", path=path)
     return nets
+
+
+def leaf_row(nets: list[dict], var: Variable, path: Path) -> dict:
+    """The network of ``var`` among a LEAF CSV's rows, by its id."""
+    for net in nets:
+        if net["id"] == var.leaf_id:
+            return net
+    raise ModelError(f"CSV has no row for {var.name} (variable id {var.leaf_id})", path=path)
 
 
 def _leaf_network(raw: dict[str, np.ndarray], var: Variable, model: str, source: str) -> Network:
@@ -262,10 +279,40 @@ def load_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") 
         return _load_snap(path, var, name)
     if kind == "npz":
         return _load_npz(path, var, name)
-    nets = parse_leaf_csv(path)
-    if var.leaf_row >= len(nets):
-        raise ModelError(f"CSV has no row for {var.name}", path=path)
-    return _leaf_network(nets[var.leaf_row], var, name, path.name)
+    return _leaf_network(leaf_row(parse_leaf_csv(path), var, path), var, name, path.name)
+
+
+@functools.lru_cache(maxsize=64)
+def load_error_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") -> Network:
+    """The LEAF error network of a model and variable: the same inputs as
+    :func:`load_network`'s, its :meth:`~.sl2p.Network.forward` output the variable's
+    uncertainty (its units; LEAF's ``errorLAI``…).
+
+    Bundled: :data:`ERROR_MODELS`. A model CSV path: ``{stem}_Error.csv`` or
+    ``{stem}_errors.csv`` beside it.
+
+    Raises
+    ------
+    ModelError
+        The model has no error network (SNAP sets have none), or not for this variable.
+    """
+    var = variable(variable_name)
+    name = str(model)
+    if name in ERROR_MODELS:
+        path = Path(str(_WEIGHTS / ERROR_MODELS[name]))
+    else:
+        stem = Path(name).expanduser()
+        found = [stem.with_name(stem.stem + s) for s in _ERROR_SUFFIXES if stem.suffix.lower() == ".csv"]
+        path = next((p for p in found if p.exists()), None)
+        if path is None:
+            have = ", ".join(ERROR_MODELS)
+            raise ModelError(f"model {name!r} has no error network for uncertainty (bundled ones: {have}; "
+                             f"beside a CSV model: {{name}}_Error.csv)")
+    est = load_network(model, var.name)
+    net = _leaf_network(leaf_row(parse_leaf_csv(path), var, path), var, est.model, path.name)
+    if net.inputs != est.inputs:
+        raise ModelError(f"error network inputs {net.inputs} differ from the model's {est.inputs}", path=path)
+    return net
 
 
 def available_variables(model: str | Path) -> list[str]:
