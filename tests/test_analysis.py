@@ -400,3 +400,22 @@ def test_an_outlier_day_is_filled_like_a_gap_and_marked(tmp_path, two_fields, si
     assert df["outlier"].sum() == 1 and df["LAI Mean Rejected"].notna().sum() == 1
     kept = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), outliers="none")).loc["2022-06-05"]
     assert kept["outlier"] == 0 and kept["LAI Mean"] == pytest.approx(0.9, abs=1e-6)
+
+
+def test_uncertainty_rasters_give_a_gap_filled_uncertainty_column(tmp_path, two_fields, season):
+    from conftest import write_raster
+
+    for day, u in (("2022-06-01", 0.5), ("2022-06-03", 0.7), ("2022-06-06", 1.1)):
+        unc = np.full((6, 6), u, np.float32)
+        unc[0, 1] = 3.0 + u  # A's pixel (0, 1): valid LAI every day
+        write_raster(tmp_path / "lai" / f"R_10m_{day}_LAI_uncertainty.tif", unc, nodata=np.nan)
+    df = pd.read_csv(run(tmp_path, two_fields, interpolation="linear", outliers="none").zones[0].csv)
+    assert list(df.columns).index("LAI Uncertainty") == list(df.columns).index("outlier") - 1
+    a = df.set_index("Date")
+    # A on 06-01: 4 valid pixels, one of them 3.5
+    assert a.loc["2022-06-01", "LAI Uncertainty"] == pytest.approx((3 * 0.5 + 3.5) / 4)
+    # 06-03: pixel (0, 0) is cloud: the mean over the 3 aggregated pixels
+    assert a.loc["2022-06-03", "LAI Uncertainty"] == pytest.approx((2 * 0.7 + 3.7) / 3)
+    # gap days interpolated like the means
+    u1, u3 = a.loc["2022-06-01", "LAI Uncertainty"], a.loc["2022-06-03", "LAI Uncertainty"]
+    assert a.loc["2022-06-02", "LAI Uncertainty"] == pytest.approx((u1 + u3) / 2)

@@ -77,6 +77,16 @@ class RasterName:
         return cls(m["region"], float(m["res"]), date, m["suffix"], m["ext"].lower())
 
 
+def flags_path(product: Path) -> Path:
+    """The quality-flag raster beside a product: ``…_LAI_flags.tif``."""
+    return product.with_name(product.stem + "_flags.tif")
+
+
+def uncertainty_path(product: Path) -> Path:
+    """The uncertainty raster beside a product: ``…_LAI_uncertainty.tif``."""
+    return product.with_name(product.stem + "_uncertainty.tif")
+
+
 def stack_name(region: str, resolution: float, date: dt.date, ext: str = ".tif") -> str:
     """``{region}_{res}m_{date}{ext}``."""
     return RasterName(region, resolution, date, None, ext).name

@@ -32,7 +32,7 @@ from .grid import Grid
 from .io import atomic_output, check_utf8, open_raster, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from .model.sl2p import OUT_OF_RANGE
-from .naming import RasterName, find_rasters
+from .naming import RasterName, find_rasters, flags_path, uncertainty_path  # noqa: F401 - API
 from .options import Options, setting
 from .stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
 from .system import default_workers
@@ -201,16 +201,6 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
     if rn.suffix:
         raise InputError("looks like a product, not an input stack", path=src)
     return {v: Path(out_dir) / rn.product(v).name for v in variables}
-
-
-def flags_path(product: Path) -> Path:
-    """The quality-flag raster beside a product: ``…_LAI_flags.tif``."""
-    return product.with_name(product.stem + "_flags.tif")
-
-
-def uncertainty_path(product: Path) -> Path:
-    """The uncertainty raster beside a product: ``…_LAI_uncertainty.tif``."""
-    return product.with_name(product.stem + "_uncertainty.tif")
 
 
 def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp") -> bool:

@@ -126,6 +126,10 @@ def quicklook(
     d_obs, m_obs, s_obs = df.loc[obs, "Date"], df.loc[obs, "LAI Mean"], df.loc[obs, "LAI Stddev"]
     ax.fill_between(d_obs, (m_obs - s_obs).clip(lower=0), m_obs + s_obs, color="tab:green",
                     alpha=0.18, lw=0, label="±1 std (observed)")
+    if "LAI Uncertainty" in df and df["LAI Uncertainty"].notna().any():  # predict --uncertainty
+        u = df["LAI Uncertainty"]
+        ax.fill_between(df["Date"], (df["LAI Mean"] - u).clip(lower=0), df["LAI Mean"] + u, color="tab:orange",
+                        alpha=0.15, lw=0, label="± mean per-pixel uncertainty")
     ax.plot(df["Date"], df["LAI Mean"], color="tab:green", lw=1.6, label="mean LAI (filled daily)")
     if adjustment != "none" and "LAI Mean Adjusted" in df:
         ax.plot(df["Date"], df["LAI Mean Adjusted"], color="tab:purple", lw=1.4, ls="--",

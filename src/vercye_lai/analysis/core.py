@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from ..errors import DataIOError, InputError
 from ..grid import Grid
 from ..io import TMP_SUFFIX, atomic_output, open_raster
+from ..naming import uncertainty_path
 from .geometry import (
     ZoneGrid,
     Zones,
@@ -35,6 +36,7 @@ from .products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
     STATS_COLUMNS,
+    UNCERTAINTY_COLUMN,
     UNSMOOTHED_COLUMNS,
     output_stem,
     write_max_tif,
@@ -277,13 +279,23 @@ class _Season:
         self.indexes: dict[Grid, ZoneIndex] = {}
         self.acc: _MaxAccumulator | None = None
 
-    def read(self, path: Path) -> tuple[ZoneGrid, np.ndarray | None]:
-        """The zones on the grid of ``path``, and its one windowed read over them."""
+    def read(self, path: Path) -> tuple[ZoneGrid, np.ndarray | None, np.ndarray | None]:
+        """The zones on the grid of ``path``, its one windowed read over them, and the same
+        window of its uncertainty raster (``None`` when there is none)."""
         with open_raster(path) as ds:
             zg = self.zones.on(ds)
-            return zg, read_window(ds, zg.window)
+            values = read_window(ds, zg.window)
+            grid = Grid.of(ds)
+        unc = None
+        if values is not None and (u := uncertainty_path(path)).exists():
+            with open_raster(u) as ds:
+                if Grid.of(ds) != grid:
+                    raise InputError(f"the uncertainty raster is not on the grid of {path.name}", path=u)
+                unc = read_window(ds, zg.window)
+        return zg, values, unc
 
-    def add(self, i: int, path: Path, zg: ZoneGrid, values: np.ndarray | None) -> None:
+    def add(self, i: int, path: Path, zg: ZoneGrid, values: np.ndarray | None,
+            unc: np.ndarray | None = None) -> None:
         """Statistics of day ``i`` from :meth:`read` of the LAI raster ``path``."""
         if values is None:
             log.debug("%s: does not meet the geometry", path.name)
@@ -294,7 +306,8 @@ class _Season:
         if index is None:
             index = self.indexes[zg.grid] = ZoneIndex.from_labels(zg.labels, self.zones.count)
         gathered = index.gather(values)
-        st = zone_stats(gathered, index, adjustment=self.adjustment, gathered=True)
+        st = zone_stats(gathered, index, adjustment=self.adjustment, gathered=True,
+                        uncertainty=None if unc is None else index.gather(unc))
         observed = _observed(st, index.total[1:], self.max_cloud_percent,
                              self.min_valid_fraction)
         # a rejected day aggregates nothing; its cloud share tells why
@@ -401,7 +414,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
                        name if plan.options.mode == "poly_iter" else None)
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
-    cols = _fill_series(table, n_pix, k, options=plan.options)
+    cols = _fill_series(table, n_pix, k, options=plan.options, uncertainty=plan.has_uncertainty)
     csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
                           date_format=plan.options.date_format, clean_stale=False)
     tif = None
@@ -483,7 +496,7 @@ def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: f
 
 
 def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
-                 options: AnalysisOptions) -> dict[str, np.ndarray]:
+                 options: AnalysisOptions, uncertainty: bool = False) -> dict[str, np.ndarray]:
     """The CSV columns (:func:`~.products.stats_columns`, by key) of zone ``k``: outliers
     rejected, then the smoothed columns smoothed, then the gap-filled ones interpolated."""
     o = options
@@ -492,13 +505,15 @@ def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
     rejected = find_outliers(series["mean"], kind=o.outliers)
     series["mean_rejected"] = np.where(rejected, series["mean"], np.nan)
     smoothed = [c.key for c in STATS_COLUMNS if c.smoothed]
-    for key in smoothed:  # a rejected observation becomes a gap
+    for key in (*smoothed, "unc"):  # a rejected observation becomes a gap
         series[key][rejected] = np.nan
     n[rejected] = 0  # nothing of that day is aggregated
     n_obs = int((~np.isnan(series["mean"])).sum())
     if n_obs < 2 and o.interpolation != "none":
         log.warning("only %d observation(s) in the range: no interpolation", n_obs)
-    columns = STATS_COLUMNS
+    columns = STATS_COLUMNS + ((UNCERTAINTY_COLUMN,) if uncertainty else ())
+    if not uncertainty:
+        del series["unc"]
     if o.smooth == "savgol":
         columns += UNSMOOTHED_COLUMNS
         for key in smoothed:

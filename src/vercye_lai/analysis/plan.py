@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..grid import Grid
 from ..io import open_raster
-from ..naming import find_rasters
+from ..naming import find_rasters, uncertainty_path
 from ..options import check_value, settings_of
 from .geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
 from .options import AnalysisOptions
@@ -76,6 +76,12 @@ class AnalysisPlan:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "built": None}
+
+    @functools.cached_property
+    def has_uncertainty(self) -> bool:
+        """The LAI files have uncertainty rasters beside them (``predict --uncertainty``):
+        the CSVs then get a ``LAI Uncertainty`` column."""
+        return any(uncertainty_path(p).exists() for p in self.files.values())
 
     @functools.cached_property
     def days(self) -> list[dt.date]:

@@ -70,6 +70,8 @@ STATS_COLUMNS: tuple[StatsColumn, ...] = (
 UNSMOOTHED_COLUMNS: tuple[StatsColumn, ...] = tuple(
     StatsColumn(f"{c.key}_raw", f"{c.header} Unsmoothed", float, gap_filled=c.gap_filled)
     for c in STATS_COLUMNS if c.smoothed)
+#: When the LAI rasters have ``_uncertainty.tif`` beside them (``predict --uncertainty``).
+UNCERTAINTY_COLUMN = StatsColumn("unc", "LAI Uncertainty", float, gap_filled=True)
 #: Last, ours: the observations the outlier test rejected (then filled like gaps).
 OUTLIER_COLUMNS: tuple[StatsColumn, ...] = (
     StatsColumn("outlier", "outlier", int),
@@ -77,9 +79,11 @@ OUTLIER_COLUMNS: tuple[StatsColumn, ...] = (
 )
 
 
-def stats_columns(*, smoothed: bool) -> tuple[StatsColumn, ...]:
-    """The columns after ``Date`` of a ``_STATS.csv``, with or without smoothing."""
-    return STATS_COLUMNS + (UNSMOOTHED_COLUMNS if smoothed else ()) + OUTLIER_COLUMNS
+def stats_columns(*, smoothed: bool, uncertainty: bool = False) -> tuple[StatsColumn, ...]:
+    """The columns after ``Date`` of a ``_STATS.csv``, with or without smoothing and
+    uncertainty."""
+    return (STATS_COLUMNS + (UNSMOOTHED_COLUMNS if smoothed else ())
+            + ((UNCERTAINTY_COLUMN,) if uncertainty else ()) + OUTLIER_COLUMNS)
 
 
 MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
@@ -120,7 +124,7 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
         One date per row.
     columns
         Key → array for every column of :func:`stats_columns` (``{key}_raw`` present: the
-        smoothed set); NaN → empty cell.
+        smoothed set; ``unc``: with uncertainty); NaN → empty cell.
     date_format
         ``"iso"`` (YYYY-MM-DD) or ``"dmy"`` (dd/mm/YYYY, the reference implementation's).
     clean_stale
@@ -130,7 +134,7 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
         fmt = DATE_FORMATS[date_format]
     except KeyError:
         raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
-    table = stats_columns(smoothed="mean_raw" in columns)
+    table = stats_columns(smoothed="mean_raw" in columns, uncertainty="unc" in columns)
     cells = [_date_strings(tuple(dates), fmt)]
     cells += [c.cells(columns[c.key]) for c in table]
     buf = io.StringIO()

@@ -18,7 +18,7 @@ from .timeseries import adjust_lai
 log = logging.getLogger(__name__)
 
 #: Columns of :func:`zone_stats`' result, in CSV order after ``Date, n_pixels, interpolated``.
-STAT_KEYS = ("mean", "median", "std", "mean_adj", "median_adj", "std_adj", "cloud_pct")
+STAT_KEYS = ("mean", "median", "std", "mean_adj", "median_adj", "std_adj", "cloud_pct", "unc")
 
 #: Mean pixels per zone above which medians are taken zone by zone (np.partition) rather
 #: than from one sort of all pixels; the per-call overhead of a partition is ~256 pixels' sort.
@@ -70,7 +70,7 @@ class ZoneIndex:
 
 
 def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none",
-               gathered: bool = False) -> dict[str, np.ndarray]:
+               gathered: bool = False, uncertainty: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Statistics of each zone for one date.
 
     Parameters
@@ -84,7 +84,10 @@ def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none"
         after clipping negative LAI to 0.
     gathered
         ``values`` is already ``index.gather(window_values)`` (saves a gather when the
-        caller needs the gathered values too).
+        caller needs the gathered values too); so is ``uncertainty``.
+    uncertainty
+        The per-pixel uncertainty of ``values`` (same layout), or ``None``: ``unc`` is then
+        NaN.
 
     Returns
     -------
@@ -92,7 +95,8 @@ def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none"
         ``n_pixels`` (int) and the :data:`STAT_KEYS` (float64, NaN where a zone has no
         valid pixel), each an array with one entry per zone. ``std`` is the population
         standard deviation (ddof=0, as ``numpy.nanstd``); ``cloud_pct`` is the share (%)
-        of the zone's pixels that are invalid on this date.
+        of the zone's pixels that are invalid on this date; ``unc`` the mean uncertainty
+        over the pixels aggregated (valid LAI and a finite uncertainty).
     """
     n_zones = len(index.total) - 1
     v = values if gathered else index.gather(values)
@@ -111,6 +115,11 @@ def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none"
             mean_adj, std_adj = _mean_std(lab, adj, n, m)
             median_adj = _median(lab, adj, n)
         cloud = 100.0 * (index.total - n) / index.total
+        unc = np.full(m, np.nan)
+        if uncertainty is not None:
+            u = (uncertainty if gathered else index.gather(uncertainty))[ok].astype(np.float64)
+            has = ~np.isnan(u)
+            unc = np.bincount(lab[has], weights=u[has], minlength=m) / np.bincount(lab[has], minlength=m)
     return {
         "n_pixels": n[1:],
         "mean": mean[1:],
@@ -120,6 +129,7 @@ def zone_stats(values: np.ndarray, index: ZoneIndex, *, adjustment: str = "none"
         "median_adj": median_adj[1:],
         "std_adj": std_adj[1:],
         "cloud_pct": cloud[1:],
+        "unc": unc[1:],
     }
 
 
