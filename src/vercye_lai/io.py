@@ -3,16 +3,26 @@
 Every output of the pipeline is written to a hidden temporary file in the destination
 folder and renamed onto its final name only when complete, so a final name never holds a
 half-written file and a rerun can trust whatever it finds.
+
+A temporary name says who writes it: ``.{final name}.{host}~{pid}~{random}.part``, and GDAL
+may add to it (``.part.ovr.tmp``, ``.part.aux.xml``). Leftovers are removed by whoever
+next writes there, but only when their writer is gone (that process no longer runs on
+this host, or the file is a day old), so two runs on the same folders never delete each
+other's live files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -62,20 +72,77 @@ GTIFF_PROFILE: dict = {
 }
 
 
+#: this host in temporary names (no ".", "~" or "/": the name stays parseable)
+HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+#: ``{host}~{pid}~`` of a temporary name, then the random part and ``.part``
+_WRITER_RE = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)~(?P<pid>\d+)~[^.~/]*\.part")
+#: a temporary file untouched this long is stale whoever wrote it (PIDs are reused)
+STALE_AFTER_S = 24 * 3600
+
+
 def tmp_path_for(dst: str | Path) -> Path:
-    """A unique hidden temporary path beside ``dst`` (same folder, so rename is atomic)."""
+    """A unique hidden temporary path beside ``dst`` (same folder, so rename is atomic),
+    naming this host and process as its writer."""
     dst = Path(dst)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=TMP_SUFFIX, dir=dst.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.{HOST}~{os.getpid()}~", suffix=TMP_SUFFIX,
+                                dir=dst.parent)
     os.close(fd)
     return Path(name)
 
 
-def stale_tmp_files(dst: str | Path) -> list[Path]:
-    """Temporary files left beside ``dst`` by an interrupted run."""
-    dst = Path(dst)
-    if not dst.parent.is_dir():
+def writer_alive(tmp: Path) -> bool:
+    """Whether the process that wrote temporary file ``tmp`` may still be writing it.
+
+    A name without a writer (older versions) or a file untouched for
+    :data:`STALE_AFTER_S` is stale; on this host the process must still exist; a writer on
+    another host (a shared file system) is taken to be alive until then.
+    """
+    m = _WRITER_RE.search(tmp.name)
+    try:
+        age = time.time() - tmp.stat().st_mtime
+    except OSError:
+        return False  # gone already
+    if m is None or age > STALE_AFTER_S:
+        return False
+    if m["host"] != HOST:
+        return True
+    pid = int(m["pid"])
+    if pid == os.getpid():
+        return True  # one of our threads
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def stale_files(folder: str | Path, prefix: str = "") -> list[Path]:
+    """Temporary files in ``folder`` of outputs whose name starts with ``prefix``, with any
+    suffix GDAL added, whose writer is gone (:func:`writer_alive`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
         return []
-    return sorted(dst.parent.glob(f".{dst.name}.*{TMP_SUFFIX}"))
+    found = folder.glob(f".{glob.escape(prefix)}*{TMP_SUFFIX}*")
+    return sorted(p for p in found if p.is_file() and not writer_alive(p))
+
+
+def remove_stale(folder: str | Path, prefix: str = "") -> int:
+    """Remove :func:`stale_files`; return how many were removed."""
+    n = 0
+    for old in stale_files(folder, prefix):
+        with contextlib.suppress(OSError):
+            old.unlink()
+            n += 1
+            log.debug("removed stale temporary file %s", old)
+    return n
+
+
+def stale_tmp_files(dst: str | Path) -> list[Path]:
+    """Temporary files of ``dst`` left by an interrupted run (see :func:`stale_files`)."""
+    dst = Path(dst)
+    return stale_files(dst.parent, f"{dst.name}.")
 
 
 #: free space below which a write error without an errno is taken for a full disk: GDAL
@@ -130,10 +197,7 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if clean_stale:
-            for old in stale_tmp_files(dst):
-                with contextlib.suppress(OSError):
-                    old.unlink()
-                    log.debug("removed stale temporary file %s", old)
+            remove_stale(dst.parent, f"{dst.name}.")
         tmp = tmp_path_for(dst)
     except OSError as exc:
         error = write_error(exc, dst)

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text, gdal_reason
 from .grid import Grid
-from .io import atomic_output, check_utf8, open_raster, tmp_path_for
+from .io import atomic_output, check_utf8, open_raster, remove_stale, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from .model.sl2p import OUT_OF_RANGE
 from .naming import RasterName, find_rasters, flags_path, uncertainty_path  # noqa: F401 - API
@@ -487,9 +487,10 @@ def _remove_parts(outputs: dict[str, Path]) -> None:
     """Remove every part file of these products (and temporary files of killed part writes)."""
     first = Path(next(iter(outputs.values())))
     if first.parent.is_dir():
-        for p in first.parent.glob(f".{first.name}.*{PART_SUFFIX}*"):
+        for p in first.parent.glob(f".{first.name}.*{PART_SUFFIX}"):
             with contextlib.suppress(OSError):
                 p.unlink()
+        remove_stale(first.parent, f".{first.name}.")  # killed part writes
 
 
 def predict_windows_to_part(

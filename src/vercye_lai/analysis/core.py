@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from ..errors import DataIOError, InputError
 from ..grid import Grid
-from ..io import TMP_SUFFIX, atomic_output, open_raster
+from ..io import atomic_output, open_raster, remove_stale
 from ..naming import uncertainty_path
 from .geometry import (
     ZoneGrid,
@@ -374,7 +374,8 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
             "START": plan.start.isoformat(), "END": plan.end.isoformat(),
             "ADJUSTMENT": plan.options.adjustment, "VARIABLE": plan.options.variable}
     # leftovers of an interrupted run, removed once here rather than once per file
-    _remove_stale(plan.outdir, output_stem(plan.region, geometry_name, plan.start, plan.end))
+    # (any zone, any date range of this region and geometry: only files whose writer is gone)
+    remove_stale(plan.outdir, f"{plan.region}_{geometry_name}_")
     results: dict[int, ZoneResult] = {}
     # zones written one by one on purpose: a thread pool measured slower (the GIL-bound
     # formatting and interpolation dominate the small writes)
@@ -527,11 +528,3 @@ def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
     series["outlier"] = rejected.astype(np.int8)
     series["n_pixels"] = n
     return series
-
-
-def _remove_stale(outdir: Path, prefix: str) -> None:
-    """Remove hidden temporary files of an interrupted run whose outputs start with ``prefix``."""
-    if outdir.is_dir():
-        for old in outdir.glob(f".{prefix}*{TMP_SUFFIX}"):
-            old.unlink(missing_ok=True)
-            log.debug("removed stale temporary file %s", old)

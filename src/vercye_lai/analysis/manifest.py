@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import TMP_SUFFIX, write_text_atomic
+from ..io import remove_stale, write_text_atomic
 from ..naming import find_rasters
 from .options import AnalysisOptions
 
@@ -81,12 +81,13 @@ def write_manifest(outdir: Path, fp: Mapping[str, Any], result: Any) -> dict[str
 
 
 def remove_leftovers(outdir: Path, keep: str | None = None) -> None:
-    """Remove hidden temporary files and part files (but those starting with ``keep``) of
-    killed runs; the folder is this analysis' own."""
+    """Remove temporary files whose writer is gone and part files (but those starting with
+    ``keep``) of killed runs; the folder is this analysis' own."""
     if not outdir.is_dir():
         return
-    for old in [*outdir.glob(f".*{TMP_SUFFIX}"), *outdir.glob(f"{PART_PREFIX}*")]:
-        if keep is None or not old.name.startswith(keep):
+    remove_stale(outdir)
+    for old in outdir.glob(f"{PART_PREFIX}*"):
+        if (keep is None or not old.name.startswith(keep)) and not old.name.endswith(".part"):
             old.unlink(missing_ok=True)
 
 

@@ -1,0 +1,102 @@
+"""Temporary files: a rerun removes every one its killed writer left (whatever GDAL or a zone id
+added to the name) and never one whose writer still runs; two runs on the same folders both
+finish with the outputs of one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import assert_same_outputs, pixel_box, strickhof_run_config
+from test_predict import copy_qvidja, run
+
+from vercye_lai import io
+from vercye_lai.analysis import analyze
+
+
+def dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def tmp_name(final: str, pid: int, host: str = io.HOST, extra: str = "") -> str:
+    return f".{final}.{host}~{pid}~abc123{io.TMP_SUFFIX}{extra}"
+
+
+def test_writer_names_and_liveness(tmp_path):
+    t = io.tmp_path_for(tmp_path / "x.tif")
+    assert t.name.startswith(f".x.tif.{io.HOST}~{os.getpid()}~") and t.name.endswith(".part")
+    assert io.writer_alive(t)  # ours
+    dead = tmp_path / tmp_name("x.tif", dead_pid())
+    dead.touch()
+    assert not io.writer_alive(dead)
+    legacy = tmp_path / ".x.tif.k2j3h4.part"  # older versions: no writer in the name
+    legacy.touch()
+    assert not io.writer_alive(legacy)
+    other_host = tmp_path / tmp_name("x.tif", 1, host="node042")
+    other_host.touch()
+    assert io.writer_alive(other_host)  # a shared file system: taken to be alive ...
+    old = time.time() - io.STALE_AFTER_S - 60
+    os.utime(other_host, (old, old))
+    assert not io.writer_alive(other_host)  # ... for a day at most
+
+
+def test_rerun_removes_gdal_sidecars_of_a_dead_writer_but_not_a_live_one(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    lai = tmp_path / "lai"
+    lai.mkdir()
+    final = "qvidja_20m_2023-06-09_LAI.tif"
+    pid = dead_pid()
+    leftovers = [lai / tmp_name(final, pid, extra=e) for e in ("", ".ovr.tmp", ".aux.xml", ".msk")]
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as sleeper:
+        live = lai / tmp_name(final, sleeper.pid)
+        for p in (*leftovers, live):
+            p.write_bytes(b"half")
+        assert run("-q", "predict", s2, lai, "--region", "qvidja").exit_code == 0
+        hidden = sorted(p.name for p in lai.iterdir() if p.name.startswith("."))
+        assert hidden == [live.name]  # the other process' file is its own
+        sleeper.kill()
+    assert run("-q", "predict", s2, lai, "--region", "qvidja", "--overwrite").exit_code == 0
+    assert not [p for p in lai.iterdir() if p.name.startswith(".")]
+
+
+def test_poly_iter_rerun_removes_per_zone_temporaries(tmp_path, lai_writer, polygon_writer):
+    lai_writer("2022-06-01", np.ones((6, 6), np.float32))
+    g = polygon_writer("fields.geojson", [pixel_box(0, 0, 2, 2), pixel_box(3, 3, 6, 5)], FID=[11, 12])
+    out = tmp_path / "out"
+    out.mkdir()
+    pid = dead_pid()
+    stray = [out / tmp_name("R_fields_12_2022-06-01_2022-06-01_STATS.csv", pid),
+             out / tmp_name("R_fields_11_2022-06-01_2022-06-01_MAX.tif", pid, extra=".aux.xml")]
+    for p in stray:
+        p.write_bytes(b"half")
+    analyze(tmp_path / "lai", out, "R", g, resolution=10)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "run"])
+def test_two_concurrent_runs_both_finish_with_the_outputs_of_one(tmp_path, strickhof_stacks, command):
+    cli = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()", "-q"]
+
+    def args(root: str) -> list[str]:
+        if command == "predict":
+            return [*cli, "predict", str(strickhof_stacks), str(tmp_path / root), "--region", "strickhof",
+                    "--res", "10", "--workers", "1"]
+        cfg = strickhof_run_config(tmp_path, strickhof_stacks, root, variables='["LAI", "FAPAR"]')
+        return [*cli, "run", str(cfg)]
+
+    single = subprocess.run(args("single"), capture_output=True, text=True, timeout=300, check=False)
+    assert single.returncode == 0, single.stderr
+    both = [subprocess.Popen(args("shared"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for p in both:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and "Traceback" not in err, err
+    assert assert_same_outputs(tmp_path / "single", tmp_path / "shared") > 0
+    assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".part") or ".part." in p.name]
