@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
+import rasterio
 from click.testing import CliRunner
 from conftest import DATA, write_run_config
 
@@ -277,3 +279,31 @@ kind = "serial"
     assert (tmp_path / "out" / "lai" / "ie" / "ie_60m_2022-10-05_LAI.tif").exists()
     again = run_pipeline(cfg, only=["acquire", "predict"])
     assert [s.units[0].status for s in again.steps] == ["skipped", "skipped"]
+
+
+def test_outputs_truncated_outside_the_tool_are_made_again(tmp_path):
+    """A half-copied product or CSV (a sync cut short), newer than its inputs, is not "up to date"."""
+    cfg_path = qvidja_config(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("run", cfg_path).exit_code == 0
+
+    def cut(p: Path) -> bytes:
+        data = p.read_bytes()
+        p.write_bytes(data[: len(data) // 2])
+        os.utime(p, (time.time() + 60, time.time() + 60))  # only its whole-ness can tell
+        return data
+
+    lai = out / "lai" / "qvidja" / "qvidja_20m_2023-06-11_LAI.tif"
+    cut(lai)
+    assert invoke("run", cfg_path).exit_code == 0
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert counts(summary)["predict"] == (1, 2, 0)
+    assert f"{lai}: existing file cannot be read whole" in (out / "run.log").read_text()
+    with rasterio.open(lai) as ds:
+        ds.read()  # whole again
+    csv = next((out / "analysis" / "qvidja" / "field").glob("*_STATS.csv"))
+    whole = cut(csv)
+    assert invoke("run", cfg_path).exit_code == 0
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert counts(summary)["predict"] == (0, 3, 0) and counts(summary)["analyze"] == (1, 0, 0)
+    assert csv.read_bytes() == whole

@@ -271,9 +271,60 @@ def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return bad
 
 
+def incomplete_reason(path: str | Path) -> str | None:
+    """Why an existing output cannot be trusted as whole, or ``None`` when it can.
+
+    A file finished by this tool is whole (it was renamed into place complete), but one
+    truncated outside it (a half-copied sync) must not be skipped by a rerun: a raster
+    must open and its last block of every band must read (the end of the file, cheap
+    whatever its size); a CSV must end its last line and keep its header's column count;
+    a JSON or VRT must parse.
+    """
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return "does not exist"
+        if path.stat().st_size == 0:
+            return "is empty"
+        suffix = path.suffix.lower()
+        if suffix in (".tif", ".tiff"):
+            with rasterio.open(path) as ds:
+                for band in range(1, ds.count + 1):
+                    bh, bw = ds.block_shapes[band - 1]
+                    row, col = (ds.height - 1) // bh * bh, (ds.width - 1) // bw * bw
+                    ds.read(band, window=rasterio.windows.Window(col, row, ds.width - col, ds.height - row))
+        elif suffix == ".csv":
+            text = path.read_text(encoding="utf-8")
+            lines = text.splitlines()
+            if not text.endswith("\n") or {line.count(",") for line in lines} != {lines[0].count(",")}:
+                return "is cut short (last line unfinished or rows of another width)"
+        elif suffix == ".json":
+            import json
+
+            json.loads(path.read_text(encoding="utf-8"))
+        elif suffix == ".vrt":
+            import xml.etree.ElementTree as ET
+
+            ET.parse(path)
+    except (OSError, ValueError, rasterio.errors.RasterioError) as exc:
+        return f"cannot be read whole ({gdal_reason(exc)})"
+    except Exception as exc:  # noqa: BLE001 - ET.ParseError and the like: not whole either
+        return f"cannot be read whole ({exc})"
+    return None
+
+
+def is_whole(path: str | Path) -> bool:
+    """:func:`incomplete_reason` is ``None``; a file that exists but is not whole is logged."""
+    reason = incomplete_reason(path)
+    if reason and reason != "does not exist":
+        log.warning("%s: existing file %s; it is made again", path, reason)
+    return reason is None
+
+
 def up_to_date(outputs: Sequence[Path], inputs: Iterable[Path]) -> bool:
-    """Every output exists and none is older than any input (a rerun need not redo it)."""
-    if not outputs or not all(p.exists() for p in outputs):
+    """Every output exists whole (:func:`is_whole`) and none is older than any input (a
+    rerun need not redo it)."""
+    if not outputs or not all(is_whole(p) for p in outputs):
         return False
     newest = max((p.stat().st_mtime for p in inputs), default=0.0)
     return min(p.stat().st_mtime for p in outputs) >= newest

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from . import __version__
 from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text, gdal_reason
 from .grid import Grid
-from .io import atomic_output, check_utf8, open_raster, remove_stale, tmp_path_for
+from .io import atomic_output, check_utf8, is_whole, open_raster, remove_stale, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from .model.sl2p import OUT_OF_RANGE
 from .naming import RasterName, find_rasters, flags_path, uncertainty_path  # noqa: F401 - API
@@ -206,14 +206,10 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
 def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp") -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
     out-of-range outputs, and is newer than ``src``."""
-    if not product.exists():
+    if not is_whole(product):  # e.g. truncated by a sync: logged there
         return False
-    try:
-        with rasterio.open(product) as ds:
-            tags = ds.tags()
-    except rasterio.errors.RasterioIOError:
-        log.warning("%s: existing product is unreadable; recomputing", product)
-        return False
+    with rasterio.open(product) as ds:
+        tags = ds.tags()
     if tags.get("VERCYE_MODEL") != network.model or tags.get("VERCYE_VARIABLE") != network.variable:
         log.info("%s: made by another model/variable; recomputing", product.name)
         return False

@@ -63,6 +63,7 @@ from ..errors import (
     require,
 )
 from ..grid import Grid, utm_crs
+from ..io import is_whole
 from ..naming import date_range, stack_name
 from ..options import Options as OptionsBase
 from ..options import setting
@@ -613,7 +614,7 @@ def stack_stac(
     for date, date_items in sorted(by_date.items()):
         dst = out_dir / stack_name(region, resolution, date)
         written[date] = dst
-        if dst.exists() and not overwrite:
+        if not overwrite and is_whole(dst):
             log.info("%s exists, skipped", dst.name)
             if on_date:
                 on_date(date, None)

@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from ..bands import StackWriter
 from ..errors import DataIOError, gdal_reason
 from ..grid import Grid
+from ..io import is_whole
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def write_windowed(
 
 def keep_existing(dst: str | os.PathLike, overwrite: bool) -> bool:
     """True when ``dst`` exists and is to be kept (resumable runs), logged at debug level."""
-    if Path(dst).exists() and not overwrite:
+    if not overwrite and is_whole(dst):  # a truncated copy is made again
         log.debug("%s exists, skipped", Path(dst).name)
         return True
     return False

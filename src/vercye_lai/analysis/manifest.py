@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import remove_stale, write_text_atomic
+from ..io import is_whole, remove_stale, write_text_atomic
 from ..naming import find_rasters
 from .options import AnalysisOptions
 
@@ -66,7 +66,7 @@ def up_to_date(outdir: Path, fp: Mapping[str, Any]) -> list[Path] | None:
     old = read_manifest(outdir)
     if old and old.get("fingerprint") == fp:
         outputs = manifest_outputs(outdir, old)
-        if all(p.exists() for p in outputs):
+        if all(is_whole(p) for p in outputs):  # truncated outside the tool: redone
             return outputs
     return None
 
