@@ -5,6 +5,7 @@ with google-api-python-client."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import stat
@@ -19,7 +20,7 @@ from googleapiclient.http import HttpMockSequence  # noqa: E402
 
 from vercye_lai.acquire import gdrive  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
-from vercye_lai.errors import DataIOError, InputError, NoDataFoundError  # noqa: E402
+from vercye_lai.errors import DataIOError, InputError, NoDataFoundError, ServiceError  # noqa: E402
 
 A = bytes(range(256)) * 3 + b"tail"  # 772 bytes
 B = b"second file content"
@@ -185,6 +186,11 @@ def test_cli_download_and_rerun(tmp_path, monkeypatch):
     assert not http._iterable  # every canned response used, no extra request
 
 
+OAUTH_CLIENT = json.dumps({"installed": {"client_id": "CID", "client_secret": "SECRET-CLIENT",
+                                         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+                                         "token_uri": "https://oauth2.googleapis.com/token"}})
+
+
 class FakeCreds:
     valid = True
 
@@ -226,9 +232,9 @@ def fake_flow(monkeypatch):
 def test_headless_login_writes_private_token(tmp_path, fake_flow, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     secret = tmp_path / "client_secret.json"
-    secret.write_text("{}")
+    secret.write_text(OAUTH_CLIENT)
     token = tmp_path / "tok" / "token.json"
-    gdrive.load_credentials(secret, token, auth="local", port=0)
+    gdrive.load_credentials(secret, token, auth="local", port=0, interactive=True)
     kind, kw = fake_flow.calls[1]
     assert (
         kind == "local"
@@ -242,7 +248,8 @@ def test_headless_login_writes_private_token(tmp_path, fake_flow, caplog, capsys
 
     token2 = tmp_path / "token2.json"
     gdrive.load_credentials(
-        secret, token2, auth="console", prompt=lambda _: "http://localhost:1/?state=s&code=4/abc"
+        secret, token2, auth="console", prompt=lambda _: "http://localhost:1/?state=s&code=4/abc",
+        interactive=True,
     )
     assert fake_flow.calls[-1] == (
         "fetch",
@@ -269,4 +276,103 @@ def test_valid_token_needs_no_login(tmp_path, fake_flow):
     creds = gdrive.load_credentials(None, token)
     assert creds.valid and creds.token == "t" and not fake_flow.calls
     with pytest.raises(InputError, match="--secret-json"):
-        gdrive.load_credentials(None, tmp_path / "missing.json")
+        gdrive.load_credentials(None, tmp_path / "missing.json", interactive=True)
+
+
+def expired_token(tmp_path):
+    token = tmp_path / "token.json"
+    token.write_text(json.dumps({"token": "SECRET-ACCESS", "refresh_token": "SECRET-REFRESH",
+                                 "client_id": "CID", "client_secret": "SECRET-CLIENT",
+                                 "expiry": "2000-01-01T00:00:00Z", "scopes": list(gdrive.SCOPES)}))
+    return token
+
+
+def test_a_batch_job_never_waits_for_a_sign_in(tmp_path, fake_flow, monkeypatch):
+    import google.auth.exceptions
+    import google.oauth2.credentials
+
+    def network_down(self, request):
+        raise google.auth.exceptions.TransportError("Failed to establish a new connection")
+
+    monkeypatch.setattr(google.oauth2.credentials.Credentials, "refresh", network_down)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal, as in a batch job
+    secret = tmp_path / "client_secret.json"
+    secret.write_text(OAUTH_CLIENT)
+    token = expired_token(tmp_path)
+    with pytest.raises(ServiceError, match="cannot refresh the Drive token: Failed to establish") as exc:
+        gdrive.load_credentials(secret, token)
+    assert exc.value.path == str(token) and "SECRET" not in str(exc.value)
+    with pytest.raises(ServiceError, match="no terminal to sign in"):
+        gdrive.load_credentials(secret, tmp_path / "none.json")
+    assert fake_flow.calls == []  # no interactive flow was started
+    # the CLI: one line, exit 1, and --no-input means the same with a terminal
+    monkeypatch.setattr(gdrive, "build_service", lambda creds: pytest.fail("no service without creds"))
+    for extra in ([], ["--no-input"]):
+        r = CliRunner().invoke(cli, ["download-gdrive", "--folder-id", "F", "-o", str(tmp_path / "o"),
+                                     "--token", str(token), "--secret-json", str(secret), *extra])
+        assert r.exit_code == 1 and "cannot refresh the Drive token" in r.output
+        assert "Traceback" not in r.output and fake_flow.calls == []
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"type": "service_account", "private_key": "x"}', "is a service-account key, not an OAuth client"),
+    ('{"web": {}}', None),
+    ('{"foo": 1}', "not an OAuth client secret"),
+    ("not json", "not a JSON file"),
+])
+def test_client_secret_file_kinds(tmp_path, content, message):
+    f = tmp_path / "secret.json"
+    f.write_text(content)
+    if message is None:
+        gdrive.check_client_secret(f)
+        return
+    with pytest.raises(InputError, match=message) as exc:
+        gdrive.check_client_secret(f)
+    assert exc.value.path == str(f) and "Desktop app" in str(exc.value)
+
+
+def test_verbose_login_logs_no_secret(tmp_path, monkeypatch):
+    """A real console sign-in (requests_oauthlib against a local token endpoint) under -v:
+    the whole output holds none of the code, the client secret, the tokens or the Basic header."""
+    import base64
+    import http.server
+    import threading
+
+    class TokenEndpoint(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"access_token": "SECRET-ACCESS-NEW", "refresh_token": "SECRET-REFRESH-NEW",
+                               "expires_in": 3600, "token_type": "Bearer", "scope": gdrive.SCOPES[0]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = tmp_path / "client_secret.json"
+    secret.write_text(json.dumps({"installed": {
+        "client_id": "CID", "client_secret": "SECRET-CLIENT", "auth_uri": "https://accounts.example/auth",
+        "token_uri": f"http://127.0.0.1:{server.server_port}/token", "redirect_uris": ["http://localhost"]}}))
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the local endpoint is plain http
+    monkeypatch.setattr(gdrive, "_terminal", lambda: True)  # a person at a terminal signs in
+
+    def stop(creds):
+        raise ServiceError("stopped after the sign-in (test)")
+
+    monkeypatch.setattr(gdrive, "build_service", stop)
+    try:
+        r = CliRunner().invoke(cli, ["-v", "download-gdrive", "--auth", "console", "--secret-json", str(secret),
+                                     "--token", str(tmp_path / "token.json"), "--folder-id", "F",
+                                     "-o", str(tmp_path / "o")], input="CODE-SECRET-123\n")
+    finally:
+        server.shutdown()
+    assert isinstance(r.exception, ServiceError), r.output  # -v re-raises after the sign-in
+    assert json.loads((tmp_path / "token.json").read_text())["refresh_token"] == "SECRET-REFRESH-NEW"
+    basic = base64.b64encode(b"CID:SECRET-CLIENT").decode()
+    for secret_text in ("CODE-SECRET-123", "SECRET-CLIENT", "SECRET-ACCESS-NEW", "SECRET-REFRESH-NEW", basic):
+        assert secret_text not in r.output, secret_text
+    assert "DEBUG" in r.output or "saved the Drive token" in r.output  # it was verbose

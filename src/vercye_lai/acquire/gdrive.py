@@ -22,11 +22,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+import json
 import http.client
 import logging
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -88,6 +90,30 @@ def _console_flow(flow: Any, prompt: Callable[[str], str]) -> Any:
     return flow.credentials
 
 
+def _terminal() -> bool:
+    """A person may answer: stdin is a terminal."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def check_client_secret(path: str | Path) -> None:
+    """An OAuth client secret file (``installed`` or ``web`` section), or an
+    :class:`InputError` saying what the file is and what is needed."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError("client secret file does not exist", path=path)
+    need = ("an OAuth client ID of type 'Desktop app' (JSON with an 'installed' section), from "
+            "Google Cloud Console -> APIs & Services -> Credentials")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InputError(f"not a JSON file; the client secret must be {need}", path=path) from None
+    if isinstance(doc, dict) and doc.get("type") == "service_account":
+        raise InputError(f"is a service-account key, not an OAuth client secret; Drive downloads "
+                         f"sign in as a user: give {need}", path=path)
+    if not isinstance(doc, dict) or not ({"installed", "web"} & doc.keys()):
+        raise InputError(f"not an OAuth client secret (no 'installed' section); give {need}", path=path)
+
+
 def load_credentials(
     secret_json: str | Path | None,
     token: str | Path | None = None,
@@ -96,6 +122,7 @@ def load_credentials(
     scopes: Sequence[str] = SCOPES,
     port: int = 0,
     prompt: Callable[[str], str] = input,
+    interactive: bool | None = None,
 ) -> Any:
     """OAuth user credentials for Drive: from ``token`` if valid, else by a headless flow.
 
@@ -115,14 +142,20 @@ def load_credentials(
         Loopback port of the local flow (0 = any free port).
     prompt
         Reads the pasted answer of the console flow.
+    interactive
+        Whether a sign-in may wait for a person (default: stdin is a terminal). A batch
+        job (``False``) never starts one: an expired token that cannot be refreshed, or no
+        token, is an error at once.
 
     Raises
     ------
     InputError
-        No valid token and no client secret file.
+        No valid token and no client secret file, or a file that is not an OAuth client.
     ServiceError
-        The refresh or the consent flow failed.
+        The refresh failed without a terminal, or the consent flow failed.
     """
+    if interactive is None:
+        interactive = _terminal()
     require("googleapiclient", "gdrive")
     creds_mod = require("google.oauth2.credentials", "gdrive")
     transport = require("google.auth.transport.requests", "gdrive")
@@ -138,16 +171,21 @@ def load_credentials(
         if creds.expired and creds.refresh_token:
             try:
                 creds.refresh(transport.Request())
-            except Exception as exc:  # google.auth.exceptions.RefreshError, transport errors
+            except Exception as exc:  # noqa: BLE001 - RefreshError, transport errors (network down)
+                if not interactive:  # a batch job must not wait for a sign-in nobody sees
+                    raise ServiceError(f"cannot refresh the Drive token: {exc}", path=token) from exc
                 log.warning("token refresh failed (%s); asking for consent again", exc)
             else:
                 if token:
                     save_token(creds, token)
                 return creds
+    if not interactive:
+        raise ServiceError("no valid Drive token and no terminal to sign in on: sign in once from a "
+                           "terminal (vercye-lai download-gdrive), or copy a token made elsewhere",
+                           path=token)
     if not secret_json:
         raise InputError("no valid Drive token: give --secret-json (OAuth client secret) to log in")
-    if not Path(secret_json).exists():
-        raise InputError("client secret file does not exist", path=secret_json)
+    check_client_secret(secret_json)
     flow_mod = require("google_auth_oauthlib.flow", "gdrive")
     flow = flow_mod.InstalledAppFlow.from_client_secrets_file(str(secret_json), list(scopes))
     try:

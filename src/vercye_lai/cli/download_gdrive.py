@@ -8,7 +8,7 @@ import click
 
 from ..acquire import gdrive
 from ..errors import ServiceError
-from .options import ALIASES_EPILOG, out_dir_option, overwrite_option
+from .options import ALIASES_EPILOG, no_input_option, out_dir_option, overwrite_option
 from .ui import progress_bar
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,9 @@ log = logging.getLogger(__name__)
     help="Retries of a request on transient errors (429, 5xx, network), backing off.",
 )
 @overwrite_option
+@no_input_option
 def command(
-    secret_json, folder_id, out_dir, token, auth, port, pattern, chunk_mb, retries, overwrite
+    secret_json, folder_id, out_dir, token, auth, port, pattern, chunk_mb, retries, overwrite, no_input
 ):
     """Download every file of a Google Drive folder, verified against Drive's md5.
 
@@ -74,7 +75,8 @@ def command(
     Needs the 'gdrive' extra: pip install 'vercye-lai[gdrive]'.
     """
     token = token or gdrive.default_token_path()
-    creds = gdrive.load_credentials(secret_json, token, auth=auth, port=port)
+    creds = gdrive.load_credentials(secret_json, token, auth=auth, port=port,
+                                    interactive=False if no_input else None)
     service = gdrive.build_service(creds)
     with progress_bar() as progress:
         bar = progress.add_task("listing Drive folder", total=None)

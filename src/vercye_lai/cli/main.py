@@ -35,6 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+#: loggers of the libraries that see credentials (kept at INFO or above, see configure_logging)
+SECRET_LOGGERS = ("urllib3", "requests", "requests_oauthlib", "oauthlib", "google", "google_auth_oauthlib",
+                  "google_auth_httplib2", "googleapiclient", "httplib2", "botocore", "pystac_client")
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands live in ``vercye_lai.cli.<module>`` as ``command``."""
 
@@ -85,11 +90,20 @@ def configure_logging(verbosity: int) -> None:
     # GDAL/rasterio chatter only when asked for
     logging.getLogger("rasterio").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    # HTTP and OAuth libraries log request bodies and headers at debug level: tokens, codes,
+    # the Basic client_id:secret header. Never with -v or -vv; only -vvv lifts this.
+    for name in SECRET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbosity >= 3 else max(level, logging.INFO))
+    if verbosity >= 3:
+        logging.getLogger(__name__).warning(
+            "-vvv: HTTP and OAuth libraries log at debug level; the output may hold tokens and secrets")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="vercye-lai")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for GDAL); show tracebacks.")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-vv also GDAL's); show tracebacks. HTTP/OAuth libraries stay at "
+              "INFO (no token is ever logged) unless -vvv.")
 @click.option("-q", "--quiet", count=True, help="Only warnings and errors; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: int) -> None:

@@ -95,6 +95,10 @@ overwrite_option = click.option(
     "--overwrite", is_flag=True, help="Recompute outputs that already exist (default: skip them)."
 )
 
+no_input_option = click.option(
+    "--no-input", is_flag=True,
+    help="Never wait for a person (a sign-in): fail instead. Implied when stdin is not a terminal.")
+
 workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),
