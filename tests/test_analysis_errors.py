@@ -133,3 +133,76 @@ def test_two_lai_files_for_one_date_are_an_error_naming_both(tmp_path, lai, fiel
     assert "R_10.0m_2022-06-01_LAI.tif" in str(exc.value) and "R_10m_2022-06-01_LAI.tif" in str(exc.value)
     assert "R_10.0m_2022-06-01_LAI.tif" in cli_error(tmp_path, field)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_zone_no_raster_meets_is_skipped_by_name_and_none_is_an_error(tmp_path, lai, polygon_writer,
+                                                                        caplog):
+    far = pixel_box(1000, 1000, 1002, 1002)  # 10 km away
+    geom = polygon_writer("fields.geojson", [pixel_box(1, 1, 3, 3), far], FID=[1, 7])
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", geom, resolution=10)
+    assert [z.name for z in res.zones] == ["1"] and list(res.skipped) == ["7"]
+    assert "meets no LAI raster" in res.skipped["7"] and "skipped: 7" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "R_fields_1_2022-06-01_2022-06-04_MAX.tif", "R_fields_1_2022-06-01_2022-06-04_STATS.csv"]
+    only_far = polygon_writer("far.geojson", [far], FID=[7])
+    with pytest.raises(InputError, match="overlap|meets no LAI raster") as exc:
+        analyze(tmp_path / "lai", tmp_path / "out2", "R", only_far, resolution=10, options=AnalysisOptions(
+            mode="poly_agg"))
+    assert exc.value.path == str(only_far)
+
+
+def test_min_zone_pixels_skips_small_zones_with_the_reason(tmp_path, lai, polygon_writer):
+    geom = polygon_writer("fields.geojson", [pixel_box(0, 0, 3, 3), pixel_box(4, 4, 5, 5)], FID=[1, 2])
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", geom, resolution=10,
+                  options=AnalysisOptions(min_zone_pixels=4))
+    assert [z.name for z in res.zones] == ["1"]
+    assert res.skipped == {"2": "has fewer than --min-zone-pixels 4 pixels on the LAI grid"}
+    line = CliRunner().invoke(cli, ["analyze", str(tmp_path / "lai"), str(geom), "--region", "R", "-o",
+                                    str(tmp_path / "o2"), "--res", "10", "--min-zone-pixels", "4"]).output
+    assert "zone 2 skipped: it has fewer than --min-zone-pixels 4" in " ".join(line.split())
+
+
+def test_multi_layer_geopackage_needs_a_layer_and_polygons(tmp_path, lai):
+    import geopandas as gpd
+    from shapely.geometry import LineString, Point
+
+    from conftest import ORIGIN
+
+    gpkg = tmp_path / "mixed.gpkg"
+    x, y = ORIGIN
+    gpd.GeoDataFrame({"FID": [1]}, geometry=[LineString([(x, y - 5), (x + 50, y - 5)])],
+                     crs="EPSG:32632").to_file(gpkg, layer="roads")
+    fields = gpd.GeoDataFrame({"FID": [1]}, geometry=[pixel_box(1, 1, 3, 3)], crs="EPSG:32632")
+    fields.to_file(gpkg, layer="fields")
+    with pytest.raises(InputError, match=r"has 2 layers: roads \(LineString\), fields \(Polygon\); choose one"):
+        analyze(tmp_path / "lai", tmp_path / "out", "R", gpkg, resolution=10)
+    with pytest.raises(InputError, match="has no layer 'parcels'; its layers: roads"):
+        analyze(tmp_path / "lai", tmp_path / "out", "R", gpkg, resolution=10,
+                options=AnalysisOptions(layer="parcels"))
+    with pytest.raises(InputError, match=r"geometries must be polygons .*; found LineString \(1\)"):
+        analyze(tmp_path / "lai", tmp_path / "out", "R", gpkg, resolution=10, options=AnalysisOptions(layer="roads"))
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", gpkg, resolution=10,
+                  options=AnalysisOptions(layer="fields"))
+    assert [z.name for z in res.zones] == ["1"]
+    line = cli_error(tmp_path, gpkg)
+    assert str(gpkg) in line and "--layer" in line
+    pts = tmp_path / "points.geojson"
+    gpd.GeoDataFrame({"FID": [1, 2]}, geometry=[Point(x + 5, y - 5), Point(x + 15, y - 15)],
+                     crs="EPSG:32632").to_file(pts)
+    assert "found Point (2)" in cli_error(tmp_path, pts)
+
+
+def test_projected_coordinates_in_a_geojson_without_crs(tmp_path, lai):
+    import json
+
+    from conftest import ORIGIN
+
+    x, y = ORIGIN
+    ring = [[x + 10, y - 10], [x + 30, y - 10], [x + 30, y - 30], [x + 10, y - 30], [x + 10, y - 10]]
+    geom = tmp_path / "utm.geojson"  # UTM metres, no crs member: GeoJSON says EPSG:4326
+    geom.write_text(json.dumps({"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {
+        "FID": 1}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    with pytest.raises(InputError, match="coordinates are not lon/lat") as exc:
+        analyze(tmp_path / "lai", tmp_path / "out", "R", geom, resolution=10)
+    assert "475790" in str(exc.value)
+    assert "coordinates are not lon/lat" in cli_error(tmp_path, geom)

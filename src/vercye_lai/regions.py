@@ -38,15 +38,40 @@ def safe_name(name: str) -> str:
     return s
 
 
-def read_vector(path: str | os.PathLike, **kw):
-    """Read a vector file with geopandas, with errors naming the file."""
+def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
+    """Read a vector file with geopandas, with errors naming the file.
+
+    Every vector input of the pipeline is read here, so every one is checked the same way:
+    a file of several layers needs ``layer`` (never silently the first one); coordinates
+    must fit the declared CRS (a GeoJSON is EPSG:4326 by definition, and projected metres
+    in one without a CRS member are a common mistake).
+
+    Raises
+    ------
+    DataIOError
+        Missing or unreadable file.
+    InputError
+        Several layers and none chosen, an unknown layer, no CRS, no feature, or
+        coordinates outside lon/lat in a geographic CRS.
+    """
     import geopandas as gpd  # imported here: slow to import, not needed by every command
+    import pyogrio
 
     path = Path(path)
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     try:
-        gdf = gpd.read_file(path, **kw)
+        layers = pyogrio.list_layers(path)
+        names = [str(n) for n, _ in layers]
+        described = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers)
+        if layer is None and len(names) > 1:
+            raise InputError(f"has {len(names)} layers: {described}; choose one with --layer "
+                             "(run config: layer = ...)", path=path)
+        if layer is not None and layer not in names:
+            raise InputError(f"has no layer {layer!r}; its layers: {described}", path=path)
+        gdf = gpd.read_file(path, layer=layer, **kw)
+    except InputError:
+        raise
     except Exception as exc:  # pyogrio raises its own DataSourceError and friends
         raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
     if gdf.crs is None:
@@ -55,6 +80,13 @@ def read_vector(path: str | os.PathLike, **kw):
         )
     if gdf.empty:
         raise InputError("vector file has no features", path=path)
+    if gdf.crs.is_geographic:
+        x0, y0, x1, y1 = gdf.total_bounds
+        if max(abs(x0), abs(x1)) > 180.5 or max(abs(y0), abs(y1)) > 90.5:
+            raise InputError(
+                f"coordinates are not lon/lat (x {x0:.6g} to {x1:.6g}, y {y0:.6g} to {y1:.6g}) although "
+                f"the CRS is {gdf.crs.to_string()}; a GeoJSON is always EPSG:4326: reproject it, or use a "
+                "format that declares its CRS (GeoPackage)", path=path)
     return gdf
 
 

@@ -79,7 +79,9 @@ class AnalysisResult:
     n_overlapping
         Files whose raster meets the geometry.
     zones
-        One :class:`ZoneResult` per zone, in feature order.
+        One :class:`ZoneResult` per zone analysed, in feature order.
+    skipped
+        Zone name → why it has no output.
     """
 
     start: dt.date
@@ -87,6 +89,8 @@ class AnalysisResult:
     n_files: int
     n_overlapping: int
     zones: list[ZoneResult] = field(default_factory=list)
+    #: zones with no output, and why (no raster of the range meets them, too few pixels)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def outputs(self) -> list[Path]:
@@ -239,6 +243,7 @@ def analyze_part(
         "days": np.asarray(picked, dtype=np.int64),
         "met": season.met,
         "totals": ref_index.total[1:],
+        "covered": season.covered,
         "n_pixels": season.n_pix,
         **{f"t_{k}": v for k, v in season.table.items()},
     }
@@ -276,6 +281,8 @@ class _Season:
         self.table = {k: np.full((n_days, zones.count), np.nan) for k in STAT_KEYS}
         self.n_pix = np.zeros((n_days, zones.count), dtype=np.int64)
         self.met = np.zeros(n_days, dtype=bool)
+        self.covered = np.zeros(zones.count, dtype=bool)  # per zone: some raster of the range meets it
+        self._meets: dict[tuple, np.ndarray] = {}
         self.indexes: dict[Grid, ZoneIndex] = {}
         self.acc: _MaxAccumulator | None = None
 
@@ -286,6 +293,9 @@ class _Season:
             zg = self.zones.on(ds)
             values = read_window(ds, zg.window)
             grid = Grid.of(ds)
+        if grid.key not in self._meets:
+            self._meets[grid.key] = self.zones.meets(grid)
+        self.covered |= self._meets[grid.key]
         unc = None
         if values is not None and (u := uncertainty_path(path)).exists():
             with open_raster(u) as ds:
@@ -357,6 +367,7 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
     want = set(plan.file_days)
     met = np.zeros(len(days), dtype=bool)
     totals = np.zeros(len(plan.names), dtype=np.int64)
+    covered = np.zeros(len(plan.names), dtype=bool)
     for chunk, ps in chunks.items():
         seen = {int(d) for p in ps for d in p["days"]}
         if not want <= seen:
@@ -364,6 +375,7 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
                               f"{len(want - seen)} date(s)", path=plan.outdir)
         for p in ps:
             met[p["days"]] |= p["met"]
+            covered[list(chunk)] |= p["covered"]
         totals[list(chunk)] = ps[0]["totals"]
     if not totals.any():
         raise InputError("the geometry covers no pixel of the LAI grid (too small? try "
@@ -376,6 +388,9 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
     # leftovers of an interrupted run, removed once here rather than once per file
     # (any zone, any date range of this region and geometry: only files whose writer is gone)
     remove_stale(plan.outdir, f"{plan.region}_{geometry_name}_")
+    skipped = _skipped_zones(plan, covered, totals)
+    if len(skipped) == len(plan.names):
+        raise InputError(f"no zone can be analysed: {next(iter(skipped.values()))}", path=plan.geometry_path)
     results: dict[int, ZoneResult] = {}
     # zones written one by one on purpose: a thread pool measured slower (the GIL-bound
     # formatting and interpolation dominate the small writes)
@@ -388,9 +403,30 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
             n_pix[p["days"]] = p["n_pixels"]
         acc = _chunk_max(plan, chunk, ps)
         for k_local, z in enumerate(chunk):
-            results[z] = _write_zone(plan, z, k_local, table, n_pix, acc, int(totals[z]), tags)
+            if plan.names[z] not in skipped:
+                results[z] = _write_zone(plan, z, k_local, table, n_pix, acc, int(totals[z]), tags)
     return AnalysisResult(plan.start, plan.end, len(plan.files), int(met.sum()),
-                          [results[z] for z in range(len(plan.names))])
+                          [results[z] for z in sorted(results)],
+                          {plan.names[z]: skipped[plan.names[z]] for z in range(len(plan.names))
+                           if plan.names[z] in skipped})
+
+
+def _skipped_zones(plan: AnalysisPlan, covered: np.ndarray, totals: np.ndarray) -> dict[str, str]:
+    """The zones to write no output for, and why, each kind warned once with their names."""
+    out: dict[str, str] = {}
+    kinds = [(~covered, "meets no LAI raster of the range (wrong place, CRS or region?)")]
+    n_min = plan.options.min_zone_pixels
+    if n_min:
+        kinds.append((covered & (totals < n_min), f"has fewer than --min-zone-pixels {n_min} pixels "
+                                                  "on the LAI grid"))
+    for mask, why in kinds:
+        names = [plan.names[z] for z in np.flatnonzero(mask)]
+        for name in names:
+            out.setdefault(name, why)
+        if names:
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            log.warning("%s: %d zone(s) %s, skipped: %s", plan.geometry_path.name, len(names), why, shown)
+    return out
 
 
 def _chunk_max(plan: AnalysisPlan, chunk: tuple[int, ...],

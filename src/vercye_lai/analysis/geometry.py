@@ -71,8 +71,9 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
 
 
 # --------------------------------------------------------------------------- vector input
-def read_geometries(path: str | Path) -> gpd.GeoDataFrame:
-    """Read a vector file (any format geopandas/pyogrio reads) and check it is usable.
+def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
+    """Read the polygons of a vector file (any format geopandas/pyogrio reads) and check
+    they are usable (see :func:`vercye_lai.regions.read_vector` for the layer and the CRS).
 
     The index holds the file's feature ids (a GeoPackage's ``fid`` is no column). Empty
     and null geometries are dropped with a warning; invalid ones are repaired with
@@ -83,19 +84,25 @@ def read_geometries(path: str | Path) -> gpd.GeoDataFrame:
     DataIOError
         The file is missing or cannot be read as vector data.
     InputError
-        No feature or no non-empty geometry, or the file declares no CRS.
+        No feature or no non-empty geometry, geometries that are not polygons, several
+        layers and none chosen, or the file declares no CRS.
     """
     import shapely
 
     from ..regions import read_vector
 
-    gdf = read_vector(path, fid_as_index=True)
+    gdf = read_vector(path, layer=layer, fid_as_index=True)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     if empty.all():
         raise InputError("no non-empty geometry in this file", path=path)
     if empty.any():
         log.warning("%s: ignoring %d empty geometries", Path(path).name, int(empty.sum()))
         gdf = gdf[~empty]
+    kinds = gdf.geom_type.value_counts()
+    other = {k: int(n) for k, n in kinds.items() if k not in ("Polygon", "MultiPolygon")}
+    if other:  # a line or a point covers no pixel: never a silent empty field
+        found = ", ".join(f"{k} ({n})" for k, n in kinds.items())
+        raise InputError(f"geometries must be polygons in the polygon modes; found {found}", path=path)
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
         log.warning("%s: repairing %d invalid geometries", Path(path).name, int(invalid.sum()))
@@ -209,6 +216,12 @@ class Zones:
     def _rasterize(self, grid: Grid) -> np.ndarray:
         raise NotImplementedError
 
+    def meets(self, grid: Grid) -> np.ndarray:
+        """Per zone: it overlaps the extent of ``grid`` (a whole LAI raster's grid)."""
+        b = np.asarray(self.zone_bounds_in(grid.crs), dtype=np.float64).reshape(-1, 4)
+        x0, y0, x1, y1 = grid.bounds
+        return (b[:, 0] < x1) & (b[:, 2] > x0) & (b[:, 1] < y1) & (b[:, 3] > y0)
+
     def on(self, ds: rasterio.io.DatasetReader) -> ZoneGrid:
         """The window of ``ds`` covering the zones, and the zone labels on it (cached)."""
         whole = Grid.of(ds)
@@ -261,6 +274,12 @@ class PolygonZones(Zones):
         if self.count == 1:
             return [self.bounds_in(crs)]
         return [tuple(b) for b in shapely.bounds(self._geoms(crs)).tolist()]
+
+    def meets(self, grid: Grid) -> np.ndarray:
+        import shapely
+
+        hit = shapely.intersects(self._geoms(grid.crs), shapely.box(*grid.bounds))
+        return np.array([hit.any()]) if self.count == 1 else np.asarray(hit)
 
     def _rasterize(self, grid: Grid) -> np.ndarray:
         geoms = self._geoms(grid.crs)

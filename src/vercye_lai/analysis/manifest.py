@@ -75,7 +75,7 @@ def write_manifest(outdir: Path, fp: Mapping[str, Any], result: Any) -> dict[str
     """Write ``MANIFEST.json``: the fingerprint and the outputs of ``result``."""
     zones = [{"name": z.name, "csv": z.csv.name, "max_tif": z.max_tif.name if z.max_tif else None}
              for z in result.zones]
-    manifest = {"fingerprint": fp, "zones": zones, "n_files": result.n_files}
+    manifest = {"fingerprint": fp, "zones": zones, "n_files": result.n_files, "skipped": result.skipped}
     write_text_atomic(outdir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -56,6 +56,12 @@ class AnalysisOptions(Options):
     id_column: str | None = setting(
         "FID", help="poly_iter: attribute that names each polygon in the output names (the row "
         "index if absent or not unique).")
+    min_zone_pixels: int = setting(
+        0, min=0, help="Skip (and report) a zone with fewer pixels than this on the LAI grid "
+        "(in raster mode: the whole crop mask).")
+    layer: str | None = setting(
+        None, default_help="the only layer",
+        help="Layer of a vector file with several (a GeoPackage); needed when it has more than one.")
     all_touched: bool = setting(
         False, help="Count every pixel a polygon touches (default: pixels whose centre is inside).")
     date_format: str = setting(

@@ -25,13 +25,13 @@ from .options import AnalysisOptions
 
 
 def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
-                all_touched: bool = False) -> Zones:
+                all_touched: bool = False, layer: str | None = None) -> Zones:
     """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`)."""
     check_value("mode", mode, settings_of(AnalysisOptions)["mode"])
     path = Path(geometry_path)
     if mode == "raster":
         return MaskZones(path, path.stem)
-    gdf = read_geometries(path)
+    gdf = read_geometries(path, layer=layer)
     names = zone_ids(gdf, id_column, path=path) if mode == "poly_iter" else [path.stem]
     return PolygonZones(gdf, names, path=path, all_touched=all_touched)
 
@@ -113,7 +113,7 @@ def plan_zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
         if plan.options.mode == "raster":
             every = MaskZones(plan.geometry_path, plan.names[0])
         else:
-            every = PolygonZones(read_geometries(plan.geometry_path), list(plan.names),
+            every = PolygonZones(read_geometries(plan.geometry_path, layer=plan.options.layer), list(plan.names),
                                  path=plan.geometry_path, all_touched=plan.options.all_touched)
     if zones is None or plan.options.mode != "poly_iter":
         return every
@@ -187,7 +187,8 @@ def plan_analysis(
     if files is None:
         files = find_rasters(lai_dir, region, resolution, suffix=o.variable,
                              extensions=(".tif",), start=start, end=end)
-    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched)
+    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
+                        layer=o.layer)
     reference = _reference_file(files, zones)
     if reference is None:
         raise InputError(

@@ -70,3 +70,5 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
         f"{obs} observed days per zone, {len(result.outputs)} files in {out_dir}",
         highlight=False, soft_wrap=True,
     )
+    for name, why in result.skipped.items():
+        console.print(f"  zone {name} skipped: it {why}", highlight=False, soft_wrap=True, style="yellow")

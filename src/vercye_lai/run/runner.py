@@ -280,8 +280,10 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
     t0 = time.perf_counter()
 
     def done(m: dict[str, Any]) -> None:
+        skipped = m.get("skipped") or {}
+        note = f", {len(skipped)} zone(s) skipped ({next(iter(skipped.values()))})" if skipped else ""
         st.add(r.name, a.name, "done", f"{len(m['zones'])} zone(s), {m['n_files']} file(s), "
-               f"{len(parts)} part(s)", time.perf_counter() - t0,
+               f"{len(parts)} part(s){note}", time.perf_counter() - t0,
                manifest.manifest_outputs(outdir, m))
 
     return PartsJob(tasks, finish, done, partial(st.add, r.name, a.name, "failed"))
