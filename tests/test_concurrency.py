@@ -100,3 +100,40 @@ def test_two_concurrent_runs_both_finish_with_the_outputs_of_one(tmp_path, stric
         assert p.returncode == 0 and "Traceback" not in err, err
     assert assert_same_outputs(tmp_path / "single", tmp_path / "shared") > 0
     assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".part") or ".part." in p.name]
+
+
+def test_a_finishing_task_makes_again_a_part_a_concurrent_run_removed(tmp_path):
+    from vercye_lai.executor import make_executor
+    from vercye_lai.parts import PartsJob, Task, run_parts_jobs
+
+    made: list[str] = []
+
+    def write_part(path, value):
+        made.append(path.name)
+        path.write_text(value)
+
+    def combine(*, parts):
+        # the other run finished first and removed the parts: ours must not depend on them
+        for p in tmp_path.glob("part*"):
+            p.unlink()
+        return [p.read_text() for p in parts]
+
+    paths = [tmp_path / f"part{i}" for i in range(3)]
+    paths[1].write_text("b")  # written before, by a run that is finishing now
+    results: list = []
+    job = PartsJob([(p, Task(write_part, (p, v))) for p, v in zip(paths, "abc")],
+                   Task(combine), results.append, pytest.fail)
+    with make_executor("serial") as ex:
+        run_parts_jobs(ex, [job])
+    assert results == [["a", "b", "c"]]
+    assert sorted(made) == ["part0", "part2"]  # part1 was reused, not made again
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no held link is left
+
+    # a part removed before the finishing task holds it is made again
+    paths[0].write_text("a")
+    job = PartsJob([(p, Task(write_part, (p, v))) for p, v in zip(paths[:1], "a")], Task(combine),
+                   results.append, pytest.fail)
+    paths[0].unlink()
+    from vercye_lai.parts import finish_job
+    assert finish_job(job.finish, job.parts) == ["a"]
+    assert list(tmp_path.iterdir()) == []

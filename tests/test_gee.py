@@ -202,7 +202,7 @@ def evaluate(node, *, catalog=None, region=None, img=None):
             return n
         r = ev(n.recv, img) if n.recv is not None else None
         a = [ev(x, img) for x in n.args]
-        kw = {k: ev(v, img) for k, v in n.kwargs.items()}
+        _ = {k: ev(v, img) for k, v in n.kwargs.items()}  # evaluated for their errors
         op = n.op
         number = isinstance(r, int | float)
         if op == "img":

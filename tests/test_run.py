@@ -68,6 +68,8 @@ def test_example_config_prints_and_loads(tmp_path):
     r = invoke("run", "--example-config")
     assert r.exit_code == 0, r.output
     assert r.output == EXAMPLE_CONFIG
+    for name in ("strickhof.geojson", "fields.geojson"):  # the files it names must exist
+        (tmp_path / name).write_text("{}")
     cfg = load_config(write_run_config(tmp_path / "example.toml", r.output))
     assert cfg.output_root == tmp_path / "vercye-lai-run"  # relative to the config file
     assert cfg.regions[0].name == "strickhof" and cfg.executor == "threads"
@@ -108,9 +110,19 @@ def test_yaml_config(tmp_path):
 def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, message):
     data = tomllib.loads(qvidja_config(tmp_path).read_text())
     data[change[0]] = change[1]
+    (tmp_path / "x.geojson").write_text("{}")
     with pytest.raises(ConfigError) as exc:
         parse_config(data, base_dir=tmp_path)
     assert message in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["regions", "analyses"])
+def test_config_input_files_must_exist(tmp_path, key):
+    data = tomllib.loads(qvidja_config(tmp_path).read_text())
+    data[key][0]["geometry"] = "nope.geojson"
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data, base_dir=tmp_path)
+    assert str(exc.value) == f"{key}[0].geometry: file does not exist: {tmp_path / 'nope.geojson'}"
 
 
 def test_config_error_on_the_command_line(tmp_path):

@@ -62,6 +62,8 @@ class Setting:
     sep
         For a tuple field: on the command line one value with items separated by ``sep``
         (``--scl-mask 0,1,3``) instead of a repeated option; a list in the run config.
+    exists
+        A path the run config must name an existing file or folder for (an input).
     """
 
     help: str
@@ -75,6 +77,7 @@ class Setting:
     default_help: str | None = None
     metavar: str | None = None
     sep: str | None = None
+    exists: bool = False
 
 
 
@@ -196,8 +199,12 @@ class Table:
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str, typ: type, default: Any = _MISSING, *,
-            choices: Sequence | None = None) -> Any:
-        """The value of ``key`` as a ``typ`` (``default`` when absent; required without)."""
+            choices: Sequence | None = None, exists: bool = False) -> Any:
+        """The value of ``key`` as a ``typ`` (``default`` when absent; required without).
+
+        ``exists``: a path that must exist now (an input), so that a typo fails the run
+        before any work, naming the key.
+        """
         self.used.add(key)
         if key not in self.data:
             if default is _MISSING:
@@ -207,6 +214,8 @@ class Table:
         if choices is not None and v not in choices:
             raise ConfigError(f"{self.key(key)}: {v!r} is not allowed; allowed values: "
                               + _join(choices))
+        if exists and typ is Path and not v.exists():
+            raise ConfigError(f"{self.key(key)}: file does not exist: {v}")
         return v
 
     def _typed(self, key: str, v: Any, typ: type) -> Any:
@@ -272,7 +281,7 @@ def from_table(cls: type, table: Table, **given: Any) -> Any:
         if k.many:
             v = table.many(f.name, k.base, default)
         else:
-            v = table.get(f.name, k.base, default)
+            v = table.get(f.name, k.base, default, exists=s.exists)
         if v is not _MISSING:
             kw[f.name] = v
     try:

@@ -3,21 +3,30 @@
 A job is a list of part tasks, each writing one hidden file (atomically), and one
 finishing task that combines those files into the products. :func:`run_parts_jobs` runs
 them on any :class:`~vercye_lai.executor.Executor`: a part whose file exists was written
-before an interruption and is not run again, and a job's finishing task is submitted as
-soon as its last part returns, from this process, so executors need only ``submit``
-(Dask's scheduler then places and retries the tasks).
+before an interruption (or by a concurrent run) and is not run again, and a job's
+finishing task is submitted as soon as its last part returns, from this process, so
+executors need only ``submit`` (Dask's scheduler then places and retries the tasks).
+
+A finishing task removes the parts once the products are written, so a second run of the
+same job may find a part it counted on gone. The finishing task therefore first *holds*
+every part by a hard link of its own (:func:`hold_parts`), making again any part already
+removed, and reads the held files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import error_text
+from .errors import DataIOError, error_text
 from .executor import Executor
+from .io import tmp_path_for
 
 
 def token() -> str:
@@ -55,6 +64,7 @@ class Task:
 class PartsJob:
     """Part tasks that each write one hidden file, then one task that combines them.
 
+    The finishing task is called with the (held) part files as ``parts=``.
     ``done(result)`` and ``failed(reason)`` report the job's outcome.
     """
 
@@ -62,6 +72,46 @@ class PartsJob:
     finish: Task
     done: Callable[[Any], None]
     failed: Callable[[str], None]
+
+
+def _hold(path: Path, task: Task, *, tries: int = 3) -> Path:
+    """A hard link of this process's own to part file ``path``; the part is made again
+    (``task``) if it is gone — removed by a concurrent run that finished first."""
+    for _ in range(tries):
+        held = tmp_path_for(path)  # a writer-named temporary: stale ones are removed as such
+        held.unlink()
+        try:
+            os.link(path, held)
+            return held
+        except FileNotFoundError:
+            task.fn(*task.args, **task.kwargs)
+        except OSError:  # a file system without hard links
+            try:
+                shutil.copyfile(path, held)
+                return held
+            except FileNotFoundError:
+                held.unlink(missing_ok=True)
+                task.fn(*task.args, **task.kwargs)
+    raise DataIOError(f"{path}: part file removed {tries} times while finishing (concurrent runs?)")
+
+
+@contextlib.contextmanager
+def hold_parts(parts: Sequence[tuple[Path, Task]]) -> Iterator[list[Path]]:
+    """Hold every part file (:func:`_hold`) for the duration of the block; yield the held paths."""
+    held: list[Path] = []
+    try:
+        for path, task in parts:
+            held.append(_hold(Path(path), task))
+        yield held
+    finally:
+        for h in held:
+            h.unlink(missing_ok=True)
+
+
+def finish_job(finish: Task, parts: Sequence[tuple[Path, Task]]) -> Any:
+    """Run a job's finishing task on its held part files (a task: runs anywhere)."""
+    with hold_parts(parts) as held:
+        return finish.fn(*finish.args, parts=held, **finish.kwargs)
 
 
 def run_parts_jobs(ex: Executor, jobs: Sequence[PartsJob]) -> None:
@@ -80,7 +130,7 @@ def run_parts_jobs(ex: Executor, jobs: Sequence[PartsJob]) -> None:
                 pending[fut] = ("part", i)
                 waiting[i].add(fut)
         if not waiting[i]:
-            pending[job.finish.submit(ex)] = ("finish", i)
+            pending[_submit_finish(ex, job)] = ("finish", i)
     while pending:
         for fut in ex.first_completed(list(pending)):
             what, i = pending.pop(fut)
@@ -96,4 +146,8 @@ def run_parts_jobs(ex: Executor, jobs: Sequence[PartsJob]) -> None:
                 continue
             waiting[i].discard(fut)
             if not waiting[i] and i not in failed:
-                pending[jobs[i].finish.submit(ex)] = ("finish", i)
+                pending[_submit_finish(ex, jobs[i])] = ("finish", i)
+
+
+def _submit_finish(ex: Executor, job: PartsJob) -> Any:
+    return Task(finish_job, (job.finish, job.parts), key=job.finish.key).submit(ex)

@@ -487,6 +487,7 @@ def _remove_parts(outputs: dict[str, Path]) -> None:
             with contextlib.suppress(OSError):
                 p.unlink()
         remove_stale(first.parent, f".{first.name}.")  # killed part writes
+        remove_stale(first.parent, f"..{first.name}.")  # parts held by killed finishing tasks
 
 
 def predict_windows_to_part(

@@ -561,7 +561,7 @@ class Options(OptionsBase):
     drive_folder_id: str | None = setting(
         None, cli=None, help="Drive folder id to download the exports from in the run.")
     client_secret: Path | None = setting(
-        None, cli=None, help="OAuth client secret (Desktop app) for Drive.")
+        None, cli=None, exists=True, help="OAuth client secret (Desktop app) for Drive.")
     token: Path | None = setting(None, cli=None, help="OAuth token file for Drive.")
 
     @property

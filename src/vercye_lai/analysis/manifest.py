@@ -131,11 +131,11 @@ def run_part(plan: Any, part: Part) -> Path:
     return analyze_part(plan, part.zones, part.days).save(part.path)
 
 
-def finish(plan: Any, paths: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
+def finish(plan: Any, parts: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
     """Combine the saved parts into the outputs, write the manifest, remove the parts."""
     from .core import SeasonPart, finish_analysis
 
-    res = finish_analysis(plan, [SeasonPart.load(p) for p in paths])
+    res = finish_analysis(plan, [SeasonPart.load(p) for p in parts])
     manifest = write_manifest(plan.outdir, fp, res)
     remove_leftovers(plan.outdir)
     return manifest

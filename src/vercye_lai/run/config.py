@@ -145,7 +145,7 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
         t = Table(item, f"regions[{i}]", base=base)
         r = RegionConfig(
             name=t.get("name", str), start=t.get("start_date", dt.date), end=t.get("end_date", dt.date),
-            library=t.opt("library", Path), geometry=t.opt("geometry", Path),
+            library=t.opt("library", Path, exists=True), geometry=t.opt("geometry", Path, exists=True),
         )
         t.done()
         if r.start > r.end:
@@ -179,7 +179,7 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
     out = []
     for i, item in enumerate(doc.get("analyses", list, [])):
         t = Table(item, f"analyses[{i}]", base=doc.base)
-        geometry = t.get("geometry", Path)
+        geometry = t.get("geometry", Path, exists=True)
         a = AnalysisConfig(
             name=t.get("name", str, geometry.stem), geometry=geometry,
             options=from_table(AnalysisOptions, t),

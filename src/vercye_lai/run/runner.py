@@ -243,7 +243,7 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
         paths = [part_path(u.outputs, key, j) for j in range(len(groups))]
         parts = [(p, Task(predict_windows_to_part, (u.src, p, w), {"options": options},
                           f"predict-{p.name.lstrip('.')}")) for p, w in zip(paths, groups)]
-        finish = Task(assemble_parts, (u.src, paths, u.outputs), {"options": options},
+        finish = Task(assemble_parts, (u.src,), {"outputs": u.outputs, "options": options},
                       f"assemble-{u.src.stem}")
         jobs.append(PartsJob(parts, finish, partial(report, region, u), failed))
     run_parts_jobs(ex, jobs)
@@ -275,7 +275,7 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
                            dates_per_task=cfg.dates_per_task, workers=ex.workers)
     tasks = [(p.path, Task(manifest.run_part, (plan, p), key=f"analyze-{r.name}-{a.name}"))
              for p in parts]
-    finish = Task(manifest.finish, (plan, [p.path for p in parts], fp),
+    finish = Task(manifest.finish, (plan,), {"fp": fp},
                   key=f"analyze-finish-{r.name}-{a.name}")
     t0 = time.perf_counter()
 
