@@ -419,3 +419,19 @@ def test_uncertainty_rasters_give_a_gap_filled_uncertainty_column(tmp_path, two_
     # gap days interpolated like the means
     u1, u3 = a.loc["2022-06-01", "LAI Uncertainty"], a.loc["2022-06-03", "LAI Uncertainty"]
     assert a.loc["2022-06-02", "LAI Uncertainty"] == pytest.approx((u1 + u3) / 2)
+
+
+def test_uncertainty_rasters_added_later_change_the_fingerprint(tmp_path, two_fields, season):
+    from conftest import write_raster
+
+    from vercye_lai.analysis import manifest
+    from vercye_lai.analysis.options import AnalysisOptions
+
+    o = AnalysisOptions()
+    files = manifest.lai_files(tmp_path / "lai", "R", resolution=10, start=D(2022, 6, 1),
+                               end=D(2022, 6, 8), options=o)
+    before = manifest.fingerprint(files, two_fields, start=D(2022, 6, 1), end=D(2022, 6, 8), options=o)
+    write_raster(tmp_path / "lai" / "R_10m_2022-06-01_LAI_uncertainty.tif",
+                 np.full((6, 6), 0.5, np.float32), nodata=np.nan)
+    after = manifest.fingerprint(files, two_fields, start=D(2022, 6, 1), end=D(2022, 6, 8), options=o)
+    assert before != after  # a rerun adds the LAI Uncertainty column

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import is_whole, remove_stale, write_text_atomic
-from ..naming import find_rasters
+from ..naming import find_rasters, uncertainty_path
 from .options import AnalysisOptions
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -40,11 +40,13 @@ def lai_files(lai_dir: Path, region: str, *, resolution: float, start: dt.date, 
 
 def fingerprint(files: Mapping[dt.date, Path], geometry: Path, *, start: dt.date, end: dt.date,
                 options: AnalysisOptions) -> dict[str, Any]:
-    """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime)."""
+    """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime)
+    and the uncertainty rasters beside them (added later, they add a column)."""
     g = geometry.stat()
+    unc = [u for u in map(uncertainty_path, files.values()) if u.exists()]
     return {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
             "start": start.isoformat(), "end": end.isoformat(),
-            "inputs": [[p.name, p.stat().st_mtime_ns] for p in files.values()]}
+            "inputs": [[p.name, p.stat().st_mtime_ns] for p in [*files.values(), *unc]]}
 
 
 def read_manifest(outdir: Path) -> dict[str, Any] | None:
