@@ -28,12 +28,27 @@ class Agreement:
     rmse: float
     bias: float  # mean(estimate - measurement)
     r: float
+    mae: float = float("nan")
+    slope: float = float("nan")  # of the least-squares line estimate = a + slope · measurement
 
     @classmethod
     def of(cls, estimate: np.ndarray, measured: np.ndarray) -> Agreement:
-        d = np.asarray(estimate, float) - np.asarray(measured, float)
-        r = float(np.corrcoef(estimate, measured)[0, 1]) if len(d) > 1 else float("nan")
-        return cls(len(d), float(np.sqrt(np.mean(d**2))), float(np.mean(d)), r)
+        """Pairs where either value is NaN are left out."""
+        e, m = np.asarray(estimate, float), np.asarray(measured, float)
+        ok = np.isfinite(e) & np.isfinite(m)
+        e, m = e[ok], m[ok]
+        d = e - m
+        if len(d) == 0:
+            return cls(0, *(float("nan"),) * 5)
+        spread = len(d) > 1 and np.ptp(m) > 0 and np.ptp(e) > 0
+        r = float(np.corrcoef(e, m)[0, 1]) if spread else float("nan")
+        slope = float(np.polyfit(m, e, 1)[0]) if spread else float("nan")
+        return cls(len(d), float(np.sqrt(np.mean(d**2))), float(np.mean(d)), r,
+                   float(np.mean(np.abs(d))), slope)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"n": self.n, "rmse": self.rmse, "bias": self.bias, "mae": self.mae, "r": self.r,
+                "slope": self.slope}
 
 
 def pair_with_insitu(

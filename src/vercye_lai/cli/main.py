@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stack-stac": ("stack_stac", "Build stacks from a STAC catalogue (Earth Search, Planetary Computer)."),
     "stack-bands": ("stack_bands", "Build a stack from a reflectance GeoTIFF of named bands."),
     "run": ("run", "Run the whole pipeline from a config file."),
+    "predict-table": ("predict_table", "Predict LAI for the rows of a table (field spectra, samples)."),
+    "calibrate": ("calibrate", "Fit a correction of SL2P to in-situ LAI, cross-validated by group."),
 }
 
 

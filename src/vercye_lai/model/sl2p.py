@@ -161,6 +161,19 @@ class Network:
         out += c
         return out
 
+    def hidden(self, x: np.ndarray) -> np.ndarray:
+        """The hidden layer's activations ``tanh(W x + b)`` for ``x`` of shape
+        ``(n_inputs, n_pixels)``: shape ``(5, n_pixels)``, float64 (the output is
+        ``v · hidden + c``, see :attr:`output_layer`; a calibration may re-fit it)."""
+        w, b, _, _ = self._folded
+        return np.tanh(w.astype(np.float64) @ np.asarray(x, np.float64) + b.astype(np.float64))
+
+    @property
+    def output_layer(self) -> tuple[np.ndarray, float]:
+        """The folded output neuron: weights ``v`` (5) and bias ``c`` (LAI units)."""
+        _, _, v, c = self._folded
+        return v.astype(np.float64), float(c)
+
     def input_out_of_range(self, x: np.ndarray) -> np.ndarray:
         """Boolean per pixel: the input lies outside the network's definition domain."""
         if self.domain_min is None:

@@ -1,0 +1,434 @@
+"""Calibrate SL2P against in-situ values, evaluated by leave-one-group-out cross-validation.
+
+A calibration maps the network's estimate (and, for some methods, the row's inputs and
+day of year) to a corrected value. Every method is a ridge regression on its features,
+shrunk towards *no change* (the identity for ``poly*``, the published output layer for
+``refit*``), so that a strong penalty gives back the uncalibrated network:
+
+``poly1``, ``poly2``
+    A polynomial of the estimate (the form of the reference's wheat/maize adjustments).
+``refit``
+    The network's output neuron re-fitted on its hidden activations (the 5 ``tanh``
+    units): same inputs, same hidden layer, new output weights.
+``refit-doy``
+    ``refit`` plus the day of year and its square (phenology: the same spectrum means a
+    different canopy in March and in June).
+``refit-vi-doy``
+    ``refit-doy`` plus four vegetation indices of the row's reflectances (NDVI, NDRE,
+    red-edge and green chlorophyll indices; 20 m Sentinel-2 bands).
+``auto``
+    The method and penalty with the lowest error in an inner cross-validation over the
+    groups of the data it is given.
+
+The penalty of every method is chosen by an inner leave-one-group-out cross-validation
+inside the data a fit is given (k-fold over rows when it holds fewer than 3 groups), so
+the outer leave-one-group-out figures (:func:`cross_validate`) are never computed on data
+any choice has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+from .io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+METHODS = ("poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
+CHOICES = ("auto", *METHODS)
+#: ridge penalties tried by the inner cross-validation (features are O(1))
+ALPHAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
+VI_BANDS = ("B3", "B4", "B5", "B7", "B8A")
+MIN_ROWS = 8
+
+
+@dataclass(frozen=True)
+class CalibrationData:
+    """What a calibration is fitted on, one entry per row (LAI in m² m⁻²).
+
+    ``x`` is ``(n_inputs, n)`` physical network inputs in ``inputs`` order (``None``: no
+    band values, only the ``poly*`` methods); ``doy`` the day of year (``None``: unknown).
+    """
+
+    estimate: np.ndarray
+    target: np.ndarray
+    groups: np.ndarray
+    x: np.ndarray | None = None
+    doy: np.ndarray | None = None
+    inputs: tuple[str, ...] = ()
+
+    def subset(self, rows: np.ndarray) -> CalibrationData:
+        return CalibrationData(self.estimate[rows], self.target[rows], self.groups[rows],
+                               None if self.x is None else self.x[:, rows],
+                               None if self.doy is None else self.doy[rows], self.inputs)
+
+    def available(self) -> list[str]:
+        """The methods these data allow."""
+        out = ["poly1", "poly2"]
+        if self.x is not None:
+            out.append("refit")
+            if self.doy is not None:
+                out.append("refit-doy")
+                if all(b in self.inputs for b in VI_BANDS):
+                    out.append("refit-vi-doy")
+        return out
+
+
+def features(method: str, network: Any, estimate: np.ndarray, x: np.ndarray | None,
+             doy: np.ndarray | None, inputs: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(n, k)`` feature matrix of ``method`` and its *no change* coefficients
+    (``k`` + 1 with the intercept last)."""
+    y = np.asarray(estimate, float)
+    if method == "poly1":
+        return y[:, None], np.array([1.0, 0.0])
+    if method == "poly2":
+        return np.c_[y, y**2], np.array([1.0, 0.0, 0.0])
+    if x is None:
+        raise InputError(f"method {method} re-fits the network: it needs the band values of every row")
+    v, c = network.output_layer
+    cols = [network.hidden(x).T]
+    prior = [v]
+    if method in ("refit-doy", "refit-vi-doy"):
+        if doy is None:
+            raise InputError(f"method {method} needs each row's date (day of year)")
+        d = np.asarray(doy, float) / 100.0
+        cols.append(np.c_[d, d**2])
+        prior.append(np.zeros(2))
+    if method == "refit-vi-doy":
+        b = {name: np.asarray(x[inputs.index(name)], float) for name in VI_BANDS}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vi = np.c_[(b["B8A"] - b["B4"]) / (b["B8A"] + b["B4"]), (b["B8A"] - b["B5"]) / (b["B8A"] + b["B5"]),
+                       b["B7"] / b["B5"] - 1.0, b["B8A"] / b["B3"] - 1.0]
+        cols.append(vi)
+        prior.append(np.zeros(4))
+    if method not in METHODS:
+        raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
+    return np.hstack(cols), np.r_[np.concatenate(prior), c]
+
+
+def _solve(f: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> np.ndarray:
+    """Ridge regression of ``t`` on ``f`` shrunk towards ``prior`` (intercept not penalised)."""
+    a = np.c_[f, np.ones(len(f))]
+    penalty = alpha * len(f) * np.eye(a.shape[1])
+    penalty[-1, -1] = 0.0
+    return prior + np.linalg.lstsq(a.T @ a + penalty, a.T @ (t - a @ prior), rcond=None)[0]
+
+
+def _evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    return np.maximum(np.c_[f, np.ones(len(f))] @ coef, 0.0)  # an LAI is never negative
+
+
+def _folds(groups: np.ndarray) -> list[np.ndarray]:
+    """Held-out masks: one per group, or 5 folds over rows with fewer than 3 groups."""
+    names = list(dict.fromkeys(groups.tolist()))
+    if len(names) >= 3:
+        return [groups == g for g in names]
+    k = min(5, len(groups))
+    order = np.arange(len(groups)) % k
+    return [order == i for i in range(k)]
+
+
+Trace = Callable[[np.ndarray], None]  # called with the row indices of every fit's training rows
+
+
+@dataclass(frozen=True)
+class Choice:
+    method: str
+    alpha: float
+    inner_rmse: float
+
+
+def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Any, *,
+           trace: Trace | None = None) -> tuple[Choice, np.ndarray]:
+    """Choose the penalty (and, for ``auto``, the method) by an inner cross-validation on
+    ``rows`` only, then fit on all of ``rows``: the choice and its coefficients."""
+    methods = data.available() if method == "auto" else [method]
+    sub = data.subset(rows)
+    best: Choice | None = None
+    for m in methods:
+        f, prior = features(m, network, sub.estimate, sub.x, sub.doy, sub.inputs)
+        for alpha in ALPHAS:
+            err = []
+            for held in _folds(sub.groups):
+                if trace is not None:
+                    trace(rows[~held])
+                coef = _solve(f[~held], sub.target[~held], alpha, prior)
+                err.append((_evaluate(f[held], coef) - sub.target[held]) ** 2)
+            rmse = float(np.sqrt(np.mean(np.concatenate(err))))
+            if best is None or rmse < best.inner_rmse - 1e-12:
+                best = Choice(m, alpha, rmse)
+    assert best is not None
+    f, prior = features(best.method, network, sub.estimate, sub.x, sub.doy, sub.inputs)
+    if trace is not None:
+        trace(rows)
+    return best, _solve(f, sub.target, best.alpha, prior)
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    group: str
+    n: int
+    choice: Choice
+    uncalibrated: Any  # validation.Agreement
+    calibrated: Any
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    method: str
+    predictions: np.ndarray
+    folds: list[FoldResult]
+    uncalibrated: Any
+    calibrated: Any
+
+
+def cross_validate(data: CalibrationData, method: str, network: Any, *,
+                   trace: Callable[[str, np.ndarray], None] | None = None) -> CrossValidation:
+    """Leave-one-group-out: every group's rows predicted by a calibration (penalty and
+    method chosen, coefficients fitted) on the other groups' rows only.
+
+    ``trace(held_out_group, training_rows)`` is called for every fit (tests prove the
+    held-out group is never among them).
+    """
+    from .validation import Agreement
+
+    names = list(dict.fromkeys(data.groups.tolist()))
+    if len(names) < 2:
+        raise InputError(f"cross-validation needs at least 2 groups, got {len(names)}")
+    pred = np.full(len(data.target), np.nan)
+    folds = []
+    for g in names:
+        held = data.groups == g
+        rows = np.flatnonzero(~held)
+        inner = (lambda r, g=g: trace(g, r)) if trace is not None else None
+        choice, coef = choose(data, rows, method, network, trace=inner)
+        test = data.subset(np.flatnonzero(held))
+        f, _ = features(choice.method, network, test.estimate, test.x, test.doy, test.inputs)
+        pred[held] = _evaluate(f, coef)
+        folds.append(FoldResult(str(g), int(held.sum()), choice, Agreement.of(test.estimate, test.target),
+                                Agreement.of(pred[held], test.target)))
+    return CrossValidation(method, pred, folds, Agreement.of(data.estimate, data.target),
+                           Agreement.of(pred, data.target))
+
+
+# ------------------------------------------------------------------------------ the file
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration: ``apply`` maps estimates (and inputs, day of year) to
+    calibrated values. Written and read as JSON (:meth:`write`, :func:`load_calibration`)."""
+
+    method: str
+    alpha: float
+    coefficients: tuple[float, ...]
+    model: str
+    variable: str = "LAI"
+    inputs: tuple[str, ...] = ()
+    n: int = 0
+    groups: tuple[str, ...] = ()
+    cv: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def needs_bands(self) -> bool:
+        return self.method.startswith("refit")
+
+    @property
+    def needs_date(self) -> bool:
+        return "doy" in self.method
+
+    @property
+    def column(self) -> str:
+        return f"{self.variable} Calibrated"
+
+    def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None
+              ) -> np.ndarray:
+        """Calibrated values (NaN where the estimate or an input is NaN)."""
+        network = self.network() if self.needs_bands else None
+        est = np.asarray(estimate, float)
+        f, _ = features(self.method, network, est, x, doy, self.inputs)
+        out = _evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
+        bad = ~np.isfinite(est) | ~np.isfinite(f).all(axis=1)
+        out[bad] = np.nan
+        return out
+
+    def network(self) -> Any:
+        from .model import load_network
+
+        net = load_network(self.model, self.variable)
+        if tuple(net.inputs) != tuple(self.inputs):
+            raise InputError(f"calibration of {self.model} expects inputs {', '.join(self.inputs)}, the "
+                             f"network has {', '.join(net.inputs)}", path=self.path)
+        return net
+
+    def to_dict(self) -> dict[str, Any]:
+        from . import __version__
+
+        return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
+                "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
+                "n": self.n, "groups": list(self.groups), "cv": self.cv,
+                "software": f"vercye-lai {__version__}"}
+
+    def write(self, path: str | Path) -> Path:
+        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+
+    def digest(self) -> str:
+        """A short hash of the calibration (tags of calibrated products)."""
+        d = self.to_dict()
+        d.pop("software")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration file written by ``vercye-lai calibrate``.
+
+    Raises
+    ------
+    InputError
+        Not a calibration file (naming what is wrong).
+    """
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        c = Calibration(method=d["method"], alpha=float(d["alpha"]),
+                        coefficients=tuple(float(v) for v in d["coefficients"]), model=str(d["model"]),
+                        variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
+                        n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
+                        path=path)
+    except OSError as exc:
+        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a calibration file of vercye-lai calibrate ({exc!r} missing or wrong)",
+                         path=path) from exc
+    if c.method not in METHODS:
+        raise InputError(f"unknown calibration method {c.method!r}", path=path)
+    if c.needs_bands and not c.inputs:
+        raise InputError(f"method {c.method} needs the network inputs, the file lists none", path=path)
+    return c
+
+
+def fit_calibration(data: CalibrationData, method: str, *, model: str, variable: str = "LAI",
+                    network: Any = None) -> tuple[Calibration, dict[str, CrossValidation]]:
+    """Fit ``method`` on all of ``data`` and cross-validate it and every other method the
+    data allow (leave one group out).
+
+    Returns
+    -------
+    calibration
+        Fitted on every row, its ``cv`` the outer cross-validation of ``method``.
+    results
+        ``{method: CrossValidation}`` for ``method`` and every method the data allow.
+    """
+    if method not in CHOICES:
+        raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
+    if method != "auto" and method not in data.available():
+        raise InputError(f"method {method} needs " + ("band values and dates" if "doy" in method
+                                                      else "band values") + " for every row")
+    if len(data.target) < MIN_ROWS:
+        raise InputError(f"{len(data.target)} usable row(s): a calibration needs at least {MIN_ROWS}")
+    if network is None and data.x is not None:
+        from .model import load_network
+
+        network = load_network(model, variable)
+    results = {m: cross_validate(data, m, network) for m in dict.fromkeys([method, *data.available(), "auto"])}
+    choice, coef = choose(data, np.arange(len(data.target)), method, network)
+    cv = results[method]
+    summary = {
+        "validation": "leave one group out",
+        "chosen": {"method": choice.method, "alpha": choice.alpha, "inner_rmse": choice.inner_rmse},
+        "uncalibrated": cv.uncalibrated.as_dict(), "calibrated": cv.calibrated.as_dict(),
+        "folds": [{"group": f.group, "n": f.n, "method": f.choice.method, "alpha": f.choice.alpha,
+                   "uncalibrated": f.uncalibrated.as_dict(), "calibrated": f.calibrated.as_dict()}
+                  for f in cv.folds],
+        "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
+    }
+    cal = Calibration(choice.method, choice.alpha, tuple(float(v) for v in coef), str(model), variable,
+                      tuple(data.inputs) if choice.method.startswith("refit") else (), len(data.target),
+                      tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary)
+    return cal, results
+
+
+def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:
+    """One row per method and held-out group (and ``all``): uncalibrated and calibrated figures."""
+    rows = []
+    for m, r in results.items():
+        for f in [*r.folds, None]:
+            u, c = (f.uncalibrated, f.calibrated) if f else (r.uncalibrated, r.calibrated)
+            rows.append({"method": m, "held_out": f.group if f else "all", "n": f.n if f else u.n,
+                         "chosen": f"{f.choice.method} a={f.choice.alpha:g}" if f else "",
+                         "rmse_uncalibrated": u.rmse, "bias_uncalibrated": u.bias,
+                         "rmse": c.rmse, "bias": c.bias, "mae": c.mae, "r": c.r})
+    return rows
+
+
+def calibration_data(df: Any, path: str | Path | None, *, group_column: str, insitu_column: str,
+                     predict: Any, options: Any, method: str = "auto") -> CalibrationData:
+    """The rows of ``df`` (a matched or predict-table table) usable for a calibration: those
+    with an in-situ value and an estimate (the column named after ``predict``'s first
+    variable); band values and day of year where the table has them (the ``refit*``
+    methods need them).
+
+    Raises
+    ------
+    InputError
+        A column missing (naming the columns there are); band values or dates missing for
+        a method that needs them.
+    """
+    from .model import load_network
+    from .table import day_of_year, table_inputs
+
+    variable = predict.variables[0]
+    for c, what in ((group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")):
+        if c not in df.columns:
+            raise InputError(f"has no column {c!r} ({what}); its columns: {', '.join(map(str, df.columns))}",
+                             path=path)
+    keep = df[insitu_column].notna() & df[variable].notna()
+    if not keep.all():
+        log.info("%s: %d row(s) without an in-situ value or an estimate left out", path, int((~keep).sum()))
+    df = df[keep.to_numpy()]
+    x = doy = None
+    net = load_network(predict.model, variable)
+    if method == "auto" or method.startswith("refit"):
+        try:
+            x = table_inputs(df, net.inputs, predict=predict, options=options, path=path).x.astype(float)
+        except InputError as exc:
+            if method != "auto":
+                raise
+            log.warning("no network re-fit: %s", exc)
+        try:
+            doy = day_of_year(df, options.time_column, path=path)
+        except InputError as exc:
+            if "doy" in method:
+                raise
+            log.info("no day of year: %s", exc)
+    return CalibrationData(df[variable].to_numpy(float), df[insitu_column].to_numpy(float),
+                           df[group_column].astype(str).to_numpy(), x, doy, tuple(net.inputs))
+
+
+def write_cv_tables(results: dict[str, CrossValidation], out: str | Path) -> tuple[Path, Path, str]:
+    """``{out}_cv.csv`` and ``{out}_cv.md`` beside the calibration file; returns them and
+    the Markdown text."""
+    import pandas as pd
+
+    out = Path(out)
+    table = pd.DataFrame(cv_table(results))
+    csv = out.with_name(out.stem + "_cv.csv")
+    md = out.with_name(out.stem + "_cv.md")
+    write_text_atomic(csv, table.to_csv(index=False, float_format="%.4f"))
+    cols = ["method", "held_out", "n", "chosen", "rmse_uncalibrated", "bias_uncalibrated", "rmse", "bias", "r"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    for row in table[cols].itertuples(index=False):
+        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |")
+    text = "\n".join(lines) + "\n"
+    write_text_atomic(md, text)
+    return csv, md, text

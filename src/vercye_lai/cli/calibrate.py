@@ -1,0 +1,66 @@
+"""``vercye-lai calibrate``: fit a correction of SL2P to in-situ values, cross-validated."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ..calibrate import CHOICES
+from ..predict import PredictOptions
+from ..table import TableOptions
+from .options import click_options, from_cli, option
+from .ui import stdout
+
+log = logging.getLogger(__name__)
+
+
+@click.command("calibrate")
+@click.argument("matched", metavar="MATCHED", type=click.Path(dir_okay=False, path_type=Path))
+@option("--group", "group_column", required=True,
+        help="Column of the groups held out one at a time (a site, a field, a year).")
+@option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+        help="Calibration file to write (.json); the CV table goes beside it (_cv.csv, _cv.md).")
+@option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
+@option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
+        help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
+             "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); auto: chosen by "
+             "an inner cross-validation.")
+@click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range"))
+@click_options(TableOptions)
+def command(matched, group_column, out, insitu_column, method, **params):
+    """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it
+    by leave-one-group-out cross-validation (each group predicted by a fit on the others,
+    the penalty and method chosen inside those folds).
+
+    \b
+    MATCHED: the table of `validate` or the output of `predict-table` (the estimate
+    column is the variable's name, e.g. LAI; band columns as predict-table reads them).
+    Writes OUT (JSON: method, coefficients, CV figures, n, groups, model), OUT_cv.csv and
+    OUT_cv.md (every method, per held-out group, beside the uncalibrated figures).
+    Apply it with --calibration (predict-table, predict) or analyze --adjustment OUT.
+
+    \b
+    Example:
+      vercye-lai calibrate matched.csv --group site --insitu-column lai -o cal.json
+    """
+    from ..calibrate import calibration_data, fit_calibration, write_cv_tables
+    from ..table import read_table
+
+    predict = from_cli(PredictOptions, params, workers=1)
+    options = from_cli(TableOptions, params)
+    df = read_table(matched, layer=options.layer)
+    data = calibration_data(df, matched, group_column=group_column, insitu_column=insitu_column,
+                            predict=predict, options=options, method=method)
+    cal, results = fit_calibration(data, method, model=str(predict.model), variable=predict.variables[0])
+    cal.write(out)
+    csv, md, text = write_cv_tables(results, out)
+    stdout.print(text, markup=False)
+    c = cal.cv["calibrated"]
+    u = cal.cv["uncalibrated"]
+    stdout.print(f"calibrate: {cal.method} (alpha {cal.alpha:g}) on {cal.n} rows of {len(cal.groups)} groups; "
+                 f"leave-one-{group_column}-out RMSE {c['rmse']:.3f} bias {c['bias']:+.3f} "
+                 f"(uncalibrated {u['rmse']:.3f} {u['bias']:+.3f}) -> {out}, {csv.name}, {md.name}",
+                 markup=False)
+

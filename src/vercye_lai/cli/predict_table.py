@@ -1,0 +1,59 @@
+"""``vercye-lai predict-table``: SL2P on the rows of a table (field spectra, point samples)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ..predict import PredictOptions
+from ..table import TableOptions, predict_table, read_table, write_table
+from .options import click_options, from_cli, option
+from .ui import stdout
+
+log = logging.getLogger(__name__)
+
+#: predict's options that mean nothing for a table (no raster is written)
+_RASTER_ONLY = ("flags", "cog", "block_size")
+
+
+@click.command("predict-table")
+@click.argument("table", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
+@click_options(PredictOptions, exclude=_RASTER_ONLY)
+@click_options(TableOptions)
+@option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="A calibration file of `vercye-lai calibrate`: adds a '{VAR} Calibrated' column.")
+def command(table, out, calibration, **params):
+    """Predict LAI (or another variable) for every row of IN; write IN plus the results to OUT.
+
+    \b
+    IN and OUT: .csv, .parquet, or a vector file (.gpkg, .geojson, .shp, .fgb).
+    Bands by name (B3 or B03 ...): 0-1 factors, or integers x 1e-4, or --scale/--offset.
+    Angles: cosVZA/cosSZA/cosRAA columns, or degrees (sun_zenith, view_zenith,
+    relative_azimuth or sun_azimuth + view_azimuth), or the sun computed from a time
+    column (or Sentinel-2 product names) and each row's point or lon/lat columns; the
+    view where none is given: --view-zenith/--view-azimuth (nadir), said in the log.
+    Added columns: {VAR}, '{VAR} flags' (SNAP bits; 255: an input missing),
+    '{VAR} uncertainty' (--uncertainty), the angle cosines it computed.
+    A row and a raster pixel of the same values give the same results.
+
+    \b
+    Example:
+      vercye-lai predict-table samples.csv samples_lai.csv --model sl2p --uncertainty
+    """
+    from ..calibrate import load_calibration
+
+    predict = from_cli(PredictOptions, params, workers=1)
+    options = from_cli(TableOptions, params)
+    cal = load_calibration(calibration) if calibration else None
+    if cal is not None and cal.model != str(predict.model):
+        log.warning("%s: calibrated for model %s, predicting with %s", calibration, cal.model, predict.model)
+    df = read_table(table, layer=options.layer)
+    res = predict_table(df, predict=predict, options=options, calibration=cal, path=table)
+    write_table(res, out)
+    first = predict.variables[0]
+    n = int(res[first].notna().sum())
+    stdout.print(f"predict-table: {n} of {len(res)} row(s) predicted ({predict.model}, "
+                 f"{', '.join(predict.variables)}) -> {out}")

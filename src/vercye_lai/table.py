@@ -1,0 +1,388 @@
+"""Predict from a table: one row per observation instead of one pixel per raster cell.
+
+Field spectra, Earth Engine point samples and in-situ tables that carry the Sentinel-2
+reflectances are tables. :func:`predict_table` assembles each row's network inputs
+(:func:`table_inputs`) and runs the same code as ``predict`` on them
+(:func:`vercye_lai.predict.predict_block`): a row and a pixel of the same values give
+the same LAI, flags and uncertainty.
+
+Inputs of a row
+---------------
+* Reflectances: the network's bands by name (``B3`` or ``B03``, case-insensitive), as
+  0–1 factors, or stored × 10000 (integer columns are read × 1e-4, as Earth Engine's
+  integer exports; ``--scale``/``--offset`` as in predict). Implausible values fail as
+  in predict (:func:`vercye_lai.stack.check_physical`).
+* Angles: ``cosVZA``, ``cosSZA``, ``cosRAA`` columns; or degrees: ``sun_zenith``,
+  ``view_zenith`` and ``relative_azimuth`` (or ``sun_azimuth`` and ``view_azimuth``);
+  or, for the sun, computed from the acquisition time (a time column, or a Sentinel-2
+  product name in a column) and the row's position (its point geometry, or ``lon``/``lat``
+  columns); a view angle that is not given is ``--view-zenith``/``--view-azimuth``
+  (default nadir, as ``stack-bands`` assumes), said in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .bands import ANGLE_BANDS, canonical_band
+from .errors import DataIOError, DependencyError, InputError
+from .io import atomic_output, check_utf8
+from .options import Options, setting
+from .predict import PredictOptions, predict_block
+from .stack import EE_INTEGER_SCALE, StackScaling, check_physical
+
+log = logging.getLogger(__name__)
+
+VECTOR_SUFFIXES = (".gpkg", ".geojson", ".json", ".shp", ".fgb")
+TABLE_SUFFIXES = (".csv", ".parquet", *VECTOR_SUFFIXES)
+
+#: degree columns, by the names users give them (compared lower-case, spaces → _)
+ANGLE_COLUMNS = {
+    "sun_zenith": ("sun_zenith", "sza", "solar_zenith", "sun_zenith_angle", "solar_zenith_angle"),
+    "sun_azimuth": ("sun_azimuth", "saa", "solar_azimuth", "sun_azimuth_angle", "solar_azimuth_angle"),
+    "view_zenith": ("view_zenith", "vza", "viewing_zenith", "view_zenith_angle", "sensor_zenith"),
+    "view_azimuth": ("view_azimuth", "vaa", "viewing_azimuth", "view_azimuth_angle", "sensor_azimuth"),
+    "relative_azimuth": ("relative_azimuth", "raa", "relative_azimuth_angle"),
+}
+TIME_COLUMNS = ("time", "datetime", "timestamp", "acquisition_time", "date_time", "system:time_start")
+LON_COLUMNS = ("lon", "longitude", "lng", "long")
+LAT_COLUMNS = ("lat", "latitude")
+_S2_NAME = re.compile(r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})")
+
+
+@dataclass(frozen=True)
+class TableOptions(Options):
+    """How a table's rows become network inputs (``predict-table``, ``calibrate``)."""
+
+    time_column: str | None = setting(
+        None, default_help="a column named time/datetime/timestamp, or one of Sentinel-2 product names",
+        help="Acquisition time (UTC unless it says otherwise) of each row, for the sun angles.")
+    view_zenith: float = setting(
+        0.0, min=0, max=90, help="View zenith (degrees) where the table gives none (nadir).")
+    view_azimuth: float = setting(
+        0.0, min=0, max=360, help="View azimuth (degrees) where the table gives none.")
+    layer: str | None = setting(None, help="Layer of a vector file with several layers.")
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
+    """A CSV, Parquet or vector file as a (Geo)DataFrame, with errors naming the file."""
+    path = check_utf8(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InputError(f"not a table: expected one of {', '.join(TABLE_SUFFIXES)}", path=path)
+    if not path.exists():
+        raise DataIOError("file does not exist", path=path)
+    if suffix in VECTOR_SUFFIXES:
+        from .regions import read_vector
+
+        return read_vector(path, layer=layer)
+    try:
+        if suffix == ".parquet":
+            _need_parquet()
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataIOError(f"cannot read the table: {exc}", path=path) from exc
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` atomically as CSV, Parquet or (a GeoDataFrame) a vector file."""
+    path = check_utf8(path)
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES or suffix == ".shp":  # a shapefile is several files: not atomic
+        raise InputError("cannot write this kind of file: expected one of .csv, .parquet, .gpkg, "
+                         ".geojson, .fgb", path=path)
+    if suffix == ".parquet":
+        _need_parquet()
+    with atomic_output(path) as tmp:
+        if suffix == ".csv":
+            df.drop(columns="geometry", errors="ignore").to_csv(tmp, index=False) if _is_geo(df) else \
+                df.to_csv(tmp, index=False)
+        elif suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            if not _is_geo(df):
+                raise InputError("a vector output needs a vector input (rows with a geometry)", path=path)
+            lower = [c.lower() for c in df.columns]
+            clash = sorted({c for c in df.columns if lower.count(c.lower()) > 1})
+            if clash:
+                raise InputError(f"columns {', '.join(clash)} differ only in case, which a vector "
+                                 "file cannot hold; write a CSV or Parquet instead", path=path)
+            driver = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}.get(suffix, "GeoJSON")
+            try:
+                df.to_file(tmp, driver=driver, layer=path.stem)
+            except Exception as exc:  # noqa: BLE001 - pyogrio's errors are not OSErrors
+                raise DataIOError(f"cannot write: {exc}", path=path) from exc
+    return path
+
+
+def _is_geo(df: pd.DataFrame) -> bool:
+    return hasattr(df, "geometry") and "geometry" in df.columns
+
+
+def _need_parquet() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError("Parquet tables need pyarrow: pip install 'vercye-lai[parquet]'") from exc
+
+
+# ------------------------------------------------------------------------------ columns
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", str(name).strip()).lower()
+
+
+def find_column(df: pd.DataFrame, names: Sequence[str]) -> str | None:
+    """The first column of ``df`` whose name is one of ``names`` (case-insensitive)."""
+    keys = {_key(c): c for c in df.columns}
+    for n in names:
+        if _key(n) in keys:
+            return keys[_key(n)]
+    return None
+
+
+def band_columns(df: pd.DataFrame) -> dict[str, str]:
+    """Canonical band name (``B3``, ``cosSZA``) -> column of ``df``."""
+    out: dict[str, str] = {}
+    for c in df.columns:
+        out.setdefault(canonical_band(str(c)), c)
+    return out
+
+
+def row_times(df: pd.DataFrame, column: str | None = None, *, path: str | Path | None = None,
+              time_of_day: bool = True) -> pd.Series:
+    """Acquisition time of each row (UTC), from ``column`` or the columns that hold one.
+
+    A time column (naive times are UTC) or a column of Sentinel-2 product names.
+
+    Raises
+    ------
+    InputError
+        No such column, values that are not times, or times without a time of day.
+    """
+    if column is not None and column not in df.columns:
+        raise InputError(f"has no column {column!r} (--time-column); its columns: "
+                         f"{', '.join(map(str, df.columns))}", path=path)
+    names = (*TIME_COLUMNS, "date", "date_model") if not time_of_day else TIME_COLUMNS
+    candidates = [column] if column else [c for c in (find_column(df, names),) if c]
+    if not column:
+        for c in df.columns:
+            if not pd.api.types.is_numeric_dtype(df[c]) and df[c].astype(str).str.extract(_S2_NAME)[0].notna().mean() > 0.9:
+                candidates.append(c)
+    for c in candidates:
+        values = df[c]
+        products = values.astype(str).str.extract(_S2_NAME)[0]
+        if products.notna().all():
+            t = pd.to_datetime(products, format="%Y%m%dT%H%M%S", utc=True)
+            log.info("acquisition times from the Sentinel-2 product names in column %s", c)
+            return t
+        try:
+            t = pd.to_datetime(values, utc=True, format="ISO8601")
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"column {c!r} does not hold times ({exc})", path=path) from exc
+        if time_of_day and (t.dt.hour == 0).all() and (t.dt.minute == 0).all() and (t.dt.second == 0).all():
+            raise InputError(f"column {c!r} holds dates without a time of day: the sun angles need the "
+                             "acquisition time (or give sun_zenith/sun_azimuth columns)", path=path)
+        log.info("acquisition times from column %s", c)
+        return t
+    raise InputError("no sun angles: give cosSZA/cosVZA/cosRAA or sun_zenith/sun_azimuth columns, or a "
+                     "time column (--time-column) and the rows' positions (point geometries or lon/lat)",
+                     path=path)
+
+
+def row_lonlat(df: pd.DataFrame, *, path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude (degrees, WGS 84) of each row: its geometry or lon/lat columns."""
+    if _is_geo(df):
+        g = df.geometry
+        if df.crs is None:
+            raise InputError("the rows' geometries have no CRS", path=path)
+        pts = g.to_crs(4326).representative_point() if not g.geom_type.eq("Point").all() else g.to_crs(4326)
+        return pts.x.to_numpy(float), pts.y.to_numpy(float)
+    lon, lat = find_column(df, LON_COLUMNS), find_column(df, LAT_COLUMNS)
+    if lon is None or lat is None:
+        raise InputError("the sun angles need each row's position: point geometries (a vector file) or "
+                         "lon/lat columns", path=path)
+    x, y = df[lon].to_numpy(float), df[lat].to_numpy(float)
+    if np.nanmax(np.abs(x)) > 180 or np.nanmax(np.abs(y)) > 90:
+        raise InputError(f"columns {lon}/{lat} are not lon/lat degrees (values beyond ±180/±90)", path=path)
+    return x, y
+
+
+def _degrees(df: pd.DataFrame, what: str) -> np.ndarray | None:
+    c = find_column(df, ANGLE_COLUMNS[what])
+    return None if c is None else df[c].to_numpy(float)
+
+
+def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
+                 path: str | Path | None = None) -> dict[str, np.ndarray]:
+    """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
+    which of them were computed (key ``"computed"``: a list of names)."""
+    from .acquire.angles import cosines, solar_position
+
+    have = band_columns(df)
+    out: dict[str, Any] = {b: df[have[b]].to_numpy(float) for b in ANGLE_BANDS if b in have}
+    if len(out) == len(ANGLE_BANDS):
+        out["computed"] = []
+        return out
+    sz, sa = _degrees(df, "sun_zenith"), _degrees(df, "sun_azimuth")
+    vz, va = _degrees(df, "view_zenith"), _degrees(df, "view_azimuth")
+    raa = _degrees(df, "relative_azimuth")
+    if sz is None or (sa is None and raa is None and "cosRAA" not in out):
+        times = row_times(df, options.time_column, path=path)
+        lon, lat = row_lonlat(df, path=path)
+        zen = np.empty(len(df))
+        az = np.empty(len(df))
+        for i, (t, x, y) in enumerate(zip(times, lon, lat)):
+            zen[i], az[i] = solar_position(t.to_pydatetime(), x, y)
+        log.info("sun angles computed from the acquisition time and position of %d row(s)", len(df))
+        sz = zen if sz is None else sz
+        sa = az if sa is None else sa
+    if vz is None:
+        log.info("no view zenith column: %.4g degrees assumed (--view-zenith)", options.view_zenith)
+        vz = np.full(len(df), options.view_zenith)
+    if raa is None and va is None:
+        log.info("no view azimuth column: %.4g degrees assumed (--view-azimuth)", options.view_azimuth)
+        va = np.full(len(df), options.view_azimuth)
+    if raa is not None:  # cos(RAA) from the relative azimuth itself
+        sa, va = raa, np.zeros(len(df))
+    c = cosines(sz, sa, vz, va)
+    computed = [b for b in ANGLE_BANDS if b not in out]
+    for b in computed:
+        out[b] = c[b].astype(float)
+    out["computed"] = computed
+    return out
+
+
+@dataclass(frozen=True)
+class TableInputs:
+    """The network inputs of a table's rows: ``x`` (n_inputs, n_rows) physical values,
+    NaN where a row lacks one; the angle cosines that were computed; the scaling used;
+    the values as stored and the per-input map ``x = stored · a + b`` (predict folds it
+    into the network, and so does :func:`predict_table`, so that rows equal pixels)."""
+
+    x: np.ndarray
+    computed: dict[str, np.ndarray]
+    how: str
+    stored: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+
+def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOptions = PredictOptions(),
+                 options: TableOptions = TableOptions(), path: str | Path | None = None) -> TableInputs:
+    """Assemble the network ``inputs`` of every row (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        A band missing (naming the columns there are), angles that cannot be had, or
+        reflectances that are not physical once scaled.
+    """
+    have = band_columns(df)
+    refl = [b for b in inputs if b not in ANGLE_BANDS]
+    missing = [b for b in refl if b not in have]
+    if missing:
+        raise InputError(f"no column for band(s) {', '.join(missing)} (model {predict.model}); "
+                         f"its columns: {', '.join(map(str, df.columns))}", path=path)
+    # the table's own input columns: the reflectances and any cosine columns
+    given = [b for b in inputs if b in have]
+    raw = np.array([pd.to_numeric(df[have[b]], errors="coerce").to_numpy(float) for b in given])
+    integer = all(pd.api.types.is_integer_dtype(df[have[b]]) for b in given)
+    a, o = np.ones(len(given)), np.zeros(len(given))
+    if predict.scale is not None or predict.offset is not None:  # as stack_scaling: angles keep x 1e-4
+        s = 1.0 if predict.scale is None else predict.scale
+        off = 0.0 if predict.offset is None else predict.offset
+        for i, b in enumerate(given):
+            a[i], o[i] = ((EE_INTEGER_SCALE if integer else 1.0), 0.0) if b in ANGLE_BANDS else (s, off * s)
+        how = f"user: reflectance = (value + {off:g}) * {s:g}"
+    elif integer:
+        a[:], how = EE_INTEGER_SCALE, "integer columns: x 1e-4"
+    else:
+        how = "as stored"
+    values = raw * a[:, None] + o[:, None]
+    check_physical(values[:, None, :], StackScaling(np.ones(len(given)), np.zeros(len(given)), how), given,
+                   [None] * len(given), path=path or "table")
+    rows = dict(zip(given, values))
+    stored = dict(zip(given, raw))
+    scale = {b: (a[i], o[i]) for i, b in enumerate(given)}
+    computed: dict[str, np.ndarray] = {}
+    if any(b in ANGLE_BANDS and b not in rows for b in inputs):
+        angles = angle_inputs(df.drop(columns=[have[b] for b in given if b in ANGLE_BANDS]), options, path=path)
+        computed = {b: angles[b] for b in angles["computed"] if b in inputs}
+        rows = {b: angles[b] for b in ANGLE_BANDS if b in angles} | rows
+        stored = {b: angles[b] for b in ANGLE_BANDS if b in angles} | stored
+    x = np.array([rows[b] for b in inputs], dtype=np.float32)
+    a_in, b_in = (np.array([scale.get(b, (1.0, 0.0))[k] for b in inputs]) for k in (0, 1))
+    return TableInputs(x, computed, how, np.array([stored[b] for b in inputs], dtype=np.float32), a_in, b_in)
+
+
+# ------------------------------------------------------------------------------ predict
+
+
+def output_columns(variable: str) -> tuple[str, str, str]:
+    """The columns ``predict-table`` adds: value, flags, uncertainty."""
+    return variable, f"{variable} flags", f"{variable} uncertainty"
+
+
+def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(),
+                  options: TableOptions = TableOptions(), calibration: Any = None,
+                  path: str | Path | None = None) -> pd.DataFrame:
+    """``df`` plus, per variable, its value, flags (255: input missing) and, with
+    ``predict.uncertainty``, its uncertainty; the angle cosines it computed; and, with a
+    ``calibration`` (:class:`vercye_lai.calibrate.Calibration`), ``{VAR} Calibrated``.
+
+    Raises
+    ------
+    InputError
+        See :func:`table_inputs`; an output column the table already has.
+    """
+    from .model import load_error_network
+    from .predict import check_model
+
+    networks = check_model(predict)
+    errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []
+    inputs = table_inputs(df, networks[0].inputs, predict=predict, options=options, path=path)
+    new = [c for v in predict.variables for c in output_columns(v)]
+    clash = [c for c in new if c in df.columns]
+    if clash:
+        raise InputError(f"already has column(s) {', '.join(clash)} (a predict-table output?); "
+                         "rename or drop them", path=path)
+    fold = [n.for_stored_values(inputs.a, inputs.b) for n in networks]
+    fold_err = [e.for_stored_values(inputs.a, inputs.b) for e in errors]
+    values, flags, n_valid, unc = predict_block(
+        inputs.stored[:, None, :], fold, [None] * inputs.x.shape[0], flags=True,
+        out_of_range=predict.out_of_range, errors=fold_err)
+    log.info("%d of %d row(s) have every input (%s)", n_valid, len(df), inputs.how)
+    out = df.copy()
+    for b, v in inputs.computed.items():
+        if b not in out.columns:
+            out[b] = v.astype(np.float32)
+    for k, v in enumerate(predict.variables):
+        name, fname, uname = output_columns(v)
+        out[name] = values[k].ravel()
+        out[fname] = flags[k].ravel().astype(np.uint8)
+        if errors:
+            out[uname] = unc[k].ravel()
+    if calibration is not None:
+        doy = day_of_year(df, options.time_column, path=path) if calibration.needs_date else None
+        out[calibration.column] = calibration.apply(out[calibration.variable].to_numpy(float),
+                                                    inputs.x, doy)
+    return out
+
+
+def day_of_year(df: pd.DataFrame, column: str | None = None, *, path=None) -> np.ndarray:
+    """Day of the year of each row's acquisition (see :func:`row_times`; a date will do)."""
+    return row_times(df, column, path=path, time_of_day=False).dt.day_of_year.to_numpy(float)

@@ -1,0 +1,140 @@
+"""predict-table: the rows of a table through the same code as predict's pixels."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import DATA, cli_error_line
+from test_predict import copy_qvidja
+
+from vercye_lai.acquire.angles import cosines, solar_position
+from vercye_lai.cli.main import cli
+from vercye_lai.errors import InputError
+from vercye_lai.predict import PredictOptions
+from vercye_lai.table import predict_table, read_table, table_inputs, write_table
+
+INSITU = DATA / "insitu_ch" / "insitu_177.csv"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def stack_pixels(src, n=400) -> pd.DataFrame:
+    """The stack's valid pixels as a table (stored integers, as an Earth Engine sample has)."""
+    with rasterio.open(src) as ds:
+        data = ds.read(masked=True)
+        names = ds.descriptions
+    valid = ~data.mask.any(axis=0)
+    rows, cols = np.nonzero(valid)
+    df = pd.DataFrame({name: data.data[i][rows, cols] for i, name in enumerate(names)})
+    df["row"], df["col"] = rows, cols
+    return df.iloc[:: max(1, len(df) // n)].reset_index(drop=True)
+
+
+def test_a_row_and_a_pixel_give_the_same_values(tmp_path):
+    s2 = copy_qvidja(tmp_path / "s2")
+    assert run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty",
+               "--variable", "LAI", "--variable", "FAPAR").exit_code == 0
+    src = s2 / "qvidja_20m_2023-06-11.tif"
+    df = stack_pixels(src)
+    assert pd.api.types.is_integer_dtype(df["B3"])  # read x 1e-4, like the integer stack
+    out = predict_table(df, predict=PredictOptions(uncertainty=True, variables=("LAI", "FAPAR")))
+    for var in ("LAI", "FAPAR"):
+        base = tmp_path / "lai" / f"qvidja_20m_2023-06-11_{var}"
+        for column, path in ((var, f"{base}.tif"), (f"{var} flags", f"{base}_flags.tif"),
+                             (f"{var} uncertainty", f"{base}_uncertainty.tif")):
+            with rasterio.open(path) as ds:
+                pixel = ds.read(1)[df["row"], df["col"]]
+            np.testing.assert_array_equal(out[column].to_numpy(), pixel, err_msg=column)
+
+
+def test_band_names_scaling_and_angles_in_degrees(tmp_path):
+    df = stack_pixels(copy_qvidja(tmp_path / "s2") / "qvidja_20m_2023-06-11.tif", n=50)
+    ref = predict_table(df)["LAI"].to_numpy()
+    # B03 spelling, 0-1 floats, angles in degrees instead of cosines
+    alt = df.rename(columns={"B3": "B03", "B4": "b04", "B8A": "B08A"})
+    for b in ("B03", "b04", "B5", "B6", "B7", "B08A", "B11", "B12"):
+        alt[b] = alt[b] * 1e-4
+    alt["sun_zenith"] = np.degrees(np.arccos(df["cosSZA"] * 1e-4))
+    alt["view_zenith"] = np.degrees(np.arccos(df["cosVZA"] * 1e-4))
+    alt["relative_azimuth"] = np.degrees(np.arccos(np.clip(df["cosRAA"] * 1e-4, -1, 1)))
+    alt = alt.drop(columns=["cosSZA", "cosVZA", "cosRAA"])
+    np.testing.assert_allclose(predict_table(alt)["LAI"], ref, atol=2e-4)
+    # --scale on stored integers gives the same as the x 1e-4 default
+    scaled = df.copy()
+    for b in ("cosVZA", "cosSZA", "cosRAA"):
+        scaled[b] = scaled[b] * 1e-4
+    np.testing.assert_allclose(predict_table(scaled, predict=PredictOptions(scale=1e-4))["LAI"], ref, atol=1e-5)
+
+
+def test_sun_angles_from_the_time_and_position():
+    df = pd.DataFrame({"B3": [0.05], "B4": [0.03], "B5": [0.08], "B6": [0.25], "B7": [0.3], "B8A": [0.33],
+                       "B11": [0.15], "B12": [0.07], "time": ["2022-05-11T10:16:01"], "lon": [8.69],
+                       "lat": [47.44]})
+    when = dt.datetime(2022, 5, 11, 10, 16, 1, tzinfo=dt.UTC)
+    zen, az = solar_position(when, 8.69, 47.44)
+    c = cosines(zen, az, 0.0, 0.0)
+    x = table_inputs(df, ("cosVZA", "cosSZA", "cosRAA", "B3")).x
+    np.testing.assert_allclose(x[:3, 0], [c["cosVZA"], c["cosSZA"], c["cosRAA"]], atol=1e-6)
+    # an explicit zone is honoured
+    df2 = df.assign(time=["2022-05-11T12:16:01+02:00"])
+    np.testing.assert_allclose(table_inputs(df2, ("cosSZA",)).x, x[1:2], atol=1e-6)
+    out = predict_table(df)
+    assert {"cosVZA", "cosSZA", "cosRAA"} <= set(out.columns)  # the computed inputs are written
+    with pytest.raises(InputError, match="without a time of day"):
+        table_inputs(df.assign(time=["2022-05-11"]), ("cosSZA",))
+    with pytest.raises(InputError, match="lon/lat"):
+        table_inputs(df.drop(columns=["lon"]), ("cosSZA",))
+    with pytest.raises(InputError, match="not lon/lat"):
+        table_inputs(df.assign(lon=[470000.0]), ("cosSZA",))
+
+
+def test_bad_tables_are_clear_errors(tmp_path):
+    t = tmp_path / "t.csv"
+    pd.DataFrame({"B3": [481.0, 520.0], "B4": [300.0, 310.0], "cosSZA": [0.8, 0.8]}).to_csv(t, index=False)
+    line = cli_error_line(run("predict-table", t, tmp_path / "o.csv"))
+    assert str(t) in line and "B5" in line and "its columns" in line
+    df = pd.read_csv(INSITU).head(20)
+    for b in ("B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12"):
+        df[b] = df[b] * 10000  # floats stored x 10000 without a word
+    df.to_csv(t, index=False)
+    line = cli_error_line(run("predict-table", t, tmp_path / "o.csv"))
+    assert "not physical" in line and "--scale 1e-4" in line
+    assert not (tmp_path / "o.csv").exists()
+    assert run("-q", "predict-table", t, tmp_path / "o.csv", "--scale", "1e-4").exit_code == 0
+
+
+def test_vector_and_parquet_tables(tmp_path):
+    pytest.importorskip("pyarrow")
+    df = pd.read_csv(INSITU).head(12)
+    g = gpd.GeoDataFrame(df.drop(columns=["lon", "lat"]), geometry=gpd.points_from_xy(df.lon, df.lat),
+                         crs=4326).to_crs(3857)  # points in another CRS
+    g.to_file(tmp_path / "in.gpkg")
+    line = cli_error_line(run("-q", "predict-table", tmp_path / "in.gpkg", tmp_path / "out.gpkg"))
+    assert "columns LAI, lai differ only in case" in line  # a GeoPackage cannot hold both
+    g.rename(columns={"lai": "insitu"}).to_file(tmp_path / "in.gpkg")
+    assert run("-q", "predict-table", tmp_path / "in.gpkg", tmp_path / "out.gpkg").exit_code == 0
+    via_points = read_table(tmp_path / "out.gpkg")
+    assert via_points.crs.to_epsg() == 3857 and len(via_points) == 12
+    write_table(df, tmp_path / "in.parquet")
+    assert run("-q", "predict-table", tmp_path / "in.parquet", tmp_path / "out.parquet").exit_code == 0
+    via_lonlat = read_table(tmp_path / "out.parquet")
+    np.testing.assert_allclose(via_points["LAI"], via_lonlat["LAI"], atol=1e-5)
+
+
+def test_the_published_figures_on_the_177_in_situ_points():
+    """Issue 11's anchors (sun from the scene time, nadir view): LEAF SL2P RMSE 1.34,
+    bias +0.60, r 0.83."""
+    df = pd.read_csv(INSITU)
+    out = predict_table(df)
+    d = out["LAI"] - out["lai"]
+    assert np.sqrt(np.mean(d**2)) == pytest.approx(1.34, abs=0.01)
+    assert d.mean() == pytest.approx(0.60, abs=0.01)
+    assert np.corrcoef(out["LAI"], out["lai"])[0, 1] == pytest.approx(0.83, abs=0.01)
