@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,9 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
                                  "file cannot hold; write a CSV or Parquet instead", path=path)
             driver = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}.get(suffix, "GeoJSON")
             try:
-                df.to_file(tmp, driver=driver, layer=path.stem)
+                with warnings.catch_warnings():  # the temporary name ends in .part, not .gpkg
+                    warnings.filterwarnings("ignore", message="The filename extension should be")
+                    df.to_file(tmp, driver=driver, layer=path.stem)
             except Exception as exc:  # noqa: BLE001 - pyogrio's errors are not OSErrors
                 raise DataIOError(f"cannot write: {exc}", path=path) from exc
     return path

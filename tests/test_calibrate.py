@@ -1,0 +1,111 @@
+"""calibrate: fitted on some groups, judged on the others, never on what it saw."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import DATA, cli_error_line
+
+from vercye_lai import calibrate as cal
+from vercye_lai.cli.main import cli
+from vercye_lai.errors import InputError
+from vercye_lai.model import load_network
+from vercye_lai.table import day_of_year, predict_table, table_inputs
+
+INSITU = DATA / "insitu_ch" / "insitu_177.csv"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def insitu_data():
+    df = predict_table(pd.read_csv(INSITU))
+    net = load_network("sl2p")
+    x = table_inputs(df, net.inputs).x.astype(float)
+    return cal.CalibrationData(df["LAI"].to_numpy(float), df["lai"].to_numpy(float),
+                               df["location"].to_numpy(str), x, day_of_year(df), tuple(net.inputs)), net
+
+
+def synthetic(n_groups=4, n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    est = rng.uniform(0, 6, n_groups * n)
+    groups = np.repeat([f"g{i}" for i in range(n_groups)], n)
+    target = 0.7 * est + 0.3 + rng.normal(0, 0.05, est.size)
+    return cal.CalibrationData(est, target, groups)
+
+
+def test_the_cross_validation_never_sees_the_held_out_group(insitu_data):
+    data, net = insitu_data
+    seen: list[tuple[str, np.ndarray]] = []
+    for method in ("auto", "poly2", "refit-doy"):
+        seen.clear()
+        cal.cross_validate(data, method, net, trace=lambda g, rows: seen.append((g, rows)))
+        assert {g for g, _ in seen} == set(data.groups)
+        for held_out, rows in seen:
+            assert held_out not in set(data.groups[rows]), (method, held_out)
+        # and every fit of a fold used rows of the other groups only, some of them
+        assert all(len(rows) > 0 for _, rows in seen)
+
+
+def test_held_out_predictions_do_not_move_with_the_held_out_targets(insitu_data):
+    """Changing the in-situ values of one group changes nothing of that group's CV predictions."""
+    data, net = insitu_data
+    a = cal.cross_validate(data, "auto", net).predictions
+    t = data.target.copy()
+    t[data.groups == "Strickhof"] += 3.0
+    moved = cal.CalibrationData(data.estimate, t, data.groups, data.x, data.doy, data.inputs)
+    b = cal.cross_validate(moved, "auto", net).predictions
+    held = data.groups == "Strickhof"
+    np.testing.assert_array_equal(a[held], b[held])
+    assert not np.allclose(a[~held], b[~held])  # the other groups' fits did see it
+
+
+def test_poly1_recovers_a_linear_correction_and_round_trips(tmp_path):
+    data = synthetic()
+    c, results = cal.fit_calibration(data, "poly1", model="sl2p")
+    assert c.method == "poly1"
+    assert c.coefficients[0] == pytest.approx(0.7, abs=0.02) and c.coefficients[1] == pytest.approx(0.3, abs=0.05)
+    assert results["poly1"].calibrated.rmse < 0.1 < results["poly1"].uncalibrated.rmse
+    c.write(tmp_path / "c.json")
+    back = cal.load_calibration(tmp_path / "c.json")
+    np.testing.assert_allclose(back.apply(np.array([1.0, 5.0, np.nan])), c.apply(np.array([1.0, 5.0, np.nan])))
+    assert np.isnan(back.apply(np.array([np.nan]))[0])
+    (tmp_path / "bad.json").write_text(json.dumps({"method": "poly1"}))
+    with pytest.raises(InputError, match="not a calibration file"):
+        cal.load_calibration(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="band values"):
+        cal.fit_calibration(data, "refit", model="sl2p")
+
+
+def test_calibrate_on_the_177_points(tmp_path):
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    r = run("calibrate", t, "--group", "location", "--insitu-column", "lai", "-o", tmp_path / "cal.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cal.json").read_text())
+    assert doc["n"] == 177 and doc["groups"] == ["Arenenberg", "Strickhof", "SwissFutureFarm", "Witzwil"]
+    assert doc["cv"]["uncalibrated"]["rmse"] == pytest.approx(1.337, abs=0.005)
+    table = pd.read_csv(tmp_path / "cal_cv.csv")
+    overall = table[table.held_out == "all"].set_index("method")
+    assert set(overall.index) == {"auto", "poly1", "poly2", "refit", "refit-doy", "refit-vi-doy"}
+    assert overall.loc["auto", "rmse"] == pytest.approx(doc["cv"]["calibrated"]["rmse"], abs=1e-4)
+    assert overall.loc["auto", "rmse"] < 1.1 < overall.loc["auto", "rmse_uncalibrated"]
+    assert "| auto | all | 177 |" in (tmp_path / "cal_cv.md").read_text()
+    # applied by predict-table
+    assert run("-q", "predict-table", INSITU, tmp_path / "c.csv", "--calibration", tmp_path / "cal.json").exit_code == 0
+    out = pd.read_csv(tmp_path / "c.csv")
+    assert np.sqrt(np.mean((out["LAI Calibrated"] - out["lai"]) ** 2)) < 0.9  # its training fit
+
+
+def test_calibrate_errors_name_the_column(tmp_path):
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    line = cli_error_line(run("-q", "calibrate", t, "--group", "site", "-o", tmp_path / "c.json"))
+    assert "has no column 'site' (--group)" in line and "location" in line
+    assert not (tmp_path / "c.json").exists()
