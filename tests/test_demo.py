@@ -9,7 +9,8 @@ import rasterio
 from click.testing import CliRunner
 
 from vercye_lai.cli.main import cli
-from vercye_lai.validation import Agreement, agreement_table, pair_with_insitu
+from vercye_lai.demo import demo_insitu
+from vercye_lai.validation import Agreement
 
 pytestmark = pytest.mark.slow  # the whole demo, twice
 
@@ -40,12 +41,20 @@ def test_demo_writes_every_step(demo_run):
 
 def test_demo_insitu_agreement_is_reported(demo_run):
     out, output = demo_run
-    pairs = pd.read_csv(out / "strickhof_insitu_comparison.csv")
+    pairs = pd.read_csv(out / "strickhof_insitu_matched.csv")
     # 34 field-days measured between 2022-03-11 and 06-17; the first date before the first image is dropped
-    assert 25 <= len(pairs) <= 36 and set(pairs["field"]) == {"Bramenwies", "Fluegenrain", "Hohrueti"}
-    a = Agreement.of(pairs["LAI Mean"], pairs["insitu_lai"])
+    assert 25 <= len(pairs) <= 36 and set(pairs["zone"]) == {"Bramenwies", "Fluegenrain", "Hohrueti"}
+    a = Agreement.of(pairs["LAI Mean"], pairs["insitu"])
     assert a.r > 0.7 and a.rmse < 2.0  # SL2P follows the season; the numbers are in the README
-    assert f"| LAI Mean | {a.n} | {a.rmse:.2f} |" in output
+    assert f"| LAI Mean | all | {a.n} | {a.rmse:.2f} |" in output
+    metrics = pd.read_csv(out / "strickhof_insitu_metrics.csv")
+    assert metrics.loc[metrics.group.eq("all") & metrics.estimate.eq("LAI Mean"), "rmse"].item() == \
+        pytest.approx(a.rmse, abs=1e-4)
+    # the same figures as the command
+    r = CliRunner().invoke(cli, ["-q", "validate", str(demo_insitu()), "--series", str(out / "analysis"), "--zone-column",
+                                 "parcel", "-o", str(out / "val")])
+    assert r.exit_code == 0, r.output
+    assert f"| LAI Mean | all | {a.n} | {a.rmse:.2f} |" in r.output
 
 
 def test_demo_rerun_redoes_nothing(demo_run):
@@ -64,24 +73,5 @@ def test_demo_rerun_redoes_nothing(demo_run):
 def test_agreement_arithmetic():
     a = Agreement.of(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0]))
     assert a.n == 3 and a.bias == pytest.approx(0.0) and a.rmse == pytest.approx(np.sqrt(2 / 3))
-    pairs = pd.DataFrame({"insitu_lai": [1.0, 3.0, 3.0], "LAI Mean": [1.0, 2.0, 4.0]})
-    assert "| LAI Mean | 3 | 0.82 | +0.00 |" in agreement_table(pairs, ("LAI Mean",))
-
-
-def test_pairing_averages_measurements_of_a_day(tmp_path):
-    import geopandas as gpd
-    from shapely.geometry import Point
-
-    gpd.GeoDataFrame(
-        {"date": ["2022-05-01 10:00:00", "2022-05-01 11:00:00", "2022-05-09 10:00:00", "2022-05-02 10:00:00"],
-         "lai": [2.0, 4.0, 5.0, 1.0], "parcel": ["A", "A", "A", "B"]},
-        geometry=[Point(8.68, 47.44)] * 4, crs=4326,
-    ).to_file(tmp_path / "m.geojson")
-    (tmp_path / "a.csv").write_text(
-        "Date,n_pixels,interpolated,LAI Mean,LAI Mean Adjusted\n"
-        "2022-05-01,10,0,3.5,3.9\n2022-05-02,0,1,3.6,4.0\n2022-05-09,,,,\n"
-    )
-    pairs = pair_with_insitu({"A": tmp_path / "a.csv"}, tmp_path / "m.geojson")
-    assert pairs.to_dict("records") == [{
-        "field": "A", "date": "2022-05-01", "n_measurements": 2, "insitu_lai": 3.0, "interpolated": 0,
-        "LAI Mean": 3.5, "LAI Mean Adjusted": 3.9}]
+    assert a.mae == pytest.approx(2 / 3) and a.slope == pytest.approx(1.5)
+    assert Agreement.of(np.array([1.0, np.nan]), np.array([2.0, 3.0])).n == 1  # NaN pairs left out

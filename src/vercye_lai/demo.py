@@ -146,7 +146,8 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
         The stacks, LAI products and figures written.
     """
     from .run import run_pipeline
-    from .validation import agreement_table, pair_with_insitu, plot_agreement, write_pairs
+    from .validate import ValidateOptions, agreement_tables, match_series, metrics_markdown, read_insitu
+    from .validate import write_validation
 
     out = Path(out_dir)
     res = DemoResult(out)
@@ -172,13 +173,17 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     for csv in csvs:
         res.stats[csv.name.split("_")[3]] = csv
     res.figures += sorted(_outputs(res.summary, "quicklook"))
-    pairs = pair_with_insitu(res.stats, demo_insitu())
-    res.insitu_csv = out / f"{DEMO_REGION}_insitu_comparison.csv"
-    png = out / f"{DEMO_REGION}_insitu_comparison.png"
+    # the same as: vercye-lai validate INSITU --series OUT/analysis --zone-column parcel
+    options = ValidateOptions(zone_column="parcel")
+    pairs = match_series(read_insitu(demo_insitu(), options, points=False), out / "analysis", options=options)
+    columns = ("LAI Mean", "LAI Mean Adjusted")
+    res.insitu_csv = out / f"{DEMO_REGION}_insitu_matched.csv"
+    png = out / f"{DEMO_REGION}_insitu_scatter.png"
     if not up_to_date([res.insitu_csv, png], csvs):
-        write_pairs(pairs, res.insitu_csv)
-        plot_agreement(pairs, png, title="Strickhof 2022 winter wheat: SL2P (sl2p, 10 m) field "
-                       "means vs destructive in-situ green LAI")
-    res.insitu_table = agreement_table(pairs)
+        write_validation(pairs, out, columns=columns, prefix=f"{DEMO_REGION}_insitu",
+                         title="Strickhof 2022 winter wheat: SL2P (sl2p, 10 m) field means vs "
+                               "destructive in-situ green LAI")
+    metrics = agreement_tables(pairs, columns)
+    res.insitu_table = metrics_markdown(metrics[metrics["group"] == "all"])
     res.figures.append(png)
     return res

@@ -1,21 +1,16 @@
-"""Field-mean LAI against in-situ LAI measurements: how far to trust the numbers.
-
-Each in-situ measurement day of a field is paired with that field's daily SL2P mean LAI
-(observed or gap-filled) from the ``_STATS.csv`` of ``analyze --mode poly_iter``; several
-measurements of one field and day are averaged first, as the field mean is one number.
-"""
+"""Agreement of estimates with measurements: the figures and the scatter plot that
+``validate``, ``calibrate`` and the demo report (see :mod:`vercye_lai.validate`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output, write_text_atomic
+from .io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -51,51 +46,11 @@ class Agreement:
                 "slope": self.slope}
 
 
-def pair_with_insitu(
-    stats_csvs: Mapping[str, str | Path], insitu: str | Path, *, field_column: str = "parcel",
-    columns: tuple[str, ...] = ("LAI Mean", "LAI Mean Adjusted"),
-) -> pd.DataFrame:
-    """One row per (field, measurement day): the in-situ mean and the SL2P field means.
-
-    Parameters
-    ----------
-    stats_csvs
-        Field name → its ``_STATS.csv`` (ISO dates).
-    insitu
-        Vector file of measurements with columns ``date``, ``lai`` and ``field_column``.
-    """
-    import geopandas as gpd
-
-    obs = gpd.read_file(insitu)
-    obs["day"] = pd.to_datetime(obs["date"]).dt.date.astype(str)
-    per_day = obs.groupby([field_column, "day"])["lai"].agg(["mean", "count"]).reset_index()
-    rows = []
-    for field_name, csv in stats_csvs.items():
-        stats = pd.read_csv(csv, dtype={"Date": str}).set_index("Date")
-        for _, m in per_day[per_day[field_column] == field_name].iterrows():
-            if m["day"] not in stats.index:
-                continue
-            s = stats.loc[m["day"]]
-            if not np.isfinite(s[columns[0]]):
-                continue  # outside the first..last observation: no extrapolation
-            rows.append({"field": field_name, "date": m["day"], "n_measurements": int(m["count"]),
-                         "insitu_lai": float(m["mean"]), "interpolated": int(s["interpolated"]),
-                         **{c: float(s[c]) for c in columns}})
-    return pd.DataFrame(rows)
-
-
-def agreement_table(pairs: pd.DataFrame, columns: tuple[str, ...] = ("LAI Mean", "LAI Mean Adjusted")) -> str:
-    """A Markdown table of n, RMSE, bias and r per estimate column."""
-    lines = ["| estimate | n | RMSE | bias | r |", "| --- | --- | --- | --- | --- |"]
-    for c in columns:
-        a = Agreement.of(pairs[c].to_numpy(), pairs["insitu_lai"].to_numpy())
-        lines.append(f"| {c} | {a.n} | {a.rmse:.2f} | {a.bias:+.2f} | {a.r:.2f} |")
-    return "\n".join(lines)
-
-
 def plot_agreement(pairs: pd.DataFrame, png: str | Path, *, title: str,
-                   columns: tuple[str, ...] = ("LAI Mean", "LAI Mean Adjusted")) -> Path:
-    """Scatter of SL2P field means against in-situ LAI, one panel per estimate column."""
+                   columns: tuple[str, ...] = ("LAI Mean", "LAI Mean Adjusted"),
+                   truth: str = "insitu_lai", group: str | None = "field") -> Path:
+    """Scatter of estimates against in-situ LAI, one panel per estimate column, coloured
+    by ``group``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,11 +58,11 @@ def plot_agreement(pairs: pd.DataFrame, png: str | Path, *, title: str,
 
     fig, axes = plt.subplots(1, len(columns), figsize=(4.6 * len(columns), 4.6), squeeze=False,
                              layout="constrained")
-    top = float(np.nanmax(pairs[["insitu_lai", *columns]].to_numpy())) * 1.08
+    top = float(np.nanmax(pairs[[truth, *columns]].to_numpy(dtype=float))) * 1.08
     for ax, c in zip(axes[0], columns):
-        a = Agreement.of(pairs[c].to_numpy(), pairs["insitu_lai"].to_numpy())
-        for name, g in pairs.groupby("field"):
-            ax.scatter(g["insitu_lai"], g[c], label=name, s=28, alpha=0.85)
+        a = Agreement.of(pairs[c].to_numpy(), pairs[truth].to_numpy())
+        for name, g in (pairs.groupby(group) if group else [("", pairs)]):
+            ax.scatter(g[truth], g[c], label=name or None, s=28, alpha=0.85)
         ax.plot([0, top], [0, top], color="grey", lw=1, ls="--", label="1:1")
         ax.set(xlim=(0, top), ylim=(0, top), xlabel="in-situ green LAI (m² m⁻²)",
                ylabel=f"SL2P {c} (m² m⁻²)", aspect="equal")
@@ -120,8 +75,3 @@ def plot_agreement(pairs: pd.DataFrame, png: str | Path, *, title: str,
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     return png
-
-
-def write_pairs(pairs: pd.DataFrame, csv: str | Path) -> Path:
-    write_text_atomic(csv, pairs.to_csv(index=False, float_format="%.4f"))
-    return Path(csv)

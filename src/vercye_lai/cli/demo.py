@@ -25,7 +25,8 @@ def command(out_dir, workers):
       2. predict      SL2P LAI                          -> OUT/lai/
       3. analyze      each field alone, wheat adjustment -> OUT/analysis/
       4. quicklook    LAI curve + max-LAI map per field  -> OUT/analysis/*.png
-      5. field-mean LAI vs 115 in-situ measurements      -> OUT/*_insitu_comparison.*
+      5. field-mean LAI vs 115 in-situ measurements      -> OUT/*_insitu_{matched,metrics,scatter}.*
+         (the same as: vercye-lai validate INSITU --series OUT/analysis --zone-column parcel)
     Rerunning skips what is already done.
     """
     t0 = time.perf_counter()

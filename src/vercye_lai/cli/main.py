@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stack-bands": ("stack_bands", "Build a stack from a reflectance GeoTIFF of named bands."),
     "run": ("run", "Run the whole pipeline from a config file."),
     "predict-table": ("predict_table", "Predict LAI for the rows of a table (field spectra, samples)."),
+    "validate": ("validate", "Match in-situ LAI to the products (points or field series); metrics and plot."),
     "calibrate": ("calibrate", "Fit a correction of SL2P to in-situ LAI, cross-validated by group."),
 }
 
