@@ -73,5 +73,5 @@ def test_demo_rerun_redoes_nothing(demo_run):
 def test_agreement_arithmetic():
     a = Agreement.of(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 3.0]))
     assert a.n == 3 and a.bias == pytest.approx(0.0) and a.rmse == pytest.approx(np.sqrt(2 / 3))
-    assert a.mae == pytest.approx(2 / 3) and a.slope == pytest.approx(1.5)
+    assert a.mae == pytest.approx(2 / 3) and a.slope == pytest.approx(1.0)
     assert Agreement.of(np.array([1.0, np.nan]), np.array([2.0, 3.0])).n == 1  # NaN pairs left out
