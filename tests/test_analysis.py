@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+from click.testing import CliRunner
 from conftest import ORIGIN, opts, pixel_box
 from rasterio.transform import from_origin
 from scipy.interpolate import Akima1DInterpolator
 
 from vercye_lai.analysis import analyze, geometry
+from vercye_lai.cli.main import cli
 from vercye_lai.analysis import core as analysis_core
 
 D = dt.date
@@ -435,3 +437,28 @@ def test_uncertainty_rasters_added_later_change_the_fingerprint(tmp_path, two_fi
                  np.full((6, 6), 0.5, np.float32), nodata=np.nan)
     after = manifest.fingerprint(files, two_fields, start=D(2022, 6, 1), end=D(2022, 6, 8), options=o)
     assert before != after  # a rerun adds the LAI Uncertainty column
+
+
+def test_a_poly_calibration_file_is_an_adjustment(tmp_path, two_fields, six_dates):
+    from vercye_lai.calibrate import Calibration
+    from vercye_lai.errors import InputError
+
+    path = Calibration("poly2", 0.01, (1.2, -0.05, 0.1), "sl2p").write(tmp_path / "cal.json")
+    df = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment=str(path)))
+    v = 2.4 + np.array([0.0, 0.1, 0.2, 0.3])
+    adj = 0.1 + 1.2 * v - 0.05 * v**2
+    assert df.loc["2022-06-04", "LAI Mean Adjusted"] == pytest.approx(adj.mean(), abs=1e-6)
+    assert df.loc["2022-06-04", "LAI Median Adjusted"] == pytest.approx(np.median(adj), abs=1e-6)
+    refit = Calibration("refit", 0.01, (0.0,) * 6, "sl2p", inputs=("cosVZA",)).write(tmp_path / "refit.json")
+    with pytest.raises(InputError, match="needs the band values"):
+        run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment=str(refit))
+    from conftest import cli_error_line
+
+    r = CliRunner().invoke(cli, ["-q", "analyze", str(tmp_path / "lai"), str(two_fields), "--region", "R",
+                                 "--res", "10", "--start-date", "2022-06-01", "--end-date", "2022-06-08",
+                                 "-o", str(tmp_path / "o2"), "--adjustment", str(tmp_path / "nope.json")])
+    assert r.exit_code == 2 and "does not exist" in r.output
+    r = CliRunner().invoke(cli, ["-q", "analyze", str(tmp_path / "lai"), str(two_fields), "--region", "R",
+                                 "--res", "10", "--start-date", "2022-06-01", "--end-date", "2022-06-08",
+                                 "-o", str(tmp_path / "o3"), "--adjustment", str(refit)])
+    assert "needs the band values" in cli_error_line(r)

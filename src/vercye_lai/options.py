@@ -64,6 +64,8 @@ class Setting:
         (``--scl-mask 0,1,3``) instead of a repeated option; a list in the run config.
     exists
         A path the run config must name an existing file or folder for (an input).
+    or_file
+        A suffix (``".json"``): besides the ``choices``, the path of such a file is allowed.
     """
 
     help: str
@@ -78,6 +80,7 @@ class Setting:
     metavar: str | None = None
     sep: str | None = None
     exists: bool = False
+    or_file: str | None = None
 
 
 
@@ -153,8 +156,11 @@ def check_value(name: str, value: Any, s: Setting) -> None:
     values = value if isinstance(value, tuple) else (value,)
     allowed = allowed_values(s)
     for v in values:
+        if s.or_file and v not in (allowed or ()) and str(v).lower().endswith(s.or_file):
+            continue
         if allowed is not None and v not in allowed:
-            raise ConfigError(f"{name}: {v!r} is not allowed; allowed values: {_join(allowed)}")
+            extra = f", or a {s.or_file} file" if s.or_file else ""
+            raise ConfigError(f"{name}: {v!r} is not allowed; allowed values: {_join(allowed)}{extra}")
         if s.min is not None and v < s.min:
             raise ConfigError(f"{name}: must be at least {s.min:g}, not {v}")
         if s.max is not None and v > s.max:

@@ -44,7 +44,11 @@ def fingerprint(files: Mapping[dt.date, Path], geometry: Path, *, start: dt.date
     and the uncertainty rasters beside them (added later, they add a column)."""
     g = geometry.stat()
     unc = [u for u in map(uncertainty_path, files.values()) if u.exists()]
-    return {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
+    extra = {}
+    if options.adjustment.lower().endswith(".json"):  # a calibration file: its version counts
+        a = Path(options.adjustment).stat()
+        extra["adjustment_file"] = [a.st_mtime_ns, a.st_size]
+    return extra | {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
             "start": start.isoformat(), "end": end.isoformat(),
             "inputs": [[p.name, p.stat().st_mtime_ns] for p in [*files.values(), *unc]]}
 

@@ -24,8 +24,9 @@ class AnalysisOptions(Options):
         help="raster: the geometry is a crop mask (non-zero = crop); poly_agg: all polygons of a "
         "vector file together; poly_iter: each polygon alone.")
     adjustment: str = setting(
-        "none", choices=tuple(ADJUSTMENTS),
-        help="Crop calibration per pixel: wheat 0.0482L²+0.9161L+0.0026, maize -0.078L²+1.4L-0.18.")
+        "none", choices=tuple(ADJUSTMENTS), or_file=".json",
+        help="Crop calibration per pixel: wheat 0.0482L²+0.9161L+0.0026, maize -0.078L²+1.4L-0.18, "
+             "or a poly1/poly2 calibration file of `vercye-lai calibrate`.")
     interpolation: str = setting(
         "akima", choices=INTERPOLATIONS,
         help="Gap filling of the means and medians between observations (never "

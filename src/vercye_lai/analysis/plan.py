@@ -184,6 +184,10 @@ def plan_analysis(
     if start and end and start > end:
         raise InputError(f"start date {start} is after end date {end}")
     o = options
+    if o.adjustment.lower().endswith(".json"):
+        from .timeseries import adjustment_calibration
+
+        adjustment_calibration(o.adjustment)  # a bad or refit* calibration fails before any work
     if files is None:
         files = find_rasters(lai_dir, region, resolution, suffix=o.variable,
                              extensions=(".tif",), start=start, end=end)

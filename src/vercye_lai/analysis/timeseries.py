@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -31,8 +33,12 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
         Estimated LAI (m²/m²), already clipped at 0.
     adjustment
         ``"none"`` (identity), ``"wheat"`` (0.0482·L² + 0.9161·L + 0.0026) or ``"maize"``
-        (−0.078·L² + 1.4·L − 0.18). The result is not clipped (as in the reference implementation).
+        (−0.078·L² + 1.4·L − 0.18): not clipped (as in the reference implementation); or
+        the path of a ``poly1``/``poly2`` calibration file of ``vercye-lai calibrate``
+        (clipped at 0, as it was fitted).
     """
+    if adjustment.lower().endswith(".json"):
+        return adjustment_calibration(adjustment).apply(lai).astype(lai.dtype, copy=False)
     try:
         coef = ADJUSTMENTS[adjustment]
     except KeyError:
@@ -43,6 +49,36 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
         return lai
     a, b, c = coef
     return (a * lai + b) * lai + c
+
+
+@functools.lru_cache(maxsize=8)
+def _calibration(path: str, stamp: tuple[int, int]):
+    from ..calibrate import load_calibration
+    from ..errors import InputError
+
+    cal = load_calibration(path)
+    if cal.needs_bands:
+        raise InputError(f"a {cal.method} calibration re-fits the network and needs the band values; "
+                         "analyze applies only poly1/poly2 calibrations (use predict --calibration)",
+                         path=path)
+    return cal
+
+
+def adjustment_calibration(path: str):
+    """The calibration file ``path`` as an adjustment (read once per version of the file).
+
+    Raises
+    ------
+    InputError
+        Not a calibration file, or one that needs band values (``refit*``).
+    """
+    from ..errors import DataIOError
+
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise DataIOError(f"cannot read the calibration file: {exc.strerror}", path=path) from exc
+    return _calibration(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def savgol_window(n_obs: int, *, window: int = 9, polyorder: int = 2) -> int | None:

@@ -201,12 +201,35 @@ class SeparatedType(click.ParamType):
                       "values", param, ctx)
 
 
+class ChoiceOrFile(click.ParamType):
+    """One of ``choices``, or the path of an existing file ending in ``suffix``."""
+
+    def __init__(self, choices: list[str], suffix: str) -> None:
+        self.choices, self.suffix = choices, suffix
+        self.name = f"[{'|'.join(choices)}|FILE{suffix}]"
+
+    def get_metavar(self, param, ctx=None):
+        return self.name
+
+    def convert(self, value, param, ctx):
+        v = str(value)
+        if v in self.choices:
+            return v
+        if v.lower().endswith(self.suffix):
+            if not Path(v).is_file():
+                self.fail(f"file {v!r} does not exist", param, ctx)
+            return v
+        self.fail(f"{v!r} is not one of {', '.join(self.choices)}, nor a {self.suffix} file", param, ctx)
+
+
 def _click_type(s, k):
     from ..options import allowed_values
 
     if k.many and s.sep:
         return SeparatedType(k.base, s.sep)
     allowed = allowed_values(s)
+    if allowed is not None and s.or_file:
+        return ChoiceOrFile([str(a) for a in allowed], s.or_file)
     if allowed is not None:
         return click.Choice([str(a) for a in allowed], case_sensitive=s.case_sensitive)
     bounded = (s.min, s.max) != (None, None)

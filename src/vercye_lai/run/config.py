@@ -8,6 +8,8 @@ commands, with the same defaults, allowed values and checks.
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,9 +182,13 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
     for i, item in enumerate(doc.get("analyses", list, [])):
         t = Table(item, f"analyses[{i}]", base=doc.base)
         geometry = t.get("geometry", Path, exists=True)
+        options = from_table(AnalysisOptions, t)
+        if options.adjustment.lower().endswith(".json"):  # a calibration file, beside the config
+            cal = t.get("adjustment", Path, exists=True)
+            options = dataclasses.replace(options, adjustment=str(cal))
         a = AnalysisConfig(
             name=t.get("name", str, geometry.stem), geometry=geometry,
-            options=from_table(AnalysisOptions, t),
+            options=options,
             regions=t.many("regions", str, None), quicklook=t.get("quicklook", bool, True),
         )
         t.done()
