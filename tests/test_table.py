@@ -17,7 +17,7 @@ from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
 from vercye_lai.predict import PredictOptions
-from vercye_lai.table import predict_table, read_table, table_inputs, write_table
+from vercye_lai.table import TableOptions, predict_table, read_table, table_inputs, write_table
 
 INSITU = DATA / "insitu_ch" / "insitu_177.csv"
 
@@ -138,3 +138,33 @@ def test_the_published_figures_on_the_177_in_situ_points():
     assert np.sqrt(np.mean(d**2)) == pytest.approx(1.34, abs=0.01)
     assert d.mean() == pytest.approx(0.60, abs=0.01)
     assert np.corrcoef(out["LAI"], out["lai"])[0, 1] == pytest.approx(0.83, abs=0.01)
+
+
+def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
+    from vercye_lai.calibrate import Calibration
+
+    s2 = copy_qvidja(tmp_path / "s2")
+    assert run("-q", "predict", s2, tmp_path / "plain", "--region", "qvidja").exit_code == 0
+    net_inputs = ("cosVZA", "cosSZA", "cosRAA", "B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12")
+    refit = Calibration("refit-doy", 0.01, (0.9, 0.5, -0.3, -4.0, -3.0, -0.1, 1.5, 0.05), "sl2p",
+                        inputs=net_inputs).write(tmp_path / "cal.json")
+    r = run("-q", "predict", s2, tmp_path / "cal", "--region", "qvidja", "--calibration", refit)
+    assert r.exit_code == 0, r.output
+    name = "qvidja_20m_2023-06-11_LAI.tif"
+    with rasterio.open(tmp_path / "cal" / name) as ds:
+        calibrated, tags = ds.read(1), ds.tags()
+    with rasterio.open(tmp_path / "plain" / name) as ds:
+        plain = ds.read(1)
+    assert tags["VERCYE_CALIBRATION"].startswith("refit-doy ") and tags["VERCYE_CALIBRATION"].endswith("cal.json")
+    assert not np.allclose(calibrated, plain, equal_nan=True)
+    # a pixel and a row give the same calibrated value (the table's date: the product's)
+    df = stack_pixels(s2 / "qvidja_20m_2023-06-11.tif", n=80).assign(date="2023-06-11")
+    out = predict_table(df, predict=PredictOptions(calibration=refit), options=TableOptions(time_column="date"))
+    np.testing.assert_allclose(out["LAI Calibrated"], calibrated[df["row"], df["col"]], atol=1e-5)
+    np.testing.assert_array_equal(out["LAI"], plain[df["row"], df["col"]])
+    # a rerun without the calibration (or with another) makes the products again
+    r = run("predict", s2, tmp_path / "cal", "--region", "qvidja")
+    assert "3 done" in r.output, r.output
+    wrong = Calibration("poly1", 0.1, (1.0, 0.0), "snap-3.0-s2a").write(tmp_path / "snap.json")
+    line = cli_error_line(run("-q", "predict", s2, tmp_path / "x", "--region", "qvidja", "--calibration", wrong))
+    assert "calibration fitted for model snap-3.0-s2a, not sl2p" in line

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,10 @@ class PredictOptions(Options):
     uncertainty: bool = setting(
         False, help="Also write {..}_{VAR}_uncertainty.tif: the LEAF error network's per-pixel "
         "uncertainty, in the variable's units (sl2p, sl2p-10m).")
+    calibration: Path | None = setting(
+        None, metavar="FILE", exists=True,
+        help="A calibration file of `vercye-lai calibrate`: the products of its variable are "
+             "calibrated (method and hash in the tags).")
     out_of_range: str = setting(
         "clamp", choices=OUT_OF_RANGE,
         help="Outputs beyond the valid range + tolerance (LAI > 8.2 for SL2P: the densest canopies): "
@@ -203,9 +208,11 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
     return {v: Path(out_dir) / rn.product(v).name for v in variables}
 
 
-def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp") -> bool:
+def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp",
+                calibration: str = "") -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
-    out-of-range outputs, and is newer than ``src``."""
+    out-of-range outputs and the same calibration (its tag, :func:`calibration_tag`), and
+    is newer than ``src``."""
     if not is_whole(product):  # e.g. truncated by a sync: logged there
         return False
     with rasterio.open(product) as ds:
@@ -218,6 +225,9 @@ def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str
         log.info("%s: made with out_of_range=%s; recomputing", product.name,
                  tags.get("VERCYE_OUT_OF_RANGE", "nodata"))
         return False
+    if tags.get("VERCYE_CALIBRATION", "") != calibration:
+        log.info("%s: made with another calibration; recomputing", product.name)
+        return False
     if product.stat().st_mtime < src.stat().st_mtime:
         log.info("%s: input is newer; recomputing", product.name)
         return False
@@ -228,10 +238,39 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
                   options: PredictOptions) -> bool:
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""
-    return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range)
+    cal = load_options_calibration(options)
+    return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
+                           calibration=calibration_tag(cal, n.variable))
                and (not options.uncertainty or is_complete(uncertainty_path(outputs[n.variable]), src, n,
-                                                           out_of_range=options.out_of_range))
+                                                           out_of_range=options.out_of_range,
+                                                           calibration=calibration_tag(cal, n.variable)))
                for n in networks)
+
+
+def load_options_calibration(options: PredictOptions):
+    """The calibration of ``options`` (:class:`vercye_lai.calibrate.Calibration`), or ``None``.
+
+    Raises
+    ------
+    InputError
+        Not a calibration file, or one fitted for another model.
+    """
+    if options.calibration is None:
+        return None
+    from .calibrate import load_calibration
+
+    cal = load_calibration(options.calibration)
+    if cal.model != str(options.model):
+        raise InputError(f"calibration fitted for model {cal.model}, not {options.model}: "
+                         f"predict with --model {cal.model}", path=options.calibration)
+    return cal
+
+
+def calibration_tag(cal, variable: str) -> str:
+    """``VERCYE_CALIBRATION`` of a product: method, hash and file of its calibration ('' none)."""
+    if cal is None or cal.variable != variable:
+        return ""
+    return f"{cal.method} {cal.digest()} {Path(cal.path).name if cal.path else ''}".strip()
 
 
 def check_model(options: PredictOptions) -> list[Network]:
@@ -241,6 +280,7 @@ def check_model(options: PredictOptions) -> list[Network]:
     if options.uncertainty:
         for v in options.variables:
             load_error_network(options.model, v)
+    load_options_calibration(options)
     return networks
 
 
@@ -298,6 +338,7 @@ class _Prepared:
     scaling: StackScaling
     inputs: tuple[str, ...]
     errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
+    calibration: Any = None  # (index of its network, Calibration, day of year) or None
 
 
 def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
@@ -305,7 +346,14 @@ def _prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
     scaling = stack_scaling(ds, networks[0].inputs, scale=options.scale, offset=options.offset)
     log.debug("%s: %s", src.name, scaling.how)
     errors = [load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else []
+    cal = load_options_calibration(options)
+    calibrated = None
+    if cal is not None and cal.variable in [n.variable for n in networks]:
+        day = RasterName.parse(src).date
+        calibrated = ([n.variable for n in networks].index(cal.variable), cal,
+                      float(day.timetuple().tm_yday) if day else None)
     return _Prepared(
+        calibration=calibrated,
         stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
         errors=[e.for_stored_values(scaling.a, scaling.b) for e in errors],
         nodatavals=tuple(ds.nodatavals),
@@ -335,6 +383,8 @@ def _write_products(
         writers, flag_writers, unc_writers = [], [], []
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
+            if prep.calibration is not None and prep.calibration[1].variable == net.variable:
+                tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration[1], net.variable)
             dst = outputs[net.variable]
             writers.append(stack.enter_context(_product_writer(
                 dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
@@ -452,8 +502,10 @@ def part_key(unit: PredictUnit, options: PredictOptions) -> str:
     """Identifies a date's input file and every option that changes its parts' content."""
     s = unit.src.stat()
     o = options
+    cal = load_options_calibration(o)
     text = repr((unit.src.name, s.st_size, s.st_mtime_ns, o.model, o.variables, o.block_size,
-                 o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range, o.uncertainty))
+                 o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range, o.uncertainty,
+                 cal.digest() if cal else None))
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -581,6 +633,18 @@ def assemble_parts(
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
 
 
+def _calibrate_block(values: list[np.ndarray], data: np.ndarray, prep: _Prepared) -> None:
+    """Replace the calibrated variable's values of a block by the calibration's (in place)."""
+    k, cal, doy = prep.calibration
+    v = values[k]
+    x = None
+    if cal.needs_bands:  # the physical inputs, as predict-table gives them
+        x = (data.reshape(data.shape[0], -1).astype(np.float64) * prep.scaling.a[:, None]
+             + prep.scaling.b[:, None])
+    d = None if doy is None else np.full(v.size, doy)
+    values[k] = cal.apply(v.ravel(), x, d).astype(np.float32).reshape(v.shape)
+
+
 def _run_blocks(
     src: Path,
     windows: Sequence[Window],
@@ -609,6 +673,8 @@ def _run_blocks(
         check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
         values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
                                                     out_of_range=options.out_of_range, errors=prep.errors)
+        if prep.calibration is not None:
+            _calibrate_block(values, data, prep)
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)

@@ -341,11 +341,10 @@ def output_columns(variable: str) -> tuple[str, str, str]:
 
 
 def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(),
-                  options: TableOptions = TableOptions(), calibration: Any = None,
-                  path: str | Path | None = None) -> pd.DataFrame:
+                  options: TableOptions = TableOptions(), path: str | Path | None = None) -> pd.DataFrame:
     """``df`` plus, per variable, its value, flags (255: input missing) and, with
-    ``predict.uncertainty``, its uncertainty; the angle cosines it computed; and, with a
-    ``calibration`` (:class:`vercye_lai.calibrate.Calibration`), ``{VAR} Calibrated``.
+    ``predict.uncertainty``, its uncertainty; the angle cosines it computed; and, with
+    ``predict.calibration`` (a file of ``vercye-lai calibrate``), ``{VAR} Calibrated``.
 
     Raises
     ------
@@ -353,9 +352,10 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
         See :func:`table_inputs`; an output column the table already has.
     """
     from .model import load_error_network
-    from .predict import check_model
+    from .predict import check_model, load_options_calibration
 
     networks = check_model(predict)
+    calibration = load_options_calibration(predict)
     errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []
     inputs = table_inputs(df, networks[0].inputs, predict=predict, options=options, path=path)
     new = [c for v in predict.variables for c in output_columns(v)]

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
              "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); auto: chosen by "
              "an inner cross-validation.")
-@click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range"))
+@click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration"))
 @click_options(TableOptions)
 def command(matched, group_column, out, insitu_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it

@@ -9,7 +9,7 @@ import click
 
 from ..predict import PredictOptions
 from ..table import TableOptions, predict_table, read_table, write_table
-from .options import click_options, from_cli, option
+from .options import click_options, from_cli
 from .ui import stdout
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,7 @@ _RASTER_ONLY = ("flags", "cog", "block_size")
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
 @click_options(PredictOptions, exclude=_RASTER_ONLY)
 @click_options(TableOptions)
-@option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-        help="A calibration file of `vercye-lai calibrate`: adds a '{VAR} Calibrated' column.")
-def command(table, out, calibration, **params):
+def command(table, out, **params):
     """Predict LAI (or another variable) for every row of IN; write IN plus the results to OUT.
 
     \b
@@ -36,22 +34,18 @@ def command(table, out, calibration, **params):
     column (or Sentinel-2 product names) and each row's point or lon/lat columns; the
     view where none is given: --view-zenith/--view-azimuth (nadir), said in the log.
     Added columns: {VAR}, '{VAR} flags' (SNAP bits; 255: an input missing),
-    '{VAR} uncertainty' (--uncertainty), the angle cosines it computed.
+    '{VAR} uncertainty' (--uncertainty), the angle cosines it computed, and with
+    --calibration FILE '{VAR} Calibrated'.
     A row and a raster pixel of the same values give the same results.
 
     \b
     Example:
       vercye-lai predict-table samples.csv samples_lai.csv --model sl2p --uncertainty
     """
-    from ..calibrate import load_calibration
-
     predict = from_cli(PredictOptions, params, workers=1)
     options = from_cli(TableOptions, params)
-    cal = load_calibration(calibration) if calibration else None
-    if cal is not None and cal.model != str(predict.model):
-        log.warning("%s: calibrated for model %s, predicting with %s", calibration, cal.model, predict.model)
     df = read_table(table, layer=options.layer)
-    res = predict_table(df, predict=predict, options=options, calibration=cal, path=table)
+    res = predict_table(df, predict=predict, options=options, path=table)
     write_table(res, out)
     first = predict.variables[0]
     n = int(res[first].notna().sum())
