@@ -34,7 +34,8 @@ def real_season(out: Path) -> None:
     from vercye_lai.analysis.options import AnalysisOptions
     from vercye_lai.analysis.timeseries import OUTLIERS
     from vercye_lai.demo import DEMO_REGION, DEMO_RESOLUTION, demo_fields, demo_insitu, run_demo
-    from vercye_lai.validation import Agreement, pair_with_insitu
+    from vercye_lai.validate import ValidateOptions, match_series, read_insitu
+    from vercye_lai.validation import Agreement
 
     import pandas as pd
 
@@ -48,14 +49,15 @@ def real_season(out: Path) -> None:
                       options=AnalysisOptions(mode="poly_iter", adjustment="wheat", id_column="name",
                                               outliers=kind))
         csvs = {z.name: z.csv for z in res.zones}
-        pairs = pair_with_insitu(csvs, demo_insitu())
+        vo = ValidateOptions(zone_column="parcel")
+        pairs = match_series(read_insitu(demo_insitu(), vo, points=False), out / kind, options=vo)
         rejected = []
         for name, csv in csvs.items():
             df = pd.read_csv(csv)
             rejected += [f"{name} {d} ({v:.2f})" for d, v in
                          zip(df.loc[df.outlier == 1, "Date"], df.loc[df.outlier == 1, "LAI Mean Rejected"])]
         for col in ("LAI Mean", "LAI Mean Adjusted"):
-            a = Agreement.of(pairs[col].to_numpy(), pairs["insitu_lai"].to_numpy())
+            a = Agreement.of(pairs[col].to_numpy(), pairs["insitu"].to_numpy())
             print(f"| {kind} | {col} | {a.n} | {a.rmse:.3f} | {a.bias:+.3f} | {a.r:.3f} | "
                   f"{'; '.join(rejected) if col == 'LAI Mean' else ''} |")
 

@@ -129,3 +129,16 @@ def test_series_averages_the_measurements_of_a_zone_and_day(tmp_path):
     assert pairs.to_dict("records") == [{
         "zone": "A", "group": "A", "insitu_date": "2022-05-01", "n_measurements": 2, "insitu": 3.0,
         "interpolated": 0, "LAI Mean": 3.5, "LAI Mean Adjusted": 3.9}]
+
+
+def test_series_of_an_analyze_folder_without_a_manifest(tmp_path):
+    gpd.GeoDataFrame({"date": ["2022-05-01"], "lai": [2.0], "parcel": ["A_1"]},
+                     geometry=[Point(8.68, 47.44)], crs=4326).to_file(tmp_path / "m.geojson")
+    series = tmp_path / "series"
+    series.mkdir()
+    (series / "R_my_fields_A_1_2022-04-01_2022-06-01_STATS.csv").write_text(
+        "Date,n_pixels,interpolated,LAI Mean,LAI Mean Adjusted\n2022-05-01,10,0,3.5,3.9\n")
+    (series / "R_my_fields_B_A_1_x_STATS.csv").write_text("not this one\n")
+    options = ValidateOptions(zone_column="parcel")
+    pairs = match_series(read_insitu(tmp_path / "m.geojson", options, points=False), series, options=options)
+    assert pairs[["zone", "LAI Mean"]].to_dict("records") == [{"zone": "A_1", "LAI Mean": 3.5}]

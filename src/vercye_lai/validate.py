@@ -19,6 +19,7 @@ a scatter plot coloured by group.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,9 +254,21 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
         raise InputError("--series needs --zone-column: the column naming each point's zone")
     series_dir = Path(series_dir)
     manifest = read_manifest(series_dir)
-    if manifest is None:
-        raise InputError("not an analysis output folder (no readable MANIFEST.json)", path=series_dir)
-    csvs = {str(z["name"]): series_dir / z["csv"] for z in manifest["zones"]}
+    if manifest is not None:  # written by run
+        csvs = {str(z["name"]): series_dir / z["csv"] for z in manifest["zones"]}
+    else:  # analyze: {region}_{geometry}_{zone}_{start}_{end}_STATS.csv
+        csvs = {}
+        for z in sorted(set(insitu[options.zone_column].astype(str))):
+            pattern = re.compile(rf"_{re.escape(z)}_\d{{4}}-\d\d-\d\d_\d{{4}}-\d\d-\d\d_STATS\.csv$")
+            found = sorted(p for p in series_dir.glob("*_STATS.csv") if pattern.search(p.name))
+            if len(found) > 1:
+                raise InputError(f"several series of zone {z!r}: {', '.join(p.name for p in found)}",
+                                 path=series_dir)
+            if found:
+                csvs[z] = found[0]
+        if not csvs:
+            raise InputError("holds no _STATS.csv of the in-situ points' zones (column "
+                             f"{options.zone_column!r})", path=series_dir)
     keys = [options.zone_column, "insitu_date"] + ([options.group_column] if options.group_column else [])
     per_day = (pd.DataFrame(insitu.drop(columns="geometry")).groupby(keys, dropna=False)[INSITU]
                .agg(["mean", "count"]).reset_index())
