@@ -415,9 +415,11 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
                            df[group_column].astype(str).to_numpy(), x, doy, tuple(net.inputs))
 
 
-def write_cv_tables(results: dict[str, CrossValidation], out: str | Path) -> tuple[Path, Path, str]:
-    """``{out}_cv.csv`` and ``{out}_cv.md`` beside the calibration file; returns them and
-    the Markdown text."""
+def write_cv_tables(results: dict[str, CrossValidation], out: str | Path,
+                    data: CalibrationData | None = None) -> tuple[Path, Path, str]:
+    """``{out}_cv.csv`` and ``{out}_cv.md`` beside the calibration file (and, given the
+    ``data``, ``{out}_cv_predictions.csv``: each row's held-out prediction by every
+    method); returns the two tables and the Markdown text."""
     import pandas as pd
 
     out = Path(out)
@@ -425,6 +427,11 @@ def write_cv_tables(results: dict[str, CrossValidation], out: str | Path) -> tup
     csv = out.with_name(out.stem + "_cv.csv")
     md = out.with_name(out.stem + "_cv.md")
     write_text_atomic(csv, table.to_csv(index=False, float_format="%.4f"))
+    if data is not None:
+        rows = pd.DataFrame({"group": data.groups, "insitu": data.target, "estimate": data.estimate}
+                            | {m: r.predictions for m, r in results.items()})
+        write_text_atomic(out.with_name(out.stem + "_cv_predictions.csv"),
+                          rows.to_csv(index=False, float_format="%.4f"))
     cols = ["method", "held_out", "n", "chosen", "rmse_uncalibrated", "bias_uncalibrated", "rmse", "bias", "r"]
     lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
     for row in table[cols].itertuples(index=False):

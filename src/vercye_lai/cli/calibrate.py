@@ -38,7 +38,8 @@ def command(matched, group_column, out, insitu_column, method, **params):
     MATCHED: the table of `validate` or the output of `predict-table` (the estimate
     column is the variable's name, e.g. LAI; band columns as predict-table reads them).
     Writes OUT (JSON: method, coefficients, CV figures, n, groups, model), OUT_cv.csv and
-    OUT_cv.md (every method, per held-out group, beside the uncalibrated figures).
+    OUT_cv.md (every method, per held-out group, beside the uncalibrated figures) and
+    OUT_cv_predictions.csv (each row's held-out prediction by every method).
     Apply it with --calibration (predict-table, predict) or analyze --adjustment OUT.
 
     \b
@@ -55,7 +56,7 @@ def command(matched, group_column, out, insitu_column, method, **params):
                             predict=predict, options=options, method=method)
     cal, results = fit_calibration(data, method, model=str(predict.model), variable=predict.variables[0])
     cal.write(out)
-    csv, md, text = write_cv_tables(results, out)
+    csv, md, text = write_cv_tables(results, out, data)
     stdout.print(text, markup=False)
     c = cal.cv["calibrated"]
     u = cal.cv["uncalibrated"]
