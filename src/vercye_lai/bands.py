@@ -28,6 +28,9 @@ S2_BANDS_20M: tuple[str, ...] = (
 )
 #: Band order of the 10 m SL2P input stack.
 S2_BANDS_10M: tuple[str, ...] = ("cosVZA", "cosSZA", "cosRAA", "B2", "B3", "B4", "B8")
+#: Band order of the Landsat 8/9 (and HLS L30) SL2P input stack: Landsat OLI numbering,
+#: B3 green, B4 red, B5 NIR, B6 SWIR1, B7 SWIR2 (not Sentinel-2's B5, a red edge).
+L8_BANDS: tuple[str, ...] = ("cosVZA", "cosSZA", "cosRAA", "B3", "B4", "B5", "B6", "B7")
 ANGLE_BANDS = ("cosVZA", "cosSZA", "cosRAA")
 
 STACK_DTYPE = "int16"
@@ -51,7 +54,7 @@ def canonical_band(name: str) -> str:
     key = re.sub(r"[\s\-]", "", s).lower()
     if key in _ALIASES:
         return _ALIASES[key]
-    m = re.fullmatch(r"b0*(\d{1,2})(a?)", key)
+    m = re.fullmatch(r"(?:sr_)?b0*(\d{1,2})(a?)", key)  # SR_B5: Landsat Collection 2
     if m:
         return f"B{int(m[1])}{m[2].upper()}"
     return s

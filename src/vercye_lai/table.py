@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bands import ANGLE_BANDS, canonical_band
+from .bands import ANGLE_BANDS, L8_BANDS, canonical_band
 from .errors import DataIOError, DependencyError, InputError
 from .io import atomic_output, check_utf8
 from .options import Options, setting
@@ -296,6 +296,11 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
     """
     have = band_columns(df)
     refl = [b for b in inputs if b not in ANGLE_BANDS]
+    s2_only = [b for b in ("B8A", "B12") if b in have]  # Landsat has neither (its B11 is thermal)
+    if tuple(inputs) == L8_BANDS and s2_only:  # same names, other bands: B5 is NIR in Landsat only
+        raise InputError(f"has Sentinel-2 bands ({', '.join(s2_only)}): model {predict.model} reads Landsat "
+                         "numbering (B3 green, B4 red, B5 NIR, B6/B7 SWIR); use a Sentinel-2 model "
+                         "(sl2p) for Sentinel-2 and HLS S30 rows", path=path)
     missing = [b for b in refl if b not in have]
     if missing:
         raise InputError(f"no column for band(s) {', '.join(missing)} (model {predict.model}); "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bands import S2_BANDS_10M, S2_BANDS_20M
+from ..bands import L8_BANDS, S2_BANDS_10M, S2_BANDS_20M
 from ..errors import ModelError
 from .sl2p import Network, grid_codes
 
@@ -62,6 +62,8 @@ DEFAULT_MODEL = "sl2p"
 MODELS: dict[str, tuple[str, str]] = {  # name -> (kind, path inside weights/)
     "sl2p": ("leaf", "leaf/s2_sl2p_weiss_or_prosail_NNT3_Single_0_1.csv"),
     "sl2p-10m": ("leaf", "leaf/s2_sl2p_weiss_or_prosail_10m_NNT1_Single_0_1.csv"),
+    # Landsat 8/9 OLI and HLS L30 (LEAF uses this network for all three)
+    "sl2p-l8": ("leaf", "leaf/L8_sl2p_weiss_or_prosail_NNT3_Single_0_1_fromGEEFC.csv"),
     "snap-3.0-s2a": ("snap", "snap/3_0/S2A"),
     "snap-3.0-s2b": ("snap", "snap/3_0/S2B"),
     "snap-2.1": ("snap", "snap/2_1"),
@@ -193,9 +195,10 @@ def leaf_row(nets: list[dict], var: Variable, path: Path) -> dict:
 
 def _leaf_network(raw: dict[str, np.ndarray], var: Variable, model: str, source: str) -> Network:
     n_in = raw["in_scale"].size
-    inputs = {11: S2_BANDS_20M, 7: S2_BANDS_10M}.get(n_in)
+    inputs = {11: S2_BANDS_20M, 7: S2_BANDS_10M, 8: L8_BANDS}.get(n_in)
     if inputs is None:
-        raise ModelError(f"{model}: networks with {n_in} inputs are not supported (11 or 7)")
+        raise ModelError(f"{model}: networks with {n_in} inputs are not supported (11 or 7: Sentinel-2; "
+                         "8: Landsat 8)")
     scale = np.asarray(raw["in_scale"], dtype=np.float64)
     offset = np.asarray(raw["in_offset"], dtype=np.float64)
     w = float(np.ravel(raw["out_w"])[0])
