@@ -237,4 +237,4 @@ def test_convert_weights_pth_with_torch(tmp_path, monkeypatch):
 
 
 def test_all_bundled_models_listed():
-    assert set(MODELS) == {"sl2p", "sl2p-10m", "snap-3.0-s2a", "snap-3.0-s2b", "snap-2.1"}
+    assert set(MODELS) == {"sl2p", "sl2p-10m", "sl2p-l8", "snap-3.0-s2a", "snap-3.0-s2b", "snap-2.1"}

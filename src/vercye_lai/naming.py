@@ -1,8 +1,14 @@
 """File-name conventions shared by every step.
 
-Stacks (acquisition/mosaic output, predict input): ``{region}_{res}m_{date}.{tif,vrt}``.
-Products (predict output): ``{region}_{res}m_{date}_{VARIABLE}.tif``, e.g. ``_LAI.tif``.
+Stacks (acquisition/mosaic output, predict input): ``{region}_{res}m_{date}[_{SENSOR}].{tif,vrt}``.
+Products (predict output): ``{region}_{res}m_{date}[_{SENSOR}]_{VARIABLE}.tif``, e.g. ``_LAI.tif``.
 Dates are ISO ``YYYY-MM-DD``. Region names may themselves contain underscores.
+
+The sensor token names the source of a stack other than Sentinel-2: ``L8``, ``L9`` (Landsat
+Collection 2 Level-2), ``L30``, ``S30`` (HLS). Sentinel-2 names carry none, so every
+existing folder keeps its meaning; a token (not a folder per sensor) keeps one folder per
+region, sorted by date, that every step lists once, and lets two sensors' products of one
+date sit side by side.
 """
 
 from __future__ import annotations
@@ -17,10 +23,30 @@ from .errors import InputError, NoDataFoundError
 
 STACK_EXTENSIONS = (".vrt", ".tif")  # order = preference when both exist for a date
 
+#: sensor tokens of the file names; Sentinel-2 (``S2``) has none
+SENSORS = ("S2", "S30", "L30", "L8", "L9")
+#: the sensors whose stacks the Landsat network reads (Landsat OLI band numbering)
+LANDSAT_SENSORS = ("L30", "L8", "L9")
+
 _NAME_RE = re.compile(
     r"^(?P<region>.+)_(?P<res>\d+(?:\.\d+)?)m_(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:_(?P<sensor>S30|L30|L8|L9)(?=[_.]))?"
     r"(?:_(?P<suffix>[A-Za-z][A-Za-z0-9_]*))?(?P<ext>\.[A-Za-z]+)$"
 )
+
+
+def sensor_token(sensor: str | None) -> str | None:
+    """The token of ``sensor`` in file names (``None`` for Sentinel-2).
+
+    Raises
+    ------
+    InputError
+        For an unknown sensor.
+    """
+    s = (sensor or "S2").upper()
+    if s not in SENSORS:
+        raise InputError(f"unknown sensor {sensor!r}; known: {', '.join(x.lower() for x in SENSORS)}")
+    return None if s == "S2" else s
 
 
 def _res_str(res: float) -> str:
@@ -43,6 +69,8 @@ class RasterName:
         ``None`` for a stack, the variable (``"LAI"``) for a product.
     ext
         ``".tif"`` or ``".vrt"``.
+    sensor
+        ``None`` for Sentinel-2, else the token (``"L30"``, see :data:`SENSORS`).
     """
 
     region: str
@@ -50,15 +78,22 @@ class RasterName:
     date: dt.date
     suffix: str | None = None
     ext: str = ".tif"
+    sensor: str | None = None
 
     @property
     def name(self) -> str:
         tail = f"_{self.suffix}" if self.suffix else ""
-        return f"{self.region}_{_res_str(self.resolution)}m_{self.date.isoformat()}{tail}{self.ext}"
+        token = f"_{self.sensor}" if self.sensor else ""
+        return f"{self.region}_{_res_str(self.resolution)}m_{self.date.isoformat()}{token}{tail}{self.ext}"
+
+    @property
+    def sensor_name(self) -> str:
+        """``"S2"`` or the token."""
+        return self.sensor or "S2"
 
     def product(self, variable: str) -> RasterName:
         """The product name of this stack for ``variable`` (always ``.tif``)."""
-        return RasterName(self.region, self.resolution, self.date, variable, ".tif")
+        return RasterName(self.region, self.resolution, self.date, variable, ".tif", self.sensor)
 
     @classmethod
     def parse(cls, name: str | Path) -> RasterName:
@@ -67,14 +102,14 @@ class RasterName:
         m = _NAME_RE.match(base)
         if not m:
             raise InputError(
-                "file name does not follow '{region}_{res}m_{YYYY-MM-DD}[_{VARIABLE}].{tif,vrt}'",
+                "file name does not follow '{region}_{res}m_{YYYY-MM-DD}[_{SENSOR}][_{VARIABLE}].{tif,vrt}'",
                 path=name,
             )
         try:
             date = dt.date.fromisoformat(m["date"])
         except ValueError as exc:
             raise InputError(f"invalid date {m['date']!r} in file name", path=name) from exc
-        return cls(m["region"], float(m["res"]), date, m["suffix"], m["ext"].lower())
+        return cls(m["region"], float(m["res"]), date, m["suffix"], m["ext"].lower(), m["sensor"])
 
 
 def flags_path(product: Path) -> Path:
@@ -87,9 +122,10 @@ def uncertainty_path(product: Path) -> Path:
     return product.with_name(product.stem + "_uncertainty.tif")
 
 
-def stack_name(region: str, resolution: float, date: dt.date, ext: str = ".tif") -> str:
-    """``{region}_{res}m_{date}{ext}``."""
-    return RasterName(region, resolution, date, None, ext).name
+def stack_name(region: str, resolution: float, date: dt.date, ext: str = ".tif", *,
+               sensor: str | None = None) -> str:
+    """``{region}_{res}m_{date}[_{SENSOR}]{ext}``."""
+    return RasterName(region, resolution, date, None, ext, sensor_token(sensor)).name
 
 
 def product_name(region: str, resolution: float, date: dt.date, variable: str = "LAI") -> str:
@@ -106,8 +142,9 @@ def find_rasters(
     extensions: tuple[str, ...] = STACK_EXTENSIONS,
     start: dt.date | None = None,
     end: dt.date | None = None,
+    sensor: str | None = None,
 ) -> dict[dt.date, Path]:
-    """Find the conventional rasters of one region and resolution in ``directory``.
+    """Find the conventional rasters of one region, resolution and sensor in ``directory``.
 
     Parameters
     ----------
@@ -123,6 +160,9 @@ def find_rasters(
         (a ``.vrt`` mosaic wins over a single ``.tif`` part).
     start, end
         Optional inclusive date range.
+    sensor
+        ``None`` or ``"S2"``: Sentinel-2 names (no token); else the sensor token
+        (``"L30"``); see :func:`find_observations` for several sensors.
 
     Returns
     -------
@@ -143,6 +183,7 @@ def find_rasters(
         raise NoDataFoundError("folder does not exist", path=folders[0])
     found: dict[dt.date, Path] = {}
     rank = {e: i for i, e in enumerate(extensions)}
+    token = sensor_token(sensor)
     for folder in existing:
         here: dict[tuple[dt.date, str], Path] = {}
         for path in sorted(folder.iterdir()):
@@ -154,6 +195,8 @@ def find_rasters(
                 continue
             # the resolution is compared as a number: "20m" and "20.0m" are one resolution
             if rn.region != region or rn.resolution != float(resolution) or rn.suffix != suffix:
+                continue
+            if rn.sensor != token:
                 continue
             if rn.ext not in rank:
                 continue
@@ -174,10 +217,67 @@ def find_rasters(
         if start or end:
             span = f" between {start or '…'} and {end or '…'}"
         raise NoDataFoundError(
-            f"no '{region}_{_res_str(resolution)}m_<date>{what}.{{{exts}}}' files{span}",
-            path=existing[0],
+            f"no '{region}_{_res_str(resolution)}m_<date>{'_' + token if token else ''}{what}.{{{exts}}}' "
+            f"files{span}", path=existing[0],
         )
     return dict(sorted(found.items()))
+
+
+def find_observations(
+    directory: str | Path | Sequence[str | Path],
+    region: str,
+    resolution: float,
+    *,
+    sensors: Sequence[str] = ("S2",),
+    suffix: str | None = None,
+    extensions: tuple[str, ...] = STACK_EXTENSIONS,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+) -> dict[tuple[dt.date, str], Path]:
+    """The rasters of several sensors: ``(date, sensor) → path``, sorted by date, then by
+    the order of ``sensors``.
+
+    Sentinel-2 files must have ``resolution``; another sensor's may have any (HLS and
+    Landsat are 30 m) — but one only: two resolutions of one sensor are an error.
+
+    Raises
+    ------
+    NoDataFoundError
+        No file of any of the sensors.
+    InputError
+        Two files of one date and sensor (see :func:`find_rasters`), or two resolutions of
+        one sensor.
+    """
+    order = [(sensor_token(s) or "S2") for s in sensors]
+    folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
+    resolutions: dict[str, set[float]] = {s: set() for s in order}
+    for folder in (f for f in dict.fromkeys(folders) if f.is_dir()):
+        for path in folder.iterdir():
+            try:
+                rn = RasterName.parse(path.name)
+            except InputError:
+                continue
+            if rn.region == region and rn.suffix == suffix and rn.sensor_name in resolutions:
+                resolutions[rn.sensor_name].add(rn.resolution)
+    found: dict[tuple[dt.date, str], Path] = {}
+    for s in order:
+        res = {float(resolution)} if s == "S2" else resolutions[s]
+        if len(res) > 1:
+            raise InputError(f"{s} files of {region} at several resolutions ({', '.join(map(_res_str, sorted(res)))} m): "
+                             "keep one", path=folders[0])
+        for r in res:
+            try:
+                got = find_rasters(folders, region, r, suffix=suffix, extensions=extensions, start=start,
+                                   end=end, sensor=s)
+            except NoDataFoundError:
+                continue
+            found.update({(d, s): p for d, p in got.items()})
+    if not found:
+        what = f"_{suffix}" if suffix else ""
+        raise NoDataFoundError(f"no '{region}_{{res}}m_<date>[_SENSOR]{what}' files of "
+                               f"{', '.join(order)}", path=folders[0])
+    rank = {s: i for i, s in enumerate(order)}
+    return dict(sorted(found.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]])))
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
