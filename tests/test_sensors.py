@@ -68,3 +68,166 @@ def test_a_sentinel2_table_with_the_landsat_network_is_refused():
 
     with pytest.raises(InputError, match="Sentinel-2"):
         predict_table(s2, predict=PredictOptions(model="sl2p-l8"))
+
+
+# --- readers: HLS granules and Landsat C2 L2 scenes → stacks, on the real pieces -------------
+
+PIECES = DATA / "landsat_hls"
+
+
+def region_of(path) -> "object":
+    import rasterio
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box
+
+    with rasterio.open(path) as ds:
+        return box(*transform_bounds(ds.crs, "EPSG:4326", *ds.bounds))
+
+
+def read_stack(path):
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.descriptions, ds.read(masked=True).astype(float) * 1e-4, ds.tags()
+
+
+def test_hls_v15_l30_granule_to_a_landsat_stack(tmp_path):
+    import rasterio
+
+    from vercye_lai.acquire.hls import stack_hls
+
+    folder = PIECES / "hls_l30_v15"
+    b4 = folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"
+    out = stack_hls([folder], region_of(b4), "slo", 30, tmp_path)
+    (key, path), = out.items()
+    assert key[1] == "L30" and path.name == "slo_30m_2019-09-10_L30.tif"
+    names, data, tags = read_stack(path)
+    assert names == ("cosVZA", "cosSZA", "cosRAA", "B3", "B4", "B5", "B6", "B7")
+    with rasterio.open(b4) as ds:
+        dn = ds.read(1)
+    valid = dn != -1000
+    np.testing.assert_allclose(data[4].filled(np.nan)[valid], dn[valid] * 1e-4, atol=1e-4)
+    assert data[4].mask[~valid].all()  # v1.5 fill -1000 is nodata
+    # no angle bands: the sun from SENSING_TIME (granule mean sun zenith 35.26 deg), nadir view
+    assert np.ma.median(np.degrees(np.arccos(np.clip(data[1], -1, 1)))) == pytest.approx(35.3, abs=1.5)
+    assert np.ma.allclose(data[0], 1.0) and "nadir view assumed" in tags["NOTES"]
+
+
+def build_v20_granule(folder, tmp_path, *, cloud_rows=slice(0, 10)):
+    """An HLS v2.0 L30 granule made from the real v1.5 pieces in the v2.0 encoding: fill −9999,
+    names with the time, and (from the real S30 angle piece, its first 128 × 138 pixels) the
+    SZA/SAA/VZA/VAA bands; Fmask cloud bit set on some rows."""
+    import rasterio
+
+    out = tmp_path / "granule"
+    out.mkdir()
+    stem = "HLS.L30.T10SFE.2019253T183445.v2.0"
+    for b in ("B03", "B04", "B05", "B06", "B07", "Fmask"):
+        with rasterio.open(folder / f"HLS.L30.T10SFE.2019253.v1.5.{b}.clip.tif") as ds:
+            data, prof = ds.read(1), ds.profile
+        if b == "Fmask":
+            data = data.copy()
+            data[cloud_rows][data[cloud_rows] != 255] |= 0b10
+        else:
+            data = np.where(data == -1000, -9999, data).astype(np.int16)
+            prof.update(nodata=-9999)
+        with rasterio.open(out / f"{stem}.{b}.tif", "w", **prof) as dst:
+            dst.write(data, 1)
+    for a in ("SZA", "SAA", "VZA", "VAA"):
+        with rasterio.open(PIECES / "s30_angles_v15" / f"HLS.S30.T35JMG.2020192T074619.v1.5.{a}.clip.tif") as ds:
+            angle = ds.read(1)[:128, :138]
+        prof.update(dtype="uint16", nodata=40000)
+        with rasterio.open(out / f"{stem}.{a}.tif", "w", **prof) as dst:
+            dst.write(angle, 1)
+    return out, stem
+
+
+def test_hls_v20_granule_fmask_and_angle_bands(tmp_path):
+    import rasterio
+
+    from vercye_lai.acquire.hls import stack_hls
+
+    granule, stem = build_v20_granule(PIECES / "hls_l30_v15", tmp_path)
+    out = stack_hls([granule], region_of(granule / f"{stem}.B04.tif"), "slo", 30, tmp_path / "stacks")
+    _, data, tags = read_stack(next(iter(out.values())))
+    with rasterio.open(granule / f"{stem}.B04.tif") as ds:
+        valid = ds.read(1) != -9999
+    with rasterio.open(granule / f"{stem}.SZA.tif") as ds:
+        sza = ds.read(1) * 0.01
+    assert data[4].mask[:10].all()  # the cloud bit masks those rows
+    keep = valid.copy()
+    keep[:10] = False
+    assert not data[4].mask[keep].any()
+    np.testing.assert_allclose(data[1].filled(np.nan)[keep], np.cos(np.radians(sza))[keep], atol=1e-4)
+    assert tags["ANGLES"] == "per-pixel SZA/SAA/VZA/VAA bands"
+    # --fmask without the cloud bit keeps them
+    out2 = stack_hls([granule], region_of(granule / f"{stem}.B04.tif"), "slo", 30, tmp_path / "s2",
+                     fmask=(0, 3, 4))
+    assert not read_stack(next(iter(out2.values())))[1][4].mask[keep | (valid & ~keep)].any()
+
+
+def test_landsat_c2l2_scene_scaling_qa_and_sun(tmp_path):
+    import rasterio
+
+    from vercye_lai.acquire.landsat import find_scenes, read_mtl, stack_landsat
+
+    folder = PIECES / "landsat8_c2l2"
+    (scene,) = find_scenes([folder])
+    assert (scene.sensor, scene.scale, scene.offset) == ("L8", 2.75e-05, -0.2)
+    b5 = folder / "LC08_L2SP_008059_20191201_20200825_02_T1_SR_B5.TIF"
+    out = stack_landsat([folder], region_of(b5), "amazon", 450, tmp_path)
+    (path,) = out.values()
+    assert path.name == "amazon_450m_2019-12-01_L8.tif"
+    _, data, _ = read_stack(path)
+    with rasterio.open(b5) as ds:
+        dn = ds.read(1).astype(float)
+    with rasterio.open(folder / "LC08_L2SP_008059_20191201_20200825_02_T1_QA_PIXEL.TIF") as ds:
+        qa = ds.read(1).astype(int)
+    clear = (qa & 0b111111) == 0
+    assert clear.any() and (~clear).any()
+    # the ~450 m scene is resampled onto a square 450 m grid: compare the distributions
+    expected = dn[clear] * 2.75e-5 - 0.2
+    assert np.ma.median(data[5]) == pytest.approx(np.median(expected), abs=0.01)
+    assert data[5].mask.mean() == pytest.approx(1 - clear.mean(), abs=0.1)
+    elevation = float(read_mtl(folder / "LC08_L2SP_008059_20191201_20200825_02_T1_MTL.txt")
+                      ["IMAGE_ATTRIBUTES"]["SUN_ELEVATION"])
+    assert np.ma.median(90 - np.degrees(np.arccos(np.clip(data[1], -1, 1)))) == pytest.approx(elevation, abs=1.0)
+
+
+def test_bad_scene_folders_are_clear_errors(tmp_path):
+    import shutil
+
+    from vercye_lai.acquire.hls import find_granules
+    from vercye_lai.acquire.landsat import find_scenes
+    from vercye_lai.errors import InputError
+
+    for f in (PIECES / "hls_l30_v15").glob("*"):
+        if "B05" not in f.name:
+            shutil.copy(f, tmp_path)
+    with pytest.raises(InputError, match="lacks band file"):
+        find_granules([tmp_path])
+    with pytest.raises(InputError, match="no Landsat C2 L2 scene"):
+        find_scenes([tmp_path])
+    with pytest.raises(InputError, match="fmask: bit"):
+        find_granules([PIECES / "hls_l30_v15"], fmask=(9,))
+
+
+def test_predict_takes_the_landsat_network_for_landsat_stacks(tmp_path):
+    import rasterio
+    from click.testing import CliRunner
+
+    from vercye_lai.acquire.hls import stack_hls
+    from vercye_lai.cli.main import cli
+
+    folder = PIECES / "hls_l30_v15"
+    stacks = tmp_path / "stacks"
+    stack_hls([folder], region_of(folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"), "slo", 30, stacks)
+    r = CliRunner().invoke(cli, ["-q", "predict", str(stacks), str(tmp_path / "lai"), "--region", "slo",
+                                 "--uncertainty"])
+    assert r.exit_code == 0, r.output
+    product = tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI.tif"
+    with rasterio.open(product) as ds:
+        assert ds.tags()["VERCYE_MODEL"] == "sl2p-l8"
+        lai = ds.read(1)
+    assert 0 < np.nanmedian(lai) < 8 and (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_flags.tif").exists()
+    assert not (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_uncertainty.tif").exists()  # no error network

@@ -274,8 +274,13 @@ def find_observations(
             found.update({(d, s): p for d, p in got.items()})
     if not found:
         what = f"_{suffix}" if suffix else ""
-        raise NoDataFoundError(f"no '{region}_{{res}}m_<date>[_SENSOR]{what}' files of "
-                               f"{', '.join(order)}", path=folders[0])
+        exts = "|".join(e.lstrip(".") for e in extensions)
+        span = f" between {start or '…'} and {end or '…'}" if start or end else ""
+        s2 = f"'{region}_{_res_str(resolution)}m_<date>{what}.{{{exts}}}' files" if "S2" in order else ""
+        others = [s for s in order if s != "S2"]
+        tail = f" (nor {'/'.join(others)} ones at any resolution)" if others and s2 else \
+            (f"{'/'.join(others)} files of {region}" if others else "")
+        raise NoDataFoundError(f"no {s2}{tail}{span}", path=folders[0])
     rank = {s: i for i, s in enumerate(order)}
     return dict(sorted(found.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]])))
 

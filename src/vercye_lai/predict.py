@@ -11,6 +11,7 @@ would trust; a rerun skips products that are complete and newer than their input
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -32,8 +33,17 @@ from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiErro
 from .grid import Grid
 from .io import atomic_output, check_utf8, is_whole, open_raster, remove_stale, tmp_path_for
 from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
+from .model.registry import has_error_network
 from .model.sl2p import OUT_OF_RANGE
-from .naming import RasterName, find_rasters, flags_path, uncertainty_path  # noqa: F401 - API
+from .naming import (  # noqa: F401 - API
+    LANDSAT_SENSORS,
+    SENSORS,
+    RasterName,
+    find_observations,
+    find_rasters,
+    flags_path,
+    uncertainty_path,
+)
 from .options import Options, setting
 from .stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
 from .system import default_workers
@@ -153,6 +163,10 @@ class PredictOptions(Options):
         DEFAULT_MODEL, metavar="NAME|PATH",
         help="SL2P coefficients: a bundled model (vercye-lai models), or a SNAP auxdata folder / "
         "LEAF CSV / .npz.")
+    landsat_model: str = setting(
+        "sl2p-l8", metavar="NAME|PATH",
+        help="Network for Landsat 8/9 and HLS L30 stacks (_L8, _L9, _L30 in the file names: Landsat band "
+             "numbering); --model serves Sentinel-2 and HLS S30.")
     variables: tuple[str, ...] = setting(
         ("LAI",), cli="--variable", choices=_variable_names, case_sensitive=False,
         help="Variable to predict; repeat for several (one read of the input serves all).")
@@ -194,10 +208,33 @@ class PredictOptions(Options):
         # variables are case-insensitive and each predicted once
         object.__setattr__(self, "variables", tuple(dict.fromkeys(v.upper() for v in self.variables)))
         super().__post_init__()
-        m = str(self.model)
-        if m not in _model_names() and not Path(m).suffix and "/" not in m:
-            raise ConfigError(f"model: {m!r} is not a bundled model; allowed values: "
-                              f"{', '.join(_model_names())}, or a coefficient file/folder path")
+        for key in ("model", "landsat_model"):
+            m = str(getattr(self, key))
+            if m not in _model_names() and not Path(m).suffix and "/" not in m:
+                raise ConfigError(f"{key}: {m!r} is not a bundled model; allowed values: "
+                                  f"{', '.join(_model_names())}, or a coefficient file/folder path")
+
+
+def options_for(src: str | Path, options: PredictOptions) -> PredictOptions:
+    """The options for one stack: a Landsat or HLS L30 stack (``_L8``, ``_L9``, ``_L30`` in
+    its name) is predicted with ``landsat_model``; without an error network there, no
+    uncertainty raster (logged); a calibration of another model is not applied (logged)."""
+    try:
+        sensor = RasterName.parse(src).sensor
+    except InputError:
+        return options
+    if sensor not in LANDSAT_SENSORS or options.model == options.landsat_model:
+        return options
+    changes: dict[str, Any] = {"model": options.landsat_model}
+    if options.uncertainty and not has_error_network(options.landsat_model):
+        log.warning("%s: %s has no error network; no uncertainty raster for this %s stack",
+                    Path(src).name, options.landsat_model, sensor)
+        changes["uncertainty"] = False
+    if options.calibration is not None:
+        log.warning("%s: the calibration is for %s, not applied to this %s stack", Path(src).name,
+                    options.model, sensor)
+        changes["calibration"] = None
+    return dataclasses.replace(options, **changes)
 
 
 def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]) -> dict[str, Path]:
@@ -453,6 +490,7 @@ def predict_file(
     """
     src = check_utf8(src)
     outputs = {v: check_utf8(p) for v, p in outputs.items()}
+    options = options_for(src, options)
     t0 = time.perf_counter()
     networks = [load_network(options.model, v) for v in outputs]
     if not options.overwrite and _all_complete(outputs, src, networks, options):
@@ -489,19 +527,20 @@ def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
     ModelError
         Unknown model or variable (before any date).
     """
-    networks = check_model(options)
+    check_model(options)
     units = []
     for d, src in stacks.items():
-        outputs = product_paths(src, out_dir, options.variables)
-        done = not options.overwrite and _all_complete(outputs, src, networks, options)
-        units.append(PredictUnit(d, Path(src), outputs, done))
+        o = options_for(src, options)
+        outputs = product_paths(src, out_dir, o.variables)
+        done = not o.overwrite and _all_complete(outputs, src, check_model(o), o)
+        units.append(PredictUnit(d[0] if isinstance(d, tuple) else d, Path(src), outputs, done))
     return units
 
 
 def part_key(unit: PredictUnit, options: PredictOptions) -> str:
     """Identifies a date's input file and every option that changes its parts' content."""
     s = unit.src.stat()
-    o = options
+    o = options_for(unit.src, options)
     cal = load_options_calibration(o)
     text = repr((unit.src.name, s.st_size, s.st_mtime_ns, o.model, o.variables, o.block_size,
                  o.flags, o.scale, o.offset, o.part_pixels, o.out_of_range, o.uncertainty,
@@ -713,8 +752,9 @@ def predict_dir(
     progress: ProgressFn | None = None,
     on_done: Callable[[PredictResult], None] | None = None,
 ) -> list[PredictResult]:
-    """Predict every date of a region: ``{region}_{res}m_{date}.{vrt,tif}`` in ``s2_dir`` →
-    ``{region}_{res}m_{date}_{VAR}.tif`` in ``out_dir``.
+    """Predict every date of a region: ``{region}_{res}m_{date}[_{SENSOR}].{vrt,tif}`` in
+    ``s2_dir`` → ``{region}_{res}m_{date}[_{SENSOR}]_{VAR}.tif`` in ``out_dir``: Sentinel-2
+    stacks at ``resolution``, Landsat and HLS stacks at theirs (see :func:`options_for`).
 
     A date that fails (corrupt file, wrong bands) is reported in its result and the other
     dates still run; model/variable errors fail at once, before any date.
@@ -727,11 +767,11 @@ def predict_dir(
         Unknown model or variable.
     """
     check_model(options)  # fail fast on a bad model/variable, not once per date
-    stacks = find_rasters(s2_dir, region, resolution, start=start, end=end)
+    stacks = find_observations(s2_dir, region, resolution, sensors=SENSORS, start=start, end=end)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for i, (date, src) in enumerate(stacks.items()):
+    for i, ((date, _sensor), src) in enumerate(stacks.items()):
         disk_full = False
         if on_start:
             on_start(date, src)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from ..bands import StackWriter
+from ..bands import S2_BANDS_20M, StackWriter
 from ..errors import DataIOError, gdal_reason
 from ..grid import Grid
 from ..io import is_whole
@@ -224,8 +224,10 @@ def write_windowed(
     *,
     tags: Mapping[str, str],
     block: int | None = None,
+    bands: Sequence[str] = S2_BANDS_20M,
 ) -> int:
-    """Write a stack of :data:`~vercye_lai.bands.S2_BANDS_20M` on ``grid`` window by window.
+    """Write a stack of ``bands`` (default :data:`~vercye_lai.bands.S2_BANDS_20M`) on
+    ``grid`` window by window.
 
     Parameters
     ----------
@@ -248,7 +250,7 @@ def write_windowed(
     """
     height, width = grid.shape
     with StackWriter(
-        dst, width=width, height=height, transform=grid.transform, crs=grid.crs, tags=tags
+        dst, width=width, height=height, transform=grid.transform, crs=grid.crs, tags=tags, bands=bands
     ) as out:
         windows = out.windows(block)
         for i, window in enumerate(windows, start=1):

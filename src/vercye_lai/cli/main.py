@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mosaic": ("mosaic", "Mosaic the parts of each date into one VRT."),
     "stack-safe": ("stack_safe", "Build stacks from local Sentinel-2 L2A SAFE products."),
     "stack-stac": ("stack_stac", "Build stacks from a STAC catalogue (Earth Search, Planetary Computer)."),
+    "stack-hls": ("stack_hls", "Build stacks from local HLS L30/S30 granules (Landsat numbering for L30)."),
+    "stack-landsat": ("stack_landsat", "Build stacks from local Landsat 8/9 Collection 2 Level-2 scenes."),
     "stack-bands": ("stack_bands", "Build a stack from a reflectance GeoTIFF of named bands."),
     "run": ("run", "Run the whole pipeline from a config file."),
     "predict-table": ("predict_table", "Predict LAI for the rows of a table (field spectra, samples)."),

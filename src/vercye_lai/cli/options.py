@@ -33,15 +33,13 @@ def option(*decls, **kw):
     return click.option(*decls, cls=AliasedOption, **kw)
 
 
-resolution_option = option(
-    "--resolution",
-    "--res",
-    "resolution",
-    type=float,
-    default=20,
-    show_default=True,
-    help="Pixel size in metres, as in the file names ({region}_{res}m_{date}).",
-)
+def resolution_option_of(default: float):
+    """``--resolution/--res M`` with another default (HLS and Landsat stacks: 30 m)."""
+    return option("--resolution", "--res", "resolution", type=float, default=default, show_default=True,
+                  help="Pixel size in metres, as in the file names ({region}_{res}m_{date}).")
+
+
+resolution_option = resolution_option_of(20)
 
 
 #: what ``--help`` says of the spellings kept for existing scripts

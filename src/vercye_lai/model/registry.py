@@ -318,6 +318,15 @@ def load_error_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "
     return net
 
 
+def has_error_network(model: str | Path) -> bool:
+    """Whether ``model`` has a LEAF error network (``--uncertainty``)."""
+    if str(model) in ERROR_MODELS:
+        return True
+    path = Path(str(model))
+    return path.suffix.lower() == ".csv" and any(
+        path.with_name(path.stem + sfx).exists() for sfx in _ERROR_SUFFIXES)
+
+
 def available_variables(model: str | Path) -> list[str]:
     """The variables a model provides."""
     out = []

@@ -1,0 +1,162 @@
+"""NASA's Harmonized Landsat Sentinel-2 (HLS) granules on disk → input stacks.
+
+Granules are folders (or lists) of COGs named
+``HLS.{L30|S30}.T{tile}.{YYYYDOY}T{HHMMSS}.v{version}.{band}.tif`` (v1.5 granules cut to
+GeoTIFF may lack the time and carry a further suffix, ``….B04.clip.tif``).
+
+Bands
+    HLS L30 (Landsat 8/9 OLI, Landsat numbering) → ``B3, B4, B5, B6, B7`` for the Landsat
+    network (``sl2p-l8``, as LEAF uses it for L30); HLS S30 (Sentinel-2 MSI harmonised to
+    Landsat geometry) keeps Sentinel-2's bands and numbering → ``B3 … B12`` for the
+    Sentinel-2 networks. Reflectance = stored × 1e-4; fill −9999 (v2.0) or −1000 (v1.5)
+    where a file declares no nodata.
+Fmask
+    Bits 0 cirrus, 1 cloud, 2 adjacent to cloud or shadow, 3 cloud shadow, 4 snow/ice,
+    5 water, 6–7 aerosol level; the bits in ``fmask`` (default 0–4) mask a pixel, as
+    does the fill value 255.
+Angles
+    The granule's ``SZA, SAA, VZA, VAA`` bands (uint16 degrees × 100, fill 40000) where
+    present; else the sun from the acquisition time per pixel and a nadir view (logged,
+    and in the stack's tags).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+
+from ..bands import L8_BANDS, S2_BANDS_20M
+from ..errors import InputError
+from ..options import Options as OptionsBase
+from ..options import setting
+from .scene import ANGLE_FILES, Scene, stack_scenes
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(
+    r"^HLS\.(?P<kind>L30|S30)\.T(?P<tile>\w{5})\.(?P<ydoy>\d{7})(?:T(?P<hms>\d{6}))?"
+    r"\.v(?P<version>\d+\.\d+)\.(?P<band>[A-Za-z0-9]+)(?:\.[\w-]+)*\.tif$", re.IGNORECASE)
+#: network band ← HLS band file, per product kind
+BANDS = {
+    "L30": {"B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07"},
+    "S30": {"B3": "B03", "B4": "B04", "B5": "B05", "B6": "B06", "B7": "B07", "B8A": "B8A",
+            "B11": "B11", "B12": "B12"},
+}
+INPUTS = {"L30": L8_BANDS, "S30": S2_BANDS_20M}
+SCALE = 1e-4
+FILL = {"2": -9999, "1": -1000}  # by major version
+FMASK_BITS = {0: "cirrus", 1: "cloud", 2: "adjacent to cloud or shadow", 3: "cloud shadow",
+              4: "snow/ice", 5: "water"}
+DEFAULT_FMASK = (0, 1, 2, 3, 4)
+
+
+def _time(m: re.Match, band_file: Path) -> dt.datetime:
+    day = dt.datetime.strptime(m["ydoy"], "%Y%j").replace(tzinfo=dt.UTC)
+    if m["hms"]:
+        return day.replace(hour=int(m["hms"][:2]), minute=int(m["hms"][2:4]), second=int(m["hms"][4:]))
+    with rasterio.open(band_file) as ds:  # v1.5 names hold no time: the granule's SENSING_TIME
+        sensing = ds.tags().get("SENSING_TIME", "").split(";")[0].strip()
+    if not sensing:
+        raise InputError("the granule name holds no time and its files no SENSING_TIME", path=band_file)
+    import pandas as pd
+
+    t = pd.Timestamp(sensing)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.floor("us").to_pydatetime()
+
+
+def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = DEFAULT_FMASK,
+                  kinds: Sequence[str] = ("L30", "S30")) -> list[Scene]:
+    """The HLS granules among ``paths`` (files, or folders searched recursively).
+
+    Raises
+    ------
+    InputError
+        A granule without a band the networks need or without its Fmask (naming what is
+        missing), an unknown Fmask bit, or no granule at all.
+    """
+    bad = [b for b in fmask if b not in FMASK_BITS]
+    if bad:
+        raise InputError(f"fmask: bit(s) {bad} are not cloud/shadow/snow/water bits; allowed: "
+                         + ", ".join(f"{b} {n}" for b, n in FMASK_BITS.items()))
+    files: dict[str, dict[str, Path]] = {}
+    matches: dict[str, re.Match] = {}
+    for p in map(Path, paths):
+        for f in (sorted(p.rglob("*.tif")) if p.is_dir() else [p]):
+            m = _NAME.match(f.name)
+            if not m or m["kind"].upper() not in kinds:
+                continue
+            gid = f"HLS.{m['kind'].upper()}.T{m['tile'].upper()}.{m['ydoy']}" + (f"T{m['hms']}" if m["hms"] else "") \
+                + f".v{m['version']}"
+            files.setdefault(gid, {})[m["band"].upper().replace("FMASK", "Fmask")] = f
+            matches[gid] = m
+    scenes = []
+    for gid, have in sorted(files.items()):
+        m = matches[gid]
+        kind = m["kind"].upper()
+        need = {**{b: f for b, f in BANDS[kind].items()}, "Fmask": "Fmask"}
+        missing = [f for f in need.values() if f not in have]
+        if missing:
+            raise InputError(f"granule {gid} lacks band file(s) {', '.join(missing)}", path=next(iter(have.values())))
+        angles = {a: have[a] for a in ANGLE_FILES if a in have}
+        if angles and len(angles) < len(ANGLE_FILES):
+            raise InputError(f"granule {gid} has only some angle bands ({', '.join(angles)}); need "
+                             f"{', '.join(ANGLE_FILES)} or none", path=next(iter(angles.values())))
+        bands = {b: have[f] for b, f in BANDS[kind].items()}
+        notes = () if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",)
+        if not angles:
+            log.info("%s: no angle bands; the sun is computed from the acquisition time, the view "
+                     "assumed nadir", gid)
+        scenes.append(Scene(
+            sensor=kind, product=gid, tile=m["tile"].upper(), time=_time(m, bands["B3"]), bands=bands,
+            inputs=INPUTS[kind], scale=SCALE, offset=0.0, fill=FILL.get(m["version"].split(".")[0], -9999),
+            quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes))
+    if not scenes:
+        raise InputError("no HLS granule files (HLS.{L30|S30}.T{tile}.{YYYYDOY}….v{version}.{band}.tif) in "
+                         + ", ".join(map(str, paths)))
+    return scenes
+
+
+def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
+              out_dir: str | os.PathLike, *, fmask: Sequence[int] = DEFAULT_FMASK,
+              kinds: Sequence[str] = ("L30", "S30"), overwrite: bool = False,
+              progress=None) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules."""
+    return stack_scenes(find_granules(paths, fmask=fmask, kinds=kinds), geometry, region, resolution,
+                        out_dir, overwrite=overwrite, source="stack-hls", progress=progress)
+
+
+# --- the ``hls`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
+
+KIND = "hls"
+IN_PROCESS = False
+NEEDS_GEOMETRY = True
+
+
+@dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``hls`` source: HLS granules on disk."""
+
+    paths: tuple[Path, ...] = setting(
+        cli=None, help="Folders of HLS granule COGs (searched recursively), files or glob patterns.")
+    fmask: tuple[int, ...] = setting(
+        DEFAULT_FMASK, sep=",", help="Fmask bits that mask a pixel: 0 cirrus, 1 cloud, 2 adjacent, "
+        "3 shadow, 4 snow/ice, 5 water.")
+    products: tuple[str, ...] = setting(
+        ("L30", "S30"), sep=",", choices=("L30", "S30"), help="HLS products to stack.")
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
+    """The stacks of ``region``'s dates from the granules: ``(date, sensor) → path``."""
+    from . import expand_patterns
+
+    out = stack_hls(expand_patterns(options.paths), region.shape(), region.name, resolution, out_dir,
+                    fmask=options.fmask, kinds=options.products)
+    return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}

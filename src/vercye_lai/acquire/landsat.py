@@ -1,0 +1,173 @@
+"""Landsat 8/9 Collection 2 Level-2 scenes on disk → input stacks.
+
+A scene is its ``…_SR_B{n}.TIF`` band files, ``…_QA_PIXEL.TIF`` and its metadata
+``…_MTL.txt`` (or ``…_MTL.xml``), named by the product id
+``L{C|O}0{8|9}_L2SP_{path}{row}_{acquired}_{processed}_02_T{1|2}``.
+
+Bands
+    ``SR_B3 … SR_B7`` (green, red, NIR, SWIR1, SWIR2: Landsat numbering) for the Landsat
+    network (``sl2p-l8``). Reflectance = DN × ``REFLECTANCE_MULT_BAND_n`` +
+    ``REFLECTANCE_ADD_BAND_n`` of the MTL's Level-2 group (Collection 2: × 2.75e-5 − 0.2),
+    DN 0 is fill.
+QA_PIXEL
+    Bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow, 7 water; the
+    bits in ``qa_bits`` (default 0–5) mask a pixel.
+Angles
+    Per pixel from ``…_SZA/_SAA/_VZA/_VAA.TIF`` angle bands (degrees × 100) where the product
+    has them; else the sun per pixel from the acquisition time (``DATE_ACQUIRED`` +
+    ``SCENE_CENTER_TIME``) and a nadir view — Landsat's view zenith is at most 7.5° at the
+    swath edge (documented, and in the stack's tags).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bands import L8_BANDS
+from ..errors import InputError
+from ..options import Options as OptionsBase
+from ..options import setting
+from .scene import ANGLE_FILES, Scene, stack_scenes
+
+log = logging.getLogger(__name__)
+
+_PRODUCT = re.compile(r"^(?P<id>L[CO]0(?P<sat>[89])_L2SP_(?P<pathrow>\d{6})_(?P<acq>\d{8})_\d{8}_02_T[12])_"
+                      r"(?P<band>SR_B\d|QA_PIXEL|MTL|SZA|SAA|VZA|VAA)\.(?P<ext>tif|txt|xml)$", re.IGNORECASE)
+QA_BITS = {0: "fill", 1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow", 7: "water"}
+DEFAULT_QA = (0, 1, 2, 3, 4, 5)
+L2_GROUP = "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS"
+
+
+def read_mtl(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """An MTL file (``.txt`` ODL or ``.xml``) as ``{group: {key: value}}`` (innermost groups)."""
+    path = Path(path)
+    out: dict[str, dict[str, str]] = {}
+    try:
+        if path.suffix.lower() == ".xml":
+            for group in ET.parse(path).getroot().iter():
+                leaves = {c.tag: (c.text or "").strip() for c in group if len(c) == 0}
+                if leaves:
+                    out.setdefault(group.tag, {}).update(leaves)
+            return out
+        stack: list[str] = []
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = (s.strip() for s in line.partition("="))
+            if key == "GROUP":
+                stack.append(value)
+            elif key == "END_GROUP":
+                stack.pop() if stack else None
+            elif value and stack:
+                out.setdefault(stack[-1], {})[key] = value.strip('"')
+    except (OSError, ET.ParseError) as exc:
+        raise InputError(f"cannot read the scene metadata: {exc}", path=path) from exc
+    return out
+
+
+def _first(mtl: dict[str, dict[str, str]], key: str, group: str | None = None) -> str | None:
+    if group is not None:
+        return mtl.get(group, {}).get(key)
+    for g in mtl.values():
+        if key in g:
+            return g[key]
+    return None
+
+
+def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = DEFAULT_QA) -> list[Scene]:
+    """The Landsat 8/9 C2 L2 scenes among ``paths`` (files, or folders searched recursively).
+
+    Raises
+    ------
+    InputError
+        A scene without a band, its QA_PIXEL or its MTL (naming what is missing), an MTL
+        without the Level-2 scaling or the acquisition time, an unknown QA bit, or no scene.
+    """
+    bad = [b for b in qa_bits if b not in QA_BITS]
+    if bad:
+        raise InputError(f"qa_bits: bit(s) {bad} are not QA_PIXEL mask bits; allowed: "
+                         + ", ".join(f"{b} {n}" for b, n in QA_BITS.items()))
+    files: dict[str, dict[str, Path]] = {}
+    for p in map(Path, paths):
+        for f in (sorted(p.rglob("*")) if p.is_dir() else [p]):
+            m = _PRODUCT.match(f.name)
+            if m:
+                band = m["band"].upper()
+                if band == "MTL" and "MTL" in files.get(m["id"].upper(), {}) and f.suffix.lower() == ".xml":
+                    continue  # the .txt is read when both are there
+                files.setdefault(m["id"].upper(), {})[band] = f
+    scenes = []
+    for pid, have in sorted(files.items()):
+        need = [f"SR_B{n}" for n in range(3, 8)] + ["QA_PIXEL", "MTL"]
+        missing = [b for b in need if b not in have]
+        if missing:
+            raise InputError(f"scene {pid} lacks {', '.join(missing)}", path=next(iter(have.values())))
+        mtl = read_mtl(have["MTL"])
+        acquired, centre = _first(mtl, "DATE_ACQUIRED"), _first(mtl, "SCENE_CENTER_TIME")
+        if not acquired or not centre:
+            raise InputError("no DATE_ACQUIRED/SCENE_CENTER_TIME", path=have["MTL"])
+        hms = centre.rstrip("Z").split(".")[0]
+        time = dt.datetime.fromisoformat(f"{acquired}T{hms}").replace(tzinfo=dt.UTC)
+        mult = {n: _first(mtl, f"REFLECTANCE_MULT_BAND_{n}", L2_GROUP) for n in range(3, 8)}
+        add = {n: _first(mtl, f"REFLECTANCE_ADD_BAND_{n}", L2_GROUP) for n in range(3, 8)}
+        if None in mult.values() or None in add.values():
+            raise InputError(f"no Level-2 reflectance scaling ({L2_GROUP}): not a Collection 2 Level-2 "
+                             "scene?", path=have["MTL"])
+        scale, offset = {float(v) for v in mult.values()}, {float(v) for v in add.values()}
+        if len(scale) > 1 or len(offset) > 1:
+            raise InputError("bands with different reflectance scalings are not supported", path=have["MTL"])
+        angles = {a: have[a] for a in ANGLE_FILES if a in have}
+        if angles and len(angles) < len(ANGLE_FILES):
+            raise InputError(f"scene {pid} has only some angle bands ({', '.join(angles)})", path=have["MTL"])
+        sat = pid[3]
+        scenes.append(Scene(
+            sensor=f"L{sat}", product=pid, tile=pid.split("_")[2], time=time,
+            bands={f"B{n}": have[f"SR_B{n}"] for n in range(3, 8)}, inputs=L8_BANDS,
+            scale=scale.pop(), offset=offset.pop(), fill=0, quality=have["QA_PIXEL"], quality_bits=tuple(qa_bits),
+            quality_fill=None, angles=angles, angle_fill=None,
+            notes=() if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",)))
+    if not scenes:
+        raise InputError("no Landsat C2 L2 scene files (L?0{8|9}_L2SP_…_SR_B{n}.TIF, QA_PIXEL, MTL) in "
+                         + ", ".join(map(str, paths)))
+    return scenes
+
+
+def stack_landsat(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
+                  out_dir: str | os.PathLike, *, qa_bits: Sequence[int] = DEFAULT_QA,
+                  overwrite: bool = False,
+              progress=None) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes."""
+    return stack_scenes(find_scenes(paths, qa_bits=qa_bits), geometry, region, resolution, out_dir,
+                        overwrite=overwrite, source="stack-landsat", progress=progress)
+
+
+# --- the ``landsat`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) ----------
+
+KIND = "landsat"
+IN_PROCESS = False
+NEEDS_GEOMETRY = True
+
+
+@dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``landsat`` source: Landsat 8/9 Collection 2 Level-2 scenes on disk."""
+
+    paths: tuple[Path, ...] = setting(
+        cli=None, help="Folders of Landsat C2 L2 scene files (searched recursively), files or globs.")
+    qa_bits: tuple[int, ...] = setting(
+        DEFAULT_QA, sep=",", help="QA_PIXEL bits that mask a pixel: 0 fill, 1 dilated cloud, 2 cirrus, "
+        "3 cloud, 4 cloud shadow, 5 snow, 7 water.")
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
+    """The stacks of ``region``'s dates from the scenes: ``(date, sensor) → path``."""
+    from . import expand_patterns
+
+    out = stack_landsat(expand_patterns(options.paths), region.shape(), region.name, resolution, out_dir,
+                        qa_bits=options.qa_bits)
+    return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}

@@ -1,0 +1,261 @@
+"""Scenes of per-band GeoTIFFs (HLS granules, Landsat Collection 2 scenes) → input stacks.
+
+A :class:`Scene` is one acquisition of one tile or path/row: a file per band, a quality
+band whose bits mask clouds, shadows and snow, and either per-pixel angle bands or an
+acquisition time (the sun computed per pixel, the view assumed nadir). The scenes of one
+date are brought onto the region's grid as :mod:`vercye_lai.acquire.safe` does for
+Sentinel-2 tiles (the grid of the scene covering most of the region, anchored on its
+corner; first valid pixel wins), one window at a time, and written as a stack of the
+network's bands (:data:`~vercye_lai.bands.L8_BANDS` for Landsat and HLS L30,
+:data:`~vercye_lai.bands.S2_BANDS_20M` for HLS S30) named with the sensor token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from ..bands import ANGLE_BANDS
+from ..errors import InputError
+from ..grid import Grid
+from ..naming import stack_name
+from .angles import angle_cosines, cosines
+from .warp import ImageCache, choose_resampling, keep_existing, warp_to_grid, write_windowed
+
+log = logging.getLogger(__name__)
+
+ANGLE_FILES = ("SZA", "SAA", "VZA", "VAA")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One acquisition as per-band files.
+
+    Attributes
+    ----------
+    sensor
+        File-name token: ``L30``, ``S30``, ``L8``, ``L9``.
+    product
+        Granule or scene id.
+    tile
+        Tile or path/row (messages).
+    time
+        Acquisition time (UTC).
+    bands
+        Network band name (``B3`` …, in the numbering of :attr:`inputs`) → file.
+    inputs
+        The stack's bands, in order (angle cosines first).
+    scale, offset
+        Reflectance = stored × scale + offset.
+    fill
+        Stored fill value of the reflectance files (used where a file declares none).
+    quality, quality_bits, quality_fill
+        The mask file, the bits of it that mask a pixel, and its fill value (masked).
+    angles
+        ``SZA, SAA, VZA, VAA`` → file (degrees × ``angle_scale``, ``angle_fill`` = none);
+        empty: the sun is computed from :attr:`time`, the view is ``view`` (degrees).
+    """
+
+    sensor: str
+    product: str
+    tile: str
+    time: dt.datetime
+    bands: Mapping[str, Path]
+    inputs: tuple[str, ...]
+    scale: float
+    offset: float
+    fill: float | None
+    quality: Path | None
+    quality_bits: tuple[int, ...]
+    quality_fill: int | None
+    angles: Mapping[str, Path] = field(default_factory=dict)
+    angle_scale: float = 0.01
+    angle_fill: float | None = 40000
+    view: tuple[float, float] = (0.0, 0.0)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def date(self) -> dt.date:
+        return self.time.date()
+
+    @property
+    def source(self) -> Path:
+        return next(iter(self.bands.values()))
+
+    @functools.cached_property
+    def _meta(self) -> tuple:
+        with rasterio.open(self.source) as ds:
+            return ds.crs, tuple(ds.bounds), abs(ds.transform.a)
+
+    @property
+    def crs(self):
+        return self._meta[0]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return self._meta[1]
+
+    @property
+    def resolution(self) -> float:
+        return self._meta[2]
+
+
+def bits_set(q: np.ndarray, bits: Sequence[int], fill: int | None) -> np.ndarray:
+    """True where any of ``bits`` is set in the quality values ``q`` (or ``q`` is ``fill``)."""
+    q = q.astype(np.int64)
+    mask = np.zeros(q.shape, bool)
+    for b in bits:
+        mask |= (q >> b) & 1 == 1
+    if fill is not None:
+        mask |= q == fill
+    return mask
+
+
+def scene_layer(scene: Scene, grid: Grid, resolution: float,
+                images: Callable[[str], rasterio.DatasetReader] | None = None) -> dict[str, np.ndarray]:
+    """The stack bands of one scene on ``grid``: reflectances (NaN where nodata or masked)
+    and angle cosines."""
+    images = images or str
+    out: dict[str, np.ndarray] = {}
+    own = scene.resolution
+    for band in scene.inputs:
+        if band in ANGLE_BANDS:
+            continue
+        ds = images(str(scene.bands[band]))
+        nodata = ds.nodata if isinstance(ds, rasterio.io.DatasetReaderBase) and ds.nodata is not None else scene.fill
+        dn = warp_to_grid(ds, grid, resampling=choose_resampling(own, resolution), src_nodata=nodata)
+        out[band] = dn * scene.scale + scene.offset
+    if scene.quality is not None:
+        frac = warp_to_grid(
+            images(str(scene.quality)), grid, resampling=choose_resampling(own, resolution, categorical=True),
+            prepare=lambda q: bits_set(q, scene.quality_bits, scene.quality_fill).astype(np.float32))
+        masked = ~(frac == 0)  # NaN (no quality value) or any masked part of the pixel
+        for band in out:
+            out[band][masked] = np.nan
+    if scene.angles:
+        deg = {}
+        for name in ANGLE_FILES:
+            a = warp_to_grid(images(str(scene.angles[name])), grid, resampling=choose_resampling(own, resolution),
+                             src_nodata=scene.angle_fill)
+            deg[name] = a * scene.angle_scale
+        out.update(cosines(deg["SZA"], deg["SAA"], deg["VZA"], deg["VAA"]))
+    else:
+        from .bands import sun_angles
+
+        sun = sun_angles(scene.time, grid, view_zenith=scene.view[0], view_azimuth=scene.view[1])
+        out.update(angle_cosines(sun, transform=grid.transform, crs=grid.crs, shape=grid.shape))
+    return out
+
+
+@dataclass
+class SceneMosaic:
+    """The scenes of one date over a region's grid, one window at a time (as
+    :class:`vercye_lai.acquire.safe.DateMosaic`)."""
+
+    scenes: Sequence[Scene]
+    grid: Grid
+    region: object
+    resolution: float
+    images: Callable[[str], rasterio.DatasetReader] | None = None
+
+    def read(self, window: Window) -> dict[str, np.ndarray]:
+        from rasterio.features import geometry_mask
+
+        sub = self.grid.window(window)
+        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform)
+        inputs = self.scenes[0].inputs
+        stack = {b: np.full(sub.shape, np.nan, np.float32) for b in inputs}
+        filled = outside.copy()
+        for scene in self.scenes:
+            if filled.all():
+                break
+            layer = scene_layer(scene, sub, self.resolution, self.images)
+            valid = np.logical_and.reduce([np.isfinite(layer[b]) for b in inputs])
+            take = valid & ~filled
+            for b in inputs:
+                stack[b][take] = layer[b][take]
+            filled |= take
+        return stack
+
+
+def group_scenes(scenes: Sequence[Scene]) -> dict[tuple[dt.date, str], list[Scene]]:
+    """Scenes by (date, sensor), each group's scenes in tile order."""
+    out: dict[tuple[dt.date, str], list[Scene]] = {}
+    for s in sorted(scenes, key=lambda s: (s.date, s.sensor, s.tile, s.product)):
+        out.setdefault((s.date, s.sensor), []).append(s)
+    return out
+
+
+def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike, resolution: float, *,
+                      overwrite: bool = False, block: int | None = None, source: str) -> bool:
+    """Write the stack of one date's scenes of one sensor (see the module docstring).
+
+    Returns
+    -------
+    bool
+        True when written, False when ``dst`` existed whole and was kept.
+    """
+    from .safe import region_grid
+
+    if keep_existing(dst, overwrite):
+        return False
+    grid, region = region_grid(scenes, geometry, resolution)
+    s0 = scenes[0]
+    tags = {
+        "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
+        "PRODUCTS": ",".join(s.product for s in scenes),
+        "SENSING_TIME": min(s.time for s in scenes).isoformat(),
+        "QUALITY_MASK_BITS": ",".join(map(str, s0.quality_bits)),
+        "ANGLES": ("per-pixel SZA/SAA/VZA/VAA bands" if s0.angles else
+                   f"sun from the acquisition time, view zenith {s0.view[0]:g} azimuth {s0.view[1]:g} deg (assumed)"),
+        **({"NOTES": "; ".join(s0.notes)} if s0.notes else {}),
+    }
+    with ImageCache() as images:
+        mosaic = SceneMosaic(scenes, grid, region, resolution, images)
+        n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block, bands=s0.inputs)
+    if n_valid == 0:
+        log.warning("%s: no valid pixel in the region (clouds or no data)", Path(dst).name)
+    log.info("%s: %d scene(s), %d valid pixels", Path(dst).name, len(scenes), n_valid)
+    return True
+
+
+def stack_scenes(scenes: Sequence[Scene], geometry, region: str, resolution: float, out_dir: str | os.PathLike,
+                 *, overwrite: bool = False, source: str,
+                 progress: Callable[[int, int], None] | None = None) -> dict[tuple[dt.date, str], Path]:
+    """Write one stack per date and sensor: ``{region}_{res}m_{date}_{SENSOR}.tif``.
+
+    Raises
+    ------
+    InputError
+        No scene, or a region that meets none of a date's scenes (that date only: logged).
+    """
+    if not scenes:
+        raise InputError("no scene to stack")
+    out_dir = Path(out_dir)
+    written: dict[tuple[dt.date, str], Path] = {}
+    groups = group_scenes(scenes)
+    for i, ((date, sensor), group) in enumerate(groups.items(), start=1):
+        if progress is not None:
+            progress(i - 1, len(groups))
+        dst = out_dir / stack_name(region, resolution, date, sensor=sensor)
+        try:
+            write_scene_stack(group, geometry, dst, resolution, overwrite=overwrite, source=source)
+        except InputError as exc:
+            log.warning("%s %s: %s", date, sensor, exc)
+            continue
+        written[(date, sensor)] = dst
+    if progress is not None:
+        progress(len(groups), len(groups))
+    if not written:
+        raise InputError(f"the region meets none of the {len(scenes)} scene(s) "
+                         f"({', '.join(sorted({s.product for s in scenes})[:3])}…)")
+    return written
