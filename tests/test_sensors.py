@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
+from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import MODELS, _WEIGHTS
 from vercye_lai.predict import PredictOptions
@@ -231,3 +232,72 @@ def test_predict_takes_the_landsat_network_for_landsat_stacks(tmp_path):
         lai = ds.read(1)
     assert 0 < np.nanmedian(lai) < 8 and (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_flags.tif").exists()
     assert not (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_uncertainty.tif").exists()  # no error network
+
+
+# --- one series from several sensors ------------------------------------------------------
+
+
+def test_one_series_from_two_sensors_on_their_own_grids(tmp_path):
+    from conftest import pixel_box, write_raster
+    from rasterio.transform import from_origin
+
+    from vercye_lai.analysis import analyze
+
+    lai = tmp_path / "lai"
+    s2 = np.full((6, 6), 2.0, np.float32)  # 10 m, origin (475780, 5255000)
+    write_raster(lai / "R_10m_2022-06-01_LAI.tif", s2, nodata=np.nan)
+    cloudy = s2.copy()
+    cloudy[:3] = np.nan  # half of the field cloudy in Sentinel-2 on 06-05 ...
+    write_raster(lai / "R_10m_2022-06-05_LAI.tif", cloudy + 1.0, nodata=np.nan)
+    l30 = np.full((2, 2), 3.5, np.float32)  # ... clear in L30 (30 m) that day
+    write_raster(lai / "R_30m_2022-06-05_L30_LAI.tif", l30, nodata=np.nan,
+                 transform=from_origin(475780.0, 5255000.0, 30.0, 30.0))
+    write_raster(lai / "R_30m_2022-06-03_L8_LAI.tif", l30 - 1.0, nodata=np.nan,
+                 transform=from_origin(475780.0, 5255000.0, 30.0, 30.0))
+    import geopandas as gpd
+
+    gpd.GeoDataFrame({"name": ["f"]}, geometry=[pixel_box(0, 0, 6, 6)], crs="EPSG:32632").to_file(
+        tmp_path / "f.geojson")
+    res = analyze(lai, tmp_path / "out", "R", tmp_path / "f.geojson", resolution=10,
+                  options=AnalysisOptions(id_column="name", outliers="none", interpolation="linear"))
+    df = pd.read_csv(res.zones[0].csv).set_index("Date")
+    assert list(df.columns)[-1] == "sensor"
+    assert df.loc["2022-06-01", "sensor"] == "s2" and df.loc["2022-06-01", "LAI Mean"] == pytest.approx(2.0)
+    assert df.loc["2022-06-03", "sensor"] == "l8" and df.loc["2022-06-03", "LAI Mean"] == pytest.approx(2.5)
+    # 06-05: L30 sees all of the field, S2 half of it: the L30 observation is kept
+    assert df.loc["2022-06-05", "sensor"] == "l30" and df.loc["2022-06-05", "LAI Mean"] == pytest.approx(3.5)
+    assert pd.isna(df.loc["2022-06-02", "sensor"]) and df.loc["2022-06-02", "interpolated"] == 1
+    # --sensors s2 keeps the Sentinel-2 series alone, as before (no sensor column)
+    only = analyze(lai, tmp_path / "s2only", "R", tmp_path / "f.geojson", resolution=10,
+                   options=AnalysisOptions(id_column="name", outliers="none", sensors=("s2",)))
+    d2 = pd.read_csv(only.zones[0].csv).set_index("Date")
+    assert "sensor" not in d2.columns and d2.loc["2022-06-05", "LAI Mean"] == pytest.approx(3.0)
+
+
+def test_hls_folder_to_a_field_series_with_a_sensor_column(tmp_path):
+    """A Landsat/HLS local folder → stacks → LAI → a field's STATS.csv, by the commands."""
+    import geopandas as gpd
+    from click.testing import CliRunner
+    from shapely.geometry import box
+
+    from vercye_lai.cli.main import cli
+
+    def run(*args):
+        r = CliRunner().invoke(cli, ["-q", *map(str, args)])
+        assert r.exit_code == 0, r.output
+        return r
+
+    folder = PIECES / "hls_l30_v15"
+    region = region_of(folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif")
+    gpd.GeoDataFrame({"geometry": [region]}, crs=4326).to_file(tmp_path / "aoi.geojson")
+    run("stack-hls", folder, "--geometry", tmp_path / "aoi.geojson", "--region", "slo", "-o", tmp_path / "stacks")
+    run("predict", tmp_path / "stacks", tmp_path / "lai", "--region", "slo")
+    x0, y0, x1, y1 = region.bounds
+    field = box(x0 + 0.2 * (x1 - x0), y0 + 0.2 * (y1 - y0), x0 + 0.8 * (x1 - x0), y0 + 0.5 * (y1 - y0))
+    gpd.GeoDataFrame({"name": ["a"]}, geometry=[field], crs=4326).to_file(tmp_path / "fields.geojson")
+    run("analyze", tmp_path / "lai", tmp_path / "fields.geojson", "--region", "slo", "--res", "30",
+        "--start-date", "2019-09-01", "--end-date", "2019-09-20", "-o", tmp_path / "out", "--id-column", "name")
+    (csv,) = (tmp_path / "out").glob("*_STATS.csv")
+    df = pd.read_csv(csv).set_index("Date")
+    assert df.loc["2019-09-10", "sensor"] == "l30" and df.loc["2019-09-10", "n_pixels"] > 0
+    assert 0 < df.loc["2019-09-10", "LAI Mean"] < 8

@@ -24,14 +24,14 @@ from rasterio.windows import Window
 from ..errors import DataIOError, InputError
 from ..grid import Grid
 from ..io import atomic_output, open_raster, remove_stale
-from ..naming import uncertainty_path
+from ..naming import SENSORS, uncertainty_path
 from .geometry import (
     ZoneGrid,
     Zones,
     read_window,
 )
 from .options import AnalysisOptions
-from .plan import AnalysisPlan, build_zones, plan_analysis, plan_zones  # noqa: F401 - also the API of analyze
+from .plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
 from .products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
@@ -231,13 +231,17 @@ def analyze_part(
                      min_valid_fraction=plan.options.min_valid_fraction)
     ref, ref_index, season.acc = _reference(plan, zs)
     season.indexes[ref.grid] = ref_index
-    paths = {j: plan.files[all_days[i]] for j, i in enumerate(picked) if all_days[i] in plan.files}
-    reads = _read_ahead(season, list(paths.values()))
-    for j in range(len(picked)):
-        if j in paths:
-            season.add(j, paths[j], *next(reads))
-        if progress is not None:
-            progress(j + 1, len(picked))
+    # a day seen by several sensors: one read per file, combined per zone (see _Season.add)
+    paths = [(j, path) for j, i in enumerate(picked) for path in plan.day_files(all_days[i])]
+    reads = _read_ahead(season, [path for _, path in paths])
+    done = 0
+    for j, path in paths:
+        season.add(j, path, *next(reads), sensor=SENSORS.index(sensor_of(path)))
+        if progress is not None and j + 1 > done:
+            done = j + 1
+            progress(done, len(picked))
+    if progress is not None and done < len(picked):
+        progress(len(picked), len(picked))
     arrays = {
         "zones": np.asarray(range(len(plan.names)) if zones is None else zones, dtype=np.int64),
         "days": np.asarray(picked, dtype=np.int64),
@@ -245,6 +249,7 @@ def analyze_part(
         "totals": ref_index.total[1:],
         "covered": season.covered,
         "n_pixels": season.n_pix,
+        "sensor": season.sensor,
         **{f"t_{k}": v for k, v in season.table.items()},
     }
     if season.acc is not None:
@@ -280,6 +285,10 @@ class _Season:
         self.max_cloud_percent, self.min_valid_fraction = max_cloud_percent, min_valid_fraction
         self.table = {k: np.full((n_days, zones.count), np.nan) for k in STAT_KEYS}
         self.n_pix = np.zeros((n_days, zones.count), dtype=np.int64)
+        #: per day and zone: the index in SENSORS of the observation kept (-1: none), and
+        #: its valid share (a second sensor the same day replaces it only where it sees more)
+        self.sensor = np.full((n_days, zones.count), -1, dtype=np.int8)
+        self._share = np.full((n_days, zones.count), -1.0)
         self.met = np.zeros(n_days, dtype=bool)
         self.covered = np.zeros(zones.count, dtype=bool)  # per zone: some raster of the range meets it
         self._meets: dict[tuple, np.ndarray] = {}
@@ -305,27 +314,34 @@ class _Season:
         return zg, values, unc
 
     def add(self, i: int, path: Path, zg: ZoneGrid, values: np.ndarray | None,
-            unc: np.ndarray | None = None) -> None:
-        """Statistics of day ``i`` from :meth:`read` of the LAI raster ``path``."""
+            unc: np.ndarray | None = None, *, sensor: int = 0) -> None:
+        """Statistics of day ``i`` from :meth:`read` of the LAI raster ``path`` (of sensor
+        number ``sensor``). A second file of the day (another sensor) replaces the first
+        one's statistics of a zone only where it has the larger valid share."""
         if values is None:
             log.debug("%s: does not meet the geometry", path.name)
-            self.table["cloud_pct"][i] = 100.0
+            if not self.met[i]:
+                self.table["cloud_pct"][i] = 100.0
             return
-        self.met[i] = True
         index = self.indexes.get(zg.grid)
         if index is None:
             index = self.indexes[zg.grid] = ZoneIndex.from_labels(zg.labels, self.zones.count)
         gathered = index.gather(values)
         st = zone_stats(gathered, index, adjustment=self.adjustment, gathered=True,
                         uncertainty=None if unc is None else index.gather(unc))
-        observed = _observed(st, index.total[1:], self.max_cloud_percent,
-                             self.min_valid_fraction)
+        total = index.total[1:]
+        observed = _observed(st, total, self.max_cloud_percent, self.min_valid_fraction)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, st["n_pixels"] / np.maximum(total, 1), 0.0)
+        take = share > self._share[i] if self.met[i] else np.ones(self.zones.count, dtype=bool)
+        self.met[i] = True
+        self._share[i, take] = share[take]
+        self.sensor[i, take] = np.where(observed, sensor, -1)[take]
         # a rejected day aggregates nothing; its cloud share tells why
-        self.n_pix[i] = np.where(observed, st["n_pixels"], 0)
+        self.n_pix[i, take] = np.where(observed, st["n_pixels"], 0)[take]
         for k in STAT_KEYS:
-            self.table[k][i] = st[k]
-            if k != "cloud_pct":  # a gap keeps its cloud share, loses its statistics
-                self.table[k][i, ~observed] = np.nan
+            v = st[k] if k == "cloud_pct" else np.where(observed, st[k], np.nan)
+            self.table[k][i, take] = v[take]  # a gap keeps its cloud share, loses its statistics
         if self.acc is not None:
             self.acc.add(values, zg.grid, np.concatenate(([False], observed)),
                          gathered=gathered if zg.grid == self.acc.grid else None)
@@ -397,10 +413,13 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
     for chunk, ps in chunks.items():
         table = {k: np.full((len(days), len(chunk)), np.nan) for k in STAT_KEYS}
         n_pix = np.zeros((len(days), len(chunk)), dtype=np.int64)
+        table["sensor"] = np.full((len(days), len(chunk)), -1, dtype=np.int8)
         for p in ps:
             for k in STAT_KEYS:
                 table[k][p["days"]] = p[f"t_{k}"]
             n_pix[p["days"]] = p["n_pixels"]
+            if p.get("sensor") is not None:
+                table["sensor"][p["days"]] = p["sensor"]
         acc = _chunk_max(plan, chunk, ps)
         for k_local, z in enumerate(chunk):
             if plan.names[z] not in skipped:
@@ -451,7 +470,8 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
                        name if plan.options.mode == "poly_iter" else None)
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
-    cols = _fill_series(table, n_pix, k, options=plan.options, uncertainty=plan.has_uncertainty)
+    cols = _fill_series(table, n_pix, k, options=plan.options, uncertainty=plan.has_uncertainty,
+                        sensors=plan.multi_sensor)
     csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
                           date_format=plan.options.date_format, clean_stale=False)
     tif = None
@@ -533,7 +553,8 @@ def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: f
 
 
 def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
-                 options: AnalysisOptions, uncertainty: bool = False) -> dict[str, np.ndarray]:
+                 options: AnalysisOptions, uncertainty: bool = False,
+                 sensors: bool = False) -> dict[str, np.ndarray]:
     """The CSV columns (:func:`~.products.stats_columns`, by key) of zone ``k``: outliers
     rejected, then the smoothed columns smoothed, then the gap-filled ones interpolated."""
     o = options
@@ -563,4 +584,8 @@ def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
     series["interpolated"] = filled["mean"].astype(np.int8)
     series["outlier"] = rejected.astype(np.int8)
     series["n_pixels"] = n
+    if sensors:  # the sensor of each observed day ('' on gap, outlier and rejected days)
+        code = table["sensor"][:, k]
+        names = np.array([*(x.lower() for x in SENSORS), ""], dtype=object)
+        series["sensor"] = names[np.where((code >= 0) & (n > 0), code, len(SENSORS))]
     return series

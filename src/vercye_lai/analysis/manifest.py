@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import is_whole, remove_stale, write_text_atomic
-from ..naming import find_rasters, uncertainty_path
+from ..naming import find_observations, uncertainty_path
 from .options import AnalysisOptions
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -26,19 +26,20 @@ PART_PREFIX = ".analysis-part."  # hidden part files: {PART_PREFIX}{key}.{n:04d}
 
 
 def lai_files(lai_dir: Path, region: str, *, resolution: float, start: dt.date, end: dt.date,
-              options: AnalysisOptions) -> dict[dt.date, Path]:
-    """The LAI files an analysis reads (listed once, for its fingerprint and its plan).
+              options: AnalysisOptions) -> dict[tuple[dt.date, str], Path]:
+    """The LAI files an analysis reads, ``(date, sensor) → path`` (listed once, for its
+    fingerprint and its plan).
 
     Raises
     ------
     NoDataFoundError
         No LAI file of the region in the range (yet).
     """
-    return find_rasters(lai_dir, region, resolution, suffix=options.variable,
-                        extensions=(".tif",), start=start, end=end)
+    return find_observations(lai_dir, region, resolution, sensors=options.sensors, suffix=options.variable,
+                             extensions=(".tif",), start=start, end=end)
 
 
-def fingerprint(files: Mapping[dt.date, Path], geometry: Path, *, start: dt.date, end: dt.date,
+def fingerprint(files: Mapping, geometry: Path, *, start: dt.date, end: dt.date,
                 options: AnalysisOptions) -> dict[str, Any]:
     """What an analysis depends on: its options, its geometry file, its LAI files (name, mtime)
     and the uncertainty rasters beside them (added later, they add a column)."""

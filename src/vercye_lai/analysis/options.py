@@ -74,3 +74,9 @@ class AnalysisOptions(Options):
         help="Bands of _MAX.tif: estimateLAImax and/or adjustedLAImax; none writes no map.")
     variable: str = setting(
         "LAI", help="Product suffix in the file names ({region}_{res}m_{date}_{variable}.tif).")
+    sensors: tuple[str, ...] = setting(
+        ("s2", "s30", "l30", "l8", "l9"), sep=",", choices=("s2", "s30", "l30", "l8", "l9"),
+        case_sensitive=False,
+        help="Sensors whose products make the series (Sentinel-2 at --res, the others at theirs). A day "
+             "seen by several takes, per zone, the one with the larger valid share (the first listed "
+             "on a tie); the CSV's sensor column says which.")

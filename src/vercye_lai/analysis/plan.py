@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..grid import Grid
 from ..io import open_raster
-from ..naming import find_rasters, uncertainty_path
+from ..naming import RasterName, find_observations, uncertainty_path
 from ..options import check_value, settings_of
 from .geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
 from .options import AnalysisOptions
@@ -70,6 +70,8 @@ class AnalysisPlan:
     order: tuple[int, ...]
     reference: Path
     options: AnalysisOptions = AnalysisOptions()
+    #: other sensors' files of a date that :attr:`files` has (in ``options.sensors`` order)
+    more: dict[dt.date, tuple[Path, ...]] = field(default_factory=dict)
     #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
     #: pickled (a Dask worker elsewhere reads the geometry file again)
     built: Zones | None = field(default=None, repr=False)
@@ -81,7 +83,21 @@ class AnalysisPlan:
     def has_uncertainty(self) -> bool:
         """The LAI files have uncertainty rasters beside them (``predict --uncertainty``):
         the CSVs then get a ``LAI Uncertainty`` column."""
-        return any(uncertainty_path(p).exists() for p in self.files.values())
+        return any(uncertainty_path(p).exists() for p in self.all_files)
+
+    @property
+    def all_files(self) -> list[Path]:
+        """Every LAI file, by date (a date's sensors in ``options.sensors`` order)."""
+        return [p for d in sorted(self.files) for p in (self.files[d], *self.more.get(d, ()))]
+
+    def day_files(self, day: dt.date) -> tuple[Path, ...]:
+        """The files of ``day`` (none, one, or one per sensor)."""
+        return (self.files[day], *self.more.get(day, ())) if day in self.files else ()
+
+    @functools.cached_property
+    def multi_sensor(self) -> bool:
+        """Some file is not Sentinel-2's: the CSVs get a ``sensor`` column."""
+        return any(sensor_of(p) != "S2" for p in self.all_files)
 
     @functools.cached_property
     def days(self) -> list[dt.date]:
@@ -134,13 +150,36 @@ def _spatial_order(zones: Zones) -> tuple[int, ...]:
     return tuple(np.argsort(centres.hilbert_distance().to_numpy(), kind="stable").tolist())
 
 
-def _reference_file(files: dict[dt.date, Path], zones: Zones) -> Path | None:
-    """The first file (by date) whose raster meets the zones' window, from metadata only."""
-    for day in sorted(files):
-        with open_raster(files[day]) as ds:
+def sensor_of(path: Path) -> str:
+    """``S2`` or the sensor token of a product's name."""
+    try:
+        return RasterName.parse(path).sensor_name
+    except InputError:
+        return "S2"
+
+
+def split_observations(obs: Mapping) -> tuple[dict[dt.date, Path], dict[dt.date, tuple[Path, ...]]]:
+    """``(date, sensor) → path`` (or ``date → path``) as the first file of each date and
+    the others."""
+    first: dict[dt.date, Path] = {}
+    more: dict[dt.date, list[Path]] = {}
+    for key, path in obs.items():
+        day = key[0] if isinstance(key, tuple) else key
+        if day in first:
+            more.setdefault(day, []).append(Path(path))
+        else:
+            first[day] = Path(path)
+    return dict(sorted(first.items())), {d: tuple(v) for d, v in more.items()}
+
+
+def _reference_file(paths: Sequence[Path], zones: Zones) -> Path | None:
+    """The first file (by date, then sensor) whose raster meets the zones' window, from
+    metadata only."""
+    for path in paths:
+        with open_raster(path) as ds:
             grid = Grid.of(ds)
             if grid.overlap(grid.window_for(zones.bounds_in(ds.crs))) is not None:
-                return files[day]
+                return path
     return None
 
 
@@ -154,7 +193,7 @@ def plan_analysis(
     start: dt.date | None = None,
     end: dt.date | None = None,
     options: AnalysisOptions = AnalysisOptions(),
-    files: Mapping[dt.date, Path] | None = None,
+    files: Mapping | None = None,
 ) -> AnalysisPlan:
     """Check the options and inputs of an analysis and plan it (see :func:`analyze`).
 
@@ -189,11 +228,13 @@ def plan_analysis(
 
         adjustment_calibration(o.adjustment)  # a bad or refit* calibration fails before any work
     if files is None:
-        files = find_rasters(lai_dir, region, resolution, suffix=o.variable,
-                             extensions=(".tif",), start=start, end=end)
+        files = find_observations(lai_dir, region, resolution, sensors=o.sensors, suffix=o.variable,
+                                  extensions=(".tif",), start=start, end=end)
+    files, more = split_observations(files)
     zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
                         layer=o.layer)
-    reference = _reference_file(files, zones)
+    every = [p for d in sorted(files) for p in (files[d], *more.get(d, ()))]
+    reference = _reference_file(every, zones)
     if reference is None:
         raise InputError(
             f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
@@ -203,5 +244,5 @@ def plan_analysis(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
         files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
-        reference=reference, options=options, built=zones,
+        reference=reference, options=options, built=zones, more=more,
     )

@@ -48,6 +48,8 @@ class StatsColumn:
 
     def cells(self, values: np.ndarray) -> list[str]:
         """The column's CSV cells."""
+        if self.type is str:
+            return [str(v) for v in values.tolist()]
         if self.type is int:
             return [str(int(v)) for v in values.tolist()]
         return [_fmt(v) for v in values.tolist()]
@@ -79,11 +81,16 @@ OUTLIER_COLUMNS: tuple[StatsColumn, ...] = (
 )
 
 
-def stats_columns(*, smoothed: bool, uncertainty: bool = False) -> tuple[StatsColumn, ...]:
-    """The columns after ``Date`` of a ``_STATS.csv``, with or without smoothing and
-    uncertainty."""
+#: Last, when the products come from several sensors: the sensor of each observed day.
+SENSOR_COLUMN = StatsColumn("sensor", "sensor", str)
+
+
+def stats_columns(*, smoothed: bool, uncertainty: bool = False, sensors: bool = False) -> tuple[StatsColumn, ...]:
+    """The columns after ``Date`` of a ``_STATS.csv``, with or without smoothing,
+    uncertainty and the sensor column."""
     return (STATS_COLUMNS + (UNSMOOTHED_COLUMNS if smoothed else ())
-            + ((UNCERTAINTY_COLUMN,) if uncertainty else ()) + OUTLIER_COLUMNS)
+            + ((UNCERTAINTY_COLUMN,) if uncertainty else ()) + OUTLIER_COLUMNS
+            + ((SENSOR_COLUMN,) if sensors else ()))
 
 
 MAX_BANDS = ("estimateLAImax", "adjustedLAImax")
@@ -134,7 +141,8 @@ def write_stats_csv(path: str | Path, dates: Sequence[dt.date], columns: dict[st
         fmt = DATE_FORMATS[date_format]
     except KeyError:
         raise ConfigError(f"unknown date format {date_format!r}; choose iso or dmy") from None
-    table = stats_columns(smoothed="mean_raw" in columns, uncertainty="unc" in columns)
+    table = stats_columns(smoothed="mean_raw" in columns, uncertainty="unc" in columns,
+                          sensors="sensor" in columns)
     cells = [_date_strings(tuple(dates), fmt)]
     cells += [c.cells(columns[c.key]) for c in table]
     buf = io.StringIO()
