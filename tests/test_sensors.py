@@ -301,3 +301,68 @@ def test_hls_folder_to_a_field_series_with_a_sensor_column(tmp_path):
     df = pd.read_csv(csv).set_index("Date")
     assert df.loc["2019-09-10", "sensor"] == "l30" and df.loc["2019-09-10", "n_pixels"] > 0
     assert 0 < df.loc["2019-09-10", "LAI Mean"] < 8
+
+
+def test_run_with_two_sources_writes_one_series_per_field(tmp_path):
+    """[[source]] hls (the real L30 granule) and local (a Sentinel-2 stack over the same place,
+    made here): one run, one STATS.csv per field drawing on both sensors."""
+    import json
+
+    import geopandas as gpd
+    import rasterio
+    from click.testing import CliRunner
+    from conftest import write_raster, write_run_config
+    from rasterio.transform import from_origin
+    from shapely.geometry import box
+
+    from vercye_lai.bands import S2_BANDS_20M
+    from vercye_lai.cli.main import cli
+
+    folder = PIECES / "hls_l30_v15"
+    b4 = folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"
+    region = region_of(b4)
+    gpd.GeoDataFrame({"geometry": [region]}, crs=4326).to_file(tmp_path / "slo.geojson")
+    with rasterio.open(b4) as ds:
+        left, top = ds.bounds.left, ds.bounds.top
+    # a vegetated Sentinel-2 spectrum (0-1), sun 35 deg, nadir view: an 11-band int16 stack x 1e-4
+    spectrum = {"cosVZA": 1.0, "cosSZA": 0.82, "cosRAA": -0.8, "B3": 0.06, "B4": 0.04, "B5": 0.09, "B6": 0.25,
+                "B7": 0.30, "B8A": 0.33, "B11": 0.17, "B12": 0.08}
+    stack = np.stack([np.full((60, 60), round(spectrum[b] * 10000), np.int16) for b in S2_BANDS_20M])
+    write_raster(tmp_path / "s2" / "slo_20m_2019-09-12.tif", stack, crs="EPSG:32610",
+                 transform=from_origin(left, top, 20.0, 20.0), nodata=-32768, descriptions=list(S2_BANDS_20M))
+    x0, y0, x1, y1 = region.bounds
+    field = box(x0 + 0.1 * (x1 - x0), y1 - 0.2 * (y1 - y0), x0 + 0.9 * (x1 - x0), y1 - 0.05 * (y1 - y0))
+    gpd.GeoDataFrame({"name": ["a"]}, geometry=[field], crs=4326).to_file(tmp_path / "fields.geojson")
+    cfg = write_run_config(tmp_path / "run.toml", f"""
+output_root = "out"
+resolution = 20
+[[regions]]
+name = "slo"
+geometry = "slo.geojson"
+start_date = 2019-09-01
+end_date = 2019-09-20
+[[source]]
+kind = "hls"
+paths = ["{folder}"]
+[[source]]
+kind = "local"
+path = "s2"
+[[analyses]]
+name = "fields"
+geometry = "fields.geojson"
+id_column = "name"
+outliers = "none"
+quicklook = false
+[executor]
+kind = "serial"
+""")
+    r = CliRunner().invoke(cli, ["-q", "run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    predicted = [u for s in summary["steps"] if s["step"] == "predict" for u in s["units"]]
+    assert sorted(u["item"] for u in predicted) == ["2019-09-10 L30", "2019-09-12"]
+    assert (tmp_path / "out" / "lai" / "slo" / "slo_30m_2019-09-10_L30_LAI.tif").exists()
+    (csv,) = (tmp_path / "out" / "analysis").rglob("*_STATS.csv")
+    df = pd.read_csv(csv).set_index("Date")
+    assert df.loc["2019-09-10", "sensor"] == "l30" and df.loc["2019-09-12", "sensor"] == "s2"
+    assert df.loc["2019-09-11", "interpolated"] == 1

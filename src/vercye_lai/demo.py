@@ -122,7 +122,7 @@ def demo_config(out_dir: str | Path, *, workers: int | None = None) -> RunConfig
     return RunConfig(
         output_root=Path(out_dir), resolution=DEMO_RESOLUTION,
         regions=(RegionConfig(DEMO_REGION, dates[0], dates[-1]),),
-        source=SourceConfig("bands", BandsOptions(files=tuple(files))),
+        sources=(SourceConfig("bands", BandsOptions(files=tuple(files))),),
         predict=PredictOptions(),
         analyses=(AnalysisConfig("fields", demo_fields(), AnalysisOptions(
             mode="poly_iter", adjustment="wheat", id_column="name")),),

@@ -516,6 +516,12 @@ class PredictUnit:
     src: Path
     outputs: dict[str, Path]
     up_to_date: bool
+    sensor: str = "S2"
+
+    @property
+    def label(self) -> str:
+        """The date, and the sensor when not Sentinel-2 (run summaries)."""
+        return self.date.isoformat() + ("" if self.sensor == "S2" else f" {self.sensor}")
 
 
 def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
@@ -533,7 +539,8 @@ def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
         o = options_for(src, options)
         outputs = product_paths(src, out_dir, o.variables)
         done = not o.overwrite and _all_complete(outputs, src, check_model(o), o)
-        units.append(PredictUnit(d[0] if isinstance(d, tuple) else d, Path(src), outputs, done))
+        day, sensor = d if isinstance(d, tuple) else (d, "S2")
+        units.append(PredictUnit(day, Path(src), outputs, done, sensor))
     return units
 
 

@@ -44,6 +44,8 @@ SOURCES: dict[str, str] = {
     "safe": "safe",
     "stac": "stac",
     "gee": "gee",
+    "hls": "hls",
+    "landsat": "landsat",
 }
 
 

@@ -151,12 +151,15 @@ class Options(OptionsBase):
         "3 shadow, 4 snow/ice, 5 water.")
     products: tuple[str, ...] = setting(
         ("L30", "S30"), sep=",", choices=("L30", "S30"), help="HLS products to stack.")
+    resolution: float = setting(
+        30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (HLS is 30 m, whatever the "
+        "run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the granules: ``(date, sensor) → path``."""
     from . import expand_patterns
 
-    out = stack_hls(expand_patterns(options.paths), region.shape(), region.name, resolution, out_dir,
+    out = stack_hls(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
                     fmask=options.fmask, kinds=options.products)
     return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}

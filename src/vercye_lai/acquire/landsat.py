@@ -162,12 +162,15 @@ class Options(OptionsBase):
     qa_bits: tuple[int, ...] = setting(
         DEFAULT_QA, sep=",", help="QA_PIXEL bits that mask a pixel: 0 fill, 1 dilated cloud, 2 cirrus, "
         "3 cloud, 4 cloud shadow, 5 snow, 7 water.")
+    resolution: float = setting(
+        30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (Landsat is 30 m, whatever "
+        "the run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the scenes: ``(date, sensor) → path``."""
     from . import expand_patterns
 
-    out = stack_landsat(expand_patterns(options.paths), region.shape(), region.name, resolution, out_dir,
+    out = stack_landsat(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
                         qa_bits=options.qa_bits)
     return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}

@@ -107,7 +107,7 @@ class RunConfig:
     output_root: Path
     resolution: float
     regions: tuple[RegionConfig, ...]
-    source: SourceConfig
+    sources: tuple[SourceConfig, ...]
     predict: PredictOptions = field(default_factory=PredictOptions)
     analyses: tuple[AnalysisConfig, ...] = ()
     executor: str = "threads"
@@ -118,14 +118,27 @@ class RunConfig:
     path: Path | None = None  # the config file
     layout: Layout = Layout()
 
+    @property
+    def source(self) -> SourceConfig:
+        """The first (usually the only) source."""
+        return self.sources[0]
+
     def stacks_dir(self, region: str) -> Path:
         """Where acquisition writes the stacks and mosaic the VRTs of ``region``."""
         return self.output_root / self.layout.stacks.format(region=region)
 
     def source_dir(self, region: str) -> Path:
         """Where the stacks of ``region`` are read from (a local folder, or ``stacks_dir``)."""
-        folder = getattr(self.source.options, "stacks_folder", None)
-        return folder(region) if folder else self.stacks_dir(region)
+        return self.source_dirs(region)[0]
+
+    def source_dirs(self, region: str) -> list[Path]:
+        """Every folder the stacks of ``region`` are read from: each local source's folder,
+        and ``stacks_dir`` (where the other sources write)."""
+        out = []
+        for src in self.sources:
+            folder = getattr(src.options, "stacks_folder", None)
+            out.append(folder(region) if folder else self.stacks_dir(region))
+        return list(dict.fromkeys(out + [self.stacks_dir(region)]))
 
     def lai_dir(self, region: str) -> Path:
         return self.output_root / self.layout.lai.format(region=region)
@@ -161,20 +174,33 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
     return tuple(out)
 
 
-def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> SourceConfig:
+def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tuple[SourceConfig, ...]:
+    """``[source]`` (one table) or ``[[source]]`` (a list: one region's season from several
+    sensors, e.g. Sentinel-2 SAFEs and HLS granules)."""
     from ..acquire import SOURCES, source
 
-    t = Table(doc.get("source", dict, {"kind": "local"}), "source", base=base)
-    kind = t.get("kind", str, "local", choices=tuple(SOURCES))
-    module = source(kind)
-    options = from_table(module.Options, t)
-    t.done()
-    if module.NEEDS_GEOMETRY:
-        for r in regions:
-            if not r.has_geometry:
-                raise ConfigError(f"regions.{r.name}: source.kind = {kind!r} needs 'library' or "
-                                  "'geometry'")
-    return SourceConfig(kind, options)
+    raw = doc.data.get("source", {"kind": "local"})
+    items = raw if isinstance(raw, list) else [raw]
+    doc.used.add("source")
+    if not items:
+        raise ConfigError("source: an empty list; give at least one [[source]] table")
+    out = []
+    for i, item in enumerate(items):
+        label = f"source[{i}]" if isinstance(raw, list) else "source"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{label}: expected a table, got {item!r}")
+        t = Table(item, label, base=base)
+        kind = t.get("kind", str, "local", choices=tuple(SOURCES))
+        module = source(kind)
+        options = from_table(module.Options, t)
+        t.done()
+        if module.NEEDS_GEOMETRY:
+            for r in regions:
+                if not r.has_geometry:
+                    raise ConfigError(f"regions.{r.name}: {label}.kind = {kind!r} needs 'library' or "
+                                      "'geometry'")
+        out.append(SourceConfig(kind, options))
+    return tuple(out)
 
 
 def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisConfig, ...]:
@@ -227,7 +253,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: P
     if resolution <= 0:
         raise ConfigError(f"resolution: must be positive, not {resolution}")
     regions = _parse_regions(doc, base)
-    source = _parse_source(doc, base, regions)
+    sources = _parse_source(doc, base, regions)
     t = Table(doc.get("predict", dict, {}), "predict", base=base)
     predict = from_table(PredictOptions, t)
     t.done()
@@ -243,7 +269,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: P
             raise ConfigError(f"executor.{key}: must be at least 1, not {v}")
     dask = _parse_dask(doc, base)
     doc.done()
-    return RunConfig(output_root=output_root, resolution=resolution, regions=regions, source=source,
+    return RunConfig(output_root=output_root, resolution=resolution, regions=regions, sources=sources,
                      predict=predict, analyses=analyses, executor=kind, workers=workers,
                      zones_per_task=zones_per_task, dates_per_task=dates_per_task, dask=dask,
                      path=path)
@@ -302,8 +328,11 @@ geometry = "strickhof.geojson"   # or: library = "regions/"
 start_date = 2022-03-01
 end_date = 2022-07-31
 
-# Where the stacks come from: kind = "local" | "bands" | "safe" | "stac" | "gee". The keys of
-# each are the options of its command (vercye-lai stack-bands|stack-safe|stack-stac|export-gee --help).
+# Where the stacks come from: kind = "local" | "bands" | "safe" | "stac" | "gee" | "hls" | "landsat".
+# The keys of each are the options of its command (vercye-lai stack-bands|stack-safe|stack-stac|
+# export-gee|stack-hls|stack-landsat --help). Several sensors for one season: write the table
+# once per source with double brackets (e.g. safe and hls); HLS and Landsat stacks are at their
+# own resolution (30 m), whatever the run's `resolution` (Sentinel-2's) says.
 #   local: path = folder of existing stacks {region}_{res}m_{date}.{tif,vrt} ("{region}" allowed)
 #   bands: files = ["srf/*.tif"]; band_names, scale, offset, view_zenith, view_azimuth, scl_mask
 #   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
@@ -311,12 +340,15 @@ end_date = 2022-07-31
 #          scl_mask, resampling
 #   gee:   project, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
 #          timeout, drive_folder_id, client_secret, token
+#   hls:   paths = ["hls/"]; fmask = [0, 1, 2, 3, 4]; products = ["L30", "S30"]; resolution = 30
+#   landsat: paths = ["landsat/"]; qa_bits = [0, 1, 2, 3, 4, 5]; resolution = 30
 [source]
 kind = "local"
 path = "stacks/{region}"
 
 [predict]
 model = "sl2p"              # sl2p (20 m), sl2p-10m, snap-3.0-s2a, snap-3.0-s2b, snap-2.1, or a file
+landsat_model = "sl2p-l8"   # for Landsat 8/9 and HLS L30 stacks
 variables = ["LAI"]         # LAI, FAPAR, FCOVER, CCC, CWC
 block_size = 1024           # pixels a side of a processing block
 flags = true                # write {..}_LAI_flags.tif quality bits

@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import NO_SPACE, ConfigError, LaiError, NoDataFoundError, error_text
 from ..executor import Executor, SerialExecutor, make_executor
 from ..io import up_to_date
-from ..naming import find_rasters
+from ..naming import SENSORS, find_observations
 from ..parts import PartsJob, Task, run_parts_jobs, token, window_groups
 from .config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from .summary import RunSummary, StepLog, StepSummary, UnitFn
@@ -51,10 +51,11 @@ def _in_range(dates: Mapping[dt.date, Any], region: RegionConfig) -> dict[dt.dat
     return {d: v for d, v in dates.items() if region.start <= d <= region.end}
 
 
-def _stacks(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, Path]:
-    """Input stacks of a region in its date range (a VRT mosaic wins over a single stack)."""
-    return find_rasters([cfg.source_dir(region.name), cfg.stacks_dir(region.name)], region.name,
-                        cfg.resolution, start=region.start, end=region.end)
+def _stacks(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.date, str], Path]:
+    """Input stacks of a region in its date range, of every sensor (Sentinel-2 at the run's
+    resolution, Landsat/HLS at theirs; a VRT mosaic wins over a single stack)."""
+    return find_observations(cfg.source_dirs(region.name), region.name, cfg.resolution,
+                             sensors=SENSORS, start=region.start, end=region.end)
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
@@ -65,54 +66,61 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
 # ==================================================================== acquire & mosaic
 
 
-def _acquire_region(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, Path]:
-    """The stacks of one region from the run's source (its module's ``acquire``)."""
-    return cfg.source.module.acquire(region, cfg.source.options, cfg.stacks_dir(region.name),
-                                     resolution=cfg.resolution, state_dir=cfg.state_dir())
+def _acquire_region(cfg: RunConfig, region: RegionConfig, i: int = 0) -> dict:
+    """The stacks of one region from the run's source ``i`` (its module's ``acquire``)."""
+    src = cfg.sources[i]
+    return src.module.acquire(region, src.options, cfg.stacks_dir(region.name),
+                              resolution=cfg.resolution, state_dir=cfg.state_dir())
 
 
 def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                  on_unit: UnitFn | None = None) -> StepSummary:
-    """Acquire every region's stacks (one task per region; nothing to do for ``local``)."""
+    """Acquire every region's stacks from every source (one task per region and source;
+    nothing to do for ``local``)."""
     st = StepLog("acquire", on_unit)
-    module, kind = cfg.source.module, cfg.source.kind
-    if kind == "local":  # read where they are: only check that the folder exists
-        for r in cfg.regions:
-            folder = cfg.source_dir(r.name)
-            if folder.is_dir():
-                st.add(r.name, str(folder), "skipped", "local stacks: nothing to acquire")
-            else:
-                st.add(r.name, str(folder), "failed", f"{folder}: stacks folder does not exist")
-        return st.finish()
-    if dry_run:
-        for r in cfg.regions:
-            st.add(r.name, f"{r.start}..{r.end}", "planned",
-                   f"{kind}: stacks that exist are skipped by the source itself")
-        return st.finish()
+    several = len(cfg.sources) > 1
     before = {p: _mtime_ns(p) for r in cfg.regions if cfg.stacks_dir(r.name).is_dir()
               for p in cfg.stacks_dir(r.name).iterdir()}
 
-    def report(r: RegionConfig, fut: Any) -> None:
+    def label(r: RegionConfig, kind: str) -> str:
+        return f"{r.start}..{r.end}" + (f" ({kind})" if several else "")
+
+    def report(r: RegionConfig, kind: str, fut: Any) -> None:
         try:
             out, secs = fut.result()
         except Exception as exc:  # noqa: BLE001 - reported in the summary
-            st.add(r.name, f"{r.start}..{r.end}", "failed", error_text(exc))
+            st.add(r.name, label(r, kind), "failed", error_text(exc))
             return
         paths = list(out.values())
         # the sources skip existing stacks themselves: tell a rerun from new work
         new = [p for p in paths if before.get(p) != _mtime_ns(p)]
         status = "done" if new or not paths else "skipped"
-        st.add(r.name, f"{r.start}..{r.end}", status, f"{len(new)} of {len(paths)} date(s) written",
-               secs, paths)
+        st.add(r.name, label(r, kind), status, f"{len(new)} of {len(paths)} date(s) written", secs, paths)
 
-    if module.IN_PROCESS:  # log-ins need this process
+    futures = {}
+    for i, src in enumerate(cfg.sources):
+        if src.kind == "local":  # read where they are: only check that the folder exists
+            for r in cfg.regions:
+                folder = src.options.stacks_folder(r.name)
+                if folder.is_dir():
+                    st.add(r.name, str(folder), "skipped", "local stacks: nothing to acquire")
+                else:
+                    st.add(r.name, str(folder), "failed", f"{folder}: stacks folder does not exist")
+            continue
+        if dry_run:
+            for r in cfg.regions:
+                st.add(r.name, label(r, src.kind), "planned",
+                       f"{src.kind}: stacks that exist are skipped by the source itself")
+            continue
+        if src.module.IN_PROCESS:  # log-ins need this process
+            for r in cfg.regions:
+                report(r, src.kind, SerialExecutor().submit(_timed, _acquire_region, cfg, r, i))
+            continue
         for r in cfg.regions:
-            report(r, SerialExecutor().submit(_timed, _acquire_region, cfg, r))
-        return st.finish()
-    futures = {ex.submit(_timed, _acquire_region, cfg, r, key=f"acquire-{r.name}-{token()}"): r
-               for r in cfg.regions}
-    for fut in ex.as_completed(futures):
-        report(futures[fut], fut)
+            fut = ex.submit(_timed, _acquire_region, cfg, r, i, key=f"acquire-{r.name}-{i}-{token()}")
+            futures[fut] = (r, src.kind)
+    for fut in ex.as_completed(futures) if futures else ():
+        report(*futures[fut], fut)
     return st.finish()
 
 
@@ -130,7 +138,20 @@ def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, lis
     """Dates whose stack is split into parts (``…_{date}-{n}-{m}.tif``): these need a VRT."""
     from ..mosaic import find_parts
 
-    parts = _in_range(find_parts(cfg.source_dir(region.name), region.name, cfg.resolution), region)
+    found: dict[dt.date, list[Path]] = {}
+    error: NoDataFoundError | None = None
+    for folder in cfg.source_dirs(region.name):
+        try:
+            for d, p in find_parts(folder, region.name, cfg.resolution).items():
+                found.setdefault(d, []).extend(x for x in p if x not in found.get(d, []))
+        except NoDataFoundError as exc:
+            error = error or exc
+    if not found and error is not None:
+        try:  # only another sensor's stacks (HLS, Landsat): nothing to mosaic, nothing wrong
+            _stacks(cfg, region)
+        except NoDataFoundError:
+            raise error from None
+    parts = _in_range(found, region)
     return {d: p for d, p in parts.items() if len(p) > 1 or _PART_NAME.search(p[0].stem)}
 
 
@@ -203,20 +224,20 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             continue
         for u in plan:
             if u.up_to_date:
-                st.add(r.name, u.date.isoformat(), "skipped",
+                st.add(r.name, u.label, "skipped",
                        "products complete and newer than the stack", outputs=list(u.outputs.values()))
             else:
                 units.append((r.name, u))
     if dry_run:
         for region, u in units:
-            st.add(region, u.date.isoformat(), "planned", u.src.name)
+            st.add(region, u.label, "planned", u.src.name)
         return st.finish()
 
     def report(region: str, u: Any, res: Any) -> None:
         if res.status == "failed":
-            st.add(region, u.date.isoformat(), "failed", res.error or "failed")
+            st.add(region, u.label, "failed", res.error or "failed")
         else:
-            st.add(region, u.date.isoformat(), res.status, f"{res.n_valid} valid px", res.seconds,
+            st.add(region, u.label, res.status, f"{res.n_valid} valid px", res.seconds,
                    res.outputs)
 
     if ex.kind != "dask":
@@ -225,14 +246,14 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             try:
                 report(region, u, predict_file(u.src, u.outputs, options=options))
             except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
-                st.add(region, u.date.isoformat(), "failed", error_text(exc))
+                st.add(region, u.label, "failed", error_text(exc))
             if st.summary.disk_full:  # ... but a full disk would fail them all
                 break
         return st.finish()
 
     jobs = []
     for region, u in units:
-        failed = partial(st.add, region, u.date.isoformat(), "failed")
+        failed = partial(st.add, region, u.label, "failed")
         try:
             key = part_key(u, options)
             groups = window_groups(stack_windows(u.src, block_size=options.block_size),
