@@ -86,3 +86,22 @@ def test_rejected_outliers_are_drawn_as_crosses(tmp_path, lai_writer, polygon_wr
     lines = [ln for ax in figures[0].axes for ln in ax.get_lines() if ln.get_marker() == "x"]
     assert [ln.get_label() for ln in lines] == ["rejected as outlier (1)"]
     assert lines[0].get_ydata().tolist() == [1.0]
+
+
+def test_each_sensor_has_its_own_marker(tmp_path, lai_writer, polygon_writer, monkeypatch):
+    import matplotlib.pyplot as plt
+    from rasterio.transform import from_origin
+
+    from conftest import write_raster
+
+    lai_writer("2022-05-01", np.full((8, 8), 2.0, np.float32))
+    lai_writer("2022-05-09", np.full((8, 8), 3.0, np.float32))
+    write_raster(tmp_path / "lai" / "R_30m_2022-05-05_L30_LAI.tif", np.full((3, 3), 2.5, np.float32),
+                 nodata=np.nan, transform=from_origin(475780.0, 5255000.0, 30.0, 30.0))
+    g = polygon_writer("plot.geojson", [pixel_box(1, 0, 7, 6)], FID=[4])
+    zone = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10).zones[0]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    quicklook(zone.csv, zone.max_tif)
+    labels = {ln.get_label(): ln.get_marker() for ax in figures[0].axes for ln in ax.get_lines()}
+    assert labels["observed, S2 (2)"] == "o" and labels["observed, L30 (1)"] == "s"

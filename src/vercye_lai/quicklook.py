@@ -20,6 +20,10 @@ _DATE = r"\d{4}-\d{2}-\d{2}"
 _STEM_RE = re.compile(rf"^(?P<name>.+)_(?P<start>{_DATE})_(?P<end>{_DATE})_STATS$")
 
 
+#: the observed points of each sensor on the curve (a series of several sensors)
+SENSOR_MARKERS = {"s2": ("o", "darkgreen"), "s30": ("D", "tab:olive"), "l30": ("s", "tab:blue"),
+                  "l8": ("^", "tab:cyan"), "l9": ("v", "tab:purple")}
+
 def quicklook_path(csv_path: str | Path) -> Path:
     """``…_STATS.csv`` → ``…_QUICKLOOK.png`` beside it."""
     csv_path = Path(csv_path)
@@ -134,8 +138,15 @@ def quicklook(
     if adjustment != "none" and "LAI Mean Adjusted" in df:
         ax.plot(df["Date"], df["LAI Mean Adjusted"], color="tab:purple", lw=1.4, ls="--",
                 label=f"adjusted mean ({adjustment})")
-    ax.plot(d_obs, m_obs, "o", ms=4.5, color="darkgreen", mec="white", mew=0.6,
-            label=f"observed ({int(obs.sum())} dates)")
+    if "sensor" in df and df.loc[obs, "sensor"].notna().any():  # several sensors: one marker each
+        for sensor, (marker, colour) in SENSOR_MARKERS.items():
+            mine = obs & (df["sensor"] == sensor)
+            if mine.any():
+                ax.plot(df.loc[mine, "Date"], df.loc[mine, "LAI Mean"], marker, ms=5, color=colour, mec="white",
+                        mew=0.6, ls="none", label=f"observed, {sensor.upper()} ({int(mine.sum())})")
+    else:
+        ax.plot(d_obs, m_obs, "o", ms=4.5, color="darkgreen", mec="white", mew=0.6,
+                label=f"observed ({int(obs.sum())} dates)")
     rejected = df["outlier"] == 1 if "outlier" in df else pd.Series(False, index=df.index)
     if rejected.any():  # what the outlier test took for a missed cloud or shadow
         ax.plot(df.loc[rejected, "Date"], df.loc[rejected, "LAI Mean Rejected"], "x", ms=6.5, mew=1.6,
