@@ -366,3 +366,98 @@ kind = "serial"
     df = pd.read_csv(csv).set_index("Date")
     assert df.loc["2019-09-10", "sensor"] == "l30" and df.loc["2019-09-12", "sensor"] == "s2"
     assert df.loc["2019-09-11", "interpolated"] == 1
+
+
+def static_catalog(tmp_path, items_spec):
+    """A static STAC catalogue of ``(id, collection, datetime, properties, {asset: href})``."""
+    import pystac
+    from shapely.geometry import mapping
+
+    cat = pystac.Catalog("test", "test catalogue")
+    for item_id, collection, when, props, assets, footprint in items_spec:
+        item = pystac.Item(item_id, mapping(footprint), list(footprint.bounds), when, props,
+                           collection=collection)
+        for key, (href, extra) in assets.items():
+            item.add_asset(key, pystac.Asset(str(href), media_type=pystac.MediaType.COG, extra_fields=extra))
+        cat.add_item(item)
+    cat.normalize_hrefs(str(tmp_path / "catalog"))
+    cat.save(pystac.CatalogType.ABSOLUTE_PUBLISHED)
+    return str(tmp_path / "catalog" / "catalog.json")
+
+
+def test_hls_from_stac_equals_the_local_reader(tmp_path):
+    import datetime as dt
+
+    pytest.importorskip("pystac")
+    from vercye_lai.acquire.hls import stac_hls, stack_hls
+
+    granule, stem = build_v20_granule(PIECES / "hls_l30_v15", tmp_path)
+    footprint = region_of(granule / f"{stem}.B04.tif")
+    assets = {b: (granule / f"{stem}.{b}.tif", {}) for b in ("B03", "B04", "B05", "B06", "B07", "Fmask",
+                                                               "SZA", "SAA", "VZA", "VAA")}
+    when = dt.datetime(2019, 9, 10, 18, 34, 45, tzinfo=dt.UTC)
+    catalog = static_catalog(tmp_path, [(stem, "hls2-l30", when, {}, assets, footprint)])
+    via_stac = stac_hls(catalog, region="slo", geometry=footprint, start=dt.date(2019, 9, 1),
+                        end=dt.date(2019, 9, 30), resolution=30, out_dir=tmp_path / "stac", products=("L30",))
+    local = stack_hls([granule], footprint, "slo", 30, tmp_path / "local")
+    (a,), (b,) = via_stac.values(), local.values()
+    np.testing.assert_array_equal(read_stack(a)[1].filled(-1), read_stack(b)[1].filled(-1))
+
+
+def test_landsat_from_stac_equals_the_local_reader(tmp_path):
+    import datetime as dt
+
+    pytest.importorskip("pystac")
+    from vercye_lai.acquire.landsat import stac_landsat, stack_landsat
+
+    folder = PIECES / "landsat8_c2l2"
+    pid = "LC08_L2SP_008059_20191201_20200825_02_T1"
+    footprint = region_of(folder / f"{pid}_SR_B5.TIF")
+    scaling = {"raster:bands": [{"scale": 2.75e-05, "offset": -0.2, "nodata": 0}]}
+    assets = {k: (folder / f"{pid}_SR_B{n}.TIF", scaling)
+              for k, n in (("green", 3), ("red", 4), ("nir08", 5), ("swir16", 6), ("swir22", 7))}
+    assets["qa_pixel"] = (folder / f"{pid}_QA_PIXEL.TIF", {})
+    when = dt.datetime(2019, 12, 1, 15, 13, 51, tzinfo=dt.UTC)
+    catalog = static_catalog(tmp_path, [(pid, "landsat-c2-l2", when, {"platform": "landsat-8"}, assets, footprint)])
+    via_stac = stac_landsat(catalog, region="amazon", geometry=footprint, start=dt.date(2019, 12, 1),
+                            end=dt.date(2019, 12, 1), resolution=450, out_dir=tmp_path / "stac")
+    local = stack_landsat([folder], footprint, "amazon", 450, tmp_path / "local")
+    (a,), (b,) = via_stac.values(), local.values()
+    assert a.name == b.name == "amazon_450m_2019-12-01_L8.tif"
+    np.testing.assert_array_equal(read_stack(a)[1].filled(-1), read_stack(b)[1].filled(-1))
+
+
+def test_earthdata_token_is_a_header_never_a_log_line(monkeypatch, caplog):
+    import logging
+
+    from vercye_lai.acquire.scene import earthdata_env
+
+    monkeypatch.setenv("EARTHDATA_TOKEN", "s3cr3t-t0ken")
+    caplog.set_level(logging.DEBUG)
+    env = earthdata_env()
+    assert env["GDAL_HTTP_HEADERS"] == "Authorization: Bearer s3cr3t-t0ken" and env["GDAL_HTTP_NETRC"] == "YES"
+    assert "s3cr3t" not in caplog.text
+
+
+def test_stack_hls_cli_from_a_catalogue(tmp_path):
+    import datetime as dt
+
+    import geopandas as gpd
+    from click.testing import CliRunner
+
+    from vercye_lai.cli.main import cli
+
+    pytest.importorskip("pystac")
+    granule, stem = build_v20_granule(PIECES / "hls_l30_v15", tmp_path)
+    footprint = region_of(granule / f"{stem}.B04.tif")
+    assets = {b: (granule / f"{stem}.{b}.tif", {}) for b in ("B03", "B04", "B05", "B06", "B07", "Fmask")}
+    catalog = static_catalog(tmp_path, [(stem, "hls2-l30", dt.datetime(2019, 9, 10, 18, 34, tzinfo=dt.UTC),
+                                         {}, assets, footprint)])
+    gpd.GeoDataFrame({"geometry": [footprint]}, crs=4326).to_file(tmp_path / "aoi.geojson")
+    base = ["-q", "stack-hls", "--geometry", str(tmp_path / "aoi.geojson"), "--region", "slo", "-o", str(tmp_path / "o")]
+    r = CliRunner().invoke(cli, [*base, "--catalog", catalog])
+    assert r.exit_code == 2 and "--catalog needs --start-date and --end-date" in r.output
+    r = CliRunner().invoke(cli, [*base, "--catalog", catalog, "--start-date", "2019-09-01", "--end-date",
+                                 "2019-09-30", "--products", "L30"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o" / "slo_30m_2019-09-10_L30.tif").exists()

@@ -26,14 +26,14 @@ import datetime as dt
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
 
 from ..bands import L8_BANDS, S2_BANDS_20M
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..options import Options as OptionsBase
 from ..options import setting
 from .scene import ANGLE_FILES, Scene, stack_scenes
@@ -145,21 +145,100 @@ class Options(OptionsBase):
     """The ``hls`` source: HLS granules on disk."""
 
     paths: tuple[Path, ...] = setting(
-        cli=None, help="Folders of HLS granule COGs (searched recursively), files or glob patterns.")
+        (), cli=None, help="Folders of HLS granule COGs (searched recursively), files or glob patterns.")
     fmask: tuple[int, ...] = setting(
         DEFAULT_FMASK, sep=",", help="Fmask bits that mask a pixel: 0 cirrus, 1 cloud, 2 adjacent, "
         "3 shadow, 4 snow/ice, 5 water.")
     products: tuple[str, ...] = setting(
         ("L30", "S30"), sep=",", choices=("L30", "S30"), help="HLS products to stack.")
+    catalog: str | None = setting(
+        None, help='"planetary-computer" (hls2-l30/hls2-s30), "nasa" (CMR-STAC; reading needs EARTHDATA_TOKEN or ~/.netrc), a STAC API URL or a static catalogue; instead of paths.')
+    max_cloud: float | None = setting(
+        None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
     resolution: float = setting(
         30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (HLS is 30 m, whatever the "
         "run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
-    """The stacks of ``region``'s dates from the granules: ``(date, sensor) → path``."""
+    """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from . import expand_patterns
 
+    if options.catalog:
+        return stac_hls(options.catalog, region=region.name, geometry=region.shape(), start=region.start,
+                    end=region.end, resolution=options.resolution, out_dir=out_dir, products=options.products, fmask=options.fmask,
+                    max_cloud=options.max_cloud)
+    if not options.paths:
+        raise ConfigError("source: give paths (local files) or catalog (STAC)")
     out = stack_hls(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
                     fmask=options.fmask, kinds=options.products)
     return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}
+
+
+# --- from STAC: Planetary Computer (hls2-l30, hls2-s30), NASA CMR-STAC (HLSL30_2.0, HLSS30_2.0)
+
+NASA_STAC = "https://cmr.earthdata.nasa.gov/stac/LPCLOUD"
+#: collection ids per catalogue, by product
+STAC_COLLECTIONS = {
+    "planetary-computer": {"L30": "hls2-l30", "S30": "hls2-s30"},
+    "nasa": {"L30": "HLSL30_2.0", "S30": "HLSS30_2.0"},
+}
+
+
+def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) -> list[Scene]:
+    """HLS v2.0 STAC items (asset keys ``B03`` …, ``Fmask``, ``SZA`` …) as scenes.
+
+    Raises
+    ------
+    InputError
+        An item that is not an HLS granule or lacks an asset (naming what it has).
+    """
+    from .scene import asset_href
+
+    scenes = []
+    for item in items:
+        kind = "S30" if ("S30" in item.id.upper() or "s30" in str(item.collection_id).lower()) else "L30"
+        if not ("L30" in item.id.upper() or "S30" in item.id.upper() or "hls" in str(item.collection_id).lower()):
+            raise InputError(f"STAC item {item.id} is not an HLS granule")
+        bands = {b: asset_href(item, (f, f.lower())) for b, f in BANDS[kind].items()}
+        quality = asset_href(item, ("Fmask", "fmask", "FMASK"))
+        angles = {a: asset_href(item, (a, a.lower())) for a in ANGLE_FILES}
+        missing = [k for k, v in {**bands, "Fmask": quality}.items() if v is None]
+        if missing:
+            raise InputError(f"STAC item {item.id} lacks asset(s) {', '.join(missing)}; it has "
+                             f"{', '.join(sorted(item.assets))}")
+        angles = {a: h for a, h in angles.items() if h is not None}
+        if len(angles) < len(ANGLE_FILES):
+            angles = {}
+        t = item.datetime or dt.datetime.fromisoformat(item.properties["start_datetime"].replace("Z", "+00:00"))
+        tile = item.properties.get("hls:tile_id") or (item.id.split(".")[2] if item.id.count(".") > 2 else item.id)
+        scenes.append(Scene(
+            sensor=kind, product=item.id, tile=str(tile),
+            time=t.astimezone(dt.UTC), bands=bands, inputs=INPUTS[kind], scale=SCALE, offset=0.0,
+            fill=-9999, quality=quality, quality_bits=tuple(fmask), quality_fill=255, angles=angles,
+            notes=() if angles else ("no angle assets: sun from the acquisition time, nadir view assumed",)))
+    return scenes
+
+
+def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
+             out_dir: str | os.PathLike, products: Sequence[str] = ("L30", "S30"),
+             collections: Mapping[str, str] | None = None, fmask: Sequence[int] = DEFAULT_FMASK,
+             max_cloud: float | None = None, overwrite: bool = False,
+             progress=None) -> dict[tuple[dt.date, str], Path]:
+    """Search ``catalog`` (``planetary-computer``, ``nasa`` — CMR-STAC, reading needs an
+    Earthdata login: ``EARTHDATA_TOKEN`` or ``~/.netrc`` — a STAC API URL or a static
+    catalogue) for HLS granules over the region and write their stacks."""
+    from .stac import search_items
+
+    flavour = "nasa" if catalog == "nasa" else "planetary-computer"
+    ids = dict(collections or STAC_COLLECTIONS[flavour])
+    url = NASA_STAC if catalog == "nasa" else catalog
+    items = []
+    for kind in products:
+        items += search_items(url, collection=ids[kind], geometry=geometry, start=start, end=end,
+                              max_cloud=max_cloud)
+    if not items:
+        raise InputError(f"no HLS item of {', '.join(ids[k] for k in products)} over {region} "
+                         f"from {start} to {end} in {catalog}")
+    return stack_scenes(scenes_from_items(items, fmask=fmask), geometry, region, resolution, out_dir,
+                        overwrite=overwrite, source="stack-hls (STAC)", progress=progress)

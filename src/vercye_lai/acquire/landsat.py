@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bands import L8_BANDS
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..options import Options as OptionsBase
 from ..options import setting
 from .scene import ANGLE_FILES, Scene, stack_scenes
@@ -158,19 +158,99 @@ class Options(OptionsBase):
     """The ``landsat`` source: Landsat 8/9 Collection 2 Level-2 scenes on disk."""
 
     paths: tuple[Path, ...] = setting(
-        cli=None, help="Folders of Landsat C2 L2 scene files (searched recursively), files or globs.")
+        (), cli=None, help="Folders of Landsat C2 L2 scene files (searched recursively), files or globs.")
     qa_bits: tuple[int, ...] = setting(
         DEFAULT_QA, sep=",", help="QA_PIXEL bits that mask a pixel: 0 fill, 1 dilated cloud, 2 cirrus, "
         "3 cloud, 4 cloud shadow, 5 snow, 7 water.")
+    catalog: str | None = setting(
+        None, help='"planetary-computer" (signed), "earth-search", a STAC API URL or a static catalogue; instead of paths.')
+    max_cloud: float | None = setting(
+        None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
+    collection: str = setting("landsat-c2-l2", help="With --catalog: the STAC collection id.")
     resolution: float = setting(
         30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (Landsat is 30 m, whatever "
         "the run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
-    """The stacks of ``region``'s dates from the scenes: ``(date, sensor) → path``."""
+    """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from . import expand_patterns
 
+    if options.catalog:
+        return stac_landsat(options.catalog, region=region.name, geometry=region.shape(), start=region.start,
+                    end=region.end, resolution=options.resolution, out_dir=out_dir, collection=options.collection, qa_bits=options.qa_bits,
+                    max_cloud=options.max_cloud)
+    if not options.paths:
+        raise ConfigError("source: give paths (local files) or catalog (STAC)")
     out = stack_landsat(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
                         qa_bits=options.qa_bits)
     return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}
+
+
+# --- from STAC: landsat-c2-l2 (Planetary Computer, Earth Search) ---------------------------
+
+#: network band ← asset keys (Collection 2 STAC naming)
+STAC_ASSETS = {"B3": ("green", "SR_B3"), "B4": ("red", "SR_B4"), "B5": ("nir08", "SR_B5"),
+               "B6": ("swir16", "SR_B6"), "B7": ("swir22", "SR_B7")}
+DEFAULT_SCALE, DEFAULT_OFFSET = 2.75e-05, -0.2
+
+
+def _asset_scaling(item, key: str) -> tuple[float, float]:
+    bands = item.assets[key].extra_fields.get("raster:bands") or [{}]
+    return float(bands[0].get("scale", DEFAULT_SCALE)), float(bands[0].get("offset", DEFAULT_OFFSET))
+
+
+def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -> list[Scene]:
+    """Landsat 8/9 C2 L2 STAC items (``green`` … ``swir22``, ``qa_pixel``) as scenes; items of
+    other platforms (Landsat 4–7) are skipped with a log line.
+
+    Raises
+    ------
+    InputError
+        An item without an asset the network needs (naming what it has).
+    """
+    from .scene import asset_href
+
+    scenes = []
+    for item in items:
+        platform = str(item.properties.get("platform", "")).lower()
+        sat = {"landsat-8": "8", "landsat-9": "9"}.get(platform)
+        if sat is None and item.id[:4] in ("LC08", "LC09"):
+            sat = item.id[3]
+        if sat is None:
+            log.info("STAC item %s: platform %r is not Landsat 8/9, skipped", item.id, platform)
+            continue
+        keys = {b: next((k for k in ks if k in item.assets), None) for b, ks in STAC_ASSETS.items()}
+        qa = next((k for k in ("qa_pixel", "QA_PIXEL") if k in item.assets), None)
+        missing = [b for b, k in {**keys, "qa_pixel": qa}.items() if k is None]
+        if missing:
+            raise InputError(f"STAC item {item.id} lacks asset(s) for {', '.join(missing)}; it has "
+                             f"{', '.join(sorted(item.assets))}")
+        scalings = {_asset_scaling(item, k) for k in keys.values()}
+        if len(scalings) > 1:
+            raise InputError(f"STAC item {item.id}: bands with different reflectance scalings")
+        scale, offset = scalings.pop()
+        scenes.append(Scene(
+            sensor=f"L{sat}", product=item.id, tile=item.id.split("_")[2] if item.id.count("_") > 2 else item.id,
+            time=item.datetime.astimezone(dt.UTC), bands={b: asset_href(item, (k,)) for b, k in keys.items()},
+            inputs=L8_BANDS, scale=scale, offset=offset, fill=0, quality=asset_href(item, (qa,)),
+            quality_bits=tuple(qa_bits), quality_fill=None,
+            notes=("sun from the acquisition time, nadir view assumed",)))
+    return scenes
+
+
+def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
+                 out_dir: str | os.PathLike, collection: str = "landsat-c2-l2", qa_bits: Sequence[int] = DEFAULT_QA,
+                 max_cloud: float | None = None, overwrite: bool = False,
+                 progress=None) -> dict[tuple[dt.date, str], Path]:
+    """Search ``catalog`` (``planetary-computer`` — signed —, ``earth-search``, a STAC API URL
+    or a static catalogue) for Landsat 8/9 C2 L2 scenes over the region and write their stacks."""
+    from .stac import search_items
+
+    items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
+                         max_cloud=max_cloud)
+    scenes = scenes_from_items(items, qa_bits=qa_bits)
+    if not scenes:
+        raise InputError(f"no Landsat 8/9 item of {collection} over {region} from {start} to {end} in {catalog}")
+    return stack_scenes(scenes, geometry, region, resolution, out_dir, overwrite=overwrite,
+                        source="stack-landsat (STAC)", progress=progress)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -69,15 +70,15 @@ class Scene:
     product: str
     tile: str
     time: dt.datetime
-    bands: Mapping[str, Path]
+    bands: Mapping[str, str | Path]  # local paths or GDAL hrefs (STAC assets)
     inputs: tuple[str, ...]
     scale: float
     offset: float
     fill: float | None
-    quality: Path | None
+    quality: str | Path | None
     quality_bits: tuple[int, ...]
     quality_fill: int | None
-    angles: Mapping[str, Path] = field(default_factory=dict)
+    angles: Mapping[str, str | Path] = field(default_factory=dict)
     angle_scale: float = 0.01
     angle_fill: float | None = 40000
     view: tuple[float, float] = (0.0, 0.0)
@@ -88,7 +89,7 @@ class Scene:
         return self.time.date()
 
     @property
-    def source(self) -> Path:
+    def source(self) -> str | Path:
         return next(iter(self.bands.values()))
 
     @functools.cached_property
@@ -208,7 +209,8 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
 
     if keep_existing(dst, overwrite):
         return False
-    grid, region = region_grid(scenes, geometry, resolution)
+    with remote_env(scenes):
+        grid, region = region_grid(scenes, geometry, resolution)
     s0 = scenes[0]
     tags = {
         "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
@@ -219,7 +221,7 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
                    f"sun from the acquisition time, view zenith {s0.view[0]:g} azimuth {s0.view[1]:g} deg (assumed)"),
         **({"NOTES": "; ".join(s0.notes)} if s0.notes else {}),
     }
-    with ImageCache() as images:
+    with remote_env(scenes), ImageCache() as images:
         mosaic = SceneMosaic(scenes, grid, region, resolution, images)
         n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block, bands=s0.inputs)
     if n_valid == 0:
@@ -259,3 +261,40 @@ def stack_scenes(scenes: Sequence[Scene], geometry, region: str, resolution: flo
         raise InputError(f"the region meets none of the {len(scenes)} scene(s) "
                          f"({', '.join(sorted({s.product for s in scenes})[:3])}…)")
     return written
+
+
+# --------------------------------------------------------------------------- STAC items
+
+
+def asset_href(item: Any, keys: Sequence[str]) -> str | None:
+    """The href of the first of ``keys`` that ``item`` has (``None``: none)."""
+    for k in keys:
+        if k in item.assets:
+            return item.assets[k].href
+    return None
+
+
+def earthdata_env() -> dict[str, str]:
+    """GDAL settings to read NASA Earthdata assets (LP DAAC): the ``EARTHDATA_TOKEN``
+    environment variable as a bearer header, else ``~/.netrc`` (``machine
+    urs.earthdata.nasa.gov``). The token is never logged."""
+    env = {"GDAL_HTTP_NETRC": "YES", "GDAL_HTTP_COOKIEFILE": os.path.expanduser("~/.vercye-lai-cookies"),
+           "GDAL_HTTP_COOKIEJAR": os.path.expanduser("~/.vercye-lai-cookies")}
+    token = os.environ.get("EARTHDATA_TOKEN")
+    if token:
+        env["GDAL_HTTP_HEADERS"] = f"Authorization: Bearer {token}"
+    return env
+
+
+def remote_env(scenes: Sequence[Scene]) -> rasterio.Env:
+    """The GDAL environment to read the scenes' files (remote ones: retries, no listing,
+    Earthdata credentials for NASA hosts)."""
+    from .stac import GDAL_REMOTE_ENV
+
+    hrefs = [str(h) for s in scenes for h in s.bands.values()]
+    if not any(h.startswith(("http://", "https://", "/vsi", "s3://")) for h in hrefs):
+        return rasterio.Env()
+    env = dict(GDAL_REMOTE_ENV)
+    if any("earthdata.nasa.gov" in h or "lpdaac" in h for h in hrefs):
+        env.update(earthdata_env())
+    return rasterio.Env(**env)

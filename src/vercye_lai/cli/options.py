@@ -175,6 +175,14 @@ def resolve_region(region: str | None, library: str | None, shpfile: str | None)
     return region, region_geometry(load_region(region, library))
 
 
+def check_source(paths, catalog, start, end) -> None:
+    """Files, or a catalogue with dates: one of the two."""
+    if bool(paths) == bool(catalog):
+        raise click.UsageError("give PATHS (local files) or --catalog (STAC), not both or neither")
+    if catalog and not (start and end):
+        raise click.UsageError("--catalog needs --start-date and --end-date")
+
+
 stack_out_dir_option = out_dir_option(
     help="Output folder for the stacks {region}_{res}m_{date}.tif (created).")
 

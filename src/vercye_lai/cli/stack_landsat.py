@@ -14,27 +14,34 @@ from .options import (
     from_cli,
     overwrite_option,
     region_source_options,
+    check_source,
+    date_options,
     resolution_option_of,
     resolve_region,
     stack_out_dir_option,
 )
 from .ui import progress_bar, stdout
 
+
 log = logging.getLogger(__name__)
 
 
 @click.command("stack-landsat", epilog=ALIASES_EPILOG)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @region_source_options
 @resolution_option_of(30)
+@date_options(required=False)
 @stack_out_dir_option
 @click_options(Options)
 @overwrite_option
-def command(paths, region, library, shpfile, resolution, out_dir, overwrite, **params) -> None:
+def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite,
+            **params) -> None:
     """Build one stack per date from Landsat 8/9 Collection 2 Level-2 scenes.
 
     PATHS are scene files or folders of them (L?0{8|9}_L2SP_..._SR_B{n}.TIF, _QA_PIXEL.TIF,
-    _MTL.txt or _MTL.xml; searched recursively); the scenes of one date are mosaicked.
+    _MTL.txt or _MTL.xml; searched recursively); or, with --catalog and the dates, the
+    landsat-c2-l2 items of a STAC catalogue (planetary-computer, earth-search, a URL). The
+    scenes of one date are mosaicked.
 
     \b
     Output: OUT_DIR/{region}_{res}m_{date}_{L8|L9}.tif with cosVZA, cosSZA, cosRAA, B3, B4,
@@ -54,10 +61,19 @@ def command(paths, region, library, shpfile, resolution, out_dir, overwrite, **p
     """
     from ..acquire.landsat import stack_landsat
 
+    from ..acquire.landsat import stac_landsat
+
     o = from_cli(Options, params, paths=paths)
     name, geometry = resolve_region(region, library, shpfile)
+    check_source(paths, o.catalog, start_date, end_date)
     with progress_bar() as bar:
         task = bar.add_task("dates", total=None)
-        written = stack_landsat(paths, geometry, name, resolution, out_dir, qa_bits=o.qa_bits,
-                                overwrite=overwrite, progress=lambda i, n: bar.update(task, completed=i, total=n))
+        step = lambda i, n: bar.update(task, completed=i, total=n)  # noqa: E731
+        if o.catalog:
+            written = stac_landsat(o.catalog, region=name, geometry=geometry, start=start_date, end=end_date,
+                                   resolution=resolution, out_dir=out_dir, collection=o.collection,
+                                   qa_bits=o.qa_bits, max_cloud=o.max_cloud, overwrite=overwrite, progress=step)
+        else:
+            written = stack_landsat(paths, geometry, name, resolution, out_dir, qa_bits=o.qa_bits,
+                                    overwrite=overwrite, progress=step)
     stdout.print(f"stack-landsat {name}: {len(written)} stack(s) in {out_dir}")

@@ -340,8 +340,10 @@ end_date = 2022-07-31
 #          scl_mask, resampling
 #   gee:   project, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
 #          timeout, drive_folder_id, client_secret, token
-#   hls:   paths = ["hls/"]; fmask = [0, 1, 2, 3, 4]; products = ["L30", "S30"]; resolution = 30
-#   landsat: paths = ["landsat/"]; qa_bits = [0, 1, 2, 3, 4, 5]; resolution = 30
+#   hls:   paths = ["hls/"] or catalog = "planetary-computer" | "nasa" | URL; max_cloud, fmask,
+#          products = ["L30", "S30"]; resolution = 30
+#   landsat: paths = ["landsat/"] or catalog = "planetary-computer" | URL; collection, max_cloud,
+#          qa_bits; resolution = 30
 [source]
 kind = "local"
 path = "stacks/{region}"
