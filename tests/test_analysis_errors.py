@@ -143,7 +143,7 @@ def test_a_zone_no_raster_meets_is_skipped_by_name_and_none_is_an_error(tmp_path
     assert [z.name for z in res.zones] == ["1"] and list(res.skipped) == ["7"]
     assert "meets no LAI raster" in res.skipped["7"] and "skipped: 7" in caplog.text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "R_fields_1_2022-06-01_2022-06-04_MAX.tif", "R_fields_1_2022-06-01_2022-06-04_STATS.csv"]
+        "MANIFEST.json", "R_fields_1_2022-06-01_2022-06-04_MAX.tif", "R_fields_1_2022-06-01_2022-06-04_STATS.csv"]
     only_far = polygon_writer("far.geojson", [far], FID=[7])
     with pytest.raises(InputError, match="overlap|meets no LAI raster") as exc:
         analyze(tmp_path / "lai", tmp_path / "out2", "R", only_far, resolution=10, options=AnalysisOptions(

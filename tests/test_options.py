@@ -123,7 +123,7 @@ def test_every_output_spelling_gives_the_same_analysis(tmp_path, strickhof_lai):
         r = run_cli("analyze", *args, "--resolution", 10, "--id-column", "name")
         assert r.exit_code == 0, (name, r.output)
     listings = {n: sorted(p.name for p in (tmp_path / n).iterdir()) for n in forms}
-    assert len({tuple(v) for v in listings.values()}) == 1 and len(listings["o"]) == 6
+    assert len({tuple(v) for v in listings.values()}) == 1 and len(listings["o"]) == 7  # + MANIFEST.json
     help_text = run_cli("analyze", "--help").output
     assert "-o, --out-dir" in help_text and "--outdir" not in help_text.split("Older spellings")[0]
 

@@ -537,7 +537,14 @@ def analyze(
                          start=start, end=end, options=options)
     log.info("%s: %d zone(s), %d LAI file(s) over %d days", plan.geometry_path.name,
              len(plan.names), len(plan.files), len(plan.days))
-    return finish_analysis(plan, [analyze_part(plan, progress=progress)])
+    result = finish_analysis(plan, [analyze_part(plan, progress=progress)])
+    # the same record a run writes: validate --series, export-apsim and report read it
+    from .manifest import fingerprint, write_manifest
+
+    fp = fingerprint(dict(enumerate(plan.all_files)), plan.geometry_path, start=plan.start, end=plan.end,
+                     options=plan.options)
+    write_manifest(plan.outdir, fp, result)
+    return result
 
 
 def _observed(st: dict[str, np.ndarray], total: np.ndarray, max_cloud_percent: float | None,

@@ -1,0 +1,79 @@
+"""APSIM NG observed data from an analysis: the table its PredictedObserved reads.
+
+One row per zone and *observation* date (interpolated, rejected and gap days are not
+observations): ``SimulationName`` (from a template such as ``{zone}`` or
+``{region}_{zone}``), ``Clock.Today`` (ISO date, no time) and ``{Crop}.Leaf.LAI``, the
+zone's mean LAI (or median; adjusted or not, as chosen). APSIM matches observed rows to
+simulations by ``SimulationName`` and to days by ``Clock.Today``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis.manifest import read_manifest
+from .errors import InputError
+from .io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STATISTICS = {("mean", False): "LAI Mean", ("mean", True): "LAI Mean Adjusted",
+              ("median", False): "LAI Median", ("median", True): "LAI Median Adjusted"}
+
+
+def analysis_zones(analysis_dir: str | Path) -> dict[str, Path]:
+    """Zone name → ``_STATS.csv`` of an analysis folder (from its ``MANIFEST.json``).
+
+    Raises
+    ------
+    InputError
+        No readable manifest (not an analysis output folder).
+    """
+    folder = Path(analysis_dir)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise InputError("not an analysis output folder (no readable MANIFEST.json)", path=folder)
+    return {str(z["name"]): folder / z["csv"] for z in manifest["zones"]}
+
+
+def apsim_table(analysis_dir: str | Path, *, crop: str, region: str = "", template: str = "{zone}",
+                statistic: str = "mean", adjusted: bool = False) -> pd.DataFrame:
+    """The observed-LAI table of an analysis (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        A template with an unknown field, an unknown statistic, or a CSV without the column.
+    """
+    if (statistic, adjusted) not in STATISTICS:
+        raise InputError(f"statistic {statistic!r}: choose mean or median")
+    column = STATISTICS[(statistic, adjusted)]
+    rows = []
+    for zone, csv in analysis_zones(analysis_dir).items():
+        try:
+            name = template.format(zone=zone, region=region)
+        except (KeyError, IndexError) as exc:
+            raise InputError(f"template {template!r}: unknown field {exc}; use {{zone}} and {{region}}") from None
+        df = pd.read_csv(csv)
+        if column not in df.columns:
+            raise InputError(f"has no column {column!r}", path=csv)
+        observed = (df["interpolated"] == 0) & df[column].notna()
+        if "outlier" in df.columns:
+            observed &= df["outlier"] == 0
+        dates = pd.to_datetime(df.loc[observed, "Date"], dayfirst="/" in str(df["Date"].iloc[0]))
+        rows.append(pd.DataFrame({"SimulationName": name, "Clock.Today": dates.dt.strftime("%Y-%m-%d"),
+                                  f"{crop}.Leaf.LAI": df.loc[observed, column].round(4)}))
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["SimulationName", "Clock.Today", f"{crop}.Leaf.LAI"])
+    return out
+
+
+def export_apsim(analysis_dir: str | Path, out: str | Path, **kw) -> Path:
+    """Write :func:`apsim_table` as a CSV (atomically); ``kw`` as there."""
+    table = apsim_table(analysis_dir, **kw)
+    if table.empty:
+        log.warning("%s: no observation to export", analysis_dir)
+    return write_text_atomic(Path(out), table.to_csv(index=False))

@@ -1,0 +1,39 @@
+"""``vercye-lai export-apsim``: an analysis as APSIM NG observed data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import option
+from .ui import stdout
+
+
+@click.command("export-apsim")
+@click.argument("analysis_dir", metavar="ANALYSIS_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", metavar="OUT.csv", type=click.Path(dir_okay=False, path_type=Path))
+@option("--crop", required=True, help="APSIM crop model name, e.g. Wheat or Maize: the column is {Crop}.Leaf.LAI.")
+@option("--template", default="{zone}", show_default=True,
+        help="SimulationName of each zone: {zone} and {region} are replaced.")
+@option("--region", default="", help="The {region} of --template.")
+@option("--statistic", type=click.Choice(["mean", "median"]), default="mean", show_default=True,
+        help="Zone statistic.")
+@option("--adjusted", is_flag=True, help="The adjusted LAI (analyze --adjustment) instead of the estimate.")
+def command(analysis_dir, out, crop, template, region, statistic, adjusted):
+    """Write the observed LAI of ANALYSIS_DIR (an analyze or run output folder) as the table
+    APSIM NG's PredictedObserved reads: SimulationName, Clock.Today, {Crop}.Leaf.LAI — one
+    row per zone and observation date (never an interpolated, rejected or gap day).
+
+    \b
+    Example:
+      vercye-lai export-apsim analysis/poltava/fields observed.csv --crop Wheat --template "{region}_{zone}" \\
+          --region poltava --adjusted
+    """
+    from ..apsim import apsim_table
+    from ..io import write_text_atomic
+
+    table = apsim_table(analysis_dir, crop=crop, region=region, template=template, statistic=statistic,
+                        adjusted=adjusted)
+    write_text_atomic(out, table.to_csv(index=False))
+    stdout.print(f"export-apsim: {len(table)} observation(s) of {table['SimulationName'].nunique()} zone(s) -> {out}")

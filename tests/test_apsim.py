@@ -1,0 +1,42 @@
+"""APSIM NG observed data: one row per zone and observation date, read back against the STATS.csv."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from click.testing import CliRunner
+from conftest import cli_error_line, pixel_box
+
+from vercye_lai.analysis import analyze
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.cli.main import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["-q", *map(str, args)])
+
+
+def test_observed_rows_only_with_the_template(tmp_path, lai_writer, polygon_writer):
+    for d, v in [("2022-05-01", 2.0), ("2022-05-06", 3.0), ("2022-05-12", 1.0), ("2022-05-20", 3.4)]:
+        lai_writer(d, np.full((8, 8), v, np.float32))  # 05-12: a dip the outlier test rejects
+    g = polygon_writer("fields.geojson", [pixel_box(0, 0, 4, 4), pixel_box(4, 4, 8, 8)], FID=[10, 11])
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10,
+                  options=AnalysisOptions(adjustment="wheat"))
+    out = tmp_path / "obs.csv"
+    r = run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "{region}_{zone}",
+            "--region", "R", "--adjusted")
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["SimulationName", "Clock.Today", "Wheat.Leaf.LAI"]
+    assert sorted(set(table["SimulationName"])) == ["R_10", "R_11"]
+    for zone in res.zones:
+        stats = pd.read_csv(zone.csv)
+        observed = stats[(stats["interpolated"] == 0) & (stats["outlier"] == 0) & stats["LAI Mean Adjusted"].notna()]
+        mine = table[table["SimulationName"] == f"R_{zone.name}"]
+        assert mine["Clock.Today"].tolist() == observed["Date"].tolist() == ["2022-05-01", "2022-05-06",
+                                                                              "2022-05-20"]
+        np.testing.assert_allclose(mine["Wheat.Leaf.LAI"], observed["LAI Mean Adjusted"], atol=1e-4)
+    line = cli_error_line(run("export-apsim", tmp_path / "lai", out, "--crop", "Wheat"))
+    assert "not an analysis output folder" in line
+    line = cli_error_line(run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "{field}"))
+    assert "unknown field" in line
