@@ -1,0 +1,52 @@
+"""``vercye-lai cube``: the LAI products of a region as one NetCDF or Zarr datacube."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import date_options, option, region_option, resolution_option
+from .ui import progress_bar, stdout
+
+
+@click.command("cube")
+@click.argument("lai_dir", metavar="LAI_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", metavar="OUT.{nc,zarr}", type=click.Path(path_type=Path))
+@region_option()
+@resolution_option
+@date_options(required=False)
+@option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="Cut the cube to the bounds of this vector file (any CRS).")
+@option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
+        help="Cut the cube to this lon/lat box (EPSG:4326).")
+@option("--like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        help="Put every date on this raster's grid (default: the first date's).")
+@option("--variable", "variables", multiple=True, default=("LAI",), show_default=True,
+        help="Product variables to include (repeat); flags and uncertainty come along where they exist.")
+@option("--sensors", default="s2,s30,l30,l8,l9", show_default=True,
+        help="Sensors whose products go in (one time step per product).")
+def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bbox, like, variables, sensors):
+    """Write the season of REGION in LAI_DIR as one (time, y, x) dataset: NetCDF-4 (.nc) or
+    Zarr (.zarr), CF conventions (leaf_area_index, units, _FillValue, a spatial_ref grid
+    mapping rioxarray reads, time as dates), written one date at a time.
+
+    \b
+    Open it with:  xarray.open_dataset("OUT.nc", decode_coords="all")   (.zarr: engine="zarr")
+    Example:
+      vercye-lai cube lai/ strickhof.nc --region strickhof --res 10 --geometry fields.geojson
+    """
+    from ..cube import build_cube
+
+    shape = None
+    if geometry is not None:
+        from ..regions import read_vector
+
+        shape = read_vector(geometry).to_crs(4326).union_all()
+    with progress_bar() as bar:
+        task = bar.add_task("dates", total=None)
+        path = build_cube(lai_dir, out, region=region, resolution=resolution, start=start_date, end=end_date,
+                          geometry=shape, bbox=bbox, like=like, variables=tuple(v.upper() for v in variables),
+                          sensors=tuple(s.strip() for s in sensors.split(",") if s.strip()),
+                          progress=lambda i, n: bar.update(task, completed=i, total=n))
+    stdout.print(f"cube {region}: -> {path}")

@@ -1,0 +1,317 @@
+"""A season datacube: the LAI products of a region as one ``(time, y, x)`` dataset.
+
+``vercye-lai cube`` writes NetCDF-4 (``.nc``) or Zarr (``.zarr``) that xarray opens as
+one Dataset, following the CF conventions: ``LAI`` with ``standard_name =
+"leaf_area_index"``, units and ``_FillValue``; ``time`` as dates; a ``spatial_ref`` grid
+mapping with the CRS (``crs_wkt``, ``spatial_ref``, ``GeoTransform``: what rioxarray reads
+back); the flags (``LAI_flags``, nearest resampling), the uncertainty and the other
+variables where their rasters exist; the model, source files and software version in the
+attributes.
+
+All dates are brought onto one grid: ``like`` (a raster), else the first date's, cut to
+``geometry`` or ``bbox`` when given. A date on that grid (or a window of it) is copied
+exactly; another is resampled (bilinear for values, nearest for flags). The cube is
+written one date at a time (memory: one date of the cut grid, whatever the season's
+length), atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.warp import reproject
+
+from . import __version__
+from .errors import DependencyError, InputError
+from .grid import Grid
+from .io import atomic_output, open_raster, remove_stale, tmp_path_for
+from .model.sl2p import FLAG_NAMES, FLAG_NODATA
+from .naming import SENSORS, find_observations, flags_path, uncertainty_path
+
+log = logging.getLogger(__name__)
+
+FORMATS = (".nc", ".zarr")
+CF_NAMES = {"LAI": ("leaf_area_index", "m2 m-2"), "FAPAR": (None, "1"), "FCOVER": (None, "1"),
+            "CCC": (None, "g m-2"), "CWC": (None, "g m-2")}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One data variable of the cube: its name, the file of each date (``None``: none),
+    dtype, fill value and resampling."""
+
+    name: str
+    files: list[Path | None]
+    dtype: str
+    fill: float
+    resampling: Resampling
+    attrs: dict
+
+
+def _cut(grid: Grid, geometry=None, bbox: Sequence[float] | None = None) -> Grid:
+    """``grid`` cut to a geometry or lon/lat bbox (whole pixels)."""
+    if geometry is None and bbox is None:
+        return grid
+    from rasterio.warp import transform_bounds
+
+    bounds = geometry.bounds if geometry is not None else tuple(bbox)
+    met = grid.overlap(grid.window_for(transform_bounds("EPSG:4326", grid.crs, *bounds)))
+    if met is None:
+        raise InputError(f"the area {tuple(round(b, 4) for b in bounds)} does not overlap the LAI grid")
+    return grid.window(met[2])
+
+
+def _read_on(path: Path, grid: Grid, *, fill: float, dtype: str, resampling: Resampling) -> np.ndarray:
+    """Band 1 of ``path`` on ``grid``: an exact window read when the grids line up, else
+    resampled."""
+    out = np.full(grid.shape, fill, dtype=dtype)
+    with open_raster(path) as ds:
+        own = Grid.of(ds)
+        t, g = ds.transform, grid.transform
+        if own.crs == grid.crs and (t.a, t.b, t.d, t.e) == (g.a, g.b, g.d, g.e):
+            col = (g.c - t.c) / t.a
+            row = (g.f - t.f) / t.e
+            if abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6:  # same pixel lattice
+                from rasterio.windows import Window
+
+                win = Window(round(col), round(row), grid.shape[1], grid.shape[0])
+                data = ds.read(1, window=win, boundless=True, fill_value=fill)
+                return data.astype(dtype, copy=False)
+        reproject(rasterio.band(ds, 1), out, dst_transform=grid.transform, dst_crs=grid.crs,
+                  dst_nodata=fill, resampling=resampling)
+    return out
+
+
+def _spatial_ref(grid: Grid) -> dict:
+    t = grid.transform
+    wkt = grid.crs.to_wkt()
+    return {"crs_wkt": wkt, "spatial_ref": wkt, "GeoTransform": f"{t.c} {t.a} {t.b} {t.f} {t.d} {t.e}",
+            "epsg_code": str(grid.crs.to_epsg() or "")}
+
+
+def _layers(obs: dict, variables: Sequence[str], lai_dir: Path, region: str, resolution: float,
+            sensors: Sequence[str], start, end) -> list[Layer]:
+    keys = list(obs)
+    layers = []
+    for var in variables:
+        if var == variables[0]:
+            files = [obs[k] for k in keys]
+        else:
+            other = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=var,
+                                      extensions=(".tif",), start=start, end=end)
+            files = [other.get(k) for k in keys]
+        std, units = CF_NAMES.get(var, (None, ""))
+        attrs = {"long_name": f"{var} (SL2P)", "units": units, "grid_mapping": "spatial_ref"}
+        if std:
+            attrs["standard_name"] = std
+        layers.append(Layer(var, files, "float32", np.nan, Resampling.bilinear, attrs))
+        flags = [flags_path(f) if f is not None and flags_path(f).exists() else None for f in files]
+        if any(flags):
+            layers.append(Layer(f"{var}_flags", flags, "uint8", FLAG_NODATA, Resampling.nearest, {
+                "long_name": f"{var} quality flags (SNAP bits)", "grid_mapping": "spatial_ref",
+                "flag_masks": np.array(list(FLAG_NAMES), dtype=np.uint8),
+                "flag_meanings": " ".join(v.lower() for v in FLAG_NAMES.values())}))
+        unc = [uncertainty_path(f) if f is not None and uncertainty_path(f).exists() else None for f in files]
+        if any(unc):
+            layers.append(Layer(f"{var}_uncertainty", unc, "float32", np.nan, Resampling.bilinear, {
+                "long_name": f"{var} uncertainty (LEAF error network)", "units": units,
+                "grid_mapping": "spatial_ref"}))
+    return layers
+
+
+def build_cube(
+    lai_dir: str | Path,
+    out: str | Path,
+    *,
+    region: str,
+    resolution: float = 20,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    geometry=None,
+    bbox: Sequence[float] | None = None,
+    like: str | Path | None = None,
+    variables: Sequence[str] = ("LAI",),
+    sensors: Sequence[str] = SENSORS,
+    chunk: int = 512,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write the season cube of ``region`` (see the module docstring).
+
+    Parameters
+    ----------
+    out
+        ``….nc`` (NetCDF-4, needs netCDF4) or ``….zarr`` (Zarr format 2 with consolidated
+        metadata, which every Zarr reader opens; needs xarray and zarr).
+    geometry, bbox
+        Cut the grid to a shapely geometry or a ``(west, south, east, north)`` box, both
+        EPSG:4326.
+    like
+        A raster whose grid the cube takes (default: the first date's).
+    chunk
+        Spatial chunk side (pixels); the time chunk is one date.
+
+    Raises
+    ------
+    NoDataFoundError
+        No LAI product of the region in the range.
+    InputError
+        An unknown output format or an area off the grid.
+    DependencyError
+        netCDF4 / xarray / zarr missing (the ``cube`` extra).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise InputError("the cube's name must end in .nc (NetCDF-4) or .zarr", path=out)
+    lai_dir = Path(lai_dir)
+    obs = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=variables[0],
+                            extensions=(".tif",), start=start, end=end)
+    with open_raster(like if like is not None else next(iter(obs.values()))) as ds:
+        grid = _cut(Grid.of(ds), geometry, bbox)
+    layers = _layers(obs, variables, lai_dir, region, resolution, sensors, start, end)
+    days = [k[0] for k in obs]
+    meta = {
+        "Conventions": "CF-1.8", "title": f"vercye-lai LAI season cube of {region}",
+        "source": f"vercye-lai {__version__}", "region": region,
+        "model": _model(next(iter(obs.values()))),
+        "source_files": ",".join(p.name for p in obs.values()),
+        "sensors": ",".join(k[1] for k in obs),
+        "history": f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} vercye-lai cube",
+    }
+    writer = _write_netcdf if out.suffix.lower() == ".nc" else _write_zarr
+    writer(out, grid, days, [k[1] for k in obs], layers, meta, chunk, progress)
+    log.info("%s: %d date(s) of %d x %d px, %s", out.name, len(days), grid.shape[1], grid.shape[0],
+             ", ".join(layer.name for layer in layers))
+    return out
+
+
+def _model(path: Path) -> str:
+    with rasterio.open(path) as ds:
+        return ds.tags().get("VERCYE_MODEL", "")
+
+
+def _coords(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    t = grid.transform
+    h, w = grid.shape
+    return t.c + t.a * (np.arange(w) + 0.5), t.f + t.e * (np.arange(h) + 0.5)
+
+
+def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
+    try:
+        import netCDF4
+    except ImportError as exc:
+        raise DependencyError("NetCDF cubes need netCDF4: pip install 'vercye-lai[cube]'") from exc
+    h, w = grid.shape
+    xs, ys = _coords(grid)
+    with atomic_output(out) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+            nc.setncatts(meta)
+            nc.createDimension("time", None)
+            nc.createDimension("y", h)
+            nc.createDimension("x", w)
+            tv = nc.createVariable("time", "i4", ("time",))
+            tv.setncatts({"standard_name": "time", "units": "days since 1970-01-01", "calendar": "standard"})
+            for name, vals, std in (("x", xs, "projection_x_coordinate"), ("y", ys, "projection_y_coordinate")):
+                v = nc.createVariable(name, "f8", (name,))
+                v[:] = vals
+                v.setncatts({"standard_name": std, "units": "m" if grid.crs.is_projected else "degrees",
+                             "axis": name.upper()})
+            sv = nc.createVariable("sensor", str, ("time",))
+            sv.long_name = "sensor of each date's product"
+            ref = nc.createVariable("spatial_ref", "i4")
+            ref.setncatts(_spatial_ref(grid))
+            cs = (1, min(chunk, h), min(chunk, w))
+            data = {}
+            for layer in layers:
+                v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=4,
+                                      chunksizes=cs, fill_value=np.array(layer.fill, dtype=layer.dtype))
+                v.setncatts(layer.attrs)
+                data[layer.name] = v
+            epoch = dt.date(1970, 1, 1)
+            for i, day in enumerate(days):
+                tv[i] = (day - epoch).days
+                sv[i] = sensors[i]
+                for layer in layers:
+                    f = layer.files[i]
+                    a = (np.full(grid.shape, layer.fill, layer.dtype) if f is None else
+                         _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling))
+                    data[layer.name][i] = a
+                if progress:
+                    progress(i + 1, len(days))
+
+
+def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
+    try:
+        import xarray as xr
+        import zarr  # noqa: F401
+    except ImportError as exc:
+        raise DependencyError("Zarr cubes need xarray and zarr: pip install 'vercye-lai[cube]'") from exc
+    h, w = grid.shape
+    xs, ys = _coords(grid)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out.parent, f".{out.name}.")
+    tmp = tmp_path_for(out)
+    tmp.unlink()
+    try:
+        for i, day in enumerate(days):
+            arrays = {}
+            for layer in layers:
+                f = layer.files[i]
+                a = (np.full(grid.shape, layer.fill, layer.dtype) if f is None else
+                     _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling))
+                attrs = {k: v for k, v in layer.attrs.items() if k != "grid_mapping"}
+                arrays[layer.name] = xr.Variable(("time", "y", "x"), a[None], attrs=attrs)
+            ds = xr.Dataset(arrays, coords={
+                "time": ("time", np.array([np.datetime64(day, "ns")])),
+                "y": ("y", ys, {"standard_name": "projection_y_coordinate", "units": "m"}),
+                "x": ("x", xs, {"standard_name": "projection_x_coordinate", "units": "m"}),
+                "sensor": ("time", np.array([sensors[i]], dtype=object)),
+                "spatial_ref": ((), np.int32(0), _spatial_ref(grid)),
+            }, attrs=meta)
+            for layer in layers:
+                ds[layer.name].encoding.update({"grid_mapping": "spatial_ref", "_FillValue": layer.fill,
+                                                "chunks": (1, min(chunk, h), min(chunk, w))})
+                ds[layer.name].attrs.pop("grid_mapping", None)
+            if i == 0:
+                ds["time"].encoding.update({"units": "days since 1970-01-01", "calendar": "standard",
+                                            "dtype": "int32"})
+                ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+            else:
+                for layer in layers:
+                    ds[layer.name].encoding.pop("_FillValue", None)
+                    ds[layer.name].encoding.pop("grid_mapping", None)
+                ds.drop_vars(["spatial_ref"]).to_zarr(tmp, append_dim="time", zarr_format=2, consolidated=True)
+            if progress:
+                progress(i + 1, len(days))
+        trash = None
+        if out.exists():  # replace the old cube only once the new one is whole
+            trash = tmp_path_for(out)
+            trash.unlink()
+            os.replace(out, trash)
+        os.replace(tmp, out)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cube_dates(path: str | Path) -> list[dt.date]:
+    """The dates of a cube written here (a convenience for tests and reports)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="zarr" if str(path).endswith(".zarr") else None) as ds:
+        return [dt.date.fromisoformat(str(t)[:10]) for t in ds["time"].values]
+
+
+
