@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 from click.testing import CliRunner
 from conftest import cli_error_line, pixel_box
@@ -40,3 +41,24 @@ def test_observed_rows_only_with_the_template(tmp_path, lai_writer, polygon_writ
     assert "not an analysis output folder" in line
     line = cli_error_line(run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "{field}"))
     assert "unknown field" in line
+
+
+@pytest.mark.parametrize("fmt", ["netcdf", "parquet"])
+def test_one_table_of_all_zones(tmp_path, lai_writer, polygon_writer, fmt):
+    pytest.importorskip("xarray" if fmt == "netcdf" else "pyarrow")
+    for d, v in [("2022-05-01", 2.0), ("2022-05-06", 3.0)]:
+        lai_writer(d, np.full((8, 8), v, np.float32))
+    g = polygon_writer("fields.geojson", [pixel_box(0, 0, 4, 4), pixel_box(4, 4, 8, 8)], FID=[10, 11])
+    res = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10, options=AnalysisOptions(table_format=fmt))
+    (path,) = (tmp_path / "out").glob("*_ALL.*")
+    if fmt == "parquet":
+        table = pd.read_parquet(path)
+    else:
+        import xarray as xr
+
+        table = xr.open_dataset(path).to_dataframe().reset_index()
+    assert sorted(set(table["zone"].astype(str))) == ["10", "11"] and len(table) == 2 * 6
+    for zone in res.zones:
+        stats = pd.read_csv(zone.csv)
+        mine = table[table["zone"].astype(str) == zone.name]
+        np.testing.assert_allclose(mine["LAI Mean"].to_numpy(), stats["LAI Mean"].to_numpy())

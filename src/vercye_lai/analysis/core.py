@@ -33,6 +33,7 @@ from .geometry import (
 from .options import AnalysisOptions
 from .plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
 from .products import (
+    write_all_zones,
     MAX_BAND_CHOICES,
     MAX_BANDS,
     STATS_COLUMNS,
@@ -424,6 +425,11 @@ def finish_analysis(plan: AnalysisPlan, parts: Sequence[SeasonPart]) -> Analysis
         for k_local, z in enumerate(chunk):
             if plan.names[z] not in skipped:
                 results[z] = _write_zone(plan, z, k_local, table, n_pix, acc, int(totals[z]), tags)
+    if plan.options.table_format != "csv":
+        stem = output_stem(plan.region, geometry_name, plan.start, plan.end)
+        ext = {"netcdf": ".nc", "parquet": ".parquet"}[plan.options.table_format]
+        write_all_zones(plan.outdir / f"{stem}_ALL{ext}", {results[z].name: results[z].csv for z in sorted(results)},
+                        plan.options.table_format)
     return AnalysisResult(plan.start, plan.end, len(plan.files), int(met.sum()),
                           [results[z] for z in sorted(results)],
                           {plan.names[z]: skipped[plan.names[z]] for z in range(len(plan.names))

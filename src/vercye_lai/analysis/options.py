@@ -74,6 +74,10 @@ class AnalysisOptions(Options):
         help="Bands of _MAX.tif: estimateLAImax and/or adjustedLAImax; none writes no map.")
     variable: str = setting(
         "LAI", help="Product suffix in the file names ({region}_{res}m_{date}_{variable}.tif).")
+    table_format: str = setting(
+        "csv", cli="--format", choices=("csv", "netcdf", "parquet"),
+        help="Besides the per-zone CSVs, one table of all zones x days (long form, with the zone id): "
+             "netcdf ({..}_ALL.nc) or parquet ({..}_ALL.parquet, needs pyarrow); csv: none.")
     sensors: tuple[str, ...] = setting(
         ("s2", "s30", "l30", "l8", "l9"), sep=",", choices=("s2", "s30", "l30", "l8", "l9"),
         case_sensitive=False,

@@ -181,3 +181,37 @@ def write_max_tif(path: str | Path, grid, bands: dict[str, np.ndarray], *,
                 dst.set_band_description(i, name)
                 dst.write(arr.astype(np.float32, copy=False), i)
     return Path(path)
+
+
+def write_all_zones(path: str | Path, csvs: dict[str, Path], fmt: str) -> Path:
+    """One long table of every zone's ``_STATS.csv`` (a ``zone`` column first): NetCDF
+    (``(row)`` variables, the zone and date as coordinates) or Parquet; atomically."""
+    import pandas as pd
+
+    frames = [pd.read_csv(csv).assign(zone=str(zone)) for zone, csv in csvs.items()]
+    table = pd.concat(frames, ignore_index=True)
+    table = table[["zone", *[c for c in table.columns if c != "zone"]]]
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError as exc:
+                from ..errors import DependencyError
+
+                raise DependencyError("--format parquet needs pyarrow: pip install 'vercye-lai[parquet]'") from exc
+            table.to_parquet(tmp, index=False)
+        else:
+            try:
+                import xarray as xr
+            except ImportError as exc:
+                from ..errors import DependencyError
+
+                raise DependencyError("--format netcdf needs xarray and netCDF4: pip install 'vercye-lai[cube]'") from exc
+            ds = xr.Dataset.from_dataframe(table.rename_axis("row"))
+            ds = ds.set_coords(["zone", "Date"])
+            for name in ds.data_vars:
+                ds[name].attrs["long_name"] = str(name)
+            ds.attrs.update({"Conventions": "CF-1.8", "title": "vercye-lai per-zone daily LAI statistics"})
+            ds.to_netcdf(tmp, format="NETCDF4")
+    return path
