@@ -32,7 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import NO_SPACE, ConfigError, LaiError, NoDataFoundError, error_text
+from ..errors import NO_SPACE, ConfigError, DependencyError, LaiError, NoDataFoundError, error_text
 from ..executor import Executor, SerialExecutor, make_executor
 from ..io import up_to_date
 from ..naming import SENSORS, find_observations
@@ -476,4 +476,30 @@ def run_pipeline(
         if write_summary and not dry_run:
             cfg.output_root.mkdir(parents=True, exist_ok=True)
             summary.write()
+    if write_summary and not dry_run and not summary.stopped:
+        publish(cfg.output_root)
     return summary
+
+
+def publish(root: Path) -> list[Path]:
+    """What a run writes beside its products for other tools: the STAC catalogue and the
+    HTML report. A failure here is logged, never the run's: the products are all there."""
+    from ..catalog import write_catalog
+
+    written = []
+    for what, fn in (("STAC catalogue", write_catalog), ("report", _report)):
+        try:
+            written.append(fn(root))
+        except NoDataFoundError:
+            log.info("%s: nothing to put in a %s yet", root, what)
+        except DependencyError as exc:
+            log.info("no %s: %s", what, exc)
+        except Exception as exc:  # noqa: BLE001 - reported, the run's outputs stand
+            log.warning("%s not written: %s", what, error_text(exc))
+    return written
+
+
+def _report(root: Path) -> Path:
+    from ..report import write_report
+
+    return write_report(root)

@@ -1,0 +1,59 @@
+"""The STAC catalogue of a run's products, loaded with pystac and odc-stac, offline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import write_raster
+
+from vercye_lai.cli.main import cli
+
+pystac = pytest.importorskip("pystac")
+
+
+@pytest.fixture
+def root(tmp_path):
+    out = tmp_path / "run"
+    rng = np.random.default_rng(3)
+    for day in ("2022-06-01", "2022-06-04"):
+        write_raster(out / "lai" / "R" / f"R_10m_{day}_LAI.tif", rng.uniform(0, 6, (12, 16)).astype(np.float32),
+                     nodata=np.nan)
+        write_raster(out / "lai" / "R" / f"R_10m_{day}_LAI_flags.tif", np.zeros((12, 16), np.uint8), nodata=255)
+        write_raster(out / "stacks" / "R" / f"R_10m_{day}.tif", np.ones((11, 12, 16), np.int16), nodata=-32768)
+    write_raster(out / "lai" / "R" / "R_30m_2022-06-02_L30_LAI.tif", np.full((4, 6), 2.0, np.float32), nodata=np.nan)
+    return out
+
+
+def test_catalog_items_assets_and_pixels(root, tmp_path):
+    r = CliRunner().invoke(cli, ["-q", "catalog", str(root)])
+    assert r.exit_code == 0, r.output
+    # moved elsewhere, it still works: every link is relative
+    moved = tmp_path / "moved"
+    shutil.move(root, moved)
+    cat = pystac.read_file(str(moved / "catalog.json"))
+    (coll,) = list(cat.get_children())
+    assert coll.id == "R"
+    items = sorted(coll.get_items(), key=lambda i: i.id)
+    assert [i.id for i in items] == ["R_2022-06-01", "R_2022-06-02_L30", "R_2022-06-04"]
+    first = items[0]
+    assert set(first.assets) == {"LAI", "LAI_flags", "stack"}
+    lai = first.assets["LAI"].to_dict()
+    assert lai["proj:shape"] == [12, 16] and lai["raster:bands"][0]["data_type"] == "float32"
+    assert lai["raster:bands"][0]["unit"] == "m2 m-2"
+    bits = first.assets["LAI_flags"].to_dict()["classification:bitfields"]
+    assert [b["offset"] for b in bits] == [0, 1, 2, 3, 4]
+    for item in (json.loads((moved / "R" / i.id / f"{i.id}.json").read_text()) for i in items):
+        assert all(not a["href"].startswith("/") for a in item["assets"].values())
+    odc_stac = pytest.importorskip("odc.stac")
+    ds = odc_stac.load([items[0], items[2]], bands=["LAI"], chunks=None)
+    for k, item in enumerate((items[0], items[2])):
+        with rasterio.open(item.assets["LAI"].get_absolute_href()) as src:
+            np.testing.assert_array_equal(ds["LAI"].isel(time=k).values, src.read(1))
+    # a rerun replaces the catalogue (no stray temporary folder)
+    assert CliRunner().invoke(cli, ["-q", "catalog", str(moved)]).exit_code == 0
+    assert not [p for p in moved.iterdir() if p.name.startswith(".")]
