@@ -319,3 +319,16 @@ def test_outputs_truncated_outside_the_tool_are_made_again(tmp_path):
     summary = json.loads((out / "run_summary.json").read_text())
     assert counts(summary)["predict"] == (0, 3, 0) and counts(summary)["analyze"] == (1, 0, 0)
     assert csv.read_bytes() == whole
+
+
+def test_run_publishes_a_catalogue_and_a_report(tmp_path):
+    pytest.importorskip("bokeh")
+    cfg_path = qvidja_config(tmp_path)
+    assert invoke("run", cfg_path).exit_code == 0
+    out = tmp_path / "out"
+    import pystac
+
+    items = list(pystac.read_file(str(out / "catalog.json")).get_items(recursive=True))
+    assert len(items) == 3 and all("LAI" in i.assets for i in items)
+    page = (out / "report.html").read_text()
+    assert "Run summary" in page and "<script src=" not in page

@@ -45,6 +45,42 @@ class DemoResult:
     stats: dict[str, Path] = field(default_factory=dict)  # field name -> _STATS.csv
     insitu_csv: Path | None = None
     insitu_table: str = ""
+    #: what the ecosystem opens: cube, catalogue, APSIM table, report → path (or why not)
+    products: dict[str, Path | str] = field(default_factory=dict)
+
+
+def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[str, Path | str]:
+    """The season cube, the APSIM observed table, the STAC catalogue and the report of the
+    demo (each made again only when its inputs changed); a missing extra is said, not fatal."""
+    from .apsim import export_apsim
+    from .catalog import write_catalog
+    from .cube import build_cube
+    from .errors import DependencyError
+    from .report import write_report
+
+    jobs = {
+        "cube": (out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI.nc", lai,
+                 lambda p: build_cube(out / "lai", p, region=DEMO_REGION, resolution=DEMO_RESOLUTION)),
+        "APSIM": (out / f"{DEMO_REGION}_apsim_observed.csv", csvs,
+                  lambda p: export_apsim(out / "analysis", p, crop="Wheat", adjusted=False)),
+        "catalogue": (out / "catalog.json", lai, lambda p: write_catalog(out)),
+    }
+    done: dict[str, Path | str] = {}
+    for name, (path, inputs, make) in jobs.items():
+        try:
+            if not up_to_date([path], inputs):
+                make(path)
+            done[name] = path
+        except DependencyError as exc:
+            done[name] = f"not written: {exc}"
+    report = out / "report.html"
+    try:  # last: it shows the others' figures
+        if not up_to_date([report], [*csvs, *(out.glob("*_metrics.md"))]):
+            write_report(out)
+        done["report"] = report
+    except DependencyError as exc:
+        done["report"] = f"not written: {exc}"
+    return done
 
 
 def demo_fields() -> Path:
@@ -185,5 +221,6 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
                                "destructive in-situ green LAI")
     metrics = agreement_tables(pairs, columns)
     res.insitu_table = metrics_markdown(metrics[metrics["group"] == "all"])
+    res.products = _ecosystem_products(out, res.lai, csvs)
     res.figures.append(png)
     return res

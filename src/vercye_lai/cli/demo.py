@@ -27,6 +27,8 @@ def command(out_dir, workers):
       4. quicklook    LAI curve + max-LAI map per field  -> OUT/analysis/*.png
       5. field-mean LAI vs 115 in-situ measurements      -> OUT/*_insitu_{matched,metrics,scatter}.*
          (the same as: vercye-lai validate INSITU --series OUT/analysis --zone-column parcel)
+      6. for other tools: a NetCDF season cube, the APSIM observed-LAI table, a STAC
+         catalogue and report.html (cube: extra 'cube', report: extra 'report')
     Rerunning skips what is already done.
     """
     t0 = time.perf_counter()
@@ -48,5 +50,7 @@ def command(out_dir, workers):
     for fig in res.figures:
         stdout.print(f"  figure : {fig}")
     stdout.print(f"  in-situ: {res.insitu_csv}")
+    for name, path in res.products.items():
+        stdout.print(f"  {name:9}: {path}", markup=False)
     stdout.print("\nSL2P field-mean LAI against in-situ green LAI (m2 m-2):")
     stdout.print(res.insitu_table, markup=False, highlight=False)

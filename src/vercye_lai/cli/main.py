@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "Run the whole pipeline from a config file."),
     "predict-table": ("predict_table", "Predict LAI for the rows of a table (field spectra, samples)."),
     "validate": ("validate", "Match in-situ LAI to the products (points or field series); metrics and plot."),
+    "report": ("report", "Write report.html: a self-contained page to look at a run (needs the 'report' extra)."),
     "catalog": ("catalog", "Write a static STAC catalogue of the products under a folder."),
     "cube": ("cube", "Write a region's season of LAI products as one NetCDF or Zarr datacube."),
     "export-apsim": ("export_apsim", "Write an analysis as APSIM NG observed data (SimulationName, Clock.Today, LAI)."),
