@@ -232,7 +232,7 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
             cs = (1, min(chunk, h), min(chunk, w))
             data = {}
             for layer in layers:
-                v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=4,
+                v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,
                                       chunksizes=cs, fill_value=np.array(layer.fill, dtype=layer.dtype))
                 v.setncatts(layer.attrs)
                 data[layer.name] = v
