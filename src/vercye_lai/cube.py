@@ -92,6 +92,14 @@ def _read_on(path: Path, grid: Grid, *, fill: float, dtype: str, resampling: Res
     return out
 
 
+def _date_array(layer: Layer, i: int, grid: Grid) -> np.ndarray:
+    """Date ``i`` of ``layer`` on the cube's grid (all fill where that date has no file)."""
+    f = layer.files[i]
+    if f is None:
+        return np.full(grid.shape, layer.fill, layer.dtype)
+    return _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling)
+
+
 def _spatial_ref(grid: Grid) -> dict:
     t = grid.transform
     wkt = grid.crs.to_wkt()
@@ -241,10 +249,7 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
                 tv[i] = (day - epoch).days
                 sv[i] = sensors[i]
                 for layer in layers:
-                    f = layer.files[i]
-                    a = (np.full(grid.shape, layer.fill, layer.dtype) if f is None else
-                         _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling))
-                    data[layer.name][i] = a
+                    data[layer.name][i] = _date_array(layer, i, grid)
                 if progress:
                     progress(i + 1, len(days))
 
@@ -265,11 +270,8 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
         for i, day in enumerate(days):
             arrays = {}
             for layer in layers:
-                f = layer.files[i]
-                a = (np.full(grid.shape, layer.fill, layer.dtype) if f is None else
-                     _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling))
                 attrs = {k: v for k, v in layer.attrs.items() if k != "grid_mapping"}
-                arrays[layer.name] = xr.Variable(("time", "y", "x"), a[None], attrs=attrs)
+                arrays[layer.name] = xr.Variable(("time", "y", "x"), _date_array(layer, i, grid)[None], attrs=attrs)
             ds = xr.Dataset(arrays, coords={
                 "time": ("time", np.array([np.datetime64(day, "ns")])),
                 "y": ("y", ys, {"standard_name": "projection_y_coordinate", "units": "m"}),

@@ -33,7 +33,7 @@ from pathlib import Path
 import rasterio
 
 from ..bands import L8_BANDS, S2_BANDS_20M
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..options import Options as OptionsBase
 from ..options import setting
 from .scene import ANGLE_FILES, Scene, stack_scenes
@@ -162,17 +162,13 @@ class Options(OptionsBase):
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
-    from . import expand_patterns
+    from functools import partial
 
-    if options.catalog:
-        return stac_hls(options.catalog, region=region.name, geometry=region.shape(), start=region.start,
-                    end=region.end, resolution=options.resolution, out_dir=out_dir, products=options.products, fmask=options.fmask,
-                    max_cloud=options.max_cloud)
-    if not options.paths:
-        raise ConfigError("source: give paths (local files) or catalog (STAC)")
-    out = stack_hls(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
-                    fmask=options.fmask, kinds=options.products)
-    return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}
+    from .scene import acquire_scenes
+
+    return acquire_scenes(region, options, out_dir, source="hls",
+                          local=partial(find_granules, fmask=options.fmask, kinds=options.products),
+                          catalogue=partial(search_granules, products=options.products, fmask=options.fmask))
 
 
 # --- from STAC: Planetary Computer (hls2-l30, hls2-s30), NASA CMR-STAC (HLSL30_2.0, HLSS30_2.0)
@@ -220,14 +216,18 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
     return scenes
 
 
-def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-             out_dir: str | os.PathLike, products: Sequence[str] = ("L30", "S30"),
-             collections: Mapping[str, str] | None = None, fmask: Sequence[int] = DEFAULT_FMASK,
-             max_cloud: float | None = None, overwrite: bool = False,
-             progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Search ``catalog`` (``planetary-computer``, ``nasa`` — CMR-STAC, reading needs an
-    Earthdata login: ``EARTHDATA_TOKEN`` or ``~/.netrc`` — a STAC API URL or a static
-    catalogue) for HLS granules over the region and write their stacks."""
+def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
+                    products: Sequence[str] = ("L30", "S30"), collections: Mapping[str, str] | None = None,
+                    fmask: Sequence[int] = DEFAULT_FMASK, max_cloud: float | None = None) -> list[Scene]:
+    """The HLS granules of ``catalog`` (``planetary-computer``, ``nasa`` — CMR-STAC, reading
+    needs an Earthdata login: ``EARTHDATA_TOKEN`` or ``~/.netrc`` — a STAC API URL or a
+    static catalogue) over ``geometry`` (EPSG:4326) in the range.
+
+    Raises
+    ------
+    InputError
+        No item.
+    """
     from .stac import search_items
 
     flavour = "nasa" if catalog == "nasa" else "planetary-computer"
@@ -238,7 +238,14 @@ def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.dat
         items += search_items(url, collection=ids[kind], geometry=geometry, start=start, end=end,
                               max_cloud=max_cloud)
     if not items:
-        raise InputError(f"no HLS item of {', '.join(ids[k] for k in products)} over {region} "
-                         f"from {start} to {end} in {catalog}")
-    return stack_scenes(scenes_from_items(items, fmask=fmask), geometry, region, resolution, out_dir,
-                        overwrite=overwrite, source="stack-hls (STAC)", progress=progress)
+        raise InputError(f"no HLS item of {', '.join(ids[k] for k in products)} from {start} to {end} in {catalog}")
+    return scenes_from_items(items, fmask=fmask)
+
+
+def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
+             out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+             **search) -> dict[tuple[dt.date, str], Path]:
+    """Write the stacks of the granules :func:`search_granules` finds (``search``: its options)."""
+    return stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
+                        region, resolution, out_dir, overwrite=overwrite, source="stack-hls (STAC)",
+                        progress=progress)

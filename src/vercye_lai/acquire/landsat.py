@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..bands import L8_BANDS
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from ..options import Options as OptionsBase
 from ..options import setting
 from .scene import ANGLE_FILES, Scene, stack_scenes
@@ -174,17 +174,13 @@ class Options(OptionsBase):
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
-    from . import expand_patterns
+    from functools import partial
 
-    if options.catalog:
-        return stac_landsat(options.catalog, region=region.name, geometry=region.shape(), start=region.start,
-                    end=region.end, resolution=options.resolution, out_dir=out_dir, collection=options.collection, qa_bits=options.qa_bits,
-                    max_cloud=options.max_cloud)
-    if not options.paths:
-        raise ConfigError("source: give paths (local files) or catalog (STAC)")
-    out = stack_landsat(expand_patterns(options.paths), region.shape(), region.name, options.resolution, out_dir,
-                        qa_bits=options.qa_bits)
-    return {k: p for k, p in out.items() if region.start <= k[0] <= region.end}
+    from .scene import acquire_scenes
+
+    return acquire_scenes(region, options, out_dir, source="landsat",
+                          local=partial(find_scenes, qa_bits=options.qa_bits),
+                          catalogue=partial(search_scenes, collection=options.collection, qa_bits=options.qa_bits))
 
 
 # --- from STAC: landsat-c2-l2 (Planetary Computer, Earth Search) ---------------------------
@@ -239,18 +235,30 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
     return scenes
 
 
-def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-                 out_dir: str | os.PathLike, collection: str = "landsat-c2-l2", qa_bits: Sequence[int] = DEFAULT_QA,
-                 max_cloud: float | None = None, overwrite: bool = False,
-                 progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Search ``catalog`` (``planetary-computer`` — signed —, ``earth-search``, a STAC API URL
-    or a static catalogue) for Landsat 8/9 C2 L2 scenes over the region and write their stacks."""
+def search_scenes(catalog: str, *, geometry, start: dt.date, end: dt.date, collection: str = "landsat-c2-l2",
+                  qa_bits: Sequence[int] = DEFAULT_QA, max_cloud: float | None = None) -> list[Scene]:
+    """The Landsat 8/9 C2 L2 scenes of ``catalog`` (``planetary-computer`` — signed —,
+    ``earth-search``, a STAC API URL or a static catalogue) over ``geometry`` in the range.
+
+    Raises
+    ------
+    InputError
+        No Landsat 8/9 item.
+    """
     from .stac import search_items
 
     items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
                          max_cloud=max_cloud)
     scenes = scenes_from_items(items, qa_bits=qa_bits)
     if not scenes:
-        raise InputError(f"no Landsat 8/9 item of {collection} over {region} from {start} to {end} in {catalog}")
-    return stack_scenes(scenes, geometry, region, resolution, out_dir, overwrite=overwrite,
-                        source="stack-landsat (STAC)", progress=progress)
+        raise InputError(f"no Landsat 8/9 item of {collection} from {start} to {end} in {catalog}")
+    return scenes
+
+
+def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
+                 out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+                 **search) -> dict[tuple[dt.date, str], Path]:
+    """Write the stacks of the scenes :func:`search_scenes` finds (``search``: its options)."""
+    return stack_scenes(search_scenes(catalog, geometry=geometry, start=start, end=end, **search), geometry,
+                        region, resolution, out_dir, overwrite=overwrite, source="stack-landsat (STAC)",
+                        progress=progress)

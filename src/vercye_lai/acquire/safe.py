@@ -65,6 +65,7 @@ from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from .warp import (
     ImageCache,
     choose_resampling,
+    first_valid_window,
     geometry_to_crs,
     keep_existing,
     warp_to_grid,
@@ -394,25 +395,11 @@ class DateMosaic:
     def read(self, window: Window) -> dict[str, np.ndarray]:
         """Band name → float32 array of ``window``'s shape (reflectance factors, cosines;
         NaN = nodata: outside the region, no data, masked by SCL)."""
-        from rasterio.features import geometry_mask
-
         sub = self.grid.window(window)
-        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform)
-        stack = {b: np.full(sub.shape, np.nan, np.float32) for b in S2_BANDS_20M}
-        filled = outside.copy()
-        for tile, angles in zip(self.tiles, self.angles, strict=True):
-            if filled.all():  # nothing left to fill, e.g. a window outside the region
-                break
-            layer = tile_layer(
-                tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles,
-                images=self.images,
-            )
-            valid = np.logical_and.reduce([np.isfinite(layer[b]) for b in S2_BANDS_20M])
-            take = valid & ~filled
-            for b in S2_BANDS_20M:
-                stack[b][take] = layer[b][take]
-            filled |= take
-        return stack
+        layers = (lambda tile=tile, angles=angles: tile_layer(
+            tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles, images=self.images)
+            for tile, angles in zip(self.tiles, self.angles, strict=True))
+        return first_valid_window(layers, S2_BANDS_20M, sub, self.region)
 
 
 def stack_tiles(

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..grid import Grid
 from ..naming import stack_name
 from .angles import angle_cosines, cosines
-from .warp import ImageCache, choose_resampling, keep_existing, warp_to_grid, write_windowed
+from .warp import ImageCache, choose_resampling, first_valid_window, keep_existing, warp_to_grid, write_windowed
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +169,9 @@ class SceneMosaic:
     images: Callable[[str], rasterio.DatasetReader] | None = None
 
     def read(self, window: Window) -> dict[str, np.ndarray]:
-        from rasterio.features import geometry_mask
-
         sub = self.grid.window(window)
-        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform)
-        inputs = self.scenes[0].inputs
-        stack = {b: np.full(sub.shape, np.nan, np.float32) for b in inputs}
-        filled = outside.copy()
-        for scene in self.scenes:
-            if filled.all():
-                break
-            layer = scene_layer(scene, sub, self.resolution, self.images)
-            valid = np.logical_and.reduce([np.isfinite(layer[b]) for b in inputs])
-            take = valid & ~filled
-            for b in inputs:
-                stack[b][take] = layer[b][take]
-            filled |= take
-        return stack
+        layers = (lambda scene=scene: scene_layer(scene, sub, self.resolution, self.images) for scene in self.scenes)
+        return first_valid_window(layers, self.scenes[0].inputs, sub, self.region)
 
 
 def group_scenes(scenes: Sequence[Scene]) -> dict[tuple[dt.date, str], list[Scene]]:
@@ -298,3 +284,22 @@ def remote_env(scenes: Sequence[Scene]) -> rasterio.Env:
     if any("earthdata.nasa.gov" in h or "lpdaac" in h for h in hrefs):
         env.update(earthdata_env())
     return rasterio.Env(**env)
+
+
+def acquire_scenes(region, options: Any, out_dir: Path, *, local: Callable[[list[str]], list[Scene]],
+                   catalogue: Callable[..., list[Scene]], source: str) -> dict[tuple[dt.date, str], Path]:
+    """The ``acquire`` of a scene source (``hls``, ``landsat``): the scenes of the files
+    (``local(paths)``) or of the catalogue (``catalogue(catalog, geometry=, start=, end=,
+    max_cloud=)``), stacked at ``options.resolution``; ``(date, sensor) → path`` in range."""
+    from ..errors import ConfigError
+    from . import expand_patterns
+
+    if options.catalog:
+        scenes = catalogue(options.catalog, geometry=region.shape(), start=region.start, end=region.end,
+                           max_cloud=options.max_cloud)
+    elif options.paths:
+        scenes = local(expand_patterns(options.paths))
+    else:
+        raise ConfigError("source: give paths (local files) or catalog (STAC)")
+    out = stack_scenes(scenes, region.shape(), region.name, options.resolution, out_dir, source=source)
+    return {k: v for k, v in out.items() if region.start <= k[0] <= region.end}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +266,23 @@ def keep_existing(dst: str | os.PathLike, overwrite: bool) -> bool:
         log.debug("%s exists, skipped", Path(dst).name)
         return True
     return False
+
+
+def first_valid_window(layers: Iterable[Callable[[], Mapping[str, np.ndarray]]], bands: Sequence[str],
+                       sub: Grid, region) -> dict[str, np.ndarray]:
+    """One window of a date's mosaic: each source's layer (a call giving band → array on
+    ``sub``) fills the pixels of ``region`` no earlier source filled with a value valid in
+    every band; the rest stay NaN. Sources after the window is full are not read."""
+    from rasterio.features import geometry_mask
+
+    filled = geometry_mask([region], out_shape=sub.shape, transform=sub.transform)
+    stack = {b: np.full(sub.shape, np.nan, np.float32) for b in bands}
+    for make in layers:
+        if filled.all():  # nothing left to fill, e.g. a window outside the region
+            break
+        layer = make()
+        take = np.logical_and.reduce([np.isfinite(layer[b]) for b in bands]) & ~filled
+        for b in bands:
+            stack[b][take] = layer[b][take]
+        filled |= take
+    return stack

@@ -1,41 +1,17 @@
-"""``vercye-lai stack-hls``: input stacks from local HLS L30/S30 granules."""
+"""``vercye-lai stack-hls``: input stacks from HLS L30/S30 granules (files or STAC)."""
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import click
 
 from ..acquire.hls import Options
-from .options import (
-    ALIASES_EPILOG,
-    click_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    check_source,
-    date_options,
-    resolution_option_of,
-    resolve_region,
-    stack_out_dir_option,
-)
-from .ui import progress_bar, stdout
-
-
-log = logging.getLogger(__name__)
+from .options import ALIASES_EPILOG
+from .scenes import scene_source_options, stack_scene_source
 
 
 @click.command("stack-hls", epilog=ALIASES_EPILOG)
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@region_source_options
-@resolution_option_of(30)
-@date_options(required=False)
-@stack_out_dir_option
-@click_options(Options)
-@overwrite_option
-def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite,
-            **params) -> None:
+@scene_source_options(Options)
+def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite, **params) -> None:
     """Build one stack per date and product from HLS v2.0 (or v1.5) granules.
 
     PATHS are granule COGs or folders of them (HLS.{L30|S30}.T{tile}.{YYYYDOY}T{HHMMSS}.v2.0.{band}.tif,
@@ -58,21 +34,11 @@ def command(paths, region, library, shpfile, resolution, start_date, end_date, o
     Example:
       vercye-lai stack-hls hls/ --geometry fields.geojson --region kansas -o stacks/
     """
-    from ..acquire.hls import stack_hls
+    where = dict(paths=paths, region=region, library=library, shpfile=shpfile, resolution=resolution,
+                 start_date=start_date, end_date=end_date, out_dir=out_dir, overwrite=overwrite)
+    from ..acquire.hls import find_granules, search_granules
 
-    from ..acquire.hls import stac_hls
-
-    o = from_cli(Options, params, paths=paths)
-    name, geometry = resolve_region(region, library, shpfile)
-    check_source(paths, o.catalog, start_date, end_date)
-    with progress_bar() as bar:
-        task = bar.add_task("dates", total=None)
-        step = lambda i, n: bar.update(task, completed=i, total=n)  # noqa: E731
-        if o.catalog:
-            written = stac_hls(o.catalog, region=name, geometry=geometry, start=start_date, end=end_date,
-                               resolution=resolution, out_dir=out_dir, products=o.products, fmask=o.fmask,
-                               max_cloud=o.max_cloud, overwrite=overwrite, progress=step)
-        else:
-            written = stack_hls(paths, geometry, name, resolution, out_dir, fmask=o.fmask, kinds=o.products,
-                                overwrite=overwrite, progress=step)
-    stdout.print(f"stack-hls {name}: {len(written)} stack(s) in {out_dir}")
+    stack_scene_source("stack-hls", Options, params, **where,
+                       local=lambda paths, o: find_granules(paths, fmask=o.fmask, kinds=o.products),
+                       catalogue=lambda catalog, o, **w: search_granules(catalog, products=o.products, fmask=o.fmask,
+                                                                        max_cloud=o.max_cloud, **w))

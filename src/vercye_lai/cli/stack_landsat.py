@@ -1,41 +1,17 @@
-"""``vercye-lai stack-landsat``: input stacks from local Landsat 8/9 Collection 2 Level-2 scenes."""
+"""``vercye-lai stack-landsat``: input stacks from Landsat 8/9 Collection 2 Level-2 scenes (files or STAC)."""
 
 from __future__ import annotations
-
-import logging
-from pathlib import Path
 
 import click
 
 from ..acquire.landsat import Options
-from .options import (
-    ALIASES_EPILOG,
-    click_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    check_source,
-    date_options,
-    resolution_option_of,
-    resolve_region,
-    stack_out_dir_option,
-)
-from .ui import progress_bar, stdout
-
-
-log = logging.getLogger(__name__)
+from .options import ALIASES_EPILOG
+from .scenes import scene_source_options, stack_scene_source
 
 
 @click.command("stack-landsat", epilog=ALIASES_EPILOG)
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
-@region_source_options
-@resolution_option_of(30)
-@date_options(required=False)
-@stack_out_dir_option
-@click_options(Options)
-@overwrite_option
-def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite,
-            **params) -> None:
+@scene_source_options(Options)
+def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite, **params) -> None:
     """Build one stack per date from Landsat 8/9 Collection 2 Level-2 scenes.
 
     PATHS are scene files or folders of them (L?0{8|9}_L2SP_..._SR_B{n}.TIF, _QA_PIXEL.TIF,
@@ -59,21 +35,11 @@ def command(paths, region, library, shpfile, resolution, start_date, end_date, o
     Example:
       vercye-lai stack-landsat LC09_L2SP_*/ --geometry fields.geojson --region kansas -o stacks/
     """
-    from ..acquire.landsat import stack_landsat
+    where = dict(paths=paths, region=region, library=library, shpfile=shpfile, resolution=resolution,
+                 start_date=start_date, end_date=end_date, out_dir=out_dir, overwrite=overwrite)
+    from ..acquire.landsat import find_scenes, search_scenes
 
-    from ..acquire.landsat import stac_landsat
-
-    o = from_cli(Options, params, paths=paths)
-    name, geometry = resolve_region(region, library, shpfile)
-    check_source(paths, o.catalog, start_date, end_date)
-    with progress_bar() as bar:
-        task = bar.add_task("dates", total=None)
-        step = lambda i, n: bar.update(task, completed=i, total=n)  # noqa: E731
-        if o.catalog:
-            written = stac_landsat(o.catalog, region=name, geometry=geometry, start=start_date, end=end_date,
-                                   resolution=resolution, out_dir=out_dir, collection=o.collection,
-                                   qa_bits=o.qa_bits, max_cloud=o.max_cloud, overwrite=overwrite, progress=step)
-        else:
-            written = stack_landsat(paths, geometry, name, resolution, out_dir, qa_bits=o.qa_bits,
-                                    overwrite=overwrite, progress=step)
-    stdout.print(f"stack-landsat {name}: {len(written)} stack(s) in {out_dir}")
+    stack_scene_source("stack-landsat", Options, params, **where,
+                       local=lambda paths, o: find_scenes(paths, qa_bits=o.qa_bits),
+                       catalogue=lambda catalog, o, **w: search_scenes(catalog, collection=o.collection,
+                                                                      qa_bits=o.qa_bits, max_cloud=o.max_cloud, **w))
