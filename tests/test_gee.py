@@ -222,9 +222,16 @@ def evaluate(node, *, catalog=None, region=None, img=None):
                          {b: m for i in a for b, m in i.masks.items()})
         if op == "getNumber":
             return float(r.props[a[0]])
-        if op in ("multiply", "divide", "subtract"):
-            f = {"multiply": np.multiply, "divide": np.divide, "subtract": np.subtract}[op]
+        if op == "Number":
+            return float(a[0])
+        if op in ("multiply", "divide", "subtract", "add"):
+            f = {"multiply": np.multiply, "divide": np.divide, "subtract": np.subtract, "add": np.add}[op]
+            if isinstance(a[0], Scene):  # image with image: band by band, masks combined
+                w, mw = a[0].one()
+                return r.like({b: f(v, w) for b, v in r.bands.items()}, {b: m & mw for b, m in r.masks.items()})
             return float(f(r, a[0])) if number else each(r, lambda v: f(v, a[0]))
+        if op == "bitwiseAnd":
+            return each(r, lambda v: np.bitwise_and(v.astype(np.int64), int(a[0])).astype(float))
         if op == "cos":
             return each(r, np.cos)
         if op == "toFloat":
@@ -246,13 +253,15 @@ def evaluate(node, *, catalog=None, region=None, img=None):
         if op == "reduce":
             return Scene({"min": a[0](np.stack(list(r.bands.values())), axis=0)},
                          {"min": np.any(np.stack(list(r.masks.values())), axis=0)})
-        if op in ("And", "gte", "remap"):
+        if op in ("And", "gte", "eq", "remap"):
             v, m = r.one()
             if op == "And":
                 w, mw = a[0].one()
                 v, m = ((v != 0) & (w != 0)).astype(float), m & mw
             elif op == "gte":
                 v = (v >= a[0]).astype(float)
+            elif op == "eq":
+                v = (v == a[0]).astype(float)
             else:
                 table = dict(zip(a[0], a[1]))
                 v = np.vectorize(lambda x: table.get(int(x), a[2]))(v).astype(float)
@@ -659,3 +668,66 @@ def test_cli_cloud_score_and_drive_folder(fake_ee, tmp_path, region_file):
                                         cs=(0.9, 0.7, 0.69, 0.9)))
     got = evaluate(task.params["image"], catalog=fake_ee.catalog)
     assert got.bands["B3"].tolist() == [[1000, 1000, gee.STACK_NODATA, 1000]]
+
+
+
+# --------------------------------------------------------------------------- Landsat and HLS
+
+
+def landsat_scene(date="2022-10-05", *, dn=(20000, 25000, 30000, 0), qa=(21824, 21824, 22280, 21824), **props):
+    """A LANDSAT/LC08/C02/T1_L2 scene: SR DN ``dn`` (+ band rank); QA_PIXEL ``qa`` (22280 has
+    the cloud bit 3 set); DN 0 is fill, masked by the collection itself."""
+    bands = {b: np.asarray(dn, float).reshape(SHAPE) + i for i, b in enumerate(gee.EE_SENSORS["l8"].bands)}
+    bands["QA_PIXEL"] = np.asarray(qa, float).reshape(SHAPE)
+    valid = np.asarray(dn, float).reshape(SHAPE) > 0
+    p = {"system:time_start": ms(date, 16), "CLOUD_COVER": 20.0, "system:index": f"L8-{date}",
+         "footprint": np.ones(SHAPE, bool), "SUN_ELEVATION": 40.0, "SUN_AZIMUTH": 150.0, **props}
+    return Scene(bands, {b: valid.copy() for b in bands}, p)
+
+
+def hls_scene(date="2022-10-05", *, refl=(0.05, 0.1, 0.2, 0.3), fmask=(64, 66, 72, 64)):
+    """A NASA/HLS/HLSL30/v002 scene: reflectance already scaled (as Earth Engine serves it),
+    Fmask ``fmask`` (66: cloud bit 1; 72: shadow bit 3), angle bands in degrees."""
+    bands = {b: np.asarray(refl, float).reshape(SHAPE) + 0.01 * i for i, b in enumerate(gee.EE_SENSORS["l30"].bands)}
+    bands.update(Fmask=np.asarray(fmask, float).reshape(SHAPE), SZA=np.full(SHAPE, 40.0), SAA=np.full(SHAPE, 150.0),
+                 VZA=np.full(SHAPE, 5.0), VAA=np.full(SHAPE, 100.0))
+    p = {"system:time_start": ms(date, 16), "CLOUD_COVERAGE": 10.0, "system:index": f"HLS-{date}",
+         "footprint": np.ones(SHAPE, bool)}
+    return Scene(bands, {b: np.ones(SHAPE, bool) for b in bands}, p)
+
+
+def test_landsat_c2_l2_expression(fake_ee, tmp_path):
+    fake_ee.catalog = {"LANDSAT/LC08/C02/T1_L2": [landsat_scene()]}
+    plan = gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
+                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json", sensor="l8")
+    assert [p.name for p in plan] == ["R_30m_2022-10-05_L8"]
+    (task,) = fake_ee.tasks
+    got = evaluate(task.params["image"], catalog=fake_ee.catalog)
+    assert list(got.bands) == ["cosVZA", "cosSZA", "cosRAA", "B3", "B4", "B5", "B6", "B7"]
+    b5 = got.bands["B5"].ravel()
+    expected = np.round(((30000 + 2) * 2.75e-5 - 0.2) * 10000)
+    assert b5[1] == np.round(((25000 + 2) * 2.75e-5 - 0.2) * 10000) and b5[0] == np.round(((20000 + 2) * 2.75e-5 - 0.2) * 10000)
+    assert b5[2] == -32768 != expected  # the cloud bit of QA_PIXEL masks it
+    assert b5[3] == -32768  # fill
+    assert got.bands["cosSZA"].ravel()[0] == np.round(math.cos(math.radians(50.0)) * 10000)  # 90 - elevation
+    assert got.bands["cosVZA"].ravel()[0] == 10000  # nadir
+    assert got.bands["cosRAA"].ravel()[0] == np.round(math.cos(math.radians(150.0)) * 10000)
+
+
+def test_hls_l30_expression(fake_ee, tmp_path):
+    fake_ee.catalog = {"NASA/HLS/HLSL30/v002": [hls_scene()]}
+    plan = gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
+                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json", sensor="l30",
+                          max_cloud=50)
+    assert [p.name for p in plan] == ["R_30m_2022-10-05_L30"]
+    got = evaluate(fake_ee.tasks[0].params["image"], catalog=fake_ee.catalog)
+    b4 = got.bands["B4"].ravel()
+    assert b4[0] == np.round((0.05 + 0.01) * 10000) and b4[3] == np.round((0.3 + 0.01) * 10000)
+    assert b4[1] == -32768 and b4[2] == -32768  # Fmask cloud and shadow bits
+    assert got.bands["cosRAA"].ravel()[0] == np.round(math.cos(math.radians(50.0)) * 10000)  # SAA - VAA
+    assert got.bands["cosVZA"].ravel()[0] == np.round(math.cos(math.radians(5.0)) * 10000)
+    filters = [n for n in fake_ee.ops("Filter.lte")]
+    assert filters and filters[0].args[0] == "CLOUD_COVERAGE"
+    with pytest.raises(Exception, match="sensor"):
+        gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
+                       end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "t.json", sensor="modis")

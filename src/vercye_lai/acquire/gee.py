@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..bands import S2_BANDS_20M, STACK_NODATA
+from ..bands import L8_BANDS, S2_BANDS_20M, STACK_NODATA
 from ..errors import ConfigError, InputError, NoDataFoundError, ServiceError, require
 from ..grid import utm_crs
 from ..naming import date_range, stack_name
@@ -74,9 +74,9 @@ _DEG = math.pi / 180.0
 # --------------------------------------------------------------------------- pure parts
 
 
-def export_name(region: str, resolution: float, date: dt.date) -> str:
-    """Drive file-name prefix of one export: ``{region}_{res}m_{date}`` (no extension)."""
-    return stack_name(region, resolution, date, ext="")
+def export_name(region: str, resolution: float, date: dt.date, sensor: str | None = None) -> str:
+    """Drive file-name prefix of one export: ``{region}_{res}m_{date}[_{SENSOR}]`` (no extension)."""
+    return stack_name(region, resolution, date, ext="", sensor=sensor)
 
 
 def drive_folder(region: str, name: str | None = None) -> str:
@@ -148,8 +148,10 @@ def plan_exports(
     folder: str,
     state: ExportState | None = None,
     overwrite: bool = False,
+    sensor: str | None = None,
 ) -> list[PlannedExport]:
-    """Decide, for each date, whether to submit an export or skip it.
+    """Decide, for each date, whether to submit an export or skip it (``sensor``: the
+    token of the export names, ``None`` for Sentinel-2).
 
     Parameters
     ----------
@@ -166,7 +168,7 @@ def plan_exports(
     """
     plan = []
     for date in dates:
-        name = export_name(region, resolution, date)
+        name = export_name(region, resolution, date, sensor)
         rec = state.get(name) if state else None
         if rec is None or not rec.task_id:
             action, reason = "export", "new"
@@ -236,10 +238,11 @@ def filtered_collection(
     start: dt.date,
     end: dt.date,
     max_cloud: float | None = None,
+    cloud_property: str = "CLOUDY_PIXEL_PERCENTAGE",
 ):
     """Scenes of ``collection`` over ``geometry`` from ``start`` to ``end`` (inclusive).
 
-    ``max_cloud`` (percent) filters on the granule's ``CLOUDY_PIXEL_PERCENTAGE``.
+    ``max_cloud`` (percent) filters on the scene's ``cloud_property``.
     """
     coll = (
         ee.ImageCollection(collection)
@@ -247,7 +250,7 @@ def filtered_collection(
         .filterDate(start.isoformat(), (end + dt.timedelta(days=1)).isoformat())
     )
     if max_cloud is not None:
-        coll = coll.filter(ee.Filter.lte("CLOUDY_PIXEL_PERCENTAGE", max_cloud))
+        coll = coll.filter(ee.Filter.lte(cloud_property, max_cloud))
     return coll
 
 
@@ -330,6 +333,79 @@ def scene_stack(ee, image, *, mask: CloudMask = CloudMask()):
     return angle_bands(ee, image).addBands(refl).updateMask(valid)
 
 
+@dataclasses.dataclass(frozen=True)
+class EeSensor:
+    """How one Landsat or HLS collection becomes the input stack in Earth Engine.
+
+    Attributes
+    ----------
+    token
+        The sensor token of the export names (``L30``, ``L8`` …).
+    collection
+        Earth Engine collection id.
+    bands
+        Its reflectance bands, in the stack's order (:attr:`inputs` without the cosines).
+    inputs
+        The stack's bands (:data:`~vercye_lai.bands.L8_BANDS` or ``S2_BANDS_20M``).
+    scale, offset
+        Reflectance = stored × scale + offset (Earth Engine's HLS bands are already
+        reflectance; Landsat C2 L2 keeps the DN).
+    quality, quality_bits
+        The quality band and the bits of it that mask a pixel.
+    angles
+        ``"bands"``: per-pixel ``SZA, SAA, VZA, VAA`` bands (degrees); ``"sun"``: the
+        scene's ``SUN_ELEVATION``/``SUN_AZIMUTH`` properties and a nadir view.
+    cloud_property
+        The scene property ``max_cloud`` filters on.
+    """
+
+    token: str
+    collection: str
+    bands: tuple[str, ...]
+    inputs: tuple[str, ...]
+    scale: float
+    offset: float
+    quality: str
+    quality_bits: tuple[int, ...]
+    angles: str
+    cloud_property: str
+
+
+_L8_SR = ("SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
+EE_SENSORS: dict[str, EeSensor] = {
+    "l30": EeSensor("L30", "NASA/HLS/HLSL30/v002", ("B3", "B4", "B5", "B6", "B7"), L8_BANDS, 1.0, 0.0,
+                    "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE"),
+    "s30": EeSensor("S30", "NASA/HLS/HLSS30/v002", ("B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12"),
+                    S2_BANDS_20M, 1.0, 0.0, "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE"),
+    "l8": EeSensor("L8", "LANDSAT/LC08/C02/T1_L2", _L8_SR, L8_BANDS, 2.75e-5, -0.2, "QA_PIXEL",
+                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER"),
+    "l9": EeSensor("L9", "LANDSAT/LC09/C02/T1_L2", _L8_SR, L8_BANDS, 2.75e-5, -0.2, "QA_PIXEL",
+                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER"),
+}
+SENSOR_CHOICES = ("s2", *EE_SENSORS)
+
+
+def sensor_scene_stack(ee, image, sensor: EeSensor):
+    """The stack bands of one Landsat or HLS scene: cosines and reflectance factors, with
+    the quality bits of ``sensor`` masked (one ``bitwiseAnd`` of them all)."""
+    refl = (image.select(list(sensor.bands)).toFloat().multiply(sensor.scale).add(sensor.offset)
+            .rename(list(sensor.inputs[3:])))
+    bits = sum(1 << b for b in sensor.quality_bits)
+    valid = refl.mask().reduce(ee.Reducer.min()).And(image.select(sensor.quality).bitwiseAnd(bits).eq(0))
+    if sensor.angles == "bands":
+        def cos_band(expr, name):
+            return expr.multiply(_DEG).cos().rename(name).toFloat()
+
+        angles = ee.Image.cat(
+            cos_band(image.select("VZA"), "cosVZA"), cos_band(image.select("SZA"), "cosSZA"),
+            cos_band(image.select("SAA").subtract(image.select("VAA")), "cosRAA"))
+    else:  # the scene-centre sun, a nadir view (Landsat's view zenith is at most 7.5 degrees)
+        sza = ee.Number(90).subtract(image.getNumber("SUN_ELEVATION"))
+        angles = ee.Image.cat(_cos_of(ee, ee.Number(0), "cosVZA"), _cos_of(ee, sza, "cosSZA"),
+                              _cos_of(ee, image.getNumber("SUN_AZIMUTH"), "cosRAA"))
+    return angles.addBands(refl).updateMask(valid)
+
+
 def date_image(
     ee,
     *,
@@ -338,8 +414,10 @@ def date_image(
     date: dt.date,
     max_cloud: float | None = None,
     mask: CloudMask = CloudMask(),
+    sensor: EeSensor | None = None,
 ):
-    """The export image of one date: masked scenes mosaicked, 11 bands, int16 × 10000.
+    """The export image of one date: masked scenes mosaicked, the stack's bands, int16 × 10000
+    (Sentinel-2 L2A; with ``sensor``, one of :data:`EE_SENSORS`).
 
     Parameters
     ----------
@@ -362,16 +440,21 @@ def date_image(
         Bands :data:`~vercye_lai.bands.S2_BANDS_20M`, ``int16`` = round(value × 10000),
         masked pixels unmasked to ``-32768`` inside the region.
     """
+    cloud = sensor.cloud_property if sensor else "CLOUDY_PIXEL_PERCENTAGE"
     coll = filtered_collection(
-        ee, collection=collection, geometry=geometry, start=date, end=date, max_cloud=max_cloud
+        ee, collection=sensor.collection if sensor else collection, geometry=geometry, start=date, end=date,
+        max_cloud=max_cloud, cloud_property=cloud,
     )
-    if mask.method == "cloudscore":
+    if mask.method == "cloudscore" and sensor is None:
         coll = coll.linkCollection(ee.ImageCollection(CLOUD_SCORE_PLUS), [mask.cs_band])
     # mosaic() puts the last image on top: the least cloudy scene wins where they overlap
-    coll = coll.sort("CLOUDY_PIXEL_PERCENTAGE", False)
-    stacks = coll.map(lambda img: scene_stack(ee, img, mask=mask))
+    coll = coll.sort(cloud, False)
+    if sensor is None:
+        stacks = coll.map(lambda img: scene_stack(ee, img, mask=mask))
+    else:
+        stacks = coll.map(lambda img: sensor_scene_stack(ee, img, sensor))
     # the day's scenes (adjacent tiles, overlapping orbits) become one image
-    mosaic = stacks.mosaic().select(list(S2_BANDS_20M))
+    mosaic = stacks.mosaic().select(list(sensor.inputs if sensor else S2_BANDS_20M))
     scaled = mosaic.multiply(SCALE_FACTOR).round().toInt16()
     return scaled.unmask(STACK_NODATA, False).clip(geometry)
 
@@ -419,8 +502,10 @@ def export_gee(
     dry_run: bool = False,
     overwrite: bool = False,
     on_submit: Callable[[PlannedExport], None] | None = None,
+    sensor: str = "s2",
 ) -> list[PlannedExport]:
-    """Submit one Drive export per date with scenes over a region.
+    """Submit one Drive export per date with scenes over a region (``sensor``: ``s2``, or
+    a Landsat/HLS collection of :data:`EE_SENSORS`, exported as ``…_{SENSOR}``).
 
     Parameters
     ----------
@@ -464,8 +549,14 @@ def export_gee(
     date_range(start, end)  # validates the order before any server call
     state = ExportState(state_file)
     region_ee = ee_geometry(ee, geometry)
+    if sensor != "s2" and sensor not in EE_SENSORS:
+        raise ConfigError(f"sensor: {sensor!r} is not allowed; allowed values: {', '.join(SENSOR_CHOICES)}")
+    profile = EE_SENSORS.get(sensor)
+    if profile is not None:
+        collection = profile.collection
     coll = filtered_collection(
-        ee, collection=collection, geometry=region_ee, start=start, end=end, max_cloud=max_cloud
+        ee, collection=collection, geometry=region_ee, start=start, end=end, max_cloud=max_cloud,
+        cloud_property=profile.cloud_property if profile else "CLOUDY_PIXEL_PERCENTAGE",
     )
     dates = available_dates(ee, coll, start, end)
     if not dates:
@@ -483,6 +574,7 @@ def export_gee(
         folder=folder,
         state=state,
         overwrite=overwrite,
+        sensor=profile.token if profile else None,
     )
     if dry_run:
         return plan
@@ -499,6 +591,7 @@ def export_gee(
             date=item.date,
             max_cloud=max_cloud,
             mask=mask,
+            sensor=profile,
         )
         task = export_task(
             ee,
@@ -540,6 +633,11 @@ class Options(OptionsBase):
     """The ``gee`` source: exports from Earth Engine to Drive, downloaded in the run."""
 
     project: str | None = setting(None, help="Google Cloud project registered for Earth Engine.")
+    sensor: str = setting(
+        "s2", choices=SENSOR_CHOICES,
+        help="s2 (--collection), or l30/s30 (NASA/HLS/HLS{L,S}30/v002: Fmask, angle bands), "
+             "l8/l9 (LANDSAT/LC0{8,9}/C02/T1_L2: QA_PIXEL, sun from the scene, nadir view), exported "
+             "at 30 m as {region}_30m_{date}_{SENSOR}.")
     collection: str = setting(DEFAULT_COLLECTION, help="Earth Engine Sentinel-2 L2A collection.")
     cloud_mask: str = setting(
         "scl", choices=CLOUD_MASKS,
@@ -576,11 +674,13 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     from . import gdrive
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    state_file = state_dir / f"gee_{region.name}.json"
+    s2 = options.sensor == "s2"
+    state_file = state_dir / (f"gee_{region.name}.json" if s2 else f"gee_{region.name}_{options.sensor}.json")
+    resolution = resolution if s2 else 30.0  # Landsat and HLS at their own resolution
     export_gee(region=region.name, geometry=region.shape(), start=region.start, end=region.end,
                resolution=resolution, state_file=state_file, project=options.project,
                collection=options.collection, mask=options.mask, max_cloud=options.max_cloud,
-               folder=options.folder, crs=options.crs)
+               folder=options.folder, crs=options.crs, sensor=options.sensor)
     if not options.drive_folder_id:
         log.warning("%s: exports submitted; set source.drive_folder_id to download them in the "
                     "run", region.name)

@@ -87,6 +87,7 @@ def command(region, library, shpfile, start_date, end_date, resolution, state_fi
             dry_run=dry_run,
             overwrite=overwrite,
             on_submit=lambda item: progress.advance(task),
+            sensor=options.sensor,
         )
         progress.update(task, total=sum(p.action == "export" for p in plan))
     if dry_run:
