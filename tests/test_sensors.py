@@ -461,3 +461,33 @@ def test_stack_hls_cli_from_a_catalogue(tmp_path):
                                  "2019-09-30", "--products", "L30"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o" / "slo_30m_2019-09-10_L30.tif").exists()
+
+
+def test_dask_parts_of_a_landsat_stack_use_the_landsat_network(tmp_path):
+    """The split predict (parts, then assembly: how Dask runs it) picks the network per stack too."""
+    import rasterio
+
+    from vercye_lai.acquire.hls import stack_hls
+    from vercye_lai.predict import (
+        PredictOptions,
+        assemble_parts,
+        predict_file,
+        predict_windows_to_part,
+        product_paths,
+        stack_windows,
+    )
+
+    folder = PIECES / "hls_l30_v15"
+    stacks = stack_hls([folder], region_of(folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"), "slo", 30,
+                       tmp_path / "stacks")
+    (src,) = stacks.values()
+    options = PredictOptions(block_size=64)
+    outputs = product_paths(src, tmp_path / "parts", ["LAI"])
+    part = tmp_path / "parts" / ".p0.npz"
+    predict_windows_to_part(src, part, stack_windows(src, block_size=64), options=options)
+    assemble_parts(src, [part], outputs, options=options)
+    whole = product_paths(src, tmp_path / "whole", ["LAI"])
+    predict_file(src, whole, options=options)
+    with rasterio.open(outputs["LAI"]) as a, rasterio.open(whole["LAI"]) as b:
+        assert a.tags()["VERCYE_MODEL"] == "sl2p-l8"
+        np.testing.assert_array_equal(a.read(1), b.read(1))

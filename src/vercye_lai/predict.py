@@ -602,6 +602,7 @@ def predict_windows_to_part(
     the number of valid input pixels in these windows.
     """
     src, part = Path(src), Path(part)
+    options = options_for(src, options)
     networks = [load_network(options.model, v) for v in options.variables]
     with _gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = _prepare(ds, src, networks, options)
@@ -662,6 +663,7 @@ def assemble_parts(
     same blocks), provided the parts cover every window of :func:`stack_windows`.
     """
     src = Path(src)
+    options = options_for(src, options)
     outputs = {v: Path(p) for v, p in outputs.items()}
     t0 = time.perf_counter()
     networks = [load_network(options.model, v) for v in outputs]
