@@ -491,3 +491,49 @@ def test_dask_parts_of_a_landsat_stack_use_the_landsat_network(tmp_path):
     with rasterio.open(outputs["LAI"]) as a, rasterio.open(whole["LAI"]) as b:
         assert a.tags()["VERCYE_MODEL"] == "sl2p-l8"
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_run_mosaics_the_parts_of_a_landsat_export(tmp_path):
+    """An Earth Engine export split into parts (``…_L30-{row}-{col}.tif``) gets its VRT, which
+    predict then reads, as for Sentinel-2."""
+    import rasterio
+    from click.testing import CliRunner
+    from conftest import write_run_config
+    from rasterio.windows import Window
+
+    from vercye_lai.acquire.hls import stack_hls
+    from vercye_lai.cli.main import cli
+
+    folder = PIECES / "hls_l30_v15"
+    whole = stack_hls([folder], region_of(folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"), "slo", 30,
+                      tmp_path / "tmp")
+    (src,) = whole.values()
+    parts = tmp_path / "exports"
+    parts.mkdir()
+    with rasterio.open(src) as ds:
+        half = ds.width // 2
+        for k, (c0, w) in enumerate(((0, half), (half, ds.width - half))):
+            win = Window(c0, 0, w, ds.height)
+            prof = ds.profile | {"width": w, "height": ds.height, "transform": ds.window_transform(win)}
+            with rasterio.open(parts / f"slo_30m_2019-09-10_L30-0000000000-{k * half:010d}.tif", "w", **prof) as out:
+                out.write(ds.read(window=win))
+                out.descriptions = ds.descriptions
+    cfg = write_run_config(tmp_path / "run.toml", f"""
+output_root = "out"
+resolution = 20
+[[regions]]
+name = "slo"
+start_date = 2019-09-01
+end_date = 2019-09-20
+[source]
+kind = "local"
+path = "{parts}"
+[executor]
+kind = "serial"
+""")
+    r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--only", "mosaic", "--only", "predict"])
+    assert r.exit_code == 0, r.output
+    vrt = tmp_path / "out" / "stacks" / "slo" / "slo_30m_2019-09-10_L30.vrt"
+    assert vrt.exists()
+    with rasterio.open(tmp_path / "out" / "lai" / "slo" / "slo_30m_2019-09-10_L30_LAI.tif") as ds:
+        assert ds.tags()["VERCYE_SOURCE"] == vrt.name and ds.tags()["VERCYE_MODEL"] == "sl2p-l8"

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import InputError, NoDataFoundError
 from .io import open_raster, write_text_atomic
-from .naming import _res_str, stack_name
+from .naming import _res_str, sensor_token, stack_name
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,11 @@ _GRID_TOL = 1e-6  # parts must sit on the same pixel grid, to this fraction of a
 
 
 def find_parts(
-    in_dir: str | os.PathLike, region: str, resolution: float
+    in_dir: str | os.PathLike, region: str, resolution: float, *, sensor: str | None = None
 ) -> dict[dt.date, list[Path]]:
-    """The parts of each date: ``{region}_{res}m_{date}.tif`` and ``…_{date}-{n}-{m}.tif``.
+    """The parts of each date: ``{region}_{res}m_{date}[_{SENSOR}].tif`` and
+    ``…_{date}[_{SENSOR}]-{n}-{m}.tif`` (Earth Engine splits a large export so); ``sensor``
+    ``None``: Sentinel-2 names, without a token.
 
     Returns
     -------
@@ -75,9 +77,10 @@ def find_parts(
     in_dir = Path(in_dir)
     if not in_dir.is_dir():
         raise NoDataFoundError("folder does not exist", path=in_dir)
+    token = sensor_token(sensor)
     pattern = re.compile(
         rf"^{re.escape(region)}_{re.escape(_res_str(resolution))}m_"
-        r"(?P<date>\d{4}-\d{2}-\d{2})(?:-\d+-\d+)?\.tif{1,2}$",
+        r"(?P<date>\d{4}-\d{2}-\d{2})" + (f"_{token}" if token else "") + r"(?:-\d+-\d+)?\.tif{1,2}$",
         re.IGNORECASE,
     )
     parts: dict[dt.date, list[Path]] = {}
@@ -93,8 +96,8 @@ def find_parts(
         parts.setdefault(date, []).append(p)
     if not parts:
         raise NoDataFoundError(
-            f"no '{region}_{_res_str(resolution)}m_<date>[-<n>-<m>].tif' parts", path=in_dir
-        )
+            f"no '{region}_{_res_str(resolution)}m_<date>{'_' + token if token else ''}[-<n>-<m>].tif' parts",
+            path=in_dir)
     return {d: sorted(v) for d, v in sorted(parts.items())}
 
 

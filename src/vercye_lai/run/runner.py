@@ -131,28 +131,34 @@ def _mtime_ns(p: Path) -> int | None:
         return None
 
 
-_PART_NAME = re.compile(r"_\d{4}-\d{2}-\d{2}-\d+-\d+$")  # …_{date}-{row}-{col}: one part of an export
+_PART_NAME = re.compile(r"_\d{4}-\d{2}-\d{2}(?:_[A-Z0-9]+)?-\d+-\d+$")  # …_{date}[_{SENSOR}]-{row}-{col}: a part
+LANDSAT_RESOLUTION = 30.0  # HLS and Landsat stacks (hls, landsat and gee sources)
 
 
-def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[dt.date, list[Path]]:
-    """Dates whose stack is split into parts (``…_{date}-{n}-{m}.tif``): these need a VRT."""
+def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.date, str], list[Path]]:
+    """Dates (and sensors) whose stack is split into parts (``…_{date}[_{SENSOR}]-{n}-{m}.tif``):
+    these need a VRT. Sentinel-2 at the run's resolution, Landsat/HLS at 30 m."""
     from ..mosaic import find_parts
 
-    found: dict[dt.date, list[Path]] = {}
+    found: dict[tuple[dt.date, str], list[Path]] = {}
     error: NoDataFoundError | None = None
-    for folder in cfg.source_dirs(region.name):
-        try:
-            for d, p in find_parts(folder, region.name, cfg.resolution).items():
-                found.setdefault(d, []).extend(x for x in p if x not in found.get(d, []))
-        except NoDataFoundError as exc:
-            error = error or exc
+    for sensor in SENSORS:
+        res = cfg.resolution if sensor == "S2" else LANDSAT_RESOLUTION
+        for folder in cfg.source_dirs(region.name):
+            try:
+                for d, p in find_parts(folder, region.name, res, sensor=sensor).items():
+                    have = found.setdefault((d, sensor), [])
+                    have.extend(x for x in p if x not in have)
+            except NoDataFoundError as exc:
+                if sensor == "S2":
+                    error = error or exc
     if not found and error is not None:
-        try:  # only another sensor's stacks (HLS, Landsat): nothing to mosaic, nothing wrong
+        try:  # only another sensor's stacks at another resolution: nothing to mosaic, nothing wrong
             _stacks(cfg, region)
         except NoDataFoundError:
             raise error from None
-    parts = _in_range(found, region)
-    return {d: p for d, p in parts.items() if len(p) > 1 or _PART_NAME.search(p[0].stem)}
+    return {k: p for k, p in found.items() if region.start <= k[0] <= region.end
+            and (len(p) > 1 or _PART_NAME.search(p[0].stem))}
 
 
 def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
@@ -169,18 +175,20 @@ def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit:
             continue
         if not dates:
             st.add(r.name, "-", "skipped", "no date split into parts: no mosaic needed")
-        for d, parts in dates.items():
-            vrt = cfg.stacks_dir(r.name) / stack_name(r.name, cfg.resolution, d, ".vrt")
+        for (d, sensor), parts in dates.items():
+            res = cfg.resolution if sensor == "S2" else LANDSAT_RESOLUTION
+            vrt = cfg.stacks_dir(r.name) / stack_name(r.name, res, d, ".vrt", sensor=sensor)
+            label = d.isoformat() + ("" if sensor == "S2" else f" {sensor}")
             if up_to_date([vrt], parts):
-                st.add(r.name, d.isoformat(), "skipped", "VRT up to date", outputs=[vrt])
+                st.add(r.name, label, "skipped", "VRT up to date", outputs=[vrt])
             elif dry_run:
-                st.add(r.name, d.isoformat(), "planned", f"VRT of {len(parts)} part(s)")
+                st.add(r.name, label, "planned", f"VRT of {len(parts)} part(s)")
             else:
                 try:  # a few lines of XML: no task needed
                     _, secs = _timed(build_vrt, parts, vrt, overwrite=True)
-                    st.add(r.name, d.isoformat(), "done", f"{len(parts)} part(s)", secs, [vrt])
+                    st.add(r.name, label, "done", f"{len(parts)} part(s)", secs, [vrt])
                 except Exception as exc:  # noqa: BLE001
-                    st.add(r.name, d.isoformat(), "failed", error_text(exc))
+                    st.add(r.name, label, "failed", error_text(exc))
     return st.finish()
 
 
