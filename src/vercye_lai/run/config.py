@@ -338,7 +338,7 @@ end_date = 2022-07-31
 #   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
 #   stac:  catalog = "earth-search" | "planetary-computer" | URL; collection, crs, max_cloud,
 #          scl_mask, resampling
-#   gee:   project, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
+#   gee:   project, sensor, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
 #          timeout, drive_folder_id, client_secret, token
 #   hls:   paths = ["hls/"] or catalog = "planetary-computer" | "nasa" | URL; max_cloud, fmask,
 #          products = ["L30", "S30"]; resolution = 30
