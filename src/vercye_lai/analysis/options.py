@@ -84,3 +84,8 @@ class AnalysisOptions(Options):
         help="Sensors whose products make the series (Sentinel-2 at --res, the others at theirs). A day "
              "seen by several takes, per zone, the one with the larger valid share (the first listed "
              "on a tie); the CSV's sensor column says which.")
+
+    def __post_init__(self) -> None:
+        # sensor names are case-insensitive (s2, L30 ...), each counted once
+        object.__setattr__(self, "sensors", tuple(dict.fromkeys(str(x).lower() for x in self.sensors)))
+        super().__post_init__()
