@@ -376,3 +376,26 @@ def test_verbose_login_logs_no_secret(tmp_path, monkeypatch):
     for secret_text in ("CODE-SECRET-123", "SECRET-CLIENT", "SECRET-ACCESS-NEW", "SECRET-REFRESH-NEW", basic):
         assert secret_text not in r.output, secret_text
     assert "DEBUG" in r.output or "saved the Drive token" in r.output  # it was verbose
+
+
+def test_run_no_input_means_no_sign_in_waits(tmp_path, monkeypatch):
+    import io as _io
+
+    from click.testing import CliRunner
+
+    from vercye_lai.acquire import gdrive
+    from vercye_lai.cli.main import cli
+
+    class Tty(_io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(gdrive, "NO_INPUT", False)
+    monkeypatch.setattr("sys.stdin", Tty())
+    assert gdrive._terminal()
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('output_root = "o"\n[[regions]]\nname = "x"\nstart_date = 2023-01-01\n'
+                   'end_date = 2023-01-02\n[source]\nkind = "local"\npath = "s"\n')
+    r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--dry-run", "--no-input"])
+    assert "Traceback" not in r.output
+    assert gdrive.NO_INPUT and not gdrive._terminal()  # a batch job: every sign-in fails at once

@@ -90,9 +90,13 @@ def _console_flow(flow: Any, prompt: Callable[[str], str]) -> Any:
     return flow.credentials
 
 
+#: set by ``--no-input`` (``run``, ``download-gdrive``): never wait for a person in this process
+NO_INPUT = False
+
+
 def _terminal() -> bool:
-    """A person may answer: stdin is a terminal."""
-    return sys.stdin is not None and sys.stdin.isatty()
+    """A person may answer: stdin is a terminal, and ``--no-input`` was not given."""
+    return not NO_INPUT and sys.stdin is not None and sys.stdin.isatty()
 
 
 def check_client_secret(path: str | Path) -> None:

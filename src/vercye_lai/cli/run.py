@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import no_input_option
+
 from ..executor import EXECUTORS
 from ..run import STEPS
 from .ui import progress_bar, stdout
@@ -74,7 +76,8 @@ def _print_summary(summary) -> None:
               help="Override executor.kind of the config.")
 @click.option("--scheduler-address", default=None, metavar="ADDRESS",
               help="Use a running Dask scheduler (implies --executor dask).")
-def command(config, example_config, dry_run, only, executor, scheduler_address):
+@no_input_option
+def command(config, example_config, dry_run, only, executor, scheduler_address, no_input):
     """Run acquire -> mosaic -> predict -> analyze -> quicklook for every region of CONFIG.
 
     \b
@@ -94,6 +97,10 @@ def command(config, example_config, dry_run, only, executor, scheduler_address):
         return
     if config is None:
         raise click.UsageError("give a CONFIG file (or --example-config)")
+    if no_input:  # for every sign-in of this run (the Drive download of a gee source)
+        from ..acquire import gdrive
+
+        gdrive.NO_INPUT = True
     cfg = load_config(config)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("distributed").setLevel(logging.WARNING)  # cluster start/stop chatter
