@@ -109,3 +109,13 @@ def test_calibrate_errors_name_the_column(tmp_path):
     line = cli_error_line(run("-q", "calibrate", t, "--group", "site", "-o", tmp_path / "c.json"))
     assert "has no column 'site' (--group)" in line and "location" in line
     assert not (tmp_path / "c.json").exists()
+
+
+def test_one_group_cannot_be_cross_validated(tmp_path):
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    df = pd.read_csv(t)
+    df.assign(site="one").to_csv(t, index=False)
+    line = cli_error_line(run("-q", "calibrate", t, "--group", "site", "--insitu-column", "lai", "-o",
+                              tmp_path / "c.json"))
+    assert "at least 2 groups" in line and not (tmp_path / "c.json").exists()

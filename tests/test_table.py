@@ -168,3 +168,11 @@ def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
     wrong = Calibration("poly1", 0.1, (1.0, 0.0), "snap-3.0-s2a").write(tmp_path / "snap.json")
     line = cli_error_line(run("-q", "predict", s2, tmp_path / "x", "--region", "qvidja", "--calibration", wrong))
     assert "calibration fitted for model snap-3.0-s2a, not sl2p" in line
+
+
+def test_rows_with_a_missing_input_are_nodata_and_flagged():
+    df = pd.read_csv(INSITU).head(5)
+    df.loc[2, "B05"] = np.nan
+    out = predict_table(df)
+    assert np.isnan(out.loc[2, "LAI"]) and out.loc[2, "LAI flags"] == 255
+    assert out["LAI"].drop(index=2).notna().all() and (out["LAI flags"].drop(index=2) != 255).all()
