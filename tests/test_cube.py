@@ -80,3 +80,20 @@ def test_cube_cut_to_a_box_and_bad_names(tmp_path, season):
     line = cli_error_line(CliRunner().invoke(cli, ["-q", "cube", str(season), str(tmp_path / "c.tif"),
                                                    "--region", "R", "--res", "10"]))
     assert "must end in .nc" in line
+
+
+def test_a_killed_zarr_write_leaves_nothing_a_rerun_keeps(tmp_path, season):
+    import subprocess
+    import sys
+
+    from vercye_lai import io
+    from vercye_lai.cube import build_cube
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    stale = tmp_path / f".cube.zarr.{io.HOST}~{p.pid}~abc{io.TMP_SUFFIX}"  # a dead writer's folder
+    (stale / "LAI").mkdir(parents=True)
+    (stale / "LAI" / "0.0.0").write_bytes(b"half")
+    build_cube(season, tmp_path / "cube.zarr", region="R", resolution=10)
+    assert not stale.exists() and (tmp_path / "cube.zarr").is_dir()
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == []

@@ -166,7 +166,7 @@ def write_catalog(root: str | Path, *, title: str | None = None) -> Path:
         coll.add_items(items)
         catalog.add_child(coll)
     dst = root / CATALOG_NAME
-    remove_stale(root, f".{CATALOG_NAME}.")
+    remove_stale(root, f"{CATALOG_NAME}.")
     tmp = tmp_path_for(dst)  # a folder: the catalogue is written there, then moved in
     tmp.unlink()
     try:

@@ -263,7 +263,7 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
     h, w = grid.shape
     xs, ys = _coords(grid)
     out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out.parent, f".{out.name}.")
+    remove_stale(out.parent, f"{out.name}.")
     tmp = tmp_path_for(out)
     tmp.unlink()
     try:

@@ -125,7 +125,9 @@ def stale_files(folder: str | Path, prefix: str = "") -> list[Path]:
     if not folder.is_dir():
         return []
     found = folder.glob(f".{glob.escape(prefix)}*{TMP_SUFFIX}*")
-    return sorted(p for p in found if p.is_file() and not writer_alive(p))
+    # a folder too (a Zarr cube, a STAC catalogue being written), if it is one of ours
+    return sorted(p for p in found if (p.is_file() or (p.is_dir() and p.name.endswith(TMP_SUFFIX)))
+                  and not writer_alive(p))
 
 
 def remove_stale(folder: str | Path, prefix: str = "") -> int:
@@ -133,7 +135,10 @@ def remove_stale(folder: str | Path, prefix: str = "") -> int:
     n = 0
     for old in stale_files(folder, prefix):
         with contextlib.suppress(OSError):
-            old.unlink()
+            if old.is_dir():  # a Zarr cube or a STAC catalogue being written
+                shutil.rmtree(old)
+            else:
+                old.unlink()
             n += 1
             log.debug("removed stale temporary file %s", old)
     return n

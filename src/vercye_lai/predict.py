@@ -584,8 +584,8 @@ def _remove_parts(outputs: dict[str, Path]) -> None:
         for p in first.parent.glob(f".{first.name}.*{PART_SUFFIX}"):
             with contextlib.suppress(OSError):
                 p.unlink()
-        remove_stale(first.parent, f".{first.name}.")  # killed part writes
-        remove_stale(first.parent, f"..{first.name}.")  # parts held by killed finishing tasks
+        # killed part writes, and parts held by killed finishing tasks (both ``..{name}.….part``)
+        remove_stale(first.parent, f".{first.name}.")
 
 
 def predict_windows_to_part(
