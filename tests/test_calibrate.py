@@ -119,3 +119,15 @@ def test_one_group_cannot_be_cross_validated(tmp_path):
     line = cli_error_line(run("-q", "calibrate", t, "--group", "site", "--insitu-column", "lai", "-o",
                               tmp_path / "c.json"))
     assert "at least 2 groups" in line and not (tmp_path / "c.json").exists()
+
+
+def test_a_refit_on_rows_of_two_sensors_is_refused(tmp_path):
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    df = pd.read_csv(t)
+    df.assign(sensor=np.where(df.index % 2, "s2", "l30")).to_csv(t, index=False)
+    line = cli_error_line(run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai",
+                              "--method", "refit", "-o", tmp_path / "c.json"))
+    assert "mixes sensors" in line
+    r = run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai", "-o", tmp_path / "c.json")
+    assert r.exit_code == 0 and json.loads((tmp_path / "c.json").read_text())["method"].startswith("poly")

@@ -142,3 +142,15 @@ def test_series_of_an_analyze_folder_without_a_manifest(tmp_path):
     options = ValidateOptions(zone_column="parcel")
     pairs = match_series(read_insitu(tmp_path / "m.geojson", options, points=False), series, options=options)
     assert pairs[["zone", "LAI Mean"]].to_dict("records") == [{"zone": "A_1", "LAI Mean": 3.5}]
+
+
+def test_points_take_the_nearest_date_of_any_sensor(tmp_path, season):
+    from rasterio.transform import from_origin
+
+    write_raster(season / "R_30m_2022-06-03_L30_LAI.tif", np.full((2, 2), 4.25, np.float32), nodata=np.nan,
+                 transform=from_origin(ORIGIN[0], ORIGIN[1], 30, 30))
+    g = read_insitu(points(tmp_path, [(centre(1, 3), "2022-06-03", 3.0), (centre(1, 3), "2022-06-01", 3.0)]))
+    m = match_points(g, season, "R", resolution=10)
+    assert m["sensor"].tolist() == ["l30", "s2"] and m.loc[0, "LAI"] == pytest.approx(4.25)
+    only = match_points(g, season, "R", resolution=10, options=ValidateOptions(sensors=("s2",)))
+    assert only["sensor"].tolist() == ["s2", "s2"]

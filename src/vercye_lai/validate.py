@@ -30,7 +30,7 @@ import pandas as pd
 
 from .errors import InputError, NoDataFoundError
 from .io import open_raster, write_text_atomic
-from .naming import find_rasters, flags_path, uncertainty_path
+from .naming import find_observations, flags_path, uncertainty_path
 from .options import Options, setting
 from .validation import Agreement, plot_agreement
 
@@ -52,6 +52,9 @@ class ValidateOptions(Options):
         "point (0: the pixel under it).")
     max_days: int = setting(5, min=0, help="Furthest LAI date from a measurement, in days.")
     variable: str = setting("LAI", help="Product variable to compare (the {VAR} of the file names).")
+    sensors: tuple[str, ...] = setting(
+        ("s2", "s30", "l30", "l8", "l9"), sep=",", choices=("s2", "s30", "l30", "l8", "l9"),
+        help="Sensors whose products a point may take (the nearest date first; on a tie, the first listed).")
     zone_column: str | None = setting(
         None, help="With --series: column naming each point's zone (field) in the analysis.")
     layer: str | None = setting(None, help="Layer of an INSITU file with several layers.")
@@ -161,9 +164,12 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     """
     from .stack import stack_scaling
 
-    files = find_rasters(lai_dir, region, resolution, suffix=options.variable, extensions=(".tif",))
-    stacks = find_rasters(stacks_dir, region, resolution) if stacks_dir is not None else {}
-    dates = sorted(files)
+    sensors = tuple(x.upper() for x in options.sensors)
+    files = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=options.variable,
+                              extensions=(".tif",))
+    stacks = find_observations(stacks_dir, region, resolution, sensors=sensors) if stacks_dir is not None else {}
+    rank = {x: k for k, x in enumerate(sensors)}
+    keys = sorted(files, key=lambda k: (k[0], rank[k[1]]))
     rasters = _Rasters()
     coords = _Coords(insitu.geometry)
     var = options.variable
@@ -174,12 +180,13 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
                                    "lon": np.nan, "lat": np.nan}
             if options.group_column:
                 row["group"] = insitu[options.group_column].iloc[i]
-            near = sorted((d for d in dates if abs((d - day).days) <= options.max_days),
-                          key=lambda d: (abs((d - day).days), d))
+            near = sorted((k for k in keys if abs((k[0] - day).days) <= options.max_days),
+                          key=lambda k: (abs((k[0] - day).days), k[0], rank[k[1]]))
             reason = f"no LAI date within {options.max_days} day(s)" if not near else None
             outside = 0
-            for d in near:
-                ds = rasters.get(files[d])
+            for key in near:
+                d = key[0]
+                ds = rasters.get(files[key])
                 px = _pixels(ds, *coords.of(ds, i), options.buffer)
                 if px is None:
                     outside += 1
@@ -189,18 +196,18 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
                 use = mask & np.isfinite(v)
                 if not use.any():
                     continue
-                row.update({"date": d.isoformat(), "day_gap": (d - day).days, var: float(v[use].mean()),
-                            "n_pixels": int(use.sum())})
-                f = rasters.get(flags_path(files[d]))
+                row.update({"date": d.isoformat(), "sensor": key[1].lower(), "day_gap": (d - day).days,
+                            var: float(v[use].mean()), "n_pixels": int(use.sum())})
+                f = rasters.get(flags_path(files[key]))
                 if f is not None:
                     fv = f.read(1, window=window)[use]
                     row[f"{var} flags"] = int(np.bitwise_or.reduce(fv[fv != 255])) if (fv != 255).any() else 255
-                u = rasters.get(uncertainty_path(files[d]))
+                u = rasters.get(uncertainty_path(files[key]))
                 if u is not None:
                     uv = u.read(1, window=window, masked=True).filled(np.nan)[use]
                     row[f"{var} uncertainty"] = float(np.nanmean(uv)) if np.isfinite(uv).any() else np.nan
-                if d in stacks:
-                    row.update(_stack_values(rasters.get(stacks[d]), coords.of(rasters.get(stacks[d]), i),
+                if key in stacks:
+                    row.update(_stack_values(rasters.get(stacks[key]), coords.of(rasters.get(stacks[key]), i),
                                              options.buffer, stack_scaling))
                 break
             else:
@@ -214,7 +221,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     out = pd.DataFrame(rows)
     lonlat = insitu.geometry.to_crs(4326)
     out["lon"], out["lat"] = lonlat.x.round(6).to_numpy(), lonlat.y.round(6).to_numpy()
-    for c in ("date", "day_gap", var, "n_pixels"):
+    for c in ("date", "sensor", "day_gap", var, "n_pixels"):
         if c not in out.columns:
             out[c] = np.nan
     return out
