@@ -436,6 +436,11 @@ def test_earthdata_token_is_a_header_never_a_log_line(monkeypatch, caplog):
     caplog.set_level(logging.DEBUG)
     env = earthdata_env()
     assert env["GDAL_HTTP_HEADERS"] == "Authorization: Bearer s3cr3t-t0ken" and env["GDAL_HTTP_NETRC"] == "YES"
+    import rasterio
+
+    with rasterio.Env(**env):  # reading under it, with every logger at DEBUG (as -vvv would)
+        with rasterio.open(PIECES / "hls_l30_v15" / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif") as ds:
+            ds.read(1, window=((0, 4), (0, 4)))
     assert "s3cr3t" not in caplog.text
 
 
