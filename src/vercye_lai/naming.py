@@ -250,6 +250,8 @@ def find_observations(
     """
     order = [(sensor_token(s) or "S2") for s in sensors]
     folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
+    if not any(f.is_dir() for f in folders):
+        raise NoDataFoundError("folder does not exist", path=folders[0])
     resolutions: dict[str, set[float]] = {s: set() for s in order}
     for folder in (f for f in dict.fromkeys(folders) if f.is_dir()):
         for path in folder.iterdir():
