@@ -10,7 +10,7 @@ import click
 from ..calibrate import CHOICES
 from ..predict import PredictOptions
 from ..table import TableOptions
-from .options import click_options, from_cli, option
+from .options import click_options, from_cli, option, output_option
 from .ui import stdout
 
 log = logging.getLogger(__name__)
@@ -20,8 +20,7 @@ log = logging.getLogger(__name__)
 @click.argument("matched", metavar="MATCHED", type=click.Path(dir_okay=False, path_type=Path))
 @option("--group", "group_column", required=True,
         help="Column of the groups held out one at a time (a site, a field, a year).")
-@option("--out", "-o", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
-        help="Calibration file to write (.json); the CV table goes beside it (_cv.csv, _cv.md).")
+@output_option(help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md). Required.")
 @option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
 @option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
              "an inner cross-validation.")
 @click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration"))
 @click_options(TableOptions)
-def command(matched, group_column, out, insitu_column, method, **params):
+def command(matched, group_column, output, insitu_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it
     by leave-one-group-out cross-validation (each group predicted by a fit on the others,
     the penalty and method chosen inside those folds).
@@ -47,6 +46,10 @@ def command(matched, group_column, out, insitu_column, method, **params):
       vercye-lai calibrate matched.csv --group site --insitu-column lai -o cal.json
     """
     from ..calibrate import calibration_data, fit_calibration, write_cv_tables
+
+    if output is None:
+        raise click.UsageError("give -o/--output FILE.json")
+    out = output
     from ..table import read_table
 
     predict = from_cli(PredictOptions, params, workers=1)
