@@ -28,6 +28,7 @@ any choice has seen.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -290,7 +291,8 @@ class Calibration:
 
 
 def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration file written by ``vercye-lai calibrate``.
+    """Read a calibration file written by ``vercye-lai calibrate`` (once per version of the
+    file: predict asks for it per date and block, analyze per part).
 
     Raises
     ------
@@ -298,6 +300,15 @@ def load_calibration(path: str | Path) -> Calibration:
         Not a calibration file (naming what is wrong).
     """
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
+    return _read_calibration(path, (st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
         c = Calibration(method=d["method"], alpha=float(d["alpha"]),
@@ -315,6 +326,30 @@ def load_calibration(path: str | Path) -> Calibration:
     if c.needs_bands and not c.inputs:
         raise InputError(f"method {c.method} needs the network inputs, the file lists none", path=path)
     return c
+
+
+def model_calibration(path: str | Path | None, model: str | Path) -> Calibration | None:
+    """The calibration file ``path`` (``None``: none) for predicting with ``model``.
+
+    Raises
+    ------
+    InputError
+        Not a calibration file, or one fitted for another model.
+    """
+    if path is None:
+        return None
+    cal = load_calibration(path)
+    if cal.model != str(model):
+        raise InputError(f"calibration fitted for model {cal.model}, not {model}: "
+                         f"predict with --model {cal.model}", path=path)
+    return cal
+
+
+def calibration_tag(cal: Calibration | None, variable: str) -> str:
+    """``VERCYE_CALIBRATION`` of a product: method, hash and file of its calibration ('' none)."""
+    if cal is None or cal.variable != variable:
+        return ""
+    return f"{cal.method} {cal.digest()} {Path(cal.path).name if cal.path else ''}".strip()
 
 
 def fit_calibration(data: CalibrationData, method: str, *, model: str, variable: str = "LAI",

@@ -275,6 +275,8 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
                   options: PredictOptions) -> bool:
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""
+    from .calibrate import calibration_tag
+
     cal = load_options_calibration(options)
     return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
                            calibration=calibration_tag(cal, n.variable))
@@ -285,29 +287,10 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
 
 
 def load_options_calibration(options: PredictOptions):
-    """The calibration of ``options`` (:class:`vercye_lai.calibrate.Calibration`), or ``None``.
+    """The calibration of ``options`` (:func:`vercye_lai.calibrate.model_calibration`)."""
+    from .calibrate import model_calibration
 
-    Raises
-    ------
-    InputError
-        Not a calibration file, or one fitted for another model.
-    """
-    if options.calibration is None:
-        return None
-    from .calibrate import load_calibration
-
-    cal = load_calibration(options.calibration)
-    if cal.model != str(options.model):
-        raise InputError(f"calibration fitted for model {cal.model}, not {options.model}: "
-                         f"predict with --model {cal.model}", path=options.calibration)
-    return cal
-
-
-def calibration_tag(cal, variable: str) -> str:
-    """``VERCYE_CALIBRATION`` of a product: method, hash and file of its calibration ('' none)."""
-    if cal is None or cal.variable != variable:
-        return ""
-    return f"{cal.method} {cal.digest()} {Path(cal.path).name if cal.path else ''}".strip()
+    return model_calibration(options.calibration, options.model)
 
 
 def check_model(options: PredictOptions) -> list[Network]:
@@ -421,6 +404,8 @@ def _write_products(
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
             if prep.calibration is not None and prep.calibration[1].variable == net.variable:
+                from .calibrate import calibration_tag
+
                 tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration[1], net.variable)
             dst = outputs[net.variable]
             writers.append(stack.enter_context(_product_writer(

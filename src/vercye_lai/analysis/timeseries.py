@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -51,34 +50,27 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
     return (a * lai + b) * lai + c
 
 
-@functools.lru_cache(maxsize=8)
-def _calibration(path: str, stamp: tuple[int, int]):
-    from ..calibrate import load_calibration
-    from ..errors import InputError
-
-    cal = load_calibration(path)
-    if cal.needs_bands:
-        raise InputError(f"a {cal.method} calibration re-fits the network and needs the band values; "
-                         "analyze applies only poly1/poly2 calibrations (use predict --calibration)",
-                         path=path)
-    return cal
-
-
 def adjustment_calibration(path: str):
-    """The calibration file ``path`` as an adjustment (read once per version of the file).
+    """The calibration file ``path`` as an adjustment.
 
     Raises
     ------
     InputError
         Not a calibration file, or one that needs band values (``refit*``).
     """
-    from ..errors import DataIOError
+    from ..calibrate import load_calibration
+    from ..errors import DataIOError, InputError
 
     try:
-        st = Path(path).stat()
+        Path(path).stat()
     except OSError as exc:
         raise DataIOError(f"cannot read the calibration file: {exc.strerror}", path=path) from exc
-    return _calibration(str(path), (st.st_mtime_ns, st.st_size))
+    cal = load_calibration(path)
+    if cal.needs_bands:
+        raise InputError(f"a {cal.method} calibration re-fits the network and needs the band values; "
+                         "analyze applies only poly1/poly2 calibrations (use predict --calibration)",
+                         path=path)
+    return cal
 
 
 def savgol_window(n_obs: int, *, window: int = 9, polyorder: int = 2) -> int | None:
