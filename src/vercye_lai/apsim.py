@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis.manifest import read_manifest
+from .analysis.manifest import zone_csvs
 from .errors import InputError
 from .io import write_text_atomic
 
@@ -32,11 +32,10 @@ def analysis_zones(analysis_dir: str | Path) -> dict[str, Path]:
     InputError
         No readable manifest (not an analysis output folder).
     """
-    folder = Path(analysis_dir)
-    manifest = read_manifest(folder)
-    if manifest is None:
-        raise InputError("not an analysis output folder (no readable MANIFEST.json)", path=folder)
-    return {str(z["name"]): folder / z["csv"] for z in manifest["zones"]}
+    zones = zone_csvs(Path(analysis_dir))
+    if zones is None:
+        raise InputError("not an analysis output folder (no readable MANIFEST.json)", path=analysis_dir)
+    return zones
 
 
 def apsim_table(analysis_dir: str | Path, *, crop: str, region: str = "", template: str = "{zone}",

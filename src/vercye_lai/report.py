@@ -43,8 +43,8 @@ FEW_OBSERVATIONS, MANY_OUTLIERS, MUCH_CLOUD = 5, 2, 60.0
 
 
 def _analyses(root: Path) -> list[tuple[Path, dict]]:
-    return [(m.parent, read_manifest(m.parent)) for m in sorted(root.rglob(MANIFEST_NAME))
-            if read_manifest(m.parent)]
+    found = ((m.parent, read_manifest(m.parent)) for m in sorted(root.rglob(MANIFEST_NAME)))
+    return [(folder, manifest) for folder, manifest in found if manifest]
 
 
 def _zone_geometries(folder: Path, manifest: dict, names: list[str]) -> dict[str, Any]:

@@ -255,15 +255,13 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     InputError
         No ``zone_column``, or a series folder without an analysis manifest.
     """
-    from .analysis.manifest import read_manifest
+    from .analysis.manifest import zone_csvs
 
     if not options.zone_column:
         raise InputError("--series needs --zone-column: the column naming each point's zone")
     series_dir = Path(series_dir)
-    manifest = read_manifest(series_dir)
-    if manifest is not None:  # written by run
-        csvs = {str(z["name"]): series_dir / z["csv"] for z in manifest["zones"]}
-    else:  # analyze: {region}_{geometry}_{zone}_{start}_{end}_STATS.csv
+    csvs = zone_csvs(series_dir)
+    if csvs is None:  # an analysis of an older version: {region}_{geometry}_{zone}_{start}_{end}_STATS.csv
         csvs = {}
         for z in sorted(set(insitu[options.zone_column].astype(str))):
             pattern = re.compile(rf"_{re.escape(z)}_\d{{4}}-\d\d-\d\d_\d{{4}}-\d\d-\d\d_STATS\.csv$")

@@ -62,6 +62,15 @@ def read_manifest(outdir: Path) -> dict[str, Any] | None:
         return None
 
 
+def zone_csvs(outdir: Path, manifest: Mapping[str, Any] | None = None) -> dict[str, Path] | None:
+    """Zone name → ``_STATS.csv`` of the analysis in ``outdir`` (``manifest``: already read);
+    ``None`` when the folder has no readable manifest."""
+    manifest = manifest if manifest is not None else read_manifest(outdir)
+    if manifest is None:
+        return None
+    return {str(z["name"]): Path(outdir) / z["csv"] for z in manifest["zones"]}
+
+
 def manifest_outputs(outdir: Path, manifest: Mapping[str, Any]) -> list[Path]:
     """The CSVs and max maps a manifest lists."""
     return [outdir / f for z in manifest["zones"] for f in (z["csv"], z["max_tif"]) if f]
