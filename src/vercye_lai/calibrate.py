@@ -433,16 +433,16 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
     df = df[keep.to_numpy()]
     x = doy = None
     net = load_network(predict.model, variable)
-    several = "sensor" in df.columns and df["sensor"].dropna().nunique() > 1
-    if several and (method == "auto" or method.startswith("refit")):
+    refit = method == "auto" or method.startswith("refit")
+    if refit and "sensor" in df.columns and df["sensor"].dropna().nunique() > 1:
         # the band columns of two sensors are not the same bands (Landsat's B5 is NIR)
         why = (f"the table mixes sensors ({', '.join(sorted(df['sensor'].dropna().unique()))}): a network "
                "re-fit needs the rows of one (filter the table)")
         if method != "auto":
             raise InputError(why, path=path)
         log.warning("no network re-fit: %s", why)
-        method = "poly"
-    if method == "auto" or method.startswith("refit"):
+        refit = False
+    if refit:
         try:
             x = table_inputs(df, net.inputs, predict=predict, options=options, path=path).x.astype(float)
         except InputError as exc:

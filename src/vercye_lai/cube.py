@@ -183,14 +183,18 @@ def build_cube(
     lai_dir = Path(lai_dir)
     obs = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=variables[0],
                             extensions=(".tif",), start=start, end=end)
-    with open_raster(like if like is not None else next(iter(obs.values()))) as ds:
-        grid = _cut(Grid.of(ds), geometry, bbox)
+    with open_raster(next(iter(obs.values()))) as ds:
+        grid, model = Grid.of(ds), ds.tags().get("VERCYE_MODEL", "")
+    if like is not None:
+        with open_raster(like) as ds:
+            grid = Grid.of(ds)
+    grid = _cut(grid, geometry, bbox)
     layers = _layers(obs, variables, lai_dir, region, resolution, sensors, start, end)
     days = [k[0] for k in obs]
     meta = {
         "Conventions": "CF-1.8", "title": f"vercye-lai LAI season cube of {region}",
         "source": f"vercye-lai {__version__}", "region": region,
-        "model": _model(next(iter(obs.values()))),
+        "model": model,
         "source_files": ",".join(p.name for p in obs.values()),
         "sensors": ",".join(k[1] for k in obs),
         "history": f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} vercye-lai cube",
@@ -202,15 +206,16 @@ def build_cube(
     return out
 
 
-def _model(path: Path) -> str:
-    with rasterio.open(path) as ds:
-        return ds.tags().get("VERCYE_MODEL", "")
-
-
 def _coords(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
     t = grid.transform
     h, w = grid.shape
     return t.c + t.a * (np.arange(w) + 0.5), t.f + t.e * (np.arange(h) + 0.5)
+
+
+def _coord_attrs(grid: Grid, axis: str) -> dict[str, str]:
+    """CF attributes of the ``x`` or ``y`` coordinate (pixel centres)."""
+    return {"standard_name": f"projection_{axis}_coordinate", "axis": axis.upper(),
+            "units": "m" if grid.crs.is_projected else "degrees"}
 
 
 def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
@@ -228,11 +233,10 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
             nc.createDimension("x", w)
             tv = nc.createVariable("time", "i4", ("time",))
             tv.setncatts({"standard_name": "time", "units": "days since 1970-01-01", "calendar": "standard"})
-            for name, vals, std in (("x", xs, "projection_x_coordinate"), ("y", ys, "projection_y_coordinate")):
+            for name, vals in (("x", xs), ("y", ys)):
                 v = nc.createVariable(name, "f8", (name,))
                 v[:] = vals
-                v.setncatts({"standard_name": std, "units": "m" if grid.crs.is_projected else "degrees",
-                             "axis": name.upper()})
+                v.setncatts(_coord_attrs(grid, name))
             sv = nc.createVariable("sensor", str, ("time",))
             sv.long_name = "sensor of each date's product"
             ref = nc.createVariable("spatial_ref", "i4")
@@ -274,8 +278,8 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
                 arrays[layer.name] = xr.Variable(("time", "y", "x"), _date_array(layer, i, grid)[None], attrs=attrs)
             ds = xr.Dataset(arrays, coords={
                 "time": ("time", np.array([np.datetime64(day, "ns")])),
-                "y": ("y", ys, {"standard_name": "projection_y_coordinate", "units": "m"}),
-                "x": ("x", xs, {"standard_name": "projection_x_coordinate", "units": "m"}),
+                "y": ("y", ys, _coord_attrs(grid, "y")),
+                "x": ("x", xs, _coord_attrs(grid, "x")),
                 "sensor": ("time", np.array([sensors[i]], dtype=object)),
                 "spatial_ref": ((), np.int32(0), _spatial_ref(grid)),
             }, attrs=meta)

@@ -107,9 +107,8 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     if suffix == ".parquet":
         _need_parquet()
     with atomic_output(path) as tmp:
-        if suffix == ".csv":
-            df.drop(columns="geometry", errors="ignore").to_csv(tmp, index=False) if _is_geo(df) else \
-                df.to_csv(tmp, index=False)
+        if suffix == ".csv":  # a point's geometry stays out of a CSV (its lon/lat columns, if any, stay)
+            (df.drop(columns="geometry") if _is_geo(df) else df).to_csv(tmp, index=False)
         elif suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:

@@ -101,7 +101,7 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
     for gid, have in sorted(files.items()):
         m = matches[gid]
         kind = m["kind"].upper()
-        need = {**{b: f for b, f in BANDS[kind].items()}, "Fmask": "Fmask"}
+        need = {**BANDS[kind], "Fmask": "Fmask"}
         missing = [f for f in need.values() if f not in have]
         if missing:
             raise InputError(f"granule {gid} lacks band file(s) {', '.join(missing)}", path=next(iter(have.values())))

@@ -139,8 +139,7 @@ def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = 
 
 def stack_landsat(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
                   out_dir: str | os.PathLike, *, qa_bits: Sequence[int] = DEFAULT_QA,
-                  overwrite: bool = False,
-              progress=None) -> dict[tuple[dt.date, str], Path]:
+                  overwrite: bool = False, progress=None) -> dict[tuple[dt.date, str], Path]:
     """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes."""
     return stack_scenes(find_scenes(paths, qa_bits=qa_bits), geometry, region, resolution, out_dir,
                         overwrite=overwrite, source="stack-landsat", progress=progress)
