@@ -34,9 +34,8 @@ import rasterio
 
 from ..bands import L8_BANDS, S2_BANDS_20M
 from ..errors import InputError
-from ..options import Options as OptionsBase
 from ..options import setting
-from .scene import ANGLE_FILES, Scene, stack_scenes
+from .scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +140,7 @@ NEEDS_GEOMETRY = True
 
 
 @dataclass(frozen=True)
-class Options(OptionsBase):
+class Options(SceneSourceOptions):
     """The ``hls`` source: HLS granules on disk."""
 
     paths: tuple[Path, ...] = setting(
@@ -153,11 +152,6 @@ class Options(OptionsBase):
         ("L30", "S30"), sep=",", choices=("L30", "S30"), help="HLS products to stack.")
     catalog: str | None = setting(
         None, help='"planetary-computer" (hls2-l30/hls2-s30), "nasa" (CMR-STAC; reading needs EARTHDATA_TOKEN or ~/.netrc), a STAC API URL or a static catalogue; instead of paths.')
-    max_cloud: float | None = setting(
-        None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
-    resolution: float = setting(
-        30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (HLS is 30 m, whatever the "
-        "run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:

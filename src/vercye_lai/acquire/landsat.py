@@ -32,9 +32,8 @@ from pathlib import Path
 
 from ..bands import L8_BANDS
 from ..errors import InputError
-from ..options import Options as OptionsBase
 from ..options import setting
-from .scene import ANGLE_FILES, Scene, stack_scenes
+from .scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +152,7 @@ NEEDS_GEOMETRY = True
 
 
 @dataclass(frozen=True)
-class Options(OptionsBase):
+class Options(SceneSourceOptions):
     """The ``landsat`` source: Landsat 8/9 Collection 2 Level-2 scenes on disk."""
 
     paths: tuple[Path, ...] = setting(
@@ -163,12 +162,7 @@ class Options(OptionsBase):
         "3 cloud, 4 cloud shadow, 5 snow, 7 water.")
     catalog: str | None = setting(
         None, help='"planetary-computer" (signed), "earth-search", a STAC API URL or a static catalogue; instead of paths.')
-    max_cloud: float | None = setting(
-        None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
     collection: str = setting("landsat-c2-l2", help="With --catalog: the STAC collection id.")
-    resolution: float = setting(
-        30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (Landsat is 30 m, whatever "
-        "the run's resolution for Sentinel-2).")
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:

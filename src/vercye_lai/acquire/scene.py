@@ -29,12 +29,26 @@ from ..bands import ANGLE_BANDS
 from ..errors import InputError
 from ..grid import Grid
 from ..naming import stack_name
+from ..options import Options as OptionsBase
+from ..options import setting
 from .angles import angle_cosines, cosines
 from .warp import ImageCache, choose_resampling, first_valid_window, keep_existing, warp_to_grid, write_windowed
 
 log = logging.getLogger(__name__)
 
 ANGLE_FILES = ("SZA", "SAA", "VZA", "VAA")
+
+
+@dataclass(frozen=True)
+class SceneSourceOptions(OptionsBase):
+    """What the ``hls`` and ``landsat`` sources share: the catalogue's cloud filter and the
+    stacks' resolution in a run."""
+
+    max_cloud: float | None = setting(
+        None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
+    resolution: float = setting(
+        30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (HLS and Landsat are 30 m, whatever "
+        "the run's resolution for Sentinel-2).")
 
 
 @dataclass(frozen=True)
