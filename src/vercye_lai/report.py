@@ -47,18 +47,28 @@ def _analyses(root: Path) -> list[tuple[Path, dict]]:
     return [(folder, manifest) for folder, manifest in found if manifest]
 
 
-def _zone_geometries(folder: Path, manifest: dict, names: list[str]) -> dict[str, Any]:
-    """Zone name → shapely geometry in metres: from the geometry file the analysis read (in
-    the max maps' CRS, else its UTM zone); else the max maps' footprints."""
+def _max_maps(folder: Path, manifest: dict) -> tuple[Any, dict[str, Any], dict[str, float]]:
+    """One read of each zone's max-LAI map: their CRS, each map's footprint and mean."""
     from shapely.geometry import box
 
-    crs = None
-    out: dict[str, Any] = {}
+    crs, footprints, means = None, {}, {}
     for z in manifest["zones"]:
-        if z.get("max_tif") and (folder / z["max_tif"]).exists():
-            with rasterio.open(folder / z["max_tif"]) as ds:
-                crs = crs or ds.crs
-                out[z["name"]] = box(*ds.bounds)
+        path = folder / z["max_tif"] if z.get("max_tif") else None
+        if path is None or not path.exists():
+            means[str(z["name"])] = float("nan")
+            continue
+        with rasterio.open(path) as ds:
+            crs = crs or ds.crs
+            footprints[str(z["name"])] = box(*ds.bounds)
+            a = ds.read(1, masked=True)
+        means[str(z["name"])] = float(a.mean()) if a.count() else float("nan")
+    return crs, footprints, means
+
+
+def _zone_geometries(manifest: dict, names: list[str], crs, footprints: dict[str, Any]) -> dict[str, Any]:
+    """Zone name → shapely geometry in metres: from the geometry file the analysis read (in
+    the max maps' CRS, else its UTM zone); else the max maps' ``footprints``."""
+    out = dict(footprints)
     fp = manifest.get("fingerprint") or {}
     geometry = (fp.get("geometry") or [None])[0]
     if geometry and Path(geometry).exists() and Path(geometry).suffix.lower() not in (".tif", ".tiff", ".vrt"):
@@ -76,14 +86,6 @@ def _zone_geometries(folder: Path, manifest: dict, names: list[str]) -> dict[str
         except Exception as exc:  # noqa: BLE001 - the footprints will do
             log.info("%s: fields drawn as the max maps' footprints (%s)", geometry, exc)
     return out
-
-
-def _max_mean(path: Path | None) -> float:
-    if path is None or not path.exists():
-        return float("nan")
-    with rasterio.open(path) as ds:
-        a = ds.read(1, masked=True)
-    return float(a.mean()) if a.count() else float("nan")
 
 
 def _series(csv: Path, step: int) -> dict[str, Any]:
@@ -148,9 +150,9 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
     from bokeh.plotting import figure
 
     names = [str(z["name"]) for z in manifest["zones"]]
-    geoms = _zone_geometries(folder, manifest, names)
+    crs, footprints, maxes = _max_maps(folder, manifest)
+    geoms = _zone_geometries(manifest, names, crs, footprints)
     series = {n: _series(folder / z["csv"], step) for n, z in zip(names, manifest["zones"])}
-    maxes = {n: _max_mean(folder / z["max_tif"] if z.get("max_tif") else None) for n, z in zip(names, manifest["zones"])}
     xs, ys, shown = [], [], []
     for n in names:
         g = geoms.get(n)
