@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pystac
 import pytest
 import rasterio
+from click.testing import CliRunner
 from rasterio.transform import from_origin
+from rasterio.warp import transform_bounds, transform_geom
+from shapely.geometry import box, shape
+
+from vercye_lai.acquire import stac
+from vercye_lai.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = REPO.parent / "shared" / "data"  # present in CI (shared/ beside the clone)
+
+
+def shared_data(*parts: str, pattern: str | None = None) -> Path:
+    """A file or folder under ``../shared/data`` (the first match of ``pattern`` inside it, if
+    given). Missing: the test is skipped on a developer's machine, and fails under ``CI=true``,
+    where the data folder is always laid beside the clone."""
+    path = SHARED.joinpath(*parts)
+    found = sorted(path.glob(pattern)) if pattern and path.is_dir() else []
+    if path.exists() and (pattern is None or found):
+        return found[0] if pattern else path
+    what = f"{path / pattern if pattern else path} is missing (../shared/data beside the clone)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what}: CI must have it", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture
+def shared_safe() -> Path:
+    """The real Sentinel-2 L2A product of ../shared/data (Ireland, T29UNU, 2022-10-05)."""
+    return shared_data("s2_l2a_safe_ireland_T29UNU_20221005", pattern="*.SAFE")
 
 
 def write_raster(
@@ -227,3 +257,128 @@ def opts(**kw) -> dict:
 
     direct = {k: kw.pop(k) for k in ("resolution", "start", "end", "progress") if k in kw}
     return direct | {"options": AnalysisOptions(**kw)}
+
+
+# ------------------------------------------------------------------ the CLI and the Qvidja stacks
+
+
+def run_cli(*args):
+    """``vercye-lai ARGS`` in-process (exceptions raised, not caught)."""
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def copy_qvidja(dst: Path, res=20) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in QVIDJA.glob(f"qvidja_{res}m_*.tif"):
+        shutil.copy(f, dst / f.name)
+    return dst
+
+
+QVIDJA = DATA / "qvidja"
+AOI = QVIDJA / "qvidja_ec_field_aoi.geojson"
+
+QVIDJA_RUN = """
+output_root = "out"
+resolution = 20
+[[regions]]
+name = "qvidja"
+start_date = 2023-06-09
+end_date = 2023-06-14
+[source]
+kind = "local"
+path = "{stacks}"
+[[analyses]]
+name = "field"
+geometry = "{aoi}"
+mode = "poly_agg"
+quicklook = QUICKLOOK
+[executor]
+kind = "serial"
+"""
+
+
+def qvidja_config(tmp_path: Path, *, quicklook: bool = False, extra: str = "") -> Path:
+    stacks = tmp_path / "stacks"
+    if not stacks.exists():
+        stacks.mkdir(parents=True)
+        for f in QVIDJA.glob("qvidja_20m_*.tif"):
+            shutil.copy2(f, stacks / f.name)
+    text = QVIDJA_RUN.replace("{stacks}", str(stacks)).replace("{aoi}", str(AOI))
+    text = text.replace("QUICKLOOK", "true" if quicklook else "false") + extra
+    return write_run_config(tmp_path / "run.toml", text)
+
+
+# ------------------------------------------------------------------ a static STAC catalogue of the
+# real L2A product in ../shared/data (its 60 m bands, SCL and MTD_TL.xml as the assets)
+
+UTM = "EPSG:32629"
+# 12 km x 12 km in the tile (EPSG:32629), on the 60 m grid of the tile
+REGION_UTM = box(502020, 5886000, 514020, 5898000)  # mostly clear on this cloudy day
+SENSING = dt.datetime(2022, 10, 5, 11, 54, 11, tzinfo=dt.UTC)
+# file-name band codes of the SAFE are the Planetary Computer asset keys
+FILES = {b: k for b, k in stac.ASSET_KEYS["planetary-computer"].items() if b != "granule"}
+
+
+def granule() -> Path:
+    return next((shared_data("s2_l2a_safe_ireland_T29UNU_20221005", pattern="*.SAFE") / "GRANULE").iterdir())
+
+
+def jp2(band: str) -> Path:
+    return next((granule() / "IMG_DATA" / "R60m").glob(f"*_{FILES[band]}_60m.jp2"))
+
+
+def region_4326():
+    return shape(transform_geom(UTM, "EPSG:4326", REGION_UTM.__geo_interface__))
+
+
+def make_item(
+    item_id,
+    *,
+    flavour="earth-search",
+    with_granule=True,
+    when=SENSING,
+    props=None,
+    raster_bands=None,
+    hrefs=None,
+):
+    with rasterio.open(jp2("B3")) as ds:
+        bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    item = pystac.Item(
+        id=item_id,
+        geometry=box(*bounds).__geo_interface__,
+        bbox=list(bounds),
+        datetime=when,
+        properties={"eo:cloud_cover": 20.0, "s2:processing_baseline": "04.00", **(props or {})},
+    )
+    keys = stac.ASSET_KEYS[flavour]
+    for band in FILES:
+        extra = {"raster:bands": [raster_bands]} if raster_bands and band != "SCL" else {}
+        href = (hrefs or {}).get(band, str(jp2(band)))
+        item.add_asset(
+            keys[band], pystac.Asset(href=href, media_type="image/jp2", extra_fields=extra)
+        )
+    if with_granule:
+        item.add_asset(
+            keys["granule"],
+            pystac.Asset(href=str(granule() / "MTD_TL.xml"), media_type="application/xml"),
+        )
+    return item
+
+
+def make_catalog(root: Path, items) -> Path:
+    cat = pystac.Catalog(id="test", description="static catalogue built from ../shared/data")
+    extent = pystac.Extent(
+        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[SENSING, None]])
+    )
+    coll = pystac.Collection(id="sentinel-2-l2a", description="S2 L2A", extent=extent)
+    other = pystac.Collection(id="landsat-c2-l2", description="other", extent=extent)
+    cat.add_child(coll)
+    cat.add_child(other)
+    for it in items:
+        coll.add_item(it)
+    other.add_item(make_item("not-sentinel"))
+    cat.normalize_hrefs(str(root))
+    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
+    return root / "catalog.json"
+
+

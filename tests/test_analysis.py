@@ -14,8 +14,8 @@ from rasterio.transform import from_origin
 from scipy.interpolate import Akima1DInterpolator
 
 from vercye_lai.analysis import analyze, geometry
-from vercye_lai.cli.main import cli
 from vercye_lai.analysis import core as analysis_core
+from vercye_lai.cli.main import cli
 
 D = dt.date
 

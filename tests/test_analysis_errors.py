@@ -164,9 +164,8 @@ def test_min_zone_pixels_skips_small_zones_with_the_reason(tmp_path, lai, polygo
 
 def test_multi_layer_geopackage_needs_a_layer_and_polygons(tmp_path, lai):
     import geopandas as gpd
-    from shapely.geometry import LineString, Point
-
     from conftest import ORIGIN
+    from shapely.geometry import LineString, Point
 
     gpkg = tmp_path / "mixed.gpkg"
     x, y = ORIGIN

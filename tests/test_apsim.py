@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from conftest import cli_error_line, pixel_box
 

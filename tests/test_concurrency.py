@@ -5,14 +5,17 @@ finish with the outputs of one."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same_outputs, pixel_box, strickhof_run_config
-from test_predict import copy_qvidja, run
+from conftest import assert_same_outputs, copy_qvidja, pixel_box, strickhof_run_config
+from conftest import run_cli as run
 
 from vercye_lai import io
 from vercye_lai.analysis import analyze
@@ -82,22 +85,57 @@ def test_poly_iter_rerun_removes_per_zone_temporaries(tmp_path, lai_writer, poly
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "run"])
 def test_two_concurrent_runs_both_finish_with_the_outputs_of_one(tmp_path, strickhof_stacks, command):
-    cli = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()", "-q"]
+    """Run A is frozen (SIGSTOP) right after its first product, with its next file half made;
+    run B starts on the same folders and makes products while A is frozen; then A goes on
+    beside B. Both finish with the outputs of one run, and the overlap is checked, not hoped for."""
+    cli = [sys.executable, "-c", "from vercye_lai.cli.main import main; main()"]
 
-    def args(root: str) -> list[str]:
+    def args(root: str, *verbosity: str) -> list[str]:
         if command == "predict":
-            return [*cli, "predict", str(strickhof_stacks), str(tmp_path / root), "--region", "strickhof",
+            return [*cli, *verbosity, "predict", str(strickhof_stacks), str(tmp_path / root), "--region", "strickhof",
                     "--res", "10", "--workers", "1"]
         cfg = strickhof_run_config(tmp_path, strickhof_stacks, root, variables='["LAI", "FAPAR"]')
-        return [*cli, "run", str(cfg)]
+        return [*cli, *verbosity, "run", str(cfg)]
 
-    single = subprocess.run(args("single"), capture_output=True, text=True, timeout=300, check=False)
+    def products() -> set[Path]:
+        return {p for p in (tmp_path / "shared").rglob("*_LAI.tif") if not p.name.startswith(".")}
+
+    def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+        t_end = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < t_end, f"timed out waiting for {what}"
+            time.sleep(0.002)
+
+    single = subprocess.run(args("single", "-q"), capture_output=True, text=True, timeout=300, check=False)
     assert single.returncode == 0, single.stderr
-    both = [subprocess.Popen(args("shared"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
-    for p in both:
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0 and "Traceback" not in err, err
+    n_products = len(list((tmp_path / "single").rglob("*_LAI.tif")))
+    assert n_products == 34
+
+    def start() -> subprocess.Popen:
+        # a session of its own: SIGSTOP reaches every process of the run
+        return subprocess.Popen(args("shared"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+
+    a = start()
+    try:
+        wait_for(lambda: products() or a.poll() is not None, "run A's first product")
+        os.killpg(a.pid, signal.SIGSTOP)
+        frozen_with = products()
+        assert a.poll() is None and 0 < len(frozen_with) < n_products, "run A ended before it could be frozen"
+        b = start()
+        # B makes products of its own while A sits frozen in the middle of its run ...
+        wait_for(lambda: len(products() - frozen_with) >= 2 or b.poll() is not None, "run B's products")
+        assert len(products() - frozen_with) >= 2, b.communicate()[1]
+    finally:
+        os.killpg(a.pid, signal.SIGCONT)
+    # ... then both go on together
+    outs = {name: p.communicate(timeout=300) for name, p in (("A", a), ("B", b))}
+    for name, p in (("A", a), ("B", b)):
+        out, err = outs[name]
+        assert p.returncode == 0 and "Traceback" not in err, (name, err)
+    if command == "predict":  # each made some dates and found others made by the other run
+        made = [int(re.search(r"(\d+) done, (\d+) skipped", "".join(outs[n])).group(1)) for n in "AB"]
+        assert all(0 < m < n_products for m in made), made
     assert assert_same_outputs(tmp_path / "single", tmp_path / "shared") > 0
     assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".part") or ".part." in p.name]
 

@@ -3,9 +3,9 @@ recording test double of the ``ee`` module (Earth Engine itself is unreachable h
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-import dataclasses
 import math
 import sys
 from itertools import count

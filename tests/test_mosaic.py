@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import cli_error_line, write_raster
 from rasterio.transform import from_origin
 
+from vercye_lai import predict
 from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError, NoDataFoundError
@@ -231,7 +232,6 @@ def test_float_parts_with_nan_nodata(tmp_path):
 
 def test_predict_reads_a_mosaic_like_the_whole(tmp_path):
     """Stacks split in Earth Engine-style parts, mosaicked: predict gives the same LAI."""
-    predict = pytest.importorskip("vercye_lai.predict")
     from vercye_lai.bands import write_stack
 
     rng = np.random.default_rng(0)

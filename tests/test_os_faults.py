@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import DATA
-from test_predict import copy_qvidja
-from test_run import qvidja_config
+from conftest import DATA, copy_qvidja, qvidja_config
 
 from vercye_lai import io
 from vercye_lai.cli.main import cli

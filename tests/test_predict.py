@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, write_raster
+from conftest import DATA, copy_qvidja, write_raster
+from conftest import run_cli as run
 
 from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.cli.main import cli
@@ -24,8 +25,6 @@ QVIDJA = DATA / "qvidja"
 TO_STACK = [SNAP_INPUT_ORDER.index(b) for b in S2_BANDS_20M]
 
 
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
 
 def read(path: Path, band: int = 1) -> np.ndarray:
@@ -192,11 +191,6 @@ def test_blocks_and_workers_do_not_change_the_result(tmp_path):
 # --- resume and atomicity ---------------------------------------------------------
 
 
-def copy_qvidja(dst: Path, res=20) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in QVIDJA.glob(f"qvidja_{res}m_*.tif"):
-        shutil.copy(f, dst / f.name)
-    return dst
 
 
 def test_rerun_skips_complete_outputs_and_overwrite_redoes(tmp_path):

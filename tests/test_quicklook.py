@@ -90,9 +90,8 @@ def test_rejected_outliers_are_drawn_as_crosses(tmp_path, lai_writer, polygon_wr
 
 def test_each_sensor_has_its_own_marker(tmp_path, lai_writer, polygon_writer, monkeypatch):
     import matplotlib.pyplot as plt
-    from rasterio.transform import from_origin
-
     from conftest import write_raster
+    from rasterio.transform import from_origin
 
     lai_writer("2022-05-01", np.full((8, 8), 2.0, np.float32))
     lai_writer("2022-05-09", np.full((8, 8), 3.0, np.float32))

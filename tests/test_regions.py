@@ -7,7 +7,7 @@ import json
 import geopandas as gpd
 import pytest
 from click.testing import CliRunner
-from conftest import DATA, SHARED, cli_error_line
+from conftest import DATA, cli_error_line, shared_data
 from shapely.geometry import box
 
 from vercye_lai.cli.main import cli
@@ -104,9 +104,7 @@ def test_real_poltava_and_close_matches(tmp_path):
 
 
 def test_full_ukraine_file(tmp_path):
-    src = SHARED / "admin_boundaries_ukraine_naturalearth" / "ukraine_admin1_ne10m.geojson"
-    if not src.exists():
-        pytest.skip("shared Natural Earth file not available")
+    src = shared_data("admin_boundaries_ukraine_naturalearth", "ukraine_admin1_ne10m.geojson")
     lib = tmp_path / "lib"
     paths = build_library(src, lib, name_col="name")
     assert len(paths) == 27

@@ -41,8 +41,11 @@ def test_report_is_self_contained(season):
 
 
 def _chrome():
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("Chromium is not installed (apt-get install chromium chromium-driver): browser test skipped")
+    missing = [(cmd, pkg) for cmd, pkg in (("chromium", "chromium"), ("chromedriver", "chromium-driver"))
+               if not shutil.which(cmd)]
+    if missing:
+        pytest.skip(f"{' and '.join(c for c, _ in missing)} not found on PATH (apt-get install "
+                    f"{' '.join(p for _, p in missing)}): browser test skipped")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service

@@ -13,44 +13,11 @@ from pathlib import Path
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, write_run_config
+from conftest import DATA, QVIDJA, qvidja_config, write_run_config
 
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import ConfigError
 from vercye_lai.run import EXAMPLE_CONFIG, STEPS, load_config, parse_config, run_pipeline
-
-QVIDJA = DATA / "qvidja"
-AOI = QVIDJA / "qvidja_ec_field_aoi.geojson"
-
-BASE = """
-output_root = "out"
-resolution = 20
-[[regions]]
-name = "qvidja"
-start_date = 2023-06-09
-end_date = 2023-06-14
-[source]
-kind = "local"
-path = "{stacks}"
-[[analyses]]
-name = "field"
-geometry = "{aoi}"
-mode = "poly_agg"
-quicklook = QUICKLOOK
-[executor]
-kind = "serial"
-"""
-
-
-def qvidja_config(tmp_path: Path, *, quicklook: bool = False, extra: str = "") -> Path:
-    stacks = tmp_path / "stacks"
-    if not stacks.exists():
-        stacks.mkdir(parents=True)
-        for f in QVIDJA.glob("qvidja_20m_*.tif"):
-            shutil.copy2(f, stacks / f.name)
-    text = BASE.replace("{stacks}", str(stacks)).replace("{aoi}", str(AOI))
-    text = text.replace("QUICKLOOK", "true" if quicklook else "false") + extra
-    return write_run_config(tmp_path / "run.toml", text)
 
 
 def invoke(*args):

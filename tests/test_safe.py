@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, SHARED, cli_error_line
+from conftest import DATA, cli_error_line
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
+from vercye_lai import predict
 from vercye_lai.acquire.angles import interpolate_angles, mean_angles, parse_tile_angles
 from vercye_lai.acquire.safe import (
     group_by_date,
@@ -31,7 +32,6 @@ from vercye_lai.errors import InputError
 
 NAME = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454"
 MINI = DATA / "safe_T29UNU" / f"{NAME}.SAFE"
-FULL = SHARED / "s2_l2a_safe_ireland_T29UNU_20221005" / f"{NAME}.SAFE"
 GRANULE = "GRANULE/L2A_T29UNU_A038058_20221005T115407"
 R60 = f"{GRANULE}/IMG_DATA/R60m"
 UTM = "EPSG:32629"
@@ -252,7 +252,6 @@ def test_cli_with_geometry_file(tmp_path):
 
 
 def test_predict_runs_on_the_result(tmp_path, inner_stack):
-    predict = pytest.importorskip("vercye_lai.predict")
     src = inner_stack[3]
     outputs = predict.product_paths(src, tmp_path / "lai", ["LAI"])
     predict.predict_file(src, outputs)
@@ -264,17 +263,17 @@ def test_predict_runs_on_the_result(tmp_path, inner_stack):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FULL.exists(), reason="shared full-tile product not available")
-def test_full_tile_mean_angles_match_the_xml(tmp_path):
+def test_full_tile_mean_angles_match_the_xml(tmp_path, shared_safe):
     """All data pixels of the real tile (no SCL mask): mean angles vs the XML means."""
-    t = open_safe(FULL)
+    assert shared_safe.name == f"{NAME}.SAFE"
+    t = open_safe(shared_safe)
     region = shape(transform_geom(UTM, "EPSG:4326", mapping(box(*t.bounds))))
     dst = tmp_path / "ie_60m_2022-10-05.tif"
     write_date_stack([t], region, dst, 60, scl_classes=())
     data, _, _ = read_stack(dst)
     ok = data[0] != STACK_NODATA
     assert ok.mean() > 0.5  # the swath covers about 60 % of the tile
-    m = mean_angles(FULL / GRANULE / "MTD_TL.xml")
+    m = mean_angles(shared_safe / GRANULE / "MTD_TL.xml")
     sza = np.degrees(np.arccos(data[1][ok] * 1e-4)).mean()
     vza = np.degrees(np.arccos(data[0][ok] * 1e-4)).mean()
     assert sza == pytest.approx(m["sun_zenith"], abs=0.15)  # measured: 0.07°

@@ -11,7 +11,7 @@ from conftest import DATA
 
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.model import load_network
-from vercye_lai.model.registry import MODELS, _WEIGHTS
+from vercye_lai.model.registry import _WEIGHTS, MODELS
 from vercye_lai.predict import PredictOptions
 from vercye_lai.table import predict_table
 

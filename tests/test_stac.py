@@ -8,14 +8,22 @@ import logging
 import re
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from rasterio.warp import transform_bounds, transform_geom
-from shapely.geometry import box, shape
+from conftest import (
+    SENSING,
+    UTM,
+    granule,
+    jp2,
+    make_catalog,
+    make_item,
+    region_4326,
+)
+from rasterio.warp import transform_geom
+from shapely.geometry import shape
 
 pystac = pytest.importorskip("pystac")
 
@@ -25,82 +33,7 @@ from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
 from vercye_lai.errors import DependencyError, InputError, NoDataFoundError  # noqa: E402
 
-SAFE_ROOT = (
-    Path(__file__).parents[1].parent / "shared" / "data" / "s2_l2a_safe_ireland_T29UNU_20221005"
-)
-SAFES = sorted(SAFE_ROOT.glob("*.SAFE"))
-needs_safe = pytest.mark.skipif(not SAFES, reason="../shared/data L2A sample not present")
-UTM = "EPSG:32629"
-# 12 km x 12 km in the tile (EPSG:32629), on the 60 m grid of the tile
-REGION_UTM = box(502020, 5886000, 514020, 5898000)  # mostly clear on this cloudy day
-SENSING = dt.datetime(2022, 10, 5, 11, 54, 11, tzinfo=dt.UTC)
-# file-name band codes of the SAFE are the Planetary Computer asset keys
-FILES = {b: k for b, k in stac.ASSET_KEYS["planetary-computer"].items() if b != "granule"}
-
-
-def granule() -> Path:
-    return next((SAFES[0] / "GRANULE").iterdir())
-
-
-def jp2(band: str) -> Path:
-    return next((granule() / "IMG_DATA" / "R60m").glob(f"*_{FILES[band]}_60m.jp2"))
-
-
-def region_4326():
-    return shape(transform_geom(UTM, "EPSG:4326", REGION_UTM.__geo_interface__))
-
-
-def make_item(
-    item_id,
-    *,
-    flavour="earth-search",
-    with_granule=True,
-    when=SENSING,
-    props=None,
-    raster_bands=None,
-    hrefs=None,
-):
-    with rasterio.open(jp2("B3")) as ds:
-        bounds = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
-    item = pystac.Item(
-        id=item_id,
-        geometry=box(*bounds).__geo_interface__,
-        bbox=list(bounds),
-        datetime=when,
-        properties={"eo:cloud_cover": 20.0, "s2:processing_baseline": "04.00", **(props or {})},
-    )
-    keys = stac.ASSET_KEYS[flavour]
-    for band in FILES:
-        extra = {"raster:bands": [raster_bands]} if raster_bands and band != "SCL" else {}
-        href = (hrefs or {}).get(band, str(jp2(band)))
-        item.add_asset(
-            keys[band], pystac.Asset(href=href, media_type="image/jp2", extra_fields=extra)
-        )
-    if with_granule:
-        item.add_asset(
-            keys["granule"],
-            pystac.Asset(href=str(granule() / "MTD_TL.xml"), media_type="application/xml"),
-        )
-    return item
-
-
-def make_catalog(root: Path, items) -> Path:
-    cat = pystac.Catalog(id="test", description="static catalogue built from ../shared/data")
-    extent = pystac.Extent(
-        pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[SENSING, None]])
-    )
-    coll = pystac.Collection(id="sentinel-2-l2a", description="S2 L2A", extent=extent)
-    other = pystac.Collection(id="landsat-c2-l2", description="other", extent=extent)
-    cat.add_child(coll)
-    cat.add_child(other)
-    for it in items:
-        coll.add_item(it)
-    other.add_item(make_item("not-sentinel"))
-    cat.normalize_hrefs(str(root))
-    cat.save(catalog_type=pystac.CatalogType.SELF_CONTAINED)
-    return root / "catalog.json"
-
-
+needs_safe = pytest.mark.usefixtures("shared_safe")  # ../shared/data's L2A product (conftest)
 def run(args):
     return CliRunner().invoke(cli, ["stack-stac", *map(str, args)])
 

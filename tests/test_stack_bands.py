@@ -14,6 +14,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
+from vercye_lai import predict
 from vercye_lai.acquire.angles import solar_position
 from vercye_lai.acquire.bands import (
     acquisition_time,
@@ -202,7 +203,6 @@ def test_real_strickhof_file_and_predict(tmp_path):
     # 5 March 2022, 10:29 UTC at 47.45°N: sun zenith about 54°
     sza = np.degrees(np.arccos(data[1][valid] * 1e-4))
     assert 52 < sza.mean() < 56
-    predict = pytest.importorskip("vercye_lai.predict")
     outputs = predict.product_paths(dst, tmp_path / "lai", ["LAI"])
     predict.predict_file(dst, outputs)
     with rasterio.open(outputs["LAI"]) as ds:

@@ -9,7 +9,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA, SHARED, write_raster
+from conftest import DATA, make_catalog, make_item, region_4326, write_raster
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import from_origin
@@ -38,7 +38,6 @@ SRF = (
 )
 CROP = (521580.0, 5892840.0, 532380.0, 5900040.0)  # the cropped SAFE, EPSG:32629
 DATE = dt.date(2022, 10, 5)
-SHARED_SAFES = sorted((SHARED / "s2_l2a_safe_ireland_T29UNU_20221005").glob("*.SAFE"))
 ONE_WINDOW = 1 << 20  # larger than any test grid: the whole grid at once
 
 
@@ -162,7 +161,6 @@ def test_stack_safe_windows(tmp_path, writes):
         assert_same_file(one, win)
 
 
-@pytest.mark.skipif(not SHARED_SAFES, reason="../shared/data L2A sample not present")
 @pytest.mark.parametrize(
     ("res", "crs", "buffer"),
     [
@@ -172,10 +170,8 @@ def test_stack_safe_windows(tmp_path, writes):
     ],
 )
 def test_stack_stac_windows(tmp_path, writes, res, crs, buffer):
-    import test_stac as ts
-
-    cat = ts.make_catalog(tmp_path / "cat", [ts.make_item("a")])
-    region = ts.region_4326().buffer(buffer) if buffer else ts.region_4326()
+    cat = make_catalog(tmp_path / "cat", [make_item("a")])
+    region = region_4326().buffer(buffer) if buffer else region_4326()
     kw = dict(
         catalog=str(cat), geometry=region, start=DATE, end=DATE, resolution=res,
         out_dir=tmp_path, crs=crs,

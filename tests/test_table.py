@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, cli_error_line
-from test_predict import copy_qvidja
+from conftest import DATA, cli_error_line, copy_qvidja
 
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli

@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import ConfigError, InputError
 from .io import write_text_atomic
+from .model.sl2p import ordered_matmul
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,9 @@ def _solve(f: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> np.
 
 
 def _evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    return np.maximum(np.c_[f, np.ones(len(f))] @ coef, 0.0)  # an LAI is never negative
+    # summed in a fixed order, so a pixel and a table row give the same bits (ordered_matmul)
+    a = np.c_[f, np.ones(len(f))]
+    return np.maximum(ordered_matmul(np.asarray(coef, float)[None, :], a.T)[0], 0.0)  # an LAI is never negative
 
 
 def _folds(groups: np.ndarray) -> list[np.ndarray]:

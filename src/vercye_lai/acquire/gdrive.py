@@ -99,8 +99,8 @@ def _terminal() -> bool:
     return not NO_INPUT and sys.stdin is not None and sys.stdin.isatty()
 
 
-def check_client_secret(path: str | Path) -> None:
-    """An OAuth client secret file (``installed`` or ``web`` section), or an
+def check_client_secret(path: str | Path) -> dict[str, Any]:
+    """The client section (``installed`` or ``web``) of an OAuth client secret file, or an
     :class:`InputError` saying what the file is and what is needed."""
     path = Path(path)
     if not path.exists():
@@ -116,6 +116,7 @@ def check_client_secret(path: str | Path) -> None:
                          f"sign in as a user: give {need}", path=path)
     if not isinstance(doc, dict) or not ({"installed", "web"} & doc.keys()):
         raise InputError(f"not an OAuth client secret (no 'installed' section); give {need}", path=path)
+    return doc.get("installed") or doc["web"]
 
 
 def load_credentials(
@@ -189,7 +190,9 @@ def load_credentials(
                            path=token)
     if not secret_json:
         raise InputError("no valid Drive token: give --secret-json (OAuth client secret) to log in")
-    check_client_secret(secret_json)
+    client = check_client_secret(secret_json)
+    # the endpoint only: the client id and secret, the code and the tokens are never logged
+    log.debug("signing in (%s flow); token endpoint %s", auth, client.get("token_uri"))
     flow_mod = require("google_auth_oauthlib.flow", "gdrive")
     flow = flow_mod.InstalledAppFlow.from_client_secrets_file(str(secret_json), list(scopes))
     try:
