@@ -22,6 +22,7 @@ from vercye_lai.model.sl2p import (
     FLAG_INPUT_OUT_OF_RANGE,
     FLAG_TOO_HIGH,
     FLAG_TOO_LOW,
+    ordered_matmul,
 )
 
 WEIGHTS = Path(str(_WEIGHTS))
@@ -238,3 +239,29 @@ def test_convert_weights_pth_with_torch(tmp_path, monkeypatch):
 
 def test_all_bundled_models_listed():
     assert set(MODELS) == {"sl2p", "sl2p-10m", "sl2p-l8", "snap-3.0-s2a", "snap-3.0-s2b", "snap-2.1"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ordered_matmul_gives_a_column_the_same_bits_in_any_array(dtype):
+    """The property predict and predict-table rest on: a pixel's sum does not depend on the
+    width of the array it sits in, its position or its strides (a BLAS kernel's does)."""
+    rng = np.random.default_rng(7)
+    w = rng.normal(size=(5, 11)).astype(dtype)
+    x = rng.normal(size=(11, 20_003)).astype(dtype)
+    whole = ordered_matmul(w, x)
+    assert whole.dtype == dtype
+    np.testing.assert_allclose(whole, w.astype(float) @ x.astype(float), rtol=0,
+                               atol=64 * np.finfo(dtype).eps * np.abs(w).sum())
+    for a, b in [(0, 1), (5, 66), (8190, 8193), (19_999, 20_003)]:
+        assert np.array_equal(ordered_matmul(w, x[:, a:b].copy()), whole[:, a:b])
+    table = np.asfortranarray(x[:, 100:161])  # rows of a table: column-major
+    assert np.array_equal(ordered_matmul(w, table), whole[:, 100:161])
+
+
+def test_network_output_is_independent_of_the_block():
+    net = load_network("sl2p", "LAI")
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.05, 0.9, (net.n_inputs, 40_000)).astype(np.float32)  # cosines, reflectances
+    whole = net.forward(x)
+    for a, b in [(0, 61), (16_380, 16_390), (39_999, 40_000)]:
+        assert np.array_equal(net.forward(x[:, a:b]), whole[a:b])

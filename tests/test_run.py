@@ -108,6 +108,7 @@ def test_config_error_on_the_command_line(tmp_path):
 # --- running --------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 2 s: three runs of the pipeline
 def test_run_skip_dry_run_and_only(tmp_path):
     cfg_path = qvidja_config(tmp_path, quicklook=True)
     out = tmp_path / "out"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import geopandas as gpd
 import numpy as np
@@ -10,7 +13,7 @@ import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, cli_error_line, copy_qvidja
+from conftest import DATA, REPO, cli_error_line, copy_qvidja
 
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli
@@ -175,3 +178,22 @@ def test_rows_with_a_missing_input_are_nodata_and_flagged():
     out = predict_table(df)
     assert np.isnan(out.loc[2, "LAI"]) and out.loc[2, "LAI flags"] == 255
     assert out["LAI"].drop(index=2).notna().all() and (out["LAI flags"].drop(index=2) != 255).all()
+
+
+#: the tests whose claim is "the same bits by another path" (table vs raster, one block vs many)
+SAME_BITS = ["tests/test_table.py::test_a_row_and_a_pixel_give_the_same_values",
+             "tests/test_table.py::test_predict_writes_calibrated_products_equal_to_the_table",
+             "tests/test_predict.py::test_blocks_and_workers_do_not_change_the_result",
+             "tests/test_model.py::test_network_output_is_independent_of_the_block"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("coretype", ["Haswell", "SkylakeX"])
+def test_same_bits_under_an_avx2_and_an_avx512_blas_kernel(coretype):
+    """Those tests again under OpenBLAS' AVX2 (Haswell) and AVX-512 (SkylakeX) kernels, whatever
+    this machine picks by itself (a CPU without AVX-512 falls back to its best kernel)."""
+    env = {**os.environ, "OPENBLAS_CORETYPE": coretype}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                        *SAME_BITS], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert f"{len(SAME_BITS)} passed" in r.stdout.splitlines()[-1], r.stdout[-500:]

@@ -266,18 +266,12 @@ def _fill_nearest(grid: np.ndarray) -> np.ndarray:
     return grid[tuple(idx)]
 
 
-def _linear_weights(coords: np.ndarray, n: int) -> np.ndarray:
-    """``(len(coords), n)`` matrix of linear-interpolation weights for fractional grid
-    indices ``coords`` (clamped to the grid, i.e. constant extrapolation)."""
+def _linear_taps(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation on ``n`` grid points at fractional indices ``coords`` (clamped to
+    the grid, i.e. constant extrapolation): lower and upper neighbour, weight of the upper."""
     c = np.clip(coords, 0, n - 1)
     i0 = np.minimum(np.floor(c).astype(int), n - 2) if n > 1 else np.zeros(len(c), int)
-    w = c - i0
-    out = np.zeros((len(c), n))
-    rows = np.arange(len(c))
-    out[rows, i0] = 1 - w
-    if n > 1:
-        out[rows, i0 + 1] += w
-    return out
+    return i0, np.minimum(i0 + 1, n - 1), c - i0
 
 
 def _apply(t: rasterio.Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,14 +291,19 @@ def _interp_to_grid(
     inv = ~grid_transform
     same_crs = CRS.from_user_input(crs) == grid_crs
     if same_crs and transform.b == 0 and transform.d == 0:
-        # Axis-aligned output in the grid's CRS: bilinear interpolation is separable,
-        # out = Wy · G · Wxᵀ, which is exact and needs no per-pixel coordinate arrays.
+        # Axis-aligned output in the grid's CRS: bilinear interpolation is separable (rows,
+        # then columns) and needs no per-pixel coordinate arrays. Two taps per axis,
+        # elementwise: a window gets the same bits as the whole (a BLAS product would not).
         xs = transform.c + (np.arange(width) + 0.5) * transform.a
         ys = transform.f + (np.arange(height) + 0.5) * transform.e
         fc = (xs - grid_transform.c) / grid_transform.a - 0.5
         fr = (ys - grid_transform.f) / grid_transform.e - 0.5
-        wy, wx = _linear_weights(fr, n_rows), _linear_weights(fc, n_cols)
-        return [(wy @ g @ wx.T).astype(np.float32) for g in grids]
+        (r0, r1, wr), (c0, c1, wc) = _linear_taps(fr, n_rows), _linear_taps(fc, n_cols)
+        out = []
+        for g in grids:
+            rows = g[r0] * (1 - wr)[:, None] + g[r1] * wr[:, None]
+            out.append((rows[:, c0] * (1 - wc) + rows[:, c1] * wc).astype(np.float32))
+        return out
     # General case (other CRS or rotated grid): per-pixel coordinates, transformed to the
     # grid CRS, fed to RegularGridInterpolator row block by row block to bound memory.
     from rasterio.warp import transform as warp_transform
