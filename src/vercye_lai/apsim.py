@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .analysis.manifest import zone_csvs
-from .errors import InputError
-from .io import write_text_atomic
+from vercye_lai.analysis.manifest import zone_csvs
+from vercye_lai.errors import InputError
+from vercye_lai.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from .errors import BandError
-from .grid import Grid
-from .io import atomic_output
+from vercye_lai.errors import BandError
+from vercye_lai.grid import Grid
+from vercye_lai.io import atomic_output
 
 #: Band order of the 20 m SL2P input stack.
 S2_BANDS_20M: tuple[str, ...] = (

@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
-from .io import write_text_atomic
-from .model.sl2p import ordered_matmul
+from vercye_lai.errors import ConfigError, InputError
+from vercye_lai.io import write_text_atomic
+from vercye_lai.model.sl2p import ordered_matmul
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def cross_validate(data: CalibrationData, method: str, network: Any, *,
     ``trace(held_out_group, training_rows)`` is called for every fit (tests prove the
     held-out group is never among them).
     """
-    from .validation import Agreement
+    from vercye_lai.validation import Agreement
 
     names = list(dict.fromkeys(data.groups.tolist()))
     if len(names) < 2:
@@ -267,7 +267,7 @@ class Calibration:
         return out
 
     def network(self) -> Any:
-        from .model import load_network
+        from vercye_lai.model import load_network
 
         net = load_network(self.model, self.variable)
         if tuple(net.inputs) != tuple(self.inputs):
@@ -276,7 +276,7 @@ class Calibration:
         return net
 
     def to_dict(self) -> dict[str, Any]:
-        from . import __version__
+        from vercye_lai import __version__
 
         return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
                 "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
@@ -375,7 +375,7 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
     if len(data.target) < MIN_ROWS:
         raise InputError(f"{len(data.target)} usable row(s): a calibration needs at least {MIN_ROWS}")
     if network is None and data.x is not None:
-        from .model import load_network
+        from vercye_lai.model import load_network
 
         network = load_network(model, variable)
     results = {m: cross_validate(data, m, network) for m in dict.fromkeys([method, *data.available(), "auto"])}
@@ -422,8 +422,8 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
         A column missing (naming the columns there are); band values or dates missing for
         a method that needs them.
     """
-    from .model import load_network
-    from .table import day_of_year, table_inputs
+    from vercye_lai.model import load_network
+    from vercye_lai.table import day_of_year, table_inputs
 
     variable = predict.variables[0]
     for c, what in ((group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")):

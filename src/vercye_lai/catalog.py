@@ -21,12 +21,11 @@ from pathlib import Path
 import rasterio
 from rasterio.warp import transform_bounds
 
-from . import __version__
-from .errors import InputError, NoDataFoundError, require
-from .io import remove_stale, tmp_path_for
-from .model.sl2p import FLAG_NAMES, FLAG_NODATA
-from .naming import RasterName, flags_path, uncertainty_path
-
+from vercye_lai import __version__
+from vercye_lai.errors import InputError, NoDataFoundError, require
+from vercye_lai.io import remove_stale, tmp_path_for
+from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
+from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +96,11 @@ def _asset(item, key: str, path: Path, root_href: Path, *, title: str, roles: li
         proj.transform = list(ds.transform)[:6]
         proj.shape = [ds.height, ds.width]
     if flags:
-        from pystac.extensions.classification import Bitfield, Classification, ClassificationExtension
+        from pystac.extensions.classification import (
+            Bitfield,
+            Classification,
+            ClassificationExtension,
+        )
 
         fields = [Bitfield.create(offset=bit.bit_length() - 1, length=1, name=name.lower(),
                                   classes=[Classification.create(value=0, name="no"),

@@ -31,12 +31,12 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from . import __version__
-from .errors import DependencyError, InputError
-from .grid import Grid
-from .io import atomic_output, open_raster, remove_stale, tmp_path_for
-from .model.sl2p import FLAG_NAMES, FLAG_NODATA
-from .naming import SENSORS, find_observations, flags_path, uncertainty_path
+from vercye_lai import __version__
+from vercye_lai.errors import DependencyError, InputError
+from vercye_lai.grid import Grid
+from vercye_lai.io import atomic_output, open_raster, remove_stale, tmp_path_for
+from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
+from vercye_lai.naming import SENSORS, find_observations, flags_path, uncertainty_path
 
 log = logging.getLogger(__name__)
 

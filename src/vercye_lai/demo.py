@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .io import up_to_date
-from .predict import PredictOptions
+from vercye_lai.io import up_to_date
+from vercye_lai.predict import PredictOptions
 
 if TYPE_CHECKING:
-    from .run import RunConfig, RunSummary
+    from vercye_lai.run import RunConfig, RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,11 @@ class DemoResult:
 def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[str, Path | str]:
     """The season cube, the APSIM observed table, the STAC catalogue and the report of the
     demo (each made again only when its inputs changed); a missing extra is said, not fatal."""
-    from .apsim import export_apsim
-    from .catalog import write_catalog
-    from .cube import build_cube
-    from .errors import DependencyError
-    from .report import write_report
+    from vercye_lai.apsim import export_apsim
+    from vercye_lai.catalog import write_catalog
+    from vercye_lai.cube import build_cube
+    from vercye_lai.errors import DependencyError
+    from vercye_lai.report import write_report
 
     jobs = {
         "cube": (out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI.nc", lai,
@@ -102,8 +102,8 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
     import rasterio
     from rasterio.plot import plotting_extent
 
-    from .io import atomic_output
-    from .naming import RasterName
+    from vercye_lai.io import atomic_output
+    from vercye_lai.naming import RasterName
 
     if not lai_paths:
         raise ValueError("no LAI rasters to plot")
@@ -148,10 +148,10 @@ def demo_config(out_dir: str | Path, *, workers: int | None = None) -> RunConfig
     """The demo as a run config: the bundled reflectance files (source ``bands``, no
     clipping) → SL2P LAI → each field alone with the wheat adjustment → quicklooks, in
     the demo's flat folders (``stacks/``, ``lai/``, ``analysis/``)."""
-    from .acquire.bands import Options as BandsOptions
-    from .acquire.bands import newest_per_date
-    from .analysis.options import AnalysisOptions
-    from .run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
+    from vercye_lai.acquire.bands import Options as BandsOptions
+    from vercye_lai.acquire.bands import newest_per_date
+    from vercye_lai.analysis.options import AnalysisOptions
+    from vercye_lai.run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
 
     files = sorted(Path(str(DEMO_DATA / "srf")).glob("*.tif"))
     dates = list(newest_per_date(files))  # the season: first to last date with a file
@@ -181,9 +181,15 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     DemoResult
         The stacks, LAI products and figures written.
     """
-    from .run import run_pipeline
-    from .validate import ValidateOptions, agreement_tables, match_series, metrics_markdown, read_insitu
-    from .validate import write_validation
+    from vercye_lai.run import run_pipeline
+    from vercye_lai.validate import (
+        ValidateOptions,
+        agreement_tables,
+        match_series,
+        metrics_markdown,
+        read_insitu,
+        write_validation,
+    )
 
     out = Path(out_dir)
     res = DemoResult(out)

@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, require
-from .options import Options, setting
+from vercye_lai.errors import ConfigError, require
+from vercye_lai.options import Options, setting
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ThreadExecutor(Executor):
     kind = "threads"
 
     def __init__(self, workers: int | None = None) -> None:
-        from .system import default_workers
+        from vercye_lai.system import default_workers
 
         self.workers = workers or default_workers()
         self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="run")
@@ -261,7 +261,7 @@ def make_cluster(settings: DaskSettings):
     """Start the cluster of ``settings.cluster`` (``local``, ``slurm``, ``pbs``)."""
     if settings.cluster == "local":
         distributed = require("distributed", "dask")
-        from .system import default_workers
+        from vercye_lai.system import default_workers
 
         return distributed.LocalCluster(
             n_workers=settings.n_workers or default_workers(),

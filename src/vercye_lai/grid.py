@@ -32,8 +32,8 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from .errors import InputError
-from .io import GTIFF_PROFILE
+from vercye_lai.errors import InputError
+from vercye_lai.io import GTIFF_PROFILE
 
 log = logging.getLogger(__name__)
 

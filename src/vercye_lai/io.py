@@ -29,7 +29,14 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .errors import NO_SPACE, DataIOError, DiskFullError, InputError, LaiError, gdal_reason
+from vercye_lai.errors import (
+    NO_SPACE,
+    DataIOError,
+    DiskFullError,
+    InputError,
+    LaiError,
+    gdal_reason,
+)
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .errors import InputError, NoDataFoundError
-from .io import open_raster, write_text_atomic
-from .naming import _res_str, sensor_token, stack_name
+from vercye_lai.errors import InputError, NoDataFoundError
+from vercye_lai.io import open_raster, write_text_atomic
+from vercye_lai.naming import _res_str, sensor_token, stack_name
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, NoDataFoundError
+from vercye_lai.errors import InputError, NoDataFoundError
 
 STACK_EXTENSIONS = (".vrt", ".tif")  # order = preference when both exist for a date
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from vercye_lai.errors import ConfigError
 
 __all__ = ["MISSING", "Options", "Setting", "Table", "check_value", "default_of", "fields_of", "settings_of", "from_table", "setting"]
 

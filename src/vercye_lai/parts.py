@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DataIOError, error_text
-from .executor import Executor
-from .io import tmp_path_for
+from vercye_lai.errors import DataIOError, error_text
+from vercye_lai.executor import Executor
+from vercye_lai.io import tmp_path_for
 
 
 def token() -> str:

@@ -20,22 +20,44 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio.windows import Window
 
-from . import __version__
-from .errors import ConfigError, DataIOError, DiskFullError, InputError, LaiError, error_text, gdal_reason
-from .grid import Grid
-from .io import atomic_output, check_utf8, is_whole, open_raster, remove_stale, tmp_path_for
-from .model import DEFAULT_MODEL, FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
-from .model.registry import has_error_network
-from .model.sl2p import OUT_OF_RANGE
-from .naming import (  # noqa: F401 - API
+from vercye_lai import __version__
+from vercye_lai.errors import (
+    ConfigError,
+    DataIOError,
+    DiskFullError,
+    InputError,
+    LaiError,
+    error_text,
+    gdal_reason,
+)
+from vercye_lai.grid import Grid
+from vercye_lai.io import (
+    atomic_output,
+    check_utf8,
+    is_whole,
+    open_raster,
+    remove_stale,
+    tmp_path_for,
+)
+from vercye_lai.model import (
+    DEFAULT_MODEL,
+    FLAG_NAMES,
+    FLAG_NODATA,
+    Network,
+    load_error_network,
+    load_network,
+)
+from vercye_lai.model.registry import has_error_network
+from vercye_lai.model.sl2p import OUT_OF_RANGE
+from vercye_lai.naming import (  # noqa: F401 - API
     LANDSAT_SENSORS,
     SENSORS,
     RasterName,
@@ -44,9 +66,9 @@ from .naming import (  # noqa: F401 - API
     flags_path,
     uncertainty_path,
 )
-from .options import Options, setting
-from .stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
-from .system import default_workers
+from vercye_lai.options import Options, setting
+from vercye_lai.stack import StackScaling, check_physical, invalid_mask, open_stack, stack_scaling  # noqa: F401
+from vercye_lai.system import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +165,13 @@ DEFAULT_PART_PIXELS = 4 * 1024 * 1024
 
 
 def _model_names() -> tuple[str, ...]:
-    from .model import MODELS
+    from vercye_lai.model import MODELS
 
     return tuple(MODELS)
 
 
 def _variable_names() -> tuple[str, ...]:
-    from .model import VARIABLES
+    from vercye_lai.model import VARIABLES
 
     return tuple(VARIABLES)
 
@@ -275,7 +297,7 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
                   options: PredictOptions) -> bool:
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""
-    from .calibrate import calibration_tag
+    from vercye_lai.calibrate import calibration_tag
 
     cal = load_options_calibration(options)
     return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
@@ -288,7 +310,7 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
 
 def load_options_calibration(options: PredictOptions):
     """The calibration of ``options`` (:func:`vercye_lai.calibrate.model_calibration`)."""
-    from .calibrate import model_calibration
+    from vercye_lai.calibrate import model_calibration
 
     return model_calibration(options.calibration, options.model)
 
@@ -404,7 +426,7 @@ def _write_products(
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
             if prep.calibration is not None and prep.calibration[1].variable == net.variable:
-                from .calibrate import calibration_tag
+                from vercye_lai.calibrate import calibration_tag
 
                 tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration[1], net.variable)
             dst = outputs[net.variable]

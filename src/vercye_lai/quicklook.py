@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataIOError, InputError
-from .io import atomic_output, open_raster
+from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.io import atomic_output, open_raster
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import DataIOError, InputError
-from .io import write_text_atomic
+from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 

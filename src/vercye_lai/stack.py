@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from .bands import ANGLE_BANDS, check_band_order
-from .errors import BandError, InputError
-from .io import open_raster
+from vercye_lai.bands import ANGLE_BANDS, check_band_order
+from vercye_lai.errors import BandError, InputError
+from vercye_lai.io import open_raster
 
 log = logging.getLogger(__name__)
 

@@ -33,12 +33,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bands import ANGLE_BANDS, L8_BANDS, canonical_band
-from .errors import DataIOError, DependencyError, InputError
-from .io import atomic_output, check_utf8
-from .options import Options, setting
-from .predict import PredictOptions, predict_block
-from .stack import EE_INTEGER_SCALE, StackScaling, check_physical
+from vercye_lai.bands import ANGLE_BANDS, L8_BANDS, canonical_band
+from vercye_lai.errors import DataIOError, DependencyError, InputError
+from vercye_lai.io import atomic_output, check_utf8
+from vercye_lai.options import Options, setting
+from vercye_lai.predict import PredictOptions, predict_block
+from vercye_lai.stack import EE_INTEGER_SCALE, StackScaling, check_physical
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     if suffix in VECTOR_SUFFIXES:
-        from .regions import read_vector
+        from vercye_lai.regions import read_vector
 
         return read_vector(path, layer=layer)
     try:
@@ -232,7 +232,7 @@ def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
                  path: str | Path | None = None) -> dict[str, np.ndarray]:
     """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
     which of them were computed (key ``"computed"``: a list of names)."""
-    from .acquire.angles import cosines, solar_position
+    from vercye_lai.acquire.angles import cosines, solar_position
 
     have = band_columns(df)
     out: dict[str, Any] = {b: df[have[b]].to_numpy(float) for b in ANGLE_BANDS if b in have}
@@ -355,8 +355,8 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     InputError
         See :func:`table_inputs`; an output column the table already has.
     """
-    from .model import load_error_network
-    from .predict import check_model, load_options_calibration
+    from vercye_lai.model import load_error_network
+    from vercye_lai.predict import check_model, load_options_calibration
 
     networks = check_model(predict)
     calibration = load_options_calibration(predict)

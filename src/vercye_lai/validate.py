@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, NoDataFoundError
-from .io import open_raster, write_text_atomic
-from .naming import find_observations, flags_path, uncertainty_path
-from .options import Options, setting
-from .validation import Agreement, plot_agreement
+from vercye_lai.errors import InputError, NoDataFoundError
+from vercye_lai.io import open_raster, write_text_atomic
+from vercye_lai.naming import find_observations, flags_path, uncertainty_path
+from vercye_lai.options import Options, setting
+from vercye_lai.validation import Agreement, plot_agreement
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
         A column missing (naming those there are), dates that do not parse, or geometries
         that are not points (for the point mode).
     """
-    from .regions import read_vector
+    from vercye_lai.regions import read_vector
 
     g = read_vector(path, layer=options.layer)
     for c, opt in ((options.date_column, "--date-column"), (options.value_column, "--value-column"),
@@ -162,7 +162,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     NoDataFoundError
         No LAI raster of the region at all.
     """
-    from .stack import stack_scaling
+    from vercye_lai.stack import stack_scaling
 
     sensors = tuple(x.upper() for x in options.sensors)
     files = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=options.variable,
@@ -229,7 +229,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
 
 def _stack_values(ds: Any, xy: tuple[float, float], buffer: float, stack_scaling: Any) -> dict[str, float]:
     """The stack's bands at the point, physical (mean of the valid pixels of the buffer)."""
-    from .bands import canonical_band
+    from vercye_lai.bands import canonical_band
 
     px = _pixels(ds, *xy, buffer)
     if px is None:
@@ -255,7 +255,7 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     InputError
         No ``zone_column``, or a series folder without an analysis manifest.
     """
-    from .analysis.manifest import zone_csvs
+    from vercye_lai.analysis.manifest import zone_csvs
 
     if not options.zone_column:
         raise InputError("--series needs --zone-column: the column naming each point's zone")

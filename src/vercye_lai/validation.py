@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_output
+from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
 

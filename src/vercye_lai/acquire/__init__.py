@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..errors import ConfigError
+from vercye_lai.errors import ConfigError
 
 #: kind -> module under vercye_lai.acquire
 SOURCES: dict[str, str] = {

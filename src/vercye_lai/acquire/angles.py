@@ -38,7 +38,7 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 
-from ..errors import DataIOError, InputError
+from vercye_lai.errors import DataIOError, InputError
 
 log = logging.getLogger(__name__)
 

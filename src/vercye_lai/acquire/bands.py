@@ -40,17 +40,12 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..bands import canonical_band
-from ..errors import BandError, InputError
-from ..grid import Grid
-from ..io import open_raster
-from ..naming import stack_name
-from ..options import Options as OptionsBase
-from ..options import setting
-from .angles import STACK_VIEW_BANDS as REFLECTANCE_BANDS  # B3 … B12 in stack order
-from .angles import TileAngles, angle_cosines, solar_position
-from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
-from .warp import (
+from vercye_lai.acquire.angles import (
+    STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
+)
+from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
     geometry_to_crs,
@@ -58,6 +53,13 @@ from .warp import (
     warp_to_grid,
     write_windowed,
 )
+from vercye_lai.bands import canonical_band
+from vercye_lai.errors import BandError, InputError
+from vercye_lai.grid import Grid
+from vercye_lai.io import open_raster
+from vercye_lai.naming import stack_name
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -463,7 +465,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
     ``when`` is the acquisition time of a single file without one in its name; ``on_date``
     is called with each date and whether its stack was written.
     """
-    from . import expand_patterns
+    from vercye_lai.acquire import expand_patterns
 
     files = expand_patterns(options.files)
     geometry = region.shape() if region.has_geometry else None

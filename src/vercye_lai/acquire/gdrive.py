@@ -22,8 +22,8 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import http.client
+import json
 import logging
 import os
 import socket
@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import DataIOError, InputError, NoDataFoundError, ServiceError, require
-from ..io import atomic_output
+from vercye_lai.errors import DataIOError, InputError, NoDataFoundError, ServiceError, require
+from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ..bands import L8_BANDS, S2_BANDS_20M, STACK_NODATA
-from ..errors import ConfigError, InputError, NoDataFoundError, ServiceError, require
-from ..grid import utm_crs
-from ..naming import date_range, stack_name
-from ..options import Options as OptionsBase
-from ..options import setting
-from .gee_tasks import (  # noqa: F401 - the task bookkeeping, part of this module's API
+from vercye_lai.acquire.gee_tasks import (  # noqa: F401 - the task bookkeeping, part of this module's API
     ACTIVE_STATES,
     COMPLETED,
     FAILED,
@@ -50,7 +44,13 @@ from .gee_tasks import (  # noqa: F401 - the task bookkeeping, part of this modu
     summarize_states,
     wait_for_tasks,
 )
-from .scl import DEFAULT_SCL_MASK, scl_mask_setting
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
+from vercye_lai.bands import L8_BANDS, S2_BANDS_20M, STACK_NODATA
+from vercye_lai.errors import ConfigError, InputError, NoDataFoundError, ServiceError, require
+from vercye_lai.grid import utm_crs
+from vercye_lai.naming import date_range, stack_name
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +671,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """Submit the exports of ``region``'s dates, wait for them and download them from Drive
     into ``out_dir`` (without ``drive_folder_id``: submit only, and say so)."""
-    from . import gdrive
+    from vercye_lai.acquire import gdrive
 
     state_dir.mkdir(parents=True, exist_ok=True)
     s2 = options.sensor == "s2"

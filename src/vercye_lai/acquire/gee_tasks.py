@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataIOError, ServiceError
-from ..io import write_text_atomic
+from vercye_lai.errors import DataIOError, ServiceError
+from vercye_lai.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 

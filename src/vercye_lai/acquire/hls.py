@@ -32,10 +32,10 @@ from pathlib import Path
 
 import rasterio
 
-from ..bands import L8_BANDS, S2_BANDS_20M
-from ..errors import InputError
-from ..options import setting
-from .scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.bands import L8_BANDS, S2_BANDS_20M
+from vercye_lai.errors import InputError
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from functools import partial
 
-    from .scene import acquire_scenes
+    from vercye_lai.acquire.scene import acquire_scenes
 
     return acquire_scenes(region, options, out_dir, source="hls",
                           local=partial(find_granules, fmask=options.fmask, kinds=options.products),
@@ -183,7 +183,7 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
     InputError
         An item that is not an HLS granule or lacks an asset (naming what it has).
     """
-    from .scene import asset_href
+    from vercye_lai.acquire.scene import asset_href
 
     scenes = []
     for item in items:
@@ -222,7 +222,7 @@ def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
     InputError
         No item.
     """
-    from .stac import search_items
+    from vercye_lai.acquire.stac import search_items
 
     flavour = "nasa" if catalog == "nasa" else "planetary-computer"
     ids = dict(collections or STAC_COLLECTIONS[flavour])

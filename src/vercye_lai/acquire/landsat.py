@@ -30,10 +30,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bands import L8_BANDS
-from ..errors import InputError
-from ..options import setting
-from .scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.bands import L8_BANDS
+from vercye_lai.errors import InputError
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from functools import partial
 
-    from .scene import acquire_scenes
+    from vercye_lai.acquire.scene import acquire_scenes
 
     return acquire_scenes(region, options, out_dir, source="landsat",
                           local=partial(find_scenes, qa_bits=options.qa_bits),
@@ -198,7 +198,7 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
     InputError
         An item without an asset the network needs (naming what it has).
     """
-    from .scene import asset_href
+    from vercye_lai.acquire.scene import asset_href
 
     scenes = []
     for item in items:
@@ -238,7 +238,7 @@ def search_scenes(catalog: str, *, geometry, start: dt.date, end: dt.date, colle
     InputError
         No Landsat 8/9 item.
     """
-    from .stac import search_items
+    from vercye_lai.acquire.stac import search_items
 
     items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
                          max_cloud=max_cloud)

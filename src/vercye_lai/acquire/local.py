@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..naming import find_rasters
-from ..options import Options as OptionsBase
-from ..options import setting
+from vercye_lai.naming import find_rasters
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 KIND = "local"
 IN_PROCESS = False

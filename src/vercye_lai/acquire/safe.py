@@ -47,13 +47,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M, canonical_band
-from ..errors import DataIOError, InputError
-from ..grid import Grid
-from ..naming import stack_name
-from ..options import Options as OptionsBase
-from ..options import setting
-from .angles import (
+from vercye_lai.acquire.angles import (
     BAND_IDS,
     STACK_VIEW_BANDS,
     TileAngles,
@@ -61,8 +55,8 @@ from .angles import (
     parse_tile_angles,
     read_xml,
 )
-from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
-from .warp import (
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
     first_valid_window,
@@ -71,6 +65,12 @@ from .warp import (
     warp_to_grid,
     write_windowed,
 )
+from vercye_lai.bands import S2_BANDS_20M, canonical_band
+from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.grid import Grid
+from vercye_lai.naming import stack_name
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -567,7 +567,7 @@ class Options(OptionsBase):
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
-    from . import expand_patterns
+    from vercye_lai.acquire import expand_patterns
 
     safes = expand_patterns(options.safes)
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,

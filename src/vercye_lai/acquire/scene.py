@@ -25,14 +25,21 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..bands import ANGLE_BANDS
-from ..errors import InputError
-from ..grid import Grid
-from ..naming import stack_name
-from ..options import Options as OptionsBase
-from ..options import setting
-from .angles import angle_cosines, cosines
-from .warp import ImageCache, choose_resampling, first_valid_window, keep_existing, warp_to_grid, write_windowed
+from vercye_lai.acquire.angles import angle_cosines, cosines
+from vercye_lai.acquire.warp import (
+    ImageCache,
+    choose_resampling,
+    first_valid_window,
+    keep_existing,
+    warp_to_grid,
+    write_windowed,
+)
+from vercye_lai.bands import ANGLE_BANDS
+from vercye_lai.errors import InputError
+from vercye_lai.grid import Grid
+from vercye_lai.naming import stack_name
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,7 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
             deg[name] = a * scene.angle_scale
         out.update(cosines(deg["SZA"], deg["SAA"], deg["VZA"], deg["VAA"]))
     else:
-        from .bands import sun_angles
+        from vercye_lai.acquire.bands import sun_angles
 
         sun = sun_angles(scene.time, grid, view_zenith=scene.view[0], view_azimuth=scene.view[1])
         out.update(angle_cosines(sun, transform=grid.transform, crs=grid.crs, shape=grid.shape))
@@ -205,7 +212,7 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     bool
         True when written, False when ``dst`` existed whole and was kept.
     """
-    from .safe import region_grid
+    from vercye_lai.acquire.safe import region_grid
 
     if keep_existing(dst, overwrite):
         return False
@@ -289,7 +296,7 @@ def earthdata_env() -> dict[str, str]:
 def remote_env(scenes: Sequence[Scene]) -> rasterio.Env:
     """The GDAL environment to read the scenes' files (remote ones: retries, no listing,
     Earthdata credentials for NASA hosts)."""
-    from .stac import GDAL_REMOTE_ENV
+    from vercye_lai.acquire.stac import GDAL_REMOTE_ENV
 
     hrefs = [str(h) for s in scenes for h in s.bands.values()]
     if not any(h.startswith(("http://", "https://", "/vsi", "s3://")) for h in hrefs):
@@ -305,8 +312,8 @@ def acquire_scenes(region, options: Any, out_dir: Path, *, local: Callable[[list
     """The ``acquire`` of a scene source (``hls``, ``landsat``): the scenes of the files
     (``local(paths)``) or of the catalogue (``catalogue(catalog, geometry=, start=, end=,
     max_cloud=)``), stacked at ``options.resolution``; ``(date, sensor) → path`` in range."""
-    from ..errors import ConfigError
-    from . import expand_patterns
+    from vercye_lai.acquire import expand_patterns
+    from vercye_lai.errors import ConfigError
 
     if options.catalog:
         scenes = catalogue(options.catalog, geometry=region.shape(), start=region.start, end=region.end,

@@ -18,7 +18,7 @@ DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 def scl_mask_setting():
     """The ``scl_mask`` field every Sentinel-2 source's options share (one help text)."""
-    from ..options import setting
+    from vercye_lai.options import setting
 
     return setting(
         DEFAULT_SCL_MASK, sep=",", min=0, max=11,

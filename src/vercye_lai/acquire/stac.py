@@ -52,8 +52,11 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M
-from ..errors import (
+from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.warp import ImageCache, warp_options, write_windowed
+from vercye_lai.bands import S2_BANDS_20M
+from vercye_lai.errors import (
     DataIOError,
     DependencyError,
     InputError,
@@ -62,14 +65,11 @@ from ..errors import (
     gdal_reason,
     require,
 )
-from ..grid import Grid, utm_crs
-from ..io import is_whole
-from ..naming import date_range, stack_name
-from ..options import Options as OptionsBase
-from ..options import setting
-from .angles import TileAngles, angle_cosines, cosines, parse_tile_angles
-from .scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
-from .warp import ImageCache, warp_options, write_windowed
+from vercye_lai.grid import Grid, utm_crs
+from vercye_lai.io import is_whole
+from vercye_lai.naming import date_range, stack_name
+from vercye_lai.options import Options as OptionsBase
+from vercye_lai.options import setting
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from ..bands import S2_BANDS_20M, StackWriter
-from ..errors import DataIOError, gdal_reason
-from ..grid import Grid
-from ..io import is_whole
+from vercye_lai.bands import S2_BANDS_20M, StackWriter
+from vercye_lai.errors import DataIOError, gdal_reason
+from vercye_lai.grid import Grid
+from vercye_lai.io import is_whole
 
 log = logging.getLogger(__name__)
 

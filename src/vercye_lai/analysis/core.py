@@ -21,35 +21,35 @@ import numpy as np
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window
 
-from ..errors import DataIOError, InputError
-from ..grid import Grid
-from ..io import atomic_output, open_raster, remove_stale
-from ..naming import SENSORS, uncertainty_path
-from .geometry import (
+from vercye_lai.analysis.geometry import (
     ZoneGrid,
     Zones,
     read_window,
 )
-from .options import AnalysisOptions
-from .plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
-from .products import (
-    write_all_zones,
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.analysis.plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
+from vercye_lai.analysis.products import (
     MAX_BAND_CHOICES,
     MAX_BANDS,
     STATS_COLUMNS,
     UNCERTAINTY_COLUMN,
     UNSMOOTHED_COLUMNS,
     output_stem,
+    write_all_zones,
     write_max_tif,
     write_stats_csv,
 )
-from .stats import STAT_KEYS, ZoneIndex, zone_stats
-from .timeseries import (
+from vercye_lai.analysis.stats import STAT_KEYS, ZoneIndex, zone_stats
+from vercye_lai.analysis.timeseries import (
     adjust_lai,
     find_outliers,
     interpolate_gaps,
     smooth_savgol,
 )
+from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.grid import Grid
+from vercye_lai.io import atomic_output, open_raster, remove_stale
+from vercye_lai.naming import SENSORS, uncertainty_path
 
 log = logging.getLogger(__name__)
 
@@ -545,7 +545,7 @@ def analyze(
              len(plan.names), len(plan.files), len(plan.days))
     result = finish_analysis(plan, [analyze_part(plan, progress=progress)])
     # the same record a run writes: validate --series, export-apsim and report read it
-    from .manifest import fingerprint, write_manifest
+    from vercye_lai.analysis.manifest import fingerprint, write_manifest
 
     fp = fingerprint(dict(enumerate(plan.all_files)), plan.geometry_path, start=plan.start, end=plan.end,
                      options=plan.options)

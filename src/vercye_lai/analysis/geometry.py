@@ -26,9 +26,9 @@ from rasterio.features import rasterize
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
-from ..errors import DataIOError, InputError, gdal_reason
-from ..grid import Grid
-from ..io import nodata_mask, open_raster
+from vercye_lai.errors import DataIOError, InputError, gdal_reason
+from vercye_lai.grid import Grid
+from vercye_lai.io import nodata_mask, open_raster
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -89,7 +89,7 @@ def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDat
     """
     import shapely
 
-    from ..regions import read_vector
+    from vercye_lai.regions import read_vector
 
     gdf = read_vector(path, layer=layer, fid_as_index=True)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
@@ -137,7 +137,7 @@ def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> l
 
 def safe_name(value: object) -> str:
     """``value`` as a file-name fragment (``3.0`` → ``"3"``; see :func:`.regions.safe_name`)."""
-    from ..regions import safe_name as _safe
+    from vercye_lai.regions import safe_name as _safe
 
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -375,7 +375,7 @@ def reproject_mask(mask_path: str | Path, out_path: str | Path, grid: Grid) -> P
     grid
         Target grid, usually the LAI grid from :func:`largest_grid`.
     """
-    from ..io import atomic_output
+    from vercye_lai.io import atomic_output
     with open_raster(mask_path) as ds:
         data = ds.read(1)
         # nodata → 0 (not crop) first: GDAL would write the source nodata value into gaps

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import is_whole, remove_stale, write_text_atomic
-from ..naming import find_observations, uncertainty_path
-from .options import AnalysisOptions
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.io import is_whole, remove_stale, write_text_atomic
+from vercye_lai.naming import find_observations, uncertainty_path
 
 MANIFEST_NAME = "MANIFEST.json"
 PART_PREFIX = ".analysis-part."  # hidden part files: {PART_PREFIX}{key}.{n:04d}.npz
@@ -142,14 +142,14 @@ def split(plan: Any, fp: Mapping[str, Any], *, zones_per_task: int, dates_per_ta
 
 def run_part(plan: Any, part: Part) -> Path:
     """Compute one part and save it (a task: runs anywhere, e.g. on a Dask worker)."""
-    from .core import analyze_part
+    from vercye_lai.analysis.core import analyze_part
 
     return analyze_part(plan, part.zones, part.days).save(part.path)
 
 
 def finish(plan: Any, parts: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
     """Combine the saved parts into the outputs, write the manifest, remove the parts."""
-    from .core import SeasonPart, finish_analysis
+    from vercye_lai.analysis.core import SeasonPart, finish_analysis
 
     res = finish_analysis(plan, [SeasonPart.load(p) for p in parts])
     manifest = write_manifest(plan.outdir, fp, res)

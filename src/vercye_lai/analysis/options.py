@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..options import Options, setting
-from .products import DATE_FORMATS, MAX_BAND_CHOICES
-from .timeseries import ADJUSTMENTS, INTERPOLATIONS, OUTLIERS, SMOOTHERS
+from vercye_lai.analysis.products import DATE_FORMATS, MAX_BAND_CHOICES
+from vercye_lai.analysis.timeseries import ADJUSTMENTS, INTERPOLATIONS, OUTLIERS, SMOOTHERS
+from vercye_lai.options import Options, setting
 
 MODES = ("raster", "poly_agg", "poly_iter")
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from ..grid import Grid
-from ..io import open_raster
-from ..naming import RasterName, find_observations, uncertainty_path
-from ..options import check_value, settings_of
-from .geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
-from .options import AnalysisOptions
+from vercye_lai.analysis.geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.errors import InputError
+from vercye_lai.grid import Grid
+from vercye_lai.io import open_raster
+from vercye_lai.naming import RasterName, find_observations, uncertainty_path
+from vercye_lai.options import check_value, settings_of
 
 
 def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
@@ -224,7 +224,7 @@ def plan_analysis(
         raise InputError(f"start date {start} is after end date {end}")
     o = options
     if o.adjustment.lower().endswith(".json"):
-        from .timeseries import adjustment_calibration
+        from vercye_lai.analysis.timeseries import adjustment_calibration
 
         adjustment_calibration(o.adjustment)  # a bad or refit* calibration fails before any work
     if files is None:

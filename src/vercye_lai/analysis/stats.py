@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .timeseries import adjust_lai
+from vercye_lai.analysis.timeseries import adjust_lai
 
 log = logging.getLogger(__name__)
 

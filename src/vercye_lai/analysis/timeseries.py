@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from vercye_lai.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def adjustment_calibration(path: str):
     InputError
         Not a calibration file, or one that needs band values (``refit*``).
     """
-    from ..calibrate import load_calibration
-    from ..errors import DataIOError, InputError
+    from vercye_lai.calibrate import load_calibration
+    from vercye_lai.errors import DataIOError, InputError
 
     try:
         Path(path).stat()

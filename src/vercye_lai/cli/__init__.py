@@ -1,5 +1,5 @@
 """The ``vercye-lai`` command line: a click group with one module per subcommand."""
 
-from .main import cli
+from vercye_lai.cli.main import cli
 
 __all__ = ["cli"]

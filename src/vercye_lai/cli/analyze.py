@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..analysis.options import AnalysisOptions
-from .options import (
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     date_options,
@@ -18,7 +18,7 @@ from .options import (
     resolution_option,
     resolve_inout,
 )
-from .ui import console, progress_bar
+from vercye_lai.cli.ui import console, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     if region is None:
         raise click.UsageError("give --region NAME (the {region} of the LAI file names)")
     options = from_cli(AnalysisOptions, params)
-    from ..analysis import analyze
+    from vercye_lai.analysis import analyze
 
     with progress_bar(transient=True) as bar:
         task = bar.add_task("dates", total=None)

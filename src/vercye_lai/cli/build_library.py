@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .options import ALIASES_EPILOG, out_dir_option, overwrite_option
-from .ui import progress_bar
+from vercye_lai.cli.options import ALIASES_EPILOG, out_dir_option, overwrite_option
+from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def command(
     Example:
       vercye-lai build-library ukraine_admin1.geojson -o library --admin-name-col name
     """
-    from ..regions import plan_library, write_library
+    from vercye_lai.regions import plan_library, write_library
 
     plan = plan_library(shpfile, name_col=name_col, level_col=level_col)
     with progress_bar() as progress:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ..model import VARIABLES
-from ..model.convert import FORMATS, convert_weights
-from .options import output_option
-from .ui import console
+from vercye_lai.cli.options import output_option
+from vercye_lai.cli.ui import console
+from vercye_lai.model import VARIABLES
+from vercye_lai.model.convert import FORMATS, convert_weights
 
 
 @click.command("convert-weights")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import date_options, option, region_option, resolution_option
-from .ui import progress_bar, stdout
+from vercye_lai.cli.options import date_options, option, region_option, resolution_option
+from vercye_lai.cli.ui import progress_bar, stdout
 
 
 @click.command("cube")
@@ -36,11 +36,11 @@ def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bb
     Example:
       vercye-lai cube lai/ strickhof.nc --region strickhof --res 10 --geometry fields.geojson
     """
-    from ..cube import build_cube
+    from vercye_lai.cube import build_cube
 
     shape = None
     if geometry is not None:
-        from ..regions import read_vector
+        from vercye_lai.regions import read_vector
 
         shape = read_vector(geometry).to_crs(4326).union_all()
     with progress_bar() as bar:

@@ -6,10 +6,10 @@ import logging
 
 import click
 
-from ..acquire import gdrive
-from ..errors import ServiceError
-from .options import ALIASES_EPILOG, no_input_option, out_dir_option, overwrite_option
-from .ui import progress_bar
+from vercye_lai.acquire import gdrive
+from vercye_lai.cli.options import ALIASES_EPILOG, no_input_option, out_dir_option, overwrite_option
+from vercye_lai.cli.ui import progress_bar
+from vercye_lai.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

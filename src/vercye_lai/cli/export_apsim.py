@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from .options import option
-from .ui import stdout
+from vercye_lai.cli.options import option
+from vercye_lai.cli.ui import stdout
 
 
 @click.command("export-apsim")
@@ -30,8 +30,8 @@ def command(analysis_dir, out, crop, template, region, statistic, adjusted):
       vercye-lai export-apsim analysis/poltava/fields observed.csv --crop Wheat --template "{region}_{zone}" \\
           --region poltava --adjusted
     """
-    from ..apsim import apsim_table
-    from ..io import write_text_atomic
+    from vercye_lai.apsim import apsim_table
+    from vercye_lai.io import write_text_atomic
 
     table = apsim_table(analysis_dir, crop=crop, region=region, template=template, statistic=statistic,
                         adjusted=adjusted)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..acquire import gee
-from ..errors import ServiceError
-from .options import (
+from vercye_lai.acquire import gee
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     date_options,
@@ -19,7 +18,8 @@ from .options import (
     resolution_option,
     resolve_region,
 )
-from .ui import progress_bar
+from vercye_lai.cli.ui import progress_bar
+from vercye_lai.errors import ServiceError
 
 log = logging.getLogger(__name__)
 

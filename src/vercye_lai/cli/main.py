@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import LaiError, error_text, printable
+from vercye_lai import __version__
+from vercye_lai.errors import LaiError, error_text, printable
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -86,7 +86,7 @@ def configure_logging(verbosity: int) -> None:
     """Configure the root logger once, for the CLI only (the library never does)."""
     from rich.logging import RichHandler
 
-    from .ui import console
+    from vercye_lai.cli.ui import console
 
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     logging.basicConfig(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from ..model import DEFAULT_MODEL, MODELS, available_variables, load_network
-from .ui import console
+from vercye_lai.cli.ui import console
+from vercye_lai.model import DEFAULT_MODEL, MODELS, available_variables, load_network
 
 
 @click.command("models")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import (
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     out_dir_option,
     overwrite_option,
@@ -15,7 +15,7 @@ from .options import (
     resolution_option,
     resolve_inout,
 )
-from .ui import progress_bar
+from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,8 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
         raise click.UsageError("give --region NAME (the {region} of the file names)")
     if not in_dir.is_dir():
         raise click.UsageError(f"IN_DIR {in_dir} is not a folder")
-    from ..mosaic import build_vrt, find_parts
-    from ..naming import stack_name
+    from vercye_lai.mosaic import build_vrt, find_parts
+    from vercye_lai.naming import stack_name
 
     plan = find_parts(in_dir, region, resolution)
     written = 0

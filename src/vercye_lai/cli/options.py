@@ -166,7 +166,7 @@ def resolve_region(region: str | None, library: str | None, shpfile: str | None)
     tuple
         Region name and its (unioned) shapely geometry in EPSG:4326 (lon/lat degrees).
     """
-    from ..regions import load_region, region_geometry, region_name
+    from vercye_lai.regions import load_region, region_geometry, region_name
 
     if shpfile:
         return region or region_name(shpfile), region_geometry(load_region(shpfile))
@@ -229,7 +229,7 @@ class ChoiceOrFile(click.ParamType):
 
 
 def _click_type(s, k):
-    from ..options import allowed_values
+    from vercye_lai.options import allowed_values
 
     if k.many and s.sep:
         return SeparatedType(k.base, s.sep)
@@ -258,7 +258,7 @@ def click_options(cls: type, *, exclude=()):
     choices, ranges, defaults and help come from the field. The parameters keep the field
     names, for :func:`from_cli`.
     """
-    from ..options import MISSING, default_of, fields_of
+    from vercye_lai.options import MISSING, default_of, fields_of
 
     skip = set(exclude)
 
@@ -291,7 +291,7 @@ def click_options(cls: type, *, exclude=()):
 def from_cli(cls: type, params: dict, **given):
     """Build the options type ``cls`` from the parameters :func:`click_options` added
     (popped from ``params``); ``given`` supplies the rest (e.g. ``workers``)."""
-    from ..options import fields_of
+    from vercye_lai.options import fields_of
 
     kw = {}
     for f, s, k in fields_of(cls):

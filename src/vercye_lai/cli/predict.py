@@ -7,9 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..predict import PredictOptions, PredictResult, predict_dir
-from ..system import default_workers
-from .options import (
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     date_options,
@@ -21,7 +19,9 @@ from .options import (
     resolve_inout,
     workers_option,
 )
-from .ui import progress_bar, stdout
+from vercye_lai.cli.ui import progress_bar, stdout
+from vercye_lai.predict import PredictOptions, PredictResult, predict_dir
+from vercye_lai.system import default_workers
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .options import output_option
-from .ui import console
+from vercye_lai.cli.options import output_option
+from vercye_lai.cli.ui import console
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def command(csv, max_tif, output, geometry_path, dpi):
     cloud/no-data share as light bars). Right: the max-LAI map with a colour bar and
     the geometry outline.
     """
-    from ..quicklook import quicklook
+    from vercye_lai.quicklook import quicklook
 
     png = quicklook(csv, max_tif, out=output, geometry_path=geometry_path, dpi=dpi)
     console.print(f"quicklook: {png}", highlight=False, soft_wrap=True)

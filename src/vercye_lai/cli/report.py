@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .ui import stdout
+from vercye_lai.cli.ui import stdout
 
 
 @click.command("report")
@@ -17,7 +17,7 @@ def command(root):
     in-situ validation found under the folder. One self-contained page (Bokeh, inlined):
     it opens from disk with no network. `run` writes it at its end; needs the 'report' extra.
     """
-    from ..report import write_report
+    from vercye_lai.report import write_report
 
     path = write_report(root)
     stdout.print(f"report: -> {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import click
 
-from .options import ALIASES_EPILOG, option, output_option, resolution_option, resolve_inout
-from .ui import console
+from vercye_lai.cli.options import (
+    ALIASES_EPILOG,
+    option,
+    output_option,
+    resolution_option,
+    resolve_inout,
+)
+from vercye_lai.cli.ui import console
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +40,8 @@ def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     Give either --lai-path P, or --lai-dir D with --region R. analyze --mode raster
     aligns masks on the fly, so this is only needed to inspect or reuse the aligned mask.
     """
-    from ..analysis import largest_grid, reproject_mask
-    from ..naming import find_rasters
+    from vercye_lai.analysis import largest_grid, reproject_mask
+    from vercye_lai.naming import find_rasters
 
     (mask,), out = resolve_inout(paths, output, inputs=1, what="OUT")
     if (lai_path is None) == (lai_dir is None) or (lai_dir is not None and not lai_region):

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import click
 
-from .options import no_input_option
-
-from ..executor import EXECUTORS
-from ..run import STEPS
-from .ui import progress_bar, stdout
+from vercye_lai.cli.options import no_input_option
+from vercye_lai.cli.ui import progress_bar, stdout
+from vercye_lai.executor import EXECUTORS
+from vercye_lai.run import STEPS
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def command(config, example_config, dry_run, only, executor, scheduler_address, 
     """
     import dataclasses
 
-    from ..run import EXAMPLE_CONFIG, LOG_NAME, load_config, run_pipeline
+    from vercye_lai.run import EXAMPLE_CONFIG, LOG_NAME, load_config, run_pipeline
 
     if example_config:
         click.echo(EXAMPLE_CONFIG, nl=False)
@@ -98,7 +97,7 @@ def command(config, example_config, dry_run, only, executor, scheduler_address, 
     if config is None:
         raise click.UsageError("give a CONFIG file (or --example-config)")
     if no_input:  # for every sign-in of this run (the Drive download of a gee source)
-        from ..acquire import gdrive
+        from vercye_lai.acquire import gdrive
 
         gdrive.NO_INPUT = True
     cfg = load_config(config)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import (
+from vercye_lai.cli.options import (
     check_source,
     click_options,
     date_options,
@@ -19,7 +19,7 @@ from .options import (
     resolve_region,
     stack_out_dir_option,
 )
-from .ui import progress_bar, stdout
+from vercye_lai.cli.ui import progress_bar, stdout
 
 
 def scene_source_options(options_type: type):
@@ -41,7 +41,7 @@ def stack_scene_source(name: str, options_type: type, params: dict, *, paths, re
                        local: Callable, catalogue: Callable) -> None:
     """Build the stacks of the files (``local(paths, options)``) or of the catalogue
     (``catalogue(catalog, options, geometry=, start=, end=)``), with a progress bar."""
-    from ..acquire.scene import stack_scenes
+    from vercye_lai.acquire.scene import stack_scenes
 
     o = from_cli(options_type, params, paths=paths)
     region_name, geometry = resolve_region(region, library, shpfile)

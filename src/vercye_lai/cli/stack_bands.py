@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..acquire import Region, bands
-from .options import (
+from vercye_lai.acquire import Region, bands
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     from_cli,
@@ -20,7 +20,7 @@ from .options import (
     resolve_region,
     stack_out_dir_option,
 )
-from .ui import progress_bar
+from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 

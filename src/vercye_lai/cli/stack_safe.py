@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..acquire.safe import Options
-from .options import (
+from vercye_lai.acquire.safe import Options
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     from_cli,
@@ -18,7 +18,7 @@ from .options import (
     resolve_region,
     stack_out_dir_option,
 )
-from .ui import progress_bar
+from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def command(
       vercye-lai stack-safe S2A_MSIL2A_*.SAFE --region Poltava --library lib \\
           --resolution 20 -o stacks
     """
-    from ..acquire.safe import group_by_date, open_safe, write_date_stack
-    from ..naming import stack_name
+    from vercye_lai.acquire.safe import group_by_date, open_safe, write_date_stack
+    from vercye_lai.naming import stack_name
 
     classes = from_cli(Options, params, safes=safes).scl_mask
     name, geometry = resolve_region(region, library, shpfile)

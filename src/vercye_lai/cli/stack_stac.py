@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..acquire import Region, stac
-from .options import (
+from vercye_lai.acquire import Region, stac
+from vercye_lai.cli.options import (
     ALIASES_EPILOG,
     click_options,
     date_options,
@@ -16,7 +16,7 @@ from .options import (
     resolve_region,
     stack_out_dir_option,
 )
-from .ui import progress_bar
+from vercye_lai.cli.ui import progress_bar
 
 
 @click.command(name="stack-stac", epilog=ALIASES_EPILOG)

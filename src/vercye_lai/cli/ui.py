@@ -7,8 +7,6 @@ from collections.abc import Iterator
 
 import click
 from rich.console import Console
-
-from ..errors import printable
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +15,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from vercye_lai.errors import printable
+
 
 class _Printable:
     """A text stream that never fails on a file name that is not UTF-8."""

@@ -1,6 +1,6 @@
 """SL2P models: the network, bundled coefficient sets and weight conversion."""
 
-from .registry import (
+from vercye_lai.model.registry import (
     DEFAULT_MODEL,
     MODELS,
     VARIABLES,
@@ -9,7 +9,7 @@ from .registry import (
     load_network,
     variable,
 )
-from .sl2p import FLAG_NAMES, FLAG_NODATA, Network
+from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA, Network
 
 __all__ = [
     "DEFAULT_MODEL",

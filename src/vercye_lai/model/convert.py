@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ModelError, require
-from ..io import atomic_output
-from .registry import leaf_row, parse_leaf_csv, variable
+from vercye_lai.errors import ModelError, require
+from vercye_lai.io import atomic_output
+from vercye_lai.model.registry import leaf_row, parse_leaf_csv, variable
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ takes every region through the steps and :mod:`.summary` records what each unit 
 did (``run_summary.json``).
 """
 
-from ..acquire import SOURCES
-from .config import (
+from vercye_lai.acquire import SOURCES
+from vercye_lai.run.config import (
     EXAMPLE_CONFIG,
     STEPS,
     AnalysisConfig,
@@ -15,8 +15,8 @@ from .config import (
     load_config,
     parse_config,
 )
-from .runner import LOG_NAME, run_pipeline
-from .summary import SUMMARY_NAME, RunSummary, StepSummary, UnitResult
+from vercye_lai.run.runner import LOG_NAME, run_pipeline
+from vercye_lai.run.summary import SUMMARY_NAME, RunSummary, StepSummary, UnitResult
 
 __all__ = [
     "EXAMPLE_CONFIG",

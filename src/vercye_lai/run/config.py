@@ -9,18 +9,17 @@ commands, with the same defaults, allowed values and checks.
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..analysis.options import AnalysisOptions
-from ..errors import ConfigError
-from ..executor import EXECUTORS, DaskSettings
-from ..options import Table, from_table
-from ..predict import PredictOptions
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.errors import ConfigError
+from vercye_lai.executor import EXECUTORS, DaskSettings
+from vercye_lai.options import Table, from_table
+from vercye_lai.predict import PredictOptions
 
 STEPS = ("acquire", "mosaic", "predict", "analyze", "quicklook")
 SOURCES = ("local", "safe", "stac", "gee")
@@ -41,7 +40,7 @@ class RegionConfig:
 
     def geometry_path(self) -> Path:
         """The region's vector file (``{library}/{name}.geojson`` or ``geometry``)."""
-        from ..regions import region_path
+        from vercye_lai.regions import region_path
 
         if self.geometry is not None:
             return region_path(self.geometry)
@@ -55,7 +54,7 @@ class RegionConfig:
 
     def shape(self):
         """The region geometry (shapely, EPSG:4326)."""
-        from ..regions import load_region, region_geometry
+        from vercye_lai.regions import load_region, region_geometry
 
         return region_geometry(load_region(self.geometry_path()))
 
@@ -70,7 +69,7 @@ class SourceConfig:
 
     @property
     def module(self):
-        from ..acquire import source
+        from vercye_lai.acquire import source
 
         return source(self.kind)
 
@@ -177,7 +176,7 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
 def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tuple[SourceConfig, ...]:
     """``[source]`` (one table) or ``[[source]]`` (a list: one region's season from several
     sensors, e.g. Sentinel-2 SAFEs and HLS granules)."""
-    from ..acquire import SOURCES, source
+    from vercye_lai.acquire import SOURCES, source
 
     raw = doc.data.get("source", {"kind": "local"})
     items = raw if isinstance(raw, list) else [raw]

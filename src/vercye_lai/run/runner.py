@@ -32,13 +32,20 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import NO_SPACE, ConfigError, DependencyError, LaiError, NoDataFoundError, error_text
-from ..executor import Executor, SerialExecutor, make_executor
-from ..io import up_to_date
-from ..naming import SENSORS, find_observations
-from ..parts import PartsJob, Task, run_parts_jobs, token, window_groups
-from .config import STEPS, AnalysisConfig, RegionConfig, RunConfig
-from .summary import RunSummary, StepLog, StepSummary, UnitFn
+from vercye_lai.errors import (
+    NO_SPACE,
+    ConfigError,
+    DependencyError,
+    LaiError,
+    NoDataFoundError,
+    error_text,
+)
+from vercye_lai.executor import Executor, SerialExecutor, make_executor
+from vercye_lai.io import up_to_date
+from vercye_lai.naming import SENSORS, find_observations
+from vercye_lai.parts import PartsJob, Task, run_parts_jobs, token, window_groups
+from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
+from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +145,7 @@ LANDSAT_RESOLUTION = 30.0  # HLS and Landsat stacks (hls, landsat and gee source
 def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.date, str], list[Path]]:
     """Dates (and sensors) whose stack is split into parts (``…_{date}[_{SENSOR}]-{n}-{m}.tif``):
     these need a VRT. Sentinel-2 at the run's resolution, Landsat/HLS at 30 m."""
-    from ..mosaic import find_parts
+    from vercye_lai.mosaic import find_parts
 
     found: dict[tuple[dt.date, str], list[Path]] = {}
     error: NoDataFoundError | None = None
@@ -163,8 +170,8 @@ def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.dat
 
 def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
     """One VRT per date split into parts (in ``stacks/{region}``); single stacks need none."""
-    from ..mosaic import build_vrt
-    from ..naming import stack_name
+    from vercye_lai.mosaic import build_vrt
+    from vercye_lai.naming import stack_name
 
     st = StepLog("mosaic", on_unit)
     for r in cfg.regions:
@@ -210,7 +217,7 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     (memory bounded by the blocks of one date). Dask: each date split into part tasks of
     about ``predict.part_pixels`` pixels and one task assembling them.
     """
-    from ..predict import (
+    from vercye_lai.predict import (
         assemble_parts,
         part_key,
         part_path,
@@ -294,8 +301,8 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
                   files: Mapping[dt.date, Path], fp: Mapping[str, Any], st: StepLog) -> PartsJob:
     """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task
     (:mod:`vercye_lai.analysis.manifest`: the same files as one ``analyze`` call)."""
-    from ..analysis import manifest
-    from ..analysis.plan import plan_analysis
+    from vercye_lai.analysis import manifest
+    from vercye_lai.analysis.plan import plan_analysis
 
     outdir = cfg.analysis_dir(r.name, a)
     plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,
@@ -323,7 +330,7 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     """Every analysis of every region, each split into parts over chunks of zones and dates
     (the outputs do not depend on the split); skipped when up to date
     (:func:`vercye_lai.analysis.manifest.up_to_date`)."""
-    from ..analysis import manifest
+    from vercye_lai.analysis import manifest
 
     st = StepLog("analyze", on_unit)
     jobs = []
@@ -356,7 +363,7 @@ _PYPLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a ti
 
 
 def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
-    from ..quicklook import quicklook
+    from vercye_lai.quicklook import quicklook
 
     with _PYPLOT_LOCK:
         return quicklook(csv, max_tif, geometry_path=geometry)
@@ -365,8 +372,8 @@ def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
 def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                    on_unit: UnitFn | None = None) -> StepSummary:
     """A PNG per analysed zone with a max-LAI map; skipped when newer than its CSV and map."""
-    from ..analysis.manifest import read_manifest
-    from ..quicklook import quicklook_path
+    from vercye_lai.analysis.manifest import read_manifest
+    from vercye_lai.quicklook import quicklook_path
 
     st = StepLog("quicklook", on_unit)
     futures = {}
@@ -492,7 +499,7 @@ def run_pipeline(
 def publish(root: Path) -> list[Path]:
     """What a run writes beside its products for other tools: the STAC catalogue and the
     HTML report. A failure here is logged, never the run's: the products are all there."""
-    from ..catalog import write_catalog
+    from vercye_lai.catalog import write_catalog
 
     written = []
     for what, fn in (("STAC catalogue", write_catalog), ("report", _report)):
@@ -508,6 +515,6 @@ def publish(root: Path) -> list[Path]:
 
 
 def _report(root: Path) -> Path:
-    from ..report import write_report
+    from vercye_lai.report import write_report
 
     return write_report(root)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NO_SPACE
-from ..io import write_text_atomic
+from vercye_lai.errors import NO_SPACE
+from vercye_lai.io import write_text_atomic
 
 log = logging.getLogger(__name__)
 
