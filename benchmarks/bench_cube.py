@@ -63,7 +63,7 @@ def case(kind: str, folder: str, out: str) -> dict:
             with rasterio.open(p) as ds:
                 ds.read(1)
     else:
-        from vercye_lai.cube import build_cube
+        from vercye_lai.outputs.cube import build_cube
 
         build_cube(folder, out, region="bench", resolution=20)
     return {"seconds": time.perf_counter() - t0, "peak_mb": _peak_mb()}

@@ -50,7 +50,7 @@ def real_spectra() -> np.ndarray:
 def make_input(path: Path, size: int) -> Path:
     if path.exists():
         return path
-    from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA
+    from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA
 
     spectra = real_spectra()
     rng = np.random.default_rng(42)
@@ -132,7 +132,7 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
 def case_baseline(src: Path, out: Path) -> None:
     """The reference implementation's way: read the whole raster, normalise, run the network on all pixels at
     once in float64, write the whole result."""
-    from vercye_lai.model.registry import MODELS, _WEIGHTS, parse_leaf_csv
+    from vercye_lai.model.registry import _WEIGHTS, MODELS, parse_leaf_csv
 
     net = parse_leaf_csv(Path(str(_WEIGHTS / MODELS["sl2p"][1])))[0]  # LAI row
     scale, offset, w1, b1 = net["in_scale"], net["in_offset"], net["w1"], net["b1"]

@@ -60,7 +60,7 @@ def main() -> int:
     ap.add_argument("--fields", type=int, default=1000)
     ap.add_argument("--dates", type=int, default=40)
     a = ap.parse_args()
-    from vercye_lai.report import write_report
+    from vercye_lai.outputs.report import write_report
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -53,8 +53,8 @@ def inputs(size: int, dates: int) -> Path:
 def run_case(stacks: Path, out: Path, n_workers: int, dates: int, part_pixels: int) -> dict:
     import distributed
 
-    from vercye_lai.executor import DaskExecutor, DaskSettings, worker_env
     from vercye_lai.run import parse_config, run_pipeline
+    from vercye_lai.run.executor import DaskExecutor, DaskSettings, worker_env
 
     shutil.rmtree(out, ignore_errors=True)
     cfg = parse_config({

@@ -81,7 +81,7 @@ def main() -> int:
         a = cv[(cv.method == "auto") & (cv.held_out == "all")].iloc[0]
         print(f"uncalibrated sl2p: RMSE {a.rmse_uncalibrated:.3f}, bias {a.bias_uncalibrated:+.3f}")
         if "--docs" in sys.argv:  # the README's figure
-            from vercye_lai.validation import plot_agreement
+            from vercye_lai.insitu.agreement import plot_agreement
 
             pred = pd.read_csv(t / "cal_cv_predictions.csv").rename(
                 columns={"estimate": "LAI", "auto": "LAI calibrated"})

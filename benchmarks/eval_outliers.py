@@ -30,14 +30,14 @@ import numpy as np
 
 
 def real_season(out: Path) -> None:
+    import pandas as pd
+
     from vercye_lai.analysis import analyze
     from vercye_lai.analysis.options import AnalysisOptions
     from vercye_lai.analysis.timeseries import OUTLIERS
-    from vercye_lai.demo import DEMO_REGION, DEMO_RESOLUTION, demo_fields, demo_insitu, run_demo
-    from vercye_lai.validate import ValidateOptions, match_series, read_insitu
-    from vercye_lai.validation import Agreement
-
-    import pandas as pd
+    from vercye_lai.insitu.agreement import Agreement
+    from vercye_lai.insitu.validate import ValidateOptions, match_series, read_insitu
+    from vercye_lai.run.demo import DEMO_REGION, DEMO_RESOLUTION, demo_fields, demo_insitu, run_demo
 
     demo = run_demo(out / "demo")
     lai = demo.out_dir / "lai"

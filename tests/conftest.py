@@ -153,8 +153,8 @@ def cli_error_line(result, *, exit_code: int = 1) -> str:
 @pytest.fixture(scope="session")
 def strickhof_stacks(tmp_path_factory) -> Path:
     """The demo's 34 Strickhof 10 m stacks (90 x 90 px), built once per session."""
-    from vercye_lai.demo import demo_config
     from vercye_lai.run import run_pipeline
+    from vercye_lai.run.demo import demo_config
 
     out = tmp_path_factory.mktemp("strickhof_stacks")
     assert run_pipeline(demo_config(out, workers=1), only=["acquire"], write_summary=False).ok
@@ -242,7 +242,7 @@ def strickhof_run_config(folder: Path, stacks: Path, root: str, *, start: str = 
                          workers: int = 1, extra: str = "", fields: Path | None = None) -> Path:
     """``{folder}/{root}.toml``: the demo stacks → predict → analyze ``fields`` (default: the
     demo's 3 fields) into ``{folder}/{root}``."""
-    from vercye_lai.demo import demo_fields
+    from vercye_lai.run.demo import demo_fields
 
     fields = fields or demo_fields()
     text = STRICKHOF_RUN.format(root=folder / root, stacks=stacks, fields=fields, start=start,

@@ -19,9 +19,9 @@ from conftest import DATA
 
 from vercye_lai.analysis import analyze
 from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.analysis.quicklook import quicklook
 from vercye_lai.cli.main import cli
 from vercye_lai.naming import RasterName
-from vercye_lai.quicklook import quicklook
 
 SAMPLE = DATA / "strickhof"
 LAI = SAMPLE / "lai"

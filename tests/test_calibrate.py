@@ -10,11 +10,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import DATA, cli_error_line
 
-from vercye_lai import calibrate as cal
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
+from vercye_lai.insitu import calibrate as cal
 from vercye_lai.model import load_network
-from vercye_lai.table import day_of_year, predict_table, table_inputs
+from vercye_lai.predict.table import day_of_year, predict_table, table_inputs
 
 INSITU = DATA / "insitu_ch" / "insitu_177.csv"
 

@@ -141,8 +141,8 @@ def test_two_concurrent_runs_both_finish_with_the_outputs_of_one(tmp_path, stric
 
 
 def test_a_finishing_task_makes_again_a_part_a_concurrent_run_removed(tmp_path):
-    from vercye_lai.executor import make_executor
-    from vercye_lai.parts import PartsJob, Task, run_parts_jobs
+    from vercye_lai.run.executor import make_executor
+    from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs
 
     made: list[str] = []
 
@@ -172,6 +172,6 @@ def test_a_finishing_task_makes_again_a_part_a_concurrent_run_removed(tmp_path):
     job = PartsJob([(p, Task(write_part, (p, v))) for p, v in zip(paths[:1], "a")], Task(combine),
                    results.append, pytest.fail)
     paths[0].unlink()
-    from vercye_lai.parts import finish_job
+    from vercye_lai.run.jobs import finish_job
     assert finish_job(job.finish, job.parts) == ["a"]
     assert list(tmp_path.iterdir()) == []

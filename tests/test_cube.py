@@ -87,7 +87,7 @@ def test_a_killed_zarr_write_leaves_nothing_a_rerun_keeps(tmp_path, season):
     import sys
 
     from vercye_lai import io
-    from vercye_lai.cube import build_cube
+    from vercye_lai.outputs.cube import build_cube
 
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()

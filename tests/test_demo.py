@@ -9,8 +9,8 @@ import rasterio
 from click.testing import CliRunner
 
 from vercye_lai.cli.main import cli
-from vercye_lai.demo import demo_insitu
-from vercye_lai.validation import Agreement
+from vercye_lai.insitu.agreement import Agreement
+from vercye_lai.run.demo import demo_insitu
 
 pytestmark = pytest.mark.slow  # the whole demo, twice
 

@@ -13,15 +13,6 @@ import rasterio
 from conftest import assert_same_outputs, running, strickhof_run_config
 
 from vercye_lai.errors import ConfigError
-from vercye_lai.executor import (
-    DaskSettings,
-    SerialExecutor,
-    ThreadExecutor,
-    jobqueue_kwargs,
-    make_cluster,
-    make_executor,
-    worker_env,
-)
 from vercye_lai.predict import (
     PredictOptions,
     assemble_parts,
@@ -32,6 +23,15 @@ from vercye_lai.predict import (
     stack_windows,
 )
 from vercye_lai.run import load_config, run_pipeline
+from vercye_lai.run.executor import (
+    DaskSettings,
+    SerialExecutor,
+    ThreadExecutor,
+    jobqueue_kwargs,
+    make_cluster,
+    make_executor,
+    worker_env,
+)
 
 
 def strickhof_config(tmp_path, stacks, root: str, kind: str = "serial", extra: str = ""):
@@ -179,8 +179,8 @@ def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
 def test_dask_reuses_parts_of_an_interrupted_run(tmp_path, strickhof_stacks, dask_cluster):
     """Parts written before a kill are used as they are, not computed again."""
     _, client = dask_cluster
-    from vercye_lai.executor import DaskExecutor
     from vercye_lai.predict import part_key, plan_predict
+    from vercye_lai.run.executor import DaskExecutor
     from vercye_lai.run.runner import _stacks, predict_options
 
     ref = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"), only=["predict"])
@@ -221,7 +221,7 @@ def _kill_own_worker_once(marker: str, value: int) -> int:
 
 @pytest.mark.slow
 def test_lost_worker_does_not_fail_the_run(tmp_path, dask_cluster):
-    from vercye_lai.executor import DaskExecutor
+    from vercye_lai.run.executor import DaskExecutor
 
     _, client = dask_cluster
     ex = DaskExecutor(DaskSettings(retries=2), client=client)
@@ -245,7 +245,7 @@ def test_cli_starts_its_own_local_cluster(tmp_path, strickhof_stacks, monkeypatc
     from click.testing import CliRunner
     from distributed.core import Status
 
-    import vercye_lai.executor as executor_mod
+    import vercye_lai.run.executor as executor_mod
     from vercye_lai.cli.main import cli
 
     started = []  # (cluster, pids of its worker processes)

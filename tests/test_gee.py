@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from shapely.geometry import box
 
 from vercye_lai.acquire import gee, gee_tasks
-from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, DependencyError, InputError, NoDataFoundError
 from vercye_lai.naming import date_range
+from vercye_lai.stack import S2_BANDS_20M
 
 # --------------------------------------------------------------------------- the ee double
 

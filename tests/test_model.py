@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.errors import DependencyError, ModelError
 from vercye_lai.model import MODELS, Network, load_network
 from vercye_lai.model.convert import convert_weights
@@ -24,6 +23,7 @@ from vercye_lai.model.sl2p import (
     FLAG_TOO_LOW,
     ordered_matmul,
 )
+from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
 WEIGHTS = Path(str(_WEIGHTS))
 VARS = ("LAI", "FAPAR", "FCOVER", "CCC", "CWC")

@@ -14,10 +14,10 @@ from conftest import cli_error_line, write_raster
 from rasterio.transform import from_origin
 
 from vercye_lai import predict
-from vercye_lai.bands import S2_BANDS_20M
+from vercye_lai.acquire.mosaic import build_vrt, find_parts, mosaic_region, vrt_xml
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError, NoDataFoundError
-from vercye_lai.mosaic import build_vrt, find_parts, mosaic_region, vrt_xml
+from vercye_lai.stack import S2_BANDS_20M
 
 X0, Y0, RES = 500000.0, 5600000.0, 20.0
 NODATA = -32768
@@ -232,7 +232,7 @@ def test_float_parts_with_nan_nodata(tmp_path):
 
 def test_predict_reads_a_mosaic_like_the_whole(tmp_path):
     """Stacks split in Earth Engine-style parts, mosaicked: predict gives the same LAI."""
-    from vercye_lai.bands import write_stack
+    from vercye_lai.stack import write_stack
 
     rng = np.random.default_rng(0)
     h, w = 20, 30
@@ -272,7 +272,7 @@ def test_predict_reads_a_mosaic_like_the_whole(tmp_path):
 
 
 def test_a_mosaic_whose_part_is_gone_names_the_missing_part(tmp_path):
-    from vercye_lai.bands import write_stack
+    from vercye_lai.stack import write_stack
 
     data = np.concatenate([np.stack([np.full((6, 8), 0.98), np.full((6, 8), 0.6), np.full((6, 8), -0.5)]),
                            np.full((8, 6, 8), 0.2)])

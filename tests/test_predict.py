@@ -13,13 +13,13 @@ from click.testing import CliRunner
 from conftest import DATA, copy_qvidja, write_raster
 from conftest import run_cli as run
 
-from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import BandError, DataIOError, LaiError, NoDataFoundError
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
 from vercye_lai.predict import PredictOptions, predict_dir, predict_file, product_paths
+from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
 QVIDJA = DATA / "qvidja"
 TO_STACK = [SNAP_INPUT_ORDER.index(b) for b in S2_BANDS_20M]

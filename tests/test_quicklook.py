@@ -9,9 +9,9 @@ from conftest import pixel_box
 
 from vercye_lai.analysis import analyze
 from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.analysis.quicklook import _title, quicklook, quicklook_path
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, InputError
-from vercye_lai.quicklook import _title, quicklook, quicklook_path
 
 
 @pytest.fixture

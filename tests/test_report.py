@@ -12,7 +12,7 @@ pytest.importorskip("bokeh")
 
 from vercye_lai.analysis import analyze  # noqa: E402
 from vercye_lai.analysis.options import AnalysisOptions  # noqa: E402
-from vercye_lai.report import write_report  # noqa: E402
+from vercye_lai.outputs.report import write_report  # noqa: E402
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from vercye_lai.acquire.safe import (
     stack_tiles,
     write_date_stack,
 )
-from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA
 
 NAME = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454"
 MINI = DATA / "safe_T29UNU" / f"{NAME}.SAFE"

@@ -13,7 +13,7 @@ from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import _WEIGHTS, MODELS
 from vercye_lai.predict import PredictOptions
-from vercye_lai.table import predict_table
+from vercye_lai.predict.table import predict_table
 
 KANSAS = DATA / "kansas_hls"
 
@@ -315,8 +315,8 @@ def test_run_with_two_sources_writes_one_series_per_field(tmp_path):
     from rasterio.transform import from_origin
     from shapely.geometry import box
 
-    from vercye_lai.bands import S2_BANDS_20M
     from vercye_lai.cli.main import cli
+    from vercye_lai.stack import S2_BANDS_20M
 
     folder = PIECES / "hls_l30_v15"
     b4 = folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif"

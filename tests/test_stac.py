@@ -29,9 +29,9 @@ pystac = pytest.importorskip("pystac")
 
 from vercye_lai.acquire import stac  # noqa: E402
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK  # noqa: E402
-from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
 from vercye_lai.errors import DependencyError, InputError, NoDataFoundError  # noqa: E402
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA  # noqa: E402
 
 needs_safe = pytest.mark.usefixtures("shared_safe")  # ../shared/data's L2A product (conftest)
 def run(args):

@@ -23,9 +23,9 @@ from vercye_lai.acquire.bands import (
     write_band_stack,
 )
 from vercye_lai.acquire.safe import open_safe, stack_tiles
-from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import BandError, InputError
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA
 
 SRF = (
     DATA

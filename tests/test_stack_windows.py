@@ -18,15 +18,15 @@ from rasterio.windows import Window
 from shapely import affinity
 from shapely.geometry import Point, box, mapping, shape
 
-from vercye_lai import bands as stack_bands
+from vercye_lai import stack as stack_bands
 from vercye_lai.acquire import stac
 from vercye_lai.acquire.bands import write_band_stack
 from vercye_lai.acquire.safe import stack_safe
 from vercye_lai.acquire.warp import warp_to_grid
-from vercye_lai.bands import S2_BANDS_20M, STACK_NODATA, StackWriter, write_stack
 from vercye_lai.errors import BandError
 from vercye_lai.grid import Grid
 from vercye_lai.io import stale_tmp_files
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, StackWriter, write_stack
 
 SAFE = (
     DATA / "safe_T29UNU" / "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454.SAFE"
@@ -186,7 +186,7 @@ def test_stack_stac_windows(tmp_path, writes, res, crs, buffer):
 
 
 def test_window_size_is_a_module_setting(tmp_path, writes, monkeypatch):
-    """Without ``block``, the windows are :data:`vercye_lai.bands.WINDOW_SIZE` a side."""
+    """Without ``block``, the windows are :data:`vercye_lai.stack.WINDOW_SIZE` a side."""
     monkeypatch.setattr(stack_bands, "WINDOW_SIZE", 40)
     write_band_stack(SRF, tmp_path / "a.tif")
     assert set(writes) == {(40, 40), (40, 10), (10, 40), (10, 10)}  # 90 × 90 px

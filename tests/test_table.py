@@ -19,7 +19,13 @@ from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
 from vercye_lai.predict import PredictOptions
-from vercye_lai.table import TableOptions, predict_table, read_table, table_inputs, write_table
+from vercye_lai.predict.table import (
+    TableOptions,
+    predict_table,
+    read_table,
+    table_inputs,
+    write_table,
+)
 
 INSITU = DATA / "insitu_ch" / "insitu_177.csv"
 
@@ -143,7 +149,7 @@ def test_the_published_figures_on_the_177_in_situ_points():
 
 
 def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
-    from vercye_lai.calibrate import Calibration
+    from vercye_lai.insitu.calibrate import Calibration
 
     s2 = copy_qvidja(tmp_path / "s2")
     assert run("-q", "predict", s2, tmp_path / "plain", "--region", "qvidja").exit_code == 0

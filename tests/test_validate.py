@@ -11,7 +11,7 @@ from conftest import ORIGIN, cli_error_line, write_raster
 from shapely.geometry import Point, box
 
 from vercye_lai.cli.main import cli
-from vercye_lai.validate import ValidateOptions, match_points, match_series, read_insitu
+from vercye_lai.insitu.validate import ValidateOptions, match_points, match_series, read_insitu
 
 
 def run(*args):

@@ -10,7 +10,7 @@ OUT=$(realpath -m "${1:?usage: tools/snapshot_outputs.sh OUT}")
 rm -rf "$OUT"; mkdir -p "$OUT"
 cd "$OUT"
 vercye-lai -q demo --out demo
-FIELDS=$(python -c "from vercye_lai.demo import demo_fields; print(demo_fields())")
+FIELDS=$(python -c "from vercye_lai.run.demo import demo_fields; print(demo_fields())")
 # predict, LAI + FAPAR with flags, plain GeoTIFF and COG
 vercye-lai -q predict demo/stacks predict_cog --region strickhof --resolution 10 --variable LAI --variable FAPAR
 vercye-lai -q predict demo/stacks predict_plain --region strickhof --resolution 10 --no-cog --model snap-3.0-s2a

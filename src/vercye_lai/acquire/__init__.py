@@ -1,4 +1,4 @@
-"""Acquisition sources that end in the input-stack contract of :mod:`vercye_lai.bands`:
+"""Acquisition sources that end in the input-stack contract of :mod:`vercye_lai.stack`:
 a folder of existing stacks, reflectance GeoTIFFs from other tools, local L2A SAFE
 products, a STAC catalogue and Earth Engine.
 

@@ -53,13 +53,13 @@ from vercye_lai.acquire.warp import (
     warp_to_grid,
     write_windowed,
 )
-from vercye_lai.bands import canonical_band
 from vercye_lai.errors import BandError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import open_raster
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
+from vercye_lai.stack import canonical_band
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +414,7 @@ def write_band_stack(
 ) -> bool:
     """Write the stack of ``src`` (see :func:`stack_from_bands` for the keywords) to ``dst``
     unless it exists (or ``overwrite``), one output window at a time (``block`` pixels a
-    side, default :data:`vercye_lai.bands.WINDOW_SIZE`): memory is bounded by the window,
+    side, default :data:`vercye_lai.stack.WINDOW_SIZE`): memory is bounded by the window,
     not the file; True when written."""
     if keep_existing(dst, overwrite):
         return False

@@ -15,7 +15,7 @@ L2A DNs, whose BOA offset Earth Engine has already removed) and the cosines of t
 ``-32768`` is nodata (declared in the file). Earth Engine cannot write a GDAL scale/offset
 into the GeoTIFF, so the files carry **no declared scale**: the stack reader treats an
 integer stack without a declared scale as ×1e-4 (as the reference implementation's exports
-are). Band descriptions are not written either; the band order is :data:`vercye_lai.bands.S2_BANDS_20M`.
+are). Band descriptions are not written either; the band order is :data:`vercye_lai.stack.S2_BANDS_20M`.
 Earth Engine splits large exports into ``{name}-0000000000-0000000000.tif`` parts, which
 ``vercye-lai mosaic`` joins into one VRT per date.
 """
@@ -45,12 +45,12 @@ from vercye_lai.acquire.gee_tasks import (  # noqa: F401 - the task bookkeeping,
     wait_for_tasks,
 )
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
-from vercye_lai.bands import L8_BANDS, S2_BANDS_20M, STACK_NODATA
 from vercye_lai.errors import ConfigError, InputError, NoDataFoundError, ServiceError, require
 from vercye_lai.grid import utm_crs
 from vercye_lai.naming import date_range, stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
+from vercye_lai.stack import L8_BANDS, S2_BANDS_20M, STACK_NODATA
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ class EeSensor:
     bands
         Its reflectance bands, in the stack's order (:attr:`inputs` without the cosines).
     inputs
-        The stack's bands (:data:`~vercye_lai.bands.L8_BANDS` or ``S2_BANDS_20M``).
+        The stack's bands (:data:`~vercye_lai.stack.L8_BANDS` or ``S2_BANDS_20M``).
     scale, offset
         Reflectance = stored × scale + offset (Earth Engine's HLS bands are already
         reflectance; Landsat C2 L2 keeps the DN).
@@ -437,7 +437,7 @@ def date_image(
     Returns
     -------
     ee.Image
-        Bands :data:`~vercye_lai.bands.S2_BANDS_20M`, ``int16`` = round(value × 10000),
+        Bands :data:`~vercye_lai.stack.S2_BANDS_20M`, ``int16`` = round(value × 10000),
         masked pixels unmasked to ``-32768`` inside the region.
     """
     cloud = sensor.cloud_property if sensor else "CLOUDY_PIXEL_PERCENTAGE"

@@ -33,9 +33,9 @@ from pathlib import Path
 import rasterio
 
 from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
-from vercye_lai.bands import L8_BANDS, S2_BANDS_20M
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
+from vercye_lai.stack import L8_BANDS, S2_BANDS_20M
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
-from vercye_lai.bands import L8_BANDS
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
+from vercye_lai.stack import L8_BANDS
 
 log = logging.getLogger(__name__)
 

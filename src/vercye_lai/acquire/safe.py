@@ -25,7 +25,7 @@ Angles
 
 Memory
     The output is computed and written one window of the grid at a time
-    (:data:`vercye_lai.bands.WINDOW_SIZE` pixels a side, aligned to the output's tiles):
+    (:data:`vercye_lai.stack.WINDOW_SIZE` pixels a side, aligned to the output's tiles):
     about 50 bytes × window pixels, whatever the region's size. Each window reads only
     the source pixels around it, so its values equal those of the whole grid computed at
     once (see :class:`DateMosaic`).
@@ -65,12 +65,12 @@ from vercye_lai.acquire.warp import (
     warp_to_grid,
     write_windowed,
 )
-from vercye_lai.bands import S2_BANDS_20M, canonical_band
 from vercye_lai.errors import DataIOError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
+from vercye_lai.stack import S2_BANDS_20M, canonical_band
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ def write_date_stack(
 ) -> bool:
     """Write the stack of one date's tiles to ``dst`` (see :func:`stack_tiles`), one
     output window at a time (``block`` pixels a side, default
-    :data:`vercye_lai.bands.WINDOW_SIZE`): memory is bounded by the window, not the region.
+    :data:`vercye_lai.stack.WINDOW_SIZE`): memory is bounded by the window, not the region.
 
     Returns
     -------

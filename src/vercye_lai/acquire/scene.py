@@ -6,8 +6,8 @@ acquisition time (the sun computed per pixel, the view assumed nadir). The scene
 date are brought onto the region's grid as :mod:`vercye_lai.acquire.safe` does for
 Sentinel-2 tiles (the grid of the scene covering most of the region, anchored on its
 corner; first valid pixel wins), one window at a time, and written as a stack of the
-network's bands (:data:`~vercye_lai.bands.L8_BANDS` for Landsat and HLS L30,
-:data:`~vercye_lai.bands.S2_BANDS_20M` for HLS S30) named with the sensor token.
+network's bands (:data:`~vercye_lai.stack.L8_BANDS` for Landsat and HLS L30,
+:data:`~vercye_lai.stack.S2_BANDS_20M` for HLS S30) named with the sensor token.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from vercye_lai.acquire.warp import (
     warp_to_grid,
     write_windowed,
 )
-from vercye_lai.bands import ANGLE_BANDS
 from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
+from vercye_lai.stack import ANGLE_BANDS
 
 log = logging.getLogger(__name__)
 

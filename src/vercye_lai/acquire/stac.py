@@ -17,8 +17,8 @@ Per item
 Per date
     Items of the same UTC date are mosaicked, least cloudy first (a pixel comes from
     the first item that has a valid value for it), clipped to the region and written
-    with a :class:`vercye_lai.bands.StackWriter` as ``{region}_{res}m_{date}.tif``, one
-    output window at a time (:data:`vercye_lai.bands.WINDOW_SIZE` pixels a side): memory
+    with a :class:`vercye_lai.stack.StackWriter` as ``{region}_{res}m_{date}.tif``, one
+    output window at a time (:data:`vercye_lai.stack.WINDOW_SIZE` pixels a side): memory
     is bounded by the window, not the region. The warp options fix the resampling
     kernel's scale and use an exact transformer for reprojection, so a pixel's value does
     not depend on the window (nor on the region's extent) it is computed in.
@@ -55,7 +55,6 @@ from rasterio.windows import Window
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.warp import ImageCache, warp_options, write_windowed
-from vercye_lai.bands import S2_BANDS_20M
 from vercye_lai.errors import (
     DataIOError,
     DependencyError,
@@ -70,6 +69,7 @@ from vercye_lai.io import is_whole
 from vercye_lai.naming import date_range, stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
+from vercye_lai.stack import S2_BANDS_20M
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +432,7 @@ def item_stack(
     Returns
     -------
     tuple
-        ``(bands, rows, cols)`` float32 array in :data:`~vercye_lai.bands.S2_BANDS_20M`
+        ``(bands, rows, cols)`` float32 array in :data:`~vercye_lai.stack.S2_BANDS_20M`
         order, and where the angles came from (``"granule metadata"`` or
         ``"item properties"``).
     """
@@ -581,7 +581,7 @@ def stack_stac(
     on_plan
         Called once with date → items before any reading (progress display).
     block
-        Output window side in pixels (default :data:`vercye_lai.bands.WINDOW_SIZE`):
+        Output window side in pixels (default :data:`vercye_lai.stack.WINDOW_SIZE`):
         each date is read, mosaicked and written one window at a time, so memory is
         bounded by the window, not by the region.
 

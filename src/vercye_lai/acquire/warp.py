@@ -4,7 +4,7 @@
 A window's values equal the whole grid's values there: :func:`warp_to_grid` reads each
 source around the window with a resampling margin, and :func:`warp_options` makes GDAL's
 resampling kernel and reprojection independent of the window it computes. So memory is
-bounded by the window (:data:`vercye_lai.bands.WINDOW_SIZE` pixels a side), not by the
+bounded by the window (:data:`vercye_lai.stack.WINDOW_SIZE` pixels a side), not by the
 region.
 """
 
@@ -21,10 +21,10 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from vercye_lai.bands import S2_BANDS_20M, StackWriter
 from vercye_lai.errors import DataIOError, gdal_reason
 from vercye_lai.grid import Grid
 from vercye_lai.io import is_whole
+from vercye_lai.stack import S2_BANDS_20M, StackWriter
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +226,13 @@ def write_windowed(
     block: int | None = None,
     bands: Sequence[str] = S2_BANDS_20M,
 ) -> int:
-    """Write a stack of ``bands`` (default :data:`~vercye_lai.bands.S2_BANDS_20M`) on
+    """Write a stack of ``bands`` (default :data:`~vercye_lai.stack.S2_BANDS_20M`) on
     ``grid`` window by window.
 
     Parameters
     ----------
     dst
-        Output path (written atomically, see :class:`~vercye_lai.bands.StackWriter`).
+        Output path (written atomically, see :class:`~vercye_lai.stack.StackWriter`).
     grid
         Output grid.
     read
@@ -240,7 +240,7 @@ def write_windowed(
     tags
         Dataset metadata.
     block
-        Window side in pixels (default :data:`vercye_lai.bands.WINDOW_SIZE`); memory use
+        Window side in pixels (default :data:`vercye_lai.stack.WINDOW_SIZE`); memory use
         is bounded by it, not by the grid.
 
     Returns

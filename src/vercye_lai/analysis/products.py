@@ -167,7 +167,7 @@ def write_max_tif(path: str | Path, grid, bands: dict[str, np.ndarray], *,
     bands
         Band description → ``(height, width)`` array (m²/m²), NaN outside the geometry.
     tags
-        Dataset tags (region, geometry, dates...) that :mod:`vercye_lai.quicklook` reads.
+        Dataset tags (region, geometry, dates...) that :mod:`vercye_lai.analysis.quicklook` reads.
     clean_stale
         As in :func:`write_stats_csv`.
     """

@@ -58,8 +58,8 @@ def adjustment_calibration(path: str):
     InputError
         Not a calibration file, or one that needs band values (``refit*``).
     """
-    from vercye_lai.calibrate import load_calibration
     from vercye_lai.errors import DataIOError, InputError
+    from vercye_lai.insitu.calibrate import load_calibration
 
     try:
         Path(path).stat()

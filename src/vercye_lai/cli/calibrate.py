@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.calibrate import CHOICES
 from vercye_lai.cli.options import click_options, from_cli, option, output_option
 from vercye_lai.cli.ui import stdout
+from vercye_lai.insitu.calibrate import CHOICES
 from vercye_lai.predict import PredictOptions
-from vercye_lai.table import TableOptions
+from vercye_lai.predict.table import TableOptions
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,12 @@ def command(matched, group_column, output, insitu_column, method, **params):
     Example:
       vercye-lai calibrate matched.csv --group site --insitu-column lai -o cal.json
     """
-    from vercye_lai.calibrate import calibration_data, fit_calibration, write_cv_tables
+    from vercye_lai.insitu.calibrate import calibration_data, fit_calibration, write_cv_tables
 
     if output is None:
         raise click.UsageError("give -o/--output FILE.json")
     out = output
-    from vercye_lai.table import read_table
+    from vercye_lai.predict.table import read_table
 
     predict = from_cli(PredictOptions, params, workers=1)
     options = from_cli(TableOptions, params)

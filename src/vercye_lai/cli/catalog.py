@@ -20,7 +20,7 @@ def command(root):
     \b
     Load it with:  odc.stac.load(pystac.read_file("OUTPUT_ROOT/catalog.json").get_items(recursive=True))
     """
-    from vercye_lai.catalog import write_catalog
+    from vercye_lai.outputs.catalog import write_catalog
 
     path = write_catalog(root)
     stdout.print(f"catalog: -> {path}")

@@ -36,7 +36,7 @@ def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bb
     Example:
       vercye-lai cube lai/ strickhof.nc --region strickhof --res 10 --geometry fields.geojson
     """
-    from vercye_lai.cube import build_cube
+    from vercye_lai.outputs.cube import build_cube
 
     shape = None
     if geometry is not None:

@@ -9,7 +9,7 @@ import click
 
 from vercye_lai.cli.options import ALIASES_EPILOG, out_dir_option, workers_option
 from vercye_lai.cli.ui import progress_bar, stdout
-from vercye_lai.demo import run_demo
+from vercye_lai.run.demo import run_demo
 
 
 @click.command("demo", epilog=ALIASES_EPILOG)

@@ -30,8 +30,8 @@ def command(analysis_dir, out, crop, template, region, statistic, adjusted):
       vercye-lai export-apsim analysis/poltava/fields observed.csv --crop Wheat --template "{region}_{zone}" \\
           --region poltava --adjusted
     """
-    from vercye_lai.apsim import apsim_table
     from vercye_lai.io import write_text_atomic
+    from vercye_lai.outputs.apsim import apsim_table
 
     table = apsim_table(analysis_dir, crop=crop, region=region, template=template, statistic=statistic,
                         adjusted=adjusted)

@@ -49,7 +49,7 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
         raise click.UsageError("give --region NAME (the {region} of the file names)")
     if not in_dir.is_dir():
         raise click.UsageError(f"IN_DIR {in_dir} is not a folder")
-    from vercye_lai.mosaic import build_vrt, find_parts
+    from vercye_lai.acquire.mosaic import build_vrt, find_parts
     from vercye_lai.naming import stack_name
 
     plan = find_parts(in_dir, region, resolution)

@@ -10,7 +10,7 @@ import click
 from vercye_lai.cli.options import click_options, from_cli
 from vercye_lai.cli.ui import stdout
 from vercye_lai.predict import PredictOptions
-from vercye_lai.table import TableOptions, predict_table, read_table, write_table
+from vercye_lai.predict.table import TableOptions, predict_table, read_table, write_table
 
 log = logging.getLogger(__name__)
 

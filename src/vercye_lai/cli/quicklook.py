@@ -31,7 +31,7 @@ def command(csv, max_tif, output, geometry_path, dpi):
     cloud/no-data share as light bars). Right: the max-LAI map with a colour bar and
     the geometry outline.
     """
-    from vercye_lai.quicklook import quicklook
+    from vercye_lai.analysis.quicklook import quicklook
 
     png = quicklook(csv, max_tif, out=output, geometry_path=geometry_path, dpi=dpi)
     console.print(f"quicklook: {png}", highlight=False, soft_wrap=True)

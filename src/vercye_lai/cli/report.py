@@ -17,7 +17,7 @@ def command(root):
     in-situ validation found under the folder. One self-contained page (Bokeh, inlined):
     it opens from disk with no network. `run` writes it at its end; needs the 'report' extra.
     """
-    from vercye_lai.report import write_report
+    from vercye_lai.outputs.report import write_report
 
     path = write_report(root)
     stdout.print(f"report: -> {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -9,8 +9,8 @@ import click
 
 from vercye_lai.cli.options import no_input_option
 from vercye_lai.cli.ui import progress_bar, stdout
-from vercye_lai.executor import EXECUTORS
 from vercye_lai.run import STEPS
+from vercye_lai.run.executor import EXECUTORS
 
 log = logging.getLogger(__name__)
 

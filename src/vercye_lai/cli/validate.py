@@ -16,7 +16,7 @@ from vercye_lai.cli.options import (
     resolution_option,
 )
 from vercye_lai.cli.ui import stdout
-from vercye_lai.validate import ValidateOptions
+from vercye_lai.insitu.validate import ValidateOptions
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
       vercye-lai validate insitu.gpkg lai/ --region strickhof --res 10 -o val/ --group-column parcel
       vercye-lai validate insitu.gpkg --series analysis/strickhof/fields --zone-column parcel -o val/
     """
-    from vercye_lai.validate import (
+    from vercye_lai.insitu.validate import (
         check_matches,
         match_points,
         match_series,
@@ -73,7 +73,7 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
         title = f"{region}: SL2P {options.variable} at the in-situ points"
     check_matches(matched, columns[0], insitu)
     paths = write_validation(matched, out_dir, columns=columns, title=title)
-    from vercye_lai.validate import agreement_tables, metrics_markdown
+    from vercye_lai.insitu.validate import agreement_tables, metrics_markdown
 
     stdout.print(metrics_markdown(agreement_tables(matched, columns)), markup=False)
     n = int(matched[columns[0]].notna().sum())

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vercye_lai.bands import L8_BANDS, S2_BANDS_10M, S2_BANDS_20M
 from vercye_lai.errors import ModelError
 from vercye_lai.model.sl2p import Network, grid_codes
+from vercye_lai.stack import L8_BANDS, S2_BANDS_10M, S2_BANDS_20M
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import ConfigError
-from vercye_lai.executor import EXECUTORS, DaskSettings
 from vercye_lai.options import Table, from_table
 from vercye_lai.predict import PredictOptions
+from vercye_lai.run.executor import EXECUTORS, DaskSettings
 
 STEPS = ("acquire", "mosaic", "predict", "analyze", "quicklook")
 SOURCES = ("local", "safe", "stac", "gee")

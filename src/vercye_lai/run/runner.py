@@ -3,7 +3,7 @@
 It only orchestrates. Each step's own module says what its units of work are and whether
 each is up to date (:func:`vercye_lai.predict.plan_predict`,
 :func:`vercye_lai.analysis.manifest.up_to_date`); the runner asks, submits what is due to
-the executor (split into parts where a unit is big: :mod:`vercye_lai.parts`) and records
+the executor (split into parts where a unit is big: :mod:`vercye_lai.run.jobs`) and records
 every unit in the :class:`~.summary.RunSummary`.
 
 Layout of the output root::
@@ -40,11 +40,11 @@ from vercye_lai.errors import (
     NoDataFoundError,
     error_text,
 )
-from vercye_lai.executor import Executor, SerialExecutor, make_executor
 from vercye_lai.io import up_to_date
 from vercye_lai.naming import SENSORS, find_observations
-from vercye_lai.parts import PartsJob, Task, run_parts_jobs, token, window_groups
 from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
+from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
+from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token, window_groups
 from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ LANDSAT_RESOLUTION = 30.0  # HLS and Landsat stacks (hls, landsat and gee source
 def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.date, str], list[Path]]:
     """Dates (and sensors) whose stack is split into parts (``…_{date}[_{SENSOR}]-{n}-{m}.tif``):
     these need a VRT. Sentinel-2 at the run's resolution, Landsat/HLS at 30 m."""
-    from vercye_lai.mosaic import find_parts
+    from vercye_lai.acquire.mosaic import find_parts
 
     found: dict[tuple[dt.date, str], list[Path]] = {}
     error: NoDataFoundError | None = None
@@ -170,7 +170,7 @@ def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.dat
 
 def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
     """One VRT per date split into parts (in ``stacks/{region}``); single stacks need none."""
-    from vercye_lai.mosaic import build_vrt
+    from vercye_lai.acquire.mosaic import build_vrt
     from vercye_lai.naming import stack_name
 
     st = StepLog("mosaic", on_unit)
@@ -363,7 +363,7 @@ _PYPLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a ti
 
 
 def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
-    from vercye_lai.quicklook import quicklook
+    from vercye_lai.analysis.quicklook import quicklook
 
     with _PYPLOT_LOCK:
         return quicklook(csv, max_tif, geometry_path=geometry)
@@ -373,7 +373,7 @@ def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                    on_unit: UnitFn | None = None) -> StepSummary:
     """A PNG per analysed zone with a max-LAI map; skipped when newer than its CSV and map."""
     from vercye_lai.analysis.manifest import read_manifest
-    from vercye_lai.quicklook import quicklook_path
+    from vercye_lai.analysis.quicklook import quicklook_path
 
     st = StepLog("quicklook", on_unit)
     futures = {}
@@ -499,7 +499,7 @@ def run_pipeline(
 def publish(root: Path) -> list[Path]:
     """What a run writes beside its products for other tools: the STAC catalogue and the
     HTML report. A failure here is logged, never the run's: the products are all there."""
-    from vercye_lai.catalog import write_catalog
+    from vercye_lai.outputs.catalog import write_catalog
 
     written = []
     for what, fn in (("STAC catalogue", write_catalog), ("report", _report)):
@@ -515,6 +515,6 @@ def publish(root: Path) -> list[Path]:
 
 
 def _report(root: Path) -> Path:
-    from vercye_lai.report import write_report
+    from vercye_lai.outputs.report import write_report
 
     return write_report(root)

@@ -2,7 +2,7 @@
 
 Real Sentinel-2 L2A reflectances (Google Earth Engine source, ``test_gee_*.nc``) with the
 per-date sun and view angles stored beside them, written in the input-stack contract
-(``vercye_lai.bands.write_stack``): 20 m 11-band stacks for the default network and
+(``vercye_lai.stack.write_stack``): 20 m 11-band stacks for the default network and
 10 m 7-band stacks for ``sl2p-10m``. Run: ``python tests/data/qvidja/make_sample.py``.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from rasterio.transform import from_origin
 from scipy.io import netcdf_file
 
-from vercye_lai.bands import S2_BANDS_10M, S2_BANDS_20M, write_stack
+from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M, write_stack
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parents[2].parent / "shared" / "data" / "s2_l2a_field_qvidja_FI_2023"

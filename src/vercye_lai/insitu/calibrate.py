@@ -203,7 +203,7 @@ def cross_validate(data: CalibrationData, method: str, network: Any, *,
     ``trace(held_out_group, training_rows)`` is called for every fit (tests prove the
     held-out group is never among them).
     """
-    from vercye_lai.validation import Agreement
+    from vercye_lai.insitu.agreement import Agreement
 
     names = list(dict.fromkeys(data.groups.tolist()))
     if len(names) < 2:
@@ -423,7 +423,7 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
         a method that needs them.
     """
     from vercye_lai.model import load_network
-    from vercye_lai.table import day_of_year, table_inputs
+    from vercye_lai.predict.table import day_of_year, table_inputs
 
     variable = predict.variables[0]
     for c, what in ((group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")):

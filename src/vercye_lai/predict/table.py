@@ -33,12 +33,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vercye_lai.bands import ANGLE_BANDS, L8_BANDS, canonical_band
 from vercye_lai.errors import DataIOError, DependencyError, InputError
 from vercye_lai.io import atomic_output, check_utf8
 from vercye_lai.options import Options, setting
 from vercye_lai.predict import PredictOptions, predict_block
-from vercye_lai.stack import EE_INTEGER_SCALE, StackScaling, check_physical
+from vercye_lai.stack import (
+    ANGLE_BANDS,
+    EE_INTEGER_SCALE,
+    L8_BANDS,
+    StackScaling,
+    canonical_band,
+    check_physical,
+)
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A job is a list of part tasks, each writing one hidden file (atomically), and one
 finishing task that combines those files into the products. :func:`run_parts_jobs` runs
-them on any :class:`~vercye_lai.executor.Executor`: a part whose file exists was written
+them on any :class:`~vercye_lai.run.executor.Executor`: a part whose file exists was written
 before an interruption (or by a concurrent run) and is not run again, and a job's
 finishing task is submitted as soon as its last part returns, from this process, so
 executors need only ``submit`` (Dask's scheduler then places and retries the tasks).
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from vercye_lai.errors import DataIOError, error_text
-from vercye_lai.executor import Executor
 from vercye_lai.io import tmp_path_for
+from vercye_lai.run.executor import Executor
 
 
 def token() -> str:

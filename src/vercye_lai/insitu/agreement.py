@@ -1,5 +1,5 @@
 """Agreement of estimates with measurements: the figures and the scatter plot that
-``validate``, ``calibrate`` and the demo report (see :mod:`vercye_lai.validate`)."""
+``validate``, ``calibrate`` and the demo report (see :mod:`vercye_lai.insitu.validate`)."""
 
 from __future__ import annotations
 

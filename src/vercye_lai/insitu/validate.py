@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from vercye_lai.errors import InputError, NoDataFoundError
+from vercye_lai.insitu.agreement import Agreement, plot_agreement
 from vercye_lai.io import open_raster, write_text_atomic
 from vercye_lai.naming import find_observations, flags_path, uncertainty_path
 from vercye_lai.options import Options, setting
-from vercye_lai.validation import Agreement, plot_agreement
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
 
 def _stack_values(ds: Any, xy: tuple[float, float], buffer: float, stack_scaling: Any) -> dict[str, float]:
     """The stack's bands at the point, physical (mean of the valid pixels of the buffer)."""
-    from vercye_lai.bands import canonical_band
+    from vercye_lai.stack import canonical_band
 
     px = _pixels(ds, *xy, buffer)
     if px is None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 DEMO_REGION = "strickhof"
 DEMO_RESOLUTION = 10
-DEMO_DATA = resources.files(__package__) / "data" / "demo" / "strickhof"
+DEMO_DATA = resources.files("vercye_lai") / "data" / "demo" / "strickhof"
 
 StepFn = Callable[[str, int, int], None]  # (step, done, total; 0: not known)
 
@@ -52,11 +52,11 @@ class DemoResult:
 def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[str, Path | str]:
     """The season cube, the APSIM observed table, the STAC catalogue and the report of the
     demo (each made again only when its inputs changed); a missing extra is said, not fatal."""
-    from vercye_lai.apsim import export_apsim
-    from vercye_lai.catalog import write_catalog
-    from vercye_lai.cube import build_cube
     from vercye_lai.errors import DependencyError
-    from vercye_lai.report import write_report
+    from vercye_lai.outputs.apsim import export_apsim
+    from vercye_lai.outputs.catalog import write_catalog
+    from vercye_lai.outputs.cube import build_cube
+    from vercye_lai.outputs.report import write_report
 
     jobs = {
         "cube": (out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI.nc", lai,
@@ -181,8 +181,7 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     DemoResult
         The stacks, LAI products and figures written.
     """
-    from vercye_lai.run import run_pipeline
-    from vercye_lai.validate import (
+    from vercye_lai.insitu.validate import (
         ValidateOptions,
         agreement_tables,
         match_series,
@@ -190,6 +189,7 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
         read_insitu,
         write_validation,
     )
+    from vercye_lai.run import run_pipeline
 
     out = Path(out_dir)
     res = DemoResult(out)

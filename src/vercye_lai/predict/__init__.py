@@ -297,7 +297,7 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
                   options: PredictOptions) -> bool:
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""
-    from vercye_lai.calibrate import calibration_tag
+    from vercye_lai.insitu.calibrate import calibration_tag
 
     cal = load_options_calibration(options)
     return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
@@ -309,8 +309,8 @@ def _all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Networ
 
 
 def load_options_calibration(options: PredictOptions):
-    """The calibration of ``options`` (:func:`vercye_lai.calibrate.model_calibration`)."""
-    from vercye_lai.calibrate import model_calibration
+    """The calibration of ``options`` (:func:`vercye_lai.insitu.calibrate.model_calibration`)."""
+    from vercye_lai.insitu.calibrate import model_calibration
 
     return model_calibration(options.calibration, options.model)
 
@@ -426,7 +426,7 @@ def _write_products(
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
             if prep.calibration is not None and prep.calibration[1].variable == net.variable:
-                from vercye_lai.calibrate import calibration_tag
+                from vercye_lai.insitu.calibrate import calibration_tag
 
                 tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration[1], net.variable)
             dst = outputs[net.variable]
@@ -472,7 +472,7 @@ def predict_file(
     ----------
     src
         Input stack (GeoTIFF or VRT), bands in the model's input order (see
-        :mod:`vercye_lai.bands`). Any CRS; the outputs keep the input grid.
+        :mod:`vercye_lai.stack`). Any CRS; the outputs keep the input grid.
     outputs
         Variable → output path, e.g. ``{"LAI": Path(".../x_20m_2022-05-01_LAI.tif")}``
         (see :func:`product_paths`); these variables are predicted, whatever
