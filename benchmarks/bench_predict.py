@@ -95,7 +95,8 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from vercye_lai.grid import Grid
-    from vercye_lai.predict import PredictOptions, _gdal_env, _product_writer, _windows
+    from vercye_lai.predict import PredictOptions
+    from vercye_lai.predict.products import block_windows, gdal_env, product_writer
 
     local = threading.local()
 
@@ -115,10 +116,10 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
                     yield from (f.result() for f in done)
             yield from (f.result() for f in pending)
 
-    with _gdal_env(PredictOptions(workers=workers)), rasterio.open(src) as ds:  # predict's GDAL settings
-        windows = _windows(ds, 1024)
+    with gdal_env(PredictOptions(workers=workers)), rasterio.open(src) as ds:  # predict's GDAL settings
+        windows = block_windows(ds, 1024)
         if cog:
-            writer = _product_writer(out, ds, "float32", float("nan"), cog=True, tags={},
+            writer = product_writer(out, ds, "float32", float("nan"), cog=True, tags={},
                                      description="floor", threads=workers)
         else:
             profile = Grid.of(ds).profile(dtype="float32", nodata=float("nan"), always_tiled=True,

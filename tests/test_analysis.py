@@ -441,7 +441,7 @@ def test_uncertainty_rasters_added_later_change_the_fingerprint(tmp_path, two_fi
 
 def test_a_poly_calibration_file_is_an_adjustment(tmp_path, two_fields, six_dates):
     from vercye_lai.errors import InputError
-    from vercye_lai.insitu.calibrate import Calibration
+    from vercye_lai.model.calibration import Calibration
 
     path = Calibration("poly2", 0.01, (1.2, -0.05, 0.1), "sl2p").write(tmp_path / "cal.json")
     df = stats(run(tmp_path, two_fields, end=D(2022, 6, 8), adjustment=str(path)))

@@ -14,6 +14,7 @@ from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
 from vercye_lai.insitu import calibrate as cal
 from vercye_lai.model import load_network
+from vercye_lai.model.calibration import load_calibration
 from vercye_lai.predict.table import day_of_year, predict_table, table_inputs
 
 INSITU = DATA / "insitu_ch" / "insitu_177.csv"
@@ -73,12 +74,12 @@ def test_poly1_recovers_a_linear_correction_and_round_trips(tmp_path):
     assert c.coefficients[0] == pytest.approx(0.7, abs=0.02) and c.coefficients[1] == pytest.approx(0.3, abs=0.05)
     assert results["poly1"].calibrated.rmse < 0.1 < results["poly1"].uncalibrated.rmse
     c.write(tmp_path / "c.json")
-    back = cal.load_calibration(tmp_path / "c.json")
+    back = load_calibration(tmp_path / "c.json")
     np.testing.assert_allclose(back.apply(np.array([1.0, 5.0, np.nan])), c.apply(np.array([1.0, 5.0, np.nan])))
     assert np.isnan(back.apply(np.array([np.nan]))[0])
     (tmp_path / "bad.json").write_text(json.dumps({"method": "poly1"}))
     with pytest.raises(InputError, match="not a calibration file"):
-        cal.load_calibration(tmp_path / "bad.json")
+        load_calibration(tmp_path / "bad.json")
     with pytest.raises(InputError, match="band values"):
         cal.fit_calibration(data, "refit", model="sl2p")
 

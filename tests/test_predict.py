@@ -211,7 +211,7 @@ def test_rerun_skips_complete_outputs_and_overwrite_redoes(tmp_path):
 
 def test_interrupted_run_leaves_no_final_or_temp_file(tmp_path, monkeypatch):
     s2 = copy_qvidja(tmp_path / "s2")
-    import vercye_lai.predict as predict_mod
+    import vercye_lai.predict.file as predict_mod  # where the blocks are run
 
     real = predict_mod.predict_block
     calls = {"n": 0}
@@ -246,7 +246,7 @@ def good_stack() -> np.ndarray:
 
 
 def first_stack(tmp_path):
-    from vercye_lai.predict import open_stack
+    from vercye_lai.stack import open_stack
 
     return open_stack(next((tmp_path / "s2").iterdir()), S2_BANDS_20M)
 

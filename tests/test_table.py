@@ -149,7 +149,7 @@ def test_the_published_figures_on_the_177_in_situ_points():
 
 
 def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
-    from vercye_lai.insitu.calibrate import Calibration
+    from vercye_lai.model.calibration import Calibration
 
     s2 = copy_qvidja(tmp_path / "s2")
     assert run("-q", "predict", s2, tmp_path / "plain", "--region", "qvidja").exit_code == 0

@@ -59,7 +59,7 @@ def adjustment_calibration(path: str):
         Not a calibration file, or one that needs band values (``refit*``).
     """
     from vercye_lai.errors import DataIOError, InputError
-    from vercye_lai.insitu.calibrate import load_calibration
+    from vercye_lai.model.calibration import load_calibration
 
     try:
         Path(path).stat()

@@ -28,28 +28,31 @@ any choice has seen.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from vercye_lai.errors import ConfigError, InputError
+from vercye_lai.insitu.agreement import Agreement
 from vercye_lai.io import write_text_atomic
-from vercye_lai.model.sl2p import ordered_matmul
+from vercye_lai.model.calibration import CHOICES, METHODS, VI_BANDS, Calibration, evaluate, features
+from vercye_lai.model.registry import load_network
+from vercye_lai.model.sl2p import Network
+from vercye_lai.predict.options import PredictOptions
+from vercye_lai.predict.table import TableOptions, day_of_year, table_inputs
 
 log = logging.getLogger(__name__)
 
-METHODS = ("poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
-CHOICES = ("auto", *METHODS)
+__all__ = ["METHODS", "CHOICES", "CalibrationData", "CrossValidation", "calibration_data", "cross_validate",
+           "fit_calibration", "write_cv_tables"]
+
 #: ridge penalties tried by the inner cross-validation (features are O(1))
 ALPHAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
-VI_BANDS = ("B3", "B4", "B5", "B7", "B8A")
 MIN_ROWS = 8
 
 
@@ -85,38 +88,6 @@ class CalibrationData:
         return out
 
 
-def features(method: str, network: Any, estimate: np.ndarray, x: np.ndarray | None,
-             doy: np.ndarray | None, inputs: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(n, k)`` feature matrix of ``method`` and its *no change* coefficients
-    (``k`` + 1 with the intercept last)."""
-    y = np.asarray(estimate, float)
-    if method == "poly1":
-        return y[:, None], np.array([1.0, 0.0])
-    if method == "poly2":
-        return np.c_[y, y**2], np.array([1.0, 0.0, 0.0])
-    if x is None:
-        raise InputError(f"method {method} re-fits the network: it needs the band values of every row")
-    v, c = network.output_layer
-    cols = [network.hidden(x).T]
-    prior = [v]
-    if method in ("refit-doy", "refit-vi-doy"):
-        if doy is None:
-            raise InputError(f"method {method} needs each row's date (day of year)")
-        d = np.asarray(doy, float) / 100.0
-        cols.append(np.c_[d, d**2])
-        prior.append(np.zeros(2))
-    if method == "refit-vi-doy":
-        b = {name: np.asarray(x[inputs.index(name)], float) for name in VI_BANDS}
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vi = np.c_[(b["B8A"] - b["B4"]) / (b["B8A"] + b["B4"]), (b["B8A"] - b["B5"]) / (b["B8A"] + b["B5"]),
-                       b["B7"] / b["B5"] - 1.0, b["B8A"] / b["B3"] - 1.0]
-        cols.append(vi)
-        prior.append(np.zeros(4))
-    if method not in METHODS:
-        raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
-    return np.hstack(cols), np.r_[np.concatenate(prior), c]
-
-
 def _solve(f: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> np.ndarray:
     """Ridge regression of ``t`` on ``f`` shrunk towards ``prior`` (intercept not penalised)."""
     a = np.c_[f, np.ones(len(f))]
@@ -124,11 +95,6 @@ def _solve(f: np.ndarray, t: np.ndarray, alpha: float, prior: np.ndarray) -> np.
     penalty[-1, -1] = 0.0
     return prior + np.linalg.lstsq(a.T @ a + penalty, a.T @ (t - a @ prior), rcond=None)[0]
 
-
-def _evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    # summed in a fixed order, so a pixel and a table row give the same bits (ordered_matmul)
-    a = np.c_[f, np.ones(len(f))]
-    return np.maximum(ordered_matmul(np.asarray(coef, float)[None, :], a.T)[0], 0.0)  # an LAI is never negative
 
 
 def _folds(groups: np.ndarray) -> list[np.ndarray]:
@@ -151,7 +117,7 @@ class Choice:
     inner_rmse: float
 
 
-def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Any, *,
+def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Network | None, *,
            trace: Trace | None = None) -> tuple[Choice, np.ndarray]:
     """Choose the penalty (and, for ``auto``, the method) by an inner cross-validation on
     ``rows`` only, then fit on all of ``rows``: the choice and its coefficients."""
@@ -166,7 +132,7 @@ def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Any, *
                 if trace is not None:
                     trace(rows[~held])
                 coef = _solve(f[~held], sub.target[~held], alpha, prior)
-                err.append((_evaluate(f[held], coef) - sub.target[held]) ** 2)
+                err.append((evaluate(f[held], coef) - sub.target[held]) ** 2)
             rmse = float(np.sqrt(np.mean(np.concatenate(err))))
             if best is None or rmse < best.inner_rmse - 1e-12:
                 best = Choice(m, alpha, rmse)
@@ -182,8 +148,8 @@ class FoldResult:
     group: str
     n: int
     choice: Choice
-    uncalibrated: Any  # validation.Agreement
-    calibrated: Any
+    uncalibrated: Agreement
+    calibrated: Agreement
 
 
 @dataclass(frozen=True)
@@ -191,11 +157,11 @@ class CrossValidation:
     method: str
     predictions: np.ndarray
     folds: list[FoldResult]
-    uncalibrated: Any
-    calibrated: Any
+    uncalibrated: Agreement
+    calibrated: Agreement
 
 
-def cross_validate(data: CalibrationData, method: str, network: Any, *,
+def cross_validate(data: CalibrationData, method: str, network: Network | None, *,
                    trace: Callable[[str, np.ndarray], None] | None = None) -> CrossValidation:
     """Leave-one-group-out: every group's rows predicted by a calibration (penalty and
     method chosen, coefficients fitted) on the other groups' rows only.
@@ -203,8 +169,6 @@ def cross_validate(data: CalibrationData, method: str, network: Any, *,
     ``trace(held_out_group, training_rows)`` is called for every fit (tests prove the
     held-out group is never among them).
     """
-    from vercye_lai.insitu.agreement import Agreement
-
     names = list(dict.fromkeys(data.groups.tolist()))
     if len(names) < 2:
         raise InputError(f"cross-validation needs at least 2 groups, got {len(names)}")
@@ -217,7 +181,7 @@ def cross_validate(data: CalibrationData, method: str, network: Any, *,
         choice, coef = choose(data, rows, method, network, trace=inner)
         test = data.subset(np.flatnonzero(held))
         f, _ = features(choice.method, network, test.estimate, test.x, test.doy, test.inputs)
-        pred[held] = _evaluate(f, coef)
+        pred[held] = evaluate(f, coef)
         folds.append(FoldResult(str(g), int(held.sum()), choice, Agreement.of(test.estimate, test.target),
                                 Agreement.of(pred[held], test.target)))
     return CrossValidation(method, pred, folds, Agreement.of(data.estimate, data.target),
@@ -225,134 +189,6 @@ def cross_validate(data: CalibrationData, method: str, network: Any, *,
 
 
 # ------------------------------------------------------------------------------ the file
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A fitted calibration: ``apply`` maps estimates (and inputs, day of year) to
-    calibrated values. Written and read as JSON (:meth:`write`, :func:`load_calibration`)."""
-
-    method: str
-    alpha: float
-    coefficients: tuple[float, ...]
-    model: str
-    variable: str = "LAI"
-    inputs: tuple[str, ...] = ()
-    n: int = 0
-    groups: tuple[str, ...] = ()
-    cv: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def needs_bands(self) -> bool:
-        return self.method.startswith("refit")
-
-    @property
-    def needs_date(self) -> bool:
-        return "doy" in self.method
-
-    @property
-    def column(self) -> str:
-        return f"{self.variable} Calibrated"
-
-    def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None
-              ) -> np.ndarray:
-        """Calibrated values (NaN where the estimate or an input is NaN)."""
-        network = self.network() if self.needs_bands else None
-        est = np.asarray(estimate, float)
-        f, _ = features(self.method, network, est, x, doy, self.inputs)
-        out = _evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
-        bad = ~np.isfinite(est) | ~np.isfinite(f).all(axis=1)
-        out[bad] = np.nan
-        return out
-
-    def network(self) -> Any:
-        from vercye_lai.model import load_network
-
-        net = load_network(self.model, self.variable)
-        if tuple(net.inputs) != tuple(self.inputs):
-            raise InputError(f"calibration of {self.model} expects inputs {', '.join(self.inputs)}, the "
-                             f"network has {', '.join(net.inputs)}", path=self.path)
-        return net
-
-    def to_dict(self) -> dict[str, Any]:
-        from vercye_lai import __version__
-
-        return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
-                "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
-                "n": self.n, "groups": list(self.groups), "cv": self.cv,
-                "software": f"vercye-lai {__version__}"}
-
-    def write(self, path: str | Path) -> Path:
-        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
-
-    def digest(self) -> str:
-        """A short hash of the calibration (tags of calibrated products)."""
-        d = self.to_dict()
-        d.pop("software")
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def load_calibration(path: str | Path) -> Calibration:
-    """Read a calibration file written by ``vercye-lai calibrate`` (once per version of the
-    file: predict asks for it per date and block, analyze per part).
-
-    Raises
-    ------
-    InputError
-        Not a calibration file (naming what is wrong).
-    """
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
-    return _read_calibration(path, (st.st_mtime_ns, st.st_size))
-
-
-@functools.lru_cache(maxsize=16)
-def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-        c = Calibration(method=d["method"], alpha=float(d["alpha"]),
-                        coefficients=tuple(float(v) for v in d["coefficients"]), model=str(d["model"]),
-                        variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
-                        n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
-                        path=path)
-    except OSError as exc:
-        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"not a calibration file of vercye-lai calibrate ({exc!r} missing or wrong)",
-                         path=path) from exc
-    if c.method not in METHODS:
-        raise InputError(f"unknown calibration method {c.method!r}", path=path)
-    if c.needs_bands and not c.inputs:
-        raise InputError(f"method {c.method} needs the network inputs, the file lists none", path=path)
-    return c
-
-
-def model_calibration(path: str | Path | None, model: str | Path) -> Calibration | None:
-    """The calibration file ``path`` (``None``: none) for predicting with ``model``.
-
-    Raises
-    ------
-    InputError
-        Not a calibration file, or one fitted for another model.
-    """
-    if path is None:
-        return None
-    cal = load_calibration(path)
-    if cal.model != str(model):
-        raise InputError(f"calibration fitted for model {cal.model}, not {model}: "
-                         f"predict with --model {cal.model}", path=path)
-    return cal
-
-
-def calibration_tag(cal: Calibration | None, variable: str) -> str:
-    """``VERCYE_CALIBRATION`` of a product: method, hash and file of its calibration ('' none)."""
-    if cal is None or cal.variable != variable:
-        return ""
-    return f"{cal.method} {cal.digest()} {Path(cal.path).name if cal.path else ''}".strip()
 
 
 def fit_calibration(data: CalibrationData, method: str, *, model: str, variable: str = "LAI",
@@ -375,8 +211,6 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
     if len(data.target) < MIN_ROWS:
         raise InputError(f"{len(data.target)} usable row(s): a calibration needs at least {MIN_ROWS}")
     if network is None and data.x is not None:
-        from vercye_lai.model import load_network
-
         network = load_network(model, variable)
     results = {m: cross_validate(data, m, network) for m in dict.fromkeys([method, *data.available(), "auto"])}
     choice, coef = choose(data, np.arange(len(data.target)), method, network)
@@ -410,7 +244,7 @@ def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:
 
 
 def calibration_data(df: Any, path: str | Path | None, *, group_column: str, insitu_column: str,
-                     predict: Any, options: Any, method: str = "auto") -> CalibrationData:
+                     predict: PredictOptions, options: TableOptions, method: str = "auto") -> CalibrationData:
     """The rows of ``df`` (a matched or predict-table table) usable for a calibration: those
     with an in-situ value and an estimate (the column named after ``predict``'s first
     variable); band values and day of year where the table has them (the ``refit*``
@@ -422,9 +256,6 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
         A column missing (naming the columns there are); band values or dates missing for
         a method that needs them.
     """
-    from vercye_lai.model import load_network
-    from vercye_lai.predict.table import day_of_year, table_inputs
-
     variable = predict.variables[0]
     for c, what in ((group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")):
         if c not in df.columns:
@@ -467,8 +298,6 @@ def write_cv_tables(results: dict[str, CrossValidation], out: str | Path,
     """``{out}_cv.csv`` and ``{out}_cv.md`` beside the calibration file (and, given the
     ``data``, ``{out}_cv_predictions.csv``: each row's held-out prediction by every
     method); returns the two tables and the Markdown text."""
-    import pandas as pd
-
     out = Path(out)
     table = pd.DataFrame(cv_table(results))
     csv = out.with_name(out.stem + "_cv.csv")

@@ -33,10 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.errors import DataIOError, DependencyError, InputError
 from vercye_lai.io import atomic_output, check_utf8
+from vercye_lai.model import load_error_network
 from vercye_lai.options import Options, setting
-from vercye_lai.predict import PredictOptions, predict_block
+from vercye_lai.predict.kernel import predict_block
+from vercye_lai.predict.options import PredictOptions
+from vercye_lai.predict.products import check_model, load_options_calibration
 from vercye_lai.stack import (
     ANGLE_BANDS,
     EE_INTEGER_SCALE,
@@ -238,8 +242,6 @@ def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
                  path: str | Path | None = None) -> dict[str, np.ndarray]:
     """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
     which of them were computed (key ``"computed"``: a list of names)."""
-    from vercye_lai.acquire.angles import cosines, solar_position
-
     have = band_columns(df)
     out: dict[str, Any] = {b: df[have[b]].to_numpy(float) for b in ANGLE_BANDS if b in have}
     if len(out) == len(ANGLE_BANDS):
@@ -361,8 +363,6 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     InputError
         See :func:`table_inputs`; an output column the table already has.
     """
-    from vercye_lai.model import load_error_network
-    from vercye_lai.predict import check_model, load_options_calibration
 
     networks = check_model(predict)
     calibration = load_options_calibration(predict)

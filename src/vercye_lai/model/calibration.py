@@ -1,0 +1,206 @@
+"""Calibrations of a network's output: the :class:`Calibration` type, its JSON file, how it
+is applied to estimates and the tag calibrated products carry.
+
+How a calibration is fitted and cross-validated against in-situ data is
+:mod:`vercye_lai.insitu.calibrate`'s business; this module is what predict, predict-table and
+analyze need to apply one (it sits below them, beside the network).
+
+Every method is linear in its features, with the intercept last:
+
+``poly1``, ``poly2``
+    A polynomial of the estimate (the form of the reference's wheat/maize adjustments).
+``refit``
+    The network's output neuron re-fitted on its hidden activations (the 5 ``tanh``
+    units): same inputs, same hidden layer, new output weights.
+``refit-doy``
+    ``refit`` plus the day of year and its square (d = DOY / 100).
+``refit-vi-doy``
+    ``refit-doy`` plus four vegetation indices of the row's reflectances (NDVI, NDRE,
+    red-edge and green chlorophyll indices; 20 m Sentinel-2 bands).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vercye_lai._version import __version__
+from vercye_lai.errors import ConfigError, InputError
+from vercye_lai.io import write_text_atomic
+from vercye_lai.model.registry import load_network
+from vercye_lai.model.sl2p import Network, ordered_matmul
+
+METHODS = ("poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
+CHOICES = ("auto", *METHODS)
+VI_BANDS = ("B3", "B4", "B5", "B7", "B8A")
+
+
+def features(method: str, network: Network | None, estimate: np.ndarray, x: np.ndarray | None,
+             doy: np.ndarray | None, inputs: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(n, k)`` feature matrix of ``method`` and its *no change* coefficients
+    (``k`` + 1 with the intercept last)."""
+    y = np.asarray(estimate, float)
+    if method == "poly1":
+        return y[:, None], np.array([1.0, 0.0])
+    if method == "poly2":
+        return np.c_[y, y**2], np.array([1.0, 0.0, 0.0])
+    if x is None:
+        raise InputError(f"method {method} re-fits the network: it needs the band values of every row")
+    v, c = network.output_layer
+    cols = [network.hidden(x).T]
+    prior = [v]
+    if method in ("refit-doy", "refit-vi-doy"):
+        if doy is None:
+            raise InputError(f"method {method} needs each row's date (day of year)")
+        d = np.asarray(doy, float) / 100.0
+        cols.append(np.c_[d, d**2])
+        prior.append(np.zeros(2))
+    if method == "refit-vi-doy":
+        b = {name: np.asarray(x[inputs.index(name)], float) for name in VI_BANDS}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vi = np.c_[(b["B8A"] - b["B4"]) / (b["B8A"] + b["B4"]), (b["B8A"] - b["B5"]) / (b["B8A"] + b["B5"]),
+                       b["B7"] / b["B5"] - 1.0, b["B8A"] / b["B3"] - 1.0]
+        cols.append(vi)
+        prior.append(np.zeros(4))
+    if method not in METHODS:
+        raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
+    return np.hstack(cols), np.r_[np.concatenate(prior), c]
+
+
+
+def evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    # summed in a fixed order, so a pixel and a table row give the same bits (ordered_matmul)
+    a = np.c_[f, np.ones(len(f))]
+    return np.maximum(ordered_matmul(np.asarray(coef, float)[None, :], a.T)[0], 0.0)  # an LAI is never negative
+
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted calibration: ``apply`` maps estimates (and inputs, day of year) to
+    calibrated values. Written and read as JSON (:meth:`write`, :func:`load_calibration`)."""
+
+    method: str
+    alpha: float
+    coefficients: tuple[float, ...]
+    model: str
+    variable: str = "LAI"
+    inputs: tuple[str, ...] = ()
+    n: int = 0
+    groups: tuple[str, ...] = ()
+    cv: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def needs_bands(self) -> bool:
+        return self.method.startswith("refit")
+
+    @property
+    def needs_date(self) -> bool:
+        return "doy" in self.method
+
+    @property
+    def column(self) -> str:
+        return f"{self.variable} Calibrated"
+
+    def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None
+              ) -> np.ndarray:
+        """Calibrated values (NaN where the estimate or an input is NaN)."""
+        network = self.network() if self.needs_bands else None
+        est = np.asarray(estimate, float)
+        f, _ = features(self.method, network, est, x, doy, self.inputs)
+        out = evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
+        bad = ~np.isfinite(est) | ~np.isfinite(f).all(axis=1)
+        out[bad] = np.nan
+        return out
+
+    def network(self) -> Network:
+        net = load_network(self.model, self.variable)
+        if tuple(net.inputs) != tuple(self.inputs):
+            raise InputError(f"calibration of {self.model} expects inputs {', '.join(self.inputs)}, the "
+                             f"network has {', '.join(net.inputs)}", path=self.path)
+        return net
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
+                "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
+                "n": self.n, "groups": list(self.groups), "cv": self.cv,
+                "software": f"vercye-lai {__version__}"}
+
+    def write(self, path: str | Path) -> Path:
+        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+
+    def digest(self) -> str:
+        """A short hash of the calibration (tags of calibrated products)."""
+        d = self.to_dict()
+        d.pop("software")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration file written by ``vercye-lai calibrate`` (once per version of the
+    file: predict asks for it per date and block, analyze per part).
+
+    Raises
+    ------
+    InputError
+        Not a calibration file (naming what is wrong).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
+    return _read_calibration(path, (st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        c = Calibration(method=d["method"], alpha=float(d["alpha"]),
+                        coefficients=tuple(float(v) for v in d["coefficients"]), model=str(d["model"]),
+                        variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
+                        n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
+                        path=path)
+    except OSError as exc:
+        raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a calibration file of vercye-lai calibrate ({exc!r} missing or wrong)",
+                         path=path) from exc
+    if c.method not in METHODS:
+        raise InputError(f"unknown calibration method {c.method!r}", path=path)
+    if c.needs_bands and not c.inputs:
+        raise InputError(f"method {c.method} needs the network inputs, the file lists none", path=path)
+    return c
+
+
+def model_calibration(path: str | Path | None, model: str | Path) -> Calibration | None:
+    """The calibration file ``path`` (``None``: none) for predicting with ``model``.
+
+    Raises
+    ------
+    InputError
+        Not a calibration file, or one fitted for another model.
+    """
+    if path is None:
+        return None
+    cal = load_calibration(path)
+    if cal.model != str(model):
+        raise InputError(f"calibration fitted for model {cal.model}, not {model}: "
+                         f"predict with --model {cal.model}", path=path)
+    return cal
+
+
+def calibration_tag(cal: Calibration | None, variable: str) -> str:
+    """``VERCYE_CALIBRATION`` of a product: method, hash and file of its calibration ('' none)."""
+    if cal is None or cal.variable != variable:
+        return ""
+    return f"{cal.method} {cal.digest()} {Path(cal.path).name if cal.path else ''}".strip()

@@ -1,0 +1,236 @@
+"""Predict a stack on this machine: its blocks on worker threads (a bounded number in
+flight), written by the products' writer; and every date of a region in turn.
+
+Memory is bounded by the block, never by the region: each worker thread reads one window
+(aligned to the file's tiles) with its own dataset handle, runs the network on the valid
+pixels and hands the result to the main thread, which writes it. GDAL and numpy release
+the GIL, so threads scale on the cores. Every product is written to a hidden temporary
+file and renamed when complete, so a killed run leaves nothing a rerun would trust; a rerun
+skips products that are complete and newer than their input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from vercye_lai.errors import DataIOError, DiskFullError, LaiError, error_text, gdal_reason
+from vercye_lai.io import check_utf8
+from vercye_lai.model import load_network
+from vercye_lai.naming import SENSORS, find_observations
+from vercye_lai.predict.kernel import BlockResult, predict_block
+from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
+from vercye_lai.predict.products import (
+    Prepared,
+    all_complete,
+    check_model,
+    gdal_env,
+    prepare,
+    product_paths,
+    write_products,
+)
+from vercye_lai.stack import check_physical, open_stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict_file` did for one input stack."""
+
+    source: Path
+    outputs: list[Path]
+    status: str  # "done" | "skipped" | "failed"
+    n_valid: int = 0
+    n_pixels: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    date: dt.date | None = None
+
+
+
+def predict_file(
+    src: str | Path,
+    outputs: dict[str, str | Path],
+    *,
+    options: PredictOptions = PredictOptions(),
+    progress: ProgressFn | None = None,
+) -> PredictResult:
+    """Predict one or more variables for one input stack, block by block.
+
+    Parameters
+    ----------
+    src
+        Input stack (GeoTIFF or VRT), bands in the model's input order (see
+        :mod:`vercye_lai.stack`). Any CRS; the outputs keep the input grid.
+    outputs
+        Variable → output path, e.g. ``{"LAI": Path(".../x_20m_2022-05-01_LAI.tif")}``
+        (see :func:`product_paths`); these variables are predicted, whatever
+        ``options.variables`` says.
+    options
+        The model (bundled name or coefficient path, see
+        :func:`vercye_lai.model.load_network`), block size (pixels a side, rounded to the
+        file's tiles), worker threads, scale/offset override, quality flags
+        (``…_flags.tif`` beside each product), COG layout, overwrite.
+    progress
+        Called with (windows done, windows total) as blocks complete.
+
+    Returns
+    -------
+    PredictResult
+        ``status`` is ``"skipped"`` when every product was already complete.
+
+    Raises
+    ------
+    LaiError
+        Bad input (bands, georeferencing, unreadable blocks) or unknown model/variable.
+    """
+    src = check_utf8(src)
+    outputs = {v: check_utf8(p) for v, p in outputs.items()}
+    options = options_for(src, options)
+    t0 = time.perf_counter()
+    networks = [load_network(options.model, v) for v in outputs]
+    if not options.overwrite and all_complete(outputs, src, networks, options):
+        return PredictResult(src, list(outputs.values()), "skipped")
+
+    with gdal_env(options), open_stack(src, networks[0].inputs) as ds:
+        prep = prepare(ds, src, networks, options)
+        blocks = run_blocks(src, prep.windows, prep, options)
+        n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress)
+        n_pixels = ds.width * ds.height
+    return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
+
+
+
+def calibrate_block(values: list[np.ndarray], data: np.ndarray, prep: Prepared) -> None:
+    """Replace the calibrated variable's values of a block by the calibration's (in place)."""
+    k, cal, doy = prep.calibration.index, prep.calibration.calibration, prep.calibration.doy
+    v = values[k]
+    x = None
+    if cal.needs_bands:  # the physical inputs, as predict-table gives them
+        x = (data.reshape(data.shape[0], -1).astype(np.float64) * prep.scaling.a[:, None]
+             + prep.scaling.b[:, None])
+    d = None if doy is None else np.full(v.size, doy)
+    values[k] = cal.apply(v.ravel(), x, d).astype(np.float32).reshape(v.shape)
+
+
+def run_blocks(
+    src: Path,
+    windows: Sequence[Window],
+    prep: Prepared,
+    options: PredictOptions,
+) -> Iterable[BlockResult]:
+    """Yield block results as they complete, with a bounded number in flight.
+
+    Each block is checked to hold physical values first (:func:`check_physical`): a wrong
+    scale fails the date instead of writing a plausible-looking product.
+    """
+    local = threading.local()
+    handles: list[rasterio.DatasetReader] = []
+    lock = threading.Lock()
+
+    def work(window: Window) -> BlockResult:
+        ds = getattr(local, "ds", None)
+        if ds is None:  # one handle per thread: GDAL datasets are not thread-safe
+            ds = local.ds = rasterio.open(src)
+            with lock:
+                handles.append(ds)
+        try:
+            data = ds.read(window=window)
+        except rasterio.errors.RasterioIOError as exc:
+            raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
+        check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
+        values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
+                                                    out_of_range=options.out_of_range, errors=prep.errors)
+        if prep.calibration is not None:
+            calibrate_block(values, data, prep)
+        return BlockResult(window, values, flags, n_valid, unc)
+
+    workers = max(1, options.workers)
+    max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
+    pending: set[Future] = set()
+    todo = iter(windows)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
+            for w in todo:
+                pending.add(pool.submit(work, w))
+                if len(pending) >= max_in_flight:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for f in done:
+                        yield f.result()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+    finally:
+        for f in pending:
+            f.cancel()
+        for h in handles:
+            h.close()
+
+
+
+def predict_dir(
+    s2_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    region: str,
+    resolution: float = 20,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    options: PredictOptions = PredictOptions(),
+    on_start: Callable[[dt.date, Path], None] | None = None,
+    progress: ProgressFn | None = None,
+    on_done: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """Predict every date of a region: ``{region}_{res}m_{date}[_{SENSOR}].{vrt,tif}`` in
+    ``s2_dir`` → ``{region}_{res}m_{date}[_{SENSOR}]_{VAR}.tif`` in ``out_dir``: Sentinel-2
+    stacks at ``resolution``, Landsat and HLS stacks at theirs (see :func:`options_for`).
+
+    A date that fails (corrupt file, wrong bands) is reported in its result and the other
+    dates still run; model/variable errors fail at once, before any date.
+
+    Raises
+    ------
+    NoDataFoundError
+        No stack for the region/resolution (and date range) in ``s2_dir``.
+    ModelError
+        Unknown model or variable.
+    """
+    check_model(options)  # fail fast on a bad model/variable, not once per date
+    stacks = find_observations(s2_dir, region, resolution, sensors=SENSORS, start=start, end=end)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, ((date, _sensor), src) in enumerate(stacks.items()):
+        disk_full = False
+        if on_start:
+            on_start(date, src)
+        try:
+            res = predict_file(
+                src, product_paths(src, out_dir, options.variables), options=options, progress=progress
+            )
+        except (LaiError, OSError) as exc:  # an OS/GDAL error is one date's failure too
+            error = error_text(exc)
+            disk_full = isinstance(exc, DiskFullError)
+            if disk_full:  # every later date would fail the same way
+                error += f"; stopped: the {len(stacks) - i - 1} later date(s) were not attempted"
+            log.error("%s", error)
+            res = PredictResult(src, [], "failed", error=error)
+        res.date = date
+        results.append(res)
+        if on_done:
+            on_done(res)
+        if disk_full:
+            break
+    return results

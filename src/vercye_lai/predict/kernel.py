@@ -1,0 +1,87 @@
+"""The block kernel: SL2P networks on one block of stored values (no I/O).
+
+Memory is bounded by the block: the valid pixels are converted to float32 a chunk at a
+time (:data:`CHUNK_PIXELS`); the network itself is :mod:`vercye_lai.model.sl2p`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from rasterio.windows import Window
+
+from vercye_lai.model import FLAG_NODATA, Network
+from vercye_lai.stack import invalid_mask
+
+
+@dataclass
+class BlockResult:
+    window: Window
+    values: list[np.ndarray]  # one (rows, cols) float32 array per network
+    flags: list[np.ndarray | None]
+    n_valid: int
+    uncertainty: list[np.ndarray | None] = field(default_factory=list)  # per network, or empty
+
+
+#: pixels converted to float32 at a time: bounds the per-block working memory and
+#: keeps each chunk's inputs in the CPU's L2 cache (see :mod:`vercye_lai.model.sl2p`)
+CHUNK_PIXELS = 1 << 13
+
+
+def predict_block(
+    data: np.ndarray,
+    networks: Sequence[Network],
+    nodatavals: Sequence[float | None],
+    *,
+    flags: bool = True,
+    out_of_range: str = "clamp",
+    errors: Sequence[Network] = (),
+) -> tuple[list[np.ndarray], list[np.ndarray | None], int, list[np.ndarray]]:
+    """Run the networks on one ``(bands, rows, cols)`` block of stored values.
+
+    ``networks`` (and their ``errors`` networks, one each or none) take the stored values
+    directly (see :meth:`Network.for_stored_values`). Returns float32 products (NaN =
+    nodata), uint8 flag arrays (255 = input nodata) or ``None``, the number of valid input
+    pixels, and the float32 uncertainty of each product (≥ 0, NaN = nodata) when
+    ``errors`` are given.
+    """
+    _, rows, cols = data.shape
+    n = rows * cols
+    flat = data.reshape(data.shape[0], -1)
+    invalid = invalid_mask(data, nodatavals).ravel()
+    n_valid = n - int(np.count_nonzero(invalid))
+    values = [np.empty(n, dtype=np.float32) for _ in networks]
+    qa = [np.empty(n, dtype=np.uint8) if flags else None for _ in networks]
+    unc = [np.empty(n, dtype=np.float32) for _ in errors]
+    # Mostly valid blocks: run on every pixel in contiguous chunks and blank the invalid
+    # ones afterwards (cheaper than gathering); sparse blocks: gather the valid pixels.
+    sparse = n_valid < n // 2
+    idx = np.flatnonzero(~invalid) if sparse else None
+    if sparse:
+        for v in (*values, *unc):
+            v.fill(np.nan)
+        for f in qa:
+            if f is not None:
+                f.fill(FLAG_NODATA)
+    total = n_valid if sparse else n
+    for s in range(0, total, CHUNK_PIXELS):
+        sel = idx[s : s + CHUNK_PIXELS] if sparse else slice(s, s + CHUNK_PIXELS)
+        x = flat[:, sel].astype(np.float32)
+        for k, net in enumerate(networks):
+            y, f = net.predict(x, flags=flags, out_of_range=out_of_range)
+            values[k][sel] = y
+            if f is not None:
+                qa[k][sel] = f
+        for k, err in enumerate(errors):
+            unc[k][sel] = np.maximum(err.forward(x), 0.0)  # an uncertainty is never negative
+    if not sparse and n_valid < n:
+        for v in (*values, *unc):
+            v[invalid] = np.nan
+        for f in qa:
+            if f is not None:
+                f[invalid] = FLAG_NODATA
+    shape = (rows, cols)
+    return ([v.reshape(shape) for v in values], [None if f is None else f.reshape(shape) for f in qa], n_valid,
+            [u.reshape(shape) for u in unc])

@@ -1,0 +1,258 @@
+"""A date's products: their names, when they are complete, and their one writer (tiled
+GeoTIFF or COG, written atomically, with the tags that say how each was made)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window
+
+from vercye_lai._version import __version__
+from vercye_lai.errors import InputError
+from vercye_lai.grid import Grid
+from vercye_lai.io import atomic_output, is_whole, remove_stale, tmp_path_for
+from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
+from vercye_lai.model.calibration import Calibration, calibration_tag, model_calibration
+from vercye_lai.naming import RasterName, flags_path, uncertainty_path
+from vercye_lai.predict.kernel import BlockResult
+from vercye_lai.predict.options import PredictOptions, ProgressFn
+from vercye_lai.stack import StackScaling, stack_scaling
+
+log = logging.getLogger(__name__)
+
+
+def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]) -> dict[str, Path]:
+    """``{region}_{res}m_{date}_{VAR}.tif`` in ``out_dir`` for a conventionally named stack."""
+    rn = RasterName.parse(src)
+    if rn.suffix:
+        raise InputError("looks like a product, not an input stack", path=src)
+    return {v: Path(out_dir) / rn.product(v).name for v in variables}
+
+
+def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp",
+                calibration: str = "") -> bool:
+    """True if ``product`` exists, opens, was made by ``network`` with the same handling of
+    out-of-range outputs and the same calibration (its tag, :func:`calibration_tag`), and
+    is newer than ``src``."""
+    if not is_whole(product):  # e.g. truncated by a sync: logged there
+        return False
+    with rasterio.open(product) as ds:
+        tags = ds.tags()
+    if tags.get("VERCYE_MODEL") != network.model or tags.get("VERCYE_VARIABLE") != network.variable:
+        log.info("%s: made by another model/variable; recomputing", product.name)
+        return False
+    # products of versions before the choice set such outputs to nodata
+    if tags.get("VERCYE_OUT_OF_RANGE", "nodata") != out_of_range:
+        log.info("%s: made with out_of_range=%s; recomputing", product.name,
+                 tags.get("VERCYE_OUT_OF_RANGE", "nodata"))
+        return False
+    if tags.get("VERCYE_CALIBRATION", "") != calibration:
+        log.info("%s: made with another calibration; recomputing", product.name)
+        return False
+    if product.stat().st_mtime < src.stat().st_mtime:
+        log.info("%s: input is newer; recomputing", product.name)
+        return False
+    return True
+
+
+def all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Network],
+                  options: PredictOptions) -> bool:
+    """Every product of one stack complete (:func:`is_complete`), and its uncertainty
+    raster too when asked for."""
+    cal = load_options_calibration(options)
+    return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
+                           calibration=calibration_tag(cal, n.variable))
+               and (not options.uncertainty or is_complete(uncertainty_path(outputs[n.variable]), src, n,
+                                                           out_of_range=options.out_of_range,
+                                                           calibration=calibration_tag(cal, n.variable)))
+               for n in networks)
+
+
+def load_options_calibration(options: PredictOptions) -> Calibration | None:
+    """The calibration of ``options`` (:func:`vercye_lai.model.calibration.model_calibration`)."""
+    return model_calibration(options.calibration, options.model)
+
+
+def check_model(options: PredictOptions) -> list[Network]:
+    """The networks of ``options`` (and their error networks when ``uncertainty``): a bad
+    model or variable fails here, before any date."""
+    networks = [load_network(options.model, v) for v in options.variables]
+    if options.uncertainty:
+        for v in options.variables:
+            load_error_network(options.model, v)
+    load_options_calibration(options)
+    return networks
+
+
+
+#: suffix of the hidden part files written by :func:`predict_windows_to_part`
+PART_SUFFIX = ".npz"
+
+
+def part_path(outputs: dict[str, str | Path], key: str, index: int) -> Path:
+    """The hidden part file ``index`` of one date's products, beside its first product.
+
+    ``key`` identifies the input and the options (see the caller); parts of another
+    key are stale and removed when the products are assembled.
+    """
+    first = Path(next(iter(outputs.values())))
+    return first.with_name(f".{first.name}.{key}.{index:04d}{PART_SUFFIX}")
+
+
+def remove_parts(outputs: dict[str, Path]) -> None:
+    """Remove every part file of these products (and temporary files of killed part writes)."""
+    first = Path(next(iter(outputs.values())))
+    if first.parent.is_dir():
+        for p in first.parent.glob(f".{first.name}.*{PART_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        # killed part writes, and parts held by killed finishing tasks (both ``..{name}.….part``)
+        remove_stale(first.parent, f".{first.name}.")
+
+
+
+@contextlib.contextmanager
+def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
+                    description: str, unit: str = "", threads: int = 1):
+    """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG)."""
+    with atomic_output(dst) as final_tmp:
+        scratch = tmp_path_for(dst) if cog else final_tmp
+        try:
+            # the COG copy compresses once; its scratch input needs no compression
+            profile = Grid.of(src).profile(
+                dtype=dtype, nodata=nodata, always_tiled=True,
+                **({"compress": None, "zstd_level": None} if cog
+                   else {"predictor": 3 if dtype == "float32" else 2}),
+            )
+            with rasterio.open(scratch, "w", **profile) as ds:
+                ds.set_band_description(1, description)
+                if unit:
+                    ds.units = (unit,)
+                ds.update_tags(**tags)
+                yield ds
+            if cog:
+                rasterio.shutil.copy(
+                    scratch, final_tmp, driver="COG", compress="ZSTD", level=1, blocksize=512,
+                    predictor="YES", overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
+                    bigtiff="IF_SAFER",
+                    # the copy runs after the blocks: compress its tiles on every worker thread
+                    num_threads=str(max(1, threads)),
+                )
+        finally:
+            if cog:
+                with contextlib.suppress(OSError):
+                    scratch.unlink()
+
+
+def block_windows(ds: rasterio.DatasetReader, block_size: int) -> list[Window]:
+    """The block windows of a stack: about ``block_size`` a side, aligned to its tiles."""
+    return Grid.of(ds).tiles(block_size, align=ds.block_shapes[0])
+
+
+def gdal_env(options: PredictOptions) -> rasterio.Env:
+    # one GDAL thread: parallelism comes from our blocks (threads) or tasks (Dask)
+    return rasterio.Env(GDAL_CACHEMAX=options.gdal_cache_mb * 1024 * 1024, GDAL_NUM_THREADS=1)
+
+
+@dataclass(frozen=True)
+class DateCalibration:
+    """The calibration applied to one date's products: which network's output it replaces,
+    and the date's day of year (``None``: the stack's name has no date)."""
+
+    index: int
+    calibration: Calibration
+    doy: float | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every block of one stack needs: networks on stored values, nodata, windows, tags."""
+
+    stored: list[Network]
+    nodatavals: tuple
+    windows: list[Window]
+    common_tags: dict
+    scaling: StackScaling
+    inputs: tuple[str, ...]
+    errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
+    calibration: DateCalibration | None = None
+
+
+def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
+             options: PredictOptions) -> Prepared:
+    scaling = stack_scaling(ds, networks[0].inputs, scale=options.scale, offset=options.offset)
+    log.debug("%s: %s", src.name, scaling.how)
+    errors = [load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else []
+    cal = load_options_calibration(options)
+    calibrated = None
+    if cal is not None and cal.variable in [n.variable for n in networks]:
+        day = RasterName.parse(src).date
+        calibrated = DateCalibration([n.variable for n in networks].index(cal.variable), cal,
+                                     float(day.timetuple().tm_yday) if day else None)
+    return Prepared(
+        calibration=calibrated,
+        stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
+        errors=[e.for_stored_values(scaling.a, scaling.b) for e in errors],
+        nodatavals=tuple(ds.nodatavals),
+        windows=block_windows(ds, options.block_size),
+        common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range},
+        scaling=scaling,
+        inputs=tuple(networks[0].inputs),
+    )
+
+
+def write_products(
+    ds: rasterio.DatasetReader,
+    outputs: dict[str, Path],
+    networks: Sequence[Network],
+    prep: Prepared,
+    blocks: Iterable[BlockResult],
+    options: PredictOptions,
+    progress: ProgressFn | None = None,
+) -> int:
+    """Write block results into the products (atomically, as COGs); return the valid pixels.
+
+    The one writer of products, whether the blocks were computed here (:func:`predict_file`)
+    or read back from part files (:func:`assemble_parts`): both give identical files.
+    """
+    with contextlib.ExitStack() as stack:
+        writers, flag_writers, unc_writers = [], [], []
+        for net in networks:
+            tags = {**prep.common_tags, **net.describe()}
+            if prep.calibration is not None and prep.calibration.calibration.variable == net.variable:
+                tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration.calibration, net.variable)
+            dst = outputs[net.variable]
+            writers.append(stack.enter_context(product_writer(
+                dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
+                description=net.variable, unit=net.unit, threads=options.workers)))
+            if options.flags:
+                bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
+                flag_writers.append(stack.enter_context(product_writer(
+                    flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
+                    tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
+                    description=f"{net.variable}_flags", threads=options.workers)))
+            if prep.errors:
+                unc_writers.append(stack.enter_context(product_writer(
+                    uncertainty_path(dst), ds, "float32", float("nan"), cog=options.cog,
+                    tags={**tags, "VERCYE_UNCERTAINTY": f"LEAF error network of {net.model} {net.variable}"},
+                    description=f"{net.variable}_uncertainty", unit=net.unit, threads=options.workers)))
+        n_valid = 0
+        for i, res in enumerate(blocks):
+            for w, v in zip(writers, res.values):
+                w.write(v, 1, window=res.window)
+            for w, f in zip(flag_writers, res.flags):
+                w.write(f, 1, window=res.window)
+            for w, u in zip(unc_writers, res.uncertainty):
+                w.write(u, 1, window=res.window)
+            n_valid += res.n_valid
+            if progress:
+                progress(i + 1, len(prep.windows))
+    remove_parts(outputs)
+    return n_valid
