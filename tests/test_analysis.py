@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 from scipy.interpolate import Akima1DInterpolator
 
 from vercye_lai.analysis import analyze, geometry
-from vercye_lai.analysis import core as analysis_core
+from vercye_lai.analysis import season as analysis_core
 from vercye_lai.cli.main import cli
 
 D = dt.date

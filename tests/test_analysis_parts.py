@@ -12,7 +12,9 @@ from conftest import DATA, ORIGIN, assert_same_outputs, opts, pixel_box
 from rasterio.transform import from_origin
 
 from vercye_lai.analysis import analyze
-from vercye_lai.analysis.core import SeasonPart, analyze_part, finish_analysis, plan_analysis
+from vercye_lai.analysis.finish import finish_analysis
+from vercye_lai.analysis.plan import plan_analysis
+from vercye_lai.analysis.season import SeasonPart, analyze_part
 from vercye_lai.errors import DataIOError
 
 LAI = DATA / "strickhof" / "lai"

@@ -5,9 +5,11 @@ on each LAI grid, :mod:`.stats` computes per-zone statistics from label sums,
 :mod:`.timeseries` adjusts and gap-fills, :mod:`.products` writes the CSV and GeoTIFF.
 """
 
-from vercye_lai.analysis.core import AnalysisResult, ZoneResult, analyze, build_zones
+from vercye_lai.analysis.finish import AnalysisResult, ZoneResult
 from vercye_lai.analysis.geometry import largest_grid, reproject_mask
 from vercye_lai.analysis.options import MODES, AnalysisOptions
+from vercye_lai.analysis.plan import build_zones
+from vercye_lai.analysis.tasks import analyze
 from vercye_lai.analysis.timeseries import ADJUSTMENTS, INTERPOLATIONS, adjust_lai, interpolate_gaps
 from vercye_lai.grid import Grid
 

@@ -1,19 +1,14 @@
-"""An analysis as resumable parts, and the record that tells a rerun it is up to date.
-
-The parts of an analysis are chunks of zones × chunks of dates (:func:`split`); each
-writes a hidden ``.npz`` in the analysis folder and a finishing task combines them into
-the outputs and writes ``MANIFEST.json``: the analysis' fingerprint (its options,
-geometry file and LAI files with their modification times) and its outputs. An analysis
-whose manifest records the same fingerprint and whose outputs all exist is up to date.
+"""The record of an analysis, ``MANIFEST.json``: its fingerprint (its options, geometry file
+and LAI files with their modification times) and its outputs. An analysis whose manifest
+records the same fingerprint and whose outputs all exist is up to date; ``validate
+--series``, ``export-apsim`` and the report read its zones from it (:func:`zone_csvs`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,53 +100,3 @@ def remove_leftovers(outdir: Path, keep: str | None = None) -> None:
     for old in outdir.glob(f"{PART_PREFIX}*"):
         if (keep is None or not old.name.startswith(keep)) and not old.name.endswith(".part"):
             old.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class Part:
-    """One part of an analysis: these zones on these days, saved to ``path``."""
-
-    path: Path
-    zones: tuple[int, ...]
-    days: tuple[int, ...]
-
-
-def split(plan: Any, fp: Mapping[str, Any], *, zones_per_task: int, dates_per_task: int | None,
-          workers: int) -> list[Part]:
-    """The parts of ``plan`` (an :class:`~.core.AnalysisPlan`), named after ``fp`` and the split.
-
-    Zones are chunked in a space-filling-curve order (``zones_per_task``), so a part reads
-    a small window; dates so that there are about two parts per worker (``dates_per_task``
-    overrides). Part files of another fingerprint or split are removed; those of this one
-    are kept, so a rerun after an interruption reuses them.
-    """
-    zone_chunks = plan.zone_chunks(zones_per_task)
-    n_days = len(plan.file_days)
-    per_part = dates_per_task or -(-n_days * len(zone_chunks) // (2 * workers))
-    day_chunks = plan.day_chunks(max(1, min(per_part, n_days)))
-    text = json.dumps([fp, zone_chunks, day_chunks], sort_keys=True, default=str)
-    key = hashlib.sha1(text.encode()).hexdigest()[:10]
-    remove_leftovers(plan.outdir, keep=f"{PART_PREFIX}{key}.")
-    plan.outdir.mkdir(parents=True, exist_ok=True)
-    parts = []
-    for z in zone_chunks:
-        for d in day_chunks:
-            parts.append(Part(plan.outdir / f"{PART_PREFIX}{key}.{len(parts):04d}.npz", z, d))
-    return parts
-
-
-def run_part(plan: Any, part: Part) -> Path:
-    """Compute one part and save it (a task: runs anywhere, e.g. on a Dask worker)."""
-    from vercye_lai.analysis.core import analyze_part
-
-    return analyze_part(plan, part.zones, part.days).save(part.path)
-
-
-def finish(plan: Any, parts: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
-    """Combine the saved parts into the outputs, write the manifest, remove the parts."""
-    from vercye_lai.analysis.core import SeasonPart, finish_analysis
-
-    res = finish_analysis(plan, [SeasonPart.load(p) for p in parts])
-    manifest = write_manifest(plan.outdir, fp, res)
-    remove_leftovers(plan.outdir)
-    return manifest

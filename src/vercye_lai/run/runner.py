@@ -32,6 +32,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vercye_lai.analysis import manifest, tasks
+from vercye_lai.analysis.plan import plan_analysis
 from vercye_lai.errors import (
     NO_SPACE,
     ConfigError,
@@ -300,18 +302,15 @@ def _analyses(cfg: RunConfig) -> Iterable[tuple[RegionConfig, AnalysisConfig]]:
 def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConfig,
                   files: Mapping[dt.date, Path], fp: Mapping[str, Any], st: StepLog) -> PartsJob:
     """One analysis as part tasks over (chunk of zones, chunk of dates) and a finishing task
-    (:mod:`vercye_lai.analysis.manifest`: the same files as one ``analyze`` call)."""
-    from vercye_lai.analysis import manifest
-    from vercye_lai.analysis.plan import plan_analysis
-
+    (:mod:`vercye_lai.analysis.tasks`: the same files as one ``analyze`` call)."""
     outdir = cfg.analysis_dir(r.name, a)
     plan = plan_analysis(cfg.lai_dir(r.name), outdir, r.name, a.geometry, resolution=cfg.resolution,
                          start=r.start, end=r.end, options=a.options, files=files)
-    parts = manifest.split(plan, fp, zones_per_task=cfg.zones_per_task,
+    parts = tasks.split(plan, fp, zones_per_task=cfg.zones_per_task,
                            dates_per_task=cfg.dates_per_task, workers=ex.workers)
-    tasks = [(p.path, Task(manifest.run_part, (plan, p), key=f"analyze-{r.name}-{a.name}"))
-             for p in parts]
-    finish = Task(manifest.finish, (plan,), {"fp": fp},
+    part_tasks = [(p.path, Task(tasks.run_part, (plan, p), key=f"analyze-{r.name}-{a.name}"))
+                  for p in parts]
+    finish = Task(tasks.finish, (plan,), {"fp": fp},
                   key=f"analyze-finish-{r.name}-{a.name}")
     t0 = time.perf_counter()
 
@@ -322,7 +321,7 @@ def _analysis_job(cfg: RunConfig, ex: Executor, r: RegionConfig, a: AnalysisConf
                f"{len(parts)} part(s){note}", time.perf_counter() - t0,
                manifest.manifest_outputs(outdir, m))
 
-    return PartsJob(tasks, finish, done, partial(st.add, r.name, a.name, "failed"))
+    return PartsJob(part_tasks, finish, done, partial(st.add, r.name, a.name, "failed"))
 
 
 def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
@@ -330,8 +329,6 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     """Every analysis of every region, each split into parts over chunks of zones and dates
     (the outputs do not depend on the split); skipped when up to date
     (:func:`vercye_lai.analysis.manifest.up_to_date`)."""
-    from vercye_lai.analysis import manifest
-
     st = StepLog("analyze", on_unit)
     jobs = []
     for r, a in _analyses(cfg):
