@@ -40,6 +40,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
@@ -203,7 +204,6 @@ class BandStack:
     tags
         Metadata tags of the output.
     """
-
     src: Path
     grid: Grid
     tags: dict[str, str]
@@ -437,7 +437,6 @@ NEEDS_GEOMETRY = False  # clipped to the region only when it has a geometry
 @dataclass(frozen=True)
 class Options(OptionsBase):
     """The ``bands`` source: reflectance GeoTIFFs of named bands written by other tools."""
-
     files: tuple[Path, ...] = setting(
         (), cli=None, help="Reflectance GeoTIFFs of named bands, or glob patterns of them.")
     band_names: str | None = setting(
@@ -465,8 +464,6 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
     ``when`` is the acquisition time of a single file without one in its name; ``on_date``
     is called with each date and whether its stack was written.
     """
-    from vercye_lai.acquire import expand_patterns
-
     files = expand_patterns(options.files)
     geometry = region.shape() if region.has_geometry else None
     names = [b.strip() for b in options.band_names.split(",")] if options.band_names else None

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from vercye_lai.acquire import gdrive
 from vercye_lai.acquire.gee_tasks import (  # noqa: F401 - the task bookkeeping, part of this module's API
     ACTIVE_STATES,
     COMPLETED,
@@ -132,7 +133,6 @@ class PlannedExport:
         Why, in words: ``"new"``, ``"COMPLETED"``, ``"RUNNING (task …)"``,
         ``"retry after FAILED"``.
     """
-
     date: dt.date
     name: str
     folder: str
@@ -296,7 +296,6 @@ class CloudMask:
     cs_band, cs_threshold
         Cloud Score+ band (``cs`` or ``cs_cdf``) and the lowest score kept (0–1).
     """
-
     method: str = "scl"
     scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
     cs_band: str = "cs"
@@ -358,7 +357,6 @@ class EeSensor:
     cloud_property
         The scene property ``max_cloud`` filters on.
     """
-
     token: str
     collection: str
     bands: tuple[str, ...]
@@ -631,7 +629,6 @@ CLOUD_MASKS = ("scl", "cloudscore", "none")
 @dataclasses.dataclass(frozen=True)
 class Options(OptionsBase):
     """The ``gee`` source: exports from Earth Engine to Drive, downloaded in the run."""
-
     project: str | None = setting(None, help="Google Cloud project registered for Earth Engine.")
     sensor: str = setting(
         "s2", choices=SENSOR_CHOICES,
@@ -671,8 +668,6 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """Submit the exports of ``region``'s dates, wait for them and download them from Drive
     into ``out_dir`` (without ``drive_folder_id``: submit only, and say so)."""
-    from vercye_lai.acquire import gdrive
-
     state_dir.mkdir(parents=True, exist_ok=True)
     s2 = options.sensor == "s2"
     state_file = state_dir / (f"gee_{region.name}.json" if s2 else f"gee_{region.name}_{options.sensor}.json")

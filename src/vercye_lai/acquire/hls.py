@@ -32,7 +32,15 @@ from pathlib import Path
 
 import rasterio
 
-from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.acquire.scene import (
+    ANGLE_FILES,
+    Scene,
+    SceneSourceOptions,
+    acquire_scenes,
+    asset_href,
+    stack_scenes,
+)
+from vercye_lai.acquire.stac import search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
 from vercye_lai.stack import L8_BANDS, S2_BANDS_20M
@@ -142,7 +150,6 @@ NEEDS_GEOMETRY = True
 @dataclass(frozen=True)
 class Options(SceneSourceOptions):
     """The ``hls`` source: HLS granules on disk."""
-
     paths: tuple[Path, ...] = setting(
         (), cli=None, help="Folders of HLS granule COGs (searched recursively), files or glob patterns.")
     fmask: tuple[int, ...] = setting(
@@ -157,8 +164,6 @@ class Options(SceneSourceOptions):
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from functools import partial
-
-    from vercye_lai.acquire.scene import acquire_scenes
 
     return acquire_scenes(region, options, out_dir, source="hls",
                           local=partial(find_granules, fmask=options.fmask, kinds=options.products),
@@ -183,8 +188,6 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
     InputError
         An item that is not an HLS granule or lacks an asset (naming what it has).
     """
-    from vercye_lai.acquire.scene import asset_href
-
     scenes = []
     for item in items:
         kind = "S30" if ("S30" in item.id.upper() or "s30" in str(item.collection_id).lower()) else "L30"
@@ -222,8 +225,6 @@ def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
     InputError
         No item.
     """
-    from vercye_lai.acquire.stac import search_items
-
     flavour = "nasa" if catalog == "nasa" else "planetary-computer"
     ids = dict(collections or STAC_COLLECTIONS[flavour])
     url = NASA_STAC if catalog == "nasa" else catalog

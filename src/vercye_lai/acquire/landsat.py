@@ -30,7 +30,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vercye_lai.acquire.scene import ANGLE_FILES, Scene, SceneSourceOptions, stack_scenes
+from vercye_lai.acquire.scene import (
+    ANGLE_FILES,
+    Scene,
+    SceneSourceOptions,
+    acquire_scenes,
+    asset_href,
+    stack_scenes,
+)
+from vercye_lai.acquire.stac import search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
 from vercye_lai.stack import L8_BANDS
@@ -154,7 +162,6 @@ NEEDS_GEOMETRY = True
 @dataclass(frozen=True)
 class Options(SceneSourceOptions):
     """The ``landsat`` source: Landsat 8/9 Collection 2 Level-2 scenes on disk."""
-
     paths: tuple[Path, ...] = setting(
         (), cli=None, help="Folders of Landsat C2 L2 scene files (searched recursively), files or globs.")
     qa_bits: tuple[int, ...] = setting(
@@ -168,8 +175,6 @@ class Options(SceneSourceOptions):
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path) -> dict:
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from functools import partial
-
-    from vercye_lai.acquire.scene import acquire_scenes
 
     return acquire_scenes(region, options, out_dir, source="landsat",
                           local=partial(find_scenes, qa_bits=options.qa_bits),
@@ -198,8 +203,6 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
     InputError
         An item without an asset the network needs (naming what it has).
     """
-    from vercye_lai.acquire.scene import asset_href
-
     scenes = []
     for item in items:
         platform = str(item.properties.get("platform", "")).lower()
@@ -238,8 +241,6 @@ def search_scenes(catalog: str, *, geometry, start: dt.date, end: dt.date, colle
     InputError
         No Landsat 8/9 item.
     """
-    from vercye_lai.acquire.stac import search_items
-
     items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
                          max_cloud=max_cloud)
     scenes = scenes_from_items(items, qa_bits=qa_bits)

@@ -47,6 +47,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import (
     BAND_IDS,
     STACK_VIEW_BANDS,
@@ -108,7 +109,6 @@ class SafeTile:
     tile_xml
         Content of ``MTD_TL.xml``.
     """
-
     source: Path
     product: str
     tile: str
@@ -379,7 +379,6 @@ class DateMosaic:
         Opens the image paths (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them open across windows;
         default: opened per read).
     """
-
     tiles: Sequence[SafeTile]
     grid: Grid
     region: object
@@ -558,7 +557,6 @@ NEEDS_GEOMETRY = True  # stacks are clipped to the region
 @dataclass(frozen=True)
 class Options(OptionsBase):
     """The ``safe`` source: L2A products on disk."""
-
     safes: tuple[Path, ...] = setting(
         cli=None, help="L2A products (.SAFE folders or .zip files) or glob patterns of them.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
@@ -567,8 +565,6 @@ class Options(OptionsBase):
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
-    from vercye_lai.acquire import expand_patterns
-
     safes = expand_patterns(options.safes)
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
                      scl_classes=options.scl_mask)

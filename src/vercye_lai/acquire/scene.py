@@ -25,7 +25,11 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import angle_cosines, cosines
+from vercye_lai.acquire.bands import sun_angles
+from vercye_lai.acquire.safe import region_grid
+from vercye_lai.acquire.stac import GDAL_REMOTE_ENV
 from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
@@ -34,7 +38,7 @@ from vercye_lai.acquire.warp import (
     warp_to_grid,
     write_windowed,
 )
-from vercye_lai.errors import InputError
+from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
@@ -50,7 +54,6 @@ ANGLE_FILES = ("SZA", "SAA", "VZA", "VAA")
 class SceneSourceOptions(OptionsBase):
     """What the ``hls`` and ``landsat`` sources share: the catalogue's cloud filter and the
     stacks' resolution in a run."""
-
     max_cloud: float | None = setting(
         None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
     resolution: float = setting(
@@ -86,7 +89,6 @@ class Scene:
         ``SZA, SAA, VZA, VAA`` → file (degrees × ``angle_scale``, ``angle_fill`` = none);
         empty: the sun is computed from :attr:`time`, the view is ``view`` (degrees).
     """
-
     sensor: str
     product: str
     tile: str
@@ -171,7 +173,6 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
             deg[name] = a * scene.angle_scale
         out.update(cosines(deg["SZA"], deg["SAA"], deg["VZA"], deg["VAA"]))
     else:
-        from vercye_lai.acquire.bands import sun_angles
 
         sun = sun_angles(scene.time, grid, view_zenith=scene.view[0], view_azimuth=scene.view[1])
         out.update(angle_cosines(sun, transform=grid.transform, crs=grid.crs, shape=grid.shape))
@@ -182,7 +183,6 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
 class SceneMosaic:
     """The scenes of one date over a region's grid, one window at a time (as
     :class:`vercye_lai.acquire.safe.DateMosaic`)."""
-
     scenes: Sequence[Scene]
     grid: Grid
     region: object
@@ -212,8 +212,6 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     bool
         True when written, False when ``dst`` existed whole and was kept.
     """
-    from vercye_lai.acquire.safe import region_grid
-
     if keep_existing(dst, overwrite):
         return False
     with remote_env(scenes):
@@ -296,8 +294,6 @@ def earthdata_env() -> dict[str, str]:
 def remote_env(scenes: Sequence[Scene]) -> rasterio.Env:
     """The GDAL environment to read the scenes' files (remote ones: retries, no listing,
     Earthdata credentials for NASA hosts)."""
-    from vercye_lai.acquire.stac import GDAL_REMOTE_ENV
-
     hrefs = [str(h) for s in scenes for h in s.bands.values()]
     if not any(h.startswith(("http://", "https://", "/vsi", "s3://")) for h in hrefs):
         return rasterio.Env()
@@ -312,9 +308,6 @@ def acquire_scenes(region, options: Any, out_dir: Path, *, local: Callable[[list
     """The ``acquire`` of a scene source (``hls``, ``landsat``): the scenes of the files
     (``local(paths)``) or of the catalogue (``catalogue(catalog, geometry=, start=, end=,
     max_cloud=)``), stacked at ``options.resolution``; ``(date, sensor) → path`` in range."""
-    from vercye_lai.acquire import expand_patterns
-    from vercye_lai.errors import ConfigError
-
     if options.catalog:
         scenes = catalogue(options.catalog, geometry=region.shape(), start=region.start, end=region.end,
                            max_cloud=options.max_cloud)

@@ -12,14 +12,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vercye_lai.options import setting
+
 #: Classes masked by default: no data, defective, cloud shadow, clouds, cirrus, snow.
 DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 
 
 def scl_mask_setting():
     """The ``scl_mask`` field every Sentinel-2 source's options share (one help text)."""
-    from vercye_lai.options import setting
-
     return setting(
         DEFAULT_SCL_MASK, sep=",", min=0, max=11,
         help="SCL classes masked to nodata (comma-separated; '' masks none): 0 no data, "

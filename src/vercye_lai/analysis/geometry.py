@@ -28,7 +28,9 @@ from rasterio.windows import Window
 
 from vercye_lai.errors import DataIOError, InputError, gdal_reason
 from vercye_lai.grid import Grid
-from vercye_lai.io import nodata_mask, open_raster
+from vercye_lai.io import atomic_output, nodata_mask, open_raster
+from vercye_lai.regions import read_vector
+from vercye_lai.regions import safe_name as _safe
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -89,8 +91,6 @@ def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDat
     """
     import shapely
 
-    from vercye_lai.regions import read_vector
-
     gdf = read_vector(path, layer=layer, fid_as_index=True)
     empty = gdf.geometry.isna() | gdf.geometry.is_empty
     if empty.all():
@@ -137,8 +137,6 @@ def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> l
 
 def safe_name(value: object) -> str:
     """``value`` as a file-name fragment (``3.0`` → ``"3"``; see :func:`.regions.safe_name`)."""
-    from vercye_lai.regions import safe_name as _safe
-
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return _safe(str(value)) or "_"
@@ -184,7 +182,6 @@ class ZoneGrid:
     labels
         ``(layers, height, width)`` int32 labels, 0 = no zone, ``k`` = zone ``k`` (1-based).
     """
-
     window: Window
     grid: Grid
     labels: np.ndarray
@@ -195,7 +192,6 @@ class Zones:
 
     Subclasses implement :meth:`bounds_in` and :meth:`_rasterize`.
     """
-
     def __init__(self, names: list[str], *, path: str | Path) -> None:
         self.names = names
         self.path = Path(path)
@@ -247,7 +243,6 @@ class PolygonZones(Zones):
     all_touched
         Burn every pixel a polygon touches instead of the pixels whose centre it holds.
     """
-
     def __init__(self, gdf: gpd.GeoDataFrame, names: list[str], *, path: str | Path,
                  all_touched: bool = False) -> None:
         super().__init__(names, path=path)
@@ -306,7 +301,6 @@ class MaskZones(Zones):
     box of its crop pixels, then aligned to each LAI grid with nearest-neighbour
     resampling.
     """
-
     def __init__(self, path: str | Path, name: str) -> None:
         super().__init__([name], path=path)
         with open_raster(path) as ds:
@@ -375,7 +369,6 @@ def reproject_mask(mask_path: str | Path, out_path: str | Path, grid: Grid) -> P
     grid
         Target grid, usually the LAI grid from :func:`largest_grid`.
     """
-    from vercye_lai.io import atomic_output
     with open_raster(mask_path) as ds:
         data = ds.read(1)
         # nodata → 0 (not crop) first: GDAL would write the source nodata value into gaps

@@ -17,6 +17,7 @@ import numpy as np
 
 from vercye_lai.analysis.geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
 from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import open_raster
@@ -58,7 +59,6 @@ class AnalysisPlan:
     options
         How the statistics and maps are made.
     """
-
     lai_dir: Path
     outdir: Path
     region: str
@@ -224,7 +224,6 @@ def plan_analysis(
         raise InputError(f"start date {start} is after end date {end}")
     o = options
     if o.adjustment.lower().endswith(".json"):
-        from vercye_lai.analysis.timeseries import adjustment_calibration
 
         adjustment_calibration(o.adjustment)  # a bad or refit* calibration fails before any work
     if files is None:

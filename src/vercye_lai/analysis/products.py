@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from vercye_lai.errors import ConfigError
+from vercye_lai.errors import ConfigError, DependencyError
 from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ class StatsColumn:
         Smoothed by ``--smooth savgol`` (then an ``… Unsmoothed`` column keeps the values
         before smoothing, as the reference implementation writes them).
     """
-
     key: str
     header: str
     type: type
@@ -197,7 +196,6 @@ def write_all_zones(path: str | Path, csvs: dict[str, Path], fmt: str) -> Path:
             try:
                 import pyarrow  # noqa: F401
             except ImportError as exc:
-                from vercye_lai.errors import DependencyError
 
                 raise DependencyError("--format parquet needs pyarrow: pip install 'vercye-lai[parquet]'") from exc
             table.to_parquet(tmp, index=False)
@@ -205,7 +203,6 @@ def write_all_zones(path: str | Path, csvs: dict[str, Path], fmt: str) -> Path:
             try:
                 import xarray as xr
             except ImportError as exc:
-                from vercye_lai.errors import DependencyError
 
                 raise DependencyError("--format netcdf needs xarray and netCDF4: pip install 'vercye-lai[cube]'") from exc
             ds = xr.Dataset.from_dataframe(table.rename_axis("row"))

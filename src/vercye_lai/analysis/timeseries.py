@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vercye_lai.errors import ConfigError
+from vercye_lai.errors import ConfigError, DataIOError, InputError
+from vercye_lai.model.calibration import load_calibration
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,6 @@ def adjustment_calibration(path: str):
     InputError
         Not a calibration file, or one that needs band values (``refit*``).
     """
-    from vercye_lai.errors import DataIOError, InputError
-    from vercye_lai.model.calibration import load_calibration
-
     try:
         Path(path).stat()
     except OSError as exc:

@@ -28,11 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.errors import InputError, NoDataFoundError
 from vercye_lai.insitu.agreement import Agreement, plot_agreement
 from vercye_lai.io import open_raster, write_text_atomic
 from vercye_lai.naming import find_observations, flags_path, uncertainty_path
 from vercye_lai.options import Options, setting
+from vercye_lai.regions import read_vector
+from vercye_lai.stack import canonical_band, stack_scaling
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,6 @@ INSITU = "insitu"  # the in-situ value's column in the matched table
 @dataclass(frozen=True)
 class ValidateOptions(Options):
     """How in-situ points are read and matched (``vercye-lai validate``)."""
-
     date_column: str = setting("date", help="Column of the measurement dates (or times) in INSITU.")
     value_column: str = setting("lai", help="Column of the measured values in INSITU.")
     group_column: str | None = setting(
@@ -71,8 +73,6 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
         A column missing (naming those there are), dates that do not parse, or geometries
         that are not points (for the point mode).
     """
-    from vercye_lai.regions import read_vector
-
     g = read_vector(path, layer=options.layer)
     for c, opt in ((options.date_column, "--date-column"), (options.value_column, "--value-column"),
                    (options.group_column, "--group-column"), (options.zone_column, "--zone-column")):
@@ -94,7 +94,6 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
 
 class _Rasters:
     """Open rasters by path, each once (closed by :meth:`close`)."""
-
     def __init__(self) -> None:
         self._open: dict[Path, Any] = {}
 
@@ -135,7 +134,6 @@ def _pixels(ds: Any, x: float, y: float, buffer: float) -> tuple[Any, np.ndarray
 
 class _Coords:
     """The points' coordinates in each raster CRS met (reprojected once per CRS)."""
-
     def __init__(self, geometry: Any) -> None:
         self.geometry = geometry
         self._by_crs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -162,8 +160,6 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     NoDataFoundError
         No LAI raster of the region at all.
     """
-    from vercye_lai.stack import stack_scaling
-
     sensors = tuple(x.upper() for x in options.sensors)
     files = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=options.variable,
                               extensions=(".tif",))
@@ -229,8 +225,6 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
 
 def _stack_values(ds: Any, xy: tuple[float, float], buffer: float, stack_scaling: Any) -> dict[str, float]:
     """The stack's bands at the point, physical (mean of the valid pixels of the buffer)."""
-    from vercye_lai.stack import canonical_band
-
     px = _pixels(ds, *xy, buffer)
     if px is None:
         return {}
@@ -255,8 +249,6 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     InputError
         No ``zone_column``, or a series folder without an analysis manifest.
     """
-    from vercye_lai.analysis.manifest import zone_csvs
-
     if not options.zone_column:
         raise InputError("--series needs --zone-column: the column naming each point's zone")
     series_dir = Path(series_dir)

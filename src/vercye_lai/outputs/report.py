@@ -34,6 +34,7 @@ from vercye_lai import __version__
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import write_text_atomic
+from vercye_lai.regions import read_vector
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ def _zone_geometries(manifest: dict, names: list[str], crs, footprints: dict[str
     geometry = (fp.get("geometry") or [None])[0]
     if geometry and Path(geometry).exists() and Path(geometry).suffix.lower() not in (".tif", ".tiff", ".vrt"):
         try:
-            from vercye_lai.regions import read_vector
 
             g = read_vector(geometry)
             g = g.to_crs(crs if crs is not None else g.estimate_utm_crs())

@@ -41,6 +41,7 @@ from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import predict_block
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import check_model, load_options_calibration
+from vercye_lai.regions import read_vector
 from vercye_lai.stack import (
     ANGLE_BANDS,
     EE_INTEGER_SCALE,
@@ -72,7 +73,6 @@ _S2_NAME = re.compile(r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})")
 @dataclass(frozen=True)
 class TableOptions(Options):
     """How a table's rows become network inputs (``predict-table``, ``calibrate``)."""
-
     time_column: str | None = setting(
         None, default_help="a column named time/datetime/timestamp, or one of Sentinel-2 product names",
         help="Acquisition time (UTC unless it says otherwise) of each row, for the sun angles.")
@@ -95,7 +95,6 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     if suffix in VECTOR_SUFFIXES:
-        from vercye_lai.regions import read_vector
 
         return read_vector(path, layer=layer)
     try:
@@ -282,7 +281,6 @@ class TableInputs:
     NaN where a row lacks one; the angle cosines that were computed; the scaling used;
     the values as stored and the per-input map ``x = stored · a + b`` (predict folds it
     into the network, and so does :func:`predict_table`, so that rows equal pixels)."""
-
     x: np.ndarray
     computed: dict[str, np.ndarray]
     how: str
@@ -363,7 +361,6 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     InputError
         See :func:`table_inputs`; an output column the table already has.
     """
-
     networks = check_model(predict)
     calibration = load_options_calibration(predict)
     errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []

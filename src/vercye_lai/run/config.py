@@ -15,14 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vercye_lai.acquire import SOURCES, source
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import ConfigError
 from vercye_lai.options import Table, from_table
 from vercye_lai.predict import PredictOptions
+from vercye_lai.regions import load_region, region_geometry, region_path
 from vercye_lai.run.executor import EXECUTORS, DaskSettings
 
 STEPS = ("acquire", "mosaic", "predict", "analyze", "quicklook")
-SOURCES = ("local", "safe", "stac", "gee")
 
 #: zones (fields) an analysis part task covers on threads and Dask
 DEFAULT_ZONES_PER_TASK = 1000
@@ -31,7 +32,6 @@ DEFAULT_ZONES_PER_TASK = 1000
 @dataclass(frozen=True)
 class RegionConfig:
     """One ``[[regions]]`` entry: a name, its geometry (library or file) and a date range."""
-
     name: str
     start: dt.date
     end: dt.date
@@ -40,8 +40,6 @@ class RegionConfig:
 
     def geometry_path(self) -> Path:
         """The region's vector file (``{library}/{name}.geojson`` or ``geometry``)."""
-        from vercye_lai.regions import region_path
-
         if self.geometry is not None:
             return region_path(self.geometry)
         if self.library is None:
@@ -54,8 +52,6 @@ class RegionConfig:
 
     def shape(self):
         """The region geometry (shapely, EPSG:4326)."""
-        from vercye_lai.regions import load_region, region_geometry
-
         return region_geometry(load_region(self.geometry_path()))
 
 
@@ -63,13 +59,11 @@ class RegionConfig:
 class SourceConfig:
     """The ``[source]`` table: the kind of source and its options (that source module's
     ``Options``, see :mod:`vercye_lai.acquire`)."""
-
     kind: str
     options: Any
 
     @property
     def module(self):
-        from vercye_lai.acquire import source
 
         return source(self.kind)
 
@@ -80,7 +74,6 @@ class Layout:
 
     The run config has no key for it: the demo keeps its flat folders with it.
     """
-
     stacks: str = "stacks/{region}"
     lai: str = "lai/{region}"
     analysis: str = "analysis/{region}/{analysis}"
@@ -91,7 +84,6 @@ class Layout:
 class AnalysisConfig:
     """One ``[[analyses]]`` entry: a name, the fields or crop mask, the regions it covers and
     the :class:`~vercye_lai.analysis.options.AnalysisOptions`."""
-
     name: str
     geometry: Path
     options: AnalysisOptions = AnalysisOptions()
@@ -102,7 +94,6 @@ class AnalysisConfig:
 @dataclass(frozen=True)
 class RunConfig:
     """A validated run configuration (see :func:`load_config`)."""
-
     output_root: Path
     resolution: float
     regions: tuple[RegionConfig, ...]
@@ -176,8 +167,6 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
 def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tuple[SourceConfig, ...]:
     """``[source]`` (one table) or ``[[source]]`` (a list: one region's season from several
     sensors, e.g. Sentinel-2 SAFEs and HLS granules)."""
-    from vercye_lai.acquire import SOURCES, source
-
     raw = doc.data.get("source", {"kind": "local"})
     items = raw if isinstance(raw, list) else [raw]
     doc.used.add("source")

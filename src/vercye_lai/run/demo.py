@@ -18,8 +18,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vercye_lai.io import up_to_date
+from vercye_lai.acquire.bands import Options as BandsOptions
+from vercye_lai.acquire.bands import newest_per_date
+from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.errors import DependencyError
+from vercye_lai.insitu.validate import (
+    ValidateOptions,
+    agreement_tables,
+    match_series,
+    metrics_markdown,
+    read_insitu,
+    write_validation,
+)
+from vercye_lai.io import atomic_output, up_to_date
+from vercye_lai.naming import RasterName
+from vercye_lai.outputs.apsim import export_apsim
+from vercye_lai.outputs.catalog import write_catalog
+from vercye_lai.outputs.cube import build_cube
+from vercye_lai.outputs.report import write_report
 from vercye_lai.predict import PredictOptions
+from vercye_lai.run import run_pipeline
+from vercye_lai.run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
 
 if TYPE_CHECKING:
     from vercye_lai.run import RunConfig, RunSummary
@@ -36,7 +55,6 @@ StepFn = Callable[[str, int, int], None]  # (step, done, total; 0: not known)
 @dataclass
 class DemoResult:
     """Where the demo put its outputs."""
-
     out_dir: Path
     summary: RunSummary | None = None
     stacks: list[Path] = field(default_factory=list)
@@ -52,12 +70,6 @@ class DemoResult:
 def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[str, Path | str]:
     """The season cube, the APSIM observed table, the STAC catalogue and the report of the
     demo (each made again only when its inputs changed); a missing extra is said, not fatal."""
-    from vercye_lai.errors import DependencyError
-    from vercye_lai.outputs.apsim import export_apsim
-    from vercye_lai.outputs.catalog import write_catalog
-    from vercye_lai.outputs.cube import build_cube
-    from vercye_lai.outputs.report import write_report
-
     jobs = {
         "cube": (out / f"{DEMO_REGION}_{DEMO_RESOLUTION}m_LAI.nc", lai,
                  lambda p: build_cube(out / "lai", p, region=DEMO_REGION, resolution=DEMO_RESOLUTION)),
@@ -102,9 +114,6 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
     import rasterio
     from rasterio.plot import plotting_extent
 
-    from vercye_lai.io import atomic_output
-    from vercye_lai.naming import RasterName
-
     if not lai_paths:
         raise ValueError("no LAI rasters to plot")
     pick = np.unique(np.linspace(0, len(lai_paths) - 1, min(max_panels, len(lai_paths))).round().astype(int))
@@ -148,11 +157,6 @@ def demo_config(out_dir: str | Path, *, workers: int | None = None) -> RunConfig
     """The demo as a run config: the bundled reflectance files (source ``bands``, no
     clipping) → SL2P LAI → each field alone with the wheat adjustment → quicklooks, in
     the demo's flat folders (``stacks/``, ``lai/``, ``analysis/``)."""
-    from vercye_lai.acquire.bands import Options as BandsOptions
-    from vercye_lai.acquire.bands import newest_per_date
-    from vercye_lai.analysis.options import AnalysisOptions
-    from vercye_lai.run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
-
     files = sorted(Path(str(DEMO_DATA / "srf")).glob("*.tif"))
     dates = list(newest_per_date(files))  # the season: first to last date with a file
     return RunConfig(
@@ -181,16 +185,6 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     DemoResult
         The stacks, LAI products and figures written.
     """
-    from vercye_lai.insitu.validate import (
-        ValidateOptions,
-        agreement_tables,
-        match_series,
-        metrics_markdown,
-        read_insitu,
-        write_validation,
-    )
-    from vercye_lai.run import run_pipeline
-
     out = Path(out_dir)
     res = DemoResult(out)
     counts: dict[str, int] = {}

@@ -27,6 +27,7 @@ from typing import Any
 
 from vercye_lai.errors import ConfigError, require
 from vercye_lai.options import Options, setting
+from vercye_lai.system import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ class DaskSettings(Options):
     job settings (``cores`` … ``local_directory``) are dask-jobqueue's: one job =
     ``processes`` workers sharing ``cores``.
     """
-
     cluster: str = setting(
         "local", choices=CLUSTERS,
         help="local (a LocalCluster of processes), slurm or pbs (dask-jobqueue).")
@@ -85,7 +85,6 @@ class DaskSettings(Options):
 
 class Executor:
     """Runs tasks. Subclasses: :class:`SerialExecutor`, :class:`ThreadExecutor`, :class:`DaskExecutor`."""
-
     kind = "base"
     #: parallel slots, for sizing work (e.g. how many part tasks a date is split into)
     workers = 1
@@ -104,7 +103,6 @@ class Executor:
 
     def close(self) -> None:
         """Release threads, workers or the cluster."""
-
     def __enter__(self) -> Executor:
         return self
 
@@ -114,7 +112,6 @@ class Executor:
 
 class SerialExecutor(Executor):
     """Runs each task at once, in this process and thread (debugging, tiny runs)."""
-
     kind = "serial"
 
     def submit(self, fn, /, *args, key=None, **kwargs):
@@ -128,11 +125,9 @@ class SerialExecutor(Executor):
 
 class ThreadExecutor(Executor):
     """A thread pool in this process: the default on one machine (GDAL and numpy release the GIL)."""
-
     kind = "threads"
 
     def __init__(self, workers: int | None = None) -> None:
-        from vercye_lai.system import default_workers
 
         self.workers = workers or default_workers()
         self._pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="run")
@@ -166,7 +161,6 @@ def _worker_plugin(gdal_cache_mb: int):
 
     class SingleThreadLibraries(distributed.WorkerPlugin):
         """Applies :func:`worker_env` in every worker, also on clusters we did not start."""
-
         name = "vercye-lai-single-thread"
 
         def __init__(self, cache_mb: int) -> None:
@@ -215,7 +209,6 @@ class DaskExecutor(Executor):
     client
         An existing ``distributed.Client`` to use (it is not closed).
     """
-
     kind = "dask"
 
     def __init__(self, settings: DaskSettings | None = None, *, client: Any = None) -> None:
@@ -261,7 +254,6 @@ def make_cluster(settings: DaskSettings):
     """Start the cluster of ``settings.cluster`` (``local``, ``slurm``, ``pbs``)."""
     if settings.cluster == "local":
         distributed = require("distributed", "dask")
-        from vercye_lai.system import default_workers
 
         return distributed.LocalCluster(
             n_workers=settings.n_workers or default_workers(),

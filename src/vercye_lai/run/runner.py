@@ -32,8 +32,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from vercye_lai.acquire.mosaic import build_vrt, find_parts
 from vercye_lai.analysis import manifest, tasks
+from vercye_lai.analysis.manifest import read_manifest
 from vercye_lai.analysis.plan import plan_analysis
+from vercye_lai.analysis.quicklook import quicklook, quicklook_path
 from vercye_lai.errors import (
     NO_SPACE,
     ConfigError,
@@ -43,7 +46,18 @@ from vercye_lai.errors import (
     error_text,
 )
 from vercye_lai.io import up_to_date
-from vercye_lai.naming import SENSORS, find_observations
+from vercye_lai.naming import SENSORS, find_observations, stack_name
+from vercye_lai.outputs.catalog import write_catalog
+from vercye_lai.outputs.report import write_report
+from vercye_lai.predict import (
+    assemble_parts,
+    part_key,
+    part_path,
+    plan_predict,
+    predict_file,
+    predict_windows_to_part,
+    stack_windows,
+)
 from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
 from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token, window_groups
@@ -147,8 +161,6 @@ LANDSAT_RESOLUTION = 30.0  # HLS and Landsat stacks (hls, landsat and gee source
 def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.date, str], list[Path]]:
     """Dates (and sensors) whose stack is split into parts (``…_{date}[_{SENSOR}]-{n}-{m}.tif``):
     these need a VRT. Sentinel-2 at the run's resolution, Landsat/HLS at 30 m."""
-    from vercye_lai.acquire.mosaic import find_parts
-
     found: dict[tuple[dt.date, str], list[Path]] = {}
     error: NoDataFoundError | None = None
     for sensor in SENSORS:
@@ -172,9 +184,6 @@ def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.dat
 
 def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
     """One VRT per date split into parts (in ``stacks/{region}``); single stacks need none."""
-    from vercye_lai.acquire.mosaic import build_vrt
-    from vercye_lai.naming import stack_name
-
     st = StepLog("mosaic", on_unit)
     for r in cfg.regions:
         try:
@@ -219,16 +228,6 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     (memory bounded by the blocks of one date). Dask: each date split into part tasks of
     about ``predict.part_pixels`` pixels and one task assembling them.
     """
-    from vercye_lai.predict import (
-        assemble_parts,
-        part_key,
-        part_path,
-        plan_predict,
-        predict_file,
-        predict_windows_to_part,
-        stack_windows,
-    )
-
     st = StepLog("predict", on_unit)
     options = predict_options(cfg, workers=1 if ex.kind == "dask" else ex.workers)
     units: list[tuple[str, Any]] = []
@@ -360,7 +359,6 @@ _PYPLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a ti
 
 
 def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
-    from vercye_lai.analysis.quicklook import quicklook
 
     with _PYPLOT_LOCK:
         return quicklook(csv, max_tif, geometry_path=geometry)
@@ -369,9 +367,6 @@ def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
 def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                    on_unit: UnitFn | None = None) -> StepSummary:
     """A PNG per analysed zone with a max-LAI map; skipped when newer than its CSV and map."""
-    from vercye_lai.analysis.manifest import read_manifest
-    from vercye_lai.analysis.quicklook import quicklook_path
-
     st = StepLog("quicklook", on_unit)
     futures = {}
     for r, a in _analyses(cfg):
@@ -496,8 +491,6 @@ def run_pipeline(
 def publish(root: Path) -> list[Path]:
     """What a run writes beside its products for other tools: the STAC catalogue and the
     HTML report. A failure here is logged, never the run's: the products are all there."""
-    from vercye_lai.outputs.catalog import write_catalog
-
     written = []
     for what, fn in (("STAC catalogue", write_catalog), ("report", _report)):
         try:
@@ -512,6 +505,5 @@ def publish(root: Path) -> list[Path]:
 
 
 def _report(root: Path) -> Path:
-    from vercye_lai.outputs.report import write_report
 
     return write_report(root)
