@@ -31,6 +31,8 @@ BEGIN = "<!-- cli-reference:begin -->"
 END = "<!-- cli-reference:end -->"
 #: mkdocs-click's preprocessor runs at priority 141; this one right after it
 PRIORITY = 140
+#: an entry of mkdocs-click's list of subcommands: ``- *[name](#anchor)*: short help``
+SUBCOMMAND = re.compile(r"^- \*\[[^]]*\]\(#[^)]*\)\*: ")
 
 
 def _escape(text: str) -> str:
@@ -86,8 +88,13 @@ def tidy(lines: list[str]) -> list[str]:
         flush()
         if line.startswith("|"):
             out.append(_row(line))
-        elif line.startswith("#") or line.startswith("**Usage:**") or line.startswith("**Options:**"):
+        elif line.startswith("#") or line.startswith("**"):  # headings, mkdocs-click's labels
             out.append(line)
+        elif SUBCOMMAND.match(line):  # mkdocs-click's list of subcommands: keep the link
+            m = SUBCOMMAND.match(line)
+            out.append(m.group(0) + _escape(line[m.end():]))
+            in_list = True
+            continue
         elif line.startswith("- "):
             if not in_list and out and out[-1].strip():
                 out.append("")

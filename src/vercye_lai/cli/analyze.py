@@ -8,29 +8,20 @@ from pathlib import Path
 import click
 
 from vercye_lai.analysis.options import AnalysisOptions
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    date_options,
-    from_cli,
-    out_dir_option,
-    region_option,
-    resolution_option,
-    resolve_inout,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console, progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("analyze", epilog=ALIASES_EPILOG)
+@click.command("analyze", epilog=opts.ALIASES_EPILOG)
 @click.argument("paths", nargs=-1, metavar="LAI_DIR GEOMETRY_PATH [OUT_DIR]",
                 type=click.Path(path_type=Path))
-@region_option(required=False)
-@out_dir_option(required=False, help="Output folder for the CSVs and max-LAI maps (created).")
-@resolution_option
-@date_options(required=False)
-@click_options(AnalysisOptions)
+@opts.region_option(required=False)
+@opts.out_dir_option(required=False, help="Output folder for the CSVs and max-LAI maps (created).")
+@opts.resolution_option
+@opts.date_options(required=False)
+@opts.click_options(AnalysisOptions)
 def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     """Per-day LAI statistics of GEOMETRY_PATH from LAI_DIR/{REGION}_{res}m_{date}_LAI.tif.
 
@@ -49,10 +40,10 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     if len(paths) == 4 and region is None and out_dir is None:  # LAI_DIR OUTDIR REGION GEOMETRY
         lai_dir, out_dir, region, geometry_path = paths[0], paths[1], str(paths[2]), paths[3]
     else:
-        (lai_dir, geometry_path), out_dir = resolve_inout(paths, out_dir, inputs=2, what="OUT_DIR")
+        (lai_dir, geometry_path), out_dir = opts.resolve_inout(paths, out_dir, inputs=2, what="OUT_DIR")
     if region is None:
         raise click.UsageError("give --region NAME (the {region} of the LAI file names)")
-    options = from_cli(AnalysisOptions, params)
+    options = opts.from_cli(AnalysisOptions, params)
     from vercye_lai.analysis import analyze
 
     with progress_bar(transient=True) as bar:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import ALIASES_EPILOG, out_dir_option, overwrite_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("build-library", epilog=ALIASES_EPILOG)
+@click.command("build-library", epilog=opts.ALIASES_EPILOG)
 @click.argument("shpfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@out_dir_option(help="Library folder; one {name}.geojson per feature is written here.")
+@opts.out_dir_option(help="Library folder; one {name}.geojson per feature is written here.")
 @click.option(
     "--admin-name-col",
     "--admin_name_col",
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
     help="Column giving the administrative level; a file mixing levels is refused "
     "[default: the first of admin_level, adm_level, level, gadm_level that exists].",
 )
-@overwrite_option
+@opts.overwrite_option
 @click.option("--verbose", is_flag=True, help="List each region as it is written or kept.")
 def command(
     shpfile: Path,

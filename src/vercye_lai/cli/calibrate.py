@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import click_options, from_cli, option, output_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
 from vercye_lai.insitu.calibrate import CHOICES
 from vercye_lai.predict import PredictOptions
@@ -18,16 +18,16 @@ log = logging.getLogger(__name__)
 
 @click.command("calibrate")
 @click.argument("matched", metavar="MATCHED", type=click.Path(dir_okay=False, path_type=Path))
-@option("--group", "group_column", required=True,
+@opts.option("--group", "group_column", required=True,
         help="Column of the groups held out one at a time (a site, a field, a year).")
-@output_option(help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md). Required.")
-@option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
-@option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
+@opts.output_option(help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md). Required.")
+@opts.option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
+@opts.option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
              "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); auto: chosen by "
              "an inner cross-validation.")
-@click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration"))
-@click_options(TableOptions)
+@opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration"))
+@opts.click_options(TableOptions)
 def command(matched, group_column, output, insitu_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it
     by leave-one-group-out cross-validation (each group predicted by a fit on the others,
@@ -52,8 +52,8 @@ def command(matched, group_column, output, insitu_column, method, **params):
     out = output
     from vercye_lai.predict.table import read_table
 
-    predict = from_cli(PredictOptions, params, workers=1)
-    options = from_cli(TableOptions, params)
+    predict = opts.from_cli(PredictOptions, params, workers=1)
+    options = opts.from_cli(TableOptions, params)
     df = read_table(matched, layer=options.layer)
     data = calibration_data(df, matched, group_column=group_column, insitu_column=insitu_column,
                             predict=predict, options=options, method=method)

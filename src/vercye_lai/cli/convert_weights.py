@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import output_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console
 from vercye_lai.model import VARIABLES
 from vercye_lai.model.convert import FORMATS, convert_weights
@@ -17,7 +17,7 @@ from vercye_lai.model.convert import FORMATS, convert_weights
 @click.argument("variable", type=click.Choice(list(VARIABLES), case_sensitive=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="npz", show_default=True,
               help="npz (numpy, loadable with --model) or pth (torch; needs the 'torch' extra).")
-@output_option(help="Output file [default: {CSV stem}_{VARIABLE}.{format} beside the CSV].")
+@opts.output_option(help="Output file [default: {CSV stem}_{VARIABLE}.{format} beside the CSV].")
 def command(csv_path, variable, fmt, output):
     """Convert one VARIABLE's network from an SL2P CSV in the Earth Engine/LEAF layout.
 

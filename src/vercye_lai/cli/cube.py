@@ -6,25 +6,25 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import date_options, option, region_option, resolution_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 
 
 @click.command("cube")
 @click.argument("lai_dir", metavar="LAI_DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT.{nc,zarr}", type=click.Path(path_type=Path))
-@region_option()
-@resolution_option
-@date_options(required=False)
-@option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@opts.region_option()
+@opts.resolution_option
+@opts.date_options(required=False)
+@opts.option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="Cut the cube to the bounds of this vector file (any CRS).")
-@option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
+@opts.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
         help="Cut the cube to this lon/lat box (EPSG:4326).")
-@option("--like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@opts.option("--like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="Put every date on this raster's grid (default: the first date's).")
-@option("--variable", "variables", multiple=True, default=("LAI",), show_default=True,
+@opts.option("--variable", "variables", multiple=True, default=("LAI",), show_default=True,
         help="Product variables to include (repeat); flags and uncertainty come along where they exist.")
-@option("--sensors", default="s2,s30,l30,l8,l9", show_default=True,
+@opts.option("--sensors", default="s2,s30,l30,l8,l9", show_default=True,
         help="Sensors whose products go in (one time step per product).")
 def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bbox, like, variables, sensors):
     """Write the season of REGION in LAI_DIR as one (time, y, x) dataset: NetCDF-4 (.nc) or

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import ALIASES_EPILOG, out_dir_option, workers_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 from vercye_lai.run.demo import run_demo
 
 
-@click.command("demo", epilog=ALIASES_EPILOG)
-@out_dir_option(required=False, default=Path("vercye-lai-demo"), help="Output folder.")
-@workers_option
+@click.command("demo", epilog=opts.ALIASES_EPILOG)
+@opts.out_dir_option(required=False, default=Path("vercye-lai-demo"), help="Output folder.")
+@opts.workers_option
 def command(out_dir, workers):
     """Run the pipeline on bundled real Sentinel-2 data (no network, about a minute).
 

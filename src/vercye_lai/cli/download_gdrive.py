@@ -7,14 +7,14 @@ import logging
 import click
 
 from vercye_lai.acquire import gdrive
-from vercye_lai.cli.options import ALIASES_EPILOG, no_input_option, out_dir_option, overwrite_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 from vercye_lai.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
 
-@click.command(name="download-gdrive", epilog=ALIASES_EPILOG)
+@click.command(name="download-gdrive", epilog=opts.ALIASES_EPILOG)
 @click.option(
     "--secret-json",
     type=click.Path(dir_okay=False),
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
     "when --token holds no valid token.",
 )
 @click.option("--folder-id", required=True, help="Drive folder id (last part of the folder's URL).")
-@out_dir_option(help="Local folder to download into (created if missing).")
+@opts.out_dir_option(help="Local folder to download into (created if missing).")
 @click.option(
     "--token",
     type=click.Path(dir_okay=False),
@@ -61,8 +61,8 @@ log = logging.getLogger(__name__)
     show_default=True,
     help="Retries of a request on transient errors (429, 5xx, network), backing off.",
 )
-@overwrite_option
-@no_input_option
+@opts.overwrite_option
+@opts.no_input_option
 def command(
     secret_json, folder_id, out_dir, token, auth, port, pattern, chunk_mb, retries, overwrite, no_input
 ):

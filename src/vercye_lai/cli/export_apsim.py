@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
 
 
 @click.command("export-apsim")
 @click.argument("analysis_dir", metavar="ANALYSIS_DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT.csv", type=click.Path(dir_okay=False, path_type=Path))
-@option("--crop", required=True, help="APSIM crop model name, e.g. Wheat or Maize: the column is {Crop}.Leaf.LAI.")
-@option("--template", default="{zone}", show_default=True,
+@opts.option("--crop", required=True, help="APSIM crop model name, e.g. Wheat or Maize: the column is {Crop}.Leaf.LAI.")
+@opts.option("--template", default="{zone}", show_default=True,
         help="SimulationName of each zone: {zone} and {region} are replaced.")
-@option("--region", default="", help="The {region} of --template.")
-@option("--statistic", type=click.Choice(["mean", "median"]), default="mean", show_default=True,
+@opts.option("--region", default="", help="The {region} of --template.")
+@opts.option("--statistic", type=click.Choice(["mean", "median"]), default="mean", show_default=True,
         help="Zone statistic.")
-@option("--adjusted", is_flag=True, help="The adjusted LAI (analyze --adjustment) instead of the estimate.")
+@opts.option("--adjusted", is_flag=True, help="The adjusted LAI (analyze --adjustment) instead of the estimate.")
 def command(analysis_dir, out, crop, template, region, statistic, adjusted):
     """Write the observed LAI of ANALYSIS_DIR (an analyze or run output folder) as the table
     APSIM NG's PredictedObserved reads: SimulationName, Clock.Today, {Crop}.Leaf.LAI — one

@@ -8,27 +8,18 @@ from pathlib import Path
 import click
 
 from vercye_lai.acquire import gee
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    date_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    resolution_option,
-    resolve_region,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 from vercye_lai.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
 
-@click.command(name="export-gee", epilog=ALIASES_EPILOG)
-@region_source_options
-@date_options()
-@resolution_option
-@click_options(gee.Options, exclude=("timeout",))
+@click.command(name="export-gee", epilog=opts.ALIASES_EPILOG)
+@opts.region_source_options
+@opts.date_options()
+@opts.resolution_option
+@opts.click_options(gee.Options, exclude=("timeout",))
 @click.option(
     "--state-file",
     type=click.Path(dir_okay=False),
@@ -45,7 +36,7 @@ log = logging.getLogger(__name__)
     default=None,
     help="With --wait: stop polling after this many seconds.",
 )
-@overwrite_option
+@opts.overwrite_option
 def command(region, library, shpfile, start_date, end_date, resolution, state_file, dry_run, wait,
             timeout, overwrite, **params):
     """Export one 11-band stack per date from Earth Engine to Google Drive.
@@ -65,8 +56,8 @@ def command(region, library, shpfile, start_date, end_date, resolution, state_fi
     Needs the 'gee' extra (pip install 'vercye-lai[gee]') and an authenticated account:
     on a headless server run `earthengine authenticate --auth_mode=notebook` once.
     """
-    name, geometry = resolve_region(region, library, shpfile)
-    options = from_cli(gee.Options, params, timeout=timeout)
+    name, geometry = opts.resolve_region(region, library, shpfile)
+    options = opts.from_cli(gee.Options, params, timeout=timeout)
     res = int(resolution) if float(resolution).is_integer() else resolution
     state_file = Path(state_file or f"{name}_{res}m_gee_tasks.json")
     with progress_bar() as progress:

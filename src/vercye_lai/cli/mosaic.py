@@ -7,25 +7,18 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    out_dir_option,
-    overwrite_option,
-    region_option,
-    resolution_option,
-    resolve_inout,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("mosaic", epilog=ALIASES_EPILOG)
+@click.command("mosaic", epilog=opts.ALIASES_EPILOG)
 @click.argument("paths", nargs=-1, metavar="IN_DIR [VRT_DIR]")
-@region_option(required=False)
-@out_dir_option(required=False, help="Output folder of the VRTs (created).")
-@resolution_option
-@overwrite_option
+@opts.region_option(required=False)
+@opts.out_dir_option(required=False, help="Output folder of the VRTs (created).")
+@opts.resolution_option
+@opts.overwrite_option
 def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
     """Mosaic the parts of each date into VRT_DIR/{REGION}_{RESOLUTION}m_{date}.vrt.
 
@@ -43,7 +36,7 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
     if len(paths) == 4 and region is None and out_dir is None:  # REGION IN_DIR VRT_DIR RESOLUTION
         region, res, out_dir, paths = paths[0], paths[3], Path(paths[2]), paths[1:2]
         resolution = click.FLOAT.convert(res, None, click.get_current_context())
-    (in_dir,), vrt_dir = resolve_inout(paths, out_dir, inputs=1, what="VRT_DIR")
+    (in_dir,), vrt_dir = opts.resolve_inout(paths, out_dir, inputs=1, what="VRT_DIR")
     in_dir = Path(in_dir)
     if region is None:
         raise click.UsageError("give --region NAME (the {region} of the file names)")

@@ -7,18 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    date_options,
-    from_cli,
-    out_dir_option,
-    overwrite_option,
-    region_option,
-    resolution_option,
-    resolve_inout,
-    workers_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 from vercye_lai.predict import PredictOptions, PredictResult, predict_dir
 from vercye_lai.system import default_workers
@@ -26,15 +15,15 @@ from vercye_lai.system import default_workers
 log = logging.getLogger(__name__)
 
 
-@click.command("predict", epilog=ALIASES_EPILOG)
+@click.command("predict", epilog=opts.ALIASES_EPILOG)
 @click.argument("paths", nargs=-1, metavar="S2_DIR [LAI_DIR]", type=click.Path(path_type=Path))
-@region_option(help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
-@out_dir_option(required=False, help="Output folder of the products (created).")
-@resolution_option
-@date_options(required=False)
-@click_options(PredictOptions)
-@workers_option
-@overwrite_option
+@opts.region_option(help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
+@opts.out_dir_option(required=False, help="Output folder of the products (created).")
+@opts.resolution_option
+@opts.date_options(required=False)
+@opts.click_options(PredictOptions)
+@opts.workers_option
+@opts.overwrite_option
 def command(paths, region, out_dir, resolution, start_date, end_date, workers, overwrite, **params):
     """Predict LAI for every date of REGION: S2_DIR/{region}_{res}m_{date}.{vrt,tif}
     -> LAI_DIR/{region}_{res}m_{date}_LAI.tif.
@@ -52,8 +41,8 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
     Example:
       vercye-lai predict stacks/ --region poltava -o lai/ --variable LAI --variable FAPAR
     """
-    (s2_dir,), lai_dir = resolve_inout(paths, out_dir, inputs=1, what="LAI_DIR")
-    options = from_cli(PredictOptions, params, workers=workers or default_workers(),
+    (s2_dir,), lai_dir = opts.resolve_inout(paths, out_dir, inputs=1, what="LAI_DIR")
+    options = opts.from_cli(PredictOptions, params, workers=workers or default_workers(),
                        overwrite=overwrite)
     with progress_bar() as bar:
         overall = bar.add_task("dates", total=None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import click_options, from_cli
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
 from vercye_lai.predict import PredictOptions
 from vercye_lai.predict.table import TableOptions, predict_table, read_table, write_table
@@ -21,8 +21,8 @@ _RASTER_ONLY = ("flags", "cog", "block_size")
 @click.command("predict-table")
 @click.argument("table", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
-@click_options(PredictOptions, exclude=_RASTER_ONLY)
-@click_options(TableOptions)
+@opts.click_options(PredictOptions, exclude=_RASTER_ONLY)
+@opts.click_options(TableOptions)
 def command(table, out, **params):
     """Predict LAI (or another variable) for every row of IN; write IN plus the results to OUT.
 
@@ -42,8 +42,8 @@ def command(table, out, **params):
     Example:
       vercye-lai predict-table samples.csv samples_lai.csv --model sl2p --uncertainty
     """
-    predict = from_cli(PredictOptions, params, workers=1)
-    options = from_cli(TableOptions, params)
+    predict = opts.from_cli(PredictOptions, params, workers=1)
+    options = opts.from_cli(TableOptions, params)
     df = read_table(table, layer=options.layer)
     res = predict_table(df, predict=predict, options=options, path=table)
     write_table(res, out)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import output_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @click.command("quicklook")
 @click.argument("csv", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("max_tif", metavar="MAX", type=click.Path(dir_okay=False, path_type=Path))
-@output_option(help="PNG to write [default: {stem}_QUICKLOOK.png beside CSV].")
+@opts.output_option(help="PNG to write [default: {stem}_QUICKLOOK.png beside CSV].")
 @click.option("--geometry", "geometry_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None,
               help="Vector file to outline on the map [default: the outline of the map's "

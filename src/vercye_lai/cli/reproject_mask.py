@@ -7,29 +7,23 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    option,
-    output_option,
-    resolution_option,
-    resolve_inout,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console
 
 log = logging.getLogger(__name__)
 
 
-@click.command("reproject-mask", epilog=ALIASES_EPILOG)
+@click.command("reproject-mask", epilog=opts.ALIASES_EPILOG)
 @click.argument("paths", nargs=-1, metavar="MASK [OUT]", type=click.Path(dir_okay=False, path_type=Path))
-@output_option(help="The aligned mask to write (or OUT, the last argument).")
+@opts.output_option(help="The aligned mask to write (or OUT, the last argument).")
 @click.option("--lai-path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="An LAI raster whose grid the mask takes.")
 @click.option("--lai-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of {region}_{res}m_{date}_LAI.tif: the mask takes the grid of the "
               "largest one (with --lai-region).")
-@option("--region", "--lai-region", "lai_region", default=None,
+@opts.option("--region", "--lai-region", "lai_region", default=None,
         help="Region name of the files in --lai-dir.")
-@resolution_option
+@opts.resolution_option
 @click.option("--variable", default="LAI", show_default=True,
               help="Product suffix of the files in --lai-dir.")
 def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
@@ -43,7 +37,7 @@ def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     from vercye_lai.analysis import largest_grid, reproject_mask
     from vercye_lai.naming import find_rasters
 
-    (mask,), out = resolve_inout(paths, output, inputs=1, what="OUT")
+    (mask,), out = opts.resolve_inout(paths, output, inputs=1, what="OUT")
     if (lai_path is None) == (lai_dir is None) or (lai_dir is not None and not lai_region):
         raise click.UsageError("give --lai-path P, or --lai-dir D with --region R")
     paths = ([lai_path] if lai_path is not None else

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import no_input_option
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 from vercye_lai.run import STEPS
 from vercye_lai.run.executor import EXECUTORS
@@ -75,7 +75,7 @@ def _print_summary(summary) -> None:
               help="Override executor.kind of the config.")
 @click.option("--scheduler-address", default=None, metavar="ADDRESS",
               help="Use a running Dask scheduler (implies --executor dask).")
-@no_input_option
+@opts.no_input_option
 def command(config, example_config, dry_run, only, executor, scheduler_address, no_input):
     """Run acquire -> mosaic -> predict -> analyze -> quicklook for every region of CONFIG.
 

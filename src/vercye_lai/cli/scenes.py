@@ -8,17 +8,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import (
-    check_source,
-    click_options,
-    date_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    resolution_option_of,
-    resolve_region,
-    stack_out_dir_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 
 
@@ -28,8 +18,8 @@ def scene_source_options(options_type: type):
 
     def decorator(f):
         for deco in reversed((click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path)),
-                              region_source_options, resolution_option_of(30), date_options(required=False),
-                              stack_out_dir_option, click_options(options_type), overwrite_option)):
+                              opts.region_source_options, opts.resolution_option_of(30), opts.date_options(required=False),
+                              opts.stack_out_dir_option, opts.click_options(options_type), opts.overwrite_option)):
             f = deco(f)
         return f
 
@@ -43,9 +33,9 @@ def stack_scene_source(name: str, options_type: type, params: dict, *, paths, re
     (``catalogue(catalog, options, geometry=, start=, end=)``), with a progress bar."""
     from vercye_lai.acquire.scene import stack_scenes
 
-    o = from_cli(options_type, params, paths=paths)
-    region_name, geometry = resolve_region(region, library, shpfile)
-    check_source(paths, o.catalog, start_date, end_date)
+    o = opts.from_cli(options_type, params, paths=paths)
+    region_name, geometry = opts.resolve_region(region, library, shpfile)
+    opts.check_source(paths, o.catalog, start_date, end_date)
     scenes = (catalogue(o.catalog, o, geometry=geometry, start=start_date, end=end_date) if o.catalog
               else local(paths, o))
     with progress_bar() as bar:

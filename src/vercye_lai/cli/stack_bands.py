@@ -10,16 +10,7 @@ from pathlib import Path
 import click
 
 from vercye_lai.acquire import Region, bands
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    from_cli,
-    option,
-    overwrite_option,
-    region_source_options,
-    resolve_region,
-    stack_out_dir_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
@@ -29,12 +20,12 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
-@click.command("stack-bands", epilog=ALIASES_EPILOG)
+@click.command("stack-bands", epilog=opts.ALIASES_EPILOG)
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@region_source_options
-@option(
+@opts.region_source_options
+@opts.option(
     "--resolution",
     "--res",
     "resolution",
@@ -42,7 +33,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     default=None,
     help="Output pixel size in metres [default: the input's own].",
 )
-@stack_out_dir_option
+@opts.stack_out_dir_option
 @click.option(
     "--time",
     "when",
@@ -51,8 +42,8 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     help="Acquisition time in UTC (one FILE only) [default: from the Sentinel-2 product name "
     "in the file name, e.g. S2A_MSIL2A_20220305T102921_…].",
 )
-@click_options(bands.Options)
-@overwrite_option
+@opts.click_options(bands.Options)
+@opts.overwrite_option
 def command(files: tuple[Path, ...], region: str | None, library: str | None, shpfile: str | None,
             resolution: float | None, out_dir: Path, when: dt.datetime | None, overwrite: bool,
             **params) -> None:
@@ -84,8 +75,8 @@ def command(files: tuple[Path, ...], region: str | None, library: str | None, sh
         )
     geometry = None
     if library or shpfile:
-        region, geometry = resolve_region(region, library, shpfile)
-    options = from_cli(bands.Options, params, files=files)
+        region, geometry = opts.resolve_region(region, library, shpfile)
+    options = opts.from_cli(bands.Options, params, files=files)
     log.info(
         "view geometry assumed: zenith %g°, azimuth %g° (cosVZA = %.4f)",
         options.view_zenith,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from vercye_lai.acquire.hls import Options
-from vercye_lai.cli.options import ALIASES_EPILOG
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.scenes import scene_source_options, stack_scene_source
 
 
-@click.command("stack-hls", epilog=ALIASES_EPILOG)
+@click.command("stack-hls", epilog=opts.ALIASES_EPILOG)
 @scene_source_options(Options)
 def command(paths, region, library, shpfile, resolution, start_date, end_date, out_dir, overwrite, **params) -> None:
     """Build one stack per date and product from HLS v2.0 (or v1.5) granules.

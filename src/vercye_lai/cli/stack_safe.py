@@ -8,28 +8,19 @@ from pathlib import Path
 import click
 
 from vercye_lai.acquire.safe import Options
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    resolution_option,
-    resolve_region,
-    stack_out_dir_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-@click.command("stack-safe", epilog=ALIASES_EPILOG)
+@click.command("stack-safe", epilog=opts.ALIASES_EPILOG)
 @click.argument("safes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@region_source_options
-@resolution_option
-@stack_out_dir_option
-@click_options(Options)
-@overwrite_option
+@opts.region_source_options
+@opts.resolution_option
+@opts.stack_out_dir_option
+@opts.click_options(Options)
+@opts.overwrite_option
 def command(
     safes: tuple[Path, ...],
     region: str | None,
@@ -65,8 +56,8 @@ def command(
     from vercye_lai.acquire.safe import group_by_date, open_safe, write_date_stack
     from vercye_lai.naming import stack_name
 
-    classes = from_cli(Options, params, safes=safes).scl_mask
-    name, geometry = resolve_region(region, library, shpfile)
+    classes = opts.from_cli(Options, params, safes=safes).scl_mask
+    name, geometry = opts.resolve_region(region, library, shpfile)
     by_date = group_by_date(open_safe(p) for p in safes)
     written = 0
     with progress_bar() as progress:

@@ -5,27 +5,17 @@ from __future__ import annotations
 import click
 
 from vercye_lai.acquire import Region, stac
-from vercye_lai.cli.options import (
-    ALIASES_EPILOG,
-    click_options,
-    date_options,
-    from_cli,
-    overwrite_option,
-    region_source_options,
-    resolution_option,
-    resolve_region,
-    stack_out_dir_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 
 
-@click.command(name="stack-stac", epilog=ALIASES_EPILOG)
-@region_source_options
-@date_options()
-@resolution_option
-@stack_out_dir_option
-@click_options(stac.Options)
-@overwrite_option
+@click.command(name="stack-stac", epilog=opts.ALIASES_EPILOG)
+@opts.region_source_options
+@opts.date_options()
+@opts.resolution_option
+@opts.stack_out_dir_option
+@opts.click_options(stac.Options)
+@opts.overwrite_option
 def command(region, library, shpfile, start_date, end_date, resolution, out_dir, overwrite,
             **params):
     """Build one 11-band stack per date from Sentinel-2 L2A items of a STAC catalogue.
@@ -40,8 +30,8 @@ def command(region, library, shpfile, start_date, end_date, resolution, out_dir,
     written as {region}_{res}m_{date}.tif in -o OUT_DIR; existing dates are skipped.
     Needs the 'stac' extra: pip install 'vercye-lai[stac]'.
     """
-    name, geometry = resolve_region(region, library, shpfile)
-    options = from_cli(stac.Options, params)
+    name, geometry = opts.resolve_region(region, library, shpfile)
+    options = opts.from_cli(stac.Options, params)
     with progress_bar() as progress:
         bar = progress.add_task("searching STAC", total=None)
         written = stac.acquire(

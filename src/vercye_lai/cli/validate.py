@@ -7,14 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.cli.options import (
-    click_options,
-    from_cli,
-    option,
-    out_dir_option,
-    region_option,
-    resolution_option,
-)
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
 from vercye_lai.insitu.validate import ValidateOptions
 
@@ -24,14 +17,14 @@ log = logging.getLogger(__name__)
 @click.command("validate")
 @click.argument("insitu", metavar="INSITU", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("lai_dir", metavar="LAI_DIR", type=click.Path(file_okay=False, path_type=Path), required=False)
-@region_option(required=False, help="Region name of the LAI files ({region}_{res}m_{date}_{VAR}.tif).")
-@resolution_option
-@out_dir_option(help="Folder for validation_matched.csv, _metrics.csv/.md and _scatter.png (created).")
-@click_options(ValidateOptions)
-@option("--stacks", "stacks_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@opts.region_option(required=False, help="Region name of the LAI files ({region}_{res}m_{date}_{VAR}.tif).")
+@opts.resolution_option
+@opts.out_dir_option(help="Folder for validation_matched.csv, _metrics.csv/.md and _scatter.png (created).")
+@opts.click_options(ValidateOptions)
+@opts.option("--stacks", "stacks_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         help="Folder of the input stacks: their band values at each point go into the matched table "
              "(for `calibrate --method refit*`).")
-@option("--series", "series_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@opts.option("--series", "series_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
         help="Compare with the daily field series an analysis wrote in this folder instead "
              "(needs --zone-column).")
 def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir, **params):
@@ -59,7 +52,7 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
         write_validation,
     )
 
-    options = from_cli(ValidateOptions, params)
+    options = opts.from_cli(ValidateOptions, params)
     if series_dir is None and (lai_dir is None or region is None):
         raise click.UsageError("give LAI_DIR and --region (or --series DIR)")
     g = read_insitu(insitu, options, points=series_dir is None)
