@@ -43,6 +43,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("calibrate", "Fit a correction of SL2P to in-situ LAI, cross-validated by group."),
 }
 
+#: ``--help`` lists the commands by pipeline stage, as the packages are laid out
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Acquire (vercye_lai.acquire)": ("export-gee", "download-gdrive", "stack-safe", "stack-stac", "stack-hls",
+                                     "stack-landsat", "stack-bands", "mosaic", "build-library"),
+    "Predict (vercye_lai.predict, vercye_lai.model)": ("predict", "predict-table", "models", "convert-weights"),
+    "Analyze (vercye_lai.analysis)": ("analyze", "quicklook", "reproject-mask"),
+    "In situ (vercye_lai.insitu)": ("validate", "calibrate"),
+    "Outputs (vercye_lai.outputs)": ("cube", "catalog", "export-apsim", "report"),
+    "Run (vercye_lai.run)": ("run", "demo"),
+}
+
 
 #: loggers of the libraries that see credentials (kept at INFO or above, see configure_logging)
 SECRET_LOGGERS = ("urllib3", "requests", "requests_oauthlib", "oauthlib", "google", "google_auth_oauthlib",
@@ -65,11 +76,14 @@ class LazyGroup(click.Group):
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Short help from the table, without importing every module.
-        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
+        # Short help from the table, without importing every module; by stage.
+        present = set(self.list_commands(ctx))
+        width = max(map(len, COMMANDS))  # one column for every section
+        for title, names in SECTIONS.items():
+            rows = [(n.ljust(width), COMMANDS[n][1]) for n in names if n in present]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context):
         try:
