@@ -147,5 +147,5 @@ def test_example_config_names_every_source_key():
               for kind, text in zip(blocks[::2], blocks[1::2])}
     assert set(listed) == set(SOURCES)
     for kind in SOURCES:
-        keys = {f.name for f, s, _ in fields_of(source(kind).Options) if s.config}
+        keys = {f.name for f, s, _ in fields_of(source(kind).options) if s.config}
         assert keys <= listed[kind], (kind, keys - listed[kind])

@@ -116,6 +116,13 @@ def _import_vercye():
     return options, PredictOptions, AnalysisOptions, acquire, config, errors
 
 
+def _source_options(src: Any) -> type:
+    """The options type of a source: a typed ``Source`` (``.options``) or, before, a module
+    (``.Options``)."""
+    options_type = getattr(src, "options", None)
+    return options_type if isinstance(options_type, type) else src.Options
+
+
 # ------------------------------------------------------------------ Markdown helpers
 
 
@@ -252,11 +259,11 @@ def _check(where: str, documented: dict[str, Any], parsed: list[str]) -> None:
             f"({', '.join(sorted(parsed))}); update the hook")
 
 
-def _hand_rows(table: str, described: dict[str, tuple[str, str]], parsed: list[str],
-               defaults: dict[str, Any], required: set[str],
+def _hand_rows(table: str, described: dict[str, tuple[str, str]], defaults: dict[str, Any],
+               required: set[str],
                allowed: dict[str, str] | None = None) -> list[tuple[str, str, str, str, str]]:
     rows = []
-    for key in described:  # the order of the description (the parser's keys, checked equal)
+    for key in described:  # in the order described (the same keys as the parser's: _check)
         typ, help_ = described[key]
         if key in required:
             shown = "required"
@@ -293,6 +300,7 @@ def render() -> str:
         executor_keys = p.keys(p.minimal(executor={"zz_unknown": 1}), "[executor]")
         _check("[executor]", EXECUTOR_KEYS, executor_keys)
         executors = p.choices(p.minimal(executor={"kind": "zz_unknown"}), "executor.kind")
+        default_kind = p.parse(p.minimal(source={"path": "stacks"})).sources[0].kind
 
     region = base.regions[0]
     analysis = base.analyses[0]
@@ -305,10 +313,10 @@ def render() -> str:
 
     out = []
     out += ["## Top level", "",
-            _table(_hand_rows("top", TOP_KEYS, top, top_defaults, required_top)), ""]
+            _table(_hand_rows("top", TOP_KEYS, top_defaults, required_top)), ""]
     out += ["## `[[regions]]`", "",
             "One entry per region: a name, its geometry and an inclusive date range.", "",
-            _table(_hand_rows("regions", REGION_KEYS, region_keys, region_defaults,
+            _table(_hand_rows("regions", REGION_KEYS, region_defaults,
                               {"name", "start_date", "end_date"})), ""]
 
     kinds = list(acquire.SOURCES)
@@ -316,15 +324,16 @@ def render() -> str:
             "Where the stacks come from: `kind` picks the source, the other keys are that source's "
             "options, the same as its command's (`[[source]]`, written once per source, for several "
             "sensors in one season).", "",
-            _table([("`kind`", "string", _code("local"), ", ".join(f"`{k}`" for k in kinds),
+            _table([("`kind`", "string", _code(default_kind), ", ".join(f"`{k}`" for k in kinds),
                      "The source (one table below each).")]), ""]
     for kind in kinds:
-        module = acquire.source(kind)
-        doc = _rst_to_md((module.__doc__ or "").strip().split("\n\n")[0])
+        options_type = _source_options(acquire.source(kind))
+        module = sys.modules.get(options_type.__module__)
+        doc = _rst_to_md(((module and module.__doc__) or "").strip().split("\n\n")[0])
         command = SOURCE_COMMANDS.get(kind)
         same = f" The options of `vercye-lai {command}`." if command else ""
         out += [f"### `kind = \"{kind}\"`", "", " ".join(doc.split()) + same, ""]
-        rows = _option_rows(options, module.Options)
+        rows = _option_rows(options, options_type)
         out += [_table(rows) if rows else "No other keys.", ""]
 
     out += ["## `[predict]`", "",
@@ -333,12 +342,13 @@ def render() -> str:
             _table(_option_rows(options, PredictOptions)), ""]
     out += ["## `[[analyses]]`", "",
             "Any number of analyses, each over every region (or those of `regions`). Besides these "
-            "four keys, an entry takes every option of `vercye-lai analyze` (the second table).", "",
-            _table(_hand_rows("analyses", ANALYSIS_KEYS, analysis_keys, analysis_defaults,
+            f"{len(ANALYSIS_KEYS)} keys, an entry takes every option of `vercye-lai analyze` (the second "
+            "table).", "",
+            _table(_hand_rows("analyses", ANALYSIS_KEYS, analysis_defaults,
                               {"geometry"})), "",
             _table(_option_rows(options, AnalysisOptions)), ""]
     out += ["## `[executor]`", "",
-            _table(_hand_rows("executor", EXECUTOR_KEYS, executor_keys, executor_defaults, set(),
+            _table(_hand_rows("executor", EXECUTOR_KEYS, executor_defaults, set(),
                               {"kind": ", ".join(f"`{k}`" for k in executors)})), ""]
     dask_doc = (DaskSettings.__doc__ or "").strip().split("\n\n")[1:]
     out += ["## `[dask]`", "",

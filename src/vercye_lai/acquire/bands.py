@@ -40,12 +40,12 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
@@ -429,9 +429,6 @@ def write_band_stack(
 
 # --- the ``bands`` source of ``vercye-lai run`` and ``stack-bands`` (see :mod:`vercye_lai.acquire`)
 
-KIND = "bands"
-IN_PROCESS = False
-NEEDS_GEOMETRY = False  # clipped to the region only when it has a geometry
 
 
 @dataclass(frozen=True)
@@ -485,3 +482,12 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
         if on_date:
             on_date(date, written)
     return out
+
+
+SOURCE = Source(
+    kind="bands",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=False,  # clipped to the region only when it has a geometry
+)

@@ -46,6 +46,7 @@ from vercye_lai.acquire.gee_tasks import (  # noqa: F401 - the task bookkeeping,
     wait_for_tasks,
 )
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
+from vercye_lai.acquire.source import Source
 from vercye_lai.errors import ConfigError, InputError, NoDataFoundError, ServiceError, require
 from vercye_lai.grid import utm_crs
 from vercye_lai.naming import date_range, stack_name
@@ -620,9 +621,6 @@ def export_gee(
 
 # --- the ``gee`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) --------------
 
-KIND = "gee"
-IN_PROCESS = True  # Earth Engine and Drive log-ins happen in this process
-NEEDS_GEOMETRY = True
 CLOUD_MASKS = ("scl", "cloudscore", "none")
 
 
@@ -685,3 +683,12 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     gdrive.download_folder(service, options.drive_folder_id, out_dir,
                            pattern=f"{region.name}_{resolution:g}m_*.tif")
     return {}
+
+
+SOURCE = Source(
+    kind="gee",
+    options=Options,
+    acquire=acquire,
+    in_process=True,  # Earth Engine and Drive log-ins happen in this process
+    needs_geometry=True,
+)

@@ -40,6 +40,7 @@ from vercye_lai.acquire.scene import (
     asset_href,
     stack_scenes,
 )
+from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac import search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
@@ -142,9 +143,6 @@ def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolut
 
 # --- the ``hls`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
 
-KIND = "hls"
-IN_PROCESS = False
-NEEDS_GEOMETRY = True
 
 
 @dataclass(frozen=True)
@@ -244,3 +242,12 @@ def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.dat
     return stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-hls (STAC)",
                         progress=progress)
+
+
+SOURCE = Source(
+    kind="hls",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=True,
+)

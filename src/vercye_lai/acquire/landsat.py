@@ -38,6 +38,7 @@ from vercye_lai.acquire.scene import (
     asset_href,
     stack_scenes,
 )
+from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac import search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
@@ -154,9 +155,6 @@ def stack_landsat(paths: Iterable[str | os.PathLike], geometry, region: str, res
 
 # --- the ``landsat`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) ----------
 
-KIND = "landsat"
-IN_PROCESS = False
-NEEDS_GEOMETRY = True
 
 
 @dataclass(frozen=True)
@@ -256,3 +254,12 @@ def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt
     return stack_scenes(search_scenes(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-landsat (STAC)",
                         progress=progress)
+
+
+SOURCE = Source(
+    kind="landsat",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=True,
+)

@@ -7,13 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vercye_lai.acquire.source import Source
 from vercye_lai.naming import find_rasters
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
-
-KIND = "local"
-IN_PROCESS = False
-NEEDS_GEOMETRY = False
 
 
 @dataclass(frozen=True)
@@ -33,3 +30,12 @@ def acquire(region: Any, options: Options, out_dir: Path, *, resolution: float,
     """The stacks of ``region`` in the folder (nothing is written)."""
     return find_rasters(options.stacks_folder(region.name), region.name, resolution,
                         start=region.start, end=region.end)
+
+
+SOURCE = Source(
+    kind="local",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=False,
+)

@@ -47,7 +47,6 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import (
     BAND_IDS,
     STACK_VIEW_BANDS,
@@ -57,6 +56,7 @@ from vercye_lai.acquire.angles import (
     read_xml,
 )
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
@@ -549,9 +549,6 @@ def stack_safe(
 
 # --- the ``safe`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
 
-KIND = "safe"
-IN_PROCESS = False
-NEEDS_GEOMETRY = True  # stacks are clipped to the region
 
 
 @dataclass(frozen=True)
@@ -569,3 +566,12 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
                      scl_classes=options.scl_mask)
     return {d: p for d, p in out.items() if region.start <= d <= region.end}
+
+
+SOURCE = Source(
+    kind="safe",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=True,  # stacks are clipped to the region
+)

@@ -25,10 +25,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from vercye_lai.acquire import expand_patterns
 from vercye_lai.acquire.angles import angle_cosines, cosines
 from vercye_lai.acquire.bands import sun_angles
 from vercye_lai.acquire.safe import region_grid
+from vercye_lai.acquire.source import expand_patterns
 from vercye_lai.acquire.stac import GDAL_REMOTE_ENV
 from vercye_lai.acquire.warp import (
     ImageCache,

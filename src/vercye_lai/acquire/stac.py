@@ -54,6 +54,7 @@ from rasterio.windows import Window
 
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.warp import ImageCache, warp_options, write_windowed
 from vercye_lai.errors import (
     DataIOError,
@@ -654,9 +655,6 @@ def _project(geometry, crs: CRS) -> dict:
 
 # --- the ``stac`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
 
-KIND = "stac"
-IN_PROCESS = False
-NEEDS_GEOMETRY = True  # stacks are clipped to the region
 RESAMPLINGS = ("nearest", "bilinear", "cubic", "average")
 
 
@@ -689,3 +687,12 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
                       resolution=resolution, out_dir=out_dir, crs=options.crs,
                       max_cloud=options.max_cloud, scl_classes=options.scl_mask,
                       resampling=Resampling[options.resampling], overwrite=overwrite, **progress)
+
+
+SOURCE = Source(
+    kind="stac",
+    options=Options,
+    acquire=acquire,
+    in_process=False,
+    needs_geometry=True,  # stacks are clipped to the region
+)

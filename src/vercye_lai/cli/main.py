@@ -1,7 +1,7 @@
 """The ``vercye-lai`` click group.
 
-Subcommands are imported lazily (``LazyGroup``) so that ``vercye-lai --help`` and each
-command start fast and an optional extra is only needed by the command that uses it.
+Subcommands are imported lazily (``LazyGroup``): an optional extra is needed only by the
+command that uses it, and a broken command module breaks that command alone.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from vercye_lai import __version__
+from vercye_lai._version import __version__
 from vercye_lai.errors import LaiError, error_text, printable
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)

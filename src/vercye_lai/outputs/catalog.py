@@ -21,7 +21,7 @@ from pathlib import Path
 import rasterio
 from rasterio.warp import transform_bounds
 
-from vercye_lai import __version__
+from vercye_lai._version import __version__
 from vercye_lai.errors import InputError, NoDataFoundError, require
 from vercye_lai.io import remove_stale, tmp_path_for
 from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA

@@ -31,7 +31,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from vercye_lai import __version__
+from vercye_lai._version import __version__
 from vercye_lai.errors import DependencyError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, open_raster, remove_stale, tmp_path_for

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 
-from vercye_lai import __version__
+from vercye_lai._version import __version__
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import write_text_atomic

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vercye_lai.acquire import SOURCES, source
+from vercye_lai.acquire import SOURCES, Source, source
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import ConfigError
 from vercye_lai.options import Table, from_table
@@ -57,14 +57,14 @@ class RegionConfig:
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """The ``[source]`` table: the kind of source and its options (that source module's
-    ``Options``, see :mod:`vercye_lai.acquire`)."""
+    """The ``[source]`` table: the kind of source and its options (that source's
+    ``options`` type, see :mod:`vercye_lai.acquire`)."""
     kind: str
     options: Any
 
     @property
-    def module(self):
-
+    def source(self) -> Source:
+        """The registered source of this kind."""
         return source(self.kind)
 
 
@@ -179,10 +179,10 @@ def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tu
             raise ConfigError(f"{label}: expected a table, got {item!r}")
         t = Table(item, label, base=base)
         kind = t.get("kind", str, "local", choices=tuple(SOURCES))
-        module = source(kind)
-        options = from_table(module.Options, t)
+        src = source(kind)
+        options = from_table(src.options, t)
         t.done()
-        if module.NEEDS_GEOMETRY:
+        if src.needs_geometry:
             for r in regions:
                 if not r.has_geometry:
                     raise ConfigError(f"regions.{r.name}: {label}.kind = {kind!r} needs 'library' or "

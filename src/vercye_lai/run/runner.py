@@ -90,9 +90,9 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
 
 
 def _acquire_region(cfg: RunConfig, region: RegionConfig, i: int = 0) -> dict:
-    """The stacks of one region from the run's source ``i`` (its module's ``acquire``)."""
+    """The stacks of one region from the run's source ``i`` (its ``acquire``)."""
     src = cfg.sources[i]
-    return src.module.acquire(region, src.options, cfg.stacks_dir(region.name),
+    return src.source.acquire(region, src.options, cfg.stacks_dir(region.name),
                               resolution=cfg.resolution, state_dir=cfg.state_dir())
 
 
@@ -135,7 +135,7 @@ def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                 st.add(r.name, label(r, src.kind), "planned",
                        f"{src.kind}: stacks that exist are skipped by the source itself")
             continue
-        if src.module.IN_PROCESS:  # log-ins need this process
+        if src.source.in_process:  # log-ins need this process
             for r in cfg.regions:
                 report(r, src.kind, SerialExecutor().submit(_timed, _acquire_region, cfg, r, i))
             continue
