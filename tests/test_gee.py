@@ -699,7 +699,8 @@ def hls_scene(date="2022-10-05", *, refl=(0.05, 0.1, 0.2, 0.3), fmask=(64, 66, 7
 def test_landsat_c2_l2_expression(fake_ee, tmp_path):
     fake_ee.catalog = {"LANDSAT/LC08/C02/T1_L2": [landsat_scene()]}
     plan = gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
-                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json", sensor="l8")
+                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json",
+                          options=gee.Options(sensor="l8"))
     assert [p.name for p in plan] == ["R_30m_2022-10-05_L8"]
     (task,) = fake_ee.tasks
     got = evaluate(task.params["image"], catalog=fake_ee.catalog)
@@ -717,8 +718,8 @@ def test_landsat_c2_l2_expression(fake_ee, tmp_path):
 def test_hls_l30_expression(fake_ee, tmp_path):
     fake_ee.catalog = {"NASA/HLS/HLSL30/v002": [hls_scene()]}
     plan = gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
-                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json", sensor="l30",
-                          max_cloud=50)
+                          end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "s.json",
+                          options=gee.Options(sensor="l30", max_cloud=50))
     assert [p.name for p in plan] == ["R_30m_2022-10-05_L30"]
     got = evaluate(fake_ee.tasks[0].params["image"], catalog=fake_ee.catalog)
     b4 = got.bands["B4"].ravel()
@@ -730,4 +731,16 @@ def test_hls_l30_expression(fake_ee, tmp_path):
     assert filters and filters[0].args[0] == "CLOUD_COVERAGE"
     with pytest.raises(Exception, match="sensor"):
         gee.export_gee(region="R", geometry=box(34.0, 49.0, 35.0, 50.0), start=dt.date(2022, 10, 1),
-                       end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "t.json", sensor="modis")
+                       end=dt.date(2022, 10, 10), resolution=30, state_file=tmp_path / "t.json",
+                       options=dataclasses.replace(gee.Options(), sensor="modis"))
+
+
+def test_cli_plans_landsat_at_30_m_whatever_the_resolution(fake_ee, tmp_path, region_file):
+    """``export-gee --sensor l8`` exports at 30 m (as its help says), like the run's source:
+    the rule lives in gee.Options.export_resolution, which both use."""
+    fake_ee.catalog = {"LANDSAT/LC08/C02/T1_L2": [landsat_scene()]}
+    r = run_export(tmp_path, region_file, "--sensor", "l8", "--resolution", "20", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert "Poltava_30m_2022-10-05_L8" in r.output and "_20m_" not in r.output
+    assert gee.Options(sensor="s2").export_resolution(20) == 20
+    assert gee.Options(sensor="l30").export_resolution(20) == 30

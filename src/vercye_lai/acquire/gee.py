@@ -484,6 +484,54 @@ def export_task(
     )
 
 
+# --- the options of the ``gee`` source and of ``vercye-lai export-gee`` ----------------------
+
+CLOUD_MASKS = ("scl", "cloudscore", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(OptionsBase):
+    """The ``gee`` source: exports from Earth Engine to Drive, downloaded in the run."""
+    project: str | None = setting(None, help="Google Cloud project registered for Earth Engine.")
+    sensor: str = setting(
+        "s2", choices=SENSOR_CHOICES,
+        help="s2 (--collection), or l30/s30 (NASA/HLS/HLS{L,S}30/v002: Fmask, angle bands), "
+             "l8/l9 (LANDSAT/LC0{8,9}/C02/T1_L2: QA_PIXEL, sun from the scene, nadir view), exported "
+             "at 30 m as {region}_30m_{date}_{SENSOR}.")
+    collection: str = setting(DEFAULT_COLLECTION, help="Earth Engine Sentinel-2 L2A collection.")
+    cloud_mask: str = setting(
+        "scl", choices=CLOUD_MASKS,
+        help="Mask clouds with the SCL classes of --scl-mask, or with Cloud Score+ "
+        "(cs ≥ --cs-threshold).")
+    scl_mask: tuple[int, ...] = scl_mask_setting()
+    cs_threshold: float = setting(
+        0.6, min=0, max=1, help="Cloud Score+ 'cs' value at or above which a pixel is kept.")
+    max_cloud: float | None = setting(
+        None, min=0, max=100,
+        help="Skip scenes whose CLOUDY_PIXEL_PERCENTAGE is above this (percent).")
+    folder: str | None = setting(
+        None, cli="--drive-folder", default_help="the region name",
+        help="Drive folder name for the exports (one name, no '/').")
+    crs: str | None = setting(
+        None, default_help="UTM zone of the region", help="Export CRS, e.g. EPSG:32636.")
+    timeout: float | None = setting(
+        None, min=0, help="Stop waiting for the exports after this many seconds.")
+    drive_folder_id: str | None = setting(
+        None, cli=None, help="Drive folder id to download the exports from in the run.")
+    client_secret: Path | None = setting(
+        None, cli=None, exists=True, help="OAuth client secret (Desktop app) for Drive.")
+    token: Path | None = setting(None, cli=None, help="OAuth token file for Drive.")
+
+    @property
+    def mask(self) -> CloudMask:
+        return CloudMask(self.cloud_mask, self.scl_mask, cs_threshold=self.cs_threshold)
+
+    def export_resolution(self, resolution: float) -> float:
+        """The pixel size (m) of the exports: ``resolution`` for Sentinel-2, 30 m for Landsat
+        and HLS (their own; the one place this rule lives)."""
+        return resolution if self.sensor == "s2" else 30.0
+
+
 def export_gee(
     *,
     region: str,
@@ -492,19 +540,13 @@ def export_gee(
     end: dt.date,
     resolution: float,
     state_file: str | Path,
-    project: str | None = None,
-    collection: str = DEFAULT_COLLECTION,
-    mask: CloudMask = CloudMask(),
-    max_cloud: float | None = None,
-    folder: str | None = None,
-    crs: str | None = None,
+    options: Options | None = None,
     dry_run: bool = False,
     overwrite: bool = False,
     on_submit: Callable[[PlannedExport], None] | None = None,
-    sensor: str = "s2",
 ) -> list[PlannedExport]:
-    """Submit one Drive export per date with scenes over a region (``sensor``: ``s2``, or
-    a Landsat/HLS collection of :data:`EE_SENSORS`, exported as ``…_{SENSOR}``).
+    """Submit one Drive export per date with scenes over a region (``options.sensor``: ``s2``,
+    or a Landsat/HLS collection of :data:`EE_SENSORS`, exported as ``…_{SENSOR}`` at 30 m).
 
     Parameters
     ----------
@@ -515,17 +557,14 @@ def export_gee(
     start, end
         Inclusive date range (UTC dates).
     resolution
-        Pixel size of the export (m).
+        Pixel size of a Sentinel-2 export (m); Landsat and HLS are exported at 30 m
+        (:meth:`Options.export_resolution`).
     state_file
         JSON record of submitted tasks (see :class:`ExportState`).
-    project
-        Google Cloud project registered for Earth Engine.
-    collection, mask, max_cloud
-        See :func:`date_image`.
-    folder
-        Drive folder name (default: the region name).
-    crs
-        Export CRS; ``None`` = the UTM zone of the region's centroid.
+    options
+        The ``gee`` options (:class:`Options`: project, sensor, collection, cloud mask,
+        scene cloud filter, Drive folder — default: the region name —, CRS — default: the
+        UTM zone of the region's centroid); default ``Options()``.
     dry_run
         Query the dates and print nothing; return the plan without submitting.
     overwrite
@@ -541,8 +580,12 @@ def export_gee(
     Raises
     ------
     NoDataFoundError
-        When no scene of ``collection`` covers the region in the date range.
+        When no scene of the collection covers the region in the date range.
     """
+    options = options or Options()
+    project, sensor, collection = options.project, options.sensor, options.collection
+    mask, max_cloud, folder, crs = options.mask, options.max_cloud, options.folder, options.crs
+    resolution = options.export_resolution(resolution)
     ee = import_ee()
     initialize(ee, project)
     date_range(start, end)  # validates the order before any server call
@@ -619,49 +662,6 @@ def export_gee(
     return plan
 
 
-# --- the ``gee`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) --------------
-
-CLOUD_MASKS = ("scl", "cloudscore", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class Options(OptionsBase):
-    """The ``gee`` source: exports from Earth Engine to Drive, downloaded in the run."""
-    project: str | None = setting(None, help="Google Cloud project registered for Earth Engine.")
-    sensor: str = setting(
-        "s2", choices=SENSOR_CHOICES,
-        help="s2 (--collection), or l30/s30 (NASA/HLS/HLS{L,S}30/v002: Fmask, angle bands), "
-             "l8/l9 (LANDSAT/LC0{8,9}/C02/T1_L2: QA_PIXEL, sun from the scene, nadir view), exported "
-             "at 30 m as {region}_30m_{date}_{SENSOR}.")
-    collection: str = setting(DEFAULT_COLLECTION, help="Earth Engine Sentinel-2 L2A collection.")
-    cloud_mask: str = setting(
-        "scl", choices=CLOUD_MASKS,
-        help="Mask clouds with the SCL classes of --scl-mask, or with Cloud Score+ "
-        "(cs ≥ --cs-threshold).")
-    scl_mask: tuple[int, ...] = scl_mask_setting()
-    cs_threshold: float = setting(
-        0.6, min=0, max=1, help="Cloud Score+ 'cs' value at or above which a pixel is kept.")
-    max_cloud: float | None = setting(
-        None, min=0, max=100,
-        help="Skip scenes whose CLOUDY_PIXEL_PERCENTAGE is above this (percent).")
-    folder: str | None = setting(
-        None, cli="--drive-folder", default_help="the region name",
-        help="Drive folder name for the exports (one name, no '/').")
-    crs: str | None = setting(
-        None, default_help="UTM zone of the region", help="Export CRS, e.g. EPSG:32636.")
-    timeout: float | None = setting(
-        None, min=0, help="Stop waiting for the exports after this many seconds.")
-    drive_folder_id: str | None = setting(
-        None, cli=None, help="Drive folder id to download the exports from in the run.")
-    client_secret: Path | None = setting(
-        None, cli=None, exists=True, help="OAuth client secret (Desktop app) for Drive.")
-    token: Path | None = setting(None, cli=None, help="OAuth token file for Drive.")
-
-    @property
-    def mask(self) -> CloudMask:
-        return CloudMask(self.cloud_mask, self.scl_mask, cs_threshold=self.cs_threshold)
-
-
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
             state_dir: Path) -> dict[dt.date, Path]:
     """Submit the exports of ``region``'s dates, wait for them and download them from Drive
@@ -669,11 +669,9 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     state_dir.mkdir(parents=True, exist_ok=True)
     s2 = options.sensor == "s2"
     state_file = state_dir / (f"gee_{region.name}.json" if s2 else f"gee_{region.name}_{options.sensor}.json")
-    resolution = resolution if s2 else 30.0  # Landsat and HLS at their own resolution
+    resolution = options.export_resolution(resolution)
     export_gee(region=region.name, geometry=region.shape(), start=region.start, end=region.end,
-               resolution=resolution, state_file=state_file, project=options.project,
-               collection=options.collection, mask=options.mask, max_cloud=options.max_cloud,
-               folder=options.folder, crs=options.crs, sensor=options.sensor)
+               resolution=resolution, state_file=state_file, options=options)
     if not options.drive_folder_id:
         log.warning("%s: exports submitted; set source.drive_folder_id to download them in the "
                     "run", region.name)

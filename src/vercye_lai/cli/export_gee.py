@@ -58,28 +58,15 @@ def command(region, library, shpfile, start_date, end_date, resolution, state_fi
     """
     name, geometry = opts.resolve_region(region, library, shpfile)
     options = opts.from_cli(gee.Options, params, timeout=timeout)
+    resolution = options.export_resolution(resolution)  # Landsat and HLS: 30 m
     res = int(resolution) if float(resolution).is_integer() else resolution
     state_file = Path(state_file or f"{name}_{res}m_gee_tasks.json")
     with progress_bar() as progress:
         task = progress.add_task("submitting exports", total=None)
-        plan = gee.export_gee(
-            region=name,
-            geometry=geometry,
-            start=start_date,
-            end=end_date,
-            resolution=resolution,
-            state_file=state_file,
-            project=options.project,
-            collection=options.collection,
-            max_cloud=options.max_cloud,
-            mask=options.mask,
-            folder=options.folder,
-            crs=options.crs,
-            dry_run=dry_run,
-            overwrite=overwrite,
-            on_submit=lambda item: progress.advance(task),
-            sensor=options.sensor,
-        )
+        plan = gee.export_gee(region=name, geometry=geometry, start=start_date, end=end_date,
+                              resolution=resolution, state_file=state_file, options=options,
+                              dry_run=dry_run, overwrite=overwrite,
+                              on_submit=lambda item: progress.advance(task))
         progress.update(task, total=sum(p.action == "export" for p in plan))
     if dry_run:
         click.echo(gee.format_plan(plan), nl=False)
