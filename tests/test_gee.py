@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from shapely.geometry import box
 
-from vercye_lai.acquire import gee, gee_tasks
+from vercye_lai.acquire import gee, gee_images, gee_tasks
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import DataIOError, DependencyError, InputError, NoDataFoundError
 from vercye_lai.naming import date_range
-from vercye_lai.stack import S2_BANDS_20M
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA
 
 # --------------------------------------------------------------------------- the ee double
 
@@ -310,7 +310,7 @@ def scene(date="2022-10-05", *, hour=11, cloud=10.0, index=None, dn=(1000, 2000,
     """An S2_SR_HARMONIZED scene over the ``SHAPE`` pixels: DN ``dn`` (+ band rank) in every
     reflectance band, SCL classes ``scl``, data where ``valid``; ``cs`` goes to the Cloud Score+
     image of the same index (see :func:`score`)."""
-    bands = {b: np.asarray(dn, float).reshape(SHAPE) + i for i, b in enumerate(gee.EE_REFLECTANCE_BANDS)}
+    bands = {b: np.asarray(dn, float).reshape(SHAPE) + i for i, b in enumerate(gee_images.EE_REFLECTANCE_BANDS)}
     bands["SCL"] = np.asarray(scl, float).reshape(SHAPE)
     footprint = np.asarray(valid, bool).reshape(SHAPE)
     index = index or f"{date}-{hour}-{cloud}"
@@ -328,7 +328,7 @@ def score(s: Scene) -> Scene:
 
 def with_scores(*scenes):
     """A catalogue: the scenes and their Cloud Score+ images."""
-    return {gee.DEFAULT_COLLECTION: list(scenes), gee.CLOUD_SCORE_PLUS: [score(s) for s in scenes]}
+    return {gee.DEFAULT_COLLECTION: list(scenes), gee_images.CLOUD_SCORE_PLUS: [score(s) for s in scenes]}
 
 
 @pytest.fixture
@@ -428,7 +428,7 @@ def test_backoff_delays():
 def test_scene_angles_and_masks(fake_ee):
     s = scene(scl=(9, 3, 8, 4), valid=(1, 1, 1, 0))
     mask = gee.CloudMask(scl_classes=(3, 8))
-    stack = evaluate(gee.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
+    stack = evaluate(gee_images.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
     assert list(stack.bands) == list(S2_BANDS_20M)
     want = {
         "cosVZA": math.cos(math.radians(8.0)),
@@ -437,7 +437,7 @@ def test_scene_angles_and_masks(fake_ee):
     }
     for band, cos in want.items():
         np.testing.assert_allclose(stack.bands[band], cos)
-    for band in gee.EE_REFLECTANCE_BANDS:  # reflectance factors: DN / 10000
+    for band in gee_images.EE_REFLECTANCE_BANDS:  # reflectance factors: DN / 10000
         np.testing.assert_allclose(stack.bands[band], s.bands[band] / 10000)
     # every band, the angles too, masked by the listed SCL classes and where the scene has no data
     for band, valid in stack.masks.items():
@@ -450,7 +450,7 @@ def test_cloud_score_mask(fake_ee):
     masked = {}
     for method in ("cloudscore", "none"):
         mask = gee.CloudMask(method, cs_threshold=0.65)
-        stack = evaluate(gee.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
+        stack = evaluate(gee_images.scene_stack(fake_ee, Node(fake_ee, "img"), mask=mask), img=s)
         assert list(stack.bands) == list(S2_BANDS_20M)
         masked[method] = {b: m.tolist() for b, m in stack.masks.items()}
     assert set(map(str, masked["cloudscore"].values())) == {str([[True, False, True, False]])}
@@ -478,10 +478,10 @@ def test_date_image_filters_and_scaling(fake_ee):
     )
     got = evaluate(image, catalog=catalog, region=region)
     assert list(got.bands) == list(S2_BANDS_20M)
-    nodata = gee.STACK_NODATA
+    nodata = STACK_NODATA
     # pixel 0: the first scene only; 1: both, the less cloudy on top; 2: its cloud score too
     # low, so nodata inside the region; 3: outside the region (clipped)
-    for i, band in enumerate(gee.EE_REFLECTANCE_BANDS):
+    for i, band in enumerate(gee_images.EE_REFLECTANCE_BANDS):
         assert got.bands[band].dtype == np.int16
         assert got.bands[band][0, :3].tolist() == [1000 + i, 2000 + i, nodata], band
     for band, cos in (("cosVZA", 8.0), ("cosSZA", 57.0), ("cosRAA", 62.0)):
@@ -667,7 +667,7 @@ def test_cli_cloud_score_and_drive_folder(fake_ee, tmp_path, region_file):
     fake_ee.catalog = with_scores(scene("2022-10-05", dn=(1000,) * 4, scl=(3, 3, 3, 3),
                                         cs=(0.9, 0.7, 0.69, 0.9)))
     got = evaluate(task.params["image"], catalog=fake_ee.catalog)
-    assert got.bands["B3"].tolist() == [[1000, 1000, gee.STACK_NODATA, 1000]]
+    assert got.bands["B3"].tolist() == [[1000, 1000, STACK_NODATA, 1000]]
 
 
 
