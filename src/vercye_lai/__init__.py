@@ -5,27 +5,25 @@ The pipeline, one package per stage; each step is a function over files on disk,
 conventions of :mod:`vercye_lai.naming`, with its options as one typed, frozen value that the
 command line, the run config and the library share:
 
-=====================  ==============================================================
-``acquire``            regional input stacks per date (sources, mosaics):
-                       :class:`Region`, :func:`vercye_lai.acquire.source`
-``predict``            SL2P products of the stacks: :func:`predict_dir`,
-                       :func:`predict_file`, :func:`predict_table` (:class:`PredictOptions`,
-                       :class:`TableOptions`)
-``analysis``           per-date statistics, gap-filled series and max-LAI maps of fields or
-                       crop masks: :func:`analyze`, :func:`quicklook` (:class:`AnalysisOptions`)
-``insitu``             agreement with in-situ LAI: :func:`match_points`, :func:`match_series`
-                       (:class:`ValidateOptions`), :func:`fit_calibration`
-``outputs``            products other tools open: :func:`build_cube`, :func:`write_catalog`,
-                       :func:`export_apsim`, :func:`write_report`
-``run``                the whole pipeline from a config: :func:`load_config`,
-                       :func:`run_pipeline`, :func:`run_demo`
-=====================  ==============================================================
+* ``acquire``: regional input stacks per date (sources, mosaics): :class:`Region`,
+  :class:`Source`, ``vercye_lai.acquire.source(kind)``.
+* ``predict``: SL2P products of the stacks: :func:`predict_dir`, :func:`predict_file`,
+  :func:`predict_table` (:class:`PredictOptions`, :class:`TableOptions`).
+* ``analysis``: per-date statistics, gap-filled series and max-LAI maps of fields or crop
+  masks: :func:`analyze`, :func:`quicklook` (:class:`AnalysisOptions`).
+* ``insitu``: agreement with in-situ LAI: :func:`match_points`, :func:`match_series`
+  (:class:`ValidateOptions`), :func:`fit_calibration`.
+* ``outputs``: products other tools open: :func:`build_cube`, :func:`write_catalog`,
+  :func:`export_apsim`, :func:`write_report`.
+* ``run``: the whole pipeline from a config: :func:`load_config`, :func:`run_pipeline`,
+  :func:`run_demo`.
 
-Layering: the shared floor (``errors``, ``io``, ``options``, ``naming``, ``grid``,
-``regions``, ``stack``, ``system``) imports nothing from above it; ``model`` sits on the
-floor; ``acquire`` and ``predict`` on the model; ``analysis`` on predict's products;
-``insitu`` and ``outputs`` on analysis; ``run`` on all of them; ``cli`` is a thin layer over
-the functions named here. Errors are :mod:`vercye_lai.errors`' (``LaiError`` and builtins).
+Layering (a test keeps it free of import cycles): the shared floor (``errors``, ``io``,
+``options``, ``naming``, ``grid``, ``regions``, ``stack``, ``system``) imports nothing from
+above it; ``model`` and ``acquire`` sit on the floor; ``predict`` on both; ``analysis`` on the
+model; ``insitu`` on predict and analysis; ``outputs`` on analysis; ``run`` on all of them;
+``cli`` is a thin layer over the functions named here. Errors are :mod:`vercye_lai.errors`'
+(``LaiError`` and builtins: ``InputError`` is a ``ValueError``, ``DataIOError`` an ``OSError``).
 """
 
 from vercye_lai._version import __version__

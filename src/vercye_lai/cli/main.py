@@ -130,15 +130,18 @@ def configure_logging(verbosity: int) -> None:
 @click.option("-q", "--quiet", count=True, help="Only warnings and errors; no progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
-    """vercye-lai: Sentinel-2 L2A imagery to Leaf Area Index (LAI) for crop-yield modelling.
+    """vercye-lai: Sentinel-2, Landsat 8/9 and HLS imagery to Leaf Area Index (LAI) for
+    crop-yield modelling.
 
     \b
-    The pipeline, one command a step:
-      acquire   export-gee + download-gdrive | stack-safe | stack-stac | stack-bands
-      mosaic    one VRT per region and date
-      predict   SL2P network -> {region}_{res}m_{date}_LAI.tif
-      analyze   per-field / crop-mask statistics, interpolation, _STATS.csv, _MAX.tif
-      quicklook a PNG to check a run at a glance
+    The pipeline, by stage (the sections below):
+      acquire   per-date stacks: export-gee + download-gdrive | stack-safe | stack-stac |
+                stack-hls | stack-landsat | stack-bands; mosaic joins a date's parts
+      predict   SL2P network -> {region}_{res}m_{date}_LAI.tif (predict-table: rows)
+      analyze   per-field / crop-mask statistics, gap filling, _STATS.csv, _MAX.tif, quicklook
+      in situ   validate against measurements; calibrate
+      outputs   cube, STAC catalogue, APSIM observed data, report.html
+      run       the whole pipeline from a config (threads, Dask, SLURM/PBS)
 
     Start with `vercye-lai demo`. Every command has --help.
     """

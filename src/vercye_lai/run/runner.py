@@ -445,6 +445,8 @@ def run_pipeline(
     write_summary
         Write ``run_summary.json`` in the output root (not on a dry run).
 
+    Notes
+    -----
     A unit that fails is recorded with its reason and the others go on; a step never
     stops the run, except on a full disk (``summary.stopped`` says where). ``summary.ok``
     is false when anything failed.
