@@ -484,10 +484,4 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
     return out
 
 
-SOURCE = Source(
-    kind="bands",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=False,  # clipped to the region only when it has a geometry
-)
+SOURCE = Source("bands", Options, acquire, needs_geometry=False)  # clipped to the region only when it has a geometry

@@ -375,10 +375,4 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     return {}
 
 
-SOURCE = Source(
-    kind="gee",
-    options=Options,
-    acquire=acquire,
-    in_process=True,  # Earth Engine and Drive log-ins happen in this process
-    needs_geometry=True,
-)
+SOURCE = Source("gee", Options, acquire, in_process=True)  # Earth Engine and Drive log-ins happen in this process

@@ -244,10 +244,4 @@ def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.dat
                         progress=progress)
 
 
-SOURCE = Source(
-    kind="hls",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=True,
-)
+SOURCE = Source("hls", Options, acquire)

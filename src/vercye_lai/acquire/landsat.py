@@ -256,10 +256,4 @@ def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt
                         progress=progress)
 
 
-SOURCE = Source(
-    kind="landsat",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=True,
-)
+SOURCE = Source("landsat", Options, acquire)

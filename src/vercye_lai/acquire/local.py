@@ -32,10 +32,4 @@ def acquire(region: Any, options: Options, out_dir: Path, *, resolution: float,
                         start=region.start, end=region.end)
 
 
-SOURCE = Source(
-    kind="local",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=False,
-)
+SOURCE = Source("local", Options, acquire, needs_geometry=False)

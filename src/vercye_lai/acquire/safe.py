@@ -568,10 +568,4 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     return {d: p for d, p in out.items() if region.start <= d <= region.end}
 
 
-SOURCE = Source(
-    kind="safe",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=True,  # stacks are clipped to the region
-)
+SOURCE = Source("safe", Options, acquire)  # stacks are clipped to the region

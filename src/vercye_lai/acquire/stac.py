@@ -215,13 +215,8 @@ def item_date(item: Any) -> dt.date:
 
 
 def _planetary_signer() -> Callable[[Any], Any]:
-    try:
-        import planetary_computer
-    except ImportError as exc:
-        raise DependencyError(
-            "Planetary Computer assets must be signed: pip install planetary-computer"
-        ) from exc
-    return planetary_computer.sign_inplace
+    # Planetary Computer assets must be signed
+    return require("planetary_computer", "stac").sign_inplace
 
 
 def is_static(catalog: str) -> bool:
@@ -689,10 +684,4 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
                       resampling=Resampling[options.resampling], overwrite=overwrite, **progress)
 
 
-SOURCE = Source(
-    kind="stac",
-    options=Options,
-    acquire=acquire,
-    in_process=False,
-    needs_geometry=True,  # stacks are clipped to the region
-)
+SOURCE = Source("stac", Options, acquire)  # stacks are clipped to the region

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from vercye_lai.errors import ConfigError, DependencyError
+from vercye_lai.errors import ConfigError, require
 from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -193,18 +193,10 @@ def write_all_zones(path: str | Path, csvs: dict[str, Path], fmt: str) -> Path:
     path = Path(path)
     with atomic_output(path) as tmp:
         if fmt == "parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError as exc:
-
-                raise DependencyError("--format parquet needs pyarrow: pip install 'vercye-lai[parquet]'") from exc
+            require("pyarrow", "parquet")
             table.to_parquet(tmp, index=False)
         else:
-            try:
-                import xarray as xr
-            except ImportError as exc:
-
-                raise DependencyError("--format netcdf needs xarray and netCDF4: pip install 'vercye-lai[cube]'") from exc
+            xr = require("xarray", "cube")
             ds = xr.Dataset.from_dataframe(table.rename_axis("row"))
             ds = ds.set_coords(["zone", "Date"])
             for name in ds.data_vars:

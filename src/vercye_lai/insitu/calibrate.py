@@ -5,17 +5,9 @@ day of year) to a corrected value. Every method is a ridge regression on its fea
 shrunk towards *no change* (the identity for ``poly*``, the published output layer for
 ``refit*``), so that a strong penalty gives back the uncalibrated network:
 
-``poly1``, ``poly2``
-    A polynomial of the estimate (the form of the reference's wheat/maize adjustments).
-``refit``
-    The network's output neuron re-fitted on its hidden activations (the 5 ``tanh``
-    units): same inputs, same hidden layer, new output weights.
-``refit-doy``
-    ``refit`` plus the day of year and its square (phenology: the same spectrum means a
-    different canopy in March and in June).
-``refit-vi-doy``
-    ``refit-doy`` plus four vegetation indices of the row's reflectances (NDVI, NDRE,
-    red-edge and green chlorophyll indices; 20 m Sentinel-2 bands).
+The methods (``poly1``, ``poly2``, ``refit``, ``refit-doy``, ``refit-vi-doy``) are
+:mod:`vercye_lai.model.calibration`'s, which applies them; here, also:
+
 ``auto``
     The method and penalty with the lowest error in an inner cross-validation over the
     groups of the data it is given.

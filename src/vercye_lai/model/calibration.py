@@ -13,7 +13,8 @@ Every method is linear in its features, with the intercept last:
     The network's output neuron re-fitted on its hidden activations (the 5 ``tanh``
     units): same inputs, same hidden layer, new output weights.
 ``refit-doy``
-    ``refit`` plus the day of year and its square (d = DOY / 100).
+    ``refit`` plus the day of year and its square (d = DOY / 100; phenology: the same
+    spectrum means a different canopy in March and in June).
 ``refit-vi-doy``
     ``refit-doy`` plus four vegetation indices of the row's reflectances (NDVI, NDRE,
     red-edge and green chlorophyll indices; 20 m Sentinel-2 bands).

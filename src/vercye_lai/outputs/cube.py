@@ -32,7 +32,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 from vercye_lai._version import __version__
-from vercye_lai.errors import DependencyError, InputError
+from vercye_lai.errors import InputError, require
 from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, open_raster, remove_stale, tmp_path_for
 from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
@@ -219,10 +219,7 @@ def _coord_attrs(grid: Grid, axis: str) -> dict[str, str]:
 
 
 def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
-    try:
-        import netCDF4
-    except ImportError as exc:
-        raise DependencyError("NetCDF cubes need netCDF4: pip install 'vercye-lai[cube]'") from exc
+    netCDF4 = require("netCDF4", "cube")
     h, w = grid.shape
     xs, ys = _coords(grid)
     with atomic_output(out) as tmp:
@@ -259,11 +256,8 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
 
 
 def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
-    try:
-        import xarray as xr
-        import zarr  # noqa: F401
-    except ImportError as exc:
-        raise DependencyError("Zarr cubes need xarray and zarr: pip install 'vercye-lai[cube]'") from exc
+    xr = require("xarray", "cube")
+    require("zarr", "cube")
     h, w = grid.shape
     xs, ys = _coords(grid)
     out.parent.mkdir(parents=True, exist_ok=True)

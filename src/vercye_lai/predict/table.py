@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from vercye_lai.acquire.angles import cosines, solar_position
-from vercye_lai.errors import DataIOError, DependencyError, InputError
+from vercye_lai.errors import DataIOError, InputError, require
 from vercye_lai.io import atomic_output, check_utf8
 from vercye_lai.model import load_error_network
 from vercye_lai.options import Options, setting
@@ -143,10 +143,7 @@ def _is_geo(df: pd.DataFrame) -> bool:
 
 
 def _need_parquet() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError as exc:
-        raise DependencyError("Parquet tables need pyarrow: pip install 'vercye-lai[parquet]'") from exc
+    require("pyarrow", "parquet")
 
 
 # ------------------------------------------------------------------------------ columns
