@@ -39,7 +39,7 @@ from vercye_lai.acquire.scene import (
     stack_scenes,
 )
 from vercye_lai.acquire.source import Source
-from vercye_lai.acquire.stac import search_items
+from vercye_lai.acquire.stac_search import search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
 from vercye_lai.stack import L8_BANDS

@@ -27,14 +27,14 @@ from rasterio.windows import Window
 
 from vercye_lai.acquire.angles import angle_cosines, cosines
 from vercye_lai.acquire.bands import sun_angles
-from vercye_lai.acquire.safe import region_grid
 from vercye_lai.acquire.source import expand_patterns
-from vercye_lai.acquire.stac import GDAL_REMOTE_ENV
+from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV
 from vercye_lai.acquire.warp import (
     ImageCache,
     choose_resampling,
     first_valid_window,
     keep_existing,
+    region_grid,
     warp_to_grid,
     write_windowed,
 )

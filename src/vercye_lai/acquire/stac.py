@@ -32,12 +32,10 @@ moving parts.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import re
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,45 +43,38 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
-from rasterio.transform import from_origin
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source
-from vercye_lai.acquire.warp import ImageCache, warp_options, write_windowed
+from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
+    CATALOG_ALIASES,
+    EARTH_SEARCH,
+    GDAL_REMOTE_ENV,
+    PLANETARY_COMPUTER,
+    is_static,
+    item_date,
+    read_asset,
+    read_bytes,
+    search_items,
+)
+from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid, write_windowed
 from vercye_lai.errors import (
-    DataIOError,
-    DependencyError,
     InputError,
     NoDataFoundError,
-    ServiceError,
-    gdal_reason,
-    require,
 )
-from vercye_lai.grid import Grid, utm_crs
+from vercye_lai.grid import Grid
 from vercye_lai.io import is_whole
-from vercye_lai.naming import date_range, stack_name
+from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
 from vercye_lai.stack import S2_BANDS_20M
 
 log = logging.getLogger(__name__)
 
-EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
-PLANETARY_COMPUTER = "https://planetarycomputer.microsoft.com/api/stac/v1"
-CATALOG_ALIASES = {"earth-search": EARTH_SEARCH, "planetary-computer": PLANETARY_COMPUTER}
-#: GDAL settings for reading remote assets: no directory listing, retries on HTTP errors.
-GDAL_REMOTE_ENV = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "GDAL_HTTP_MAX_RETRY": "5",
-    "GDAL_HTTP_RETRY_DELAY": "2",
-    "GDAL_HTTP_MULTIRANGE": "YES",
-}
 REFLECTANCE_BANDS: tuple[str, ...] = tuple(S2_BANDS_20M[3:])  # B3 … B12
 
 #: Asset keys per catalogue flavour: band → asset key (``SCL`` and ``granule`` included).
@@ -201,194 +192,7 @@ def property_angles(item: Any) -> dict[str, float]:
     }
 
 
-def item_date(item: Any) -> dt.date:
-    """UTC acquisition date of an item."""
-    when = item.datetime or dt.datetime.fromisoformat(
-        str(item.properties["start_datetime"]).replace("Z", "+00:00")
-    )
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC)
-    return when.date()
-
-
-# --------------------------------------------------------------------------- catalogues
-
-
-def _planetary_signer() -> Callable[[Any], Any]:
-    # Planetary Computer assets must be signed
-    return require("planetary_computer", "stac").sign_inplace
-
-
-def is_static(catalog: str) -> bool:
-    """True for a static catalogue (a local path or a ``.json`` URL), False for an API URL."""
-    if re.match(r"^https?://", catalog):
-        return catalog.split("?")[0].endswith(".json")
-    return True
-
-
-def search_items(
-    catalog: str,
-    *,
-    collection: str,
-    geometry,
-    start: dt.date,
-    end: dt.date,
-    max_cloud: float | None = None,
-) -> list[Any]:
-    """Items of ``collection`` over ``geometry`` (EPSG:4326) from ``start`` to ``end``.
-
-    Parameters
-    ----------
-    catalog
-        ``"earth-search"``, ``"planetary-computer"``, a STAC API URL, or a static
-        catalogue (``catalog.json`` path or URL).
-    collection
-        Collection id (``sentinel-2-l2a``).
-    max_cloud
-        Maximum ``eo:cloud_cover`` (percent).
-
-    Returns
-    -------
-    list of pystac.Item
-        Sorted by datetime; Planetary Computer items come signed.
-    """
-    pystac = require("pystac", "stac")
-    catalog = CATALOG_ALIASES.get(catalog, catalog)
-    date_range(start, end)  # validates the order
-    if is_static(catalog):
-        if not re.match(r"^https?://", catalog) and not Path(catalog).exists():
-            raise DataIOError("STAC catalogue does not exist", path=catalog)
-        try:
-            root = pystac.read_file(catalog)
-        except Exception as exc:
-            raise DataIOError(f"cannot read the STAC catalogue: {exc}", path=catalog) from exc
-        items = _filter_static(
-            root.get_items(recursive=True),
-            collection=collection,
-            geometry=geometry,
-            start=start,
-            end=end,
-            max_cloud=max_cloud,
-        )
-    else:
-        client_mod = require("pystac_client", "stac")
-        modifier = _planetary_signer() if catalog == PLANETARY_COMPUTER else None
-        query = {"eo:cloud_cover": {"lte": max_cloud}} if max_cloud is not None else None
-        try:
-            client = client_mod.Client.open(catalog, modifier=modifier)
-            search = client.search(
-                collections=[collection],
-                intersects=geometry.__geo_interface__,
-                datetime=f"{start.isoformat()}/{end.isoformat()}",
-                query=query,
-            )
-            items = list(search.items())
-        except (DependencyError, InputError):
-            raise
-        except Exception as exc:
-            raise ServiceError(f"STAC search failed: {exc}", path=catalog) from exc
-    return sorted(items, key=lambda it: (item_date(it), it.id))
-
-
-def _filter_static(
-    items: Iterable[Any],
-    *,
-    collection: str,
-    geometry,
-    start: dt.date,
-    end: dt.date,
-    max_cloud: float | None,
-) -> list[Any]:
-    """What an API search would do, for a static catalogue."""
-    from shapely.geometry import box, shape
-
-    out = []
-    for item in items:
-        if item.collection_id != collection:
-            continue
-        if not start <= item_date(item) <= end:
-            continue
-        footprint = shape(item.geometry) if item.geometry else box(*item.bbox)
-        if not footprint.intersects(geometry):
-            continue
-        cloud = item.properties.get("eo:cloud_cover")
-        if max_cloud is not None and cloud is not None and cloud > max_cloud:
-            continue
-        out.append(item)
-    return out
-
-
 # --------------------------------------------------------------------------- loading
-
-
-def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Grid:
-    """The grid covering ``geometry`` (EPSG:4326) at ``resolution`` m in ``crs``.
-
-    ``crs`` defaults to the UTM zone of the region's centroid. The corners are snapped
-    to multiples of the resolution, so every date of a region gets the same grid and the
-    grid lines up with Sentinel-2 tiles of that UTM zone.
-    """
-    from shapely.geometry import shape
-
-    if crs is None:
-        c = geometry.centroid
-        crs = utm_crs(c.x, c.y)
-    crs = CRS.from_user_input(crs)
-    projected = shape(_project(geometry, crs))
-    xmin, ymin, xmax, ymax = projected.bounds
-    r = float(resolution)
-    # not Grid.from_bounds: that one forgives 1e-6 px of float noise at the edges, which
-    # would drop a row or column from grids that existing STAC stacks already have
-    x0, y0 = np.floor(xmin / r) * r, np.ceil(ymax / r) * r
-    width = int(np.ceil((xmax - x0) / r))
-    height = int(np.ceil((y0 - ymin) / r))
-    if width * height == 0:
-        raise InputError("the region has no area")
-    return Grid(crs, from_origin(x0, y0, r, r), (height, width))
-
-
-def read_asset(
-    href: str | rasterio.DatasetReader, grid: Grid, *, resampling: Resampling
-) -> np.ndarray:
-    """One asset resampled onto ``grid`` as float32; NaN outside the data and where DN = 0.
-
-    ``href`` is a path/URL (opened here) or an open dataset (e.g. from an
-    :class:`~vercye_lai.acquire.warp.ImageCache`). ``grid`` may be a window of a larger
-    grid: the values do not depend on the window (see
-    :func:`~vercye_lai.acquire.warp.warp_options`).
-    """
-    try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(rasterio.Env(**GDAL_REMOTE_ENV))
-            src = href if not isinstance(href, (str, Path)) else stack.enter_context(rasterio.open(href))
-            vrt = stack.enter_context(
-                WarpedVRT(
-                    src,
-                    crs=grid.crs,
-                    transform=grid.transform,
-                    width=grid.shape[1],
-                    height=grid.shape[0],
-                    resampling=resampling,
-                    src_nodata=0,
-                    nodata=0,
-                    **warp_options(src.transform, src.crs, grid),
-                )
-            )
-            data = vrt.read(1, out_dtype="float32")
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataIOError(f"cannot read STAC asset: {gdal_reason(exc)}", path=getattr(href, "name", href)) from exc
-    data[data == 0] = np.nan  # L2A DN 0 is no data
-    return data
-
-
-def _read_bytes(href: str) -> bytes:
-    try:
-        if re.match(r"^https?://", href):
-            with urllib.request.urlopen(href, timeout=60) as resp:
-                return resp.read()
-        return Path(href.removeprefix("file://")).read_bytes()
-    except OSError as exc:
-        raise DataIOError(f"cannot read the granule metadata: {exc}", path=href) from exc
 
 
 def item_angles(item: Any) -> tuple[TileAngles | dict[str, np.ndarray], str]:
@@ -398,7 +202,7 @@ def item_angles(item: Any) -> tuple[TileAngles | dict[str, np.ndarray], str]:
     (``"granule metadata"`` or ``"item properties"``)."""
     granule = item.assets.get(asset_keys(item)["granule"])
     if granule is not None:
-        return parse_tile_angles(_read_bytes(granule.get_absolute_href())), "granule metadata"
+        return parse_tile_angles(read_bytes(granule.get_absolute_href())), "granule metadata"
     log.info("%s: angles from item properties (no granule metadata asset)", item.id)
     return cosines(**property_angles(item)), "item properties"
 
@@ -604,7 +408,7 @@ def stack_stac(
     if on_plan:
         on_plan(by_date)
     grid = target_grid(geometry, resolution, crs)
-    region_geojson = _project(geometry, grid.crs)
+    region_geojson = geometry_to_crs(geometry, grid.crs).__geo_interface__
     out_dir = Path(out_dir)
     written: dict[dt.date, Path] = {}
     for date, date_items in sorted(by_date.items()):
@@ -639,13 +443,6 @@ def stack_stac(
         if on_date:
             on_date(date, dst)
     return written
-
-
-def _project(geometry, crs: CRS) -> dict:
-    """A shapely geometry in EPSG:4326 as GeoJSON in ``crs``."""
-    from rasterio.warp import transform_geom
-
-    return transform_geom("EPSG:4326", crs, geometry.__geo_interface__)
 
 
 # --- the ``stac`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------

@@ -14,15 +14,17 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
+from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from vercye_lai.errors import DataIOError, gdal_reason
-from vercye_lai.grid import Grid
+from vercye_lai.errors import DataIOError, InputError, gdal_reason
+from vercye_lai.grid import Grid, utm_crs
 from vercye_lai.io import is_whole
 from vercye_lai.stack import S2_BANDS_20M, StackWriter
 
@@ -35,6 +37,85 @@ def geometry_to_crs(geom, crs):
     from shapely.geometry import mapping, shape
 
     return shape(transform_geom("EPSG:4326", crs, mapping(geom)))
+
+
+
+# ------------------------------------------------------------------ a region's output grid
+
+
+def region_grid(tiles: Sequence[Any], geometry, resolution: float) -> tuple[Grid, object]:
+    """The output grid of a region over some tiles, and the region in the grid's CRS.
+
+    Parameters
+    ----------
+    tiles
+        Tiles (or scenes) of one date: each with ``crs``, ``bounds`` (in its CRS), ``tile``
+        (a name) and ``source`` (its file).
+    geometry
+        Region (shapely geometry, EPSG:4326).
+    resolution
+        Pixel size in metres.
+
+    Raises
+    ------
+    InputError
+        When the region intersects none of the tiles.
+    """
+    from shapely.geometry import box
+
+    cover = []
+    for t in tiles:
+        g = geometry_to_crs(geometry, t.crs)
+        cover.append(g.intersection(box(*t.bounds)).area / max(g.area, 1e-12))
+    best = int(np.argmax(cover))
+    if cover[best] <= 0:
+        names = ", ".join(sorted({f"T{t.tile}" for t in tiles}))
+        lon0, lat0, lon1, lat1 = geometry.bounds
+        raise InputError(
+            f"region (lon {lon0:.3f}…{lon1:.3f}, lat {lat0:.3f}…{lat1:.3f}) does not intersect "
+            f"tile(s) {names}",
+            path=tiles[best].source,
+        )
+    ref = tiles[best]
+    geom = geometry_to_crs(geometry, ref.crs)
+    footprints = [box(*t.bounds) if t.crs == ref.crs else _footprint_in(t, ref.crs) for t in tiles]
+    from shapely import union_all
+
+    bounds = geom.intersection(union_all(footprints)).bounds
+    # anchored on the tile's upper-left corner, so the grid is the product's own grid
+    grid = Grid.from_bounds(bounds, resolution, ref.crs, anchor=(ref.bounds[0], ref.bounds[3]))
+    return grid, geom
+
+
+def _footprint_in(tile: Any, crs):
+    from rasterio.warp import transform_geom
+    from shapely.geometry import box, mapping, shape
+
+    return shape(transform_geom(tile.crs, crs, mapping(box(*tile.bounds)), densify_pts=20))
+
+
+def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Grid:
+    """The grid covering ``geometry`` (EPSG:4326) at ``resolution`` m in ``crs``.
+
+    ``crs`` defaults to the UTM zone of the region's centroid. The corners are snapped
+    to multiples of the resolution, so every date of a region gets the same grid and the
+    grid lines up with Sentinel-2 tiles of that UTM zone.
+    """
+    if crs is None:
+        c = geometry.centroid
+        crs = utm_crs(c.x, c.y)
+    crs = CRS.from_user_input(crs)
+    projected = geometry_to_crs(geometry, crs)
+    xmin, ymin, xmax, ymax = projected.bounds
+    r = float(resolution)
+    # not Grid.from_bounds: that one forgives 1e-6 px of float noise at the edges, which
+    # would drop a row or column from grids that existing STAC stacks already have
+    x0, y0 = np.floor(xmin / r) * r, np.ceil(ymax / r) * r
+    width = int(np.ceil((xmax - x0) / r))
+    height = int(np.ceil((y0 - ymin) / r))
+    if width * height == 0:
+        raise InputError("the region has no area")
+    return Grid(crs, from_origin(x0, y0, r, r), (height, width))
 
 
 
