@@ -19,7 +19,7 @@ pytest.importorskip("googleapiclient")
 from googleapiclient.discovery import build  # noqa: E402
 from googleapiclient.http import HttpMockSequence  # noqa: E402
 
-from vercye_lai.acquire import gdrive  # noqa: E402
+from vercye_lai.acquire import gdrive, gdrive_auth  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
 from vercye_lai.errors import DataIOError, InputError, NoDataFoundError, ServiceError  # noqa: E402
 
@@ -359,7 +359,7 @@ def test_verbose_login_logs_no_secret(tmp_path, monkeypatch):
         "client_id": "CID", "client_secret": "SECRET-CLIENT", "auth_uri": "https://accounts.example/auth",
         "token_uri": f"http://127.0.0.1:{server.server_port}/token", "redirect_uris": ["http://localhost"]}}))
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the local endpoint is plain http
-    monkeypatch.setattr(gdrive, "_terminal", lambda: True)  # a person at a terminal signs in
+    monkeypatch.setattr(gdrive_auth, "_terminal", lambda: True)  # a person at a terminal signs in
 
     def stop(creds):
         raise ServiceError("stopped after the sign-in (test)")
@@ -386,19 +386,19 @@ def test_run_no_input_means_no_sign_in_waits(tmp_path, monkeypatch):
 
     from click.testing import CliRunner
 
-    from vercye_lai.acquire import gdrive
+    from vercye_lai.acquire import gdrive_auth
     from vercye_lai.cli.main import cli
 
     class Tty(_io.StringIO):
         def isatty(self):
             return True
 
-    monkeypatch.setattr(gdrive, "NO_INPUT", False)
+    monkeypatch.setattr(gdrive_auth, "NO_INPUT", False)
     monkeypatch.setattr("sys.stdin", Tty())
-    assert gdrive._terminal()
+    assert gdrive_auth._terminal()
     cfg = tmp_path / "run.toml"
     cfg.write_text('output_root = "o"\n[[regions]]\nname = "x"\nstart_date = 2023-01-01\n'
                    'end_date = 2023-01-02\n[source]\nkind = "local"\npath = "s"\n')
     r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--dry-run", "--no-input"])
     assert "Traceback" not in r.output
-    assert gdrive.NO_INPUT and not gdrive._terminal()  # a batch job: every sign-in fails at once
+    assert gdrive_auth.NO_INPUT and not gdrive_auth._terminal()  # a batch job: every sign-in fails at once

@@ -97,9 +97,9 @@ def command(config, example_config, dry_run, only, executor, scheduler_address, 
     if config is None:
         raise click.UsageError("give a CONFIG file (or --example-config)")
     if no_input:  # for every sign-in of this run (the Drive download of a gee source)
-        from vercye_lai.acquire import gdrive
+        from vercye_lai.acquire import gdrive_auth
 
-        gdrive.NO_INPUT = True
+        gdrive_auth.NO_INPUT = True
     cfg = load_config(config)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         logging.getLogger("distributed").setLevel(logging.WARNING)  # cluster start/stop chatter

@@ -40,15 +40,12 @@ from vercye_lai.analysis.quicklook import quicklook, quicklook_path
 from vercye_lai.errors import (
     NO_SPACE,
     ConfigError,
-    DependencyError,
     LaiError,
     NoDataFoundError,
     error_text,
 )
 from vercye_lai.io import up_to_date
 from vercye_lai.naming import SENSORS, find_observations, stack_name
-from vercye_lai.outputs.catalog import write_catalog
-from vercye_lai.outputs.report import write_report
 from vercye_lai.predict import (
     assemble_parts,
     part_key,
@@ -61,6 +58,7 @@ from vercye_lai.predict import (
 from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
 from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token, window_groups
+from vercye_lai.run.publish import publish
 from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn
 
 log = logging.getLogger(__name__)
@@ -488,24 +486,3 @@ def run_pipeline(
     if write_summary and not dry_run and not summary.stopped:
         publish(cfg.output_root)
     return summary
-
-
-def publish(root: Path) -> list[Path]:
-    """What a run writes beside its products for other tools: the STAC catalogue and the
-    HTML report. A failure here is logged, never the run's: the products are all there."""
-    written = []
-    for what, fn in (("STAC catalogue", write_catalog), ("report", _report)):
-        try:
-            written.append(fn(root))
-        except NoDataFoundError:
-            log.info("%s: nothing to put in a %s yet", root, what)
-        except DependencyError as exc:
-            log.info("no %s: %s", what, exc)
-        except Exception as exc:  # noqa: BLE001 - reported, the run's outputs stand
-            log.warning("%s not written: %s", what, error_text(exc))
-    return written
-
-
-def _report(root: Path) -> Path:
-
-    return write_report(root)

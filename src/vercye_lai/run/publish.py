@@ -1,0 +1,28 @@
+"""What a run writes beside its products for other tools, once its steps are done."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vercye_lai.errors import DependencyError, NoDataFoundError, error_text
+from vercye_lai.outputs.catalog import write_catalog
+from vercye_lai.outputs.report import write_report
+
+log = logging.getLogger(__name__)
+
+
+def publish(root: Path) -> list[Path]:
+    """What a run writes beside its products for other tools: the STAC catalogue and the
+    HTML report. A failure here is logged, never the run's: the products are all there."""
+    written = []
+    for what, fn in (("STAC catalogue", write_catalog), ("report", write_report)):
+        try:
+            written.append(fn(root))
+        except NoDataFoundError:
+            log.info("%s: nothing to put in a %s yet", root, what)
+        except DependencyError as exc:
+            log.info("no %s: %s", what, exc)
+        except Exception as exc:  # noqa: BLE001 - reported, the run's outputs stand
+            log.warning("%s not written: %s", what, error_text(exc))
+    return written
