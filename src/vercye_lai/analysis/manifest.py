@@ -41,8 +41,8 @@ def fingerprint(files: Mapping, geometry: Path, *, start: dt.date, end: dt.date,
     g = geometry.stat()
     unc = [u for u in map(uncertainty_path, files.values()) if u.exists()]
     extra = {}
-    if options.adjustment.lower().endswith(".json"):  # a calibration file: its version counts
-        a = Path(options.adjustment).stat()
+    if options.adjustment_file is not None:  # a calibration file: its version counts
+        a = options.adjustment_file.stat()
         extra["adjustment_file"] = [a.st_mtime_ns, a.st_size]
     return extra | {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
             "start": start.isoformat(), "end": end.isoformat(),

@@ -4,6 +4,7 @@ config's ``[[analyses]]`` entries (see :mod:`vercye_lai.options`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from vercye_lai.analysis.products import DATE_FORMATS, MAX_BAND_CHOICES
 from vercye_lai.analysis.timeseries import ADJUSTMENTS, INTERPOLATIONS, OUTLIERS, SMOOTHERS
@@ -89,3 +90,8 @@ class AnalysisOptions(Options):
         # sensor names are case-insensitive (s2, L30 ...), each counted once
         object.__setattr__(self, "sensors", tuple(dict.fromkeys(str(x).lower() for x in self.sensors)))
         super().__post_init__()
+
+    @property
+    def adjustment_file(self) -> Path | None:
+        """The calibration file the adjustment names (``None``: a named adjustment)."""
+        return Path(self.adjustment) if self.adjustment.lower().endswith(".json") else None

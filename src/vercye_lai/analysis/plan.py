@@ -223,9 +223,8 @@ def plan_analysis(
     if start and end and start > end:
         raise InputError(f"start date {start} is after end date {end}")
     o = options
-    if o.adjustment.lower().endswith(".json"):
-
-        adjustment_calibration(o.adjustment)  # a bad or refit* calibration fails before any work
+    if o.adjustment_file is not None:
+        adjustment_calibration(o.adjustment_file)  # a bad or refit* calibration fails before any work
     if files is None:
         files = find_observations(lai_dir, region, resolution, sensors=o.sensors, suffix=o.variable,
                                   extensions=(".tif",), start=start, end=end)

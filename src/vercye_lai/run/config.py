@@ -197,7 +197,7 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
         t = Table(item, f"analyses[{i}]", base=doc.base)
         geometry = t.get("geometry", Path, exists=True)
         options = from_table(AnalysisOptions, t)
-        if options.adjustment.lower().endswith(".json"):  # a calibration file, beside the config
+        if options.adjustment_file is not None:  # a calibration file, beside the config
             cal = t.get("adjustment", Path, exists=True)
             options = dataclasses.replace(options, adjustment=str(cal))
         a = AnalysisConfig(
