@@ -285,7 +285,7 @@ def test_incomplete_parts_write_no_product(tmp_path, strickhof_stacks):
 def test_analysis_parts_of_an_interrupted_run_are_reused(tmp_path, strickhof_stacks, monkeypatch):
     """Threads split the analysis into parts; parts left by a run that died before combining
     them are not computed again, and the outputs equal a serial run's."""
-    from vercye_lai.analysis import manifest as run_mod
+    from vercye_lai.analysis import tasks as run_mod
 
     serial = run_pipeline(strickhof_config(tmp_path, strickhof_stacks, "serial"))
     assert serial.ok

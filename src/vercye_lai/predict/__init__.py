@@ -12,8 +12,10 @@ from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, options_for
 from vercye_lai.predict.products import check_model, is_complete, part_path, product_paths
 from vercye_lai.predict.split import (
+    DatePart,
     PredictUnit,
     assemble_parts,
+    date_parts,
     part_key,
     plan_predict,
     predict_windows_to_part,
@@ -23,12 +25,14 @@ from vercye_lai.predict.table import TableOptions, predict_table
 
 __all__ = [
     "BlockResult",
+    "DatePart",
     "PredictOptions",
     "PredictResult",
     "PredictUnit",
     "TableOptions",
     "assemble_parts",
     "check_model",
+    "date_parts",
     "is_complete",
     "options_for",
     "part_key",

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -26,6 +27,7 @@ from vercye_lai.predict.products import (
     check_model,
     gdal_env,
     load_options_calibration,
+    part_path,
     prepare,
     product_paths,
     write_products,
@@ -87,6 +89,36 @@ def stack_windows(src: str | Path, *, block_size: int = PredictOptions.block_siz
     with open_raster(src) as ds:
         return block_windows(ds, block_size)
 
+
+
+def window_groups(windows: Sequence[Any], part_pixels: int) -> list[list[Any]]:
+    """Consecutive windows grouped into tasks of about ``part_pixels`` pixels."""
+    groups: list[list[Any]] = [[]]
+    n = 0
+    for w in windows:
+        if groups[-1] and n + w.width * w.height > part_pixels:
+            groups.append([])
+            n = 0
+        groups[-1].append(w)
+        n += w.width * w.height
+    return groups
+
+
+@dataclass(frozen=True)
+class DatePart:
+    """One part of a date's prediction: these block windows, saved to ``path``."""
+
+    path: Path
+    windows: tuple[Window, ...]
+
+
+def date_parts(unit: PredictUnit, options: PredictOptions) -> list[DatePart]:
+    """A date split into parts of about ``options.part_pixels`` pixels (consecutive block
+    windows), each with its hidden part file (named after the input and the options, so a
+    rerun after an interruption reuses the parts already made)."""
+    key = part_key(unit, options)
+    groups = window_groups(stack_windows(unit.src, block_size=options.block_size), options.part_pixels)
+    return [DatePart(part_path(unit.outputs, key, j), tuple(w)) for j, w in enumerate(groups)]
 
 
 def predict_windows_to_part(

@@ -34,19 +34,6 @@ def token() -> str:
     return f"{time.monotonic_ns():x}"
 
 
-def window_groups(windows: Sequence[Any], part_pixels: int) -> list[list[Any]]:
-    """Consecutive windows grouped into tasks of about ``part_pixels`` pixels."""
-    groups: list[list[Any]] = [[]]
-    n = 0
-    for w in windows:
-        if groups[-1] and n + w.width * w.height > part_pixels:
-            groups.append([])
-            n = 0
-        groups[-1].append(w)
-        n += w.width * w.height
-    return groups
-
-
 @dataclass
 class Task:
     """A function call to submit: ``fn(*args, **kwargs)``, named ``key`` on Dask."""

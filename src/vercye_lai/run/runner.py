@@ -48,16 +48,14 @@ from vercye_lai.io import up_to_date
 from vercye_lai.naming import SENSORS, find_observations, stack_name
 from vercye_lai.predict import (
     assemble_parts,
-    part_key,
-    part_path,
+    date_parts,
     plan_predict,
     predict_file,
     predict_windows_to_part,
-    stack_windows,
 )
 from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
-from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token, window_groups
+from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token
 from vercye_lai.run.publish import publish
 from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn
 
@@ -269,15 +267,12 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     for region, u in units:
         failed = partial(st.add, region, u.label, "failed")
         try:
-            key = part_key(u, options)
-            groups = window_groups(stack_windows(u.src, block_size=options.block_size),
-                                   options.part_pixels)
+            date = date_parts(u, options)
         except Exception as exc:  # noqa: BLE001
             failed(error_text(exc))
             continue
-        paths = [part_path(u.outputs, key, j) for j in range(len(groups))]
-        parts = [(p, Task(predict_windows_to_part, (u.src, p, w), {"options": options},
-                          f"predict-{p.name.lstrip('.')}")) for p, w in zip(paths, groups)]
+        parts = [(p.path, Task(predict_windows_to_part, (u.src, p.path, list(p.windows)), {"options": options},
+                               f"predict-{p.path.name.lstrip('.')}")) for p in date]
         finish = Task(assemble_parts, (u.src,), {"outputs": u.outputs, "options": options},
                       f"assemble-{u.src.stem}")
         jobs.append(PartsJob(parts, finish, partial(report, region, u), failed))
