@@ -32,14 +32,7 @@ from pathlib import Path
 
 import rasterio
 
-from vercye_lai.acquire.scene import (
-    ANGLE_FILES,
-    Scene,
-    SceneSourceOptions,
-    acquire_scenes,
-    asset_href,
-    stack_scenes,
-)
+from vercye_lai.acquire import scene
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import search_items
 from vercye_lai.errors import InputError
@@ -81,7 +74,7 @@ def _time(m: re.Match, band_file: Path) -> dt.datetime:
 
 
 def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = DEFAULT_FMASK,
-                  kinds: Sequence[str] = ("L30", "S30")) -> list[Scene]:
+                  kinds: Sequence[str] = ("L30", "S30")) -> list[scene.Scene]:
     """The HLS granules among ``paths`` (files, or folders searched recursively).
 
     Raises
@@ -113,16 +106,16 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
         missing = [f for f in need.values() if f not in have]
         if missing:
             raise InputError(f"granule {gid} lacks band file(s) {', '.join(missing)}", path=next(iter(have.values())))
-        angles = {a: have[a] for a in ANGLE_FILES if a in have}
-        if angles and len(angles) < len(ANGLE_FILES):
+        angles = {a: have[a] for a in scene.ANGLE_FILES if a in have}
+        if angles and len(angles) < len(scene.ANGLE_FILES):
             raise InputError(f"granule {gid} has only some angle bands ({', '.join(angles)}); need "
-                             f"{', '.join(ANGLE_FILES)} or none", path=next(iter(angles.values())))
+                             f"{', '.join(scene.ANGLE_FILES)} or none", path=next(iter(angles.values())))
         bands = {b: have[f] for b, f in BANDS[kind].items()}
         notes = () if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",)
         if not angles:
             log.info("%s: no angle bands; the sun is computed from the acquisition time, the view "
                      "assumed nadir", gid)
-        scenes.append(Scene(
+        scenes.append(scene.Scene(
             sensor=kind, product=gid, tile=m["tile"].upper(), time=_time(m, bands["B3"]), bands=bands,
             inputs=INPUTS[kind], scale=SCALE, offset=0.0, fill=FILL.get(m["version"].split(".")[0], -9999),
             quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes))
@@ -137,7 +130,7 @@ def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolut
               kinds: Sequence[str] = ("L30", "S30"), overwrite: bool = False,
               progress=None) -> dict[tuple[dt.date, str], Path]:
     """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules."""
-    return stack_scenes(find_granules(paths, fmask=fmask, kinds=kinds), geometry, region, resolution,
+    return scene.stack_scenes(find_granules(paths, fmask=fmask, kinds=kinds), geometry, region, resolution,
                         out_dir, overwrite=overwrite, source="stack-hls", progress=progress)
 
 
@@ -146,7 +139,7 @@ def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolut
 
 
 @dataclass(frozen=True)
-class Options(SceneSourceOptions):
+class Options(scene.SceneSourceOptions):
     """The ``hls`` source: HLS granules on disk."""
     paths: tuple[Path, ...] = setting(
         (), cli=None, help="Folders of HLS granule COGs (searched recursively), files or glob patterns.")
@@ -163,7 +156,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
     """The stacks of ``region``'s dates from the files or the catalogue: ``(date, sensor) -> path``."""
     from functools import partial
 
-    return acquire_scenes(region, options, out_dir, source="hls",
+    return scene.acquire_scenes(region, options, out_dir, source="hls",
                           local=partial(find_granules, fmask=options.fmask, kinds=options.products),
                           catalogue=partial(search_granules, products=options.products, fmask=options.fmask))
 
@@ -178,7 +171,7 @@ STAC_COLLECTIONS = {
 }
 
 
-def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) -> list[Scene]:
+def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) -> list[scene.Scene]:
     """HLS v2.0 STAC items (asset keys ``B03`` …, ``Fmask``, ``SZA`` …) as scenes.
 
     Raises
@@ -191,19 +184,19 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
         kind = "S30" if ("S30" in item.id.upper() or "s30" in str(item.collection_id).lower()) else "L30"
         if not ("L30" in item.id.upper() or "S30" in item.id.upper() or "hls" in str(item.collection_id).lower()):
             raise InputError(f"STAC item {item.id} is not an HLS granule")
-        bands = {b: asset_href(item, (f, f.lower())) for b, f in BANDS[kind].items()}
-        quality = asset_href(item, ("Fmask", "fmask", "FMASK"))
-        angles = {a: asset_href(item, (a, a.lower())) for a in ANGLE_FILES}
+        bands = {b: scene.asset_href(item, (f, f.lower())) for b, f in BANDS[kind].items()}
+        quality = scene.asset_href(item, ("Fmask", "fmask", "FMASK"))
+        angles = {a: scene.asset_href(item, (a, a.lower())) for a in scene.ANGLE_FILES}
         missing = [k for k, v in {**bands, "Fmask": quality}.items() if v is None]
         if missing:
             raise InputError(f"STAC item {item.id} lacks asset(s) {', '.join(missing)}; it has "
                              f"{', '.join(sorted(item.assets))}")
         angles = {a: h for a, h in angles.items() if h is not None}
-        if len(angles) < len(ANGLE_FILES):
+        if len(angles) < len(scene.ANGLE_FILES):
             angles = {}
         t = item.datetime or dt.datetime.fromisoformat(item.properties["start_datetime"].replace("Z", "+00:00"))
         tile = item.properties.get("hls:tile_id") or (item.id.split(".")[2] if item.id.count(".") > 2 else item.id)
-        scenes.append(Scene(
+        scenes.append(scene.Scene(
             sensor=kind, product=item.id, tile=str(tile),
             time=t.astimezone(dt.UTC), bands=bands, inputs=INPUTS[kind], scale=SCALE, offset=0.0,
             fill=-9999, quality=quality, quality_bits=tuple(fmask), quality_fill=255, angles=angles,
@@ -213,7 +206,7 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
 
 def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
                     products: Sequence[str] = ("L30", "S30"), collections: Mapping[str, str] | None = None,
-                    fmask: Sequence[int] = DEFAULT_FMASK, max_cloud: float | None = None) -> list[Scene]:
+                    fmask: Sequence[int] = DEFAULT_FMASK, max_cloud: float | None = None) -> list[scene.Scene]:
     """The HLS granules of ``catalog`` (``planetary-computer``, ``nasa`` — CMR-STAC, reading
     needs an Earthdata login: ``EARTHDATA_TOKEN`` or ``~/.netrc`` — a STAC API URL or a
     static catalogue) over ``geometry`` (EPSG:4326) in the range.
@@ -239,7 +232,7 @@ def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.dat
              out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
              **search) -> dict[tuple[dt.date, str], Path]:
     """Write the stacks of the granules :func:`search_granules` finds (``search``: its options)."""
-    return stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
+    return scene.stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-hls (STAC)",
                         progress=progress)
 

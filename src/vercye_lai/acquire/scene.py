@@ -25,19 +25,11 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import warp
 from vercye_lai.acquire.angles import angle_cosines, cosines
 from vercye_lai.acquire.bands import sun_angles
 from vercye_lai.acquire.source import expand_patterns
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV
-from vercye_lai.acquire.warp import (
-    ImageCache,
-    choose_resampling,
-    first_valid_window,
-    keep_existing,
-    region_grid,
-    warp_to_grid,
-    write_windowed,
-)
 from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.naming import stack_name
@@ -156,11 +148,11 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
             continue
         ds = images(str(scene.bands[band]))
         nodata = ds.nodata if isinstance(ds, rasterio.io.DatasetReaderBase) and ds.nodata is not None else scene.fill
-        dn = warp_to_grid(ds, grid, resampling=choose_resampling(own, resolution), src_nodata=nodata)
+        dn = warp.warp_to_grid(ds, grid, resampling=warp.choose_resampling(own, resolution), src_nodata=nodata)
         out[band] = dn * scene.scale + scene.offset
     if scene.quality is not None:
-        frac = warp_to_grid(
-            images(str(scene.quality)), grid, resampling=choose_resampling(own, resolution, categorical=True),
+        frac = warp.warp_to_grid(
+            images(str(scene.quality)), grid, resampling=warp.choose_resampling(own, resolution, categorical=True),
             prepare=lambda q: bits_set(q, scene.quality_bits, scene.quality_fill).astype(np.float32))
         masked = ~(frac == 0)  # NaN (no quality value) or any masked part of the pixel
         for band in out:
@@ -168,7 +160,7 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
     if scene.angles:
         deg = {}
         for name in ANGLE_FILES:
-            a = warp_to_grid(images(str(scene.angles[name])), grid, resampling=choose_resampling(own, resolution),
+            a = warp.warp_to_grid(images(str(scene.angles[name])), grid, resampling=warp.choose_resampling(own, resolution),
                              src_nodata=scene.angle_fill)
             deg[name] = a * scene.angle_scale
         out.update(cosines(deg["SZA"], deg["SAA"], deg["VZA"], deg["VAA"]))
@@ -192,7 +184,7 @@ class SceneMosaic:
     def read(self, window: Window) -> dict[str, np.ndarray]:
         sub = self.grid.window(window)
         layers = (lambda scene=scene: scene_layer(scene, sub, self.resolution, self.images) for scene in self.scenes)
-        return first_valid_window(layers, self.scenes[0].inputs, sub, self.region)
+        return warp.first_valid_window(layers, self.scenes[0].inputs, sub, self.region)
 
 
 def group_scenes(scenes: Sequence[Scene]) -> dict[tuple[dt.date, str], list[Scene]]:
@@ -212,10 +204,10 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     bool
         True when written, False when ``dst`` existed whole and was kept.
     """
-    if keep_existing(dst, overwrite):
+    if warp.keep_existing(dst, overwrite):
         return False
     with remote_env(scenes):
-        grid, region = region_grid(scenes, geometry, resolution)
+        grid, region = warp.region_grid(scenes, geometry, resolution)
     s0 = scenes[0]
     tags = {
         "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
@@ -226,9 +218,9 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
                    f"sun from the acquisition time, view zenith {s0.view[0]:g} azimuth {s0.view[1]:g} deg (assumed)"),
         **({"NOTES": "; ".join(s0.notes)} if s0.notes else {}),
     }
-    with remote_env(scenes), ImageCache() as images:
+    with remote_env(scenes), warp.ImageCache() as images:
         mosaic = SceneMosaic(scenes, grid, region, resolution, images)
-        n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block, bands=s0.inputs)
+        n_valid = warp.write_windowed(dst, grid, mosaic.read, tags=tags, block=block, bands=s0.inputs)
     if n_valid == 0:
         log.warning("%s: no valid pixel in the region (clouds or no data)", Path(dst).name)
     log.info("%s: %d scene(s), %d valid pixels", Path(dst).name, len(scenes), n_valid)
