@@ -387,3 +387,24 @@ def test_uncertainty_needs_an_error_network(tmp_path):
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a", "--uncertainty")
     assert r.exit_code == 1 and "has no error network" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+
+
+def test_commands_take_region_and_resolution_from_the_files(tmp_path, strickhof_stacks):
+    """The demo's stacks are 10 m and of one region: predict, analyze, cube and validate need
+    neither --region nor --resolution; a wrong one says what is there."""
+    from vercye_lai.run.demo import demo_fields, demo_insitu
+
+    span = ("--start-date", "2022-05-01", "--end-date", "2022-05-20")
+    lai = tmp_path / "lai"
+    r = run("-q", "predict", strickhof_stacks, "-o", lai, *span)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in lai.glob("*_LAI.tif"))[0].startswith("strickhof_10m_2022-05-")
+    r = run("-q", "analyze", lai, demo_fields(), "-o", tmp_path / "an", "--id-column", "name")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "an").glob("strickhof_*_STATS.csv"))) == 3
+    assert run("-q", "cube", lai, tmp_path / "c.nc").exit_code == 0
+    r = run("-q", "validate", demo_insitu(), lai, "-o", tmp_path / "val", "--group-column", "parcel")
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["-q", "predict", str(strickhof_stacks), "-o", str(tmp_path / "x"), "--res", "20"])
+    assert r.exit_code == 1
+    assert "found strickhof_10m_* (34 dates): use --resolution 10" in " ".join(r.output.split())

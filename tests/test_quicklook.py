@@ -73,6 +73,23 @@ def test_cli(analysis, tmp_path):
     assert out.stat().st_size > 20_000 and str(out) in res.stderr
 
 
+def test_cli_finds_the_max_map_and_takes_a_folder(analysis, tmp_path):
+    zone, _ = analysis
+    res = CliRunner().invoke(cli, ["quicklook", str(zone.csv)])  # MAX found by name
+    assert res.exit_code == 0, res.output
+    assert quicklook_path(zone.csv).stat().st_size > 20_000
+    quicklook_path(zone.csv).unlink()
+    res = CliRunner().invoke(cli, ["quicklook", str(zone.csv.parent)])  # every analysis there
+    assert res.exit_code == 0, res.output
+    assert quicklook_path(zone.csv).exists()
+    res = CliRunner().invoke(cli, ["quicklook", str(tmp_path)])
+    assert res.exit_code == 1 and "no analysis (*_STATS.csv) in the folder" in res.output
+    other = tmp_path / "table.csv"
+    other.write_text("a\n1\n")
+    res = CliRunner().invoke(cli, ["quicklook", str(other)])
+    assert res.exit_code == 1 and "not an analysis _STATS.csv (give its _MAX.tif too)" in res.output
+
+
 def test_rejected_outliers_are_drawn_as_crosses(tmp_path, lai_writer, polygon_writer, monkeypatch):
     import matplotlib.pyplot as plt
 

@@ -14,12 +14,15 @@ date sit side by side.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from vercye_lai.errors import InputError, NoDataFoundError
+
+log = logging.getLogger(__name__)
 
 STACK_EXTENSIONS = (".vrt", ".tif")  # order = preference when both exist for a date
 
@@ -133,6 +136,20 @@ def product_name(region: str, resolution: float, date: dt.date, variable: str = 
     return RasterName(region, resolution, date, variable, ".tif").name
 
 
+def _there(folders: Sequence[Path], suffix: str | None, extensions: tuple[str, ...], region: str) -> str:
+    """``; found …: use --resolution M`` — what a folder holds instead of what was asked for."""
+    found = survey(folders, suffix=suffix, extensions=extensions)
+    if not found:
+        return ""
+    mine = {k: n for k, n in found.items() if k[0] == region and k[1] == "S2"}
+    hint = ""
+    if len(mine) == 1:
+        hint = f": use --resolution {_res_str(next(iter(mine))[2])}"
+    elif not any(k[0] == region for k in found):
+        hint = ": use --region " + "/".join(sorted({k[0] for k in found}))
+    return f"; found {_found_text(found, suffix)}{hint}"
+
+
 def find_rasters(
     directory: str | Path | Sequence[str | Path],
     region: str,
@@ -218,7 +235,7 @@ def find_rasters(
             span = f" between {start or '…'} and {end or '…'}"
         raise NoDataFoundError(
             f"no '{region}_{_res_str(resolution)}m_<date>{'_' + token if token else ''}{what}.{{{exts}}}' "
-            f"files{span}", path=existing[0],
+            f"files{span}{_there(existing, suffix, extensions, region)}", path=existing[0],
         )
     return dict(sorted(found.items()))
 
@@ -282,9 +299,84 @@ def find_observations(
         others = [s for s in order if s != "S2"]
         tail = f" (nor {'/'.join(others)} ones at any resolution)" if others and s2 else \
             (f"{'/'.join(others)} files of {region}" if others else "")
-        raise NoDataFoundError(f"no {s2}{tail}{span}", path=folders[0])
+        raise NoDataFoundError(f"no {s2}{tail}{span}{_there(folders, suffix, extensions, region)}", path=folders[0])
     rank = {s: i for i, s in enumerate(order)}
     return dict(sorted(found.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]])))
+
+
+#: the resolution of Sentinel-2 stacks when neither the files nor the user say it
+DEFAULT_RESOLUTION = 20.0
+
+
+def survey(directory: str | Path | Sequence[str | Path], *, suffix: str | None = None,
+           extensions: tuple[str, ...] = STACK_EXTENSIONS) -> dict[tuple[str, str, float], int]:
+    """What a folder holds: the number of conventional files per ``(region, sensor,
+    resolution)`` (stacks with ``suffix=None``, a variable's products otherwise)."""
+    folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
+    counts: dict[tuple[str, str, float], set[dt.date]] = {}
+    for folder in (f for f in dict.fromkeys(folders) if f.is_dir()):
+        for path in folder.iterdir():
+            if path.name.startswith("."):
+                continue
+            try:
+                rn = RasterName.parse(path.name)
+            except InputError:
+                continue
+            if rn.suffix == suffix and rn.ext in extensions:
+                counts.setdefault((rn.region, rn.sensor_name, rn.resolution), set()).add(rn.date)
+    return {k: len(v) for k, v in sorted(counts.items())}
+
+
+def _found_text(found: dict[tuple[str, str, float], int], suffix: str | None) -> str:
+    tail = f"_{suffix}" if suffix else ""
+    return ", ".join(f"{r}_{_res_str(res)}m_*{'' if s == 'S2' else '_' + s}{tail} ({n} date{'s' * (n != 1)})"
+                     for (r, s, res), n in found.items())
+
+
+def infer_region_resolution(
+    directory: str | Path | Sequence[str | Path],
+    region: str | None = None,
+    resolution: float | None = None,
+    *,
+    suffix: str | None = None,
+    extensions: tuple[str, ...] = STACK_EXTENSIONS,
+) -> tuple[str, float]:
+    """The region and Sentinel-2 resolution of the files in ``directory`` where not given:
+    the only region there, the only resolution of that region's Sentinel-2 files (Landsat
+    and HLS files keep theirs; with none of Sentinel-2, :data:`DEFAULT_RESOLUTION`). What
+    is inferred is logged.
+
+    Raises
+    ------
+    NoDataFoundError
+        No conventional file in the folder (to infer the region from).
+    InputError
+        Several regions (or resolutions) to choose from: the message lists them.
+    """
+    first = Path(directory) if isinstance(directory, (str, Path)) else Path(list(directory)[0])
+    if region is not None and resolution is not None:
+        return region, float(resolution)
+    found = survey(directory, suffix=suffix, extensions=extensions)
+    what = f"_{suffix}" if suffix else ""
+    if region is None:
+        regions = sorted({r for r, _, _ in found})
+        if not regions:
+            raise NoDataFoundError(f"no '{{region}}_{{res}}m_<date>{what}' files to take the region from", path=first)
+        if len(regions) > 1:
+            raise InputError(f"holds several regions ({_found_text(found, suffix)}): give the region "
+                             "(--region NAME)", path=first)
+        region = regions[0]
+        log.info("%s: region %s (the only one there)", first, region)
+    if resolution is None:
+        s2 = sorted({res for (r, s, res) in found if r == region and s == "S2"})
+        if len(s2) > 1:
+            mine = {k: n for k, n in found.items() if k[0] == region and k[1] == "S2"}
+            raise InputError(f"holds {region} at several resolutions ({_found_text(mine, suffix)}): give the "
+                             "resolution (--resolution M)", path=first)
+        resolution = s2[0] if s2 else DEFAULT_RESOLUTION
+        if s2:
+            log.info("%s: resolution %s m (the only one of %s there)", first, _res_str(resolution), region)
+    return region, float(resolution)
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:

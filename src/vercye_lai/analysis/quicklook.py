@@ -31,6 +31,14 @@ def quicklook_path(csv_path: str | Path) -> Path:
     return csv_path.with_name(f"{stem}_QUICKLOOK.png")
 
 
+def max_path_for(csv_path: str | Path) -> Path:
+    """``…_STATS.csv`` → its max-LAI map ``…_MAX.tif`` beside it (as ``analyze`` names them)."""
+    csv_path = Path(csv_path)
+    if not csv_path.name.endswith("_STATS.csv"):
+        raise InputError("not an analysis _STATS.csv (give its _MAX.tif too)", path=csv_path)
+    return csv_path.with_name(csv_path.name.removesuffix("_STATS.csv") + "_MAX.tif")
+
+
 def _read_stats(csv_path: Path):
     import pandas as pd
 

@@ -10,6 +10,7 @@ import click
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console, progress_bar
+from vercye_lai.naming import infer_region_resolution
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,9 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
         lai_dir, out_dir, region, geometry_path = paths[0], paths[1], str(paths[2]), paths[3]
     else:
         (lai_dir, geometry_path), out_dir = opts.resolve_inout(paths, out_dir, inputs=2, what="OUT_DIR")
-    if region is None:
-        raise click.UsageError("give --region NAME (the {region} of the LAI file names)")
     options = opts.from_cli(AnalysisOptions, params)
+    region, resolution = infer_region_resolution(lai_dir, region, resolution, suffix=options.variable,
+                                                 extensions=(".tif",))
     from vercye_lai.analysis import analyze
 
     with progress_bar(transient=True) as bar:

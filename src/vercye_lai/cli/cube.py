@@ -8,12 +8,13 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
+from vercye_lai.naming import infer_region_resolution
 
 
 @click.command("cube")
 @click.argument("lai_dir", metavar="LAI_DIR", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT.{nc,zarr}", type=click.Path(path_type=Path))
-@opts.region_option()
+@opts.region_option(required=False)
 @opts.resolution_option
 @opts.date_options(required=False)
 @opts.option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -34,10 +35,12 @@ def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bb
     \b
     Open it with:  xarray.open_dataset("OUT.nc", decode_coords="all")   (.zarr: engine="zarr")
     Example:
-      vercye-lai cube lai/ strickhof.nc --region strickhof --res 10 --geometry fields.geojson
+      vercye-lai cube lai/ strickhof.nc --geometry fields.geojson   (region, resolution: from the files)
     """
     from vercye_lai.outputs.cube import build_cube
 
+    region, resolution = infer_region_resolution(lai_dir, region, resolution, suffix=variables[0].upper(),
+                                                 extensions=(".tif",))
     shape = None
     if geometry is not None:
         from vercye_lai.regions import read_vector

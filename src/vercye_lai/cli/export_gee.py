@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @click.command(name="export-gee", epilog=opts.ALIASES_EPILOG)
 @opts.region_source_options
 @opts.date_options()
-@opts.resolution_option
+@opts.resolution_option_of(20)
 @opts.click_options(gee.Options, exclude=("timeout",))
 @click.option(
     "--state-file",

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 @click.argument("paths", nargs=-1, metavar="IN_DIR [VRT_DIR]")
 @opts.region_option(required=False)
 @opts.out_dir_option(required=False, help="Output folder of the VRTs (created).")
-@opts.resolution_option
+@opts.resolution_option_of(20)
 @opts.overwrite_option
 def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
     """Mosaic the parts of each date into VRT_DIR/{REGION}_{RESOLUTION}m_{date}.vrt.

@@ -34,12 +34,17 @@ def option(*decls, **kw):
 
 
 def resolution_option_of(default: float):
-    """``--resolution/--res M`` with another default (HLS and Landsat stacks: 30 m)."""
+    """``--resolution/--res M`` of a command that writes stacks (HLS and Landsat: 30 m)."""
     return option("--resolution", "--res", "resolution", type=float, default=default, show_default=True,
-                  help="Pixel size in metres, as in the file names ({region}_{res}m_{date}).")
+                  help="Pixel size in metres, as in the file names ({region}_{res}m_{date}); --res for short.")
 
 
-resolution_option = resolution_option_of(20)
+#: ``--resolution/--res M`` of a command that reads conventionally named files: by default
+#: the only resolution of the region's Sentinel-2 files (:func:`vercye_lai.naming.infer_region_resolution`)
+resolution_option = option(
+    "--resolution", "--res", "resolution", type=float, default=None,
+    help="Pixel size in metres, as in the file names ({region}_{res}m_{date}); --res for short. "
+         "[default: the only one of the region's Sentinel-2 files there, else 20]")
 
 
 #: what ``--help`` says of the spellings kept for existing scripts
@@ -51,9 +56,11 @@ ALIASES_EPILOG = (
 
 
 def region_option(*, required: bool = True, help: str | None = None):
-    """``--region NAME``: the region of the file names (one spelling in every command)."""
+    """``--region NAME``: the region of the file names (one spelling in every command); a
+    command that reads named files does not require it (the only region there is taken)."""
+    default = "" if required else " [default: the only region of the files there]"
     return option("--region", required=required, default=None,
-                  help=help or "Region name, as in the file names ({region}_{res}m_{date}).")
+                  help=(help or "Region name, as in the file names ({region}_{res}m_{date}).") + default)
 
 
 def out_dir_option(*, required: bool = True, default=None, help: str = "Output folder (created)."):

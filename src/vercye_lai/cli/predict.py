@@ -9,6 +9,7 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
+from vercye_lai.naming import infer_region_resolution
 from vercye_lai.predict import PredictOptions, PredictResult, predict_dir
 from vercye_lai.system import default_workers
 
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @click.command("predict", epilog=opts.ALIASES_EPILOG)
 @click.argument("paths", nargs=-1, metavar="S2_DIR [LAI_DIR]", type=click.Path(path_type=Path))
-@opts.region_option(help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
+@opts.region_option(required=False, help="Region name: inputs are {region}_{res}m_{date}.{vrt,tif}.")
 @opts.out_dir_option(required=False, help="Output folder of the products (created).")
 @opts.resolution_option
 @opts.date_options(required=False)
@@ -42,6 +43,7 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
       vercye-lai predict stacks/ --region poltava -o lai/ --variable LAI --variable FAPAR
     """
     (s2_dir,), lai_dir = opts.resolve_inout(paths, out_dir, inputs=1, what="LAI_DIR")
+    region, resolution = infer_region_resolution(s2_dir, region, resolution)
     options = opts.from_cli(PredictOptions, params, workers=workers or default_workers(),
                        overwrite=overwrite)
     with progress_bar() as bar:

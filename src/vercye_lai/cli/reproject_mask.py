@@ -31,15 +31,18 @@ def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     (nearest neighbour) and write it to -o OUT.
 
     \b
-    Give either --lai-path P, or --lai-dir D with --region R. analyze --mode raster
+    Give either --lai-path P, or --lai-dir D (with --region R when it holds several). analyze --mode raster
     aligns masks on the fly, so this is only needed to inspect or reuse the aligned mask.
     """
     from vercye_lai.analysis import largest_grid, reproject_mask
-    from vercye_lai.naming import find_rasters
+    from vercye_lai.naming import find_rasters, infer_region_resolution
 
     (mask,), out = opts.resolve_inout(paths, output, inputs=1, what="OUT")
-    if (lai_path is None) == (lai_dir is None) or (lai_dir is not None and not lai_region):
-        raise click.UsageError("give --lai-path P, or --lai-dir D with --region R")
+    if (lai_path is None) == (lai_dir is None):
+        raise click.UsageError("give --lai-path P, or --lai-dir D")
+    if lai_dir is not None:
+        lai_region, resolution = infer_region_resolution(lai_dir, lai_region, resolution, suffix=variable,
+                                                         extensions=(".tif",))
     paths = ([lai_path] if lai_path is not None else
              list(find_rasters(lai_dir, lai_region, resolution, suffix=variable,
                                extensions=(".tif",)).values()))

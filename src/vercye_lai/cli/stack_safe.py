@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 @click.command("stack-safe", epilog=opts.ALIASES_EPILOG)
 @click.argument("safes", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @opts.region_source_options
-@opts.resolution_option
+@opts.resolution_option_of(20)
 @opts.stack_out_dir_option
 @opts.click_options(Options)
 @opts.overwrite_option

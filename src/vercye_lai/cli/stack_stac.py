@@ -12,7 +12,7 @@ from vercye_lai.cli.ui import progress_bar
 @click.command(name="stack-stac", epilog=opts.ALIASES_EPILOG)
 @opts.region_source_options
 @opts.date_options()
-@opts.resolution_option
+@opts.resolution_option_of(20)
 @opts.stack_out_dir_option
 @opts.click_options(stac.Options)
 @opts.overwrite_option

@@ -10,6 +10,7 @@ import click
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
 from vercye_lai.insitu.validate import ValidateOptions
+from vercye_lai.naming import infer_region_resolution
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
 
     \b
     Examples:
-      vercye-lai validate insitu.gpkg lai/ --region strickhof --res 10 -o val/ --group-column parcel
+      vercye-lai validate insitu.gpkg lai/ -o val/ --group-column parcel   (region, resolution: from the files)
       vercye-lai validate insitu.gpkg --series analysis/strickhof/fields --zone-column parcel -o val/
     """
     from vercye_lai.insitu.validate import (
@@ -53,8 +54,11 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
     )
 
     options = opts.from_cli(ValidateOptions, params)
-    if series_dir is None and (lai_dir is None or region is None):
-        raise click.UsageError("give LAI_DIR and --region (or --series DIR)")
+    if series_dir is None and lai_dir is None:
+        raise click.UsageError("give LAI_DIR (or --series DIR)")
+    if series_dir is None:
+        region, resolution = infer_region_resolution(lai_dir, region, resolution, suffix=options.variable,
+                                                     extensions=(".tif",))
     g = read_insitu(insitu, options, points=series_dir is None)
     if series_dir is not None:
         matched = match_series(g, series_dir, options=options)
