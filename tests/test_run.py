@@ -35,12 +35,21 @@ def test_example_config_prints_and_loads(tmp_path):
     r = invoke("run", "--example-config")
     assert r.exit_code == 0, r.output
     assert r.output == EXAMPLE_CONFIG
-    for name in ("strickhof.geojson", "fields.geojson"):  # the files it names must exist
-        (tmp_path / name).write_text("{}")
-    cfg = load_config(write_run_config(tmp_path / "example.toml", r.output))
+    cfg = load_config(write_run_config(tmp_path / "example.toml", r.output))  # as printed: no file to add
     assert cfg.output_root == tmp_path / "vercye-lai-run"  # relative to the config file
     assert cfg.regions[0].name == "strickhof" and cfg.executor == "threads"
     assert cfg.analyses[0].options.adjustment == "wheat" and cfg.dask.cluster == "local"
+
+
+@pytest.mark.slow
+def test_the_example_config_runs_as_printed(tmp_path):
+    """``run --example-config > run.toml && run run.toml``: the bundled demo season, whole."""
+    cfg = write_run_config(tmp_path / "run.toml", invoke("run", "--example-config").output)
+    r = invoke("-q", "run", str(cfg))
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "vercye-lai-run" / "run_summary.json").read_text())
+    assert summary["ok"] and [s["step"] for s in summary["steps"]] == list(STEPS)
+    assert len(list((tmp_path / "vercye-lai-run" / "lai" / "strickhof").glob("strickhof_10m_*_LAI.tif"))) == 34
 
 
 def test_yaml_config(tmp_path):

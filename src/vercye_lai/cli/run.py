@@ -65,7 +65,8 @@ def _print_summary(summary) -> None:
 
 @click.command("run")
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--example-config", is_flag=True, help="Print a commented example config and exit.")
+@click.option("--example-config", is_flag=True,
+              help="Print a commented example config (it runs as printed, on the bundled demo season) and exit.")
 @click.option("--dry-run", is_flag=True, help="List what would run (and what is up to date); run nothing.")
 @click.option("--only", "only", multiple=True, metavar="STEP",
               type=click.Choice(STEPS),

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -301,18 +302,23 @@ def load_config(path: str | Path) -> RunConfig:
         raise
 
 
+#: the bundled demo season (Strickhof 2022): band files, fields, in-situ LAI
+DEMO_DATA = Path(str(resources.files("vercye_lai") / "data" / "demo" / "strickhof"))
+
 EXAMPLE_CONFIG = '''\
 # vercye-lai run config (TOML). Relative paths are relative to this file.
 # Run it with:  vercye-lai run this.toml   (--dry-run lists what would run)
+# As printed it runs on the bundled demo season (DEMO = {demo}):
+# replace the paths that start with it by your own.
 
 output_root = "vercye-lai-run"   # stacks/, lai/, analysis/, run_summary.json, run.log
-resolution = 20                  # metres: 10 or 20 (as in {region}_{res}m_{date})
+resolution = 10                  # metres: 10 or 20 (as in {{region}}_{{res}}m_{{date}})
 
 # One entry per region: a name and its geometry (a region library folder holding
-# {name}.geojson, or a vector file), and the inclusive date range.
+# {{name}}.geojson, or a vector file), and the inclusive date range.
 [[regions]]
 name = "strickhof"
-geometry = "strickhof.geojson"   # or: library = "regions/"
+geometry = "{demo}/strickhof_fields.geojson"   # or: library = "regions/"
 start_date = 2022-03-01
 end_date = 2022-07-31
 
@@ -321,7 +327,7 @@ end_date = 2022-07-31
 # export-gee|stack-hls|stack-landsat --help). Several sensors for one season: write the table
 # once per source with double brackets (e.g. safe and hls); HLS and Landsat stacks are at their
 # own resolution (30 m), whatever the run's `resolution` (Sentinel-2's) says.
-#   local: path = folder of existing stacks {region}_{res}m_{date}.{tif,vrt} ("{region}" allowed)
+#   local: path = folder of existing stacks {{region}}_{{res}}m_{{date}}.{{tif,vrt}} ("{{region}}" allowed)
 #   bands: files = ["srf/*.tif"]; band_names, scale, offset, view_zenith, view_azimuth, scl_mask
 #   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
 #   stac:  catalog = "earth-search" | "planetary-computer" | URL; collection, crs, max_cloud,
@@ -333,25 +339,25 @@ end_date = 2022-07-31
 #   landsat: paths = ["landsat/"] or catalog = "planetary-computer" | URL; collection, max_cloud,
 #          qa_bits; resolution = 30
 [source]
-kind = "local"
-path = "stacks/{region}"
+kind = "bands"
+files = ["{demo}/srf/*.tif"]
 
 [predict]
 model = "sl2p"              # sl2p (20 m), sl2p-10m, snap-3.0-s2a, snap-3.0-s2b, snap-2.1, or a file
 landsat_model = "sl2p-l8"   # for Landsat 8/9 and HLS L30 stacks
 variables = ["LAI"]         # LAI, FAPAR, FCOVER, CCC, CWC
 block_size = 1024           # pixels a side of a processing block
-flags = true                # write {..}_LAI_flags.tif quality bits
+flags = true                # write {{..}}_LAI_flags.tif quality bits
 cog = true                  # cloud-optimised GeoTIFFs
 
 # Any number of analyses, each over every region (or regions = ["name", ...]).
 [[analyses]]
 name = "fields"
-geometry = "fields.geojson"  # vector file (poly_*) or crop-mask raster (raster)
+geometry = "{demo}/strickhof_fields.geojson"  # vector file (poly_*) or crop-mask raster (raster)
 mode = "poly_iter"           # raster | poly_agg | poly_iter
 adjustment = "wheat"         # none | wheat | maize
 interpolation = "akima"      # akima | makima | linear | none
-id_column = "FID"
+id_column = "name"
 quicklook = true             # a PNG per zone
 
 [executor]
@@ -374,4 +380,4 @@ cluster = "local"            # local | slurm | pbs
 # job_prologue = ["module load gdal", "source ~/venv/bin/activate"]
 gdal_cache_mb = 256          # GDAL_CACHEMAX of each worker
 retries = 3                  # resubmissions of a task lost with its worker
-'''
+'''.format(demo=DEMO_DATA.as_posix())

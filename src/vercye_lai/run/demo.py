@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +37,14 @@ from vercye_lai.outputs.cube import build_cube
 from vercye_lai.outputs.report import write_report
 from vercye_lai.predict import PredictOptions
 from vercye_lai.run import run_pipeline
-from vercye_lai.run.config import AnalysisConfig, Layout, RegionConfig, RunConfig, SourceConfig
+from vercye_lai.run.config import (
+    DEMO_DATA,
+    AnalysisConfig,
+    Layout,
+    RegionConfig,
+    RunConfig,
+    SourceConfig,
+)
 
 if TYPE_CHECKING:
     from vercye_lai.run import RunConfig, RunSummary
@@ -47,7 +53,6 @@ log = logging.getLogger(__name__)
 
 DEMO_REGION = "strickhof"
 DEMO_RESOLUTION = 10
-DEMO_DATA = resources.files("vercye_lai") / "data" / "demo" / "strickhof"
 
 StepFn = Callable[[str, int, int], None]  # (step, done, total; 0: not known)
 
