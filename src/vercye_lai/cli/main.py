@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -96,20 +97,62 @@ class LazyGroup(click.Group):
             ctx.exit(1)
 
 
+class OnceFilter(logging.Filter):
+    """Drops a warning already emitted in this process (same logger, same text): a file
+    listed by two steps is reported once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or record.levelno >= logging.ERROR:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def _route_warnings() -> None:
+    """Python warnings of the libraries go through our logging, one line each, without the
+    library's source line; rasterize's transient in-memory dataset warning (it warns before it
+    sets the transform it was given, under threads) is not a problem of the user's data."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio.features")
+    libs = logging.getLogger("vercye_lai.warnings")
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - warnings' API
+        where = Path(filename).parent.name if "site-packages" in filename else Path(filename).name
+        libs.warning("%s (%s from %s)", str(message).strip(), category.__name__, where)
+
+    warnings.showwarning = show
+
+
 def configure_logging(verbosity: int) -> None:
-    """Configure the root logger once, for the CLI only (the library never does)."""
+    """Configure the root logger once, for the CLI only (the library never does).
+
+    On a terminal, rich's handler; off one (a batch job, a pipe, a log file), plain lines
+    that are never wrapped nor padded. A warning is printed once per process.
+    """
     from rich.logging import RichHandler
 
     from vercye_lai.cli.ui import console
 
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=verbosity > 0, rich_tracebacks=True)],
-        force=True,
-    )
+    if console.is_terminal:
+        handler: logging.Handler = RichHandler(console=console, show_path=verbosity > 0, rich_tracebacks=True)
+        fmt = "%(message)s"
+    else:
+        handler = logging.StreamHandler(console.file)
+        fmt = "[%(asctime)s] %(levelname)s %(message)s" + (" (%(name)s)" if verbosity > 0 else "")
+    handler.addFilter(OnceFilter())
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S", handlers=[handler], force=True)
+    _route_warnings()
     # GDAL/rasterio chatter only when asked for
     logging.getLogger("rasterio").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)

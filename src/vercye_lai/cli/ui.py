@@ -58,7 +58,8 @@ def quiet(ctx: click.Context | None = None) -> bool:
 
 @contextlib.contextmanager
 def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
-    """A rich progress display; disabled with ``-q`` or when stderr is not a terminal."""
+    """A rich progress display on a terminal; none with ``-q`` or off a terminal (a batch
+    job's log gets the log lines, not bars redrawn as static text at the end)."""
     progress = Progress(
         TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
@@ -67,7 +68,7 @@ def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
         TimeRemainingColumn(),
         console=console,
         transient=transient,
-        disable=quiet(),
+        disable=quiet() or not console.is_terminal,
     )
     with progress:
         yield progress

@@ -19,6 +19,7 @@ def publish(root: Path) -> list[Path]:
     for what, fn in (("STAC catalogue", write_catalog), ("report", write_report)):
         try:
             written.append(fn(root))
+            log.info("%s: %s", what, written[-1])
         except NoDataFoundError:
             log.info("%s: nothing to put in a %s yet", root, what)
         except DependencyError as exc:

@@ -94,6 +94,10 @@ class RunSummary:
 UnitFn = Callable[[UnitResult], None]
 
 
+#: what a step's units are, in its one-line count of skipped units
+_UNITS = {"acquire": "regions", "mosaic": "dates", "predict": "dates", "analyze": "analyses", "quicklook": "PNGs"}
+
+
 class StepLog:
     """Collects the units of one step and reports each as it is recorded."""
 
@@ -109,12 +113,21 @@ class StepLog:
         self.summary.units.append(u)
         if status == "failed":
             log.error("%s %s %s: %s", u.step, region, item, reason)
-        else:
-            log.info("%s %s %s: %s%s", u.step, region, item, status, f" ({reason})" if reason else "")
+        else:  # a skipped unit is one line of the step's count (finish), not one line each
+            log.log(logging.DEBUG if status == "skipped" else logging.INFO, "%s %s %s: %s%s", u.step, region,
+                    item, status, f" ({reason})" if reason else "")
         if self.on_unit:
             self.on_unit(u)
         return u
 
     def finish(self) -> StepSummary:
         self.summary.seconds = time.perf_counter() - self.t0
+        by_reason: dict[str, list[UnitResult]] = {}
+        for u in self.summary.units:
+            if u.status == "skipped":
+                by_reason.setdefault(u.reason, []).append(u)
+        for reason, units in by_reason.items():  # one line per kind of skip, not one per unit
+            regions = ", ".join(sorted({u.region for u in units}))
+            what = units[0].item if len(units) == 1 else f"{len(units)} {_UNITS.get(self.summary.step, 'units')}"
+            log.info("%s %s: %s skipped%s", self.summary.step, regions, what, f" ({reason})" if reason else "")
         return self.summary
