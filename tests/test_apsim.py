@@ -62,3 +62,23 @@ def test_one_table_of_all_zones(tmp_path, lai_writer, polygon_writer, fmt):
         stats = pd.read_csv(zone.csv)
         mine = table[table["zone"].astype(str) == zone.name]
         np.testing.assert_allclose(mine["LAI Mean"].to_numpy(), stats["LAI Mean"].to_numpy())
+
+
+def test_a_stats_csv_without_a_column_or_rows_is_named(tmp_path, lai_writer, polygon_writer):
+    """Every reader of a _STATS.csv (export-apsim, report, quicklook, validate --series)
+    checks its columns and rows and names the file: no KeyError, no IndexError."""
+    lai_writer("2022-05-01", np.full((8, 8), 2.0, np.float32))
+    g = polygon_writer("fields.geojson", [pixel_box(0, 0, 4, 4)], FID=[10])
+    (zone,) = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10).zones
+    full = pd.read_csv(zone.csv)
+    full.drop(columns=["interpolated"]).to_csv(zone.csv, index=False)
+    line = cli_error_line(run("export-apsim", tmp_path / "out", tmp_path / "o.csv", "--crop", "Wheat"))
+    assert zone.csv.name in line and "no column 'interpolated'" in line
+    line = cli_error_line(run("report", tmp_path / "out"))
+    assert zone.csv.name in line and "no column 'interpolated'" in line
+    full.drop(columns=["LAI Mean"]).to_csv(zone.csv, index=False)
+    line = cli_error_line(run("quicklook", zone.csv))
+    assert zone.csv.name in line and "no column 'LAI Mean'" in line
+    full.iloc[:0].to_csv(zone.csv, index=False)
+    line = cli_error_line(run("export-apsim", tmp_path / "out", tmp_path / "o.csv", "--crop", "Wheat"))
+    assert zone.csv.name in line and "has no rows" in line

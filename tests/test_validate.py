@@ -154,3 +154,29 @@ def test_points_take_the_nearest_date_of_any_sensor(tmp_path, season):
     assert m["sensor"].tolist() == ["l30", "s2"] and m.loc[0, "LAI"] == pytest.approx(4.25)
     only = match_points(g, season, "R", resolution=10, options=ValidateOptions(sensors=("s2",)))
     assert only["sensor"].tolist() == ["s2", "s2"]
+
+
+def test_a_table_of_points_reads_its_lon_lat_and_names_its_mistakes(tmp_path, season):
+    """In-situ tables as spreadsheets write them: lon/lat columns (read as EPSG:4326), and the
+    mistakes that used to give a traceback or n = 0 get one line naming the cause."""
+    ll = gpd.GeoSeries([centre(1, 3), centre(4, 4)], crs="EPSG:32632").to_crs(4326)
+    base = pd.DataFrame({"date": ["2022-06-02", "2022-06-03"], "lai": ["3.0", "1.5"],
+                         "lon": ll.x, "lat": ll.y})
+    good = tmp_path / "ok.csv"
+    base.to_csv(good, index=False)
+    r = run("validate", good, season, "-o", tmp_path / "v")
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "v" / "validation_matched.csv")["LAI"].notna().sum() == 2
+    cases = {
+        "swapped": (base.rename(columns={"lon": "lat", "lat": "lon"}),
+                    "with longitude and latitude swapped 2 would: check the coordinate columns"),
+        "comma": (base.assign(lai=["3,0", "1,5"]), "column 'lai': 2 value(s) are not numbers, e.g. '3,0': a decimal comma"),
+        "dmy": (base.assign(date=["02/06/2022", "03/06/2022"]),
+                "column 'date' does not hold ISO dates (YYYY-MM-DD): '02/06/2022'"),
+        "nolonlat": (base.drop(columns=["lon"]), "a table without geometry and without lon/lat columns"),
+    }
+    for name, (df, message) in cases.items():
+        path = tmp_path / f"{name}.csv"
+        df.to_csv(path, index=False)
+        line = cli_error_line(run("validate", path, season, "-o", tmp_path / name))
+        assert message in line and "Traceback" not in line, (name, line)

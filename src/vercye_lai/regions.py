@@ -74,6 +74,8 @@ def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
         raise
     except Exception as exc:  # pyogrio raises its own DataSourceError and friends
         raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
+    if not isinstance(gdf, gpd.GeoDataFrame):  # a table (CSV): points from its lon/lat columns
+        gdf = _points_of_table(gdf, path)
     if gdf.crs is None:
         raise InputError(
             "vector file has no CRS (a .prj file or a 'crs' member is needed)", path=path
@@ -88,6 +90,33 @@ def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
                 f"the CRS is {gdf.crs.to_string()}; a GeoJSON is always EPSG:4326: reproject it, or use a "
                 "format that declares its CRS (GeoPackage)", path=path)
     return gdf
+
+
+#: column names of a table's point positions (degrees, WGS 84), in order of preference
+LON_COLUMNS = ("lon", "longitude", "lng", "long")
+LAT_COLUMNS = ("lat", "latitude")
+
+
+def _points_of_table(df, path: Path):
+    """A table with lon/lat columns as points in EPSG:4326 (said in the log)."""
+    import geopandas as gpd
+
+    lower = {str(c).lower(): c for c in df.columns}
+    lon = next((lower[c] for c in LON_COLUMNS if c in lower), None)
+    lat = next((lower[c] for c in LAT_COLUMNS if c in lower), None)
+    if lon is None or lat is None:
+        raise InputError(f"a table without geometry and without lon/lat columns (its columns: "
+                         f"{', '.join(map(str, df.columns))})", path=path)
+    import pandas as pd
+
+    x, y = pd.to_numeric(df[lon], errors="coerce"), pd.to_numeric(df[lat], errors="coerce")
+    if x.isna().any() or y.isna().any():
+        raise InputError(f"columns {lon!r}/{lat!r}: {int((x.isna() | y.isna()).sum())} row(s) without a number "
+                         "(decimal commas? write 2.5, not 2,5)", path=path)
+    if (y.abs() > 90).any() and (x.abs() <= 90).all():
+        raise InputError(f"column {lat!r} holds values beyond ±90°: are {lon!r} and {lat!r} swapped?", path=path)
+    log.info("%s: points from columns %s/%s (degrees, EPSG:4326)", path.name, lon, lat)
+    return gpd.GeoDataFrame(df, geometry=gpd.points_from_xy(x, y), crs="EPSG:4326")
 
 
 def _level_column(columns: Iterable[str], level_col: str | None) -> str | None:

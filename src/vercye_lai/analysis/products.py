@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from vercye_lai.errors import ConfigError, require
+from vercye_lai.errors import ConfigError, DataIOError, InputError, require
 from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,43 @@ def stats_columns(*, smoothed: bool, uncertainty: bool = False, sensors: bool = 
     return (STATS_COLUMNS + (UNSMOOTHED_COLUMNS if smoothed else ())
             + ((UNCERTAINTY_COLUMN,) if uncertainty else ()) + OUTLIER_COLUMNS
             + ((SENSOR_COLUMN,) if sensors else ()))
+
+
+#: the columns every reader of a _STATS.csv needs (quicklook, report, export-apsim, validate)
+STATS_CORE = ("Date", "interpolated", "LAI Mean")
+
+
+def read_stats_csv(path: str | Path, need: Sequence[str] = STATS_CORE):
+    """An analysis' ``_STATS.csv`` as a DataFrame, its ``Date`` parsed (ISO or dd/mm/YYYY).
+
+    Raises
+    ------
+    DataIOError
+        The file is missing or not a CSV.
+    InputError
+        A column of ``need`` is missing, or there is no row (naming the file).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataIOError("file does not exist", path=path)
+    try:
+        df = pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - pandas raises several parser error types
+        raise DataIOError(f"cannot read as CSV: {exc}", path=path) from exc
+    missing = [c for c in dict.fromkeys(["Date", *need]) if c not in df.columns]
+    if missing:
+        raise InputError(f"not an analysis _STATS.csv: no column {', '.join(map(repr, missing))}", path=path)
+    if df.empty:
+        raise InputError("the _STATS.csv has no rows", path=path)
+    text = df["Date"].astype(str)
+    dmy = text.str.contains("/").any()  # --date-format dmy
+    try:
+        df["Date"] = pd.to_datetime(text, format="%d/%m/%Y" if dmy else "%Y-%m-%d")
+    except ValueError as exc:
+        raise InputError(f"column 'Date' holds a value that is not a date ({exc})", path=path) from None
+    return df
 
 
 MAX_BANDS = ("estimateLAImax", "adjustedLAImax")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vercye_lai.errors import DataIOError, InputError
+from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
+from vercye_lai.errors import InputError
 from vercye_lai.io import atomic_output, open_raster
 
 log = logging.getLogger(__name__)
@@ -40,21 +41,7 @@ def max_path_for(csv_path: str | Path) -> Path:
 
 
 def _read_stats(csv_path: Path):
-    import pandas as pd
-
-    if not csv_path.exists():
-        raise DataIOError("file does not exist", path=csv_path)
-    try:
-        df = pd.read_csv(csv_path)
-    except Exception as exc:  # pandas raises several parser error types
-        raise DataIOError(f"cannot read as CSV: {exc}", path=csv_path) from exc
-    need = {"Date", "interpolated", "LAI Mean", "LAI Stddev", "Cloud or Snow Percentage"}
-    if missing := need - set(df.columns):
-        raise InputError(f"not an analysis _STATS.csv (no {', '.join(sorted(missing))})",
-                         path=csv_path)
-    dmy = df["Date"].astype(str).str.contains("/").any()  # --date-format dmy
-    df["Date"] = pd.to_datetime(df["Date"], format="%d/%m/%Y" if dmy else "%Y-%m-%d")
-    return df
+    return read_stats_csv(csv_path, need=(*STATS_CORE, "LAI Stddev", "Cloud or Snow Percentage"))
 
 
 def _title(csv_path: Path, tags: dict[str, str]) -> str:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from vercye_lai.analysis.manifest import zone_csvs
+from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError
 from vercye_lai.insitu.agreement import Agreement, plot_agreement
 from vercye_lai.io import open_raster, write_text_atomic
@@ -81,15 +82,37 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
                              f"{', '.join(map(str, g.columns))}", path=path)
     try:
         g["insitu_date"] = pd.to_datetime(g[options.date_column], format="ISO8601").dt.date
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"column {options.date_column!r} does not hold dates ({exc})", path=path) from exc
-    g[INSITU] = pd.to_numeric(g[options.value_column], errors="coerce")
+    except (ValueError, TypeError):
+        bad = next((str(v) for v in g[options.date_column] if not _is_iso_date(v)), "?")
+        raise InputError(f"column {options.date_column!r} does not hold ISO dates (YYYY-MM-DD): {bad!r}",
+                         path=path) from None
+    g[INSITU] = _numbers(g[options.value_column], options.value_column, path)
     if points:
         kinds = sorted(set(g.geom_type.dropna()))
         if kinds != ["Point"]:
             raise InputError(f"in-situ measurements must be points, found {', '.join(kinds) or 'none'}",
                              path=path)
     return g
+
+
+def _is_iso_date(value: Any) -> bool:
+    try:
+        pd.to_datetime(value, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def _numbers(column: Any, name: str, path: str | Path) -> Any:
+    """A column of numbers: empty cells stay NaN, a cell that is not a number is an error
+    (a decimal comma is said, never read as a missing value)."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = column[values.isna() & column.notna() & (column.astype(str).str.strip() != "")]
+    if len(bad):
+        first = str(bad.iloc[0])
+        hint = ": a decimal comma? write 2.5, not 2,5" if "," in first else ""
+        raise InputError(f"column {name!r}: {len(bad)} value(s) are not numbers, e.g. {first!r}{hint}", path=path)
+    return values
 
 
 class _Rasters:
@@ -220,7 +243,26 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     for c in ("date", "sensor", "day_gap", var, "n_pixels"):
         if c not in out.columns:
             out[c] = np.nan
+    reasons = set(out["reason"]) if len(out) else set()
+    if out[var].notna().sum() == 0 and "outside the LAI rasters" in reasons and \
+            not any(r.startswith("no clear pixel") for r in reasons):  # no point on a raster
+        _explain_outside(lonlat, files[keys[0]])
     return out
+
+
+def _explain_outside(points: Any, raster: Path) -> None:
+    """No point on the rasters: say where each lies, and whether swapped coordinates would fit."""
+    from rasterio.warp import transform_bounds
+
+    with open_raster(raster) as ds:
+        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    x, y = points.x.to_numpy(float), points.y.to_numpy(float)
+    swapped = int(((y >= w) & (y <= e) & (x >= s) & (x <= n)).sum())
+    msg = (f"none of the {len(x)} points lies on the LAI rasters (they cover lon {w:.3f}…{e:.3f}, lat "
+           f"{s:.3f}…{n:.3f}; the points lon {x.min():.3f}…{x.max():.3f}, lat {y.min():.3f}…{y.max():.3f})")
+    if swapped:
+        msg += f"; with longitude and latitude swapped {swapped} would: check the coordinate columns"
+    raise InputError(msg)
 
 
 def _stack_values(ds: Any, xy: tuple[float, float], buffer: float, stack_scaling: Any) -> dict[str, float]:
@@ -274,7 +316,8 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     if unknown:
         log.warning("%s: zone(s) %s of the in-situ points are not in the analysis", series_dir, ", ".join(unknown))
     for zone, csv in csvs.items():
-        stats = pd.read_csv(csv, dtype={"Date": str}).set_index("Date")
+        stats = read_stats_csv(csv, need=(*STATS_CORE, *columns[:1]))
+        stats = stats.set_index(stats["Date"].dt.strftime("%Y-%m-%d"))
         for _, m in per_day[per_day[options.zone_column].astype(str) == zone].iterrows():
             day = m["insitu_date"].isoformat()
             if day not in stats.index or not np.isfinite(stats.loc[day, columns[0]]):

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from vercye_lai.analysis.manifest import zone_csvs
+from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError
 from vercye_lai.io import write_text_atomic
 
@@ -56,13 +57,11 @@ def apsim_table(analysis_dir: str | Path, *, crop: str, region: str = "", templa
             name = template.format(zone=zone, region=region)
         except (KeyError, IndexError) as exc:
             raise InputError(f"template {template!r}: unknown field {exc}; use {{zone}} and {{region}}") from None
-        df = pd.read_csv(csv)
-        if column not in df.columns:
-            raise InputError(f"has no column {column!r}", path=csv)
+        df = read_stats_csv(csv, need=(*STATS_CORE, column))
         observed = (df["interpolated"] == 0) & df[column].notna()
         if "outlier" in df.columns:
             observed &= df["outlier"] == 0
-        dates = pd.to_datetime(df.loc[observed, "Date"], dayfirst="/" in str(df["Date"].iloc[0]))
+        dates = df.loc[observed, "Date"]
         rows.append(pd.DataFrame({"SimulationName": name, "Clock.Today": dates.dt.strftime("%Y-%m-%d"),
                                   f"{crop}.Leaf.LAI": df.loc[observed, column].round(4)}))
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(

@@ -32,6 +32,7 @@ import rasterio
 
 from vercye_lai._version import __version__
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
+from vercye_lai.analysis.products import read_stats_csv
 from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import write_text_atomic
 from vercye_lai.regions import read_vector
@@ -90,8 +91,8 @@ def _zone_geometries(manifest: dict, names: list[str], crs, footprints: dict[str
 
 def _series(csv: Path, step: int) -> dict[str, Any]:
     """One zone's season for the page: decimated filled curves, all observations."""
-    df = pd.read_csv(csv)
-    days = pd.to_datetime(df["Date"], format="ISO8601" if "-" in str(df["Date"].iloc[0]) else "%d/%m/%Y")
+    df = read_stats_csv(csv)
+    days = df["Date"]
     ms = ((days - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)).to_numpy(np.int64)
     obs = (df["interpolated"] == 0) & df["LAI Mean"].notna()
     keep = obs | (np.arange(len(df)) % step == 0)

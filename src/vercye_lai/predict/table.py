@@ -41,7 +41,7 @@ from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import predict_block
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import check_model, load_options_calibration
-from vercye_lai.regions import read_vector
+from vercye_lai.regions import LAT_COLUMNS, LON_COLUMNS, read_vector
 from vercye_lai.stack import (
     ANGLE_BANDS,
     EE_INTEGER_SCALE,
@@ -65,8 +65,6 @@ ANGLE_COLUMNS = {
     "relative_azimuth": ("relative_azimuth", "raa", "relative_azimuth_angle"),
 }
 TIME_COLUMNS = ("time", "datetime", "timestamp", "acquisition_time", "date_time", "system:time_start")
-LON_COLUMNS = ("lon", "longitude", "lng", "long")
-LAT_COLUMNS = ("lat", "latitude")
 _S2_NAME = re.compile(r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})")
 
 
