@@ -132,3 +132,14 @@ def test_a_refit_on_rows_of_two_sensors_is_refused(tmp_path):
     assert "mixes sensors" in line
     r = run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai", "-o", tmp_path / "c.json")
     assert r.exit_code == 0 and json.loads((tmp_path / "c.json").read_text())["method"].startswith("poly")
+
+
+def test_a_constant_in_situ_column_writes_strict_json(tmp_path):
+    """r of a constant column is undefined: the file says null (strict JSON), not NaN."""
+    base = synthetic()
+    flat = cal.CalibrationData(base.estimate, np.full(base.target.size, 2.0), base.groups)
+    c, _ = cal.fit_calibration(flat, "poly1", model="sl2p")
+    text = c.write(tmp_path / "c.json").read_text()
+    assert "NaN" not in text and "null" in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the file"))
+    assert load_calibration(tmp_path / "c.json").coefficients == c.coefficients

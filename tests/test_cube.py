@@ -97,3 +97,24 @@ def test_a_killed_zarr_write_leaves_nothing_a_rerun_keeps(tmp_path, season):
     build_cube(season, tmp_path / "cube.zarr", region="R", resolution=10)
     assert not stale.exists() and (tmp_path / "cube.zarr").is_dir()
     assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_a_users_file_or_folder_under_the_name_is_never_moved(tmp_path, season, suffix):
+    """Only a cube of that format is replaced; a file or folder of the user under the name is
+    refused by name and stays where it was, with no hidden copy beside it."""
+    def cube(out):
+        return CliRunner().invoke(cli, ["-q", "cube", str(season), str(out), "--region", "R", "--res", "10"])
+
+    mine = tmp_path / f"notes{suffix}"
+    mine.write_text("my notes")
+    folder = tmp_path / f"folder{suffix}"
+    (folder / "keep.txt").parent.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    for path, kind in ((mine, "a file"), (folder, "a folder")):
+        line = cli_error_line(cube(path))
+        assert f"exists and is {kind}, not a" in line and "not replaced" in line
+    assert mine.read_text() == "my notes" and (folder / "keep.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    good = tmp_path / f"c{suffix}"
+    assert cube(good).exit_code == 0 and cube(good).exit_code == 0  # a cube replaces a cube

@@ -136,13 +136,25 @@ class Calibration:
                 "software": f"vercye-lai {__version__}"}
 
     def write(self, path: str | Path) -> Path:
-        return write_text_atomic(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=True) + "\n")
+        # strict JSON: an undefined figure (r of a constant column) is null, never NaN
+        return write_text_atomic(Path(path), json.dumps(_strict(self.to_dict()), indent=2, allow_nan=False) + "\n")
 
     def digest(self) -> str:
         """A short hash of the calibration (tags of calibrated products)."""
         d = self.to_dict()
         d.pop("software")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every non-finite float as ``None`` (JSON's null)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def load_calibration(path: str | Path) -> Calibration:

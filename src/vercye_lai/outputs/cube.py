@@ -180,6 +180,7 @@ def build_cube(
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
         raise InputError("the cube's name must end in .nc (NetCDF-4) or .zarr", path=out)
+    _check_replaceable(out)
     lai_dir = Path(lai_dir)
     obs = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=variables[0],
                             extensions=(".tif",), start=start, end=end)
@@ -304,6 +305,20 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_replaceable(out: Path) -> None:
+    """An existing ``out`` is replaced only when it is a cube of that format: a user's file
+    or folder under the name is never renamed away."""
+    if not out.exists() and not out.is_symlink():
+        return
+    zarr = out.suffix.lower() == ".zarr"
+    is_cube = (out.is_dir() and any((out / m).exists() for m in (".zgroup", ".zmetadata", "zarr.json"))
+               if zarr else out.is_file() and out.read_bytes()[:8] in (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02"))
+    if out.is_symlink() or not is_cube:
+        kind = "a folder" if out.is_dir() else "a file"
+        raise InputError(f"exists and is {kind}, not a {'Zarr' if zarr else 'NetCDF'} cube: not replaced "
+                         "(move it away or choose another name)", path=out)
 
 
 def cube_dates(path: str | Path) -> list[dt.date]:
