@@ -203,3 +203,23 @@ def test_same_bits_under_an_avx2_and_an_avx512_blas_kernel(coretype):
                         *SAME_BITS], cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stdout[-3000:]
     assert f"{len(SAME_BITS)} passed" in r.stdout.splitlines()[-1], r.stdout[-500:]
+
+
+def test_tables_as_spreadsheets_write_them(tmp_path):
+    """Trailing empty rows are left out (and said), a header-only table is 'no rows', and two
+    columns of one band are refused by name: never a silent pick or a misleading cause."""
+    df = pd.read_csv(DATA / "insitu_ch" / "insitu_177.csv").head(40)
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text(df.to_csv(index=False) + "," * (len(df.columns) - 1) + "\n" + "," * (len(df.columns) - 1) + "\n")
+    r = CliRunner().invoke(cli, ["predict-table", str(trailing), str(tmp_path / "out.csv")])
+    assert r.exit_code == 0, r.output
+    assert "2 empty row(s) left out" in r.output and len(pd.read_csv(tmp_path / "out.csv")) == 40
+    header = tmp_path / "header.csv"
+    header.write_text(",".join(df.columns) + "\n")
+    assert "the table has no rows (only its header)" in cli_error_line(
+        CliRunner().invoke(cli, ["-q", "predict-table", str(header), str(tmp_path / "o2.csv")]))
+    twice = tmp_path / "twice.csv"
+    band = next(c for c in df.columns if c.upper() in ("B4", "B04"))
+    df.assign(**{"B04" if band.upper() == "B4" else "B4": df[band]}).to_csv(twice, index=False)
+    line = cli_error_line(CliRunner().invoke(cli, ["-q", "predict-table", str(twice), str(tmp_path / "o3.csv")]))
+    assert "are both band B4: keep one" in line

@@ -93,15 +93,31 @@ def read_table(path: str | Path, *, layer: str | None = None) -> pd.DataFrame:
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     if suffix in VECTOR_SUFFIXES:
+        df = read_vector(path, layer=layer)
+    else:
+        try:
+            if suffix == ".parquet":
+                _need_parquet()
+                df = pd.read_parquet(path)
+            else:
+                df = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise DataIOError(f"cannot read the table: {exc}", path=path) from exc
+    return _without_blank_rows(df, path)
 
-        return read_vector(path, layer=layer)
-    try:
-        if suffix == ".parquet":
-            _need_parquet()
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise DataIOError(f"cannot read the table: {exc}", path=path) from exc
+
+def _without_blank_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """The rows that hold a value (a spreadsheet's trailing empty rows are left out, and said);
+    a table without any is an error."""
+    values = df.drop(columns=[c for c in ("geometry",) if c in df.columns])
+    blank = values.isna().all(axis=1).to_numpy() & (~df.geometry.notna().to_numpy() if "geometry" in df.columns
+                                                      else True)
+    if blank.any():
+        log.info("%s: %d empty row(s) left out", path.name, int(blank.sum()))
+        df = df[~blank]
+    if df.empty:
+        raise InputError("the table has no rows (only its header)", path=path)
+    return df
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -160,11 +176,20 @@ def find_column(df: pd.DataFrame, names: Sequence[str]) -> str | None:
     return None
 
 
-def band_columns(df: pd.DataFrame) -> dict[str, str]:
-    """Canonical band name (``B3``, ``cosSZA``) -> column of ``df``."""
+def band_columns(df: pd.DataFrame, *, path: str | Path | None = None) -> dict[str, str]:
+    """Canonical band name (``B3``, ``cosSZA``) -> column of ``df``.
+
+    Raises
+    ------
+    InputError
+        Two columns of one band (``B04`` and ``B4``): which one is meant is not guessed.
+    """
     out: dict[str, str] = {}
     for c in df.columns:
-        out.setdefault(canonical_band(str(c)), c)
+        band = canonical_band(str(c))
+        if band in out and band.startswith(("B", "cos")):
+            raise InputError(f"columns {out[band]!r} and {c!r} are both band {band}: keep one", path=path)
+        out.setdefault(band, c)
     return out
 
 
@@ -236,7 +261,7 @@ def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
                  path: str | Path | None = None) -> dict[str, np.ndarray]:
     """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
     which of them were computed (key ``"computed"``: a list of names)."""
-    have = band_columns(df)
+    have = band_columns(df, path=path)
     out: dict[str, Any] = {b: df[have[b]].to_numpy(float) for b in ANGLE_BANDS if b in have}
     if len(out) == len(ANGLE_BANDS):
         out["computed"] = []
@@ -294,7 +319,7 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
         A band missing (naming the columns there are), angles that cannot be had, or
         reflectances that are not physical once scaled.
     """
-    have = band_columns(df)
+    have = band_columns(df, path=path)
     refl = [b for b in inputs if b not in ANGLE_BANDS]
     s2_only = [b for b in ("B8A", "B12") if b in have]  # Landsat has neither (its B11 is thermal)
     if tuple(inputs) == L8_BANDS and s2_only:  # same names, other bands: B5 is NIR in Landsat only
