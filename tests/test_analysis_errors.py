@@ -6,6 +6,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 from conftest import cli_error_line, pixel_box
 
@@ -205,3 +206,33 @@ def test_projected_coordinates_in_a_geojson_without_crs(tmp_path, lai):
         analyze(tmp_path / "lai", tmp_path / "out", "R", geom, resolution=10)
     assert "475790" in str(exc.value)
     assert "coordinates are not lon/lat" in cli_error(tmp_path, geom)
+
+
+def _tagged(path, model, inputs):
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(VERCYE_MODEL=model, VERCYE_MODEL_INPUTS=",".join(inputs))
+
+
+def test_products_of_the_wrong_network_or_calibration_are_refused(tmp_path, lai_writer, polygon_writer):
+    """A Landsat product made by a Sentinel-2 network, or an adjustment fitted for another
+    model than the products': refused by name, never analysed (the same rule as predict's)."""
+    from conftest import write_raster
+
+    from vercye_lai.analysis import analyze
+    from vercye_lai.model.calibration import Calibration
+    from vercye_lai.stack import L8_BANDS, S2_BANDS_20M
+
+    s2 = lai_writer("2022-05-01", np.full((6, 6), 2.0, np.float32))
+    _tagged(s2, "sl2p", S2_BANDS_20M)
+    g = polygon_writer("f.geojson", [pixel_box(0, 0, 4, 4)], FID=[1])
+    l30 = write_raster(tmp_path / "lai" / "R_30m_2022-05-03_L30_LAI.tif", np.full((2, 2), 2.0, np.float32),
+                       nodata=np.nan, transform=rasterio.transform.from_origin(475780.0, 5255000.0, 30, 30))
+    _tagged(l30, "sl2p", S2_BANDS_20M)  # an L30 product made by the S2 network
+    with pytest.raises(InputError, match=r"L30 product made by a Sentinel-2 network \(sl2p\)"):
+        analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10)
+    _tagged(l30, "sl2p-l8", L8_BANDS)
+    assert analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10).zones  # the right network
+    cal = Calibration("poly1", 0.1, (1.1, 0.0), "sl2p-l8").write(tmp_path / "cal.json")
+    with pytest.raises(InputError, match="fitted for model sl2p-l8, this product was made by sl2p"):
+        analyze(tmp_path / "lai", tmp_path / "out2", "R", g, resolution=10, options=AnalysisOptions(
+            adjustment=str(cal), sensors=("s2",)))

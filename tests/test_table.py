@@ -23,6 +23,8 @@ from vercye_lai.predict.table import (
     TableOptions,
     predict_table,
     read_table,
+    row_lonlat,
+    row_times,
     table_inputs,
     write_table,
 )
@@ -223,3 +225,18 @@ def test_tables_as_spreadsheets_write_them(tmp_path):
     df.assign(**{"B04" if band.upper() == "B4" else "B4": df[band]}).to_csv(twice, index=False)
     line = cli_error_line(CliRunner().invoke(cli, ["-q", "predict-table", str(twice), str(tmp_path / "o3.csv")]))
     assert "are both band B4: keep one" in line
+
+
+def test_angle_columns_are_degrees_checked_against_the_sun(tmp_path):
+    """A sun zenith column holding cosines, or degrees that are not the sun's at the row's
+    time and place, is refused by name: never a plausible-looking wrong LAI."""
+    df = pd.read_csv(DATA / "insitu_ch" / "insitu_177.csv").head(12)
+    t, (lon, lat) = row_times(df), row_lonlat(df)
+    sza = np.array([solar_position(a.to_pydatetime(), x, y)[0] for a, x, y in zip(t, lon, lat)])
+    good = df.assign(sun_zenith=sza, view_zenith=4.0, relative_azimuth=150.0)
+    assert np.isfinite(predict_table(good)["LAI"]).all()
+    for bad, message in ((np.cos(np.radians(sza)), "holds values of at most 1"),
+                         (sza + 25.0, "while the sun at that time and place stood at"),
+                         (sza + 100.0, "zenith angles outside 0–90°")):
+        with pytest.raises(InputError, match=message):
+            predict_table(good.assign(sun_zenith=bad))

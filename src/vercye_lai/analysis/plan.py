@@ -21,7 +21,8 @@ from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import open_raster
-from vercye_lai.naming import RasterName, find_observations, uncertainty_path
+from vercye_lai.model.calibration import Calibration
+from vercye_lai.naming import LANDSAT_SENSORS, RasterName, find_observations, uncertainty_path
 from vercye_lai.options import check_value, settings_of
 
 
@@ -183,6 +184,32 @@ def _reference_file(paths: Sequence[Path], zones: Zones) -> Path | None:
     return None
 
 
+def check_product_models(files: Mapping, calibration: Calibration | None = None) -> None:
+    """The products were made by a network of their sensor (Landsat numbering for L30/L8/L9,
+    Sentinel-2's for S2/S30: their tags say which inputs), and a calibration applied to them
+    was fitted for the model that made them — the same rule as predict's.
+
+    Raises
+    ------
+    InputError
+        Naming the product and what made it.
+    """
+    for key, path in files.items():
+        sensor = key[1] if isinstance(key, tuple) else "S2"
+        with open_raster(path) as ds:
+            tags = ds.tags()
+        inputs, model = tags.get("VERCYE_MODEL_INPUTS", ""), tags.get("VERCYE_MODEL", "")
+        if inputs:  # products of other tools carry no tags: nothing to check
+            landsat_net = "B8A" not in inputs.split(",") and "B2" not in inputs.split(",")
+            if landsat_net != (sensor in LANDSAT_SENSORS):
+                made = "a Landsat" if landsat_net else "a Sentinel-2"
+                raise InputError(f"{sensor} product made by {made} network ({model}): predict it again with "
+                                 f"the network of its sensor (--landsat-model / --model)", path=path)
+        if calibration is not None and model and model != calibration.model:
+            raise InputError(f"the adjustment's calibration was fitted for model {calibration.model}, this "
+                             f"product was made by {model}: fit one for {model}", path=calibration.path)
+
+
 def plan_analysis(
     lai_dir: str | Path,
     outdir: str | Path,
@@ -223,11 +250,11 @@ def plan_analysis(
     if start and end and start > end:
         raise InputError(f"start date {start} is after end date {end}")
     o = options
-    if o.adjustment_file is not None:
-        adjustment_calibration(o.adjustment_file)  # a bad or refit* calibration fails before any work
+    cal = adjustment_calibration(o.adjustment_file) if o.adjustment_file is not None else None
     if files is None:
         files = find_observations(lai_dir, region, resolution, sensors=o.sensors, suffix=o.variable,
                                   extensions=(".tif",), start=start, end=end)
+    check_product_models(files, cal)
     files, more = split_observations(files)
     zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
                         layer=o.layer)

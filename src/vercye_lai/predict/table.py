@@ -257,6 +257,38 @@ def _degrees(df: pd.DataFrame, what: str) -> np.ndarray | None:
     return None if c is None else df[c].to_numpy(float)
 
 
+def _check_degrees(df: pd.DataFrame, sz: np.ndarray | None, vz: np.ndarray | None,
+                   azimuths: dict[str, np.ndarray | None], options: TableOptions, path: str | Path | None) -> None:
+    """Angle columns are degrees: zeniths within 0–90° and, where the time and place of a row
+    are known, the sun zenith near the sun's; cosines under a degree column's name are refused."""
+    name = {w: find_column(df, ANGLE_COLUMNS[w]) for w in ANGLE_COLUMNS}
+    for what, v in (("sun_zenith", sz), ("view_zenith", vz)):
+        if v is not None and np.isfinite(v).any() and (np.nanmin(v) < 0 or np.nanmax(v) > 90):
+            raise InputError(f"column {name[what]!r} holds zenith angles outside 0–90° "
+                             f"({np.nanmin(v):.4g}…{np.nanmax(v):.4g}): degrees expected", path=path)
+    if sz is not None and np.isfinite(sz).any() and np.nanmax(sz) <= 1.0:
+        raise InputError(f"column {name['sun_zenith']!r} holds values of at most 1 (a sun zenith of "
+                         f"{np.nanmax(sz):.3g}° is not an optical acquisition): cosines? name the column "
+                         "cosSZA, or give degrees", path=path)
+    if sz is not None:
+        try:
+            times, (lon, lat) = row_times(df, options.time_column, path=path), row_lonlat(df, path=path)
+        except InputError:
+            times = None  # no time or place to check against: the ranges above must do
+        if times is not None:
+            sun = np.array([solar_position(t.to_pydatetime(), x, y)[0] for t, x, y in zip(times, lon, lat)])
+            off = np.abs(sz - sun)
+            if np.nanmedian(off) > 10:
+                i = int(np.nanargmax(off))
+                raise InputError(f"column {name['sun_zenith']!r}: {sz[i]:.4g}° in row {i}, while the sun at that "
+                                 f"time and place stood at {sun[i]:.4g}° zenith (median difference "
+                                 f"{np.nanmedian(off):.3g}°): not the sun zenith in degrees", path=path)
+    for what, v in azimuths.items():
+        if v is not None and len(v) >= 3 and np.isfinite(v).all() and np.abs(v).max() <= 1.0 and np.any(v != 0):
+            log.warning("%s: column %r holds values within ±1 only: cosines? azimuths are read as degrees",
+                        Path(path).name if path else "table", name[what])
+
+
 def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
                  path: str | Path | None = None) -> dict[str, np.ndarray]:
     """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
@@ -269,6 +301,7 @@ def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
     sz, sa = _degrees(df, "sun_zenith"), _degrees(df, "sun_azimuth")
     vz, va = _degrees(df, "view_zenith"), _degrees(df, "view_azimuth")
     raa = _degrees(df, "relative_azimuth")
+    _check_degrees(df, sz, vz, {"sun_azimuth": sa, "view_azimuth": va, "relative_azimuth": raa}, options, path)
     if sz is None or (sa is None and raa is None and "cosRAA" not in out):
         times = row_times(df, options.time_column, path=path)
         lon, lat = row_lonlat(df, path=path)
