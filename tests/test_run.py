@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, QVIDJA, qvidja_config, write_run_config
+from conftest import AOI, DATA, QVIDJA, qvidja_config, write_run_config
 
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import ConfigError
@@ -309,3 +309,16 @@ def test_run_publishes_a_catalogue_and_a_report(tmp_path):
     assert len(items) == 3 and all("LAI" in i.assets for i in items)
     page = (out / "report.html").read_text()
     assert "Run summary" in page and "<script src=" not in page
+
+
+def test_two_sources_of_one_sensor_are_refused_by_name(tmp_path):
+    """Two Sentinel-2 sources would write one stack name per date: the second's tile would be
+    dropped while both say done. The config names the pair; sources of two sensors are fine."""
+    cfg = qvidja_config(tmp_path)
+    text = cfg.read_text().replace('[source]\nkind = "local"', '[[source]]\nkind = "local"')
+    two = text + f'\n[[source]]\nkind = "bands"\nfiles = ["{tmp_path}/x/*.tif"]\n'
+    with pytest.raises(ConfigError, match=r"source\[1\] \(bands\) and source\[0\] \(local\) both make S2 stacks"):
+        load_config(write_run_config(tmp_path / "two.toml", two))
+    mixed = text.replace('start_date', f'geometry = "{AOI}"\nstart_date', 1) + \
+        '\n[[source]]\nkind = "hls"\npaths = ["hls/"]\nproducts = ["L30"]\n'
+    assert [s.kind for s in load_config(write_run_config(tmp_path / "mixed.toml", mixed)).sources] == ["local", "hls"]

@@ -375,4 +375,4 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     return {}
 
 
-SOURCE = Source("gee", Options, acquire, in_process=True)  # Earth Engine and Drive log-ins happen in this process
+SOURCE = Source("gee", Options, acquire, in_process=True, sensors=lambda o: frozenset({o.sensor.upper()}))  # Earth Engine and Drive log-ins happen in this process

@@ -237,4 +237,4 @@ def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.dat
                         progress=progress)
 
 
-SOURCE = Source("hls", Options, acquire)
+SOURCE = Source("hls", Options, acquire, sensors=lambda o: frozenset(p.upper() for p in o.products))

@@ -256,4 +256,4 @@ def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt
                         progress=progress)
 
 
-SOURCE = Source("landsat", Options, acquire)
+SOURCE = Source("landsat", Options, acquire, sensors=lambda o: frozenset({"L8", "L9"}))

@@ -56,6 +56,10 @@ class Source:
         It must run in the submitting process (interactive log-ins), not on a worker.
     needs_geometry
         The regions need a geometry (``library`` or ``geometry``) for it.
+    sensors
+        ``sensors(options)``: the sensor tokens of the stacks it writes with these options
+        (``S2``, ``L30``, ``S30``, ``L8``, ``L9``; default ``{"S2"}``). Two sources of a run may
+        not write one sensor: a date both cover would keep one source's stack.
     """
 
     kind: str
@@ -63,6 +67,7 @@ class Source:
     acquire: AcquireFn
     in_process: bool = False
     needs_geometry: bool = True
+    sensors: Callable[[Any], frozenset[str]] = lambda options: frozenset({"S2"})
 
     def __post_init__(self) -> None:
         if not (isinstance(self.options, type) and issubclass(self.options, Options)):

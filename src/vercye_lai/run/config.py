@@ -188,6 +188,12 @@ def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tu
                 if not r.has_geometry:
                     raise ConfigError(f"regions.{r.name}: {label}.kind = {kind!r} needs 'library' or "
                                       "'geometry'")
+        for j, other in enumerate(out):  # one source per sensor: the stacks of a date share a name
+            common = src.sensors(options) & other.source.sensors(other.options)
+            if common:
+                raise ConfigError(f"{label} ({kind}) and source[{j}] ({other.kind}) both make "
+                                  f"{'/'.join(sorted(common))} stacks: a date both cover would keep one "
+                                  "source's stack and lose the other's; use one source per sensor")
         out.append(SourceConfig(kind, options))
     return tuple(out)
 
