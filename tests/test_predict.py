@@ -408,3 +408,15 @@ def test_commands_take_region_and_resolution_from_the_files(tmp_path, strickhof_
     r = CliRunner().invoke(cli, ["-q", "predict", str(strickhof_stacks), "-o", str(tmp_path / "x"), "--res", "20"])
     assert r.exit_code == 1
     assert "found strickhof_10m_* (34 dates): use --resolution 10" in " ".join(r.output.split())
+
+
+def test_a_truncated_stack_is_named_truncated_not_ungeoreferenced(tmp_path, strickhof_stacks):
+    """A demo stack cut to 3 kB (a half-copied sync) keeps its first directory but loses its
+    georeferencing tags: the error says the file is truncated, not that it lacks a CRS."""
+    s2 = tmp_path / "s2"
+    s2.mkdir()
+    stack = sorted(strickhof_stacks.glob("*.tif"))[0]
+    (s2 / stack.name).write_bytes(stack.read_bytes()[:3000])
+    r = run("-q", "predict", s2, "-o", tmp_path / "lai")
+    assert r.exit_code == 1
+    assert "raster is truncated or damaged" in r.output and "not georeferenced" not in r.output

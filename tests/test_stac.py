@@ -23,7 +23,7 @@ from conftest import (
     region_4326,
 )
 from rasterio.warp import transform_geom
-from shapely.geometry import shape
+from shapely.geometry import box, shape
 
 pystac = pytest.importorskip("pystac")
 
@@ -275,3 +275,31 @@ def test_is_static():
     assert stac.is_static("/data/catalog.json") and stac.is_static("cat")
     assert stac.is_static("https://example.org/stac/catalog.json")
     assert not stac.is_static("https://earth-search.aws.element84.com/v1")
+
+
+@pytest.mark.parametrize("body", [b"", b"Not Found: no such API"])
+def test_an_http_error_of_the_api_says_its_status(body):
+    """A STAC API answering 404 (with or without a body) is named with its status, never an
+    empty 'STAC search failed: '. The server is a local one on loopback."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(Exception, match=r"STAC search failed: HTTP 404: " + (body.decode() or "APIError")):
+            stac.search_items(f"http://127.0.0.1:{server.server_port}/stac", collection="c",
+                              geometry=box(8, 47, 9, 48), start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 2))
+    finally:
+        server.shutdown()

@@ -260,6 +260,10 @@ def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.Dat
         raise DataIOError(f"cannot open raster (corrupt or not a raster?): {gdal_reason(exc)}", path=path) from exc
     if georeferenced and (ds.crs is None or ds.transform == rasterio.Affine.identity()):
         ds.close()
+        # a file cut short loses its georeferencing tags first: say that, not "no CRS"
+        damaged = incomplete_reason(path) if path.suffix.lower() in (".tif", ".tiff") else None
+        if damaged is not None:
+            raise DataIOError(f"raster is truncated or damaged ({damaged}; {path.stat().st_size:,} bytes)", path=path)
         raise DataIOError("raster is not georeferenced (no CRS or no geotransform)", path=path)
     if ds.driver == "VRT":
         # GDAL opens a mosaic whose part is gone and fails only at the first read

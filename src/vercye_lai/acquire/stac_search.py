@@ -67,6 +67,15 @@ def _planetary_signer() -> Callable[[Any], Any]:
     return require("planetary_computer", "stac").sign_inplace
 
 
+def _http_reason(exc: BaseException) -> str:
+    """``HTTP 404: <the body's first line>`` of a failed request (some servers send no body,
+    some clients no message): the status, and the error's kind when nothing else is said."""
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    text = " ".join(str(exc).split())[:300]
+    parts = [f"HTTP {status}" if status else "", text or type(exc).__name__]
+    return ": ".join(p for p in parts if p)
+
+
 def is_static(catalog: str) -> bool:
     """True for a static catalogue (a local path or a ``.json`` URL), False for an API URL."""
     if re.match(r"^https?://", catalog):
@@ -134,7 +143,7 @@ def search_items(
         except (DependencyError, InputError):
             raise
         except Exception as exc:
-            raise ServiceError(f"STAC search failed: {exc}", path=catalog) from exc
+            raise ServiceError(f"STAC search failed: {_http_reason(exc)}", path=catalog) from exc
     return sorted(items, key=lambda it: (item_date(it), it.id))
 
 
