@@ -332,10 +332,10 @@ def test_client_secret_file_kinds(tmp_path, content, message):
     assert exc.value.path == str(f) and "Desktop app" in str(exc.value)
 
 
-def test_verbose_login_logs_no_secret(tmp_path, monkeypatch):
-    """A real console sign-in (requests_oauthlib against a local token endpoint) under -v:
-    the whole output holds none of the code, the client secret, the tokens or the Basic header."""
-    import base64
+@pytest.fixture
+def token_endpoint(tmp_path, monkeypatch):
+    """A local OAuth token endpoint (loopback, plain http) and a client secret naming it;
+    the Drive service after the sign-in stops the command (the test needs only the sign-in)."""
     import http.server
     import threading
 
@@ -359,18 +359,29 @@ def test_verbose_login_logs_no_secret(tmp_path, monkeypatch):
         "client_id": "CID", "client_secret": "SECRET-CLIENT", "auth_uri": "https://accounts.example/auth",
         "token_uri": f"http://127.0.0.1:{server.server_port}/token", "redirect_uris": ["http://localhost"]}}))
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the local endpoint is plain http
-    monkeypatch.setattr(gdrive_auth, "_terminal", lambda: True)  # a person at a terminal signs in
 
     def stop(creds):
         raise ServiceError("stopped after the sign-in (test)")
 
     monkeypatch.setattr(gdrive, "build_service", stop)
-    try:
-        r = CliRunner().invoke(cli, ["-v", "download-gdrive", "--auth", "console", "--secret-json", str(secret),
-                                     "--token", str(tmp_path / "token.json"), "--folder-id", "F",
-                                     "-o", str(tmp_path / "o")], input="CODE-SECRET-123\n")
-    finally:
-        server.shutdown()
+    yield secret
+    server.shutdown()
+
+
+def _console_login(tmp_path, secret, *verbosity, stdin=None):
+    return CliRunner().invoke(cli, [*verbosity, "download-gdrive", "--auth", "console", "--secret-json", str(secret),
+                                    "--token", str(tmp_path / "token.json"), "--folder-id", "F",
+                                    "-o", str(tmp_path / "o")], input=stdin)
+
+
+def test_verbose_login_logs_no_secret(tmp_path, monkeypatch, token_endpoint):
+    """A real console sign-in (requests_oauthlib against a local token endpoint) under -v:
+    the whole output holds none of the code, the client secret, the tokens or the Basic header."""
+    import base64
+
+    secret = token_endpoint
+    monkeypatch.setattr(gdrive_auth, "_terminal", lambda: True)  # a person at a terminal signs in
+    r = _console_login(tmp_path, secret, "-v", stdin="CODE-SECRET-123\n")
     assert isinstance(r.exception, ServiceError), r.output  # -v re-raises after the sign-in
     assert json.loads((tmp_path / "token.json").read_text())["refresh_token"] == "SECRET-REFRESH-NEW"
     basic = base64.b64encode(b"CID:SECRET-CLIENT").decode()
@@ -402,3 +413,22 @@ def test_run_no_input_means_no_sign_in_waits(tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["-q", "run", str(cfg), "--dry-run", "--no-input"])
     assert "Traceback" not in r.output
     assert gdrive_auth.NO_INPUT and not gdrive_auth._terminal()  # a batch job: every sign-in fails at once
+
+
+def test_console_sign_in_reads_the_code_from_a_pipe(tmp_path, token_endpoint):
+    """Headless sign-in is what --auth console is for: without a terminal the code is read
+    from standard input; a pipe that ends first fails at once, naming why."""
+    r = _console_login(tmp_path, token_endpoint, "-v", stdin="CODE-123\n")  # CliRunner's stdin: no terminal
+    assert isinstance(r.exception, ServiceError) and "stopped after the sign-in" in str(r.exception), r.output
+    assert json.loads((tmp_path / "token.json").read_text())["refresh_token"] == "SECRET-REFRESH-NEW"
+    (tmp_path / "token.json").unlink()
+    r = _console_login(tmp_path, token_endpoint, stdin="")
+    assert r.exit_code == 1 and "no address or code on standard input (end of input)" in r.output
+
+
+def test_a_wrong_client_secret_is_named_before_any_token_talk(tmp_path):
+    key = tmp_path / "key.json"
+    key.write_text(json.dumps({"type": "service_account", "client_email": "x@y"}))
+    r = CliRunner().invoke(cli, ["download-gdrive", "--secret-json", str(key), "--token", str(tmp_path / "t.json"),
+                                 "--folder-id", "F", "-o", str(tmp_path / "o"), "--no-input"])
+    assert r.exit_code == 1 and "key.json: is a service-account key" in r.output and "token" not in r.output.split(":")[-1]

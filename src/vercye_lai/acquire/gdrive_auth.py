@@ -57,7 +57,10 @@ def _console_flow(flow: Any, prompt: Callable[[str], str]) -> Any:
         " copy that whole address (or just the code) here.",
         flush=True,
     )
-    answer = prompt("Address or code: ").strip()
+    try:
+        answer = prompt("Address or code: ").strip()
+    except EOFError:  # a pipe that ends before the code: fail at once, never wait
+        raise ServiceError("no address or code on standard input (end of input)") from None
     if answer.startswith("http"):
         # oauthlib insists on https; the loopback redirect is plain http by design
         flow.fetch_token(authorization_response=answer.replace("http://", "https://", 1))
@@ -135,8 +138,11 @@ def load_credentials(
     ServiceError
         The refresh failed without a terminal, or the consent flow failed.
     """
+    if secret_json:  # a wrong secret file is named first, whatever the token's state
+        check_client_secret(secret_json)
     if interactive is None:
-        interactive = _terminal()
+        # the console flow reads the code from standard input: a pipe will do (headless)
+        interactive = _terminal() or (auth == "console" and not NO_INPUT and sys.stdin is not None)
     require("googleapiclient", "gdrive")
     creds_mod = require("google.oauth2.credentials", "gdrive")
     transport = require("google.auth.transport.requests", "gdrive")
