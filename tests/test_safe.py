@@ -280,3 +280,16 @@ def test_full_tile_mean_angles_match_the_xml(tmp_path, shared_safe):
     assert vza == pytest.approx(m["view_zenith"], abs=0.3)  # measured: 0.12°
     raa = np.cos(np.radians(m["sun_azimuth"] - m["view_azimuth"]))
     assert (data[2][ok] * 1e-4).mean() == pytest.approx(raa, abs=0.05)
+
+
+def test_a_safe_of_60_m_bands_stacked_at_20_m_says_so_once(tmp_path, caplog):
+    import logging
+
+    from vercye_lai.acquire import safe as safe_mod
+
+    safe_mod._say_refined.cache_clear()
+    region = utm_region(CROP[0] + 600, CROP[1] + 600, CROP[0] + 1200, CROP[1] + 1200)
+    with caplog.at_level(logging.INFO, logger="vercye_lai.acquire.safe"):
+        stack_safe([MINI], region, "ie", 20, tmp_path)
+    said = [r.getMessage() for r in caplog.records if "resampled (bilinear) to 20 m" in r.getMessage()]
+    assert said == [f"{MINI.name}: no image at 20 m or finer; its 60 m bands are resampled (bilinear) to 20 m"]

@@ -10,6 +10,7 @@ import pytest
 from conftest import DATA
 
 from vercye_lai.analysis.options import AnalysisOptions
+from vercye_lai.errors import InputError
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import _WEIGHTS, MODELS
 from vercye_lai.predict import PredictOptions
@@ -542,3 +543,8 @@ kind = "serial"
     assert vrt.exists()
     with rasterio.open(tmp_path / "out" / "lai" / "slo" / "slo_30m_2019-09-10_L30_LAI.tif") as ds:
         assert ds.tags()["VERCYE_SOURCE"] == vrt.name and ds.tags()["VERCYE_MODEL"] == "sl2p-l8"
+
+
+def test_landsat_numbered_rows_with_the_sentinel2_model_are_pointed_to_the_landsat_one():
+    with pytest.raises(InputError, match=r"no column for band\(s\) B8A.*Landsat-numbered bands.*--model sl2p-l8"):
+        predict_table(hls_rows())  # the default model is Sentinel-2's

@@ -34,6 +34,7 @@ Memory
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -86,7 +87,16 @@ def _pick(tile: SafeTile, band: str, resolution: float) -> tuple[str, int]:
         )
     finer = [r for r in avail if r <= resolution]
     res = max(finer) if finer else min(avail)
+    if not finer:
+        _say_refined(tile.source, res, resolution)
     return avail[res], res
+
+
+@functools.lru_cache(maxsize=256)
+def _say_refined(source: str | Path, have: int, resolution: float) -> None:
+    """Once per product: its images are coarser than the stack (a SAFE of R60m bands only)."""
+    log.info("%s: no image at %g m or finer; its %d m bands are resampled (bilinear) to %g m",
+             Path(source).name, resolution, have, resolution)
 
 
 def tile_layer(

@@ -361,8 +361,11 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
                          "(sl2p) for Sentinel-2 and HLS S30 rows", path=path)
     missing = [b for b in refl if b not in have]
     if missing:
+        landsat = tuple(inputs) != L8_BANDS and all(b in have for b in L8_BANDS if b not in ANGLE_BANDS)
+        hint = (f"; the table has Landsat-numbered bands (B3-B7, no B8A/B12): for Landsat 8/9 or HLS L30 rows "
+                f"use --model {predict.landsat_model}") if landsat and "B8A" in missing else ""
         raise InputError(f"no column for band(s) {', '.join(missing)} (model {predict.model}); "
-                         f"its columns: {', '.join(map(str, df.columns))}", path=path)
+                         f"its columns: {', '.join(map(str, df.columns))}{hint}", path=path)
     # the table's own input columns: the reflectances and any cosine columns
     given = [b for b in inputs if b in have]
     raw = np.array([pd.to_numeric(df[have[b]], errors="coerce").to_numpy(float) for b in given])
