@@ -179,13 +179,20 @@ def test_failures_are_reported_and_exit_1(tmp_path):
     assert counts(summary)["analyze"] == (1, 0, 0)
 
 
-def test_missing_local_folder_fails_every_step_that_needs_it(tmp_path):
+def test_a_failed_acquisition_fails_once_and_the_steps_after_it_say_not_run(tmp_path):
+    """The cause is reported where it happened; the steps that had nothing to read because of
+    it say so ('not run: acquire failed'), not a failure each of their own. A dry run says the
+    steps wait for the earlier ones, not that a folder is missing."""
     cfg = load_config(qvidja_config(tmp_path))
     shutil.rmtree(tmp_path / "stacks")
-    summary = run_pipeline(cfg, only=["acquire", "predict"])
+    summary = run_pipeline(cfg, only=["acquire", "predict", "analyze"])
     assert not summary.ok
-    assert [s.status for s in summary.steps] == ["failed", "failed"]
+    assert [s.status for s in summary.steps] == ["failed", "skipped", "skipped"]
     assert "does not exist" in summary.steps[0].units[0].reason
+    assert [u.reason for s in summary.steps[1:] for u in s.units] == ["not run: acquire failed"] * 2
+    dry = run_pipeline(load_config(qvidja_config(tmp_path / "fresh")), dry_run=True)
+    reasons = [u.reason for s in dry.steps if s.step in ("analyze",) for u in s.units]
+    assert reasons and all(r.startswith("after the earlier steps (nothing to read yet") for r in reasons)
 
 
 def test_only_rejects_unknown_steps(tmp_path):

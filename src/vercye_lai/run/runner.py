@@ -57,7 +57,7 @@ from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
 from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token
 from vercye_lai.run.publish import publish
-from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn
+from vercye_lai.run.summary import RunSummary, StepLog, StepSummary, UnitFn, not_run_after
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit:
         try:
             dates = _multi_part_dates(cfg, r)
         except NoDataFoundError as exc:
-            st.add(r.name, "-", "planned" if dry_run else "failed", error_text(exc))
+            st.nothing_to_read(r.name, "-", error_text(exc), dry_run=dry_run)
             continue
         if not dates:
             st.add(r.name, "-", "skipped", "no date split into parts: no mosaic needed")
@@ -230,9 +230,11 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     for r in cfg.regions:
         try:
             plan = plan_predict(_stacks(cfg, r), cfg.lai_dir(r.name), options=options)
+        except NoDataFoundError as exc:
+            st.nothing_to_read(r.name, "-", error_text(exc), dry_run=dry_run)
+            continue
         except LaiError as exc:
-            st.add(r.name, "-", "planned" if dry_run and isinstance(exc, NoDataFoundError) else "failed",
-                   error_text(exc))
+            st.add(r.name, "-", "failed", error_text(exc))
             continue
         for u in plan:
             if u.up_to_date:
@@ -330,9 +332,11 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                                        start=r.start, end=r.end, options=a.options)
             fp = manifest.fingerprint(files, a.geometry, start=r.start, end=r.end,
                                       options=a.options)
+        except NoDataFoundError as exc:
+            st.nothing_to_read(r.name, a.name, error_text(exc), dry_run=dry_run)
+            continue
         except (LaiError, OSError) as exc:
-            waiting = dry_run and isinstance(exc, NoDataFoundError)
-            st.add(r.name, a.name, "planned" if waiting else "failed", error_text(exc))
+            st.add(r.name, a.name, "failed", error_text(exc))
             continue
         outputs = manifest.up_to_date(outdir, fp)
         if outputs is not None:
@@ -367,7 +371,7 @@ def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             outdir = cfg.analysis_dir(r.name, a)
             manifest = read_manifest(outdir)
             if manifest is None:
-                st.add(r.name, a.name, "planned" if dry_run else "failed", "no analysis output yet")
+                st.nothing_to_read(r.name, a.name, "no analysis output yet", dry_run=dry_run)
                 continue
             geometry = a.geometry if a.options.mode != "raster" else None
             for z in manifest["zones"]:
@@ -464,6 +468,8 @@ def run_pipeline(
             step = _STEP_FUNCS[name](cfg, ex, dry_run=dry_run, on_unit=on_unit)
             if dry_run:
                 _mark_downstream(summary.steps, step)
+            else:
+                not_run_after(summary.steps, step)
             summary.steps.append(step)
             if step.disk_full:
                 rest = steps[steps.index(name) + 1:]

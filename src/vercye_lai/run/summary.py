@@ -39,6 +39,8 @@ class StepSummary:
 
     step: str
     units: list[UnitResult] = field(default_factory=list)
+    #: units failed for want of inputs (:meth:`StepLog.nothing_to_read`): see :func:`not_run_after`
+    missing: list[UnitResult] = field(default_factory=list, repr=False, compare=False)
     seconds: float = 0.0
 
     def count(self, status: str) -> int:
@@ -120,6 +122,20 @@ class StepLog:
             self.on_unit(u)
         return u
 
+    def nothing_to_read(self, region: str, item: str, why: str, *, dry_run: bool) -> UnitResult:
+        """A unit whose inputs are not there: planned after the earlier steps on a dry run;
+        on a run, failed — or not run, when an earlier step failed for the region (see
+        :func:`not_run_after`)."""
+        if dry_run:
+            return self.add(region, item, "planned", f"after the earlier steps (nothing to read yet: {why})")
+        # logged by not_run_after, once it knows whether an earlier step is the cause
+        u = UnitResult(self.summary.step, region, item, "failed", why)
+        self.summary.units.append(u)
+        self.summary.missing.append(u)
+        if self.on_unit:
+            self.on_unit(u)
+        return u
+
     def finish(self) -> StepSummary:
         self.summary.seconds = time.perf_counter() - self.t0
         by_reason: dict[str, list[UnitResult]] = {}
@@ -131,3 +147,20 @@ class StepLog:
             what = units[0].item if len(units) == 1 else f"{len(units)} {_UNITS.get(self.summary.step, 'units')}"
             log.info("%s %s: %s skipped%s", self.summary.step, regions, what, f" ({reason})" if reason else "")
         return self.summary
+
+
+def not_run_after(earlier: Sequence[StepSummary], step: StepSummary) -> None:
+    """A unit that found nothing to read because an earlier step failed for its region is
+    not a failure of its own: ``skipped`` with ``not run: {step} failed`` (one log line);
+    the others stay failed (logged as errors)."""
+    failed: dict[str, str] = {}
+    for s in earlier:
+        for u in s.units:
+            if u.status == "failed":
+                failed.setdefault(u.region, s.step)
+    for u in step.missing:
+        if u.region in failed:
+            u.status, u.reason = "skipped", f"not run: {failed[u.region]} failed"
+            log.info("%s %s %s: %s", u.step, u.region, u.item, u.reason)
+        else:
+            log.error("%s %s %s: %s", u.step, u.region, u.item, u.reason)
