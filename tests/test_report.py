@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import shutil
 
 import numpy as np
@@ -24,7 +26,7 @@ def season(tmp_path, lai_writer, polygon_writer):
         lai_writer(day, v)
     g = polygon_writer("fields.geojson", [pixel_box(0, 0, 5, 5), pixel_box(6, 6, 12, 12)], FID=["A", "B"])
     analyze(tmp_path / "lai", tmp_path / "out" / "analysis", "R", g, resolution=10,
-            options=AnalysisOptions(adjustment="wheat"))
+            start=dt.date(2022, 4, 25), options=AnalysisOptions(adjustment="wheat"))  # 6 days before the first image
     (tmp_path / "out" / "run_summary.json").write_text(
         '{"started": "2026-12-03T10:00:00+00:00", "seconds": 12.5, "executor": "serial", "ok": false, '
         '"stopped": "", "steps": [{"step": "predict", "units": [{"region": "R", "item": "2022-05-01", '
@@ -93,6 +95,11 @@ def test_report_in_a_real_browser(season, tmp_path):
         builder.perform()
         time.sleep(0.5)
         assert d.execute_script("return document.title") == "vercye-lai report - field B"  # its curve is shown
+        # the days before the first observation are gaps in the drawn data, never LAI 0
+        mean = d.execute_script("""const f = Bokeh.documents[0].get_model_by_name('curve');
+            const r = f.renderers.find((r) => r.glyph.type === 'Line' && r.glyph.y.field === 'mean');
+            return Array.from(r.data_source.data.mean).map((v) => (Number.isNaN(v) ? 'gap' : v));""")
+        assert mean[0] == "gap" and 0 not in mean and 0.0 not in mean, mean[:8]
         d.save_screenshot(str(tmp_path / "report.png"))
         errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors

@@ -182,9 +182,10 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
 
     first = shown[0] if shown else names[0]
     s0 = series[first]
-    curve = ColumnDataSource({k: s0[k] for k in ("t", "mean", "adj", "lo", "hi", "cloud")} if s0["lo"]
-                             else {"t": s0["t"], "mean": s0["mean"], "adj": s0["adj"] or [None] * len(s0["t"]),
-                                   "lo": [None] * len(s0["t"]), "hi": [None] * len(s0["t"]), "cloud": s0["cloud"]})
+    # a missing value is a gap (NaN): JSON's null would become 0 in the browser's number arrays
+    n0 = len(s0["t"])
+    curve = ColumnDataSource({"t": s0["t"], **{k: np.array(s0[k] or [None] * n0, dtype=float)
+                                              for k in ("mean", "adj", "lo", "hi", "cloud")}})
     points = ColumnDataSource({"t": s0["ot"], "m": s0["om"]})
     rejected = ColumnDataSource({"t": s0["rt"], "m": s0["rm"]})
     fig = figure(title=f"field {first}", x_axis_type="datetime", width=640, height=430, y_axis_label="LAI (m²/m²)",
@@ -214,7 +215,8 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
         const name = fields.data.name[i];
         const s = data[name];
         const n = s.t.length;
-        const fill = (a) => (a.length ? a : new Array(n).fill(NaN));
+        // null (a day without a value) must stay a gap: as a number it would be drawn at 0
+        const fill = (a) => (a.length ? a.map((v) => (v === null ? NaN : v)) : new Array(n).fill(NaN));
         curve.data = {t: s.t, mean: fill(s.mean), adj: fill(s.adj), lo: fill(s.lo), hi: fill(s.hi), cloud: fill(s.cloud)};
         points.data = {t: s.ot, m: s.om};
         rejected.data = {t: s.rt, m: s.rm};
