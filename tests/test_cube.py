@@ -50,7 +50,9 @@ def test_cube_values_grid_and_conventions(tmp_path, season, suffix):
     for i, day in enumerate(("2022-06-01", "2022-06-04")):  # on the cube's grid: exact
         np.testing.assert_array_equal(ds["LAI"].isel(time=i).values, read(season / f"R_10m_{day}_LAI.tif"))
         flags = ds["LAI_flags"].isel(time=i).values
+        assert flags.dtype == np.uint8  # integers with their nodata (255), not floats with NaN
         np.testing.assert_array_equal(flags, read(season / f"R_10m_{day}_LAI_flags.tif"))
+    assert "sensor" in ds.coords and list(ds["sensor"].dims) == ["time"]  # a coordinate, as documented
     resampled = ds["LAI"].isel(time=2).values
     assert np.allclose(resampled, 2.5, atol=1e-5)  # constant field: any resampling gives it back
     unc = ds["LAI_uncertainty"].values

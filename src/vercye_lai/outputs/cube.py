@@ -56,6 +56,9 @@ class Layer:
     fill: float
     resampling: Resampling
     attrs: dict
+    #: declare ``fill`` as ``_FillValue`` (readers then mask it, turning integers into floats);
+    #: the flags keep their nodata as a flag value instead and stay integers
+    masked: bool = True
 
 
 def _cut(grid: Grid, geometry=None, bbox: Sequence[float] | None = None) -> Grid:
@@ -128,7 +131,9 @@ def _layers(obs: dict, variables: Sequence[str], lai_dir: Path, region: str, res
             layers.append(Layer(f"{var}_flags", flags, "uint8", FLAG_NODATA, Resampling.nearest, {
                 "long_name": f"{var} quality flags (SNAP bits)", "grid_mapping": "spatial_ref",
                 "flag_masks": np.array(list(FLAG_NAMES), dtype=np.uint8),
-                "flag_meanings": " ".join(v.lower() for v in FLAG_NAMES.values())}))
+                "flag_meanings": " ".join(v.lower() for v in FLAG_NAMES.values()),
+                "comment": f"{FLAG_NODATA} = no data (the input pixel was nodata)",
+                "nodata": np.uint8(FLAG_NODATA)}, masked=False))
         unc = [uncertainty_path(f) if f is not None and uncertainty_path(f).exists() else None for f in files]
         if any(unc):
             layers.append(Layer(f"{var}_uncertainty", unc, "float32", np.nan, Resampling.bilinear, {
@@ -242,9 +247,10 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
             cs = (1, min(chunk, h), min(chunk, w))
             data = {}
             for layer in layers:
+                fill = np.array(layer.fill, dtype=layer.dtype) if layer.masked else False
                 v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,
-                                      chunksizes=cs, fill_value=np.array(layer.fill, dtype=layer.dtype))
-                v.setncatts(layer.attrs)
+                                      chunksizes=cs, fill_value=fill)
+                v.setncatts({**layer.attrs, "coordinates": "sensor"})  # the sensor is a coordinate of time
                 data[layer.name] = v
             epoch = dt.date(1970, 1, 1)
             for i, day in enumerate(days):
@@ -279,7 +285,8 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
                 "spatial_ref": ((), np.int32(0), _spatial_ref(grid)),
             }, attrs=meta)
             for layer in layers:
-                ds[layer.name].encoding.update({"grid_mapping": "spatial_ref", "_FillValue": layer.fill,
+                ds[layer.name].encoding.update({"grid_mapping": "spatial_ref",
+                                                "_FillValue": layer.fill if layer.masked else None,
                                                 "chunks": (1, min(chunk, h), min(chunk, w))})
                 ds[layer.name].attrs.pop("grid_mapping", None)
             if i == 0:
