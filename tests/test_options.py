@@ -149,3 +149,26 @@ def test_example_config_names_every_source_key():
     for kind in SOURCES:
         keys = {f.name for f, s, _ in fields_of(source(kind).options) if s.config}
         assert keys <= listed[kind], (kind, keys - listed[kind])
+
+
+def test_help_fits_its_command():
+    """A shared option whose meaning differs in a command gets that command's text; options
+    that mean nothing there are not offered; required is said by click, not in prose."""
+    from click.testing import CliRunner
+
+    from vercye_lai.cli.main import cli
+
+    def helptext(*cmd):
+        r = CliRunner().invoke(cli, [*cmd, "--help"], terminal_width=200)
+        assert r.exit_code == 0, r.output
+        return " ".join(r.output.split())
+
+    table = helptext("predict-table")
+    assert "_uncertainty.tif" not in table and "'{VAR} uncertainty' column" in table
+    assert "--landsat-model" not in table and "--cog" not in table
+    cal = helptext("calibrate")
+    assert "Required." not in cal and "--landsat-model" not in cal and "the first one given counts" in cal
+    assert "Usage: cli validate [OPTIONS] INSITU [LAI_DIR]" in helptext("validate").replace("vercye-lai", "cli")
+    assert "--lai-region" not in helptext("reproject-mask")
+    assert "--time YYYY-MM-DDTHH:MM[:SS]" in helptext("stack-bands")
+    assert "--res for short" in helptext("predict")

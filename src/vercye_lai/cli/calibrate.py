@@ -20,13 +20,17 @@ log = logging.getLogger(__name__)
 @click.argument("matched", metavar="MATCHED", type=click.Path(dir_okay=False, path_type=Path))
 @opts.option("--group", "group_column", required=True,
         help="Column of the groups held out one at a time (a site, a field, a year).")
-@opts.output_option(help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md). Required.")
+@opts.output_option(required=True,
+                    help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md).")
 @opts.option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
 @opts.option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
              "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); auto: chosen by "
              "an inner cross-validation.")
-@opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration"))
+@opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration",
+                                            "landsat_model"),
+                    helps={"variables": "The variable to calibrate: its estimate is the table's column of that name "
+                                        "(LAI); the first one given counts."})
 @opts.click_options(TableOptions)
 def command(matched, group_column, output, insitu_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it

@@ -74,10 +74,10 @@ def out_dir_option(*, required: bool = True, default=None, help: str = "Output f
         default=default, show_default=default is not None, help=help)
 
 
-def output_option(*, help: str):
+def output_option(*, help: str, required: bool = False):
     """``-o/--output FILE``: the output file of a command that writes one."""
     return option("-o", "--output", "--out", "output", type=click.Path(dir_okay=False, path_type=Path),
-                  default=None, help=help)
+                  default=None, required=required, help=help)
 
 
 def resolve_inout(args: tuple, output, *, inputs: int, what: str = "OUTPUT"):
@@ -257,13 +257,14 @@ def _click_type(s, k):
     return str
 
 
-def click_options(cls: type, *, exclude=()):
+def click_options(cls: type, *, exclude=(), helps: dict[str, str] | None = None):
     """A decorator adding one click option per command-line field of the options type ``cls``.
 
     Spelling ``--field-name`` (or the field's ``cli``) with its ``aliases`` hidden; a
     boolean defaulting to true is a ``--x/--no-x`` pair, one defaulting to false a flag;
-    choices, ranges, defaults and help come from the field. The parameters keep the field
-    names, for :func:`from_cli`.
+    choices, ranges, defaults and help come from the field. ``helps`` gives a field the help
+    of this command where its meaning differs (one text per meaning). The parameters keep
+    the field names, for :func:`from_cli`.
     """
     from vercye_lai.options import MISSING, default_of, fields_of
 
@@ -275,7 +276,7 @@ def click_options(cls: type, *, exclude=()):
                 continue
             spelling = s.cli or "--" + f.name.replace("_", "-")
             default = default_of(f)
-            help_text = s.help + (f" [default: {s.default_help}]" if s.default_help else "")
+            help_text = (helps or {}).get(f.name, s.help) + (f" [default: {s.default_help}]" if s.default_help else "")
             if k.base is bool:
                 pair = f"{spelling}/--no-{spelling[2:]}" if default else spelling
                 fn = option(pair, *s.aliases, f.name, is_flag=True, default=default,

@@ -14,14 +14,21 @@ from vercye_lai.predict.table import TableOptions, predict_table, read_table, wr
 
 log = logging.getLogger(__name__)
 
-#: predict's options that mean nothing for a table (no raster is written)
-_RASTER_ONLY = ("flags", "cog", "block_size")
+#: predict's options that mean nothing for a table (no raster is written; --model serves every row)
+_RASTER_ONLY = ("flags", "cog", "block_size", "landsat_model")
+#: predict's options whose meaning differs for rows of a table
+_TABLE_HELPS = {
+    "uncertainty": "Add a '{VAR} uncertainty' column: the LEAF error network's per-row uncertainty, in the "
+                   "variable's units (sl2p, sl2p-10m).",
+    "calibration": "A calibration file of `vercye-lai calibrate`: add a '{VAR} Calibrated' column for its "
+                   "variable.",
+}
 
 
 @click.command("predict-table")
 @click.argument("table", metavar="IN", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
-@opts.click_options(PredictOptions, exclude=_RASTER_ONLY)
+@opts.click_options(PredictOptions, exclude=_RASTER_ONLY, helps=_TABLE_HELPS)
 @opts.click_options(TableOptions)
 def command(table, out, **params):
     """Predict LAI (or another variable) for every row of IN; write IN plus the results to OUT.

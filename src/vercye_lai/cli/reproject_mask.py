@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
               help="An LAI raster whose grid the mask takes.")
 @click.option("--lai-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of {region}_{res}m_{date}_LAI.tif: the mask takes the grid of the "
-              "largest one (with --lai-region).")
+              "largest one (--region: which one, when it holds several).")
 @opts.option("--region", "--lai-region", "lai_region", default=None,
         help="Region name of the files in --lai-dir.")
 @opts.resolution_option

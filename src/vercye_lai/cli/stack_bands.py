@@ -37,7 +37,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
 @click.option(
     "--time",
     "when",
-    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]),
+    type=click.DateTime(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S"]), metavar="YYYY-MM-DDTHH:MM[:SS]",
     default=None,
     help="Acquisition time in UTC (one FILE only) [default: from the Sentinel-2 product name "
     "in the file name, e.g. S2A_MSIL2A_20220305T102921_…].",

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @click.command("validate")
 @click.argument("insitu", metavar="INSITU", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("lai_dir", metavar="LAI_DIR", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("lai_dir", metavar="[LAI_DIR]", type=click.Path(file_okay=False, path_type=Path), required=False)
 @opts.region_option(required=False, help="Region name of the LAI files ({region}_{res}m_{date}_{VAR}.tif).")
 @opts.resolution_option
 @opts.out_dir_option(help="Folder for validation_matched.csv, _metrics.csv/.md and _scatter.png (created).")

@@ -349,7 +349,7 @@ kind = "bands"
 files = ["{demo}/srf/*.tif"]
 
 [predict]
-model = "sl2p"              # sl2p (20 m), sl2p-10m, snap-3.0-s2a, snap-3.0-s2b, snap-2.1, or a file
+model = "sl2p"              # sl2p (its 11 bands at 10 or 20 m), sl2p-10m (10 m bands), snap-3.0-s2a, snap-3.0-s2b, snap-2.1, or a file
 landsat_model = "sl2p-l8"   # for Landsat 8/9 and HLS L30 stacks
 variables = ["LAI"]         # LAI, FAPAR, FCOVER, CCC, CWC
 block_size = 1024           # pixels a side of a processing block
