@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from click.testing import CliRunner
 
 from vercye_lai.cli.main import cli
 from vercye_lai.insitu.agreement import Agreement
+from vercye_lai.run import load_config
 from vercye_lai.run.demo import demo_insitu
 
 pytestmark = pytest.mark.slow  # the whole demo, twice
@@ -25,6 +28,10 @@ def demo_run(tmp_path_factory):
 
 def test_demo_writes_every_step(demo_run):
     out, output = demo_run
+    # what it ran, to copy: a run config of the same season, and the run's record
+    cfg = load_config(out / "run.toml")
+    assert cfg.output_root == out / "run" and cfg.resolution == 10 and cfg.sources[0].kind == "bands"
+    assert json.loads((out / "run_summary.json").read_text())["ok"]
     stacks = sorted((out / "stacks").glob("strickhof_10m_*.tif"))
     lai = sorted((out / "lai").glob("strickhof_10m_*_LAI.tif"))
     assert len(stacks) == len(lai) == 34  # 37 files, 34 distinct dates
@@ -66,11 +73,16 @@ def test_demo_rerun_redoes_nothing(demo_run):
     """A rerun goes through the same runner and finds every output up to date: no file is
     written again (stacks, products, analysis, quicklooks, maps, in-situ comparison)."""
     out, first = demo_run
-    files = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    def products():  # the run's record (run_summary.json) is of each run: not a product
+        return {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run_summary.json"}
+
+    files = products()
     assert len(files) > 3 * 34 + 10
     r = CliRunner().invoke(cli, ["-q", "demo", "-o", str(out)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+    assert products() == files
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["ok"] and all(s["status"] == "skipped" for s in summary["steps"])  # this rerun's record
     table = first[first.index("| estimate"):]
     assert table in r.output  # the same figures reported
 

@@ -147,7 +147,7 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
         TapTool,
         VBar,
     )
-    from bokeh.palettes import Viridis256
+    from bokeh.palettes import YlGn9
     from bokeh.plotting import figure
 
     names = [str(z["name"]) for z in manifest["zones"]]
@@ -166,8 +166,11 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
         shown.append(n)
     values = [maxes[n] for n in shown]
     finite = [v for v in values if v == v]
-    mapper = LinearColorMapper(palette=Viridis256, low=min(finite) if finite else 0, high=max(finite) if finite else 1,
-                               nan_color="lightgrey")
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    if high - low < 0.5:  # one field (or all alike): a scale with room for ticks around it
+        low, high = max(0.0, (low + high) / 2 - 0.5), (low + high) / 2 + 0.5
+    # YlGn as the PNGs (quicklook, the demo's maps): light = low LAI, dark green = high
+    mapper = LinearColorMapper(palette=list(reversed(YlGn9)), low=low, high=high, nan_color="lightgrey")
     fields = ColumnDataSource({"xs": xs, "ys": ys, "name": shown, "maxlai": values,
                                "n_obs": [series[n]["n_obs"] for n in shown],
                                "look": ["; ".join(_flags(series[n])) or "-" for n in shown]})
@@ -305,7 +308,7 @@ def write_report(root: str | Path, *, step: int = 7) -> Path:
 <style>body{{font-family:sans-serif;margin:1.5em;max-width:1200px}} table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #bbb;padding:.2em .6em;text-align:right}} .bad{{color:#b00}} img{{max-width:900px}}</style>
 </head><body>
-<h1>vercye-lai report: {html.escape(root.name)}</h1>
+<h1>vercye-lai report: {html.escape(root.resolve().name)}</h1>
 <p>vercye-lai {__version__}, written {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}. Opens offline:
 everything is in this file.</p>
 <h2>Run summary</h2>{_summary_html(root)}

@@ -29,7 +29,7 @@ from vercye_lai.insitu.validate import (
     read_insitu,
     write_validation,
 )
-from vercye_lai.io import atomic_output, up_to_date
+from vercye_lai.io import atomic_output, up_to_date, write_text_atomic
 from vercye_lai.naming import RasterName
 from vercye_lai.outputs.apsim import export_apsim
 from vercye_lai.outputs.catalog import write_catalog
@@ -39,6 +39,7 @@ from vercye_lai.predict import PredictOptions
 from vercye_lai.run import run_pipeline
 from vercye_lai.run.config import (
     DEMO_DATA,
+    EXAMPLE_CONFIG,
     AnalysisConfig,
     Layout,
     RegionConfig,
@@ -100,6 +101,17 @@ def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[st
     return done
 
 
+def _write_run_config(out: Path) -> None:
+    """``run.toml``: the demo's season as a run config to copy (written once, kept after)."""
+    path = out / "run.toml"
+    text = ("# The demo's season as a run config: `vercye-lai run run.toml` makes the same products under\n"
+            "# run/ (stacks/, lai/, analysis/ by region, where the demo keeps flat folders). Copy it and put\n"
+            "# your own region, source and fields in.\n"
+            + EXAMPLE_CONFIG.replace('output_root = "vercye-lai-run"', 'output_root = "run"          ', 1))
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_text_atomic(path, text)
+
+
 def demo_fields() -> Path:
     """The bundled field polygons (GeoJSON, EPSG:4326, columns FID and name)."""
     return Path(str(DEMO_DATA / "strickhof_fields.geojson"))
@@ -129,6 +141,12 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
                              layout="constrained")
     outlines = None
     image = None
+    top = 0.0  # one colour scale for every panel, up to the highest pixel: none is clipped
+    for path in paths:
+        with rasterio.open(path) as ds:
+            band = ds.read(1, masked=True)
+            top = max(top, float(band.max()) if band.count() else 0.0)
+    vmax = max(1.0, float(np.ceil(top)))
     for ax, path in zip(axes.flat, paths):
         with rasterio.open(path) as ds:
             lai = ds.read(1, masked=True)
@@ -137,7 +155,7 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
                 import geopandas as gpd
 
                 outlines = gpd.read_file(fields).to_crs(ds.crs)
-        image = ax.imshow(lai, extent=extent, cmap="YlGn", vmin=0, vmax=6, interpolation="nearest")
+        image = ax.imshow(lai, extent=extent, cmap="YlGn", vmin=0, vmax=vmax, interpolation="nearest")
         if outlines is not None:
             outlines.boundary.plot(ax=ax, color="black", linewidth=0.8)
         rn = RasterName.parse(path)
@@ -200,7 +218,9 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
             step(unit.step, counts[unit.step], 0)
 
     res.summary = run_pipeline(demo_config(out, workers=workers), on_unit=on_unit,
-                               write_summary=False)
+                               write_summary=False)  # the demo publishes its own products (below)
+    res.summary.write()  # run_summary.json: what this run did (the report shows it)
+    _write_run_config(out)
     failed = [u for s in res.summary.steps for u in s.units if u.status == "failed"]
     if failed:
         raise RuntimeError(f"demo {failed[0].step} failed: {failed[0].reason}")
