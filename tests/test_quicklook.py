@@ -121,3 +121,29 @@ def test_each_sensor_has_its_own_marker(tmp_path, lai_writer, polygon_writer, mo
     quicklook(zone.csv, zone.max_tif)
     labels = {ln.get_label(): ln.get_marker() for ax in figures[0].axes for ln in ax.get_lines()}
     assert labels["observed, S2 (2)"] == "o" and labels["observed, L30 (1)"] == "s"
+
+
+def test_a_one_date_season_and_a_narrow_area_read_right(tmp_path, lai_writer, polygon_writer, monkeypatch):
+    """One date: day ticks (never hours), 'observed (1 date)', its ±1 std as a bar. A tall
+    narrow field: its map box at least 1:3, so the tick labels have room. A clipped colour
+    range: arrows on the colour bar. No two filled bands that overlap into a colour no legend has."""
+    import matplotlib.pyplot as plt
+
+    v = np.full((40, 6), 2.0, np.float32)
+    v[0, 0] = 9.0  # one hot pixel beyond the 98th percentile
+    lai_writer("2022-05-01", v)
+    g = polygon_writer("strip.geojson", [pixel_box(0, 0, 2, 40)], FID=[1])
+    zone = analyze(tmp_path / "lai", tmp_path / "out", "R", g, resolution=10).zones[0]
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    quicklook(zone.csv, zone.max_tif)
+    fig = figures[0]
+    fig.canvas.draw()
+    ax, axm = fig.axes[0], next(a for a in fig.axes if a.get_title().startswith("max LAI"))
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels and not any(":" in t for t in labels), labels
+    assert "observed (1 date)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    (x0, x1), (y0, y1) = axm.get_xlim(), axm.get_ylim()
+    assert (x1 - x0) >= (y1 - y0) / 3 - 1e-6
+    assert axm.get_images()[0].colorbar.extend in ("max", "both")  # the hot pixel is beyond the bar
+    assert len([c for c in ax.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]) <= 1

@@ -123,12 +123,19 @@ def quicklook(
 
     obs = (df["interpolated"] == 0) & df["LAI Mean"].notna()
     d_obs, m_obs, s_obs = df.loc[obs, "Date"], df.loc[obs, "LAI Mean"], df.loc[obs, "LAI Stddev"]
-    ax.fill_between(d_obs, (m_obs - s_obs).clip(lower=0), m_obs + s_obs, color="tab:green",
-                    alpha=0.18, lw=0, label="±1 std (observed)")
+    if obs.sum() > 1:
+        ax.fill_between(d_obs, (m_obs - s_obs).clip(lower=0), m_obs + s_obs, color="tab:green",
+                        alpha=0.18, lw=0, label="±1 std (observed)")
+    else:  # a band needs two dates: one observation gets its bar
+        ax.errorbar(d_obs, m_obs, yerr=s_obs, fmt="none", ecolor="tab:green", alpha=0.5, capsize=4,
+                    label="±1 std (observed)")
     if "LAI Uncertainty" in df and df["LAI Uncertainty"].notna().any():  # predict --uncertainty
+        # its bounds as lines: a second filled band over the std band would mix into a colour
+        # that is in no legend
         u = df["LAI Uncertainty"]
-        ax.fill_between(df["Date"], (df["LAI Mean"] - u).clip(lower=0), df["LAI Mean"] + u, color="tab:orange",
-                        alpha=0.15, lw=0, label="± mean per-pixel uncertainty")
+        ax.plot(df["Date"], (df["LAI Mean"] - u).clip(lower=0), color="tab:orange", lw=0.9, ls=":",
+                label="± mean per-pixel uncertainty")
+        ax.plot(df["Date"], df["LAI Mean"] + u, color="tab:orange", lw=0.9, ls=":")
     ax.plot(df["Date"], df["LAI Mean"], color="tab:green", lw=1.6, label="mean LAI (filled daily)")
     if adjustment != "none" and "LAI Mean Adjusted" in df:
         ax.plot(df["Date"], df["LAI Mean Adjusted"], color="tab:purple", lw=1.4, ls="--",
@@ -140,8 +147,9 @@ def quicklook(
                 ax.plot(df.loc[mine, "Date"], df.loc[mine, "LAI Mean"], marker, ms=5, color=colour, mec="white",
                         mew=0.6, ls="none", label=f"observed, {sensor.upper()} ({int(mine.sum())})")
     else:
+        n_obs = int(obs.sum())
         ax.plot(d_obs, m_obs, "o", ms=4.5, color="darkgreen", mec="white", mew=0.6,
-                label=f"observed ({int(obs.sum())} dates)")
+                label=f"observed ({n_obs} date{'' if n_obs == 1 else 's'})")
     rejected = df["outlier"] == 1 if "outlier" in df else pd.Series(False, index=df.index)
     if rejected.any():  # what the outlier test took for a missed cloud or shadow
         ax.plot(df.loc[rejected, "Date"], df.loc[rejected, "LAI Mean Rejected"], "x", ms=6.5, mew=1.6,
@@ -150,8 +158,14 @@ def quicklook(
     top = np.nanmax([(m_obs + s_obs).max(), df["LAI Mean"].max(), 0.5]) if obs.any() else 1.0
     ax.set_ylim(0, top * 1.1)
     ax.set_xlim(df["Date"].min() - dt.timedelta(days=1), df["Date"].max() + dt.timedelta(days=1))
-    ax.xaxis.set_major_locator(mdates.MonthLocator())
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
+    # months for a season, days for a short one (never hours, nor 'Oct 2022' twice)
+    span = (df["Date"].max() - df["Date"].min()).days
+    if span <= 45:
+        ax.xaxis.set_major_locator(mdates.DayLocator(interval=max(1, -(-(span + 2) // 6))))
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %Y" if span <= 3 else "%d %b"))
+    else:
+        ax.xaxis.set_major_locator(mdates.MonthLocator())
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%b %Y"))
     ax.grid(alpha=0.3)
     handles = [h for a in (ax, axc) for h in a.get_legend_handles_labels()[0]]
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.85)
@@ -164,8 +178,11 @@ def quicklook(
     finite = np.isfinite(lai_max)
     # robust colour range: one hot pixel must not wash out the field's contrast
     lo, hi = np.nanpercentile(lai_max, [2, 98]) if finite.any() else (0.0, 1.0)
-    im = axm.imshow(lai_max, extent=extent, cmap="YlGn", vmin=float(lo),
-                    vmax=float(max(hi, lo + 0.1)), interpolation="nearest")
+    hi = max(hi, lo + 0.1)
+    im = axm.imshow(lai_max, extent=extent, cmap="YlGn", vmin=float(lo), vmax=float(hi), interpolation="nearest")
+    # the colour bar says when pixels lie beyond its range (arrows), e.g. one hot pixel
+    clipped = (finite.any() and np.nanmin(lai_max) < lo, finite.any() and np.nanmax(lai_max) > hi)
+    extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(clipped, "neither")
     axm.set_facecolor("0.93")
     if geometry_path is not None:
         import geopandas as gpd
@@ -176,13 +193,14 @@ def quicklook(
     elif finite.any() and finite.size <= _MAX_OUTLINE_PIXELS:
         from rasterio.features import shapes
 
-        # outline of the valid pixels, along pixel edges
+        # outline of the valid pixels, along pixel edges: the outer edge only (the holes a
+        # cloud left in the map are no boundary of the area)
         for geom, _ in shapes(finite.astype(np.uint8), mask=finite, transform=transform):
-            for ring in geom["coordinates"]:
+            for ring in geom["coordinates"][:1]:
                 xy = np.asarray(ring)
                 axm.plot(xy[:, 0], xy[:, 1], color="black", lw=0.9)
     # an inset colour bar follows the map's box, which the equal aspect may shrink
-    cb = fig.colorbar(im, cax=axm.inset_axes((1.04, 0.0, 0.05, 1.0)))
+    cb = fig.colorbar(im, cax=axm.inset_axes((1.04, 0.0, 0.05, 1.0)), extend=extend)
     cb.set_label(f"{band} (m²/m²)")
     axm.set_title(f"max LAI ({band})", fontsize=11)
     unit = crs.linear_units if crs and crs.is_projected else "°"
@@ -190,7 +208,16 @@ def quicklook(
     axm.set_ylabel(f"y ({unit})", fontsize=8)
     axm.tick_params(labelsize=7)
     axm.ticklabel_format(useOffset=False, style="plain")
-    axm.xaxis.set_major_locator(MaxNLocator(4))
+    # a tall narrow (or flat wide) area is shown in a box of at least 1:3, so the map and its
+    # tick labels keep room: the margin is the grey background
+    width, height = extent[1] - extent[0], extent[3] - extent[2]
+    if width < height / 3:
+        cx = (extent[0] + extent[1]) / 2
+        axm.set_xlim(cx - height / 6, cx + height / 6)
+    elif height < width / 3:
+        cy = (extent[2] + extent[3]) / 2
+        axm.set_ylim(cy - width / 6, cy + width / 6)
+    axm.xaxis.set_major_locator(MaxNLocator(3))
     axm.yaxis.set_major_locator(MaxNLocator(5))
 
     with atomic_output(out) as tmp:
