@@ -109,3 +109,17 @@ def test_report_in_a_real_browser(season, tmp_path):
         d.quit()
     img = np.asarray(Image.open(tmp_path / "report.png").convert("RGB"))
     assert img.shape[0] > 500 and len(np.unique(img.reshape(-1, 3), axis=0)) > 200  # not blank
+
+
+def test_the_page_says_what_the_run_said(season):
+    """The run table shows a step's wall time (as the CLI printed it), not the sum of units
+    that ran in parallel; the curve's legend names the ±1 std band."""
+    import json
+
+    (season / "run_summary.json").write_text(json.dumps({
+        "started": "2026-12-03T10:00:00+00:00", "seconds": 3.0, "executor": "threads", "ok": True, "stopped": "",
+        "steps": [{"step": "quicklook", "seconds": 2.7, "units": [
+            {"region": "R", "item": f"f{i}", "status": "done", "seconds": 1.225} for i in range(4)]}]}))
+    page = write_report(season).read_text()
+    assert "<td>2.7</td>" in page and "<td>4.9</td>" not in page
+    assert "1 std (observed)" in page  # the legend entry (the ± may be escaped in the JSON)

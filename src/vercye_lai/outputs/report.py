@@ -107,10 +107,19 @@ def _series(csv: Path, step: int) -> dict[str, Any]:
     rejected = (df["outlier"] == 1) if "outlier" in df else pd.Series(False, index=df.index)
     unc = df["LAI Uncertainty"].to_numpy(float) if "LAI Uncertainty" in df else None
     mean = df["LAI Mean"].to_numpy(float)
+    # ±1 std: between the observed days, linear (as the quicklook's band joins them); none outside
+    std = np.full(len(df), np.nan)
+    if "LAI Stddev" in df:
+        seen = np.flatnonzero(obs.to_numpy() & df["LAI Stddev"].notna().to_numpy())
+        if len(seen):
+            std = np.interp(np.arange(len(df)), seen, df["LAI Stddev"].to_numpy(float)[seen], left=np.nan, right=np.nan)
     return {
         "t": ms[keep].tolist(), "mean": col("LAI Mean"), "adj": col("LAI Mean Adjusted"),
         "lo": [] if unc is None else [None if x != x else round(float(x), 3) for x in np.clip(mean - unc, 0, None)[keep]],
         "hi": [] if unc is None else [None if x != x else round(float(x), 3) for x in (mean + unc)[keep]],
+        # ±1 std of the observed days (as the quicklook draws it)
+        "slo": [None if x != x else round(float(x), 3) for x in np.clip(mean - std, 0, None)[keep]],
+        "shi": [None if x != x else round(float(x), 3) for x in (mean + std)[keep]],
         "cloud": col("Cloud or Snow Percentage"),
         "ot": ms[obs.to_numpy()].tolist(), "om": col("LAI Mean", obs.to_numpy()),
         "rt": ms[rejected.to_numpy()].tolist(), "rm": col("LAI Mean Rejected", rejected.to_numpy()),
@@ -134,7 +143,6 @@ def _flags(s: dict) -> list[str]:
 def _analysis_figure(folder: Path, manifest: dict, step: int):
     from bokeh.layouts import column, row
     from bokeh.models import (
-        Band,
         ColorBar,
         ColumnDataSource,
         CustomJS,
@@ -188,17 +196,23 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
     # a missing value is a gap (NaN): JSON's null would become 0 in the browser's number arrays
     n0 = len(s0["t"])
     curve = ColumnDataSource({"t": s0["t"], **{k: np.array(s0[k] or [None] * n0, dtype=float)
-                                              for k in ("mean", "adj", "lo", "hi", "cloud")}})
+                                              for k in ("mean", "adj", "lo", "hi", "slo", "shi", "cloud")}})
     points = ColumnDataSource({"t": s0["ot"], "m": s0["om"]})
     rejected = ColumnDataSource({"t": s0["rt"], "m": s0["rm"]})
+    # at least a week wide: a one-date season has day ticks, not hours
     fig = figure(title=f"field {first}", x_axis_type="datetime", width=640, height=430, y_axis_label="LAI (m²/m²)",
+                 x_range=DataRange1d(min_interval=7 * 86_400_000, range_padding=0.02),
                  name="curve",
                  tools="pan,wheel_zoom,box_zoom,reset,save")
     fig.extra_y_ranges = {"cloud": Range1d(0, 100)}
     fig.add_layout(LinearAxis(y_range_name="cloud", axis_label="cloud, snow or no data (%)"), "right")
     fig.add_glyph(curve, VBar(x="t", top="cloud", width=86400000 * 0.9, fill_color="lightgrey", fill_alpha=0.5,
                               line_alpha=0), y_range_name="cloud")
-    fig.add_layout(Band(base="t", lower="lo", upper="hi", source=curve, fill_color="orange", fill_alpha=0.25))
+    # bands as glyphs, so that the legend names them
+    fig.varea("t", "slo", "shi", source=curve, fill_color="green", fill_alpha=0.15, legend_label="±1 std (observed)")
+    if any(series[n]["lo"] for n in shown):  # predict --uncertainty: named only where it exists
+        fig.varea("t", "lo", "hi", source=curve, fill_color="orange", fill_alpha=0.25,
+                  legend_label="± mean per-pixel uncertainty")
     lai = [fig.line("t", "mean", source=curve, color="green", line_width=2, legend_label="mean LAI (filled)"),
            fig.line("t", "adj", source=curve, color="purple", line_dash="dashed", legend_label="adjusted"),
            fig.scatter("t", "m", source=points, size=7, color="darkgreen", legend_label="observed"),
@@ -220,7 +234,8 @@ def _analysis_figure(folder: Path, manifest: dict, step: int):
         const n = s.t.length;
         // null (a day without a value) must stay a gap: as a number it would be drawn at 0
         const fill = (a) => (a.length ? a.map((v) => (v === null ? NaN : v)) : new Array(n).fill(NaN));
-        curve.data = {t: s.t, mean: fill(s.mean), adj: fill(s.adj), lo: fill(s.lo), hi: fill(s.hi), cloud: fill(s.cloud)};
+        curve.data = {t: s.t, mean: fill(s.mean), adj: fill(s.adj), lo: fill(s.lo), hi: fill(s.hi),
+                      slo: fill(s.slo), shi: fill(s.shi), cloud: fill(s.cloud)};
         points.data = {t: s.ot, m: s.om};
         rejected.data = {t: s.rt, m: s.rm};
         fig.title.text = "field " + name;
@@ -243,7 +258,8 @@ def _summary_html(root: Path) -> str:
     for step in s.get("steps", []):
         units = step.get("units", [])
         c = {k: sum(u["status"] == k for u in units) for k in ("done", "skipped", "failed", "planned")}
-        secs = sum(u.get("seconds", 0) for u in units)
+        # the step's wall time (as the command printed it), not the sum of units run in parallel
+        secs = step.get("seconds", sum(u.get("seconds", 0) for u in units))
         rows.append(f"<tr><td>{html.escape(step['step'])}</td><td>{c['done']}</td><td>{c['skipped']}</td>"
                     f"<td class='{'bad' if c['failed'] else ''}'>{c['failed']}</td><td>{secs:.1f}</td></tr>")
         failed += [f"<li>{html.escape(step['step'])} {html.escape(u['region'])} {html.escape(str(u['item']))}: "
