@@ -35,7 +35,7 @@ def test_catalog_items_assets_and_pixels(root, tmp_path):
     # moved elsewhere, it still works: every link is relative
     moved = tmp_path / "moved"
     shutil.move(root, moved)
-    cat = pystac.read_file(str(moved / "catalog.json"))
+    cat = pystac.read_file(str(moved / "stac" / "catalog.json"))
     (coll,) = list(cat.get_children())
     assert coll.id == "R"
     items = sorted(coll.get_items(), key=lambda i: i.id)
@@ -47,7 +47,7 @@ def test_catalog_items_assets_and_pixels(root, tmp_path):
     assert lai["raster:bands"][0]["unit"] == "m2 m-2"
     bits = first.assets["LAI_flags"].to_dict()["classification:bitfields"]
     assert [b["offset"] for b in bits] == [0, 1, 2, 3, 4]
-    for item in (json.loads((moved / "R" / i.id / f"{i.id}.json").read_text()) for i in items):
+    for item in (json.loads((moved / "stac" / "R" / i.id / f"{i.id}.json").read_text()) for i in items):
         assert all(not a["href"].startswith("/") for a in item["assets"].values())
     odc_stac = pytest.importorskip("odc.stac")
     ds = odc_stac.load([items[0], items[2]], bands=["LAI"], chunks=None)
@@ -56,4 +56,5 @@ def test_catalog_items_assets_and_pixels(root, tmp_path):
             np.testing.assert_array_equal(ds["LAI"].isel(time=k).values, src.read(1))
     # a rerun replaces the catalogue (no stray temporary folder)
     assert CliRunner().invoke(cli, ["-q", "catalog", str(moved)]).exit_code == 0
-    assert not [p for p in moved.iterdir() if p.name.startswith(".")]
+    assert not [p for p in (*moved.iterdir(), *(moved / "stac").iterdir()) if p.name.startswith(".")]
+    assert not (moved / "R").exists() and not (moved / "catalog.json").exists()  # nothing in the user's root

@@ -312,7 +312,7 @@ def test_run_publishes_a_catalogue_and_a_report(tmp_path):
     out = tmp_path / "out"
     import pystac
 
-    items = list(pystac.read_file(str(out / "catalog.json")).get_items(recursive=True))
+    items = list(pystac.read_file(str(out / "stac" / "catalog.json")).get_items(recursive=True))
     assert len(items) == 3 and all("LAI" in i.assets for i in items)
     page = (out / "report.html").read_text()
     assert "Run summary" in page and "<script src=" not in page

@@ -1,6 +1,6 @@
 """A static STAC catalogue of a run's products, written with pystac.
 
-``catalog.json`` at the output root; one collection per region (spatial and temporal
+``stac/catalog.json`` under the output root (its own folder, beside the user's); one collection per region (spatial and temporal
 extent of its products); one item per region, date and sensor, with the products as
 assets (each variable, its flags and uncertainty, and the input stack when it is under
 the root), ``proj`` (EPSG, transform, shape), ``raster:bands`` (nodata, unit, data type,
@@ -30,6 +30,8 @@ from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.json"
+#: the catalogue's own folder under the output root: its collections and items stay out of the user's folders
+CATALOG_DIR = "stac"
 VARIABLES = ("LAI", "FAPAR", "FCOVER", "CCC", "CWC")
 
 
@@ -111,7 +113,8 @@ def _asset(item, key: str, path: Path, root_href: Path, *, title: str, roles: li
 
 
 def write_catalog(root: str | Path, *, title: str | None = None) -> Path:
-    """Write (replace) ``{root}/catalog.json`` and its collections and items, atomically.
+    """Write (replace) ``{root}/stac/catalog.json`` and its collections and items (under
+    ``stac/``, with links relative to the products), atomically.
 
     Raises
     ------
@@ -168,15 +171,17 @@ def write_catalog(root: str | Path, *, title: str | None = None) -> Path:
                                  license="other", title=region)
         coll.add_items(items)
         catalog.add_child(coll)
-    dst = root / CATALOG_NAME
-    remove_stale(root, f"{CATALOG_NAME}.")
+    home = root / CATALOG_DIR
+    home.mkdir(parents=True, exist_ok=True)
+    dst = home / CATALOG_NAME
+    remove_stale(home, f"{CATALOG_NAME}.")
     tmp = tmp_path_for(dst)  # a folder: the catalogue is written there, then moved in
     tmp.unlink()
     try:
         catalog.normalize_hrefs(str(tmp) + "/")  # a folder (its name ends in .part)
-        _rebase_assets(catalog, root, tmp)
+        _rebase_assets(catalog, home, tmp)
         catalog.save(pystac.CatalogType.SELF_CONTAINED)
-        _move_in(tmp, root, list(by_region))
+        _move_in(tmp, home, list(by_region))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: %d collection(s), %d item(s)", dst, len(by_region), sum(map(len, by_region.values())))

@@ -81,7 +81,7 @@ def _ecosystem_products(out: Path, lai: list[Path], csvs: list[Path]) -> dict[st
                  lambda p: build_cube(out / "lai", p, region=DEMO_REGION, resolution=DEMO_RESOLUTION)),
         "APSIM": (out / f"{DEMO_REGION}_apsim_observed.csv", csvs,
                   lambda p: export_apsim(out / "analysis", p, crop="Wheat", adjusted=False)),
-        "catalogue": (out / "catalog.json", lai, lambda p: write_catalog(out)),
+        "catalogue": (out / "stac" / "catalog.json", lai, lambda p: write_catalog(out)),
     }
     done: dict[str, Path | str] = {}
     for name, (path, inputs, make) in jobs.items():
