@@ -41,7 +41,9 @@ def test_demo_writes_every_step(demo_run):
     assert np.isfinite(values).sum() == 108
     assert np.nanmean(values) == pytest.approx(2.235, abs=0.005)
     stats = sorted((out / "analysis").glob("*_STATS.csv"))
-    assert [p.name.split("_")[3] for p in stats] == ["Bramenwies", "Fluegenrain", "Hohrueti"]
+    # strickhof_fields_{field}_…: the geometry's name holds the region, which is not repeated
+    assert [p.name.split("_")[2] for p in stats] == ["Bramenwies", "Fluegenrain", "Hohrueti"]
+    assert all(p.name.startswith("strickhof_fields_") for p in stats)
     pngs = sorted(out.rglob("*.png"))
     assert len(pngs) == 5 and all(p.stat().st_size > 20_000 for p in pngs)
     for p in stats + pngs:

@@ -139,8 +139,12 @@ DATE_FORMATS = {"iso": "%Y-%m-%d", "dmy": "%d/%m/%Y"}  # dmy: the reference impl
 
 def output_stem(region: str, geometry: str, start: dt.date, end: dt.date,
                 zone: str | None = None) -> str:
-    """``{region}_{geometry}[_{zone}]_{start}_{end}`` (ISO dates)."""
+    """``{region}_{geometry}[_{zone}]_{start}_{end}`` (ISO dates); a geometry named after its
+    region (``strickhof_fields``) is not prefixed twice (``strickhof_fields_…``, not
+    ``strickhof_strickhof_fields_…``)."""
     mid = f"{geometry}_{zone}" if zone is not None else geometry
+    if geometry == region or geometry.startswith(f"{region}_"):
+        return f"{mid}_{start.isoformat()}_{end.isoformat()}"
     return f"{region}_{mid}_{start.isoformat()}_{end.isoformat()}"
 
 

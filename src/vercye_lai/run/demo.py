@@ -19,6 +19,7 @@ import numpy as np
 
 from vercye_lai.acquire.bands import Options as BandsOptions
 from vercye_lai.acquire.bands import newest_per_date
+from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import DependencyError
 from vercye_lai.insitu.validate import (
@@ -230,9 +231,8 @@ def run_demo(out_dir: str | Path = "vercye-lai-demo", *, workers: int | None = N
     if not up_to_date([maps], res.lai):
         plot_lai_maps(res.lai, maps, fields=demo_fields())
     res.figures.append(maps)
-    csvs = [p for p in _outputs(res.summary, "analyze") if p.name.endswith("_STATS.csv")]
-    for csv in csvs:
-        res.stats[csv.name.split("_")[3]] = csv
+    res.stats = dict(sorted((zone_csvs(out / "analysis") or {}).items()))  # the zones by name (the record)
+    csvs = list(res.stats.values())
     res.figures += sorted(_outputs(res.summary, "quicklook"))
     # the same as: vercye-lai validate INSITU --series OUT/analysis --zone-column parcel
     options = ValidateOptions(zone_column="parcel")
