@@ -548,3 +548,16 @@ kind = "serial"
 def test_landsat_numbered_rows_with_the_sentinel2_model_are_pointed_to_the_landsat_one():
     with pytest.raises(InputError, match=r"no column for band\(s\) B8A.*Landsat-numbered bands.*--model sl2p-l8"):
         predict_table(hls_rows())  # the default model is Sentinel-2's
+
+
+def test_a_cos_raa_column_that_contradicts_the_azimuths_is_refused(caplog):
+    """The Kansas HLS table's cosRAA is 0 where its SAA and VAA say otherwise (NOTICE.md): with
+    the azimuths there it is refused by name; alone, a column of zeros is said."""
+    import logging
+
+    df = pd.read_csv(KANSAS / "Surface_refelctance_HLSL30_v002.csv", index_col=0)
+    with pytest.raises(InputError, match=r"column 'cosRAA' disagrees with cos\(sun azimuth − view azimuth\)"):
+        predict_table(df, predict=PredictOptions(model="sl2p-l8"))
+    with caplog.at_level(logging.WARNING, logger="vercye_lai.predict.table"):
+        predict_table(df.drop(columns=["SAA", "VAA"]), predict=PredictOptions(model="sl2p-l8"))
+    assert "column 'cosRAA' is 0 in" in caplog.text

@@ -289,12 +289,29 @@ def _check_degrees(df: pd.DataFrame, sz: np.ndarray | None, vz: np.ndarray | Non
                         Path(path).name if path else "table", name[what])
 
 
+def _check_cos_raa(df: pd.DataFrame, cos_raa: np.ndarray, column: str, path: str | Path | None) -> None:
+    """A cosRAA column is checked against the azimuths where the table has them, and a column
+    of zeros (a placeholder, as some exports write) is said: never taken silently."""
+    sa, va = _degrees(df, "sun_azimuth"), _degrees(df, "view_azimuth")
+    if sa is not None and va is not None:
+        off = np.abs(cos_raa - np.cos(np.radians(sa - va)))
+        if np.nanmedian(off) > 0.05:
+            raise InputError(f"column {column!r} disagrees with cos(sun azimuth − view azimuth) of the azimuth "
+                             f"columns (median difference {np.nanmedian(off):.2f}): drop the wrong one", path=path)
+    elif len(cos_raa) >= 3 and np.mean(cos_raa == 0) > 0.9:
+        log.warning("%s: column %r is 0 in %d of %d rows (a relative azimuth of 90° everywhere): a placeholder? "
+                    "give the sun and view azimuths instead", Path(path).name if path else "table", column,
+                    int((cos_raa == 0).sum()), len(cos_raa))
+
+
 def angle_inputs(df: pd.DataFrame, options: TableOptions = TableOptions(), *,
                  path: str | Path | None = None) -> dict[str, np.ndarray]:
     """``cosVZA``, ``cosSZA``, ``cosRAA`` of each row (see the module docstring) and
     which of them were computed (key ``"computed"``: a list of names)."""
     have = band_columns(df, path=path)
     out: dict[str, Any] = {b: df[have[b]].to_numpy(float) for b in ANGLE_BANDS if b in have}
+    if "cosRAA" in out:
+        _check_cos_raa(df, out["cosRAA"], have["cosRAA"], path)
     if len(out) == len(ANGLE_BANDS):
         out["computed"] = []
         return out
@@ -385,6 +402,8 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
     check_physical(values[:, None, :], StackScaling(np.ones(len(given)), np.zeros(len(given)), how), given,
                    [None] * len(given), path=path or "table")
     rows = dict(zip(given, values))
+    if "cosRAA" in rows:
+        _check_cos_raa(df, rows["cosRAA"], have["cosRAA"], path)
     stored = dict(zip(given, raw))
     scale = {b: (a[i], o[i]) for i, b in enumerate(given)}
     computed: dict[str, np.ndarray] = {}
