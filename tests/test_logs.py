@@ -54,3 +54,10 @@ def test_off_a_terminal_no_wrapping_no_bars_and_skips_in_one_line(tmp_path):
     assert again.exit_code == 0, again.output
     predict = [ln for ln in again.output.splitlines() if "predict qvidja" in ln]
     assert len(predict) == 1 and "dates skipped (products complete and newer than the stack)" in predict[0]
+
+
+def test_a_dry_run_lists_each_unit_once(tmp_path):
+    r = run_cli("run", qvidja_config(tmp_path), "--dry-run")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.output.splitlines() if "predict qvidja 2023-06-09" in ln]
+    assert len(lines) == 1 and "planned" in lines[0], r.output

@@ -115,9 +115,10 @@ class StepLog:
         self.summary.units.append(u)
         if status == "failed":
             log.error("%s %s %s: %s", u.step, region, item, reason)
-        else:  # a skipped unit is one line of the step's count (finish), not one line each
-            log.log(logging.DEBUG if status == "skipped" else logging.INFO, "%s %s %s: %s%s", u.step, region,
-                    item, status, f" ({reason})" if reason else "")
+        else:  # a skipped unit is one line of the step's count (finish), a planned one a line of
+            # the plan the command prints: neither is logged one by one but with -v
+            log.log(logging.DEBUG if status in ("skipped", "planned") else logging.INFO, "%s %s %s: %s%s", u.step,
+                    region, item, status, f" ({reason})" if reason else "")
         if self.on_unit:
             self.on_unit(u)
         return u
