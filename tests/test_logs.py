@@ -61,3 +61,16 @@ def test_a_dry_run_lists_each_unit_once(tmp_path):
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.output.splitlines() if "predict qvidja 2023-06-09" in ln]
     assert len(lines) == 1 and "planned" in lines[0], r.output
+
+
+def test_a_count_without_a_known_total_is_no_fraction():
+    from rich.progress import Progress
+
+    from vercye_lai.cli.ui import CountColumn
+
+    p = Progress(CountColumn())
+    open_ended, known = p.add_task("a", total=None), p.add_task("b", total=40)
+    p.advance(open_ended, 34)
+    p.advance(known, 34)
+    assert str(CountColumn().render(p.tasks[0])) == "34"
+    assert str(CountColumn().render(p.tasks[1])).replace(" ", "") == "34/40"

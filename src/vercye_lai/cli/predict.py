@@ -9,7 +9,7 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
-from vercye_lai.naming import infer_region_resolution
+from vercye_lai.naming import SENSORS, find_observations, infer_region_resolution
 from vercye_lai.predict import PredictOptions, PredictResult, predict_dir
 from vercye_lai.system import default_workers
 
@@ -47,7 +47,8 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
     options = opts.from_cli(PredictOptions, params, workers=workers or default_workers(),
                        overwrite=overwrite)
     with progress_bar() as bar:
-        overall = bar.add_task("dates", total=None)
+        total = len(find_observations(s2_dir, region, resolution, sensors=SENSORS, start=start_date, end=end_date))
+        overall = bar.add_task("dates", total=total)  # known from the start: the bar never looks full early
         block_task = bar.add_task("", total=None, visible=False)
 
         def on_start(date, src):

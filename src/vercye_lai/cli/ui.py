@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from vercye_lai.errors import printable
 
@@ -30,6 +31,15 @@ class _Printable:
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class CountColumn(MofNCompleteColumn):
+    """``done/total``, or ``done`` alone while the total is not known (never ``34/?``)."""
+
+    def render(self, task):
+        if task.total is None:
+            return Text(f"{int(task.completed)}", style="progress.download")
+        return super().render(task)
 
 
 class _Console(Console):
@@ -63,7 +73,7 @@ def progress_bar(*, transient: bool = False) -> Iterator[Progress]:
     progress = Progress(
         TextColumn("{task.description}", style="progress.description", markup=False),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
