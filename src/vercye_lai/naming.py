@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,6 +308,18 @@ def find_observations(
 DEFAULT_RESOLUTION = 20.0
 
 
+def named_files(paths: Iterable[Path]) -> Iterator[tuple[Path, RasterName]]:
+    """The conventionally named files among ``paths``, with their parsed names (hidden files,
+    our temporaries, and other names are passed over)."""
+    for path in paths:
+        if path.name.startswith("."):
+            continue
+        try:
+            yield path, RasterName.parse(path.name)
+        except InputError:
+            continue
+
+
 def survey(directory: str | Path | Sequence[str | Path], *, suffix: str | None = None,
            extensions: tuple[str, ...] = STACK_EXTENSIONS) -> dict[tuple[str, str, float], int]:
     """What a folder holds: the number of conventional files per ``(region, sensor,
@@ -315,13 +327,7 @@ def survey(directory: str | Path | Sequence[str | Path], *, suffix: str | None =
     folders = [Path(directory)] if isinstance(directory, (str, Path)) else list(map(Path, directory))
     counts: dict[tuple[str, str, float], set[dt.date]] = {}
     for folder in (f for f in dict.fromkeys(folders) if f.is_dir()):
-        for path in folder.iterdir():
-            if path.name.startswith("."):
-                continue
-            try:
-                rn = RasterName.parse(path.name)
-            except InputError:
-                continue
+        for _, rn in named_files(folder.iterdir()):
             if rn.suffix == suffix and rn.ext in extensions:
                 counts.setdefault((rn.region, rn.sensor_name, rn.resolution), set()).add(rn.date)
     return {k: len(v) for k, v in sorted(counts.items())}

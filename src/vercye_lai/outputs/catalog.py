@@ -22,10 +22,10 @@ import rasterio
 from rasterio.warp import transform_bounds
 
 from vercye_lai._version import __version__
-from vercye_lai.errors import InputError, NoDataFoundError, require
+from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import remove_stale, tmp_path_for
 from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
-from vercye_lai.naming import RasterName, flags_path, uncertainty_path
+from vercye_lai.naming import flags_path, named_files, uncertainty_path
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,7 @@ VARIABLES = ("LAI", "FAPAR", "FCOVER", "CCC", "CWC")
 def _products(root: Path) -> dict[tuple[str, dt.date, str], dict[str, Path]]:
     """(region, date, sensor) → variable → product path, for every product under ``root``."""
     out: dict[tuple[str, dt.date, str], dict[str, Path]] = {}
-    for path in sorted(root.rglob("*.tif")):
-        if path.name.startswith("."):
-            continue
-        try:
-            rn = RasterName.parse(path.name)
-        except InputError:
-            continue
+    for path, rn in named_files(sorted(root.rglob("*.tif"))):
         if rn.suffix in VARIABLES:
             out.setdefault((rn.region, rn.date, rn.sensor_name), {})[rn.suffix] = path
     return out
@@ -52,11 +46,7 @@ def _products(root: Path) -> dict[tuple[str, dt.date, str], dict[str, Path]]:
 
 def _stacks(root: Path) -> dict[tuple[str, dt.date, str], Path]:
     out: dict[tuple[str, dt.date, str], Path] = {}
-    for path in sorted([*root.rglob("*.tif"), *root.rglob("*.vrt")]):
-        try:
-            rn = RasterName.parse(path.name)
-        except InputError:
-            continue
+    for path, rn in named_files(sorted([*root.rglob("*.tif"), *root.rglob("*.vrt")])):
         if rn.suffix is None:
             key = (rn.region, rn.date, rn.sensor_name)
             if key not in out or path.suffix == ".vrt":  # a mosaic wins
