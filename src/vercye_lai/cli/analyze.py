@@ -30,6 +30,7 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     Writes to OUT_DIR, for each zone (poly_iter: each polygon, named by --id-column):
       {REGION}_{geometry}[_{id}]_{start}_{end}_STATS.csv  one row per day
       {REGION}_{geometry}[_{id}]_{start}_{end}_MAX.tif    per-pixel max LAI
+    ({REGION}_ is left out when the geometry's name starts with it.)
     Dates default to the first and last LAI file. Only the window of each raster that
     covers the geometry is read; geometries and crop masks may have any CRS, resolution
     and extent. Outputs replace existing ones only when the run completes.
