@@ -143,3 +143,43 @@ def test_a_constant_in_situ_column_writes_strict_json(tmp_path):
     assert "NaN" not in text and "null" in text
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the file"))
     assert load_calibration(tmp_path / "c.json").coefficients == c.coefficients
+
+
+def test_a_calibration_does_no_harm_outside_its_training_domain(tmp_path, insitu_data, caplog):
+    """Fitted on days 64–171 of Swiss cereals: a November row keeps its uncalibrated estimate
+    (flagged, said once), the day-of-year term is never evaluated beyond the fitted season,
+    and no calibrated value leaves the network's valid range."""
+    import logging
+
+    from vercye_lai.model.calibration import Calibration, valid_range
+    from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
+
+    data, net = insitu_data
+    fitted, _ = cal.fit_calibration(data, "refit-doy", model="sl2p")
+    lo, hi = fitted.domain["doy"]
+    assert 60 <= lo < hi <= 180 and fitted.domain["estimate"][1] < 8
+    path = fitted.write(tmp_path / "cal.json")
+    c = load_calibration(path)
+    assert c.domain == fitted.domain  # recorded in the file
+    rows = slice(0, 20)
+    est, x = data.estimate[rows], data.x[:, rows]
+    november = np.full(est.size, 330.0)
+    with caplog.at_level(logging.WARNING, logger="vercye_lai.model.calibration"):
+        out = c.apply(est, x, november)
+        c.apply(est, x, november)
+    np.testing.assert_array_equal(out, est)  # outside: the raw estimate
+    assert caplog.text.count("outside the calibration's training domain") == 1
+    bounded = c.apply(est, x, november, fallback=False)  # the date term at the season's end, not day 330
+    np.testing.assert_allclose(bounded, c.apply(est, x, np.full(est.size, hi), fallback=False))
+    assert (bounded <= valid_range("sl2p", "LAI")[1]).all()
+    steep = Calibration("poly1", 0.0, (5.0, 1.0), "sl2p", domain={"estimate": [0.0, 8.0]})
+    assert steep.apply(np.array([3.0, 6.0])).max() <= valid_range("sl2p", "LAI")[1]
+    # predict-table: the November rows keep their LAI and carry the flag bit
+    df = pd.read_csv(INSITU).head(10).assign(date_insitu="2022-11-26 10:30:00")
+    late = tmp_path / "late.csv"
+    df.to_csv(late, index=False)
+    assert run("-q", "predict-table", late, tmp_path / "o.csv", "--calibration", path,
+               "--time-column", "date_insitu").exit_code == 0
+    o = pd.read_csv(tmp_path / "o.csv")
+    np.testing.assert_allclose(o["LAI Calibrated"], o["LAI"])
+    assert ((o["LAI flags"] & FLAG_CALIBRATION_OUTSIDE) != 0).all()

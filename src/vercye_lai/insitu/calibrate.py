@@ -216,9 +216,12 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
                   for f in cv.folds],
         "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
     }
+    domain = {"estimate": [round(float(np.nanmin(data.estimate)), 4), round(float(np.nanmax(data.estimate)), 4)]}
+    if data.doy is not None and np.isfinite(data.doy).any():
+        domain["doy"] = [float(np.nanmin(data.doy)), float(np.nanmax(data.doy))]
     cal = Calibration(choice.method, choice.alpha, tuple(float(v) for v in coef), str(model), variable,
                       tuple(data.inputs) if choice.method.startswith("refit") else (), len(data.target),
-                      tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary)
+                      tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain)
     return cal, results
 
 

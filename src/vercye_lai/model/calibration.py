@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.io import write_text_atomic
 from vercye_lai.model.registry import load_network
 from vercye_lai.model.sl2p import Network, ordered_matmul
+
+log = logging.getLogger(__name__)
 
 METHODS = ("poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
 CHOICES = ("auto", *METHODS)
@@ -76,6 +79,29 @@ def features(method: str, network: Network | None, estimate: np.ndarray, x: np.n
 
 
 
+#: LAI beyond the training estimates by more than this is outside a calibration's domain
+ESTIMATE_MARGIN = 0.5
+
+
+@functools.lru_cache(maxsize=32)
+def valid_range(model: str, variable: str) -> tuple[float, float]:
+    """The network's valid output range of ``variable`` (a calibrated value stays in it)."""
+    net = load_network(model, variable)
+    return float(net.out_min), float(net.out_max)
+
+
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(cal: Calibration, n: int, total: int) -> None:
+    key = (str(cal.path), cal.digest())
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s: %d of %d value(s) outside the calibration's training domain (%s): left "
+                    "uncalibrated (flagged)", cal.path.name if cal.path else "calibration", n, total,
+                    ", ".join(f"{k} {v[0]:g}–{v[1]:g}" for k, v in cal.domain.items()))
+
+
 def evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
     # summed in a fixed order, so a pixel and a table row give the same bits (ordered_matmul)
     a = np.c_[f, np.ones(len(f))]
@@ -98,6 +124,9 @@ class Calibration:
     groups: tuple[str, ...] = ()
     cv: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    #: where it was fitted: ``{"estimate": [lo, hi], "doy": [lo, hi]}`` (files of older
+    #: versions have none: then nothing is outside it)
+    domain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def needs_bands(self) -> bool:
@@ -111,13 +140,39 @@ class Calibration:
     def column(self) -> str:
         return f"{self.variable} Calibrated"
 
-    def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None
-              ) -> np.ndarray:
-        """Calibrated values (NaN where the estimate or an input is NaN)."""
+    def outside(self, estimate: np.ndarray, doy: np.ndarray | None = None) -> np.ndarray:
+        """Rows outside the training domain: an estimate beyond the fitted ones by more than
+        :data:`ESTIMATE_MARGIN`, or a day of year beyond the fitted season."""
+        est = np.asarray(estimate, float)
+        out = np.zeros(est.shape, bool)
+        if "estimate" in self.domain:
+            lo, hi = self.domain["estimate"]
+            with np.errstate(invalid="ignore"):
+                out |= (est < lo - ESTIMATE_MARGIN) | (est > hi + ESTIMATE_MARGIN)
+        if doy is not None and self.domain.get("doy") and self.needs_date:
+            lo, hi = self.domain["doy"]
+            d = np.broadcast_to(np.asarray(doy, float), est.shape)
+            out |= (d < lo) | (d > hi)
+        return out
+
+    def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None,
+              *, fallback: bool = True) -> np.ndarray:
+        """Calibrated values: within the variable's valid range, with the day of year bounded
+        to the fitted season (never a raw polynomial of an unseen date), and — with
+        ``fallback`` (default) — the uncalibrated estimate where the row is outside the
+        training domain (:meth:`outside`; a warning says how many). NaN where the estimate
+        or an input is NaN."""
         network = self.network() if self.needs_bands else None
         est = np.asarray(estimate, float)
-        f, _ = features(self.method, network, est, x, doy, self.inputs)
+        raw_doy = None if doy is None else np.asarray(doy, float)
+        far = self.outside(est, raw_doy)
+        bounded = np.clip(raw_doy, *self.domain["doy"]) if raw_doy is not None and self.domain.get("doy") else raw_doy
+        f, _ = features(self.method, network, est, x, bounded, self.inputs)
         out = evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
+        np.clip(out, *valid_range(self.model, self.variable), out=out)
+        if fallback and far.any():
+            out[far] = est[far]
+            _warn_once(self, int(far.sum()), est.size)
         bad = ~np.isfinite(est) | ~np.isfinite(f).all(axis=1)
         out[bad] = np.nan
         return out
@@ -132,7 +187,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
                 "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
-                "n": self.n, "groups": list(self.groups), "cv": self.cv,
+                "n": self.n, "groups": list(self.groups), "cv": self.cv, "domain": self.domain,
                 "software": f"vercye-lai {__version__}"}
 
     def write(self, path: str | Path) -> Path:
@@ -143,6 +198,8 @@ class Calibration:
         """A short hash of the calibration (tags of calibrated products)."""
         d = self.to_dict()
         d.pop("software")
+        if not d["domain"]:  # files of versions before the domain keep their hash
+            d.pop("domain")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -182,7 +239,7 @@ def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
                         coefficients=tuple(float(v) for v in d["coefficients"]), model=str(d["model"]),
                         variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
                         n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
-                        path=path)
+                        path=path, domain=d.get("domain") or {})
     except OSError as exc:
         raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
     except (ValueError, KeyError, TypeError) as exc:

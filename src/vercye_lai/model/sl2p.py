@@ -41,6 +41,9 @@ FLAG_CLAMPED_MAX = 4
 FLAG_TOO_LOW = 8
 FLAG_TOO_HIGH = 16
 FLAG_NODATA = 255  # flags-raster nodata: the input pixel itself was nodata
+#: bit 5 (calibrated products only): the pixel lies outside the calibration's training
+#: domain and keeps the uncalibrated value (:meth:`vercye_lai.model.calibration.Calibration.apply`)
+FLAG_CALIBRATION_OUTSIDE = 32
 
 FLAG_NAMES = {
     FLAG_INPUT_OUT_OF_RANGE: "INPUT_OUT_OF_RANGE",

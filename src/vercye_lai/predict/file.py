@@ -26,7 +26,8 @@ from rasterio.windows import Window
 
 from vercye_lai.errors import DataIOError, DiskFullError, LaiError, error_text, gdal_reason
 from vercye_lai.io import check_utf8
-from vercye_lai.model import load_network
+from vercye_lai.model import FLAG_NODATA, load_network
+from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import SENSORS, find_observations
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
@@ -112,8 +113,10 @@ def predict_file(
 
 
 
-def calibrate_block(values: list[np.ndarray], data: np.ndarray, prep: Prepared) -> None:
-    """Replace the calibrated variable's values of a block by the calibration's (in place)."""
+def calibrate_block(values: list[np.ndarray], flags: list[np.ndarray | None], data: np.ndarray,
+                    prep: Prepared) -> None:
+    """Replace the calibrated variable's values of a block by the calibration's (in place);
+    pixels outside its training domain keep the network's value and get flag bit 32."""
     k, cal, doy = prep.calibration.index, prep.calibration.calibration, prep.calibration.doy
     v = values[k]
     x = None
@@ -122,6 +125,10 @@ def calibrate_block(values: list[np.ndarray], data: np.ndarray, prep: Prepared) 
              + prep.scaling.b[:, None])
     d = None if doy is None else np.full(v.size, doy)
     values[k] = cal.apply(v.ravel(), x, d).astype(np.float32).reshape(v.shape)
+    f = flags[k]
+    if f is not None:
+        outside = cal.outside(v.ravel(), d).reshape(v.shape) & (f != FLAG_NODATA)
+        f[outside] |= FLAG_CALIBRATION_OUTSIDE
 
 
 def run_blocks(
@@ -153,7 +160,7 @@ def run_blocks(
         values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
                                                     out_of_range=options.out_of_range, errors=prep.errors)
         if prep.calibration is not None:
-            calibrate_block(values, data, prep)
+            calibrate_block(values, flags, data, prep)
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)

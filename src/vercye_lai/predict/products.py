@@ -19,6 +19,7 @@ from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, is_whole, remove_stale, tmp_path_for
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from vercye_lai.model.calibration import Calibration, calibration_tag, model_calibration
+from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult
 from vercye_lai.predict.options import PredictOptions, ProgressFn
@@ -234,6 +235,8 @@ def write_products(
                 description=net.variable, unit=net.unit, threads=options.workers)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
+                if "VERCYE_CALIBRATION" in tags:
+                    bits += f"; {FLAG_CALIBRATION_OUTSIDE}=CALIBRATION_OUTSIDE_TRAINING_DOMAIN"
                 flag_writers.append(stack.enter_context(product_writer(
                     flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
                     tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},

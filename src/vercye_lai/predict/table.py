@@ -36,7 +36,8 @@ import pandas as pd
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.errors import DataIOError, InputError, require
 from vercye_lai.io import atomic_output, check_utf8
-from vercye_lai.model import load_error_network
+from vercye_lai.model import FLAG_NODATA, load_error_network
+from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import predict_block
 from vercye_lai.predict.options import PredictOptions
@@ -463,8 +464,12 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
             out[uname] = unc[k].ravel()
     if calibration is not None:
         doy = day_of_year(df, options.time_column, path=path) if calibration.needs_date else None
-        out[calibration.column] = calibration.apply(out[calibration.variable].to_numpy(float),
-                                                    inputs.x, doy)
+        est = out[calibration.variable].to_numpy(float)
+        out[calibration.column] = calibration.apply(est, inputs.x, doy)
+        flags = f"{calibration.variable} flags"
+        if flags in out:  # rows outside the calibration's training domain: uncalibrated, flagged
+            outside = calibration.outside(est, doy) & (out[flags].to_numpy() != FLAG_NODATA)
+            out.loc[outside, flags] = out.loc[outside, flags].astype(int) | FLAG_CALIBRATION_OUTSIDE
     return out
 
 
