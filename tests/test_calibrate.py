@@ -98,9 +98,17 @@ def test_calibrate_on_the_177_points(tmp_path):
     assert overall.loc["auto", "rmse"] == pytest.approx(doc["cv"]["calibrated"]["rmse"], abs=1e-4)
     assert overall.loc["auto", "rmse"] < 1.1 < overall.loc["auto", "rmse_uncalibrated"]
     assert "| auto | all | 177 |" in (tmp_path / "cal_cv.md").read_text()
-    # applied by predict-table
+    # on all four sites, auto keeps no correction: refit-vi-doy's gain does not hold at Witzwil
+    assert doc["method"] == "none"
     assert run("-q", "predict-table", INSITU, tmp_path / "c.csv", "--calibration", tmp_path / "cal.json").exit_code == 0
     out = pd.read_csv(tmp_path / "c.csv")
+    np.testing.assert_allclose(out["LAI Calibrated"], out["LAI"].clip(lower=0))
+    # a method asked for by name is fitted and applied by predict-table
+    r = run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai", "--method", "refit-doy",
+            "-o", tmp_path / "doy.json")
+    assert r.exit_code == 0, r.output
+    assert run("-q", "predict-table", INSITU, tmp_path / "d.csv", "--calibration", tmp_path / "doy.json").exit_code == 0
+    out = pd.read_csv(tmp_path / "d.csv")
     assert np.sqrt(np.mean((out["LAI Calibrated"] - out["lai"]) ** 2)) < 0.9  # its training fit
 
 
@@ -131,7 +139,8 @@ def test_a_refit_on_rows_of_two_sensors_is_refused(tmp_path):
                               "--method", "refit", "-o", tmp_path / "c.json"))
     assert "mixes sensors" in line
     r = run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai", "-o", tmp_path / "c.json")
-    assert r.exit_code == 0 and json.loads((tmp_path / "c.json").read_text())["method"].startswith("poly")
+    # auto without a re-fit: a poly* or, when no gain holds across the sites, no correction
+    assert r.exit_code == 0 and json.loads((tmp_path / "c.json").read_text())["method"] in ("none", "poly1", "poly2")
 
 
 def test_a_constant_in_situ_column_writes_strict_json(tmp_path):
@@ -183,3 +192,17 @@ def test_a_calibration_does_no_harm_outside_its_training_domain(tmp_path, insitu
     o = pd.read_csv(tmp_path / "o.csv")
     np.testing.assert_allclose(o["LAI Calibrated"], o["LAI"])
     assert ((o["LAI flags"] & FLAG_CALIBRATION_OUTSIDE) != 0).all()
+
+
+def test_auto_returns_no_correction_when_no_method_helps_across_groups():
+    """Targets whose relation to the estimate flips from group to group: every correction
+    fitted on some groups hurts another, and auto says so by choosing none."""
+    rng = np.random.default_rng(3)
+    est = rng.uniform(0.5, 6, 120)
+    groups = np.repeat(["a", "b", "c", "d"], 30)
+    sign = np.repeat([1.0, -1.0, 1.0, -1.0], 30)
+    target = est + sign * 0.8 * (est - 3) + rng.normal(0, 0.1, est.size)
+    c, results = cal.fit_calibration(cal.CalibrationData(est, target, groups), "auto", model="sl2p")
+    assert c.method == "none" and c.apply(np.array([1.0, 4.0])).tolist() == [1.0, 4.0]
+    helps = cal.fit_calibration(synthetic(), "auto", model="sl2p")[0]  # a real, shared bias: corrected
+    assert helps.method.startswith("poly")

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 @opts.option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
 @opts.option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
-             "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); auto: chosen by "
-             "an inner cross-validation.")
+             "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); none: no correction; "
+             "auto: chosen by an inner cross-validation, and none unless its gain over no correction "
+             "holds across the held-out groups (mean gain less one standard error above zero).")
 @opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration",
                                             "landsat_model"),
                     helps={"variables": "The variable to calibrate: its estimate is the table's column of that name "

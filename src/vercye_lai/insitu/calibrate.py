@@ -113,26 +113,45 @@ def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Networ
            trace: Trace | None = None) -> tuple[Choice, np.ndarray]:
     """Choose the penalty (and, for ``auto``, the method) by an inner cross-validation on
     ``rows`` only, then fit on all of ``rows``: the choice and its coefficients."""
-    methods = data.available() if method == "auto" else [method]
     sub = data.subset(rows)
+    if method == "none":
+        return Choice("none", 0.0, _rmse(sub.estimate, sub.target)), np.array([1.0, 0.0])
+    methods = data.available() if method == "auto" else [method]
+    folds = _folds(sub.groups)
     best: Choice | None = None
+    best_folds: list[float] = []
     for m in methods:
         f, prior = features(m, network, sub.estimate, sub.x, sub.doy, sub.inputs)
         for alpha in ALPHAS:
             err = []
-            for held in _folds(sub.groups):
+            for held in folds:
                 if trace is not None:
                     trace(rows[~held])
                 coef = _solve(f[~held], sub.target[~held], alpha, prior)
                 err.append((evaluate(f[held], coef) - sub.target[held]) ** 2)
             rmse = float(np.sqrt(np.mean(np.concatenate(err))))
             if best is None or rmse < best.inner_rmse - 1e-12:
-                best = Choice(m, alpha, rmse)
+                best, best_folds = Choice(m, alpha, rmse), [float(np.sqrt(e.mean())) for e in err]
     assert best is not None
+    if method == "auto" and not _gain_holds(sub, folds, best_folds):
+        return Choice("none", 0.0, _rmse(sub.estimate, sub.target)), np.array([1.0, 0.0])
     f, prior = features(best.method, network, sub.estimate, sub.x, sub.doy, sub.inputs)
     if trace is not None:
         trace(rows)
     return best, _solve(f, sub.target, best.alpha, prior)
+
+
+def _rmse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
+
+
+def _gain_holds(sub: CalibrationData, folds: list[np.ndarray], method_rmse: list[float]) -> bool:
+    """``auto``'s rule: a correction is kept only when its gain over no correction holds across
+    the held-out groups — the mean gain in RMSE less one standard error is above zero."""
+    gains = np.array([_rmse(sub.estimate[h], sub.target[h]) - r for h, r in zip(folds, method_rmse)])
+    if len(gains) < 2:
+        return bool(gains.mean() > 0)
+    return bool(gains.mean() - gains.std(ddof=1) / np.sqrt(len(gains)) > 0)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ from vercye_lai.model.sl2p import Network, ordered_matmul
 
 log = logging.getLogger(__name__)
 
-METHODS = ("poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
+#: ``none``: no correction (the estimate itself), what ``auto`` keeps unless a method's gain holds
+#: across held-out groups
+METHODS = ("none", "poly1", "poly2", "refit", "refit-doy", "refit-vi-doy")
 CHOICES = ("auto", *METHODS)
 VI_BANDS = ("B3", "B4", "B5", "B7", "B8A")
 
@@ -51,7 +53,7 @@ def features(method: str, network: Network | None, estimate: np.ndarray, x: np.n
     """The ``(n, k)`` feature matrix of ``method`` and its *no change* coefficients
     (``k`` + 1 with the intercept last)."""
     y = np.asarray(estimate, float)
-    if method == "poly1":
+    if method in ("none", "poly1"):
         return y[:, None], np.array([1.0, 0.0])
     if method == "poly2":
         return np.c_[y, y**2], np.array([1.0, 0.0, 0.0])
