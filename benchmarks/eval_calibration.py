@@ -18,6 +18,7 @@ assumed nadir (``--view-zenith 0 --view-azimuth 0``), as the anchors were comput
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -80,6 +81,20 @@ def main() -> int:
             print(f"| {method} | {a.rmse:.3f} | {a.bias:+.3f} | {a.r:.3f} | {sites} |")
         a = cv[(cv.method == "auto") & (cv.held_out == "all")].iloc[0]
         print(f"uncalibrated sl2p: RMSE {a.rmse_uncalibrated:.3f}, bias {a.bias_uncalibrated:+.3f}")
+
+        print("\n4. the calibrated sigma, one site out: the share of a site's errors within the interval fitted "
+              "on the other sites' held-out errors (nominal 68 % / 95 %)")
+        print("| method | sigma = s0 + s1 * value | k95 | within ±sigma | within ±k95·sigma | worst site RMSE |\n"
+              "| --- | --- | --- | --- | --- | --- |")
+        for method in ("auto", "none", "poly1", "refit-doy", "refit-vi-doy"):
+            out = t / f"cal_{method}.json"
+            vercye("calibrate", t / "sl2p.csv", "--group", "location", "--insitu-column", "lai", "--method", method,
+                    "-o", out)
+            doc = json.loads(out.read_text())
+            s0, s1, k95 = doc["sigma"]
+            worst = max(doc["cv"]["folds"], key=lambda f: f["calibrated"]["rmse"])
+            print(f"| {method} | {s0:.2f} + {s1:.3f} v | {k95:.2f} | {doc['cv']['sigma']['coverage_1sigma']:.1%} | "
+                  f"{doc['cv']['sigma']['coverage_95']:.1%} | {worst['group']} {worst['calibrated']['rmse']:.2f} |")
         if "--docs" in sys.argv:  # the README's figure
             from vercye_lai.insitu.agreement import plot_agreement
 

@@ -46,6 +46,8 @@ __all__ = ["METHODS", "CHOICES", "CalibrationData", "CrossValidation", "calibrat
 #: ridge penalties tried by the inner cross-validation (features are O(1))
 ALPHAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 MIN_ROWS = 8
+#: the smallest σ a calibration states (LAI)
+SIGMA_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,7 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
     """
     if method not in CHOICES:
         raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
-    if method != "auto" and method not in data.available():
+    if method not in ("auto", "none") and method not in data.available():
         raise InputError(f"method {method} needs " + ("band values and dates" if "doy" in method
                                                       else "band values") + " for every row")
     if len(data.target) < MIN_ROWS:
@@ -235,13 +237,51 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
                   for f in cv.folds],
         "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
     }
+    sigma, coverage = sigma_model(cv.predictions, data.target, data.groups)
+    summary["sigma"] = {"model": "sigma = s0 + s1 * calibrated value (68 % of held-out errors within), "
+                                 "95 % within k95 * sigma", **coverage}
     domain = {"estimate": [round(float(np.nanmin(data.estimate)), 4), round(float(np.nanmax(data.estimate)), 4)]}
     if data.doy is not None and np.isfinite(data.doy).any():
         domain["doy"] = [float(np.nanmin(data.doy)), float(np.nanmax(data.doy))]
     cal = Calibration(choice.method, choice.alpha, tuple(float(v) for v in coef), str(model), variable,
                       tuple(data.inputs) if choice.method.startswith("refit") else (), len(data.target),
-                      tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain)
+                      tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain,
+                      sigma=sigma)
     return cal, results
+
+
+def _fit_sigma(value: np.ndarray, residual: np.ndarray) -> tuple[float, float, float]:
+    """The spread of the errors with the value: ``sigma = s0 + s1 * value`` scaled so that 68 %
+    of the residuals lie within ±sigma, and ``k95``, the multiple of sigma that holds 95 % of
+    them (errors are heavier-tailed than a normal's: k95 is above 2). Empirical quantiles, not a
+    normal's: the interval means what it says on these errors."""
+    a = np.c_[np.ones(len(value)), value]
+    s0, s1 = np.linalg.lstsq(a, np.abs(residual), rcond=None)[0]  # the shape of the spread
+    shape = np.maximum(s0 + s1 * value, SIGMA_FLOOR)
+    z = np.abs(residual) / shape
+    q68, q95 = (float(np.quantile(z, q)) for q in (0.6827, 0.9545))
+    return float(s0 * q68), float(s1 * q68), q95 / max(q68, 1e-9)
+
+
+def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray
+                ) -> tuple[tuple[float, float, float], dict[str, float]]:
+    """How the held-out errors spread with the calibrated value (:func:`_fit_sigma`, on every
+    held-out residual), and its coverage checked honestly: each group's residuals against the
+    model fitted on the other groups' (the share within ±sigma and ±k95·sigma; nominal 68/95 %)."""
+    ok = np.isfinite(predictions) & np.isfinite(target)
+    value, res, grp = predictions[ok], (target - predictions)[ok], groups[ok]
+    inside1 = inside2 = 0
+    for g in dict.fromkeys(grp.tolist()):
+        held = grp == g
+        if (~held).sum() < 3:
+            continue
+        s0, s1, k95 = _fit_sigma(value[~held], res[~held])
+        sig = np.maximum(s0 + s1 * value[held], SIGMA_FLOOR)
+        inside1 += int((np.abs(res[held]) <= sig).sum())
+        inside2 += int((np.abs(res[held]) <= k95 * sig).sum())
+    n = int(ok.sum())
+    return _fit_sigma(value, res), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
+                                    "coverage_95": round(inside2 / n, 4) if n else float("nan")}
 
 
 def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:

@@ -129,6 +129,16 @@ class Calibration:
     #: where it was fitted: ``{"estimate": [lo, hi], "doy": [lo, hi]}`` (files of older
     #: versions have none: then nothing is outside it)
     domain: dict[str, Any] = field(default_factory=dict)
+    #: ``(s0, s1, k95)``: σ = s0 + s1 × calibrated value holds 68 % of the held-out errors,
+    #: k95 × σ holds 95 % (``()``: not fitted, files of earlier versions)
+    sigma: tuple[float, ...] = ()
+
+    def uncertainty(self, calibrated: np.ndarray) -> np.ndarray:
+        """σ of a calibrated value, from the spread of the held-out errors (LAI units)."""
+        if not self.sigma:
+            raise InputError("this calibration file has no error model (made by an earlier version)", path=self.path)
+        s0, s1 = self.sigma[:2]
+        return np.maximum(s0 + s1 * np.asarray(calibrated, float), 0.05)
 
     @property
     def needs_bands(self) -> bool:
@@ -190,6 +200,7 @@ class Calibration:
         return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
                 "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
                 "n": self.n, "groups": list(self.groups), "cv": self.cv, "domain": self.domain,
+                "sigma": list(self.sigma),
                 "software": f"vercye-lai {__version__}"}
 
     def write(self, path: str | Path) -> Path:
@@ -202,6 +213,8 @@ class Calibration:
         d.pop("software")
         if not d["domain"]:  # files of versions before the domain keep their hash
             d.pop("domain")
+        if not d["sigma"]:
+            d.pop("sigma")
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -241,7 +254,8 @@ def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
                         coefficients=tuple(float(v) for v in d["coefficients"]), model=str(d["model"]),
                         variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
                         n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
-                        path=path, domain=d.get("domain") or {})
+                        path=path, domain=d.get("domain") or {},
+                        sigma=tuple(float(v) for v in d.get("sigma") or ()))
     except OSError as exc:
         raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
     except (ValueError, KeyError, TypeError) as exc:
