@@ -231,3 +231,17 @@ def test_the_calibrated_sigma_means_what_it_says_on_groups_it_never_saw(tmp_path
     o = pd.read_csv(tmp_path / "o.csv")
     sigma = load_calibration(tmp_path / "p.json").uncertainty(o["LAI Calibrated"])
     np.testing.assert_allclose(o["LAI Calibrated uncertainty"], sigma)
+
+
+def test_every_grouping_is_cross_validated_and_its_worst_group_reported(tmp_path):
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    r = run("calibrate", t, "--group", "location", "--group", "parcel", "--insitu-column", "lai",
+            "--method", "poly1", "-o", tmp_path / "c.json")
+    assert r.exit_code == 0, r.output
+    cv = json.loads((tmp_path / "c.json").read_text())["cv"]
+    folds = {f["group"]: f["calibrated"]["rmse"] for f in cv["folds"]}
+    assert cv["worst"]["group"] == max(folds, key=folds.get)  # the worst held-out site
+    parcel = cv["groupings"]["parcel"]
+    assert parcel["worst"]["rmse"] >= parcel["rmse"] and parcel["worst"]["group"] in set(pd.read_csv(t)["parcel"])
+    assert "leave-one-parcel-out" in r.output and "worst parcel" in r.output

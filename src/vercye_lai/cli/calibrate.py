@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -18,8 +19,9 @@ log = logging.getLogger(__name__)
 
 @click.command("calibrate")
 @click.argument("matched", metavar="MATCHED", type=click.Path(dir_okay=False, path_type=Path))
-@opts.option("--group", "group_column", required=True,
-        help="Column of the groups held out one at a time (a site, a field, a year).")
+@opts.option("--group", "group_columns", required=True, multiple=True,
+        help="Column of the groups held out one at a time (a site, a field, a year); repeat to also "
+             "cross-validate by another grouping (the first chooses the method; each reports its worst group).")
 @opts.output_option(required=True,
                     help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md).")
 @opts.option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
                     helps={"variables": "The variable to calibrate: its estimate is the table's column of that name "
                                         "(LAI); the first one given counts."})
 @opts.click_options(TableOptions)
-def command(matched, group_column, output, insitu_column, method, **params):
+def command(matched, group_columns, output, insitu_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it
     by leave-one-group-out cross-validation (each group predicted by a fit on the others,
     the penalty and method chosen inside those folds).
@@ -50,7 +52,14 @@ def command(matched, group_column, output, insitu_column, method, **params):
     Example:
       vercye-lai calibrate matched.csv --group site --insitu-column lai -o cal.json
     """
-    from vercye_lai.insitu.calibrate import calibration_data, fit_calibration, write_cv_tables
+    from vercye_lai.insitu.calibrate import (
+        calibration_data,
+        cross_validate,
+        fit_calibration,
+        grouping_figures,
+        write_cv_tables,
+    )
+    from vercye_lai.model import load_network
 
     if output is None:
         raise click.UsageError("give -o/--output FILE.json")
@@ -60,9 +69,19 @@ def command(matched, group_column, output, insitu_column, method, **params):
     predict = opts.from_cli(PredictOptions, params, workers=1)
     options = opts.from_cli(TableOptions, params)
     df = read_table(matched, layer=options.layer)
+    group_column = group_columns[0]
     data = calibration_data(df, matched, group_column=group_column, insitu_column=insitu_column,
                             predict=predict, options=options, method=method)
     cal, results = fit_calibration(data, method, model=str(predict.model), variable=predict.variables[0])
+    groupings = {}
+    for other in group_columns[1:]:  # the same rows, held out by another grouping
+        regrouped = dataclasses.replace(data, groups=calibration_data(
+            df, matched, group_column=other, insitu_column=insitu_column, predict=predict, options=options,
+            method=method).groups)
+        network = load_network(predict.model, predict.variables[0]) if data.x is not None else None
+        groupings[other] = grouping_figures(cross_validate(regrouped, method, network))
+    if groupings:
+        cal.cv["groupings"] = groupings
     cal.write(out)
     csv, md, text = write_cv_tables(results, out, data)
     stdout.print(text, markup=False)
@@ -72,4 +91,8 @@ def command(matched, group_column, output, insitu_column, method, **params):
                  f"leave-one-{group_column}-out RMSE {c['rmse']:.3f} bias {c['bias']:+.3f} "
                  f"(uncalibrated {u['rmse']:.3f} {u['bias']:+.3f}) -> {out}, {csv.name}, {md.name}",
                  markup=False)
+    for name, g in {group_column: {"worst": cal.cv["worst"], **c}, **groupings}.items():
+        w = g["worst"]
+        stdout.print(f"  leave-one-{name}-out: RMSE {g['rmse']:.3f}; worst {name} {w['group']} (n {w['n']}): "
+                     f"{w['rmse']:.3f} (uncalibrated {w['uncalibrated_rmse']:.3f})", markup=False)
 

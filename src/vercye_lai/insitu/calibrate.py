@@ -236,6 +236,7 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
                    "uncalibrated": f.uncalibrated.as_dict(), "calibrated": f.calibrated.as_dict()}
                   for f in cv.folds],
         "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
+        "worst": grouping_figures(cv)["worst"],
     }
     sigma, coverage = sigma_model(cv.predictions, data.target, data.groups)
     summary["sigma"] = {"model": "sigma = s0 + s1 * calibrated value (68 % of held-out errors within), "
@@ -248,6 +249,15 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
                       tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain,
                       sigma=sigma)
     return cal, results
+
+
+def grouping_figures(cv: CrossValidation) -> dict[str, Any]:
+    """A cross-validation in brief: pooled figures and its worst held-out group (by RMSE)."""
+    worst = max(cv.folds, key=lambda f: f.calibrated.rmse)
+    return {"rmse": cv.calibrated.rmse, "bias": cv.calibrated.bias, "r": cv.calibrated.r,
+            "uncalibrated_rmse": cv.uncalibrated.rmse,
+            "worst": {"group": worst.group, "n": worst.n, "rmse": worst.calibrated.rmse,
+                      "uncalibrated_rmse": worst.uncalibrated.rmse}}
 
 
 def _fit_sigma(value: np.ndarray, residual: np.ndarray) -> tuple[float, float, float]:
