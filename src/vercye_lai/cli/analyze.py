@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.analysis import analyze
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console, progress_bar
@@ -46,7 +47,6 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     options = opts.from_cli(AnalysisOptions, params)
     region, resolution = infer_region_resolution(lai_dir, region, resolution, suffix=options.variable,
                                                  extensions=(".tif",))
-    from vercye_lai.analysis import analyze
 
     with progress_bar(transient=True) as bar:
         task = bar.add_task("dates", total=None)

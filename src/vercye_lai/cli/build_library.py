@@ -9,6 +9,7 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
+from vercye_lai.regions import plan_library, write_library
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,6 @@ def command(
     Example:
       vercye-lai build-library ukraine_admin1.geojson -o library --admin-name-col name
     """
-    from vercye_lai.regions import plan_library, write_library
-
     plan = plan_library(shpfile, name_col=name_col, level_col=level_col)
     with progress_bar() as progress:
         task = progress.add_task("regions", total=len(plan))

@@ -10,9 +10,17 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
-from vercye_lai.insitu.calibrate import CHOICES
+from vercye_lai.insitu.calibrate import (
+    CHOICES,
+    calibration_data,
+    cross_validate,
+    fit_calibration,
+    grouping_figures,
+    write_cv_tables,
+)
+from vercye_lai.model import load_network
 from vercye_lai.predict import PredictOptions
-from vercye_lai.predict.table import TableOptions
+from vercye_lai.predict.table import TableOptions, read_table
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +60,9 @@ def command(matched, group_columns, output, insitu_column, method, **params):
     Example:
       vercye-lai calibrate matched.csv --group site --insitu-column lai -o cal.json
     """
-    from vercye_lai.insitu.calibrate import (
-        calibration_data,
-        cross_validate,
-        fit_calibration,
-        grouping_figures,
-        write_cv_tables,
-    )
-    from vercye_lai.model import load_network
-
     if output is None:
         raise click.UsageError("give -o/--output FILE.json")
     out = output
-    from vercye_lai.predict.table import read_table
 
     predict = opts.from_cli(PredictOptions, params, workers=1)
     options = opts.from_cli(TableOptions, params)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vercye_lai.cli.ui import stdout
+from vercye_lai.outputs.catalog import write_catalog
 
 
 @click.command("catalog")
@@ -20,7 +21,5 @@ def command(root):
     \b
     Load it with:  odc.stac.load(pystac.read_file("OUTPUT_ROOT/stac/catalog.json").get_items(recursive=True))
     """
-    from vercye_lai.outputs.catalog import write_catalog
-
     path = write_catalog(root)
     stdout.print(f"catalog: -> {path}")

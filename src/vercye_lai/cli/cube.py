@@ -9,6 +9,8 @@ import click
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 from vercye_lai.naming import infer_region_resolution
+from vercye_lai.outputs.cube import build_cube
+from vercye_lai.regions import read_vector
 
 
 @click.command("cube")
@@ -37,14 +39,10 @@ def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bb
     Example:
       vercye-lai cube lai/ strickhof.nc --geometry fields.geojson   (region, resolution: from the files)
     """
-    from vercye_lai.outputs.cube import build_cube
-
     region, resolution = infer_region_resolution(lai_dir, region, resolution, suffix=variables[0].upper(),
                                                  extensions=(".tif",))
     shape = None
     if geometry is not None:
-        from vercye_lai.regions import read_vector
-
         shape = read_vector(geometry).to_crs(4326).union_all()
     with progress_bar() as bar:
         task = bar.add_task("dates", total=None)

@@ -8,6 +8,8 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
+from vercye_lai.io import write_text_atomic
+from vercye_lai.outputs.apsim import apsim_table
 
 
 @click.command("export-apsim")
@@ -30,9 +32,6 @@ def command(analysis_dir, out, crop, template, region, statistic, adjusted):
       vercye-lai export-apsim analysis/poltava/fields observed.csv --crop Wheat --template "{region}_{zone}" \\
           --region poltava --adjusted
     """
-    from vercye_lai.io import write_text_atomic
-    from vercye_lai.outputs.apsim import apsim_table
-
     table = apsim_table(analysis_dir, crop=crop, region=region, template=template, statistic=statistic,
                         adjusted=adjusted)
     write_text_atomic(out, table.to_csv(index=False))

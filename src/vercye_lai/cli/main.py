@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from vercye_lai._version import __version__
+from vercye_lai.cli.ui import console
 from vercye_lai.errors import LaiError, error_text, printable
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
@@ -140,8 +141,6 @@ def configure_logging(verbosity: int) -> None:
     that are never wrapped nor padded. A warning is printed once per process.
     """
     from rich.logging import RichHandler
-
-    from vercye_lai.cli.ui import console
 
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
     if console.is_terminal:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.acquire.mosaic import build_vrt, find_parts
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
+from vercye_lai.naming import stack_name
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
         raise click.UsageError("give --region NAME (the {region} of the file names)")
     if not in_dir.is_dir():
         raise click.UsageError(f"IN_DIR {in_dir} is not a folder")
-    from vercye_lai.acquire.mosaic import build_vrt, find_parts
-    from vercye_lai.naming import stack_name
 
     plan = find_parts(in_dir, region, resolution)
     written = 0

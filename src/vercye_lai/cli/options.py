@@ -13,6 +13,9 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.options import MISSING, allowed_values, default_of, fields_of
+from vercye_lai.regions import load_region, region_geometry, region_name
+
 
 class AliasedOption(click.Option):
     """An option whose first short and first long spelling are shown in ``--help``; the
@@ -173,8 +176,6 @@ def resolve_region(region: str | None, library: str | None, shpfile: str | None)
     tuple
         Region name and its (unioned) shapely geometry in EPSG:4326 (lon/lat degrees).
     """
-    from vercye_lai.regions import load_region, region_geometry, region_name
-
     if shpfile:
         return region or region_name(shpfile), region_geometry(load_region(shpfile))
     if not (region and library):
@@ -236,8 +237,6 @@ class ChoiceOrFile(click.ParamType):
 
 
 def _click_type(s, k):
-    from vercye_lai.options import allowed_values
-
     if k.many and s.sep:
         return SeparatedType(k.base, s.sep)
     allowed = allowed_values(s)
@@ -266,8 +265,6 @@ def click_options(cls: type, *, exclude=(), helps: dict[str, str] | None = None)
     of this command where its meaning differs (one text per meaning). The parameters keep
     the field names, for :func:`from_cli`.
     """
-    from vercye_lai.options import MISSING, default_of, fields_of
-
     skip = set(exclude)
 
     def decorator(fn):
@@ -299,8 +296,6 @@ def click_options(cls: type, *, exclude=(), helps: dict[str, str] | None = None)
 def from_cli(cls: type, params: dict, **given):
     """Build the options type ``cls`` from the parameters :func:`click_options` added
     (popped from ``params``); ``given`` supplies the rest (e.g. ``workers``)."""
-    from vercye_lai.options import fields_of
-
     kw = {}
     for f, s, k in fields_of(cls):
         if s.cli is not None and f.name in params:

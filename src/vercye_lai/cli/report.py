@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from vercye_lai.cli.ui import stdout
+from vercye_lai.outputs.report import write_report
 
 
 @click.command("report")
@@ -17,7 +18,5 @@ def command(root):
     in-situ validation found under the folder. One self-contained page (Bokeh, inlined):
     it opens from disk with no network. `run` writes it at its end; needs the 'report' extra.
     """
-    from vercye_lai.outputs.report import write_report
-
     path = write_report(root)
     stdout.print(f"report: -> {path} ({path.stat().st_size / 1e6:.1f} MB)")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.analysis import largest_grid, reproject_mask
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console
+from vercye_lai.naming import find_rasters, infer_region_resolution
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +36,6 @@ def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     Give either --lai-path P, or --lai-dir D (with --region R when it holds several). analyze --mode raster
     aligns masks on the fly, so this is only needed to inspect or reuse the aligned mask.
     """
-    from vercye_lai.analysis import largest_grid, reproject_mask
-    from vercye_lai.naming import find_rasters, infer_region_resolution
-
     (mask,), out = opts.resolve_inout(paths, output, inputs=1, what="OUT")
     if (lai_path is None) == (lai_dir is None):
         raise click.UsageError("give --lai-path P, or --lai-dir D")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.acquire import gdrive_auth
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
-from vercye_lai.run import STEPS
+from vercye_lai.run import EXAMPLE_CONFIG, LOG_NAME, STEPS, load_config, run_pipeline
 from vercye_lai.run.executor import EXECUTORS
 
 log = logging.getLogger(__name__)
@@ -90,16 +91,12 @@ def command(config, example_config, dry_run, only, executor, scheduler_address, 
     """
     import dataclasses
 
-    from vercye_lai.run import EXAMPLE_CONFIG, LOG_NAME, load_config, run_pipeline
-
     if example_config:
         click.echo(EXAMPLE_CONFIG, nl=False)
         return
     if config is None:
         raise click.UsageError("give a CONFIG file (or --example-config)")
     if no_input:  # for every sign-in of this run (the Drive download of a gee source)
-        from vercye_lai.acquire import gdrive_auth
-
         gdrive_auth.NO_INPUT = True
     cfg = load_config(config)
     if not logging.getLogger().isEnabledFor(logging.DEBUG):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vercye_lai.acquire.scene import stack_scenes
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 
@@ -31,8 +32,6 @@ def stack_scene_source(name: str, options_type: type, params: dict, *, paths, re
                        local: Callable, catalogue: Callable) -> None:
     """Build the stacks of the files (``local(paths, options)``) or of the catalogue
     (``catalogue(catalog, options, geometry=, start=, end=)``), with a progress bar."""
-    from vercye_lai.acquire.scene import stack_scenes
-
     o = opts.from_cli(options_type, params, paths=paths)
     region_name, geometry = opts.resolve_region(region, library, shpfile)
     opts.check_source(paths, o.catalog, start_date, end_date)

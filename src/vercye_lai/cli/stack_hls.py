@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vercye_lai.acquire.hls import Options
+from vercye_lai.acquire.hls import Options, find_granules, search_granules
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.scenes import scene_source_options, stack_scene_source
 
@@ -36,7 +36,6 @@ def command(paths, region, library, shpfile, resolution, start_date, end_date, o
     """
     where = dict(paths=paths, region=region, library=library, shpfile=shpfile, resolution=resolution,
                  start_date=start_date, end_date=end_date, out_dir=out_dir, overwrite=overwrite)
-    from vercye_lai.acquire.hls import find_granules, search_granules
 
     stack_scene_source("stack-hls", Options, params, **where,
                        local=lambda paths, o: find_granules(paths, fmask=o.fmask, kinds=o.products),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vercye_lai.acquire.landsat import Options
+from vercye_lai.acquire.landsat import Options, find_scenes, search_scenes
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.scenes import scene_source_options, stack_scene_source
 
@@ -37,7 +37,6 @@ def command(paths, region, library, shpfile, resolution, start_date, end_date, o
     """
     where = dict(paths=paths, region=region, library=library, shpfile=shpfile, resolution=resolution,
                  start_date=start_date, end_date=end_date, out_dir=out_dir, overwrite=overwrite)
-    from vercye_lai.acquire.landsat import find_scenes, search_scenes
 
     stack_scene_source("stack-landsat", Options, params, **where,
                        local=lambda paths, o: find_scenes(paths, qa_bits=o.qa_bits),

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.acquire.safe import Options
+from vercye_lai.acquire.safe import Options, group_by_date, open_safe, write_date_stack
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
+from vercye_lai.naming import stack_name
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,6 @@ def command(
       vercye-lai stack-safe S2A_MSIL2A_*.SAFE --region Poltava --library lib \\
           --resolution 20 -o stacks
     """
-    from vercye_lai.acquire.safe import group_by_date, open_safe, write_date_stack
-    from vercye_lai.naming import stack_name
-
     classes = opts.from_cli(Options, params, safes=safes).scl_mask
     name, geometry = opts.resolve_region(region, library, shpfile)
     by_date = group_by_date(open_safe(p) for p in safes)

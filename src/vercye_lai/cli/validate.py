@@ -9,7 +9,16 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
-from vercye_lai.insitu.validate import ValidateOptions
+from vercye_lai.insitu.validate import (
+    ValidateOptions,
+    agreement_tables,
+    check_matches,
+    match_points,
+    match_series,
+    metrics_markdown,
+    read_insitu,
+    write_validation,
+)
 from vercye_lai.naming import infer_region_resolution
 
 log = logging.getLogger(__name__)
@@ -45,14 +54,6 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
       vercye-lai validate insitu.gpkg lai/ -o val/ --group-column parcel   (region, resolution: from the files)
       vercye-lai validate insitu.gpkg --series analysis/strickhof/fields --zone-column parcel -o val/
     """
-    from vercye_lai.insitu.validate import (
-        check_matches,
-        match_points,
-        match_series,
-        read_insitu,
-        write_validation,
-    )
-
     options = opts.from_cli(ValidateOptions, params)
     if series_dir is None and lai_dir is None:
         raise click.UsageError("give LAI_DIR (or --series DIR)")
@@ -70,7 +71,6 @@ def command(insitu, lai_dir, region, resolution, out_dir, stacks_dir, series_dir
         title = f"{region}: SL2P {options.variable} at the in-situ points"
     check_matches(matched, columns[0], insitu)
     paths = write_validation(matched, out_dir, columns=columns, title=title)
-    from vercye_lai.insitu.validate import agreement_tables, metrics_markdown
 
     stdout.print(metrics_markdown(agreement_tables(matched, columns)), markup=False)
     n = int(matched[columns[0]].notna().sum())
