@@ -8,10 +8,9 @@ geometry of ``[[analyses]]``) are described here, but their names and defaults a
 from the config parser itself (a config with an unknown key is rejected with the list of
 the keys the parser reads), so the build fails when they drift apart.
 
-The options types are imported only through names that stay put while the package is
-reorganised: ``vercye_lai.PredictOptions`` / ``vercye_lai.AnalysisOptions`` (falling back
-to their older homes), ``vercye_lai.options``, ``vercye_lai.acquire.SOURCES`` /
-``source`` and ``vercye_lai.run.config``.
+The options types are read through the package's public names: ``vercye_lai.PredictOptions``,
+``vercye_lai.AnalysisOptions``, ``vercye_lai.options``, ``vercye_lai.acquire.SOURCES`` /
+``source`` (typed ``Source`` objects) and ``vercye_lai.run.config``.
 """
 
 from __future__ import annotations
@@ -93,7 +92,7 @@ _TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", 
                dt.date: "date"}
 
 
-# ------------------------------------------------------------------ imports that stay put
+# ------------------------------------------------------------------ the package
 
 
 def _import_vercye():
@@ -102,25 +101,12 @@ def _import_vercye():
     except ImportError:  # not installed: the source tree beside mkdocs.yml
         sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     options = importlib.import_module("vercye_lai.options")
-    try:
-        from vercye_lai import PredictOptions
-    except ImportError:
-        from vercye_lai.predict import PredictOptions
-    try:
-        from vercye_lai import AnalysisOptions
-    except ImportError:
-        from vercye_lai.analysis.options import AnalysisOptions
+    face = importlib.import_module("vercye_lai")
+    PredictOptions, AnalysisOptions = face.PredictOptions, face.AnalysisOptions  # noqa: N806 - types
     acquire = importlib.import_module("vercye_lai.acquire")
     config = importlib.import_module("vercye_lai.run.config")
     errors = importlib.import_module("vercye_lai.errors")
     return options, PredictOptions, AnalysisOptions, acquire, config, errors
-
-
-def _source_options(src: Any) -> type:
-    """The options type of a source: a typed ``Source`` (``.options``) or, before, a module
-    (``.Options``)."""
-    options_type = getattr(src, "options", None)
-    return options_type if isinstance(options_type, type) else src.Options
 
 
 # ------------------------------------------------------------------ Markdown helpers
@@ -235,20 +221,20 @@ class _Probe:
             return str(exc)
         raise PluginError(f"{PAGE}: the config parser accepted a config it should reject: {doc}")
 
-    def keys(self, doc: dict[str, Any], where: str) -> list[str]:
-        """The keys the parser reads in a table (from its message about an unknown key)."""
+    def _listed(self, doc: dict[str, Any], pattern: str, what: str) -> list[str]:
+        """The comma-separated list the parser's message about ``doc`` gives after ``pattern``."""
         msg = self.message(doc)
-        m = re.search(r"unknown key\(s\) zz_unknown; allowed keys: (.*)$", msg)
+        m = re.search(pattern + r"(.*)$", msg)
         if not m:
-            raise PluginError(f"{PAGE}: cannot read the keys of {where} from the parser: {msg}")
+            raise PluginError(f"{PAGE}: cannot read {what} from the parser: {msg}")
         return [k.strip() for k in m.group(1).split(",")]
 
+    def keys(self, doc: dict[str, Any], where: str) -> list[str]:
+        """The keys the parser reads in a table (from its message about an unknown key)."""
+        return self._listed(doc, r"unknown key\(s\) zz_unknown; allowed keys: ", f"the keys of {where}")
+
     def choices(self, doc: dict[str, Any], where: str) -> list[str]:
-        msg = self.message(doc)
-        m = re.search(r"allowed values: (.*)$", msg)
-        if not m:
-            raise PluginError(f"{PAGE}: cannot read the allowed values of {where}: {msg}")
-        return [k.strip() for k in m.group(1).split(",")]
+        return self._listed(doc, r"allowed values: ", f"the allowed values of {where}")
 
 
 def _check(where: str, documented: dict[str, Any], parsed: list[str]) -> None:
@@ -327,7 +313,7 @@ def render() -> str:
             _table([("`kind`", "string", _code(default_kind), ", ".join(f"`{k}`" for k in kinds),
                      "The source (one table below each).")]), ""]
     for kind in kinds:
-        options_type = _source_options(acquire.source(kind))
+        options_type = acquire.source(kind).options
         module = sys.modules.get(options_type.__module__)
         doc = _rst_to_md(((module and module.__doc__) or "").strip().split("\n\n")[0])
         command = SOURCE_COMMANDS.get(kind)
