@@ -9,7 +9,7 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
-from vercye_lai.naming import SENSORS, find_observations, infer_region_resolution
+from vercye_lai.naming import infer_region_resolution
 from vercye_lai.predict import PredictOptions, PredictResult, predict_dir
 from vercye_lai.system import default_workers
 
@@ -47,9 +47,11 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
     options = opts.from_cli(PredictOptions, params, workers=workers or default_workers(),
                        overwrite=overwrite)
     with progress_bar() as bar:
-        total = len(find_observations(s2_dir, region, resolution, sensors=SENSORS, start=start_date, end=end_date))
-        overall = bar.add_task("dates", total=total)  # known from the start: the bar never looks full early
+        overall = bar.add_task("dates", total=None)  # its total from predict_dir's plan, before any date
         block_task = bar.add_task("", total=None, visible=False)
+
+        def on_plan(n_dates):
+            bar.update(overall, total=n_dates)
 
         def on_start(date, src):
             bar.update(block_task, description=f"  {src.name}", completed=0, total=None, visible=True)
@@ -66,10 +68,9 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
                 log.info("%s: already complete, skipped", res.source.name)
 
         results = predict_dir(
-            s2_dir, lai_dir, region=region, resolution=resolution, start=start_date, end=end_date, options=options, on_start=on_start, progress=progress,
+            s2_dir, lai_dir, region=region, resolution=resolution, start=start_date, end=end_date, options=options, on_plan=on_plan, on_start=on_start, progress=progress,
             on_done=on_done,
         )
-        bar.update(overall, total=len(results))
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     secs = sum(r.seconds for r in results)
     stdout.print(

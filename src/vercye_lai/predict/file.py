@@ -196,6 +196,7 @@ def predict_dir(
     start: dt.date | None = None,
     end: dt.date | None = None,
     options: PredictOptions = PredictOptions(),
+    on_plan: Callable[[int], None] | None = None,
     on_start: Callable[[dt.date, Path], None] | None = None,
     progress: ProgressFn | None = None,
     on_done: Callable[[PredictResult], None] | None = None,
@@ -205,7 +206,9 @@ def predict_dir(
     stacks at ``resolution``, Landsat and HLS stacks at theirs (see :func:`options_for`).
 
     A date that fails (corrupt file, wrong bands) is reported in its result and the other
-    dates still run; model/variable errors fail at once, before any date.
+    dates still run; model/variable errors fail at once, before any date. ``on_plan`` is
+    called with the number of dates found, before the first; ``on_start``, ``progress`` and
+    ``on_done`` as each date runs.
 
     Raises
     ------
@@ -216,6 +219,8 @@ def predict_dir(
     """
     check_model(options)  # fail fast on a bad model/variable, not once per date
     stacks = find_observations(s2_dir, region, resolution, sensors=SENSORS, start=start, end=end)
+    if on_plan:
+        on_plan(len(stacks))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
