@@ -174,6 +174,12 @@ class Calibration:
         ``fallback`` (default) — the uncalibrated estimate where the row is outside the
         training domain (:meth:`outside`; a warning says how many). NaN where the estimate
         or an input is NaN."""
+        return self.calibrate(estimate, x, doy, fallback=fallback)[0]
+
+    def calibrate(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None,
+                  *, fallback: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`apply`'s values and, with them, which rows are outside the training domain
+        (:meth:`outside`: those a flag marks)."""
         network = self.network() if self.needs_bands else None
         est = np.asarray(estimate, float)
         raw_doy = None if doy is None else np.asarray(doy, float)
@@ -187,7 +193,7 @@ class Calibration:
             _warn_once(self, int(far.sum()), est.size)
         bad = ~np.isfinite(est) | ~np.isfinite(f).all(axis=1)
         out[bad] = np.nan
-        return out
+        return out, far
 
     def network(self) -> Network:
         net = load_network(self.model, self.variable)

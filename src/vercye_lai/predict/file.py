@@ -124,11 +124,11 @@ def calibrate_block(values: list[np.ndarray], flags: list[np.ndarray | None], da
         x = (data.reshape(data.shape[0], -1).astype(np.float64) * prep.scaling.a[:, None]
              + prep.scaling.b[:, None])
     d = None if doy is None else np.full(v.size, doy)
-    values[k] = cal.apply(v.ravel(), x, d).astype(np.float32).reshape(v.shape)
+    calibrated, outside = cal.calibrate(v.ravel(), x, d)
+    values[k] = calibrated.astype(np.float32).reshape(v.shape)
     f = flags[k]
     if f is not None:
-        outside = cal.outside(v.ravel(), d).reshape(v.shape) & (f != FLAG_NODATA)
-        f[outside] |= FLAG_CALIBRATION_OUTSIDE
+        f[outside.reshape(v.shape) & (f != FLAG_NODATA)] |= FLAG_CALIBRATION_OUTSIDE
 
 
 def run_blocks(

@@ -465,12 +465,12 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     if calibration is not None:
         doy = day_of_year(df, options.time_column, path=path) if calibration.needs_date else None
         est = out[calibration.variable].to_numpy(float)
-        out[calibration.column] = calibration.apply(est, inputs.x, doy)
+        out[calibration.column], outside = calibration.calibrate(est, inputs.x, doy)
         if calibration.sigma:  # the calibrated value's σ, from the held-out errors of its fit
             out[f"{calibration.column} uncertainty"] = calibration.uncertainty(out[calibration.column])
         flags = f"{calibration.variable} flags"
         if flags in out:  # rows outside the calibration's training domain: uncalibrated, flagged
-            outside = calibration.outside(est, doy) & (out[flags].to_numpy() != FLAG_NODATA)
+            outside &= out[flags].to_numpy() != FLAG_NODATA
             out.loc[outside, flags] = out.loc[outside, flags].astype(int) | FLAG_CALIBRATION_OUTSIDE
     return out
 
