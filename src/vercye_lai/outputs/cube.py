@@ -314,14 +314,21 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
         raise
 
 
+def _head(path: Path, n: int = 8) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
 def _check_replaceable(out: Path) -> None:
     """An existing ``out`` is replaced only when it is a cube of that format: a user's file
     or folder under the name is never renamed away."""
     if not out.exists() and not out.is_symlink():
         return
     zarr = out.suffix.lower() == ".zarr"
-    is_cube = (out.is_dir() and any((out / m).exists() for m in (".zgroup", ".zmetadata", "zarr.json"))
-               if zarr else out.is_file() and out.read_bytes()[:8] in (b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02"))
+    if zarr:
+        is_cube = out.is_dir() and any((out / m).exists() for m in (".zgroup", ".zmetadata", "zarr.json"))
+    else:  # the file's signature: HDF5 (NetCDF-4) or classic NetCDF, read from its first bytes only
+        is_cube = out.is_file() and _head(out).startswith((b"\x89HDF\r\n\x1a\n", b"CDF\x01", b"CDF\x02"))
     if out.is_symlink() or not is_cube:
         kind = "a folder" if out.is_dir() else "a file"
         raise InputError(f"exists and is {kind}, not a {'Zarr' if zarr else 'NetCDF'} cube: not replaced "

@@ -97,12 +97,11 @@ def _series(csv: Path, step: int) -> dict[str, Any]:
     obs = (df["interpolated"] == 0) & df["LAI Mean"].notna()
     keep = obs | (np.arange(len(df)) % step == 0)
 
+    def page(values: np.ndarray) -> list:  # JSON for the page: null for a gap, 3 decimals
+        return [None if x != x else round(float(x), 3) for x in values]
+
     def col(name: str, mask=None) -> list:
-        if name not in df:
-            return []
-        v = df[name].to_numpy(float)
-        m = keep if mask is None else mask
-        return [None if x != x else round(float(x), 3) for x in v[m]]
+        return page(df[name].to_numpy(float)[keep if mask is None else mask]) if name in df else []
 
     rejected = (df["outlier"] == 1) if "outlier" in df else pd.Series(False, index=df.index)
     unc = df["LAI Uncertainty"].to_numpy(float) if "LAI Uncertainty" in df else None
@@ -115,11 +114,10 @@ def _series(csv: Path, step: int) -> dict[str, Any]:
             std = np.interp(np.arange(len(df)), seen, df["LAI Stddev"].to_numpy(float)[seen], left=np.nan, right=np.nan)
     return {
         "t": ms[keep].tolist(), "mean": col("LAI Mean"), "adj": col("LAI Mean Adjusted"),
-        "lo": [] if unc is None else [None if x != x else round(float(x), 3) for x in np.clip(mean - unc, 0, None)[keep]],
-        "hi": [] if unc is None else [None if x != x else round(float(x), 3) for x in (mean + unc)[keep]],
+        "lo": [] if unc is None else page(np.clip(mean - unc, 0, None)[keep]),
+        "hi": [] if unc is None else page((mean + unc)[keep]),
         # ±1 std of the observed days (as the quicklook draws it)
-        "slo": [None if x != x else round(float(x), 3) for x in np.clip(mean - std, 0, None)[keep]],
-        "shi": [None if x != x else round(float(x), 3) for x in (mean + std)[keep]],
+        "slo": page(np.clip(mean - std, 0, None)[keep]), "shi": page((mean + std)[keep]),
         "cloud": col("Cloud or Snow Percentage"),
         "ot": ms[obs.to_numpy()].tolist(), "om": col("LAI Mean", obs.to_numpy()),
         "rt": ms[rejected.to_numpy()].tolist(), "rm": col("LAI Mean Rejected", rejected.to_numpy()),
