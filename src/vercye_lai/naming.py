@@ -203,13 +203,7 @@ def find_rasters(
     token = sensor_token(sensor)
     for folder in existing:
         here: dict[tuple[dt.date, str], Path] = {}
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith("."):  # our temporary files are hidden
-                continue
-            try:
-                rn = RasterName.parse(path.name)
-            except InputError:
-                continue
+        for path, rn in named_files(sorted(folder.iterdir())):  # our temporary files are hidden: passed over
             # the resolution is compared as a number: "20m" and "20.0m" are one resolution
             if rn.region != region or rn.resolution != float(resolution) or rn.suffix != suffix:
                 continue
@@ -270,14 +264,9 @@ def find_observations(
     if not any(f.is_dir() for f in folders):
         raise NoDataFoundError("folder does not exist", path=folders[0])
     resolutions: dict[str, set[float]] = {s: set() for s in order}
-    for folder in (f for f in dict.fromkeys(folders) if f.is_dir()):
-        for path in folder.iterdir():
-            try:
-                rn = RasterName.parse(path.name)
-            except InputError:
-                continue
-            if rn.region == region and rn.suffix == suffix and rn.sensor_name in resolutions:
-                resolutions[rn.sensor_name].add(rn.resolution)
+    for (r, sensor, res) in survey(folders, suffix=suffix, extensions=extensions):
+        if r == region and sensor in resolutions:
+            resolutions[sensor].add(res)
     found: dict[tuple[dt.date, str], Path] = {}
     for s in order:
         res = {float(resolution)} if s == "S2" else resolutions[s]
