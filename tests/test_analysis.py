@@ -414,10 +414,15 @@ def test_uncertainty_rasters_give_a_gap_filled_uncertainty_column(tmp_path, two_
     df = pd.read_csv(run(tmp_path, two_fields, interpolation="linear", outliers="none").zones[0].csv)
     assert list(df.columns).index("LAI Uncertainty") == list(df.columns).index("outlier") - 1
     a = df.set_index("Date")
+
+    def field_sigma(u):  # a shared part (ρ) that the field's mean keeps, an independent part that averages out
+        u = np.asarray(u)
+        return np.sqrt(0.8 * u.mean() ** 2 + 0.2 * np.mean(u**2) / u.size)
+
     # A on 06-01: 4 valid pixels, one of them 3.5
-    assert a.loc["2022-06-01", "LAI Uncertainty"] == pytest.approx((3 * 0.5 + 3.5) / 4)
-    # 06-03: pixel (0, 0) is cloud: the mean over the 3 aggregated pixels
-    assert a.loc["2022-06-03", "LAI Uncertainty"] == pytest.approx((2 * 0.7 + 3.7) / 3)
+    assert a.loc["2022-06-01", "LAI Uncertainty"] == pytest.approx(field_sigma([0.5, 0.5, 0.5, 3.5]))
+    # 06-03: pixel (0, 0) is cloud: over the 3 aggregated pixels
+    assert a.loc["2022-06-03", "LAI Uncertainty"] == pytest.approx(field_sigma([0.7, 0.7, 3.7]))
     # gap days interpolated like the means
     u1, u3 = a.loc["2022-06-01", "LAI Uncertainty"], a.loc["2022-06-03", "LAI Uncertainty"]
     assert a.loc["2022-06-02", "LAI Uncertainty"] == pytest.approx((u1 + u3) / 2)
@@ -437,6 +442,7 @@ def test_uncertainty_rasters_added_later_change_the_fingerprint(tmp_path, two_fi
                  np.full((6, 6), 0.5, np.float32), nodata=np.nan)
     after = manifest.fingerprint(files, two_fields, start=D(2022, 6, 1), end=D(2022, 6, 8), options=o)
     assert before != after  # a rerun adds the LAI Uncertainty column
+    assert after["uncertainty"] == ["unknown (no VERCYE_UNCERTAINTY tag)"]  # which σ it holds
 
 
 def test_a_poly_calibration_file_is_an_adjustment(tmp_path, two_fields, six_dates):

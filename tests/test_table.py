@@ -157,12 +157,18 @@ def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
     assert run("-q", "predict", s2, tmp_path / "plain", "--region", "qvidja").exit_code == 0
     net_inputs = ("cosVZA", "cosSZA", "cosRAA", "B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12")
     refit = Calibration("refit-doy", 0.01, (0.9, 0.5, -0.3, -4.0, -3.0, -0.1, 1.5, 0.05), "sl2p",
-                        inputs=net_inputs).write(tmp_path / "cal.json")
-    r = run("-q", "predict", s2, tmp_path / "cal", "--region", "qvidja", "--calibration", refit)
+                        inputs=net_inputs, sigma=(0.2, 0.1, 0.3)).write(tmp_path / "cal.json")
+    r = run("-q", "predict", s2, tmp_path / "cal", "--region", "qvidja", "--calibration", refit, "--uncertainty")
     assert r.exit_code == 0, r.output
     name = "qvidja_20m_2023-06-11_LAI.tif"
     with rasterio.open(tmp_path / "cal" / name) as ds:
         calibrated, tags = ds.read(1), ds.tags()
+    with rasterio.open(tmp_path / "cal" / name.replace(".tif", "_uncertainty.tif")) as ds:
+        sigma, sigma_tags = ds.read(1), ds.tags()
+    # the calibration's σ, not the network's, and the raster says which
+    assert sigma_tags["VERCYE_UNCERTAINTY"].startswith("calibrated refit-doy ")
+    ok = np.isfinite(calibrated)
+    np.testing.assert_allclose(sigma[ok], np.sqrt(0.3**2 + (0.2 + 0.1 * calibrated[ok]) ** 2), rtol=1e-6)
     with rasterio.open(tmp_path / "plain" / name) as ds:
         plain = ds.read(1)
     assert tags["VERCYE_CALIBRATION"].startswith("refit-doy ") and tags["VERCYE_CALIBRATION"].endswith("cal.json")
@@ -171,6 +177,7 @@ def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):
     df = stack_pixels(s2 / "qvidja_20m_2023-06-11.tif", n=80).assign(date="2023-06-11")
     out = predict_table(df, predict=PredictOptions(calibration=refit), options=TableOptions(time_column="date"))
     np.testing.assert_allclose(out["LAI Calibrated"], calibrated[df["row"], df["col"]], atol=1e-5)
+    np.testing.assert_allclose(out["LAI Calibrated uncertainty"], sigma[df["row"], df["col"]], atol=1e-5)
     np.testing.assert_array_equal(out["LAI"], plain[df["row"], df["col"]])
     # a rerun without the calibration (or with another) makes the products again
     r = run("predict", s2, tmp_path / "cal", "--region", "qvidja")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vercye_lai.analysis.options import AnalysisOptions
-from vercye_lai.io import is_whole, remove_stale, write_text_atomic
+from vercye_lai.io import is_whole, open_raster, remove_stale, write_text_atomic
 from vercye_lai.naming import find_observations, uncertainty_path
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -44,9 +44,17 @@ def fingerprint(files: Mapping, geometry: Path, *, start: dt.date, end: dt.date,
     if options.adjustment_file is not None:  # a calibration file: its version counts
         a = options.adjustment_file.stat()
         extra["adjustment_file"] = [a.st_mtime_ns, a.st_size]
+    if unc:  # which σ the LAI Uncertainty column is made of (the network's, a calibration's)
+        extra["uncertainty"] = sorted({uncertainty_kind(u) for u in unc})
     return extra | {"options": options.to_dict(), "geometry": [str(geometry), g.st_mtime_ns, g.st_size],
             "start": start.isoformat(), "end": end.isoformat(),
             "inputs": [[p.name, p.stat().st_mtime_ns] for p in [*files.values(), *unc]]}
+
+
+def uncertainty_kind(path: Path) -> str:
+    """What σ an uncertainty raster holds, from its ``VERCYE_UNCERTAINTY`` tag."""
+    with open_raster(path) as ds:
+        return ds.tags().get("VERCYE_UNCERTAINTY", "unknown (no VERCYE_UNCERTAINTY tag)")
 
 
 def read_manifest(outdir: Path) -> dict[str, Any] | None:

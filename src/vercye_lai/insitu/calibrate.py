@@ -32,7 +32,15 @@ import pandas as pd
 from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.insitu.agreement import Agreement
 from vercye_lai.io import write_text_atomic
-from vercye_lai.model.calibration import CHOICES, METHODS, VI_BANDS, Calibration, evaluate, features
+from vercye_lai.model.calibration import (
+    CHOICES,
+    METHODS,
+    SIGMA_FLOOR,
+    VI_BANDS,
+    Calibration,
+    evaluate,
+    features,
+)
 from vercye_lai.model.registry import load_network
 from vercye_lai.model.sl2p import Network
 from vercye_lai.predict.options import PredictOptions
@@ -46,8 +54,6 @@ __all__ = ["METHODS", "CHOICES", "CalibrationData", "CrossValidation", "calibrat
 #: ridge penalties tried by the inner cross-validation (features are O(1))
 ALPHAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 MIN_ROWS = 8
-#: the smallest σ a calibration states (LAI)
-SIGMA_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -121,19 +127,19 @@ def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Networ
     methods = data.available() if method == "auto" else [method]
     folds = _folds(sub.groups)
     best: Choice | None = None
-    best_folds: list[float] = []
+    best_folds: list[np.ndarray] = []
     for m in methods:
         f, prior = features(m, network, sub.estimate, sub.x, sub.doy, sub.inputs)
         for alpha in ALPHAS:
-            err = []
+            pred = []
             for held in folds:
                 if trace is not None:
                     trace(rows[~held])
                 coef = _solve(f[~held], sub.target[~held], alpha, prior)
-                err.append((evaluate(f[held], coef) - sub.target[held]) ** 2)
-            rmse = float(np.sqrt(np.mean(np.concatenate(err))))
+                pred.append(evaluate(f[held], coef))
+            rmse = _rmse(np.concatenate(pred), np.concatenate([sub.target[h] for h in folds]))
             if best is None or rmse < best.inner_rmse - 1e-12:
-                best, best_folds = Choice(m, alpha, rmse), [float(np.sqrt(e.mean())) for e in err]
+                best, best_folds = Choice(m, alpha, rmse), pred
     assert best is not None
     if method == "auto" and not _gain_holds(sub, folds, best_folds):
         return Choice("none", 0.0, _rmse(sub.estimate, sub.target)), np.array([1.0, 0.0])
@@ -147,13 +153,21 @@ def _rmse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
 
 
-def _gain_holds(sub: CalibrationData, folds: list[np.ndarray], method_rmse: list[float]) -> bool:
+def _gain_holds(sub: CalibrationData, folds: list[np.ndarray], predictions: list[np.ndarray]) -> bool:
     """``auto``'s rule: a correction is kept only when its gain over no correction holds across
-    the held-out groups — the mean gain in RMSE less one standard error is above zero."""
-    gains = np.array([_rmse(sub.estimate[h], sub.target[h]) - r for h, r in zip(folds, method_rmse)])
-    if len(gains) < 2:
-        return bool(gains.mean() > 0)
-    return bool(gains.mean() - gains.std(ddof=1) / np.sqrt(len(gains)) > 0)
+    the held-out groups — the mean gain less one standard error is above zero — both in RMSE
+    and in the error left after removing each group's constant offset (another site's protocol
+    differs by one: a correction must improve what an offset does not explain)."""
+    def holds(gains: np.ndarray) -> bool:
+        if len(gains) < 2:
+            return bool(gains.mean() > 0)
+        return bool(gains.mean() - gains.std(ddof=1) / np.sqrt(len(gains)) > 0)
+
+    raw = [sub.estimate[h] - sub.target[h] for h in folds]
+    new = [p - sub.target[h] for h, p in zip(folds, predictions)]
+    rmse = np.array([np.sqrt(np.mean(a**2)) - np.sqrt(np.mean(b**2)) for a, b in zip(raw, new)])
+    centred = np.array([a.std() - b.std() for a, b in zip(raw, new)])
+    return holds(rmse) and holds(centred)
 
 
 @dataclass(frozen=True)
@@ -239,11 +253,14 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
         "worst": grouping_figures(cv)["worst"],
     }
     sigma, coverage = sigma_model(cv.predictions, data.target, data.groups)
-    summary["sigma"] = {"model": "sigma = s0 + s1 * calibrated value (68 % of held-out errors within), "
-                                 "95 % within k95 * sigma", **coverage}
+    summary["sigma"] = {"model": "sigma = sqrt(tau^2 + (s0 + s1 * calibrated value)^2): a group's own offset and "
+                                 "the spread within a group; ±sigma for 68 %, ±2 sigma for 95 %", **coverage}
     domain = {"estimate": [round(float(np.nanmin(data.estimate)), 4), round(float(np.nanmax(data.estimate)), 4)]}
     if data.doy is not None and np.isfinite(data.doy).any():
         domain["doy"] = [float(np.nanmin(data.doy)), float(np.nanmax(data.doy))]
+    if choice.method.startswith("refit"):  # bands and angles the re-fitted layer was constrained on
+        domain["inputs"] = {name: [round(float(np.nanmin(row)), 5), round(float(np.nanmax(row)), 5)]
+                            for name, row in zip(data.inputs, data.x)}
     cal = Calibration(choice.method, choice.alpha, tuple(float(v) for v in coef), str(model), variable,
                       tuple(data.inputs) if choice.method.startswith("refit") else (), len(data.target),
                       tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain,
@@ -260,24 +277,33 @@ def grouping_figures(cv: CrossValidation) -> dict[str, Any]:
                       "uncalibrated_rmse": worst.uncalibrated.rmse}}
 
 
-def _fit_sigma(value: np.ndarray, residual: np.ndarray) -> tuple[float, float, float]:
-    """The spread of the errors with the value: ``sigma = s0 + s1 * value`` scaled so that 68 %
-    of the residuals lie within ±sigma, and ``k95``, the multiple of sigma that holds 95 % of
-    them (errors are heavier-tailed than a normal's: k95 is above 2). Empirical quantiles, not a
-    normal's: the interval means what it says on these errors."""
+def error_model(value: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> tuple[float, float, float]:
+    """How the errors (in-situ − calibrated) of ``value`` spread: ``(s0, s1, tau)`` with
+    σ = √(tau² + (s0 + s1 v)²).
+
+    Errors share a part within a group (a site's or season's own offset: protocol, soil,
+    cultivar) and spread around it with the value. ``s0 + s1 v`` is fitted to the absolute
+    within-group errors and scaled so that 68 % of them lie within it (an empirical
+    quantile, not a normal's: these errors are heavy-tailed); ``tau²`` is the mean squared
+    group offset, measured from zero (a calibration's remaining bias is part of what a new
+    group may be off by), less what the within-group spread puts into a group mean."""
+    names = list(dict.fromkeys(groups.tolist()))
+    mean = {g: float(residual[groups == g].mean()) for g in names}
+    within = residual - np.array([mean[g] for g in groups.tolist()])
     a = np.c_[np.ones(len(value)), value]
-    s0, s1 = np.linalg.lstsq(a, np.abs(residual), rcond=None)[0]  # the shape of the spread
-    shape = np.maximum(s0 + s1 * value, SIGMA_FLOOR)
-    z = np.abs(residual) / shape
-    q68, q95 = (float(np.quantile(z, q)) for q in (0.6827, 0.9545))
-    return float(s0 * q68), float(s1 * q68), q95 / max(q68, 1e-9)
+    s0, s1 = np.linalg.lstsq(a, np.abs(within), rcond=None)[0]  # the shape of the spread
+    q68 = float(np.quantile(np.abs(within) / np.maximum(s0 + s1 * value, SIGMA_FLOOR), 0.6827))
+    offsets = np.array(list(mean.values()))
+    size = np.array([np.count_nonzero(groups == g) for g in names])
+    tau2 = float(np.mean(offsets**2) - np.mean(within**2) * np.mean(1.0 / size)) if len(names) > 1 else 0.0
+    return float(s0 * q68), float(s1 * q68), float(np.sqrt(max(tau2, 0.0)))
 
 
 def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray
                 ) -> tuple[tuple[float, float, float], dict[str, float]]:
-    """How the held-out errors spread with the calibrated value (:func:`_fit_sigma`, on every
-    held-out residual), and its coverage checked honestly: each group's residuals against the
-    model fitted on the other groups' (the share within ±sigma and ±k95·sigma; nominal 68/95 %)."""
+    """The error model of the held-out predictions (:func:`error_model`), and its coverage
+    checked as it will be used, on a group it never saw: each group's errors against the model
+    fitted on the other groups' (the share within ±σ and ±2σ; nominal 68 / 95 %)."""
     ok = np.isfinite(predictions) & np.isfinite(target)
     value, res, grp = predictions[ok], (target - predictions)[ok], groups[ok]
     inside1 = inside2 = 0
@@ -285,13 +311,13 @@ def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray
         held = grp == g
         if (~held).sum() < 3:
             continue
-        s0, s1, k95 = _fit_sigma(value[~held], res[~held])
-        sig = np.maximum(s0 + s1 * value[held], SIGMA_FLOOR)
+        fitted = Calibration("none", 0.0, (1.0, 0.0), "", sigma=error_model(value[~held], res[~held], grp[~held]))
+        sig = fitted.uncertainty(value[held])
         inside1 += int((np.abs(res[held]) <= sig).sum())
-        inside2 += int((np.abs(res[held]) <= k95 * sig).sum())
+        inside2 += int((np.abs(res[held]) <= 2 * sig).sum())
     n = int(ok.sum())
-    return _fit_sigma(value, res), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
-                                    "coverage_95": round(inside2 / n, 4) if n else float("nan")}
+    return error_model(value, res, grp), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
+                                          "coverage_2sigma": round(inside2 / n, 4) if n else float("nan")}
 
 
 def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:

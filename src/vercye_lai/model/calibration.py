@@ -83,6 +83,16 @@ def features(method: str, network: Network | None, estimate: np.ndarray, x: np.n
 
 #: LAI beyond the training estimates by more than this is outside a calibration's domain
 ESTIMATE_MARGIN = 0.5
+#: a network input (reflectance, cosine of an angle) beyond its training range by more than this
+#: share of the range, or by :data:`INPUT_MARGIN_MIN`, is outside a re-fit's domain: the re-fitted
+#: output layer was never constrained there
+INPUT_MARGIN = 0.1
+INPUT_MARGIN_MIN = 0.02
+#: the smallest σ a calibration states (LAI)
+SIGMA_FLOOR = 0.05
+#: how an uncertainty raster's ``VERCYE_UNCERTAINTY`` tag starts when it holds a calibration's σ
+#: (else it names the network's error network)
+CALIBRATED_SIGMA = "calibrated"
 
 
 @functools.lru_cache(maxsize=32)
@@ -101,7 +111,8 @@ def _warn_once(cal: Calibration, n: int, total: int) -> None:
         _WARNED.add(key)
         log.warning("%s: %d of %d value(s) outside the calibration's training domain (%s): left "
                     "uncalibrated (flagged)", cal.path.name if cal.path else "calibration", n, total,
-                    ", ".join(f"{k} {v[0]:g}–{v[1]:g}" for k, v in cal.domain.items()))
+                    ", ".join(f"{k} {v[0]:g}–{v[1]:g}" if k != "inputs" else f"the fitted range of {len(v)} inputs"
+                              for k, v in cal.domain.items()))
 
 
 def evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
@@ -129,16 +140,19 @@ class Calibration:
     #: where it was fitted: ``{"estimate": [lo, hi], "doy": [lo, hi]}`` (files of older
     #: versions have none: then nothing is outside it)
     domain: dict[str, Any] = field(default_factory=dict)
-    #: ``(s0, s1, k95)``: σ = s0 + s1 × calibrated value holds 68 % of the held-out errors,
-    #: k95 × σ holds 95 % (``()``: not fitted, files of earlier versions)
+    #: ``(s0, s1, tau)``: the error model of the calibrated value v,
+    #: σ = √(tau² + (s0 + s1 v)²) — a group's own offset (tau, a site or season the fit never saw)
+    #: and the spread within a group growing with v (``()``: not fitted, files of earlier versions)
     sigma: tuple[float, ...] = ()
 
     def uncertainty(self, calibrated: np.ndarray) -> np.ndarray:
-        """σ of a calibrated value, from the spread of the held-out errors (LAI units)."""
+        """σ of a calibrated value (LAI units): ±σ is meant to hold 68 % of the errors on a
+        group (site, season) of its own, ±2σ 95 % (:func:`vercye_lai.insitu.calibrate.error_model`)."""
         if not self.sigma:
             raise InputError("this calibration file has no error model (made by an earlier version)", path=self.path)
-        s0, s1 = self.sigma[:2]
-        return np.maximum(s0 + s1 * np.asarray(calibrated, float), 0.05)
+        s0, s1, tau = self.sigma
+        within = np.maximum(s0 + s1 * np.asarray(calibrated, float), SIGMA_FLOOR)
+        return np.sqrt(tau * tau + within * within)
 
     @property
     def needs_bands(self) -> bool:
@@ -152,19 +166,27 @@ class Calibration:
     def column(self) -> str:
         return f"{self.variable} Calibrated"
 
-    def outside(self, estimate: np.ndarray, doy: np.ndarray | None = None) -> np.ndarray:
+    def outside(self, estimate: np.ndarray, doy: np.ndarray | None = None,
+                x: np.ndarray | None = None) -> np.ndarray:
         """Rows outside the training domain: an estimate beyond the fitted ones by more than
-        :data:`ESTIMATE_MARGIN`, or a day of year beyond the fitted season."""
+        :data:`ESTIMATE_MARGIN`, a day of year beyond the fitted season, or (re-fits, given the
+        ``(n_inputs, n)`` physical inputs ``x``) an input — band or angle — beyond its fitted
+        range (:data:`INPUT_MARGIN`)."""
         est = np.asarray(estimate, float)
         out = np.zeros(est.shape, bool)
-        if "estimate" in self.domain:
-            lo, hi = self.domain["estimate"]
-            with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"):
+            if "estimate" in self.domain:
+                lo, hi = self.domain["estimate"]
                 out |= (est < lo - ESTIMATE_MARGIN) | (est > hi + ESTIMATE_MARGIN)
-        if doy is not None and self.domain.get("doy") and self.needs_date:
-            lo, hi = self.domain["doy"]
-            d = np.broadcast_to(np.asarray(doy, float), est.shape)
-            out |= (d < lo) | (d > hi)
+            if doy is not None and self.domain.get("doy") and self.needs_date:
+                lo, hi = self.domain["doy"]
+                d = np.broadcast_to(np.asarray(doy, float), est.shape)
+                out |= (d < lo) | (d > hi)
+            if x is not None and self.needs_bands:
+                for name, (lo, hi) in self.domain.get("inputs", {}).items():
+                    m = max(INPUT_MARGIN * (hi - lo), INPUT_MARGIN_MIN)
+                    v = np.asarray(x[self.inputs.index(name)], float)
+                    out |= (v < lo - m) | (v > hi + m)
         return out
 
     def apply(self, estimate: np.ndarray, x: np.ndarray | None = None, doy: np.ndarray | None = None,
@@ -183,7 +205,7 @@ class Calibration:
         network = self.network() if self.needs_bands else None
         est = np.asarray(estimate, float)
         raw_doy = None if doy is None else np.asarray(doy, float)
-        far = self.outside(est, raw_doy)
+        far = self.outside(est, raw_doy, x)
         bounded = np.clip(raw_doy, *self.domain["doy"]) if raw_doy is not None and self.domain.get("doy") else raw_doy
         f, _ = features(self.method, network, est, x, bounded, self.inputs)
         out = evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
@@ -206,7 +228,7 @@ class Calibration:
         return {"method": self.method, "alpha": self.alpha, "coefficients": list(self.coefficients),
                 "model": self.model, "variable": self.variable, "inputs": list(self.inputs),
                 "n": self.n, "groups": list(self.groups), "cv": self.cv, "domain": self.domain,
-                "sigma": list(self.sigma),
+                "sigma": dict(zip(("s0", "s1", "tau"), self.sigma)),
                 "software": f"vercye-lai {__version__}"}
 
     def write(self, path: str | Path) -> Path:
@@ -235,6 +257,16 @@ def _strict(value: Any) -> Any:
     return value
 
 
+def _error_model(value: Any) -> tuple[float, ...]:
+    """``(s0, s1, tau)`` of a file's ``sigma``: ``{s0, s1, tau}``, or the ``[s0, s1, k95]`` of the
+    version before (a spread without a group offset: tau 0)."""
+    if not value:
+        return ()
+    if isinstance(value, dict):
+        return float(value["s0"]), float(value["s1"]), float(value["tau"])
+    return float(value[0]), float(value[1]), 0.0
+
+
 def load_calibration(path: str | Path) -> Calibration:
     """Read a calibration file written by ``vercye-lai calibrate`` (once per version of the
     file: predict asks for it per date and block, analyze per part).
@@ -261,7 +293,7 @@ def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
                         variable=str(d.get("variable", "LAI")), inputs=tuple(d.get("inputs", ())),
                         n=int(d.get("n", 0)), groups=tuple(d.get("groups", ())), cv=d.get("cv", {}),
                         path=path, domain=d.get("domain") or {},
-                        sigma=tuple(float(v) for v in d.get("sigma") or ()))
+                        sigma=_error_model(d.get("sigma")))
     except OSError as exc:
         raise InputError(f"cannot read the calibration file: {exc.strerror or exc}", path=path) from exc
     except (ValueError, KeyError, TypeError) as exc:

@@ -114,9 +114,10 @@ def predict_file(
 
 
 def calibrate_block(values: list[np.ndarray], flags: list[np.ndarray | None], data: np.ndarray,
-                    prep: Prepared) -> None:
+                    prep: Prepared, uncertainty: list[np.ndarray] = ()) -> None:
     """Replace the calibrated variable's values of a block by the calibration's (in place);
-    pixels outside its training domain keep the network's value and get flag bit 32."""
+    pixels outside its training domain keep the network's value and get flag bit 32. With
+    ``uncertainty`` (``--uncertainty``), its σ becomes the calibration's error model's."""
     k, cal, doy = prep.calibration.index, prep.calibration.calibration, prep.calibration.doy
     v = values[k]
     x = None
@@ -126,6 +127,8 @@ def calibrate_block(values: list[np.ndarray], flags: list[np.ndarray | None], da
     d = None if doy is None else np.full(v.size, doy)
     calibrated, outside = cal.calibrate(v.ravel(), x, d)
     values[k] = calibrated.astype(np.float32).reshape(v.shape)
+    if uncertainty and prep.calibration.sigma:
+        uncertainty[k] = cal.uncertainty(calibrated).astype(np.float32).reshape(v.shape)
     f = flags[k]
     if f is not None:
         f[outside.reshape(v.shape) & (f != FLAG_NODATA)] |= FLAG_CALIBRATION_OUTSIDE
@@ -160,7 +163,7 @@ def run_blocks(
         values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
                                                     out_of_range=options.out_of_range, errors=prep.errors)
         if prep.calibration is not None:
-            calibrate_block(values, flags, data, prep)
+            calibrate_block(values, flags, data, prep, unc)
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)

@@ -18,7 +18,7 @@ from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, is_whole, remove_stale, tmp_path_for
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
-from vercye_lai.model.calibration import Calibration, calibration_tag, model_calibration
+from vercye_lai.model.calibration import CALIBRATED_SIGMA, Calibration, calibration_tag, model_calibration
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult
@@ -170,6 +170,11 @@ class DateCalibration:
     calibration: Calibration
     doy: float | None
 
+    @property
+    def sigma(self) -> bool:
+        """The calibration carries an error model: ``--uncertainty`` writes its σ."""
+        return bool(self.calibration.sigma)
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -209,6 +214,14 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
     )
 
 
+def uncertainty_kind(prep: Prepared, net: Network) -> str:
+    """Which σ an uncertainty raster holds (its ``VERCYE_UNCERTAINTY`` tag)."""
+    c = prep.calibration
+    if c is not None and c.sigma and c.calibration.variable == net.variable:
+        return f"{CALIBRATED_SIGMA} {calibration_tag(c.calibration, net.variable)}"
+    return f"LEAF error network of {net.model} {net.variable}"
+
+
 def write_products(
     ds: rasterio.DatasetReader,
     outputs: dict[str, Path],
@@ -244,7 +257,7 @@ def write_products(
             if prep.errors:
                 unc_writers.append(stack.enter_context(product_writer(
                     uncertainty_path(dst), ds, "float32", float("nan"), cog=options.cog,
-                    tags={**tags, "VERCYE_UNCERTAINTY": f"LEAF error network of {net.model} {net.variable}"},
+                    tags={**tags, "VERCYE_UNCERTAINTY": uncertainty_kind(prep, net)},
                     description=f"{net.variable}_uncertainty", unit=net.unit, threads=options.workers)))
         n_valid = 0
         for i, res in enumerate(blocks):
