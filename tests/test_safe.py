@@ -28,6 +28,8 @@ from vercye_lai.acquire.safe import (
 )
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
+from vercye_lai.model.sl2p import FLAG_HAZE, FLAG_NODATA
+from vercye_lai.naming import flags_path
 from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA
 
 NAME = "S2A_MSIL2A_20221005T115411_N0400_R023_T29UNU_20221005T164454"
@@ -257,8 +259,12 @@ def test_predict_runs_on_the_result(tmp_path, inner_stack):
     predict.predict_file(src, outputs)
     with rasterio.open(outputs["LAI"]) as ds:
         lai = ds.read(1)
+    with rasterio.open(flags_path(outputs["LAI"])) as ds:
+        hazy = (ds.read(1) & FLAG_HAZE).astype(bool) & (ds.read(1) != FLAG_NODATA)
     valid = inner_stack[0][0] != STACK_NODATA
-    assert np.isfinite(lai[valid]).all() and np.isnan(lai[~valid]).all()
+    # a 60 % cloudy scene: the veils at the cloud edges that SCL called clear are masked, and flagged
+    assert 0 < hazy.sum() < 0.2 * valid.sum()
+    assert np.isfinite(lai[valid & ~hazy]).all() and np.isnan(lai[~valid | hazy]).all()
     assert 0 <= np.nanmin(lai) and np.nanmax(lai) < 10
 
 

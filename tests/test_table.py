@@ -18,6 +18,7 @@ from conftest import DATA, REPO, cli_error_line, copy_qvidja
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import InputError
+from vercye_lai.model.sl2p import FLAG_HAZE
 from vercye_lai.predict import PredictOptions
 from vercye_lai.predict.table import (
     TableOptions,
@@ -140,14 +141,22 @@ def test_vector_and_parquet_tables(tmp_path):
 
 
 def test_the_published_figures_on_the_177_in_situ_points():
-    """Issue 11's anchors (sun from the scene time, nadir view): LEAF SL2P RMSE 1.34,
-    bias +0.60, r 0.83."""
+    """Issue 11's anchors (sun from the scene time, nadir view, every row as published):
+    LEAF SL2P RMSE 1.34, bias +0.60, r 0.83. With the haze test (the default), the 12 rows of
+    the hazy 2022-06-20 scene are masked, and flagged."""
     df = pd.read_csv(INSITU)
-    out = predict_table(df)
+    out = predict_table(df, predict=PredictOptions(haze="off"))
     d = out["LAI"] - out["lai"]
     assert np.sqrt(np.mean(d**2)) == pytest.approx(1.34, abs=0.01)
     assert d.mean() == pytest.approx(0.60, abs=0.01)
     assert np.corrcoef(out["LAI"], out["lai"])[0, 1] == pytest.approx(0.83, abs=0.01)
+    masked = predict_table(df)
+    hazy = masked["LAI"].isna()
+    assert set(df.loc[hazy, "scene_id"].str[11:19]) == {"20220620"} and hazy.sum() == 12
+    assert (masked.loc[hazy, "LAI flags"] == FLAG_HAZE).all() and (masked.loc[~hazy, "LAI flags"] & FLAG_HAZE == 0).all()
+    flagged = predict_table(df, predict=PredictOptions(haze="flag"))
+    np.testing.assert_array_equal(flagged["LAI"], out["LAI"])
+    np.testing.assert_array_equal(flagged["LAI flags"], masked["LAI flags"])
 
 
 def test_predict_writes_calibrated_products_equal_to_the_table(tmp_path):

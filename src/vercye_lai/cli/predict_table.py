@@ -9,6 +9,7 @@ import click
 
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import stdout
+from vercye_lai.model.sl2p import FLAG_HAZE, FLAG_NODATA
 from vercye_lai.predict import PredictOptions
 from vercye_lai.predict.table import TableOptions, predict_table, read_table, write_table
 
@@ -56,5 +57,7 @@ def command(table, out, **params):
     write_table(res, out)
     first = predict.variables[0]
     n = int(res[first].notna().sum())
+    f = res[f"{first} flags"]
+    hazy = int((((f & FLAG_HAZE) != 0) & (f != FLAG_NODATA)).sum()) if predict.haze == "mask" else 0
     stdout.print(f"predict-table: {n} of {len(res)} row(s) predicted ({predict.model}, "
-                 f"{', '.join(predict.variables)}) -> {out}")
+                 f"{', '.join(predict.variables)}" + (f"; {hazy} masked as hazy" if hazy else "") + f") -> {out}")

@@ -235,6 +235,10 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
     if method not in ("auto", "none") and method not in data.available():
         raise InputError(f"method {method} needs " + ("band values and dates" if "doy" in method
                                                       else "band values") + " for every row")
+    usable = np.isfinite(data.estimate) & np.isfinite(data.target)
+    if not usable.all():  # e.g. rows predict-table masked as hazy
+        log.info("%d row(s) without an estimate or an in-situ value left out", int((~usable).sum()))
+        data = data.subset(np.flatnonzero(usable))
     if len(data.target) < MIN_ROWS:
         raise InputError(f"{len(data.target)} usable row(s): a calibration needs at least {MIN_ROWS}")
     if network is None and data.x is not None:

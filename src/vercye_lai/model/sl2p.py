@@ -44,6 +44,14 @@ FLAG_NODATA = 255  # flags-raster nodata: the input pixel itself was nodata
 #: bit 5 (calibrated products only): the pixel lies outside the calibration's training
 #: domain and keeps the uncalibrated value (:meth:`vercye_lai.model.calibration.Calibration.apply`)
 FLAG_CALIBRATION_OUTSIDE = 32
+#: bit 6: a veil of haze or thin cloud that the scene classification called clear: green
+#: reflectance above :data:`HAZE_GREEN` and not below red (``predict --haze``; masked by default)
+FLAG_HAZE = 64
+#: a crop canopy's chlorophyll keeps its green reflectance low, bare soil and senescent canopies
+#: are redder than green: a pixel brighter than this in green, and greener than red, is seen
+#: through a veil (Strickhof 2022: 96–99.5 % of the pixels of the hazy 06-20 and 06-23 scenes,
+#: at most 0.6 % on the clear dates; see the Uncertainty page)
+HAZE_GREEN = 0.12
 
 FLAG_NAMES = {
     FLAG_INPUT_OUT_OF_RANGE: "INPUT_OUT_OF_RANGE",

@@ -161,7 +161,8 @@ def run_blocks(
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
         check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
         values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
-                                                    out_of_range=options.out_of_range, errors=prep.errors)
+                                                    out_of_range=options.out_of_range, errors=prep.errors,
+                                                    haze=prep.haze)
         if prep.calibration is not None:
             calibrate_block(values, flags, data, prep, unc)
         return BlockResult(window, values, flags, n_valid, unc)

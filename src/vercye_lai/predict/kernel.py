@@ -13,7 +13,11 @@ import numpy as np
 from rasterio.windows import Window
 
 from vercye_lai.model import FLAG_NODATA, Network
+from vercye_lai.model.sl2p import FLAG_HAZE, HAZE_GREEN
 from vercye_lai.stack import invalid_mask
+
+#: what ``predict --haze`` does with a pixel its test finds hazy (:class:`HazeTest`)
+HAZE_CHOICES = ("mask", "flag", "off")
 
 
 @dataclass
@@ -23,6 +27,33 @@ class BlockResult:
     flags: list[np.ndarray | None]
     n_valid: int
     uncertainty: list[np.ndarray | None] = field(default_factory=list)  # per network, or empty
+
+
+@dataclass(frozen=True)
+class HazeTest:
+    """The haze test on stored values: physical green and red reflectance (``stored × a + b``
+    of inputs ``B3`` and ``B4``), hazy where green > :data:`HAZE_GREEN` and green ≥ red.
+    ``mask``: hazy pixels become nodata (flag bit 64 says why), else they are only flagged."""
+
+    green: int
+    red: int
+    a: tuple[float, float]
+    b: tuple[float, float]
+    mask: bool = True
+
+    @classmethod
+    def of(cls, inputs: Sequence[str], a: Sequence[float], b: Sequence[float], mode: str) -> HazeTest | None:
+        """The test for a network's ``inputs`` and their scaling; ``None`` when ``mode`` is
+        ``off`` or the inputs have no green and red band."""
+        if mode == "off" or "B3" not in inputs or "B4" not in inputs:
+            return None
+        g, r = list(inputs).index("B3"), list(inputs).index("B4")
+        return cls(g, r, (float(a[g]), float(a[r])), (float(b[g]), float(b[r])), mode == "mask")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        green = x[self.green] * self.a[0] + self.b[0]
+        red = x[self.red] * self.a[1] + self.b[1]
+        return (green > HAZE_GREEN) & (green >= red)
 
 
 #: pixels converted to float32 at a time: bounds the per-block working memory and
@@ -38,6 +69,7 @@ def predict_block(
     flags: bool = True,
     out_of_range: str = "clamp",
     errors: Sequence[Network] = (),
+    haze: HazeTest | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray | None], int, list[np.ndarray]]:
     """Run the networks on one ``(bands, rows, cols)`` block of stored values.
 
@@ -45,7 +77,8 @@ def predict_block(
     directly (see :meth:`Network.for_stored_values`). Returns float32 products (NaN =
     nodata), uint8 flag arrays (255 = input nodata) or ``None``, the number of valid input
     pixels, and the float32 uncertainty of each product (≥ 0, NaN = nodata) when
-    ``errors`` are given.
+    ``errors`` are given. ``haze``: pixels it finds hazy get flag bit 64 (and, when it
+    masks, NaN values).
     """
     _, rows, cols = data.shape
     n = rows * cols
@@ -76,6 +109,16 @@ def predict_block(
                 qa[k][sel] = f
         for k, err in enumerate(errors):
             unc[k][sel] = np.maximum(err.forward(x), 0.0)  # an uncertainty is never negative
+        if haze is not None:
+            hazy = haze(x)
+            if hazy.any():
+                at = (idx[s : s + CHUNK_PIXELS] if sparse else np.arange(s, min(s + CHUNK_PIXELS, n)))[hazy]
+                for f in qa:
+                    if f is not None:
+                        f[at] |= FLAG_HAZE
+                if haze.mask:
+                    for v in (*values, *unc):
+                        v[at] = np.nan
     if not sparse and n_valid < n:
         for v in (*values, *unc):
             v[invalid] = np.nan

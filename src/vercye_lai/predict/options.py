@@ -15,6 +15,7 @@ from vercye_lai.model import DEFAULT_MODEL, MODELS, VARIABLES
 from vercye_lai.model.registry import has_error_network
 from vercye_lai.model.sl2p import OUT_OF_RANGE
 from vercye_lai.naming import LANDSAT_SENSORS, RasterName
+from vercye_lai.predict.kernel import HAZE_CHOICES
 from vercye_lai.options import Options, setting
 from vercye_lai.system import default_workers
 
@@ -67,6 +68,11 @@ class PredictOptions(Options):
         "clamp", choices=OUT_OF_RANGE,
         help="Outputs beyond the valid range + tolerance (LAI > 8.2 for SL2P: the densest canopies): "
              "clamp to the range, set to nodata, or keep the raw network output; flagged either way.")
+    haze: str = setting(
+        "mask", choices=HAZE_CHOICES,
+        help="Pixels seen through haze or thin cloud that the scene classification called clear "
+             "(green reflectance > 0.12 and not below red): nodata and flag bit 64 (mask), only the "
+             "flag (flag), or no test (off).")
     cog: bool = setting(
         True, help="Cloud-optimised layout with overviews (else a plain tiled GeoTIFF).")
     block_size: int = setting(

@@ -19,9 +19,9 @@ from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, is_whole, remove_stale, tmp_path_for
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from vercye_lai.model.calibration import CALIBRATED_SIGMA, Calibration, calibration_tag, model_calibration
-from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
+from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
-from vercye_lai.predict.kernel import BlockResult
+from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.options import PredictOptions, ProgressFn
 from vercye_lai.stack import StackScaling, stack_scaling
 
@@ -188,6 +188,7 @@ class Prepared:
     inputs: tuple[str, ...]
     errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
     calibration: DateCalibration | None = None
+    haze: HazeTest | None = None
 
 
 def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
@@ -203,6 +204,7 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
                                      float(day.timetuple().tm_yday) if day else None)
     return Prepared(
         calibration=calibrated,
+        haze=HazeTest.of(networks[0].inputs, scaling.a, scaling.b, options.haze),
         stored=[n.for_stored_values(scaling.a, scaling.b) for n in networks],
         errors=[e.for_stored_values(scaling.a, scaling.b) for e in errors],
         nodatavals=tuple(ds.nodatavals),
@@ -250,6 +252,8 @@ def write_products(
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 if "VERCYE_CALIBRATION" in tags:
                     bits += f"; {FLAG_CALIBRATION_OUTSIDE}=CALIBRATION_OUTSIDE_TRAINING_DOMAIN"
+                if prep.haze is not None:
+                    bits += f"; {FLAG_HAZE}=HAZE" + ("_MASKED" if prep.haze.mask else "")
                 flag_writers.append(stack.enter_context(product_writer(
                     flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
                     tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},

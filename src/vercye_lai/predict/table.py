@@ -39,7 +39,7 @@ from vercye_lai.io import atomic_output, check_utf8
 from vercye_lai.model import FLAG_NODATA, load_error_network
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
-from vercye_lai.predict.kernel import predict_block
+from vercye_lai.predict.kernel import HazeTest, predict_block
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import check_model, load_options_calibration
 from vercye_lai.regions import LAT_COLUMNS, LON_COLUMNS, read_vector
@@ -450,7 +450,8 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     fold_err = [e.for_stored_values(inputs.a, inputs.b) for e in errors]
     values, flags, n_valid, unc = predict_block(
         inputs.stored[:, None, :], fold, [None] * inputs.x.shape[0], flags=True,
-        out_of_range=predict.out_of_range, errors=fold_err)
+        out_of_range=predict.out_of_range, errors=fold_err,
+        haze=HazeTest.of(networks[0].inputs, inputs.a, inputs.b, predict.haze))
     log.info("%d of %d row(s) have every input (%s)", n_valid, len(df), inputs.how)
     out = df.copy()
     for b, v in inputs.computed.items():
