@@ -261,3 +261,22 @@ def test_every_grouping_is_cross_validated_and_its_worst_group_reported(tmp_path
     parcel = cv["groupings"]["parcel"]
     assert parcel["worst"]["rmse"] >= parcel["rmse"] and parcel["worst"]["group"] in set(pd.read_csv(t)["parcel"])
     assert "leave-one-parcel-out" in r.output and "worst parcel" in r.output
+
+
+def test_a_correction_that_harms_a_held_out_group_is_named_and_auto_needs_three_groups(tmp_path):
+    """Leave one year out on the 177 points (2019: 29 points of one site, 2022: the rest): a
+    poly1 fitted on one season makes the other's error beyond an offset grow by half, and
+    calibrate says so by name; auto, given two groups, cannot judge transfer and corrects
+    nothing."""
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    pd.read_csv(t).assign(year=lambda d: d["scene_id"].str[11:15]).to_csv(t, index=False)
+    r = run("calibrate", t, "--group", "year", "--insitu-column", "lai", "--method", "poly1", "-o", tmp_path / "p.json")
+    assert r.exit_code == 0, r.output
+    assert "poly1 made held-out year 2022 worse than no correction beyond an offset" in " ".join(r.output.split())
+    harm = json.loads((tmp_path / "p.json").read_text())["cv"]["harm"]
+    assert [h["group"] for h in harm] == ["2022"] and harm[0]["centred_rmse"] > 1.3 * harm[0]["centred_rmse_uncalibrated"]
+    assert run("-q", "calibrate", t, "--group", "year", "--insitu-column", "lai", "-o", tmp_path / "a.json").exit_code == 0
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["method"] == "none" and doc["cv"]["harm"] == []
+    assert doc["cv"]["sigma"]["coverage_1sigma"] is None  # one group cannot tell a new group's offset

@@ -89,6 +89,10 @@ def command(matched, group_columns, output, insitu_column, method, **params):
                  f"leave-one-{group_column}-out RMSE {c['rmse']:.3f} bias {c['bias']:+.3f} "
                  f"(uncalibrated {u['rmse']:.3f} {u['bias']:+.3f}) -> {out}, {csv.name}, {md.name}",
                  markup=False)
+    for h in cal.cv["harm"]:
+        log.warning("%s made held-out %s %s worse than no correction beyond an offset: r %.2f -> %.2f, "
+                    "error without its offset %.2f -> %.2f (fitted on the other groups)", cal.method, group_column,
+                    h["group"], h["r_uncalibrated"], h["r"], h["centred_rmse_uncalibrated"], h["centred_rmse"])
     for name, g in {group_column: {"worst": cal.cv["worst"], **c}, **groupings}.items():
         w = g["worst"]
         stdout.print(f"  leave-one-{name}-out: RMSE {g['rmse']:.3f}; worst {name} {w['group']} (n {w['n']}): "

@@ -10,7 +10,10 @@ The methods (``poly1``, ``poly2``, ``refit``, ``refit-doy``, ``refit-vi-doy``) a
 
 ``auto``
     The method and penalty with the lowest error in an inner cross-validation over the
-    groups of the data it is given.
+    groups of the data it is given — kept only when its gain over no correction holds
+    across those groups, in RMSE and after removing each group's offset
+    (:func:`_gain_holds`), and only on data of at least :data:`AUTO_MIN_GROUPS` groups;
+    else ``none``.
 
 The penalty of every method is chosen by an inner leave-one-group-out cross-validation
 inside the data a fit is given (k-fold over rows when it holds fewer than 3 groups), so
@@ -54,6 +57,9 @@ __all__ = ["METHODS", "CHOICES", "CalibrationData", "CrossValidation", "calibrat
 #: ridge penalties tried by the inner cross-validation (features are O(1))
 ALPHAS = (1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
 MIN_ROWS = 8
+#: ``auto`` corrects only data of at least this many groups: a gain that holds across groups
+#: cannot be judged on fewer (fitted on one season, a correction made another worse: issue 18)
+AUTO_MIN_GROUPS = 3
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ def choose(data: CalibrationData, rows: np.ndarray, method: str, network: Networ
     ``rows`` only, then fit on all of ``rows``: the choice and its coefficients."""
     sub = data.subset(rows)
     if method == "none":
+        return Choice("none", 0.0, _rmse(sub.estimate, sub.target)), np.array([1.0, 0.0])
+    if method == "auto" and len(set(sub.groups.tolist())) < AUTO_MIN_GROUPS:
+        # whether a gain holds across groups cannot be judged on fewer: no correction
         return Choice("none", 0.0, _rmse(sub.estimate, sub.target)), np.array([1.0, 0.0])
     methods = data.available() if method == "auto" else [method]
     folds = _folds(sub.groups)
@@ -256,6 +265,7 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
         "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
         "worst": grouping_figures(cv)["worst"],
     }
+    summary["harm"] = harmed_groups(cv, data)
     sigma, coverage = sigma_model(cv.predictions, data.target, data.groups)
     summary["sigma"] = {"model": "sigma = sqrt(tau^2 + (s0 + s1 * calibrated value)^2): a group's own offset and "
                                  "the spread within a group; ±sigma for 68 %, ±2 sigma for 95 %", **coverage}
@@ -270,6 +280,33 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
                       tuple(map(str, dict.fromkeys(data.groups.tolist()))), summary, domain=domain,
                       sigma=sigma)
     return cal, results
+
+
+#: a held-out group is harmed when the correction lowers its correlation with the in-situ values
+#: by more than this, or makes its error left after removing the group's offset grow by more
+#: than this share
+HARM_TOLERANCE = 0.05
+
+
+def harmed_groups(cv: CrossValidation, data: CalibrationData) -> list[dict[str, Any]]:
+    """Held-out groups whose estimates the correction, fitted without them, made worse in what
+    a constant offset cannot explain (protocols differ by one): a lower correlation with the
+    in-situ values, or a larger error after removing the group's offset."""
+    out = []
+    for f in cv.folds:
+        held = data.groups == f.group
+        raw, new, t = data.estimate[held], cv.predictions[held], data.target[held]
+        ok = np.isfinite(raw) & np.isfinite(new) & np.isfinite(t)
+        if ok.sum() < 3:
+            continue
+        raw, new, t = raw[ok], new[ok], t[ok]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r0, r1 = np.corrcoef(raw, t)[0, 1], np.corrcoef(new, t)[0, 1]
+        e0, e1 = float((raw - t).std()), float((new - t).std())
+        if (np.isfinite(r0) and np.isfinite(r1) and r1 < r0 - HARM_TOLERANCE) or e1 > e0 * (1 + HARM_TOLERANCE):
+            out.append({"group": f.group, "n": int(ok.sum()), "r_uncalibrated": float(r0), "r": float(r1),
+                        "centred_rmse_uncalibrated": e0, "centred_rmse": e1})
+    return out
 
 
 def grouping_figures(cv: CrossValidation) -> dict[str, Any]:
@@ -310,18 +347,20 @@ def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray
     fitted on the other groups' (the share within ±σ and ±2σ; nominal 68 / 95 %)."""
     ok = np.isfinite(predictions) & np.isfinite(target)
     value, res, grp = predictions[ok], (target - predictions)[ok], groups[ok]
-    inside1 = inside2 = 0
+    inside1 = inside2 = checked = 0
     for g in dict.fromkeys(grp.tolist()):
         held = grp == g
-        if (~held).sum() < 3:
-            continue
+        if (~held).sum() < 3 or len(set(grp[~held].tolist())) < 2:
+            continue  # a group offset cannot be estimated from one group: no honest check
+        checked += int(held.sum())
         fitted = Calibration("none", 0.0, (1.0, 0.0), "", sigma=error_model(value[~held], res[~held], grp[~held]))
         sig = fitted.uncertainty(value[held])
         inside1 += int((np.abs(res[held]) <= sig).sum())
         inside2 += int((np.abs(res[held]) <= 2 * sig).sum())
-    n = int(ok.sum())
+    n = checked
     return error_model(value, res, grp), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
-                                          "coverage_2sigma": round(inside2 / n, 4) if n else float("nan")}
+                                          "coverage_2sigma": round(inside2 / n, 4) if n else float("nan"),
+                                          "n_checked": n}
 
 
 def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:
