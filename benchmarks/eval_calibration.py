@@ -190,7 +190,7 @@ def main() -> int:
             ax.legend(fontsize=8)
             fig.tight_layout()
             fig.savefig(ROOT / "docs" / "uncertainty_reliability.png")
-            print(f"figures: docs/insitu_177_calibration.png, docs/uncertainty_reliability.png")
+            print("figures: docs/insitu_177_calibration.png, docs/uncertainty_reliability.png")
     return 0
 
 
