@@ -59,7 +59,9 @@ class PredictOptions(Options):
         True, help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
     uncertainty: bool = setting(
         False, help="Also write {..}_{VAR}_uncertainty.tif: the LEAF error network's per-pixel "
-        "uncertainty, in the variable's units (sl2p, sl2p-10m).")
+        "uncertainty, in the variable's units (sl2p, sl2p-10m) - too narrow: on 165 in-situ points "
+        "+-1 sigma holds 54 % of the errors, +-2 sigma 80 %. With --calibration: the calibration's "
+        "sigma instead (tagged).")
     calibration: Path | None = setting(
         None, metavar="FILE", exists=True,
         help="A calibration file of `vercye-lai calibrate`: the products of its variable are "
