@@ -46,7 +46,8 @@ def test_catalog_items_assets_and_pixels(root, tmp_path):
     assert lai["proj:shape"] == [12, 16] and lai["raster:bands"][0]["data_type"] == "float32"
     assert lai["raster:bands"][0]["unit"] == "m2 m-2"
     bits = first.assets["LAI_flags"].to_dict()["classification:bitfields"]
-    assert [b["offset"] for b in bits] == [0, 1, 2, 3, 4]
+    assert [b["offset"] for b in bits] == [0, 1, 2, 3, 4, 5, 6]  # SNAP's bits, calibration domain, haze
+    assert bits[6]["name"] == "haze"
     for item in (json.loads((moved / "stac" / "R" / i.id / f"{i.id}.json").read_text()) for i in items):
         assert all(not a["href"].startswith("/") for a in item["assets"].values())
     odc_stac = pytest.importorskip("odc.stac")

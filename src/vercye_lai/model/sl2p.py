@@ -60,6 +60,9 @@ FLAG_NAMES = {
     FLAG_TOO_LOW: "OUTPUT_TOO_LOW",
     FLAG_TOO_HIGH: "OUTPUT_TOO_HIGH",
 }
+#: every bit a product's flags may carry: SNAP's and ours (calibration, haze), for the
+#: metadata of the cube and the catalogue
+FLAG_MEANINGS = {**FLAG_NAMES, FLAG_CALIBRATION_OUTSIDE: "CALIBRATION_OUTSIDE_TRAINING_DOMAIN", FLAG_HAZE: "HAZE"}
 
 #: pixels per forward pass: inputs, hidden layer and one scratch row block (21 × chunk
 #: float32 = 1.4 MB) stay in the L2 cache, and the ~40 ufunc calls of a pass are amortised

@@ -24,7 +24,7 @@ from rasterio.warp import transform_bounds
 from vercye_lai._version import __version__
 from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import remove_stale, tmp_path_for
-from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
+from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import flags_path, named_files, uncertainty_path
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def _asset(item, key: str, path: Path, root_href: Path, *, title: str, roles: li
         fields = [Bitfield.create(offset=bit.bit_length() - 1, length=1, name=name.lower(),
                                   classes=[Classification.create(value=0, name="no"),
                                            Classification.create(value=1, name="yes")])
-                  for bit, name in FLAG_NAMES.items()]
+                  for bit, name in FLAG_MEANINGS.items()]
         ClassificationExtension.ext(asset, add_if_missing=True).bitfields = fields
         asset.extra_fields["nodata_note"] = f"{FLAG_NODATA} = input nodata"
 

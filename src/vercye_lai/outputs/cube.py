@@ -35,7 +35,7 @@ from vercye_lai._version import __version__
 from vercye_lai.errors import InputError, require
 from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, open_raster, remove_stale, tmp_path_for
-from vercye_lai.model.sl2p import FLAG_NAMES, FLAG_NODATA
+from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import SENSORS, find_observations, flags_path, uncertainty_path
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,8 @@ def _layers(obs: dict, variables: Sequence[str], lai_dir: Path, region: str, res
         if any(flags):
             layers.append(Layer(f"{var}_flags", flags, "uint8", FLAG_NODATA, Resampling.nearest, {
                 "long_name": f"{var} quality flags (SNAP bits)", "grid_mapping": "spatial_ref",
-                "flag_masks": np.array(list(FLAG_NAMES), dtype=np.uint8),
-                "flag_meanings": " ".join(v.lower() for v in FLAG_NAMES.values()),
+                "flag_masks": np.array(list(FLAG_MEANINGS), dtype=np.uint8),
+                "flag_meanings": " ".join(v.lower() for v in FLAG_MEANINGS.values()),
                 "comment": f"{FLAG_NODATA} = no data (the input pixel was nodata)",
                 "nodata": np.uint8(FLAG_NODATA)}, masked=False))
         unc = [uncertainty_path(f) if f is not None and uncertainty_path(f).exists() else None for f in files]
