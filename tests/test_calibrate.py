@@ -280,3 +280,31 @@ def test_a_correction_that_harms_a_held_out_group_is_named_and_auto_needs_three_
     doc = json.loads((tmp_path / "a.json").read_text())
     assert doc["method"] == "none" and doc["cv"]["harm"] == []
     assert doc["cv"]["sigma"]["coverage_1sigma"] is None  # one group cannot tell a new group's offset
+
+
+def test_the_in_situ_measurement_error_is_taken_out_of_the_calibrated_sigma(tmp_path):
+    """In-situ values with a measurement error of 0.4 on top of an estimate error of 0.2: given
+    the measurement error, the calibrated σ states the estimate's (≈ 0.2, not ≈ 0.45), and its
+    coverage, checked against √(σ² + measurement²) on held-out groups, stays near nominal."""
+    rng = np.random.default_rng(5)
+    est = rng.uniform(0.5, 6, 1200)
+    groups = np.repeat([f"g{i}" for i in range(8)], 150)
+    meas = np.full(est.size, 0.4)
+    target = est + rng.normal(0, 0.2, est.size) + rng.normal(0, 1, est.size) * meas
+    plain = cal.fit_calibration(cal.CalibrationData(est, target, groups), "none", model="sl2p")[0]
+    given = cal.fit_calibration(cal.CalibrationData(est, target, groups, insitu_sigma=meas), "none", model="sl2p")[0]
+    assert plain.uncertainty(np.array([3.0]))[0] == pytest.approx(0.45, abs=0.06)
+    assert given.uncertainty(np.array([3.0]))[0] == pytest.approx(0.2, abs=0.06)
+    cover = given.cv["sigma"]
+    assert 0.62 <= cover["coverage_1sigma"] <= 0.74 and 0.92 <= cover["coverage_2sigma"] <= 0.98
+    assert given.cv["sigma"]["insitu_error"] == "taken out"
+    # through the command: a column of the table
+    t = tmp_path / "t.csv"
+    pd.DataFrame({"LAI": est, "insitu": target, "site": groups, "se": meas}).to_csv(t, index=False)
+    r = run("-q", "calibrate", t, "--group", "site", "--method", "none", "--insitu-error-column", "se",
+            "-o", tmp_path / "c.json")
+    assert r.exit_code == 0, r.output
+    assert load_calibration(tmp_path / "c.json").sigma == pytest.approx(given.sigma)
+    line = cli_error_line(run("-q", "calibrate", t, "--group", "site", "--insitu-error-column", "sd", "-o",
+                              tmp_path / "d.json"))
+    assert "has no column 'sd' (--insitu-error-column)" in line

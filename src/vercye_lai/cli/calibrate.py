@@ -33,17 +33,20 @@ log = logging.getLogger(__name__)
 @opts.output_option(required=True,
                     help="Calibration file to write (.json); the CV tables go beside it (_cv.csv, _cv.md).")
 @opts.option("--insitu-column", default="insitu", show_default=True, help="Column of the in-situ values.")
+@opts.option("--insitu-error-column", default=None,
+             help="Column of each in-situ value's standard error (its measurement error): taken out of the "
+                  "calibrated sigma, which then states the estimate's error alone.")
 @opts.option("--method", type=click.Choice(CHOICES), default="auto", show_default=True,
         help="poly1/poly2: a function of the estimate; refit: the network's output layer; "
              "refit-doy, refit-vi-doy: plus day of year (and vegetation indices); none: no correction; "
              "auto: chosen by an inner cross-validation, and none unless its gain over no correction "
              "holds across the held-out groups (mean gain less one standard error above zero).")
-@opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration",
+@opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration", "haze",
                                             "landsat_model"),
                     helps={"variables": "The variable to calibrate: its estimate is the table's column of that name "
                                         "(LAI); the first one given counts."})
 @opts.click_options(TableOptions)
-def command(matched, group_columns, output, insitu_column, method, **params):
+def command(matched, group_columns, output, insitu_column, insitu_error_column, method, **params):
     """Fit a calibration of the estimates in MATCHED to its in-situ values and evaluate it
     by leave-one-group-out cross-validation (each group predicted by a fit on the others,
     the penalty and method chosen inside those folds).
@@ -69,7 +72,7 @@ def command(matched, group_columns, output, insitu_column, method, **params):
     df = read_table(matched, layer=options.layer)
     group_column = group_columns[0]
     data = calibration_data(df, matched, group_column=group_column, insitu_column=insitu_column,
-                            predict=predict, options=options, method=method)
+                            predict=predict, options=options, method=method, insitu_error_column=insitu_error_column)
     cal, results = fit_calibration(data, method, model=str(predict.model), variable=predict.variables[0])
     groupings = {}
     for other in group_columns[1:]:  # the same rows, held out by another grouping

@@ -76,11 +76,15 @@ class CalibrationData:
     x: np.ndarray | None = None
     doy: np.ndarray | None = None
     inputs: tuple[str, ...] = ()
+    #: the in-situ values' own standard error (``None``: not given): the error model states the
+    #: estimate's error, not the measurement's
+    insitu_sigma: np.ndarray | None = None
 
     def subset(self, rows: np.ndarray) -> CalibrationData:
         return CalibrationData(self.estimate[rows], self.target[rows], self.groups[rows],
                                None if self.x is None else self.x[:, rows],
-                               None if self.doy is None else self.doy[rows], self.inputs)
+                               None if self.doy is None else self.doy[rows], self.inputs,
+                               None if self.insitu_sigma is None else self.insitu_sigma[rows])
 
     def available(self) -> list[str]:
         """The methods these data allow."""
@@ -266,9 +270,10 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
         "worst": grouping_figures(cv)["worst"],
     }
     summary["harm"] = harmed_groups(cv, data)
-    sigma, coverage = sigma_model(cv.predictions, data.target, data.groups)
+    sigma, coverage = sigma_model(cv.predictions, data.target, data.groups, data.insitu_sigma)
     summary["sigma"] = {"model": "sigma = sqrt(tau^2 + (s0 + s1 * calibrated value)^2): a group's own offset and "
-                                 "the spread within a group; ±sigma for 68 %, ±2 sigma for 95 %", **coverage}
+                                 "the spread within a group; ±sigma for 68 %, ±2 sigma for 95 %",
+                        "insitu_error": "taken out" if data.insitu_sigma is not None else "not given", **coverage}
     domain = {"estimate": [round(float(np.nanmin(data.estimate)), 4), round(float(np.nanmax(data.estimate)), 4)]}
     if data.doy is not None and np.isfinite(data.doy).any():
         domain["doy"] = [float(np.nanmin(data.doy)), float(np.nanmax(data.doy))]
@@ -318,7 +323,8 @@ def grouping_figures(cv: CrossValidation) -> dict[str, Any]:
                       "uncalibrated_rmse": worst.uncalibrated.rmse}}
 
 
-def error_model(value: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> tuple[float, float, float]:
+def error_model(value: np.ndarray, residual: np.ndarray, groups: np.ndarray,
+                measurement: np.ndarray | None = None) -> tuple[float, float, float]:
     """How the errors (in-situ − calibrated) of ``value`` spread: ``(s0, s1, tau)`` with
     σ = √(tau² + (s0 + s1 v)²).
 
@@ -327,10 +333,14 @@ def error_model(value: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> 
     within-group errors and scaled so that 68 % of them lie within it (an empirical
     quantile, not a normal's: these errors are heavy-tailed); ``tau²`` is the mean squared
     group offset, measured from zero (a calibration's remaining bias is part of what a new
-    group may be off by), less what the within-group spread puts into a group mean."""
+    group may be off by), less what the within-group spread puts into a group mean.
+    ``measurement``: each in-situ value's own standard error, taken out of the spread (what is
+    left is the estimate's)."""
     names = list(dict.fromkeys(groups.tolist()))
     mean = {g: float(residual[groups == g].mean()) for g in names}
     within = residual - np.array([mean[g] for g in groups.tolist()])
+    if measurement is not None:  # |w|² = estimate error² + measurement error²
+        within = np.sign(within) * np.sqrt(np.maximum(within**2 - np.nan_to_num(measurement) ** 2, 0.0))
     a = np.c_[np.ones(len(value)), value]
     s0, s1 = np.linalg.lstsq(a, np.abs(within), rcond=None)[0]  # the shape of the spread
     q68 = float(np.quantile(np.abs(within) / np.maximum(s0 + s1 * value, SIGMA_FLOOR), 0.6827))
@@ -340,25 +350,30 @@ def error_model(value: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> 
     return float(s0 * q68), float(s1 * q68), float(np.sqrt(max(tau2, 0.0)))
 
 
-def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray
-                ) -> tuple[tuple[float, float, float], dict[str, float]]:
+def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray,
+                measurement: np.ndarray | None = None) -> tuple[tuple[float, float, float], dict[str, float]]:
     """The error model of the held-out predictions (:func:`error_model`), and its coverage
     checked as it will be used, on a group it never saw: each group's errors against the model
-    fitted on the other groups' (the share within ±σ and ±2σ; nominal 68 / 95 %)."""
+    fitted on the other groups' (the share within ±σ and ±2σ; nominal 68 / 95 %; with the
+    in-situ values' ``measurement`` error, against √(σ² + measurement²))."""
     ok = np.isfinite(predictions) & np.isfinite(target)
     value, res, grp = predictions[ok], (target - predictions)[ok], groups[ok]
+    meas = None if measurement is None else np.nan_to_num(measurement[ok])
     inside1 = inside2 = checked = 0
     for g in dict.fromkeys(grp.tolist()):
         held = grp == g
         if (~held).sum() < 3 or len(set(grp[~held].tolist())) < 2:
             continue  # a group offset cannot be estimated from one group: no honest check
         checked += int(held.sum())
-        fitted = Calibration("none", 0.0, (1.0, 0.0), "", sigma=error_model(value[~held], res[~held], grp[~held]))
+        fitted = Calibration("none", 0.0, (1.0, 0.0), "", sigma=error_model(
+            value[~held], res[~held], grp[~held], None if meas is None else meas[~held]))
         sig = fitted.uncertainty(value[held])
+        if meas is not None:
+            sig = np.hypot(sig, meas[held])
         inside1 += int((np.abs(res[held]) <= sig).sum())
         inside2 += int((np.abs(res[held]) <= 2 * sig).sum())
     n = checked
-    return error_model(value, res, grp), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
+    return error_model(value, res, grp, meas), {"coverage_1sigma": round(inside1 / n, 4) if n else float("nan"),
                                           "coverage_2sigma": round(inside2 / n, 4) if n else float("nan"),
                                           "n_checked": n}
 
@@ -377,7 +392,8 @@ def cv_table(results: dict[str, CrossValidation]) -> list[dict[str, Any]]:
 
 
 def calibration_data(df: Any, path: str | Path | None, *, group_column: str, insitu_column: str,
-                     predict: PredictOptions, options: TableOptions, method: str = "auto") -> CalibrationData:
+                     predict: PredictOptions, options: TableOptions, method: str = "auto",
+                     insitu_error_column: str | None = None) -> CalibrationData:
     """The rows of ``df`` (a matched or predict-table table) usable for a calibration: those
     with an in-situ value and an estimate (the column named after ``predict``'s first
     variable); band values and day of year where the table has them (the ``refit*``
@@ -390,7 +406,10 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
         a method that needs them.
     """
     variable = predict.variables[0]
-    for c, what in ((group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")):
+    wanted = [(group_column, "--group"), (insitu_column, "--insitu-column"), (variable, "the estimate")]
+    if insitu_error_column is not None:
+        wanted.append((insitu_error_column, "--insitu-error-column"))
+    for c, what in wanted:
         if c not in df.columns:
             raise InputError(f"has no column {c!r} ({what}); its columns: {', '.join(map(str, df.columns))}",
                              path=path)
@@ -423,7 +442,8 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
                 raise
             log.info("no day of year: %s", exc)
     return CalibrationData(df[variable].to_numpy(float), df[insitu_column].to_numpy(float),
-                           df[group_column].astype(str).to_numpy(), x, doy, tuple(net.inputs))
+                           df[group_column].astype(str).to_numpy(), x, doy, tuple(net.inputs),
+                           None if insitu_error_column is None else df[insitu_error_column].to_numpy(float))
 
 
 def write_cv_tables(results: dict[str, CrossValidation], out: str | Path,
