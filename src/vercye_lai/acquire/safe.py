@@ -1,7 +1,9 @@
 """Local Sentinel-2 L2A products (``.SAFE`` folders or their ``.zip``) → input stacks.
 
 For each date, every tile of that date is brought onto one output grid and the first
-valid pixel wins (tiles of one date come from one overpass, so overlaps agree):
+valid pixel wins, in the order of :func:`group_by_date` (newest processing baseline, then
+the larger valid share; Sentinel-2A, 2B and 2C products alike, their units in the
+``PLATFORM`` tag):
 
 Grid
     The region's bounds in the CRS of the tile that covers most of the region, snapped
@@ -50,6 +52,7 @@ from vercye_lai.acquire.angles import (
     angle_cosines,
     parse_tile_angles,
 )
+from vercye_lai.acquire.platform import date_order_key, platform_tag
 from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this module's API
     REFLECTANCE_BANDS,
     SafeTile,
@@ -236,23 +239,33 @@ def _processing_time(product: str) -> str:
     return product.rsplit("_", 1)[-1]
 
 
+def _acquisition(t: SafeTile) -> tuple:
+    """One tile's acquisition: its reprocessings share the date, tile, unit and datatake
+    start of the product name (``S2C_MSIL2A_{datatake}_N…``)."""
+    parts = t.product.split("_")
+    return t.date, t.tile, parts[0], parts[2] if len(parts) > 2 else t.product
+
+
 def group_by_date(tiles: Iterable[SafeTile]) -> dict[dt.date, list[SafeTile]]:
-    """Tiles grouped by sensing date; of two products of the same tile and date, the one
-    processed last (product name's last field) is kept."""
-    latest: dict[tuple[dt.date, str], SafeTile] = {}
+    """Tiles grouped by sensing date, each date's in mosaic order
+    (:func:`~vercye_lai.acquire.platform.date_order_key`: newest processing baseline, then
+    the larger valid share, then the product name). Of the reprocessings of one acquisition
+    (same tile, unit and datatake), the newest baseline is kept, then the one processed
+    last (product name's last field); acquisitions of other units the same day are kept."""
+    latest: dict[tuple, SafeTile] = {}
     for t in tiles:
-        key = (t.date, t.tile)
+        key = _acquisition(t)
         old = latest.get(key)
         if old is not None:
-            keep = t if _processing_time(t.product) >= _processing_time(old.product) else old
+            keep = max(t, old, key=lambda x: (x.baseline or -1.0, _processing_time(x.product)))
             log.warning(
-                "%s and %s: same tile and date, using %s", old.product, t.product, keep.product
+                "%s and %s: same tile and acquisition, using %s", old.product, t.product, keep.product
             )
             t = keep
         latest[key] = t
     out: dict[dt.date, list[SafeTile]] = {}
-    for (date, _), t in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        out.setdefault(date, []).append(t)
+    for t in sorted(latest.values(), key=lambda t: (t.date, date_order_key(t.baseline, t.valid_share, t.product))):
+        out.setdefault(t.date, []).append(t)
     return out
 
 
@@ -286,6 +299,7 @@ def write_date_stack(
         "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
         "SCL_MASK": ",".join(map(str, classes)),
         "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
+        **platform_tag(t.platform for t in tiles),
     }
     with ImageCache() as images:
         mosaic = DateMosaic(tiles, grid, region, resolution, classes, images)

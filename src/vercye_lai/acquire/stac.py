@@ -15,8 +15,13 @@ Per item
     mean-angle properties (said in the log).
 
 Per date
-    Items of the same UTC date are mosaicked, least cloudy first (a pixel comes from
-    the first item that has a valid value for it), clipped to the region and written
+    Items of the same UTC date (tiles, Sentinel-2 units, reprocessings) are mosaicked in
+    the order of :func:`~vercye_lai.acquire.platform.date_order_key`: the newest
+    ``s2:processing_baseline`` first, then the larger valid share (``100 −
+    s2:nodata_pixel_percentage`` times ``100 − eo:cloud_cover``), then the id; a pixel
+    comes from the first item that has a valid value for it. The mosaic is clipped to the
+    region, its items' platforms (``platform``, else the id's ``S2C_``) go into the
+    ``PLATFORM`` tag, and it is written
     with a :class:`vercye_lai.stack.StackWriter` as ``{region}_{res}m_{date}.tif``, one
     output window at a time (:data:`vercye_lai.stack.WINDOW_SIZE` pixels a side): memory
     is bounded by the window, not the region. The warp options fix the resampling
@@ -35,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +52,7 @@ from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
+from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform, valid_share
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
@@ -132,14 +137,27 @@ def asset_keys(item: Any) -> dict[str, str]:
 
 
 def _baseline(item: Any) -> float | None:
-    pb = item.properties.get("s2:processing_baseline")
-    if pb is None:  # fall back on the product id: ..._N0400_...
-        m = re.search(r"_N(\d{2})(\d{2})_", str(item.properties.get("s2:product_uri", "")))
-        pb = f"{m[1]}.{m[2]}" if m else None
-    try:
-        return float(pb) if pb is not None else None
-    except ValueError:
-        return None
+    # the property, else the product id: ..._N0400_...
+    return baseline_of(item.properties.get("s2:processing_baseline"), item.properties.get("s2:product_uri"))
+
+
+def item_platform(item: Any) -> str | None:
+    """The item's Sentinel-2 unit (``sentinel-2c``): its ``platform``, else its id or
+    ``s2:product_uri`` (``S2C_…``); ``None`` when none names one."""
+    p = item.properties
+    return s2_platform(p.get("platform"), item.id, p.get("s2:product_uri"))
+
+
+def date_order(items: Iterable[Any]) -> list[Any]:
+    """A date's items in mosaic order (:func:`~vercye_lai.acquire.platform.date_order_key`):
+    newest processing baseline, then the larger valid share from the item's
+    ``s2:nodata_pixel_percentage`` and ``eo:cloud_cover``, then the id."""
+    def key(it: Any) -> tuple:
+        p = it.properties
+        share = valid_share(p.get("s2:nodata_pixel_percentage"), p.get("eo:cloud_cover", 100.0))
+        return date_order_key(_baseline(it), share, it.id)
+
+    return sorted(items, key=key)
 
 
 def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
@@ -419,8 +437,7 @@ def stack_stac(
             if on_date:
                 on_date(date, None)
             continue
-        # least cloudy first: it wins where items overlap
-        date_items = sorted(date_items, key=lambda it: it.properties.get("eo:cloud_cover", 100.0))
+        date_items = date_order(date_items)  # the first wins where items overlap
         with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
             mosaic = DateItems(
                 date_items, grid, region_geojson, tuple(scl_classes), resampling, images
@@ -432,6 +449,7 @@ def stack_stac(
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
                 "SCL_MASKED": ",".join(map(str, scl_classes)),
                 "DATE": date.isoformat(),
+                **platform_tag(item_platform(it) for it in date_items),
             }
             n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
         log.info(
