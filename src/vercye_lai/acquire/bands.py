@@ -44,7 +44,9 @@ from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -64,8 +66,9 @@ from vercye_lai.stack import canonical_band
 
 log = logging.getLogger(__name__)
 
+# any Sentinel-2 unit (S2A, S2B, S2C …): its letter, the datatake start, the processing time
 _PRODUCT_RE = re.compile(
-    r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
+    r"S2([A-Z])_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
 )
 _MAX_REFLECTANCE = 5.0  # beyond this a "reflectance" is a fill value or a wrong --scale
 _SUN_STEP = 5000.0  # m between solar-position points, as in the Sentinel-2 angle grids
@@ -81,7 +84,7 @@ def product_times(path: str | os.PathLike) -> tuple[dt.datetime, dt.datetime | N
     def parse(s):
         return dt.datetime.strptime(s, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
 
-    return parse(m[1]), parse(m[2]) if m[2] else None
+    return parse(m[2]), parse(m[3]) if m[3] else None
 
 
 def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -> dt.datetime:
@@ -99,7 +102,7 @@ def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -
     if times is None:
         raise InputError(
             "no acquisition time: the file name holds no Sentinel-2 product name "
-            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…); give the time (--time)",
+            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…, any unit letter); give the time (--time)",
             path=path,
         )
     return times[0]
@@ -153,6 +156,19 @@ def reflectance_scaling(
     if np.issubdtype(np.dtype(ds.dtypes[bands[0]]), np.floating):
         return 1.0, 0.0, "float data: reflectance factors as stored"
     return 1e-4, 0.0, "integer data: scale 1e-4"
+
+
+def file_sample(ds: rasterio.DatasetReader, index: dict[str, int]) -> Sample:
+    """The coarse sample of a reflectance file the offset check reads: B3, B4, B8A, and as
+    land its SCL 4/5 pixels (every pixel with data when it has no SCL band)."""
+    green = read_sample(ds, index["B3"])
+    red, nir = (read_sample(ds, index[b], shape=green.shape) for b in ("B4", "B8A"))
+    if "SCL" in index:
+        land = np.isin(read_sample(ds, index["SCL"], shape=green.shape), LAND_CLASSES)
+    else:
+        land = np.isfinite(green) & np.isfinite(red)
+    # undeclared fill values (EOdal's 1e20) are no land
+    return Sample(green, red, nir, land & (np.abs(green) < _MAX_REFLECTANCE / 1e-4))
 
 
 def sun_angles(
@@ -317,9 +333,16 @@ def plan_band_stack(
     BandStack
     """
     when = acquisition_time(src, when)
+    name = Path(src).name
     with open_raster(src) as ds:
         index = band_indexes(ds, band_names)
         a, b, how = reflectance_scaling(ds, index, scale=scale, offset=offset)
+        platform = s2_platform(ds.tags().get("SPACECRAFT_NAME"), name)
+        check = None
+        if how != "given":  # an offset the user gives is not second-guessed
+            check = check_offset(name, file_sample(ds, index), scale=a, offset=b, what=how,
+                                 expected=expected_offset(baseline_of(name)), add_missing=False)
+            b = check.offset
         src_res = abs(ds.transform.a)
         nodata = ds.nodata
         crs, transform, bounds = ds.crs, ds.transform, ds.bounds
@@ -354,7 +377,9 @@ def plan_band_stack(
     tags = {
         "SOURCE": f"vercye-lai stack-bands {Path(src).name}",
         "ACQUISITION_TIME": when.isoformat(),
-        "REFLECTANCE_SCALING": f"x{a:g}{b:+g} ({how})",
+        "REFLECTANCE_SCALING": f"x{a:g}{b:+g} ({how}{', offset checked' if check else ''})",
+        **offset_tag([check.note] if check else []),
+        **platform_tag([platform]),
         "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
         f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
         "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
@@ -382,26 +407,60 @@ def stack_from_bands(
     return data, plan.grid, plan.tags
 
 
+def _acquisition(path: Path) -> str:
+    """The unit and datatake start in a product name (its reprocessings share them), else the name."""
+    m = _PRODUCT_RE.search(path.name)
+    return f"S2{m[1]}_{m[2]}" if m else path.name
+
+
+def file_valid_share(path: str | os.PathLike, scl_classes: Iterable[int] = DEFAULT_SCL_MASK) -> float:
+    """Share (0–1) of a reflectance file's pixels with a B4 value and (with an SCL band) no
+    masked class, from a coarse read; 0 when its bands cannot be named."""
+    with open_raster(path) as ds:
+        try:
+            index = band_indexes(ds)
+        except BandError:
+            return 0.0
+        red = read_sample(ds, index["B4"])
+        ok = np.isfinite(red) & (red != 0)
+        if "SCL" in index:
+            ok &= ~scl_invalid(read_sample(ds, index["SCL"], shape=red.shape), scl_classes)
+    return float(ok.mean())
+
+
 def newest_per_date(
     paths: Iterable[str | os.PathLike], when: dt.datetime | None = None
 ) -> dict[dt.date, Path]:
-    """One file per acquisition date: of several, the one processed last (processing time
-    in the product name, else the file's modification time), logged."""
-    best: dict[dt.date, tuple[tuple, Path]] = {}
-    for p in map(Path, paths):
+    """One file per acquisition date, logged when there were several. Of the reprocessings
+    of one acquisition (same unit and datatake start in the product name): the newest
+    processing baseline, then the one processed last (processing time in the name, else the
+    file's modification time). Of the acquisitions of one date (Sentinel-2A, 2B, 2C), in
+    the order of :func:`~vercye_lai.acquire.platform.date_order_key`: the newest baseline,
+    then the larger valid share (:func:`file_valid_share`), then the name."""
+    paths = [Path(p) for p in paths]
+    latest: dict[tuple[dt.date, str], tuple[tuple, Path]] = {}
+    for p in paths:
         date = acquisition_time(p, when).date()
         times = product_times(p)
-        key = (times[1].timestamp() if times and times[1] else p.stat().st_mtime, p.name)
-        old = best.get(date)
-        if old is not None:
-            keep = p if key > old[0] else old[1]
-            log.warning(
-                "%s: %s and %s are of the same date; using %s", date, old[1].name, p.name, keep.name
-            )
-            if keep is old[1]:
-                continue
-        best[date] = (key, p)
-    return {d: v[1] for d, v in sorted(best.items())}
+        key = (baseline_of(p.name) or -1.0, times[1].timestamp() if times and times[1] else p.stat().st_mtime,
+               p.name)
+        old = latest.get((date, _acquisition(p)))
+        if old is None or key > old[0]:
+            latest[(date, _acquisition(p))] = (key, p)
+    by_date: dict[dt.date, list[Path]] = {}
+    for (date, _), (_, p) in latest.items():
+        by_date.setdefault(date, []).append(p)
+    out: dict[dt.date, Path] = {}
+    for date in sorted(by_date):
+        if len(by_date[date]) > 1:
+            by_date[date].sort(key=lambda p: date_order_key(baseline_of(p.name), file_valid_share(p), p.name))
+        out[date] = by_date[date][0]
+    for p in paths:
+        date = acquisition_time(p, when).date()
+        if p != out[date]:
+            log.warning("%s: %s and %s are of the same date; using %s", date, p.name, out[date].name,
+                        out[date].name)
+    return out
 
 
 def write_band_stack(

@@ -33,6 +33,7 @@ from pathlib import Path
 import rasterio
 
 from vercye_lai.acquire import scene
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import search_items
 from vercye_lai.errors import InputError
@@ -56,6 +57,8 @@ FILL = {"2": -9999, "1": -1000}  # by major version
 FMASK_BITS = {0: "cirrus", 1: "cloud", 2: "adjacent to cloud or shadow", 3: "cloud shadow",
               4: "snow/ice", 5: "water"}
 DEFAULT_FMASK = (0, 1, 2, 3, 4)
+#: Fmask bits of clouds and their shadows: dilated by --cloud-buffer
+FMASK_CLOUD_BITS = (0, 1, 2, 3)
 
 
 def _time(m: re.Match, band_file: Path) -> dt.datetime:
@@ -71,6 +74,16 @@ def _time(m: re.Match, band_file: Path) -> dt.datetime:
     t = pd.Timestamp(sensing)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return t.floor("us").to_pydatetime()
+
+
+def _platform(kind: str, band_file: Path) -> str | None:
+    """An S30 granule's Sentinel-2 unit, from its ``SPACECRAFT_NAME`` (``Sentinel-2C``) or
+    ``PRODUCT_URI`` tag (the first of a granule made of two products); L30: ``None``."""
+    if kind != "S30":
+        return None
+    with rasterio.open(band_file) as ds:
+        tags = ds.tags()
+    return s2_platform(tags.get("SPACECRAFT_NAME"), tags.get("PRODUCT_URI"))
 
 
 def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = DEFAULT_FMASK,
@@ -118,7 +131,8 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
         scenes.append(scene.Scene(
             sensor=kind, product=gid, tile=m["tile"].upper(), time=_time(m, bands["B3"]), bands=bands,
             inputs=INPUTS[kind], scale=SCALE, offset=0.0, fill=FILL.get(m["version"].split(".")[0], -9999),
-            quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes))
+            quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes,
+            platform=_platform(kind, bands["B3"]), cloud_bits=FMASK_CLOUD_BITS))
     if not scenes:
         raise InputError("no HLS granule files (HLS.{L30|S30}.T{tile}.{YYYYDOY}….v{version}.{band}.tif) in "
                          + ", ".join(map(str, paths)))
@@ -200,7 +214,9 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
             sensor=kind, product=item.id, tile=str(tile),
             time=t.astimezone(dt.UTC), bands=bands, inputs=INPUTS[kind], scale=SCALE, offset=0.0,
             fill=-9999, quality=quality, quality_bits=tuple(fmask), quality_fill=255, angles=angles,
-            notes=() if angles else ("no angle assets: sun from the acquisition time, nadir view assumed",)))
+            notes=() if angles else ("no angle assets: sun from the acquisition time, nadir view assumed",),
+            platform=s2_platform(item.properties.get("platform")) if kind == "S30" else None,
+            cloud_bits=FMASK_CLOUD_BITS))
     return scenes
 
 

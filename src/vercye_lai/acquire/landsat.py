@@ -50,6 +50,8 @@ _PRODUCT = re.compile(r"^(?P<id>L[CO]0(?P<sat>[89])_L2SP_(?P<pathrow>\d{6})_(?P<
                       r"(?P<band>SR_B\d|QA_PIXEL|MTL|SZA|SAA|VZA|VAA)\.(?P<ext>tif|txt|xml)$", re.IGNORECASE)
 QA_BITS = {0: "fill", 1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow", 7: "water"}
 DEFAULT_QA = (0, 1, 2, 3, 4, 5)
+#: QA_PIXEL bits of clouds and their shadows: dilated by --cloud-buffer
+QA_CLOUD_BITS = (1, 2, 3, 4)
 L2_GROUP = "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS"
 
 
@@ -138,7 +140,8 @@ def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = 
             bands={f"B{n}": have[f"SR_B{n}"] for n in range(3, 8)}, inputs=L8_BANDS,
             scale=scale.pop(), offset=offset.pop(), fill=0, quality=have["QA_PIXEL"], quality_bits=tuple(qa_bits),
             quality_fill=None, angles=angles, angle_fill=None,
-            notes=() if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",)))
+            notes=() if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",),
+            platform=f"landsat-{sat}", cloud_bits=QA_CLOUD_BITS))
     if not scenes:
         raise InputError("no Landsat C2 L2 scene files (L?0{8|9}_L2SP_…_SR_B{n}.TIF, QA_PIXEL, MTL) in "
                          + ", ".join(map(str, paths)))
@@ -225,7 +228,8 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
             time=item.datetime.astimezone(dt.UTC), bands={b: asset_href(item, (k,)) for b, k in keys.items()},
             inputs=L8_BANDS, scale=scale, offset=offset, fill=0, quality=asset_href(item, (qa,)),
             quality_bits=tuple(qa_bits), quality_fill=None,
-            notes=("sun from the acquisition time, nadir view assumed",)))
+            notes=("sun from the acquisition time, nadir view assumed",),
+            platform=f"landsat-{sat}", cloud_bits=QA_CLOUD_BITS))
     return scenes
 
 

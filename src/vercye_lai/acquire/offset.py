@@ -28,7 +28,9 @@ Missing
     darker than that in red, so the data lack the offset, and it is applied. Measured:
     48–100 % of each Strickhof file's dense vegetation (65.6 % and more where 100 pixels
     or more) and 98.7 % of the Irish SAFE's read below 0.095 with the right offset; 0 %
-    in the three Strickhof files without it and in the Irish SAFE read without it.
+    in the three Strickhof files without it and in the Irish SAFE read without it. The
+    reflectance files of other tools (``bands`` source) are only warned about: the
+    bundled demo's 2022-06-20 and 2022-06-23 files are such (``--offset -0.1`` applies it).
 
 A correction is warned once per product, naming it and what was assumed, and said in
 the stack's ``REFLECTANCE_OFFSET`` tag (:func:`offset_tag`). An offset the user gives
@@ -126,7 +128,7 @@ class OffsetCheck:
 
 
 def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what: str,
-                 expected: float | None = None) -> OffsetCheck:
+                 expected: float | None = None, add_missing: bool = True) -> OffsetCheck:
     """The offset to read a product with: ``offset`` unless the sample shows it was applied
     already or is missing (see the module docstring); warned when corrected.
 
@@ -142,6 +144,9 @@ def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what
         Where ``offset`` comes from, in words (``"raster:bands"``, ``"BOA_ADD_OFFSET"``).
     expected
         The offset the product's baseline implies (:func:`expected_offset`), if known.
+    add_missing
+        Apply a missing offset (Sentinel-2 DNs); ``False``: only warn and say so in the
+        note (reflectances another tool wrote, which ``--offset`` corrects).
     """
     land = sample.land & np.isfinite(sample.green) & np.isfinite(sample.red)
     n = int(land.sum())
@@ -162,9 +167,15 @@ def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what
             dense = land & ((nir - red) / (nir + red) > 0.5)
         if dense.sum() >= MIN_PIXELS and np.mean(red[dense] < DARK_RED) < MIN_DARK_SHARE:
             dark = float(np.mean(red[dense] < DARK_RED))
-            log.warning("%s: its baseline carries an offset of %+g but none is applied, and only %.0f%% of "
-                        "its dense vegetation has red reflectance below %g; assuming the offset is missing "
-                        "and applying it", name, expected, 100 * dark, DARK_RED)
+            found = (f"its baseline carries an offset of {expected:+g} but none is applied ({what}), and only "
+                     f"{100 * dark:.0f}% of its dense vegetation has red reflectance below {DARK_RED:g}")
+            if not add_missing:
+                log.warning("%s: %s: the offset looks missing from the data; read as they are (--offset %g "
+                            "applies it)", name, found, expected)
+                return OffsetCheck(offset, f"{said}, kept although the data look to lack the baseline's "
+                                           f"{expected:+g} ({100 * dark:.0f}% of dense vegetation with red "
+                                           f"below {DARK_RED:g})")
+            log.warning("%s: %s; assuming the offset is missing from the data and applying it", name, found)
             return OffsetCheck(expected, f"{name}: {expected:+g}, applied although {what} gave none "
                                          f"({100 * dark:.0f}% of dense vegetation with red below {DARK_RED:g} "
                                          "without it: missing in the data)")

@@ -15,7 +15,8 @@ Reflectances
     finest coarser one). Resampling: none when the resolutions match (nearest on the same
     grid), ``average`` when coarsening, ``bilinear`` when refining (e.g. B11 at 10 m).
     ``reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE`` from
-    ``MTD_MSIL2A.xml`` (offset −1000 from baseline 04.00, absent = 0 before); DN 0 is
+    ``MTD_MSIL2A.xml`` (offset −1000 from baseline 04.00, absent = 0 before), checked
+    against the data (:func:`checked_tile`, in the ``REFLECTANCE_OFFSET`` tag); DN 0 is
     nodata and is left out of averages.
 SCL mask
     Classes in ``scl_classes`` (default :data:`~vercye_lai.acquire.scl.DEFAULT_SCL_MASK`)
@@ -35,6 +36,7 @@ Memory
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -52,13 +54,14 @@ from vercye_lai.acquire.angles import (
     angle_cosines,
     parse_tile_angles,
 )
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import date_order_key, platform_tag
 from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this module's API
     REFLECTANCE_BANDS,
     SafeTile,
     open_safe,
 )
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -154,6 +157,32 @@ def tile_layer(
     return out
 
 
+def checked_tile(tile: SafeTile, images: Callable[[str], rasterio.DatasetReader] = str) -> SafeTile:
+    """``tile`` with its ``BOA_ADD_OFFSET`` checked against a coarse sample of its coarsest
+    B3/B4/B8A/SCL images (:func:`~vercye_lai.acquire.offset.check_offset`): dropped where
+    the DNs hold it already, added where a baseline ≥ 04.00 product's DNs lack it; the
+    check's note in :attr:`~SafeTile.offset_note`."""
+    def sample(band: str, shape=None) -> np.ndarray:
+        avail = tile.images.get(band) or {}
+        if not avail:
+            raise InputError(f"has no {band} image (GRANULE/*/IMG_DATA/R*m/*_{band}_*m.jp2)", path=tile.source)
+        return read_sample(images(avail[max(avail)]), shape=shape, nodata=0)
+
+    q = tile.quantification
+    offset = tile.offsets.get("B4", 0.0) / q
+    green = sample("B3")
+    checked = check_offset(
+        tile.product,
+        Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
+               np.isin(sample("SCL", green.shape), LAND_CLASSES)),
+        scale=1.0 / q, offset=offset, what="BOA_ADD_OFFSET" if tile.offsets else "no BOA_ADD_OFFSET",
+        expected=expected_offset(tile.baseline))
+    offsets = tile.offsets
+    if checked.offset != offset:
+        offsets = {b: checked.offset * q for b in REFLECTANCE_BANDS}
+    return dataclasses.replace(tile, offsets=offsets, offset_note=checked.note)
+
+
 @dataclass
 class DateMosaic:
     """The tiles of one date over a region's grid, computed one output window at a time.
@@ -167,7 +196,8 @@ class DateMosaic:
     Attributes
     ----------
     tiles
-        Tiles of one date (first valid pixel wins, in this order).
+        Tiles of one date (first valid pixel wins, in this order); their offsets are
+        checked here (:func:`checked_tile`).
     grid, region
         Output grid and the region in its CRS (see :func:`region_grid`).
     resolution
@@ -188,6 +218,7 @@ class DateMosaic:
 
     def __post_init__(self) -> None:
         self.scl_classes = tuple(self.scl_classes)
+        self.tiles = [checked_tile(t, self.images or str) for t in self.tiles]
         self.angles = [parse_tile_angles(t.tile_xml) for t in self.tiles]
 
     def read(self, window: Window) -> dict[str, np.ndarray]:
@@ -293,16 +324,17 @@ def write_date_stack(
     dst = Path(dst)
     classes = tuple(scl_classes)
     grid, region = region_grid(tiles, geometry, resolution)
-    tags = {
-        "SOURCE": "vercye-lai stack-safe",
-        "PRODUCTS": ",".join(t.product for t in tiles),
-        "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
-        "SCL_MASK": ",".join(map(str, classes)),
-        "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
-        **platform_tag(t.platform for t in tiles),
-    }
     with ImageCache() as images:
         mosaic = DateMosaic(tiles, grid, region, resolution, classes, images)
+        tags = {
+            "SOURCE": "vercye-lai stack-safe",
+            "PRODUCTS": ",".join(t.product for t in tiles),
+            "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
+            "SCL_MASK": ",".join(map(str, classes)),
+            "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
+            **platform_tag(t.platform for t in tiles),
+            **offset_tag(t.offset_note for t in mosaic.tiles),
+        }
         n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
     if n_valid == 0:
         log.warning("%s: no valid pixel in the region (clouds or no data)", dst.name)

@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from rasterio.windows import Window
 from vercye_lai.acquire import warp
 from vercye_lai.acquire.angles import angle_cosines, cosines
 from vercye_lai.acquire.bands import sun_angles
+from vercye_lai.acquire.offset import Sample, check_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import platform_tag
 from vercye_lai.acquire.source import expand_patterns
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV
 from vercye_lai.errors import ConfigError, InputError
@@ -80,6 +82,12 @@ class Scene:
     angles
         ``SZA, SAA, VZA, VAA`` → file (degrees × ``angle_scale``, ``angle_fill`` = none);
         empty: the sun is computed from :attr:`time`, the view is ``view`` (degrees).
+    platform
+        The satellite as STAC names it (``sentinel-2c``, ``landsat-9``), if known.
+    cloud_bits
+        The quality bits of clouds and their shadows (dilated by ``--cloud-buffer``).
+    offset_note
+        What the offset check found (:func:`checked_scene`), for the stack's tags.
     """
     sensor: str
     product: str
@@ -98,6 +106,9 @@ class Scene:
     angle_fill: float | None = 40000
     view: tuple[float, float] = (0.0, 0.0)
     notes: tuple[str, ...] = ()
+    platform: str | None = None
+    cloud_bits: tuple[int, ...] = ()
+    offset_note: str = ""
 
     @property
     def date(self) -> dt.date:
@@ -134,6 +145,26 @@ def bits_set(q: np.ndarray, bits: Sequence[int], fill: int | None) -> np.ndarray
     if fill is not None:
         mask |= q == fill
     return mask
+
+
+def checked_scene(scene: Scene, images: Callable[[str], Any] = str) -> Scene:
+    """``scene`` with its offset checked against a coarse sample of its green, red and NIR
+    files, its clear quality pixels as land (:func:`~vercye_lai.acquire.offset.check_offset`:
+    an offset the data hold already is dropped); the note in :attr:`Scene.offset_note`."""
+    nir = "B8A" if "B8A" in scene.bands else "B5"  # Sentinel-2 or Landsat numbering
+
+    def sample(path, shape=None, nodata=scene.fill):
+        return read_sample(images(str(path)), shape=shape, nodata=nodata)
+
+    green = sample(scene.bands["B3"])
+    land = np.isfinite(green)
+    if scene.quality is not None:
+        q = sample(scene.quality, green.shape, None)
+        land &= np.isfinite(q) & ~bits_set(np.nan_to_num(q), scene.quality_bits, scene.quality_fill)
+    checked = check_offset(scene.product, Sample(green, sample(scene.bands["B4"], green.shape),
+                                                 sample(scene.bands[nir], green.shape), land),
+                           scale=scene.scale, offset=scene.offset, what=f"{scene.sensor} scaling")
+    return replace(scene, offset=checked.offset, offset_note=checked.note)
 
 
 def scene_layer(scene: Scene, grid: Grid, resolution: float,
@@ -206,8 +237,9 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     """
     if warp.keep_existing(dst, overwrite):
         return False
-    with remote_env(scenes):
+    with remote_env(scenes), warp.ImageCache() as images:
         grid, region = warp.region_grid(scenes, geometry, resolution)
+        scenes = [checked_scene(s, images) for s in scenes]
     s0 = scenes[0]
     tags = {
         "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
@@ -217,6 +249,8 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
         "ANGLES": ("per-pixel SZA/SAA/VZA/VAA bands" if s0.angles else
                    f"sun from the acquisition time, view zenith {s0.view[0]:g} azimuth {s0.view[1]:g} deg (assumed)"),
         **({"NOTES": "; ".join(s0.notes)} if s0.notes else {}),
+        **platform_tag(s.platform for s in scenes),
+        **offset_tag(s.offset_note for s in scenes),
     }
     with remote_env(scenes), warp.ImageCache() as images:
         mosaic = SceneMosaic(scenes, grid, region, resolution, images)

@@ -14,6 +14,8 @@ import numpy as np
 
 from vercye_lai.options import setting
 
+#: Valid land: vegetation, not vegetated (the pixels the offset check looks at).
+LAND_CLASSES: tuple[int, ...] = (4, 5)
 #: Classes masked by default: no data, defective, cloud shadow, clouds, cirrus, snow.
 DEFAULT_SCL_MASK: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
 

@@ -52,8 +52,9 @@ from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform, valid_share
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
     CATALOG_ALIASES,
@@ -160,24 +161,57 @@ def date_order(items: Iterable[Any]) -> list[Any]:
     return sorted(items, key=key)
 
 
-def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
-    """``(scale, offset)`` with reflectance factor = DN × scale + offset for one asset.
+def declared_scaling(item: Any, asset_key: str) -> tuple[float, float, str]:
+    """``(scale, offset, where from)`` with reflectance factor = DN × scale + offset for one
+    asset, as the item's metadata say.
 
     The asset's ``raster:bands`` scale/offset win when present (Earth Search v1 declares
     them). Otherwise ``earthsearch:boa_offset_applied`` (true: the DNs already include
-    the offset) or ``s2:processing_baseline`` ≥ 04.00 (BOA_ADD_OFFSET = −1000 DN) decide.
+    the offset) or ``s2:processing_baseline`` ≥ 04.00 (BOA_ADD_OFFSET = −1000 DN) decide:
+    the baseline, never the date (Collection-1 reprocessings of earlier years carry the
+    offset too). The data may say otherwise: see :func:`item_scaling`.
     """
     asset = item.assets[asset_key]
     rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
     if "scale" in rb or "offset" in rb:
-        return float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0))
+        return float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), "raster:bands"
     scale = 1.0 / QUANTIFICATION
     if item.properties.get("earthsearch:boa_offset_applied"):
-        return scale, 0.0
+        return scale, 0.0, "earthsearch:boa_offset_applied"
     baseline = _baseline(item)
     if baseline is not None and baseline >= 4.0:
-        return scale, BOA_OFFSET_DN * scale
-    return scale, 0.0
+        return scale, BOA_OFFSET_DN * scale, f"baseline {baseline:05.2f}"
+    return scale, 0.0, "baseline before 04.00" if baseline is not None else "no baseline"
+
+
+def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
+    """``(scale, offset)`` of :func:`declared_scaling`."""
+    return declared_scaling(item, asset_key)[:2]
+
+
+def item_scaling(item: Any, images: Callable[[str], Any] = str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Band → ``(scale, offset)`` of an item's reflectance assets, the offset checked
+    against a coarse sample of its B3/B4/B8A/SCL assets
+    (:func:`~vercye_lai.acquire.offset.check_offset`: dropped where the COGs hold it
+    already, as in element84/earth-search#71, added where a baseline ≥ 04.00 item's data
+    lack it), and the check's note for the stack's tags.
+
+    ``images`` opens an asset href (an :class:`~vercye_lai.acquire.warp.ImageCache`).
+    """
+    keys = asset_keys(item)
+    declared = {b: declared_scaling(item, keys[b]) for b in REFLECTANCE_BANDS}
+    scale, offset, what = declared["B4"]
+
+    def sample(band: str, shape=None) -> np.ndarray:
+        return read_sample(images(item.assets[keys[band]].get_absolute_href()), shape=shape, nodata=0)
+
+    green = sample("B3")
+    checked = check_offset(
+        item.id,
+        Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
+               np.isin(sample("SCL", green.shape), LAND_CLASSES)),
+        scale=scale, offset=offset, what=what, expected=expected_offset(_baseline(item)))
+    return {b: (s, checked.offset if checked.offset != offset else o) for b, (s, o, _) in declared.items()}, checked.note
 
 
 def property_angles(item: Any) -> dict[str, float]:
@@ -233,6 +267,7 @@ def item_stack(
     resampling: Resampling = Resampling.bilinear,
     angles: tuple[TileAngles | dict[str, np.ndarray], str] | None = None,
     images: Callable[[str], rasterio.DatasetReader] | None = None,
+    scaling: Mapping[str, tuple[float, float]] | None = None,
 ) -> tuple[np.ndarray, str]:
     """The 11 bands of one item on ``grid`` (physical values, NaN = invalid).
 
@@ -243,6 +278,9 @@ def item_stack(
     angles
         :func:`item_angles` of the item (default: read here); pass it when calling this
         for many windows.
+    scaling
+        Band → ``(scale, offset)`` (default: :func:`reflectance_scaling`, unchecked); pass
+        :func:`item_scaling`'s.
     images
         Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them
         open across windows); default: opened per read.
@@ -262,7 +300,7 @@ def item_stack(
 
     out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
-        scale, offset = reflectance_scaling(item, keys[band])
+        scale, offset = scaling[band] if scaling is not None else reflectance_scaling(item, keys[band])
         out[i] = read(band, resampling) * scale + offset
     scl = read("SCL", Resampling.nearest)
     out[:, scl_invalid(scl, scl_classes)] = np.nan  # NaN SCL (outside the tile) counts as invalid
@@ -322,9 +360,16 @@ class DateItems:
     resampling: Resampling = Resampling.bilinear
     images: Callable[[str], rasterio.DatasetReader] | None = None
     angles: list = dataclasses.field(init=False, repr=False)
+    scalings: list = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.angles = [item_angles(it) for it in self.items]
+        self.scalings = [item_scaling(it, self.images or str) for it in self.items]
+
+    @property
+    def offset_notes(self) -> list[str]:
+        """What the offset check found for each item (:func:`item_scaling`)."""
+        return [note for _, note in self.scalings]
 
     @property
     def sources(self) -> set[str]:
@@ -340,9 +385,9 @@ class DateItems:
         data = mosaic_first_valid(
             item_stack(
                 it, sub, scl_classes=self.scl_classes, resampling=self.resampling,
-                angles=angles, images=self.images,
+                angles=angles, images=self.images, scaling=scaling,
             )[0]
-            for it, angles in zip(self.items, self.angles, strict=True)
+            for it, angles, (scaling, _) in zip(self.items, self.angles, self.scalings, strict=True)
         )
         data[:, outside] = np.nan
         return data
@@ -450,6 +495,7 @@ def stack_stac(
                 "SCL_MASKED": ",".join(map(str, scl_classes)),
                 "DATE": date.isoformat(),
                 **platform_tag(item_platform(it) for it in date_items),
+                **offset_tag(mosaic.offset_notes),
             }
             n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
         log.info(
