@@ -46,7 +46,16 @@ from vercye_lai.acquire.angles import (
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
 from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import (
+    DEFAULT_SCL_MASK,
+    LAND_CLASSES,
+    cloud_buffer_setting,
+    cloud_buffer_tag,
+    masked_pixels,
+    scl_cloud,
+    scl_invalid,
+    scl_mask_setting,
+)
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -231,6 +240,7 @@ class BandStack:
     region: object = field(repr=False)
     angles: TileAngles = field(repr=False)
     scl_classes: tuple[int, ...]
+    cloud_buffer: int = 0
     #: Band values outside −1…5 made nodata so far (undeclared fill values).
     n_fill: int = 0
 
@@ -261,14 +271,10 @@ class BandStack:
             out[band][implausible] = np.nan
         classes = self.scl_classes
         if "SCL" in self.index and classes:
-            frac = warp_to_grid(
-                src,
-                sub,
-                band=self.index["SCL"],
-                resampling=choose_resampling(self.src_res, res, categorical=True),
-                prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
-            )
-            masked = ~(frac == 0)
+            how = choose_resampling(self.src_res, res, categorical=True)
+            masked = masked_pixels(
+                sub, lambda g, prepare: warp_to_grid(src, g, band=self.index["SCL"], resampling=how, prepare=prepare),
+                lambda scl: scl_invalid(scl, classes), lambda scl: scl_cloud(scl, classes), self.cloud_buffer)
             for band in REFLECTANCE_BANDS:
                 out[band][masked] = np.nan
         if self.region is not None:
@@ -305,6 +311,7 @@ def plan_band_stack(
     view_zenith: float = 0.0,
     view_azimuth: float = 0.0,
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    cloud_buffer: int = 0,
 ) -> BandStack:
     """The output grid, sun angles and tags of a reflectance GeoTIFF's stack, from its
     metadata only; :meth:`BandStack.read` computes the stack window by window.
@@ -327,6 +334,9 @@ def plan_band_stack(
         Assumed view geometry, degrees.
     scl_classes
         SCL classes masked when the file has an SCL band.
+    cloud_buffer
+        Pixels of the output grid masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
 
     Returns
     -------
@@ -383,10 +393,11 @@ def plan_band_stack(
         "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
         f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
         "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
+        **(cloud_buffer_tag(cloud_buffer) if "SCL" in index else {}),
     }
     log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])
     return BandStack(
-        Path(src), grid, tags, index, a, b, nodata, src_res, region, angles, classes
+        Path(src), grid, tags, index, a, b, nodata, src_res, region, angles, classes, cloud_buffer
     )
 
 
@@ -508,6 +519,7 @@ class Options(OptionsBase):
         "angles.")
     view_azimuth: float = setting(0.0, help="Assumed view azimuth, degrees.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float | None,
@@ -536,7 +548,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
             src, dst, overwrite=overwrite, when=when, resolution=res, geometry=geometry,
             band_names=names, scale=options.scale, offset=options.offset,
             view_zenith=options.view_zenith, view_azimuth=options.view_azimuth,
-            scl_classes=options.scl_mask)
+            scl_classes=options.scl_mask, cloud_buffer=options.cloud_buffer)
         out[date] = dst
         if on_date:
             on_date(date, written)

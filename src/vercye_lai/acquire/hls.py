@@ -13,7 +13,10 @@ Bands
 Fmask
     Bits 0 cirrus, 1 cloud, 2 adjacent to cloud or shadow, 3 cloud shadow, 4 snow/ice,
     5 water, 6–7 aerosol level; the bits in ``fmask`` (default 0–4) mask a pixel, as
-    does the fill value 255.
+    does the fill value 255; ``--cloud-buffer`` pixels around bits 0–3 are masked too.
+Unit
+    An S30 granule's Sentinel-2 unit (any, 2C included) from its ``SPACECRAFT_NAME`` tag
+    or STAC ``platform``, in the stack's ``PLATFORM`` tag.
 Angles
     The granule's ``SZA, SAA, VZA, VAA`` bands (uint16 degrees × 100, fill 40000) where
     present; else the sun from the acquisition time per pixel and a nadir view (logged,
@@ -142,10 +145,12 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
 def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
               out_dir: str | os.PathLike, *, fmask: Sequence[int] = DEFAULT_FMASK,
               kinds: Sequence[str] = ("L30", "S30"), overwrite: bool = False,
-              progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules."""
+              progress=None, cloud_buffer: int = 0) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules
+    (``cloud_buffer``: pixels masked around the Fmask cloud and shadow bits)."""
     return scene.stack_scenes(find_granules(paths, fmask=fmask, kinds=kinds), geometry, region, resolution,
-                        out_dir, overwrite=overwrite, source="stack-hls", progress=progress)
+                        out_dir, overwrite=overwrite, source="stack-hls", progress=progress,
+                        cloud_buffer=cloud_buffer)
 
 
 # --- the ``hls`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
@@ -245,12 +250,12 @@ def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
 
 
 def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-             out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+             out_dir: str | os.PathLike, overwrite: bool = False, progress=None, cloud_buffer: int = 0,
              **search) -> dict[tuple[dt.date, str], Path]:
     """Write the stacks of the granules :func:`search_granules` finds (``search``: its options)."""
     return scene.stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-hls (STAC)",
-                        progress=progress)
+                        progress=progress, cloud_buffer=cloud_buffer)
 
 
 SOURCE = Source("hls", Options, acquire, sensors=lambda o: frozenset(p.upper() for p in o.products))

@@ -11,7 +11,8 @@ Bands
     DN 0 is fill.
 QA_PIXEL
     Bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow, 7 water; the
-    bits in ``qa_bits`` (default 0–5) mask a pixel.
+    bits in ``qa_bits`` (default 0–5) mask a pixel; ``--cloud-buffer`` pixels around bits
+    1–4 are masked too.
 Angles
     Per pixel from ``…_SZA/_SAA/_VZA/_VAA.TIF`` angle bands (degrees × 100) where the product
     has them; else the sun per pixel from the acquisition time (``DATE_ACQUIRED`` +
@@ -150,10 +151,11 @@ def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = 
 
 def stack_landsat(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
                   out_dir: str | os.PathLike, *, qa_bits: Sequence[int] = DEFAULT_QA,
-                  overwrite: bool = False, progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes."""
+                  overwrite: bool = False, progress=None, cloud_buffer: int = 0) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes
+    (``cloud_buffer``: pixels masked around the QA_PIXEL cloud and shadow bits)."""
     return stack_scenes(find_scenes(paths, qa_bits=qa_bits), geometry, region, resolution, out_dir,
-                        overwrite=overwrite, source="stack-landsat", progress=progress)
+                        overwrite=overwrite, source="stack-landsat", progress=progress, cloud_buffer=cloud_buffer)
 
 
 # --- the ``landsat`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) ----------
@@ -252,12 +254,12 @@ def search_scenes(catalog: str, *, geometry, start: dt.date, end: dt.date, colle
 
 
 def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-                 out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+                 out_dir: str | os.PathLike, overwrite: bool = False, progress=None, cloud_buffer: int = 0,
                  **search) -> dict[tuple[dt.date, str], Path]:
     """Write the stacks of the scenes :func:`search_scenes` finds (``search``: its options)."""
     return stack_scenes(search_scenes(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-landsat (STAC)",
-                        progress=progress)
+                        progress=progress, cloud_buffer=cloud_buffer)
 
 
 SOURCE = Source("landsat", Options, acquire, sensors=lambda o: frozenset({"L8", "L9"}))

@@ -61,7 +61,16 @@ from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this modul
     SafeTile,
     open_safe,
 )
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import (
+    DEFAULT_SCL_MASK,
+    LAND_CLASSES,
+    cloud_buffer_setting,
+    cloud_buffer_tag,
+    masked_pixels,
+    scl_cloud,
+    scl_invalid,
+    scl_mask_setting,
+)
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -113,6 +122,7 @@ def tile_layer(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     angles: TileAngles | None = None,
     images: Callable[[str], rasterio.DatasetReader] | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[str, np.ndarray]:
     """The 11 stack bands of one tile on ``grid``: reflectances (NaN where nodata or
     masked by SCL) and angle cosines.
@@ -124,6 +134,9 @@ def tile_layer(
         them when calling this for many windows of one grid.
     images
         Opens an image path (e.g. an :class:`~vercye_lai.acquire.warp.ImageCache`); default: opened per read.
+    cloud_buffer
+        Pixels of ``grid`` masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
     """
     if images is None:
         images = str  # warp_to_grid opens (and closes) a path itself
@@ -137,13 +150,10 @@ def tile_layer(
     classes = tuple(scl_classes)
     if classes:
         src, res = _pick(tile, "SCL", resolution)
-        frac = warp_to_grid(
-            images(src),
-            grid,
-            resampling=choose_resampling(res, resolution, categorical=True),
-            prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
-        )
-        masked = ~(frac == 0)  # NaN (no SCL) or any invalid part of the pixel
+        how = choose_resampling(res, resolution, categorical=True)
+        masked = masked_pixels(  # NaN (no SCL), any invalid part of the pixel, or near a cloud
+            grid, lambda g, prepare: warp_to_grid(images(src), g, resampling=how, prepare=prepare),
+            lambda scl: scl_invalid(scl, classes), lambda scl: scl_cloud(scl, classes), cloud_buffer)
         for band in REFLECTANCE_BANDS:
             out[band][masked] = np.nan
     out.update(
@@ -207,6 +217,8 @@ class DateMosaic:
     images
         Opens the image paths (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them open across windows;
         default: opened per read).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
     """
     tiles: Sequence[SafeTile]
     grid: Grid
@@ -214,6 +226,7 @@ class DateMosaic:
     resolution: float
     scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
     images: Callable[[str], rasterio.DatasetReader] | None = None
+    cloud_buffer: int = 0
     angles: list[TileAngles] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -226,7 +239,8 @@ class DateMosaic:
         NaN = nodata: outside the region, no data, masked by SCL)."""
         sub = self.grid.window(window)
         layers = (lambda tile=tile, angles=angles: tile_layer(
-            tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles, images=self.images)
+            tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles, images=self.images,
+            cloud_buffer=self.cloud_buffer)
             for tile, angles in zip(self.tiles, self.angles, strict=True))
         return first_valid_window(layers, S2_BANDS_20M, sub, self.region)
 
@@ -237,6 +251,7 @@ def stack_tiles(
     resolution: float,
     *,
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    cloud_buffer: int = 0,
 ) -> tuple[dict[str, np.ndarray], Grid]:
     """Mosaic the tiles of one date over a region, the whole grid in memory (see
     :func:`write_date_stack` for large regions).
@@ -251,6 +266,8 @@ def stack_tiles(
         Pixel size in metres.
     scl_classes
         SCL classes to mask (empty: no SCL masking).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
 
     Returns
     -------
@@ -259,7 +276,7 @@ def stack_tiles(
     """
     grid, region = region_grid(tiles, geometry, resolution)
     with ImageCache() as images:
-        mosaic = DateMosaic(tiles, grid, region, resolution, tuple(scl_classes), images)
+        mosaic = DateMosaic(tiles, grid, region, resolution, tuple(scl_classes), images, cloud_buffer)
         return mosaic.read(grid.full_window), grid
 
 
@@ -309,6 +326,7 @@ def write_date_stack(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     overwrite: bool = False,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> bool:
     """Write the stack of one date's tiles to ``dst`` (see :func:`stack_tiles`), one
     output window at a time (``block`` pixels a side, default
@@ -325,12 +343,13 @@ def write_date_stack(
     classes = tuple(scl_classes)
     grid, region = region_grid(tiles, geometry, resolution)
     with ImageCache() as images:
-        mosaic = DateMosaic(tiles, grid, region, resolution, classes, images)
+        mosaic = DateMosaic(tiles, grid, region, resolution, classes, images, cloud_buffer)
         tags = {
             "SOURCE": "vercye-lai stack-safe",
             "PRODUCTS": ",".join(t.product for t in tiles),
             "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
             "SCL_MASK": ",".join(map(str, classes)),
+            **cloud_buffer_tag(cloud_buffer),
             "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
             **platform_tag(t.platform for t in tiles),
             **offset_tag(t.offset_note for t in mosaic.tiles),
@@ -352,6 +371,7 @@ def stack_safe(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     overwrite: bool = False,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[dt.date, Path]:
     """Write ``{out_dir}/{region}_{res}m_{date}.tif`` for every date of ``safes``.
 
@@ -373,6 +393,8 @@ def stack_safe(
         Recompute stacks that exist (default: skip them).
     block
         Output window side in pixels (see :func:`write_date_stack`).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
 
     Returns
     -------
@@ -384,7 +406,7 @@ def stack_safe(
         out[date] = Path(out_dir) / stack_name(region, resolution, date)
         write_date_stack(
             tiles, geometry, out[date], resolution, scl_classes=scl_classes, overwrite=overwrite,
-            block=block,
+            block=block, cloud_buffer=cloud_buffer,
         )
     return out
 
@@ -399,6 +421,7 @@ class Options(OptionsBase):
     safes: tuple[Path, ...] = setting(
         cli=None, help="L2A products (.SAFE folders or .zip files) or glob patterns of them.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
@@ -406,7 +429,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
     safes = expand_patterns(options.safes)
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
-                     scl_classes=options.scl_mask)
+                     scl_classes=options.scl_mask, cloud_buffer=options.cloud_buffer)
     return {d: p for d, p in out.items() if region.start <= d <= region.end}
 
 

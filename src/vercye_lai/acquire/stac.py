@@ -54,7 +54,16 @@ from rasterio.windows import Window
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform, valid_share
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, LAND_CLASSES, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import (
+    DEFAULT_SCL_MASK,
+    LAND_CLASSES,
+    cloud_buffer_setting,
+    cloud_buffer_tag,
+    masked_pixels,
+    scl_cloud,
+    scl_invalid,
+    scl_mask_setting,
+)
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
     CATALOG_ALIASES,
@@ -268,6 +277,7 @@ def item_stack(
     angles: tuple[TileAngles | dict[str, np.ndarray], str] | None = None,
     images: Callable[[str], rasterio.DatasetReader] | None = None,
     scaling: Mapping[str, tuple[float, float]] | None = None,
+    cloud_buffer: int = 0,
 ) -> tuple[np.ndarray, str]:
     """The 11 bands of one item on ``grid`` (physical values, NaN = invalid).
 
@@ -281,6 +291,9 @@ def item_stack(
     scaling
         Band → ``(scale, offset)`` (default: :func:`reflectance_scaling`, unchecked); pass
         :func:`item_scaling`'s.
+    cloud_buffer
+        Pixels of ``grid`` masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
     images
         Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them
         open across windows); default: opened per read.
@@ -302,8 +315,11 @@ def item_stack(
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
         scale, offset = scaling[band] if scaling is not None else reflectance_scaling(item, keys[band])
         out[i] = read(band, resampling) * scale + offset
-    scl = read("SCL", Resampling.nearest)
-    out[:, scl_invalid(scl, scl_classes)] = np.nan  # NaN SCL (outside the tile) counts as invalid
+    scl_href = images(item.assets[keys["SCL"]].get_absolute_href())
+    masked = masked_pixels(  # NaN SCL (outside the tile) counts as invalid
+        grid, lambda g, prepare: prepare(read_asset(scl_href, g, resampling=Resampling.nearest)),
+        lambda scl: scl_invalid(scl, scl_classes), lambda scl: scl_cloud(scl, scl_classes), cloud_buffer)
+    out[:, masked] = np.nan
     geometry, source = angles if angles is not None else item_angles(item)
     if isinstance(geometry, TileAngles):
         cos = angle_cosines(geometry, transform=grid.transform, crs=grid.crs, shape=grid.shape)
@@ -347,7 +363,7 @@ class DateItems:
         Output grid.
     region
         Region as GeoJSON in the grid's CRS; pixels it does not touch are nodata.
-    scl_classes, resampling
+    scl_classes, resampling, cloud_buffer
         See :func:`item_stack`.
     images
         Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache`).
@@ -359,6 +375,7 @@ class DateItems:
     scl_classes: Sequence[int] = DEFAULT_SCL_MASK
     resampling: Resampling = Resampling.bilinear
     images: Callable[[str], rasterio.DatasetReader] | None = None
+    cloud_buffer: int = 0
     angles: list = dataclasses.field(init=False, repr=False)
     scalings: list = dataclasses.field(init=False, repr=False)
 
@@ -385,7 +402,7 @@ class DateItems:
         data = mosaic_first_valid(
             item_stack(
                 it, sub, scl_classes=self.scl_classes, resampling=self.resampling,
-                angles=angles, images=self.images, scaling=scaling,
+                angles=angles, images=self.images, scaling=scaling, cloud_buffer=self.cloud_buffer,
             )[0]
             for it, angles, (scaling, _) in zip(self.items, self.angles, self.scalings, strict=True)
         )
@@ -414,6 +431,7 @@ def stack_stac(
     on_date: Callable[[dt.date, Path | None], None] | None = None,
     on_plan: Callable[[Mapping[dt.date, list[Any]]], None] | None = None,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[dt.date, Path]:
     """Write one 11-band stack per date with items over a region.
 
@@ -447,6 +465,8 @@ def stack_stac(
         Output window side in pixels (default :data:`vercye_lai.stack.WINDOW_SIZE`):
         each date is read, mosaicked and written one window at a time, so memory is
         bounded by the window, not by the region.
+    cloud_buffer
+        Pixels masked around SCL clouds and shadows (see :func:`item_stack`).
 
     Returns
     -------
@@ -485,7 +505,7 @@ def stack_stac(
         date_items = date_order(date_items)  # the first wins where items overlap
         with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
             mosaic = DateItems(
-                date_items, grid, region_geojson, tuple(scl_classes), resampling, images
+                date_items, grid, region_geojson, tuple(scl_classes), resampling, images, cloud_buffer
             )
             tags = {
                 "SOURCE": "STAC",
@@ -493,6 +513,7 @@ def stack_stac(
                 "STAC_ITEMS": ",".join(i.id for i in date_items),
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
                 "SCL_MASKED": ",".join(map(str, scl_classes)),
+                **cloud_buffer_tag(cloud_buffer),
                 "DATE": date.isoformat(),
                 **platform_tag(item_platform(it) for it in date_items),
                 **offset_tag(mosaic.offset_notes),
@@ -529,6 +550,7 @@ class Options(OptionsBase):
     max_cloud: float | None = setting(
         None, min=0, max=100, help="Skip items whose eo:cloud_cover is above this (percent).")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = cloud_buffer_setting()
     resampling: str = setting(
         "bilinear", choices=RESAMPLINGS,
         help="Resampling of the reflectance bands to the output grid (SCL always nearest).")
@@ -542,7 +564,8 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
                       geometry=region.shape(), start=region.start, end=region.end,
                       resolution=resolution, out_dir=out_dir, crs=options.crs,
                       max_cloud=options.max_cloud, scl_classes=options.scl_mask,
-                      resampling=Resampling[options.resampling], overwrite=overwrite, **progress)
+                      resampling=Resampling[options.resampling], overwrite=overwrite,
+                      cloud_buffer=options.cloud_buffer, **progress)
 
 
 SOURCE = Source("stac", Options, acquire)  # stacks are clipped to the region
