@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import InputError
 from vercye_lai.model import load_network
@@ -566,8 +567,6 @@ def test_a_cos_raa_column_that_contradicts_the_azimuths_is_refused(caplog):
 def test_every_spelling_of_a_sentinel_2_unit_is_read():
     """One unit-letter pattern: product names, Earth Search ids, STAC platforms, SPACECRAFT_NAME
     (SAFE, HLS S30 tags, Earth Engine), any letter; Landsat and other names are no unit."""
-    from vercye_lai.acquire.platform import s2_platform
-
     for text, unit in [("S2C_MSIL2A_20250126T101559_N0511_R065_T32TMT_20250126T120000.SAFE", "c"),
                        ("S2C_33UXP_20250126_0_L2A", "c"), ("sentinel-2c", "c"), ("Sentinel-2B", "b"),
                        ("SENTINEL2A", "a"), ("S2B_MSIL1C_20240507T173909_N0510_R098_T13RCN_20240507T205106.SAFE", "b"),

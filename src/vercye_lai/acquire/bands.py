@@ -16,7 +16,9 @@ What such files lack is angle data, so:
   ``view_azimuth`` (default 0°), stated in the log and in the output's tags.
 
 Reflectance = stored value × ``scale`` + ``offset``; by default the file's own declared
-scale/offset when it has one, else 1 for float data and 1e-4 for integer data. Nodata
+scale/offset when it has one, else 1 for float data and 1e-4 for integer data, checked
+against the data (:mod:`vercye_lai.acquire.offset`: an offset applied already is dropped, a
+missing one warned about; ``--offset`` skips the check). Nodata
 pixels (the file's nodata value, NaN, reflectances outside −1…5, which are undeclared fill
 values such as EOdal's 1e20) and SCL classes in ``scl_classes`` (when an SCL band exists;
 SCL values that are no class count as invalid) become nodata. Resampling to another
@@ -40,22 +42,14 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
 from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform
-from vercye_lai.acquire.scl import (
-    DEFAULT_SCL_MASK,
-    LAND_CLASSES,
-    cloud_buffer_setting,
-    cloud_buffer_tag,
-    masked_pixels,
-    scl_cloud,
-    scl_invalid,
-    scl_mask_setting,
-)
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -173,7 +167,7 @@ def file_sample(ds: rasterio.DatasetReader, index: dict[str, int]) -> Sample:
     green = read_sample(ds, index["B3"])
     red, nir = (read_sample(ds, index[b], shape=green.shape) for b in ("B4", "B8A"))
     if "SCL" in index:
-        land = np.isin(read_sample(ds, index["SCL"], shape=green.shape), LAND_CLASSES)
+        land = np.isin(read_sample(ds, index["SCL"], shape=green.shape), masks.LAND_CLASSES)
     else:
         land = np.isfinite(green) & np.isfinite(red)
     # undeclared fill values (EOdal's 1e20) are no land
@@ -272,9 +266,9 @@ class BandStack:
         classes = self.scl_classes
         if "SCL" in self.index and classes:
             how = choose_resampling(self.src_res, res, categorical=True)
-            masked = masked_pixels(
+            masked = masks.scl_masked(
                 sub, lambda g, prepare: warp_to_grid(src, g, band=self.index["SCL"], resampling=how, prepare=prepare),
-                lambda scl: scl_invalid(scl, classes), lambda scl: scl_cloud(scl, classes), self.cloud_buffer)
+                classes, self.cloud_buffer)
             for band in REFLECTANCE_BANDS:
                 out[band][masked] = np.nan
         if self.region is not None:
@@ -393,7 +387,7 @@ def plan_band_stack(
         "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
         f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
         "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
-        **(cloud_buffer_tag(cloud_buffer) if "SCL" in index else {}),
+        **(masks.cloud_buffer_tag(cloud_buffer) if "SCL" in index else {}),
     }
     log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])
     return BandStack(
@@ -519,7 +513,7 @@ class Options(OptionsBase):
         "angles.")
     view_azimuth: float = setting(0.0, help="Assumed view azimuth, degrees.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
-    cloud_buffer: int = cloud_buffer_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float | None,

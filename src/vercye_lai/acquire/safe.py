@@ -49,6 +49,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import (
     TileAngles,
     angle_cosines,
@@ -61,16 +62,7 @@ from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this modul
     SafeTile,
     open_safe,
 )
-from vercye_lai.acquire.scl import (
-    DEFAULT_SCL_MASK,
-    LAND_CLASSES,
-    cloud_buffer_setting,
-    cloud_buffer_tag,
-    masked_pixels,
-    scl_cloud,
-    scl_invalid,
-    scl_mask_setting,
-)
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -151,9 +143,9 @@ def tile_layer(
     if classes:
         src, res = _pick(tile, "SCL", resolution)
         how = choose_resampling(res, resolution, categorical=True)
-        masked = masked_pixels(  # NaN (no SCL), any invalid part of the pixel, or near a cloud
+        masked = masks.scl_masked(  # NaN (no SCL), any invalid part of the pixel, or near a cloud
             grid, lambda g, prepare: warp_to_grid(images(src), g, resampling=how, prepare=prepare),
-            lambda scl: scl_invalid(scl, classes), lambda scl: scl_cloud(scl, classes), cloud_buffer)
+            classes, cloud_buffer)
         for band in REFLECTANCE_BANDS:
             out[band][masked] = np.nan
     out.update(
@@ -184,7 +176,7 @@ def checked_tile(tile: SafeTile, images: Callable[[str], rasterio.DatasetReader]
     checked = check_offset(
         tile.product,
         Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
-               np.isin(sample("SCL", green.shape), LAND_CLASSES)),
+               np.isin(sample("SCL", green.shape), masks.LAND_CLASSES)),
         scale=1.0 / q, offset=offset, what="BOA_ADD_OFFSET" if tile.offsets else "no BOA_ADD_OFFSET",
         expected=expected_offset(tile.baseline))
     offsets = tile.offsets
@@ -349,7 +341,7 @@ def write_date_stack(
             "PRODUCTS": ",".join(t.product for t in tiles),
             "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
             "SCL_MASK": ",".join(map(str, classes)),
-            **cloud_buffer_tag(cloud_buffer),
+            **masks.cloud_buffer_tag(cloud_buffer),
             "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
             **platform_tag(t.platform for t in tiles),
             **offset_tag(t.offset_note for t in mosaic.tiles),
@@ -421,7 +413,7 @@ class Options(OptionsBase):
     safes: tuple[Path, ...] = setting(
         cli=None, help="L2A products (.SAFE folders or .zip files) or glob patterns of them.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
-    cloud_buffer: int = cloud_buffer_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,

@@ -87,6 +87,14 @@ def masked_pixels(
     return masked
 
 
+def scl_masked(grid: Grid, fraction: Callable[[Grid, Callable[[np.ndarray], np.ndarray]], np.ndarray],
+               classes: Iterable[int], buffer: int) -> np.ndarray:
+    """:func:`masked_pixels` of an SCL image: ``classes`` masked, the cloud and shadow classes
+    among them (:data:`CLOUD_CLASSES`) grown by ``buffer`` pixels."""
+    classes = tuple(classes)
+    return masked_pixels(grid, fraction, lambda v: scl_invalid(v, classes), lambda v: scl_cloud(v, classes), buffer)
+
+
 def scl_mask_setting():
     """The ``scl_mask`` field every Sentinel-2 source's options share (one help text)."""
     return setting(

@@ -51,19 +51,11 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
 from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform, valid_share
-from vercye_lai.acquire.scl import (
-    DEFAULT_SCL_MASK,
-    LAND_CLASSES,
-    cloud_buffer_setting,
-    cloud_buffer_tag,
-    masked_pixels,
-    scl_cloud,
-    scl_invalid,
-    scl_mask_setting,
-)
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
     CATALOG_ALIASES,
@@ -218,7 +210,7 @@ def item_scaling(item: Any, images: Callable[[str], Any] = str) -> tuple[dict[st
     checked = check_offset(
         item.id,
         Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
-               np.isin(sample("SCL", green.shape), LAND_CLASSES)),
+               np.isin(sample("SCL", green.shape), masks.LAND_CLASSES)),
         scale=scale, offset=offset, what=what, expected=expected_offset(_baseline(item)))
     return {b: (s, checked.offset if checked.offset != offset else o) for b, (s, o, _) in declared.items()}, checked.note
 
@@ -316,9 +308,9 @@ def item_stack(
         scale, offset = scaling[band] if scaling is not None else reflectance_scaling(item, keys[band])
         out[i] = read(band, resampling) * scale + offset
     scl_href = images(item.assets[keys["SCL"]].get_absolute_href())
-    masked = masked_pixels(  # NaN SCL (outside the tile) counts as invalid
+    masked = masks.scl_masked(  # NaN SCL (outside the tile) counts as invalid
         grid, lambda g, prepare: prepare(read_asset(scl_href, g, resampling=Resampling.nearest)),
-        lambda scl: scl_invalid(scl, scl_classes), lambda scl: scl_cloud(scl, scl_classes), cloud_buffer)
+        scl_classes, cloud_buffer)
     out[:, masked] = np.nan
     geometry, source = angles if angles is not None else item_angles(item)
     if isinstance(geometry, TileAngles):
@@ -513,7 +505,7 @@ def stack_stac(
                 "STAC_ITEMS": ",".join(i.id for i in date_items),
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
                 "SCL_MASKED": ",".join(map(str, scl_classes)),
-                **cloud_buffer_tag(cloud_buffer),
+                **masks.cloud_buffer_tag(cloud_buffer),
                 "DATE": date.isoformat(),
                 **platform_tag(item_platform(it) for it in date_items),
                 **offset_tag(mosaic.offset_notes),
@@ -550,7 +542,7 @@ class Options(OptionsBase):
     max_cloud: float | None = setting(
         None, min=0, max=100, help="Skip items whose eo:cloud_cover is above this (percent).")
     scl_mask: tuple[int, ...] = scl_mask_setting()
-    cloud_buffer: int = cloud_buffer_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
     resampling: str = setting(
         "bilinear", choices=RESAMPLINGS,
         help="Resampling of the reflectance bands to the output grid (SCL always nearest).")
