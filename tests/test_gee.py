@@ -253,15 +253,22 @@ def evaluate(node, *, catalog=None, region=None, img=None):
         if op == "reduce":
             return Scene({"min": a[0](np.stack(list(r.bands.values())), axis=0)},
                          {"min": np.any(np.stack(list(r.masks.values())), axis=0)})
-        if op in ("And", "gte", "eq", "remap"):
+        if op in ("And", "gte", "lt", "eq", "neq", "Not", "focal_max", "remap"):
             v, m = r.one()
             if op == "And":
                 w, mw = a[0].one()
                 v, m = ((v != 0) & (w != 0)).astype(float), m & mw
-            elif op == "gte":
-                v = (v >= a[0]).astype(float)
-            elif op == "eq":
-                v = (v == a[0]).astype(float)
+            elif op in ("gte", "lt", "eq", "neq"):
+                cmp = {"gte": np.greater_equal, "lt": np.less, "eq": np.equal, "neq": np.not_equal}[op]
+                v = cmp(v, a[0]).astype(float)
+            elif op == "Not":
+                v = (v == 0).astype(float)
+            elif op == "focal_max":  # only the form used: a square kernel, radius in pixels
+                from scipy import ndimage
+
+                assert list(a[1:]) == ["square", "pixels"]
+                v = ndimage.grey_dilation(np.where(m, v, -np.inf), size=(2 * a[0] + 1,) * 2)
+                v, m = np.where(np.isfinite(v), v, 0.0), np.isfinite(v)
             else:
                 table = dict(zip(a[0], a[1]))
                 v = np.vectorize(lambda x: table.get(int(x), a[2]))(v).astype(float)
@@ -457,6 +464,25 @@ def test_cloud_score_mask(fake_ee):
     assert set(map(str, masked["none"].values())) == {str([[True, True, True, False]])}  # no data: masked
     with pytest.raises(InputError, match="cloud mask"):
         gee.CloudMask("fmask")
+
+
+def test_cloud_buffer_is_a_server_side_focal_max(fake_ee):
+    """--cloud-buffer 1: the neighbours of a cloud (SCL 9) or of a low Cloud Score+ are masked
+    too, by a focal_max of the cloud image; other masked classes (snow, 11) are not grown."""
+    s = scene(scl=(4, 9, 4, 4), valid=(1, 1, 1, 1))
+    s.bands["cs"], s.masks["cs"] = np.array([[0.9, 0.9, 0.9, 0.3]]), np.ones(SHAPE, bool)
+    masks = {}
+    for method, px in (("scl", 0), ("scl", 1), ("cloudscore", 1)):
+        stack = evaluate(gee_images.scene_stack(fake_ee, Node(fake_ee, "img"), mask=gee.CloudMask(
+            method, buffer=px, cs_threshold=0.6)), img=s)
+        masks[method, px] = stack.masks["B4"].tolist()
+    assert masks["scl", 0] == [[True, False, True, True]]
+    assert masks["scl", 1] == [[False, False, False, True]]
+    assert masks["cloudscore", 1] == [[True, True, False, False]]
+    snow = scene(scl=(4, 11, 4, 4))
+    stack = evaluate(gee_images.scene_stack(fake_ee, Node(fake_ee, "img"), mask=gee.CloudMask(buffer=1)), img=snow)
+    assert stack.masks["B4"].tolist() == [[True, False, True, True]]
+    assert gee.Options(cloud_buffer=2).mask.buffer == 2
 
 
 def test_date_image_filters_and_scaling(fake_ee):

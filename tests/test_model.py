@@ -238,7 +238,7 @@ def test_convert_weights_pth_with_torch(tmp_path, monkeypatch):
 
 
 def test_all_bundled_models_listed():
-    assert set(MODELS) == {"sl2p", "sl2p-10m", "sl2p-l8", "snap-3.0-s2a", "snap-3.0-s2b", "snap-2.1"}
+    assert set(MODELS) == {"sl2p", "sl2p-10m", "sl2p-l8", "snap-3.0", "snap-3.0-s2a", "snap-3.0-s2b", "snap-2.1"}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

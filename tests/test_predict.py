@@ -420,3 +420,36 @@ def test_a_truncated_stack_is_named_truncated_not_ungeoreferenced(tmp_path, stri
     r = run("-q", "predict", s2, "-o", tmp_path / "lai")
     assert r.exit_code == 1
     assert "raster is truncated or damaged" in r.output and "not georeferenced" not in r.output
+
+
+def test_snap_3_0_picks_each_stacks_unit_network(tmp_path):
+    """A season of S2A, S2B and S2C dates predicted with --model snap-3.0: each date gets the
+    coefficients of its unit (S2C: S2B's), the same pixels as the explicit model gives, and
+    its product says which; a stack without a PLATFORM tag is a clear error for that date."""
+    stacks = copy_qvidja(tmp_path / "stacks")
+    units = {"2023-06-09": "sentinel-2a", "2023-06-11": "sentinel-2b", "2023-06-14": "sentinel-2c"}
+    for date, platform in units.items():
+        with rasterio.open(stacks / f"qvidja_20m_{date}.tif", "r+") as ds:
+            ds.update_tags(PLATFORM=platform)
+    for model in ("snap-3.0", "snap-3.0-s2a", "snap-3.0-s2b"):
+        r = run("-q", "predict", stacks, tmp_path / model, "--region", "qvidja", "--res", "20", "--model", model)
+        assert r.exit_code == 0, r.output
+
+    def lai(model, date):
+        with rasterio.open(tmp_path / model / f"qvidja_20m_{date}_LAI.tif") as ds:
+            return ds.read(1), ds.tags()
+
+    for date, platform in units.items():
+        unit = "snap-3.0-s2a" if platform == "sentinel-2a" else "snap-3.0-s2b"
+        other = "snap-3.0-s2b" if unit == "snap-3.0-s2a" else "snap-3.0-s2a"
+        got, tags = lai("snap-3.0", date)
+        assert np.array_equal(got, lai(unit, date)[0], equal_nan=True), date
+        assert not np.array_equal(got, lai(other, date)[0], equal_nan=True), date  # the units' networks differ
+        assert tags["VERCYE_MODEL"] == unit and tags["VERCYE_PLATFORM"] == platform
+
+    with rasterio.open(stacks / "qvidja_20m_2023-06-14.tif", "r+") as ds:
+        ds.update_tags(PLATFORM="")
+    r = run("-q", "predict", stacks, tmp_path / "untagged", "--region", "qvidja", "--res", "20", "--model",
+            "snap-3.0")
+    assert "qvidja_20m_2023-06-14.tif: snap-3.0 picks the network" in r.output
+    assert "choose snap-3.0-s2a or snap-3.0-s2b" in r.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import shutil
 import zipfile
 from pathlib import Path
@@ -299,3 +300,28 @@ def test_a_safe_of_60_m_bands_stacked_at_20_m_says_so_once(tmp_path, caplog):
         stack_safe([MINI], region, "ie", 20, tmp_path)
     said = [r.getMessage() for r in caplog.records if "resampled (bilinear) to 20 m" in r.getMessage()]
     assert said == [f"{MINI.name}: no image at 20 m or finer; its 60 m bands are resampled (bilinear) to 20 m"]
+
+
+def test_s2c_product_whose_dns_hold_the_offset_already(tmp_path, inner_stack, caplog):
+    """An S2C product (name and SPACECRAFT_NAME) whose DNs were shifted by -1000 while its
+    MTD_MSIL2A.xml still says BOA_ADD_OFFSET -1000: the offset is dropped (warned once, tagged),
+    the reflectances are the original product's, and the stack names its unit."""
+    name = NAME.replace("S2A_", "S2C_")
+    dst = _copy_safe(MINI, tmp_path / f"{name}.SAFE",
+                     lambda band, arr: arr if band == "SCL" else np.where(arr > 0, np.maximum(arr, 1001) - 1000, 0))
+    mtd = (dst / "MTD_MSIL2A.xml").read_text().replace(NAME, name).replace("Sentinel-2A", "Sentinel-2C")
+    (dst / "MTD_MSIL2A.xml").write_text(mtd)
+    tile = open_safe(dst)
+    assert tile.platform == "sentinel-2c" and tile.baseline == 4.0 and tile.product == name
+    region = utm_region(CROP[0] + 120, CROP[1] + 120, CROP[2] - 120, CROP[3] - 120)
+    with caplog.at_level(logging.WARNING):
+        out = stack_safe([dst], region, "ie", 60, tmp_path / "out")[DATE]
+    data = read_stack(out)[0]
+    with rasterio.open(out) as ds:
+        tags = ds.tags()
+    assert tags["PLATFORM"] == "sentinel-2c"
+    assert f"{name}: 0, the BOA_ADD_OFFSET offset -0.1 dropped" in tags["REFLECTANCE_OFFSET"]
+    assert caplog.text.count(f"{name}: with the BOA_ADD_OFFSET offset -0.1") == 1
+    original = inner_stack[0]
+    bright = original[3:] > 1  # DN > 1001: unchanged by the clip above
+    np.testing.assert_array_equal(data[3:][bright], original[3:][bright])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import InputError
 from vercye_lai.model import load_network
@@ -561,3 +562,16 @@ def test_a_cos_raa_column_that_contradicts_the_azimuths_is_refused(caplog):
     with caplog.at_level(logging.WARNING, logger="vercye_lai.predict.table"):
         predict_table(df.drop(columns=["SAA", "VAA"]), predict=PredictOptions(model="sl2p-l8"))
     assert "column 'cosRAA' is 0 in" in caplog.text
+
+
+def test_every_spelling_of_a_sentinel_2_unit_is_read():
+    """One unit-letter pattern: product names, Earth Search ids, STAC platforms, SPACECRAFT_NAME
+    (SAFE, HLS S30 tags, Earth Engine), any letter; Landsat and other names are no unit."""
+    for text, unit in [("S2C_MSIL2A_20250126T101559_N0511_R065_T32TMT_20250126T120000.SAFE", "c"),
+                       ("S2C_33UXP_20250126_0_L2A", "c"), ("sentinel-2c", "c"), ("Sentinel-2B", "b"),
+                       ("SENTINEL2A", "a"), ("S2B_MSIL1C_20240507T173909_N0510_R098_T13RCN_20240507T205106.SAFE", "b"),
+                       ("Sentinel-2D", "d")]:
+        assert s2_platform(text) == f"sentinel-2{unit}", text
+    for text in ("LC08_L2SP_008059_20191201_20200825_02_T1", "landsat-9", "HLS.S30.T13RCN.2024128T173909.v2.0", ""):
+        assert s2_platform(text) is None, text
+    assert s2_platform(None, "", "Sentinel-2C") == "sentinel-2c"  # the first that names one

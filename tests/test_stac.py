@@ -21,6 +21,7 @@ from conftest import (
     make_catalog,
     make_item,
     region_4326,
+    write_raster,
 )
 from rasterio.warp import transform_geom
 from shapely.geometry import box, shape
@@ -31,6 +32,7 @@ from vercye_lai.acquire import stac  # noqa: E402
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
 from vercye_lai.errors import DependencyError, InputError, NoDataFoundError  # noqa: E402
+from vercye_lai.grid import Grid  # noqa: E402
 from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA  # noqa: E402
 
 needs_safe = pytest.mark.usefixtures("shared_safe")  # ../shared/data's L2A product (conftest)
@@ -303,3 +305,88 @@ def test_an_http_error_of_the_api_says_its_status(body):
                               geometry=box(8, 47, 9, 48), start=dt.date(2022, 1, 1), end=dt.date(2022, 1, 2))
     finally:
         server.shutdown()
+
+
+# --------------------------------------------------------------- Earth Search #71: declared offsets
+# Items shaped as element84/earth-search#71 reports them (2025, S2B/S2C, processing baseline
+# 05.11): raster:bands scale 0.0001 offset -0.1, earthsearch:boa_offset_applied false, and COGs
+# whose DNs are already shifted by -1000; each built on tiny COGs in tmp_path.
+EARTH_SEARCH_RB = {"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": 10,
+                   "scale": 0.0001, "offset": -0.1}
+RHO = {"B3": 0.06, "B4": 0.04, "B5": 0.1, "B6": 0.25, "B7": 0.3, "B8A": 0.35, "B11": 0.2, "B12": 0.1}
+
+
+def es_item(tmp_path, item_id, *, shift, when, props, raster_bands=None, scl=4):
+    """An Earth Search-shaped item over 16 x 16 px COGs of reflectance RHO (+ a ramp), stored as
+    DN = 10000 x rho + ``shift``; SCL ``scl`` everywhere."""
+    folder = tmp_path / item_id
+    transform = rasterio.transform.from_origin(502020, 5898000, 60, 60)
+    ramp = np.arange(256).reshape(16, 16) * 1e-4  # whole DNs: the reflectance is exact
+    hrefs = {}
+    for band, key in stac.ASSET_KEYS["earth-search"].items():
+        if band == "granule":
+            continue
+        dn = np.full((16, 16), scl, np.uint8) if band == "SCL" else \
+            np.round((RHO[band] + ramp) * 10000 + shift).astype(np.uint16)
+        hrefs[band] = str(write_raster(folder / f"{key}.tif", dn, crs=UTM, transform=transform, nodata=0))
+    it = make_item(item_id, with_granule=False, when=when, raster_bands=raster_bands, hrefs=hrefs,
+                   props={"s2:mean_solar_zenith": 40.0, "s2:mean_solar_azimuth": 160.0,
+                          "view:incidence_angle": 5.0, "view:azimuth": 100.0, **props})
+    it.properties.pop("s2:processing_baseline") if "s2:processing_baseline" not in props else None
+    return it, (np.array([RHO[b] for b in stac.REFLECTANCE_BANDS])[:, None, None] + ramp)
+
+
+@pytest.mark.parametrize(("case", "shift", "when", "props", "rb"), [
+    ("declared, applied already", 0, dt.datetime(2025, 3, 2, 10, tzinfo=dt.UTC),
+     {"platform": "sentinel-2b", "s2:processing_baseline": "05.11", "earthsearch:boa_offset_applied": False},
+     EARTH_SEARCH_RB),
+    ("declared, not applied", 1000, dt.datetime(2025, 1, 26, 10, tzinfo=dt.UTC),
+     {"platform": "sentinel-2c", "s2:processing_baseline": "05.11", "earthsearch:boa_offset_applied": False},
+     EARTH_SEARCH_RB),
+    ("undeclared, baseline 05.11", 1000, dt.datetime(2025, 2, 10, 10, tzinfo=dt.UTC),
+     {"platform": "sentinel-2c", "s2:processing_baseline": "05.11"}, None),
+    ("Collection-1 of 2019, baseline 05.00", 1000, dt.datetime(2019, 6, 1, 10, tzinfo=dt.UTC),
+     {"platform": "sentinel-2a", "s2:processing_baseline": "05.00"}, None),
+])
+def test_declared_and_inferred_offsets_give_the_reflectance(tmp_path, caplog, case, shift, when, props, rb):
+    item, rho = es_item(tmp_path, "S2C_33UXP_20250126_0_L2A", shift=shift, when=when, props=props,
+                        raster_bands=rb)
+    with rasterio.open(item.assets["red"].href) as ds:
+        grid = Grid.of(ds)
+    with caplog.at_level(logging.WARNING):
+        scaling, note = stac.item_scaling(item)
+        bands, _ = stac.item_stack(item, grid, scaling=scaling)
+    np.testing.assert_allclose(bands[3:], rho, atol=1e-6)
+    assert ("dropped" in note) == (shift == 0) and ("already" in caplog.text) == (shift == 0)
+    if shift == 0:  # the warning names the item and what was assumed
+        assert "S2C_33UXP_20250126_0_L2A" in caplog.text and "without it" in caplog.text
+
+
+def test_s2c_items_are_tagged_and_ordered(tmp_path, caplog):
+    """S2A, S2B and S2C items of one day: newest baseline first, then the larger valid share;
+    the stack names their platforms in mosaic order and what the offset check found."""
+    when = dt.datetime(2025, 3, 2, 10, tzinfo=dt.UTC)
+    es = dict(when=when, raster_bands=EARTH_SEARCH_RB)
+    items = [
+        es_item(tmp_path, "S2A_33UXP_20250302_0_L2A", shift=1000, props={
+            "platform": "sentinel-2a", "s2:processing_baseline": "05.10", "eo:cloud_cover": 1.0}, **es)[0],
+        es_item(tmp_path, "S2B_33UXP_20250302_0_L2A", shift=0, props={
+            "platform": "sentinel-2b", "s2:processing_baseline": "05.11", "eo:cloud_cover": 30.0}, **es)[0],
+        es_item(tmp_path, "S2C_33UXP_20250302_0_L2A", shift=1000, props={
+            "platform": "sentinel-2c", "s2:processing_baseline": "05.11", "eo:cloud_cover": 10.0}, **es)[0],
+    ]
+    assert [it.id[:3] for it in stac.date_order(items)] == ["S2C", "S2B", "S2A"]
+    assert [stac.item_platform(it) for it in items] == ["sentinel-2a", "sentinel-2b", "sentinel-2c"]
+    cat = make_catalog(tmp_path / "cat", items)
+    with rasterio.open(items[0].assets["red"].href) as ds:
+        region = shape(transform_geom(UTM, "EPSG:4326", box(*ds.bounds).buffer(-100).__geo_interface__))
+    with caplog.at_level(logging.WARNING):
+        (path,) = stac.stack_stac(catalog=str(cat), region="r", geometry=region, start=when.date(),
+                                  end=when.date(), resolution=60, out_dir=tmp_path / "out").values()
+    with rasterio.open(path) as ds:
+        tags = ds.tags()
+    assert tags["PLATFORM"] == "sentinel-2c,sentinel-2b,sentinel-2a"
+    assert tags["STAC_ITEMS"].startswith("S2C_") and tags["CLOUD_BUFFER"] == "0"
+    assert "S2B_33UXP_20250302_0_L2A: 0, the raster:bands offset -0.1 dropped" in tags["REFLECTANCE_OFFSET"]
+    assert "S2C_33UXP_20250302_0_L2A: -0.1 (raster:bands), checked" in tags["REFLECTANCE_OFFSET"]
+    assert caplog.text.count("S2B_33UXP_20250302_0_L2A: with the raster:bands offset") == 1  # once

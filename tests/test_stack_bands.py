@@ -294,3 +294,23 @@ def test_geographic_raster_is_refused(tmp_path):
     with pytest.raises(InputError, match="projected CRS") as e:
         stack_from_bands(src)
     assert str(src) in str(e.value)
+
+
+def test_cloud_buffer_masks_the_edges_of_clouds_and_shadows(tmp_path):
+    """--cloud-buffer 1: the 8 neighbours of the cloud (1, 1) and of the shadow (2, 4) are masked
+    too (a 3 x 3 square each), the nodata pixel is not grown; window by window the same; the
+    value is in the tags. The file is an S2C product: its platform is tagged."""
+    src = synthetic(tmp_path, f"{PRODUCT.replace('S2B_', 'S2C_')}_SRF.tif")
+    masked = {}
+    for px in (0, 1):
+        data, _, tags = stack_from_bands(src, cloud_buffer=px)
+        masked[px] = np.isnan(data["B4"])
+        assert tags["CLOUD_BUFFER"] == str(px) and tags["PLATFORM"] == "sentinel-2c"
+    want = np.zeros((4, 6), bool)
+    want[0:3, 0:3] = want[1:4, 3:6] = True
+    want[3, 0] = True  # nodata
+    assert masked[0].sum() == 3 and np.array_equal(masked[1], want)
+    dst = tmp_path / "w.tif"
+    assert write_band_stack(src, dst, block=2, cloud_buffer=1)  # 2 x 2 px windows
+    with rasterio.open(dst) as ds:
+        assert np.array_equal(ds.read(S2_BANDS_20M.index("B4") + 1) == STACK_NODATA, want)

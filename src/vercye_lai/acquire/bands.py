@@ -16,7 +16,9 @@ What such files lack is angle data, so:
   ``view_azimuth`` (default 0°), stated in the log and in the output's tags.
 
 Reflectance = stored value × ``scale`` + ``offset``; by default the file's own declared
-scale/offset when it has one, else 1 for float data and 1e-4 for integer data. Nodata
+scale/offset when it has one, else 1 for float data and 1e-4 for integer data, checked
+against the data (:mod:`vercye_lai.acquire.offset`: an offset applied already is dropped, a
+missing one warned about; ``--offset`` skips the check). Nodata
 pixels (the file's nodata value, NaN, reflectances outside −1…5, which are undeclared fill
 values such as EOdal's 1e20) and SCL classes in ``scl_classes`` (when an SCL band exists;
 SCL values that are no class count as invalid) become nodata. Resampling to another
@@ -40,10 +42,13 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
@@ -64,8 +69,9 @@ from vercye_lai.stack import canonical_band
 
 log = logging.getLogger(__name__)
 
+# any Sentinel-2 unit (S2A, S2B, S2C …): its letter, the datatake start, the processing time
 _PRODUCT_RE = re.compile(
-    r"S2[A-D]_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
+    r"S2([A-Z])_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
 )
 _MAX_REFLECTANCE = 5.0  # beyond this a "reflectance" is a fill value or a wrong --scale
 _SUN_STEP = 5000.0  # m between solar-position points, as in the Sentinel-2 angle grids
@@ -81,7 +87,7 @@ def product_times(path: str | os.PathLike) -> tuple[dt.datetime, dt.datetime | N
     def parse(s):
         return dt.datetime.strptime(s, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
 
-    return parse(m[1]), parse(m[2]) if m[2] else None
+    return parse(m[2]), parse(m[3]) if m[3] else None
 
 
 def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -> dt.datetime:
@@ -99,7 +105,7 @@ def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -
     if times is None:
         raise InputError(
             "no acquisition time: the file name holds no Sentinel-2 product name "
-            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…); give the time (--time)",
+            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…, any unit letter); give the time (--time)",
             path=path,
         )
     return times[0]
@@ -153,6 +159,19 @@ def reflectance_scaling(
     if np.issubdtype(np.dtype(ds.dtypes[bands[0]]), np.floating):
         return 1.0, 0.0, "float data: reflectance factors as stored"
     return 1e-4, 0.0, "integer data: scale 1e-4"
+
+
+def file_sample(ds: rasterio.DatasetReader, index: dict[str, int]) -> Sample:
+    """The coarse sample of a reflectance file the offset check reads: B3, B4, B8A, and as
+    land its SCL 4/5 pixels (every pixel with data when it has no SCL band)."""
+    green = read_sample(ds, index["B3"])
+    red, nir = (read_sample(ds, index[b], shape=green.shape) for b in ("B4", "B8A"))
+    if "SCL" in index:
+        land = np.isin(read_sample(ds, index["SCL"], shape=green.shape), masks.LAND_CLASSES)
+    else:
+        land = np.isfinite(green) & np.isfinite(red)
+    # undeclared fill values (EOdal's 1e20) are no land
+    return Sample(green, red, nir, land & (np.abs(green) < _MAX_REFLECTANCE / 1e-4))
 
 
 def sun_angles(
@@ -215,6 +234,7 @@ class BandStack:
     region: object = field(repr=False)
     angles: TileAngles = field(repr=False)
     scl_classes: tuple[int, ...]
+    cloud_buffer: int = 0
     #: Band values outside −1…5 made nodata so far (undeclared fill values).
     n_fill: int = 0
 
@@ -245,14 +265,10 @@ class BandStack:
             out[band][implausible] = np.nan
         classes = self.scl_classes
         if "SCL" in self.index and classes:
-            frac = warp_to_grid(
-                src,
-                sub,
-                band=self.index["SCL"],
-                resampling=choose_resampling(self.src_res, res, categorical=True),
-                prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
-            )
-            masked = ~(frac == 0)
+            how = choose_resampling(self.src_res, res, categorical=True)
+            masked = masks.scl_masked(
+                sub, lambda g, prepare: warp_to_grid(src, g, band=self.index["SCL"], resampling=how, prepare=prepare),
+                classes, self.cloud_buffer)
             for band in REFLECTANCE_BANDS:
                 out[band][masked] = np.nan
         if self.region is not None:
@@ -289,6 +305,7 @@ def plan_band_stack(
     view_zenith: float = 0.0,
     view_azimuth: float = 0.0,
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    cloud_buffer: int = 0,
 ) -> BandStack:
     """The output grid, sun angles and tags of a reflectance GeoTIFF's stack, from its
     metadata only; :meth:`BandStack.read` computes the stack window by window.
@@ -311,15 +328,25 @@ def plan_band_stack(
         Assumed view geometry, degrees.
     scl_classes
         SCL classes masked when the file has an SCL band.
+    cloud_buffer
+        Pixels of the output grid masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
 
     Returns
     -------
     BandStack
     """
     when = acquisition_time(src, when)
+    name = Path(src).name
     with open_raster(src) as ds:
         index = band_indexes(ds, band_names)
         a, b, how = reflectance_scaling(ds, index, scale=scale, offset=offset)
+        platform = s2_platform(ds.tags().get("SPACECRAFT_NAME"), name)
+        check = None
+        if how != "given":  # an offset the user gives is not second-guessed
+            check = check_offset(name, file_sample(ds, index), scale=a, offset=b, what=how,
+                                 expected=expected_offset(baseline_of(name)), add_missing=False)
+            b = check.offset
         src_res = abs(ds.transform.a)
         nodata = ds.nodata
         crs, transform, bounds = ds.crs, ds.transform, ds.bounds
@@ -354,14 +381,17 @@ def plan_band_stack(
     tags = {
         "SOURCE": f"vercye-lai stack-bands {Path(src).name}",
         "ACQUISITION_TIME": when.isoformat(),
-        "REFLECTANCE_SCALING": f"x{a:g}{b:+g} ({how})",
+        "REFLECTANCE_SCALING": f"x{a:g}{b:+g} ({how}{', offset checked' if check else ''})",
+        **offset_tag([check.note] if check else []),
+        **platform_tag([platform]),
         "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
         f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
         "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
+        **(masks.cloud_buffer_tag(cloud_buffer) if "SCL" in index else {}),
     }
     log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])
     return BandStack(
-        Path(src), grid, tags, index, a, b, nodata, src_res, region, angles, classes
+        Path(src), grid, tags, index, a, b, nodata, src_res, region, angles, classes, cloud_buffer
     )
 
 
@@ -382,26 +412,60 @@ def stack_from_bands(
     return data, plan.grid, plan.tags
 
 
+def _acquisition(path: Path) -> str:
+    """The unit and datatake start in a product name (its reprocessings share them), else the name."""
+    m = _PRODUCT_RE.search(path.name)
+    return f"S2{m[1]}_{m[2]}" if m else path.name
+
+
+def file_valid_share(path: str | os.PathLike, scl_classes: Iterable[int] = DEFAULT_SCL_MASK) -> float:
+    """Share (0–1) of a reflectance file's pixels with a B4 value and (with an SCL band) no
+    masked class, from a coarse read; 0 when its bands cannot be named."""
+    with open_raster(path) as ds:
+        try:
+            index = band_indexes(ds)
+        except BandError:
+            return 0.0
+        red = read_sample(ds, index["B4"])
+        ok = np.isfinite(red) & (red != 0)
+        if "SCL" in index:
+            ok &= ~scl_invalid(read_sample(ds, index["SCL"], shape=red.shape), scl_classes)
+    return float(ok.mean())
+
+
 def newest_per_date(
     paths: Iterable[str | os.PathLike], when: dt.datetime | None = None
 ) -> dict[dt.date, Path]:
-    """One file per acquisition date: of several, the one processed last (processing time
-    in the product name, else the file's modification time), logged."""
-    best: dict[dt.date, tuple[tuple, Path]] = {}
-    for p in map(Path, paths):
+    """One file per acquisition date, logged when there were several. Of the reprocessings
+    of one acquisition (same unit and datatake start in the product name): the newest
+    processing baseline, then the one processed last (processing time in the name, else the
+    file's modification time). Of the acquisitions of one date (Sentinel-2A, 2B, 2C), in
+    the order of :func:`~vercye_lai.acquire.platform.date_order_key`: the newest baseline,
+    then the larger valid share (:func:`file_valid_share`), then the name."""
+    paths = [Path(p) for p in paths]
+    latest: dict[tuple[dt.date, str], tuple[tuple, Path]] = {}
+    for p in paths:
         date = acquisition_time(p, when).date()
         times = product_times(p)
-        key = (times[1].timestamp() if times and times[1] else p.stat().st_mtime, p.name)
-        old = best.get(date)
-        if old is not None:
-            keep = p if key > old[0] else old[1]
-            log.warning(
-                "%s: %s and %s are of the same date; using %s", date, old[1].name, p.name, keep.name
-            )
-            if keep is old[1]:
-                continue
-        best[date] = (key, p)
-    return {d: v[1] for d, v in sorted(best.items())}
+        key = (baseline_of(p.name) or -1.0, times[1].timestamp() if times and times[1] else p.stat().st_mtime,
+               p.name)
+        old = latest.get((date, _acquisition(p)))
+        if old is None or key > old[0]:
+            latest[(date, _acquisition(p))] = (key, p)
+    by_date: dict[dt.date, list[Path]] = {}
+    for (date, _), (_, p) in latest.items():
+        by_date.setdefault(date, []).append(p)
+    out: dict[dt.date, Path] = {}
+    for date in sorted(by_date):
+        if len(by_date[date]) > 1:
+            by_date[date].sort(key=lambda p: date_order_key(baseline_of(p.name), file_valid_share(p), p.name))
+        out[date] = by_date[date][0]
+    for p in paths:
+        date = acquisition_time(p, when).date()
+        if p != out[date]:
+            log.warning("%s: %s and %s are of the same date; using %s", date, p.name, out[date].name,
+                        out[date].name)
+    return out
 
 
 def write_band_stack(
@@ -449,6 +513,7 @@ class Options(OptionsBase):
         "angles.")
     view_azimuth: float = setting(0.0, help="Assumed view azimuth, degrees.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float | None,
@@ -477,7 +542,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float | None
             src, dst, overwrite=overwrite, when=when, resolution=res, geometry=geometry,
             band_names=names, scale=options.scale, offset=options.offset,
             view_zenith=options.view_zenith, view_azimuth=options.view_azimuth,
-            scl_classes=options.scl_mask)
+            scl_classes=options.scl_mask, cloud_buffer=options.cloud_buffer)
         out[date] = dst
         if on_date:
             on_date(date, written)

@@ -58,7 +58,7 @@ from vercye_lai.acquire.gee_tasks import (  # noqa: F401 - the task bookkeeping,
     summarize_states,
     wait_for_tasks,
 )
-from vercye_lai.acquire.scl import scl_mask_setting
+from vercye_lai.acquire.scl import cloud_buffer_setting, scl_mask_setting
 from vercye_lai.acquire.source import Source
 from vercye_lai.errors import ConfigError, InputError, NoDataFoundError, ServiceError
 from vercye_lai.grid import utm_crs
@@ -196,6 +196,7 @@ class Options(OptionsBase):
         help="Mask clouds with the SCL classes of --scl-mask, or with Cloud Score+ "
         "(cs ≥ --cs-threshold).")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = cloud_buffer_setting()
     cs_threshold: float = setting(
         0.6, min=0, max=1, help="Cloud Score+ 'cs' value at or above which a pixel is kept.")
     max_cloud: float | None = setting(
@@ -216,7 +217,7 @@ class Options(OptionsBase):
 
     @property
     def mask(self) -> CloudMask:
-        return CloudMask(self.cloud_mask, self.scl_mask, cs_threshold=self.cs_threshold)
+        return CloudMask(self.cloud_mask, self.scl_mask, cs_threshold=self.cs_threshold, buffer=self.cloud_buffer)
 
     def export_resolution(self, resolution: float) -> float:
         """The pixel size (m) of the exports: ``resolution`` for Sentinel-2, 30 m for Landsat

@@ -14,7 +14,7 @@ import math
 import re
 from collections.abc import Iterable
 
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK
+from vercye_lai.acquire.scl import CLOUD_CLASSES, DEFAULT_SCL_MASK
 from vercye_lai.errors import ConfigError, ServiceError, require
 from vercye_lai.naming import date_range
 from vercye_lai.stack import L8_BANDS, S2_BANDS_20M, STACK_NODATA
@@ -153,11 +153,16 @@ class CloudMask:
         SCL classes masked by ``"scl"``.
     cs_band, cs_threshold
         Cloud Score+ band (``cs`` or ``cs_cdf``) and the lowest score kept (0–1).
+    buffer
+        Pixels (of the export's grid) masked around clouds and shadows: SCL 3, 8, 9, 10
+        among ``scl_classes``, or Cloud Score+ below the threshold, grown server-side with
+        ``focal_max`` (see :func:`buffered`).
     """
     method: str = "scl"
     scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
     cs_band: str = "cs"
     cs_threshold: float = 0.6
+    buffer: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in ("scl", "cloudscore", "none"):
@@ -185,9 +190,22 @@ def scene_stack(ee, image, *, mask: CloudMask = CloudMask()):
     if mask.method == "scl":
         classes = [int(c) for c in mask.scl_classes]
         valid = valid.And(image.select("SCL").remap(classes, [0] * len(classes), 1))
+        clouds = [c for c in CLOUD_CLASSES if c in classes]
+        if clouds:
+            valid = buffered(valid, image.select("SCL").remap(clouds, [1] * len(clouds), 0), mask.buffer)
     elif mask.method == "cloudscore":
-        valid = valid.And(image.select(mask.cs_band).gte(mask.cs_threshold))
+        score = image.select(mask.cs_band)
+        valid = buffered(valid.And(score.gte(mask.cs_threshold)), score.lt(mask.cs_threshold), mask.buffer)
     return angle_bands(ee, image).addBands(refl).updateMask(valid)
+
+
+def buffered(valid, cloud, px: int):
+    """``valid`` without the pixels within ``px`` pixels of ``cloud`` (1 = cloud or shadow):
+    the cloud image grown server-side by ``focal_max`` over a square of side 2·px + 1, as
+    :func:`vercye_lai.acquire.scl.dilate` does for the local sources; ``px`` 0: unchanged."""
+    if px <= 0:
+        return valid
+    return valid.And(cloud.focal_max(px, "square", "pixels").Not())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +227,8 @@ class EeSensor:
         reflectance; Landsat C2 L2 keeps the DN).
     quality, quality_bits
         The quality band and the bits of it that mask a pixel.
+    cloud_bits
+        The bits of clouds and their shadows, grown by the cloud buffer.
     angles
         ``"bands"``: per-pixel ``SZA, SAA, VZA, VAA`` bands (degrees); ``"sun"``: the
         scene's ``SUN_ELEVATION``/``SUN_AZIMUTH`` properties and a nadir view.
@@ -225,29 +245,34 @@ class EeSensor:
     quality_bits: tuple[int, ...]
     angles: str
     cloud_property: str
+    cloud_bits: tuple[int, ...] = ()
 
 
 _L8_SR = ("SR_B3", "SR_B4", "SR_B5", "SR_B6", "SR_B7")
 EE_SENSORS: dict[str, EeSensor] = {
     "l30": EeSensor("L30", "NASA/HLS/HLSL30/v002", ("B3", "B4", "B5", "B6", "B7"), L8_BANDS, 1.0, 0.0,
-                    "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE"),
+                    "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE", (0, 1, 2, 3)),
     "s30": EeSensor("S30", "NASA/HLS/HLSS30/v002", ("B3", "B4", "B5", "B6", "B7", "B8A", "B11", "B12"),
-                    S2_BANDS_20M, 1.0, 0.0, "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE"),
+                    S2_BANDS_20M, 1.0, 0.0, "Fmask", (0, 1, 2, 3, 4), "bands", "CLOUD_COVERAGE", (0, 1, 2, 3)),
     "l8": EeSensor("L8", "LANDSAT/LC08/C02/T1_L2", _L8_SR, L8_BANDS, 2.75e-5, -0.2, "QA_PIXEL",
-                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER"),
+                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER", (1, 2, 3, 4)),
     "l9": EeSensor("L9", "LANDSAT/LC09/C02/T1_L2", _L8_SR, L8_BANDS, 2.75e-5, -0.2, "QA_PIXEL",
-                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER"),
+                   (0, 1, 2, 3, 4, 5), "sun", "CLOUD_COVER", (1, 2, 3, 4)),
 }
 SENSOR_CHOICES = ("s2", *EE_SENSORS)
 
 
-def sensor_scene_stack(ee, image, sensor: EeSensor):
+def sensor_scene_stack(ee, image, sensor: EeSensor, buffer: int = 0):
     """The stack bands of one Landsat or HLS scene: cosines and reflectance factors, with
-    the quality bits of ``sensor`` masked (one ``bitwiseAnd`` of them all)."""
+    the quality bits of ``sensor`` masked (one ``bitwiseAnd`` of them all), and ``buffer``
+    pixels around its cloud and shadow bits (:func:`buffered`)."""
     refl = (image.select(list(sensor.bands)).toFloat().multiply(sensor.scale).add(sensor.offset)
             .rename(list(sensor.inputs[3:])))
     bits = sum(1 << b for b in sensor.quality_bits)
     valid = refl.mask().reduce(ee.Reducer.min()).And(image.select(sensor.quality).bitwiseAnd(bits).eq(0))
+    clouds = sum(1 << b for b in sensor.cloud_bits if b in sensor.quality_bits)
+    if clouds:
+        valid = buffered(valid, image.select(sensor.quality).bitwiseAnd(clouds).neq(0), buffer)
     if sensor.angles == "bands":
         def cos_band(expr, name):
             return expr.multiply(_DEG).cos().rename(name).toFloat()
@@ -308,7 +333,7 @@ def date_image(
     if sensor is None:
         stacks = coll.map(lambda img: scene_stack(ee, img, mask=mask))
     else:
-        stacks = coll.map(lambda img: sensor_scene_stack(ee, img, sensor))
+        stacks = coll.map(lambda img: sensor_scene_stack(ee, img, sensor, mask.buffer))
     # the day's scenes (adjacent tiles, overlapping orbits) become one image
     mosaic = stacks.mosaic().select(list(sensor.inputs if sensor else S2_BANDS_20M))
     scaled = mosaic.multiply(SCALE_FACTOR).round().toInt16()

@@ -13,7 +13,10 @@ Bands
 Fmask
     Bits 0 cirrus, 1 cloud, 2 adjacent to cloud or shadow, 3 cloud shadow, 4 snow/ice,
     5 water, 6–7 aerosol level; the bits in ``fmask`` (default 0–4) mask a pixel, as
-    does the fill value 255.
+    does the fill value 255; ``--cloud-buffer`` pixels around bits 0–3 are masked too.
+Unit
+    An S30 granule's Sentinel-2 unit (any, 2C included) from its ``SPACECRAFT_NAME`` tag
+    or STAC ``platform``, in the stack's ``PLATFORM`` tag.
 Angles
     The granule's ``SZA, SAA, VZA, VAA`` bands (uint16 degrees × 100, fill 40000) where
     present; else the sun from the acquisition time per pixel and a nadir view (logged,
@@ -33,6 +36,7 @@ from pathlib import Path
 import rasterio
 
 from vercye_lai.acquire import scene
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import search_items
 from vercye_lai.errors import InputError
@@ -56,6 +60,8 @@ FILL = {"2": -9999, "1": -1000}  # by major version
 FMASK_BITS = {0: "cirrus", 1: "cloud", 2: "adjacent to cloud or shadow", 3: "cloud shadow",
               4: "snow/ice", 5: "water"}
 DEFAULT_FMASK = (0, 1, 2, 3, 4)
+#: Fmask bits of clouds and their shadows: dilated by --cloud-buffer
+FMASK_CLOUD_BITS = (0, 1, 2, 3)
 
 
 def _time(m: re.Match, band_file: Path) -> dt.datetime:
@@ -71,6 +77,16 @@ def _time(m: re.Match, band_file: Path) -> dt.datetime:
     t = pd.Timestamp(sensing)
     t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
     return t.floor("us").to_pydatetime()
+
+
+def _platform(kind: str, band_file: Path) -> str | None:
+    """An S30 granule's Sentinel-2 unit, from its ``SPACECRAFT_NAME`` (``Sentinel-2C``) or
+    ``PRODUCT_URI`` tag (the first of a granule made of two products); L30: ``None``."""
+    if kind != "S30":
+        return None
+    with rasterio.open(band_file) as ds:
+        tags = ds.tags()
+    return s2_platform(tags.get("SPACECRAFT_NAME"), tags.get("PRODUCT_URI"))
 
 
 def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = DEFAULT_FMASK,
@@ -118,7 +134,8 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
         scenes.append(scene.Scene(
             sensor=kind, product=gid, tile=m["tile"].upper(), time=_time(m, bands["B3"]), bands=bands,
             inputs=INPUTS[kind], scale=SCALE, offset=0.0, fill=FILL.get(m["version"].split(".")[0], -9999),
-            quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes))
+            quality=have["Fmask"], quality_bits=tuple(fmask), quality_fill=255, angles=angles, notes=notes,
+            platform=_platform(kind, bands["B3"]), cloud_bits=FMASK_CLOUD_BITS))
     if not scenes:
         raise InputError("no HLS granule files (HLS.{L30|S30}.T{tile}.{YYYYDOY}….v{version}.{band}.tif) in "
                          + ", ".join(map(str, paths)))
@@ -128,10 +145,12 @@ def find_granules(paths: Iterable[str | os.PathLike], *, fmask: Sequence[int] = 
 def stack_hls(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
               out_dir: str | os.PathLike, *, fmask: Sequence[int] = DEFAULT_FMASK,
               kinds: Sequence[str] = ("L30", "S30"), overwrite: bool = False,
-              progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules."""
+              progress=None, cloud_buffer: int = 0) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L30|S30}.tif`` for every date of the granules
+    (``cloud_buffer``: pixels masked around the Fmask cloud and shadow bits)."""
     return scene.stack_scenes(find_granules(paths, fmask=fmask, kinds=kinds), geometry, region, resolution,
-                        out_dir, overwrite=overwrite, source="stack-hls", progress=progress)
+                        out_dir, overwrite=overwrite, source="stack-hls", progress=progress,
+                        cloud_buffer=cloud_buffer)
 
 
 # --- the ``hls`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) -------------
@@ -200,7 +219,9 @@ def scenes_from_items(items: Iterable, *, fmask: Sequence[int] = DEFAULT_FMASK) 
             sensor=kind, product=item.id, tile=str(tile),
             time=t.astimezone(dt.UTC), bands=bands, inputs=INPUTS[kind], scale=SCALE, offset=0.0,
             fill=-9999, quality=quality, quality_bits=tuple(fmask), quality_fill=255, angles=angles,
-            notes=() if angles else ("no angle assets: sun from the acquisition time, nadir view assumed",)))
+            notes=() if angles else ("no angle assets: sun from the acquisition time, nadir view assumed",),
+            platform=s2_platform(item.properties.get("platform")) if kind == "S30" else None,
+            cloud_bits=FMASK_CLOUD_BITS))
     return scenes
 
 
@@ -229,12 +250,12 @@ def search_granules(catalog: str, *, geometry, start: dt.date, end: dt.date,
 
 
 def stac_hls(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-             out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+             out_dir: str | os.PathLike, overwrite: bool = False, progress=None, cloud_buffer: int = 0,
              **search) -> dict[tuple[dt.date, str], Path]:
     """Write the stacks of the granules :func:`search_granules` finds (``search``: its options)."""
     return scene.stack_scenes(search_granules(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-hls (STAC)",
-                        progress=progress)
+                        progress=progress, cloud_buffer=cloud_buffer)
 
 
 SOURCE = Source("hls", Options, acquire, sensors=lambda o: frozenset(p.upper() for p in o.products))

@@ -11,7 +11,8 @@ Bands
     DN 0 is fill.
 QA_PIXEL
     Bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow, 7 water; the
-    bits in ``qa_bits`` (default 0–5) mask a pixel.
+    bits in ``qa_bits`` (default 0–5) mask a pixel; ``--cloud-buffer`` pixels around bits
+    1–4 are masked too.
 Angles
     Per pixel from ``…_SZA/_SAA/_VZA/_VAA.TIF`` angle bands (degrees × 100) where the product
     has them; else the sun per pixel from the acquisition time (``DATE_ACQUIRED`` +
@@ -50,6 +51,8 @@ _PRODUCT = re.compile(r"^(?P<id>L[CO]0(?P<sat>[89])_L2SP_(?P<pathrow>\d{6})_(?P<
                       r"(?P<band>SR_B\d|QA_PIXEL|MTL|SZA|SAA|VZA|VAA)\.(?P<ext>tif|txt|xml)$", re.IGNORECASE)
 QA_BITS = {0: "fill", 1: "dilated cloud", 2: "cirrus", 3: "cloud", 4: "cloud shadow", 5: "snow", 7: "water"}
 DEFAULT_QA = (0, 1, 2, 3, 4, 5)
+#: QA_PIXEL bits of clouds and their shadows: dilated by --cloud-buffer
+QA_CLOUD_BITS = (1, 2, 3, 4)
 L2_GROUP = "LEVEL2_SURFACE_REFLECTANCE_PARAMETERS"
 
 
@@ -138,7 +141,8 @@ def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = 
             bands={f"B{n}": have[f"SR_B{n}"] for n in range(3, 8)}, inputs=L8_BANDS,
             scale=scale.pop(), offset=offset.pop(), fill=0, quality=have["QA_PIXEL"], quality_bits=tuple(qa_bits),
             quality_fill=None, angles=angles, angle_fill=None,
-            notes=() if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",)))
+            notes=() if angles else ("no angle bands: sun from the acquisition time, nadir view assumed",),
+            platform=f"landsat-{sat}", cloud_bits=QA_CLOUD_BITS))
     if not scenes:
         raise InputError("no Landsat C2 L2 scene files (L?0{8|9}_L2SP_…_SR_B{n}.TIF, QA_PIXEL, MTL) in "
                          + ", ".join(map(str, paths)))
@@ -147,10 +151,11 @@ def find_scenes(paths: Iterable[str | os.PathLike], *, qa_bits: Sequence[int] = 
 
 def stack_landsat(paths: Iterable[str | os.PathLike], geometry, region: str, resolution: float,
                   out_dir: str | os.PathLike, *, qa_bits: Sequence[int] = DEFAULT_QA,
-                  overwrite: bool = False, progress=None) -> dict[tuple[dt.date, str], Path]:
-    """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes."""
+                  overwrite: bool = False, progress=None, cloud_buffer: int = 0) -> dict[tuple[dt.date, str], Path]:
+    """Write ``{region}_{res}m_{date}_{L8|L9}.tif`` for every date of the scenes
+    (``cloud_buffer``: pixels masked around the QA_PIXEL cloud and shadow bits)."""
     return stack_scenes(find_scenes(paths, qa_bits=qa_bits), geometry, region, resolution, out_dir,
-                        overwrite=overwrite, source="stack-landsat", progress=progress)
+                        overwrite=overwrite, source="stack-landsat", progress=progress, cloud_buffer=cloud_buffer)
 
 
 # --- the ``landsat`` source of ``vercye-lai run`` (see :mod:`vercye_lai.acquire`) ----------
@@ -225,7 +230,8 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
             time=item.datetime.astimezone(dt.UTC), bands={b: asset_href(item, (k,)) for b, k in keys.items()},
             inputs=L8_BANDS, scale=scale, offset=offset, fill=0, quality=asset_href(item, (qa,)),
             quality_bits=tuple(qa_bits), quality_fill=None,
-            notes=("sun from the acquisition time, nadir view assumed",)))
+            notes=("sun from the acquisition time, nadir view assumed",),
+            platform=f"landsat-{sat}", cloud_bits=QA_CLOUD_BITS))
     return scenes
 
 
@@ -248,12 +254,12 @@ def search_scenes(catalog: str, *, geometry, start: dt.date, end: dt.date, colle
 
 
 def stac_landsat(catalog: str, *, region: str, geometry, start: dt.date, end: dt.date, resolution: float,
-                 out_dir: str | os.PathLike, overwrite: bool = False, progress=None,
+                 out_dir: str | os.PathLike, overwrite: bool = False, progress=None, cloud_buffer: int = 0,
                  **search) -> dict[tuple[dt.date, str], Path]:
     """Write the stacks of the scenes :func:`search_scenes` finds (``search``: its options)."""
     return stack_scenes(search_scenes(catalog, geometry=geometry, start=start, end=end, **search), geometry,
                         region, resolution, out_dir, overwrite=overwrite, source="stack-landsat (STAC)",
-                        progress=progress)
+                        progress=progress, cloud_buffer=cloud_buffer)
 
 
 SOURCE = Source("landsat", Options, acquire, sensors=lambda o: frozenset({"L8", "L9"}))

@@ -1,7 +1,9 @@
 """Local Sentinel-2 L2A products (``.SAFE`` folders or their ``.zip``) → input stacks.
 
 For each date, every tile of that date is brought onto one output grid and the first
-valid pixel wins (tiles of one date come from one overpass, so overlaps agree):
+valid pixel wins, in the order of :func:`group_by_date` (newest processing baseline, then
+the larger valid share; Sentinel-2A, 2B and 2C products alike, their units in the
+``PLATFORM`` tag):
 
 Grid
     The region's bounds in the CRS of the tile that covers most of the region, snapped
@@ -13,7 +15,8 @@ Reflectances
     finest coarser one). Resampling: none when the resolutions match (nearest on the same
     grid), ``average`` when coarsening, ``bilinear`` when refining (e.g. B11 at 10 m).
     ``reflectance = (DN + BOA_ADD_OFFSET) / BOA_QUANTIFICATION_VALUE`` from
-    ``MTD_MSIL2A.xml`` (offset −1000 from baseline 04.00, absent = 0 before); DN 0 is
+    ``MTD_MSIL2A.xml`` (offset −1000 from baseline 04.00, absent = 0 before), checked
+    against the data (:func:`checked_tile`, in the ``REFLECTANCE_OFFSET`` tag); DN 0 is
     nodata and is left out of averages.
 SCL mask
     Classes in ``scl_classes`` (default :data:`~vercye_lai.acquire.scl.DEFAULT_SCL_MASK`)
@@ -33,6 +36,7 @@ Memory
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -45,17 +49,20 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import (
     TileAngles,
     angle_cosines,
     parse_tile_angles,
 )
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import date_order_key, platform_tag
 from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this module's API
     REFLECTANCE_BANDS,
     SafeTile,
     open_safe,
 )
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -107,6 +114,7 @@ def tile_layer(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     angles: TileAngles | None = None,
     images: Callable[[str], rasterio.DatasetReader] | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[str, np.ndarray]:
     """The 11 stack bands of one tile on ``grid``: reflectances (NaN where nodata or
     masked by SCL) and angle cosines.
@@ -118,6 +126,9 @@ def tile_layer(
         them when calling this for many windows of one grid.
     images
         Opens an image path (e.g. an :class:`~vercye_lai.acquire.warp.ImageCache`); default: opened per read.
+    cloud_buffer
+        Pixels of ``grid`` masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
     """
     if images is None:
         images = str  # warp_to_grid opens (and closes) a path itself
@@ -131,13 +142,10 @@ def tile_layer(
     classes = tuple(scl_classes)
     if classes:
         src, res = _pick(tile, "SCL", resolution)
-        frac = warp_to_grid(
-            images(src),
-            grid,
-            resampling=choose_resampling(res, resolution, categorical=True),
-            prepare=lambda scl: scl_invalid(scl, classes).astype(np.float32),
-        )
-        masked = ~(frac == 0)  # NaN (no SCL) or any invalid part of the pixel
+        how = choose_resampling(res, resolution, categorical=True)
+        masked = masks.scl_masked(  # NaN (no SCL), any invalid part of the pixel, or near a cloud
+            grid, lambda g, prepare: warp_to_grid(images(src), g, resampling=how, prepare=prepare),
+            classes, cloud_buffer)
         for band in REFLECTANCE_BANDS:
             out[band][masked] = np.nan
     out.update(
@@ -149,6 +157,32 @@ def tile_layer(
         )
     )
     return out
+
+
+def checked_tile(tile: SafeTile, images: Callable[[str], rasterio.DatasetReader] = str) -> SafeTile:
+    """``tile`` with its ``BOA_ADD_OFFSET`` checked against a coarse sample of its coarsest
+    B3/B4/B8A/SCL images (:func:`~vercye_lai.acquire.offset.check_offset`): dropped where
+    the DNs hold it already, added where a baseline ≥ 04.00 product's DNs lack it; the
+    check's note in :attr:`~SafeTile.offset_note`."""
+    def sample(band: str, shape=None) -> np.ndarray:
+        avail = tile.images.get(band) or {}
+        if not avail:
+            raise InputError(f"has no {band} image (GRANULE/*/IMG_DATA/R*m/*_{band}_*m.jp2)", path=tile.source)
+        return read_sample(images(avail[max(avail)]), shape=shape, nodata=0)
+
+    q = tile.quantification
+    offset = tile.offsets.get("B4", 0.0) / q
+    green = sample("B3")
+    checked = check_offset(
+        tile.product,
+        Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
+               np.isin(sample("SCL", green.shape), masks.LAND_CLASSES)),
+        scale=1.0 / q, offset=offset, what="BOA_ADD_OFFSET" if tile.offsets else "no BOA_ADD_OFFSET",
+        expected=expected_offset(tile.baseline))
+    offsets = tile.offsets
+    if checked.offset != offset:
+        offsets = {b: checked.offset * q for b in REFLECTANCE_BANDS}
+    return dataclasses.replace(tile, offsets=offsets, offset_note=checked.note)
 
 
 @dataclass
@@ -164,7 +198,8 @@ class DateMosaic:
     Attributes
     ----------
     tiles
-        Tiles of one date (first valid pixel wins, in this order).
+        Tiles of one date (first valid pixel wins, in this order); their offsets are
+        checked here (:func:`checked_tile`).
     grid, region
         Output grid and the region in its CRS (see :func:`region_grid`).
     resolution
@@ -174,6 +209,8 @@ class DateMosaic:
     images
         Opens the image paths (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them open across windows;
         default: opened per read).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
     """
     tiles: Sequence[SafeTile]
     grid: Grid
@@ -181,10 +218,12 @@ class DateMosaic:
     resolution: float
     scl_classes: tuple[int, ...] = DEFAULT_SCL_MASK
     images: Callable[[str], rasterio.DatasetReader] | None = None
+    cloud_buffer: int = 0
     angles: list[TileAngles] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.scl_classes = tuple(self.scl_classes)
+        self.tiles = [checked_tile(t, self.images or str) for t in self.tiles]
         self.angles = [parse_tile_angles(t.tile_xml) for t in self.tiles]
 
     def read(self, window: Window) -> dict[str, np.ndarray]:
@@ -192,7 +231,8 @@ class DateMosaic:
         NaN = nodata: outside the region, no data, masked by SCL)."""
         sub = self.grid.window(window)
         layers = (lambda tile=tile, angles=angles: tile_layer(
-            tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles, images=self.images)
+            tile, sub, self.resolution, scl_classes=self.scl_classes, angles=angles, images=self.images,
+            cloud_buffer=self.cloud_buffer)
             for tile, angles in zip(self.tiles, self.angles, strict=True))
         return first_valid_window(layers, S2_BANDS_20M, sub, self.region)
 
@@ -203,6 +243,7 @@ def stack_tiles(
     resolution: float,
     *,
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
+    cloud_buffer: int = 0,
 ) -> tuple[dict[str, np.ndarray], Grid]:
     """Mosaic the tiles of one date over a region, the whole grid in memory (see
     :func:`write_date_stack` for large regions).
@@ -217,6 +258,8 @@ def stack_tiles(
         Pixel size in metres.
     scl_classes
         SCL classes to mask (empty: no SCL masking).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
 
     Returns
     -------
@@ -225,7 +268,7 @@ def stack_tiles(
     """
     grid, region = region_grid(tiles, geometry, resolution)
     with ImageCache() as images:
-        mosaic = DateMosaic(tiles, grid, region, resolution, tuple(scl_classes), images)
+        mosaic = DateMosaic(tiles, grid, region, resolution, tuple(scl_classes), images, cloud_buffer)
         return mosaic.read(grid.full_window), grid
 
 
@@ -236,23 +279,33 @@ def _processing_time(product: str) -> str:
     return product.rsplit("_", 1)[-1]
 
 
+def _acquisition(t: SafeTile) -> tuple:
+    """One tile's acquisition: its reprocessings share the date, tile, unit and datatake
+    start of the product name (``S2C_MSIL2A_{datatake}_N…``)."""
+    parts = t.product.split("_")
+    return t.date, t.tile, parts[0], parts[2] if len(parts) > 2 else t.product
+
+
 def group_by_date(tiles: Iterable[SafeTile]) -> dict[dt.date, list[SafeTile]]:
-    """Tiles grouped by sensing date; of two products of the same tile and date, the one
-    processed last (product name's last field) is kept."""
-    latest: dict[tuple[dt.date, str], SafeTile] = {}
+    """Tiles grouped by sensing date, each date's in mosaic order
+    (:func:`~vercye_lai.acquire.platform.date_order_key`: newest processing baseline, then
+    the larger valid share, then the product name). Of the reprocessings of one acquisition
+    (same tile, unit and datatake), the newest baseline is kept, then the one processed
+    last (product name's last field); acquisitions of other units the same day are kept."""
+    latest: dict[tuple, SafeTile] = {}
     for t in tiles:
-        key = (t.date, t.tile)
+        key = _acquisition(t)
         old = latest.get(key)
         if old is not None:
-            keep = t if _processing_time(t.product) >= _processing_time(old.product) else old
+            keep = max(t, old, key=lambda x: (x.baseline or -1.0, _processing_time(x.product)))
             log.warning(
-                "%s and %s: same tile and date, using %s", old.product, t.product, keep.product
+                "%s and %s: same tile and acquisition, using %s", old.product, t.product, keep.product
             )
             t = keep
         latest[key] = t
     out: dict[dt.date, list[SafeTile]] = {}
-    for (date, _), t in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        out.setdefault(date, []).append(t)
+    for t in sorted(latest.values(), key=lambda t: (t.date, date_order_key(t.baseline, t.valid_share, t.product))):
+        out.setdefault(t.date, []).append(t)
     return out
 
 
@@ -265,6 +318,7 @@ def write_date_stack(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     overwrite: bool = False,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> bool:
     """Write the stack of one date's tiles to ``dst`` (see :func:`stack_tiles`), one
     output window at a time (``block`` pixels a side, default
@@ -280,15 +334,18 @@ def write_date_stack(
     dst = Path(dst)
     classes = tuple(scl_classes)
     grid, region = region_grid(tiles, geometry, resolution)
-    tags = {
-        "SOURCE": "vercye-lai stack-safe",
-        "PRODUCTS": ",".join(t.product for t in tiles),
-        "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
-        "SCL_MASK": ",".join(map(str, classes)),
-        "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
-    }
     with ImageCache() as images:
-        mosaic = DateMosaic(tiles, grid, region, resolution, classes, images)
+        mosaic = DateMosaic(tiles, grid, region, resolution, classes, images, cloud_buffer)
+        tags = {
+            "SOURCE": "vercye-lai stack-safe",
+            "PRODUCTS": ",".join(t.product for t in tiles),
+            "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
+            "SCL_MASK": ",".join(map(str, classes)),
+            **masks.cloud_buffer_tag(cloud_buffer),
+            "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
+            **platform_tag(t.platform for t in tiles),
+            **offset_tag(t.offset_note for t in mosaic.tiles),
+        }
         n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
     if n_valid == 0:
         log.warning("%s: no valid pixel in the region (clouds or no data)", dst.name)
@@ -306,6 +363,7 @@ def stack_safe(
     scl_classes: Iterable[int] = DEFAULT_SCL_MASK,
     overwrite: bool = False,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[dt.date, Path]:
     """Write ``{out_dir}/{region}_{res}m_{date}.tif`` for every date of ``safes``.
 
@@ -327,6 +385,8 @@ def stack_safe(
         Recompute stacks that exist (default: skip them).
     block
         Output window side in pixels (see :func:`write_date_stack`).
+    cloud_buffer
+        Pixels masked around clouds and shadows (see :func:`tile_layer`).
 
     Returns
     -------
@@ -338,7 +398,7 @@ def stack_safe(
         out[date] = Path(out_dir) / stack_name(region, resolution, date)
         write_date_stack(
             tiles, geometry, out[date], resolution, scl_classes=scl_classes, overwrite=overwrite,
-            block=block,
+            block=block, cloud_buffer=cloud_buffer,
         )
     return out
 
@@ -353,6 +413,7 @@ class Options(OptionsBase):
     safes: tuple[Path, ...] = setting(
         cli=None, help="L2A products (.SAFE folders or .zip files) or glob patterns of them.")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
 
 
 def acquire(region, options: Options, out_dir: Path, *, resolution: float,
@@ -360,7 +421,7 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float,
     """The stacks of ``region``'s dates from the products (existing stacks are kept)."""
     safes = expand_patterns(options.safes)
     out = stack_safe(safes, region.shape(), region.name, resolution, out_dir,
-                     scl_classes=options.scl_mask)
+                     scl_classes=options.scl_mask, cloud_buffer=options.cloud_buffer)
     return {d: p for d, p in out.items() if region.start <= d <= region.end}
 
 

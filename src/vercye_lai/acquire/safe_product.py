@@ -1,6 +1,8 @@
 """A local Sentinel-2 L2A product (``.SAFE`` folder or its ``.zip``) as a :class:`SafeTile`:
 its tile, date, CRS, band images, scaling (``BOA_ADD_OFFSET``, ``BOA_QUANTIFICATION_VALUE``
-of ``MTD_MSIL2A.xml``) and angle grids (``MTD_TL.xml``). How tiles become stacks is
+of ``MTD_MSIL2A.xml``), unit (``SPACECRAFT_NAME``: any ``Sentinel-2X``), processing
+baseline, valid share (``NODATA_PIXEL_PERCENTAGE``, ``Cloud_Coverage_Assessment``) and
+angle grids (``MTD_TL.xml``). How tiles become stacks is
 :mod:`vercye_lai.acquire.safe`'s.
 """
 
@@ -22,6 +24,7 @@ from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS,
     read_xml,
 )
+from vercye_lai.acquire.platform import baseline_of, s2_platform, valid_share
 from vercye_lai.errors import DataIOError, InputError
 from vercye_lai.stack import canonical_band
 
@@ -60,6 +63,14 @@ class SafeTile:
         Band name (``"B3"``, ``"SCL"``…) → {resolution in m: GDAL path}.
     tile_xml
         Content of ``MTD_TL.xml``.
+    platform
+        Sentinel-2 unit as STAC names it (``"sentinel-2c"``), ``None`` when unknown.
+    baseline
+        Processing baseline (``4.0`` for 04.00), ``None`` when unknown.
+    valid_share
+        Share (0–1) of the tile with data and no cloud, from the product's metadata.
+    offset_note
+        What the offset check found (:mod:`vercye_lai.acquire.offset`), for the stack's tags.
     """
     source: Path
     product: str
@@ -71,6 +82,10 @@ class SafeTile:
     offsets: dict[str, float]
     images: dict[str, dict[int, str]] = field(repr=False)
     tile_xml: bytes = field(repr=False)
+    platform: str | None = None
+    baseline: float | None = None
+    valid_share: float = 1.0
+    offset_note: str = ""
 
     @property
     def date(self) -> dt.date:
@@ -184,4 +199,15 @@ def open_safe(path: str | os.PathLike) -> SafeTile:
         offsets=offsets,
         images=images,
         tile_xml=tile_xml,
+        platform=s2_platform(mtd.findtext(".//SPACECRAFT_NAME"), product),
+        baseline=baseline_of(mtd.findtext(".//PROCESSING_BASELINE"), product),
+        valid_share=valid_share(_number(mtd.findtext(".//NODATA_PIXEL_PERCENTAGE")),
+                                _number(mtd.findtext(".//Cloud_Coverage_Assessment"))),
     )
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

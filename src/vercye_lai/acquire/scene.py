@@ -17,7 +17,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ from rasterio.windows import Window
 from vercye_lai.acquire import warp
 from vercye_lai.acquire.angles import angle_cosines, cosines
 from vercye_lai.acquire.bands import sun_angles
+from vercye_lai.acquire.offset import Sample, check_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import platform_tag
+from vercye_lai.acquire.scl import cloud_buffer_setting, cloud_buffer_tag, masked_pixels
 from vercye_lai.acquire.source import expand_patterns
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV
 from vercye_lai.errors import ConfigError, InputError
@@ -48,6 +51,7 @@ class SceneSourceOptions(OptionsBase):
     stacks' resolution in a run."""
     max_cloud: float | None = setting(
         None, min=0, max=100, help="With --catalog: skip items whose eo:cloud_cover is above this (percent).")
+    cloud_buffer: int = cloud_buffer_setting()
     resolution: float = setting(
         30.0, min=1, cli=None, help="Pixel size (m) of the stacks in a run (HLS and Landsat are 30 m, whatever "
         "the run's resolution for Sentinel-2).")
@@ -80,6 +84,12 @@ class Scene:
     angles
         ``SZA, SAA, VZA, VAA`` → file (degrees × ``angle_scale``, ``angle_fill`` = none);
         empty: the sun is computed from :attr:`time`, the view is ``view`` (degrees).
+    platform
+        The satellite as STAC names it (``sentinel-2c``, ``landsat-9``), if known.
+    cloud_bits
+        The quality bits of clouds and their shadows (dilated by ``--cloud-buffer``).
+    offset_note
+        What the offset check found (:func:`checked_scene`), for the stack's tags.
     """
     sensor: str
     product: str
@@ -98,6 +108,9 @@ class Scene:
     angle_fill: float | None = 40000
     view: tuple[float, float] = (0.0, 0.0)
     notes: tuple[str, ...] = ()
+    platform: str | None = None
+    cloud_bits: tuple[int, ...] = ()
+    offset_note: str = ""
 
     @property
     def date(self) -> dt.date:
@@ -136,10 +149,32 @@ def bits_set(q: np.ndarray, bits: Sequence[int], fill: int | None) -> np.ndarray
     return mask
 
 
+def checked_scene(scene: Scene, images: Callable[[str], Any] = str) -> Scene:
+    """``scene`` with its offset checked against a coarse sample of its green, red and NIR
+    files, its clear quality pixels as land (:func:`~vercye_lai.acquire.offset.check_offset`:
+    an offset the data hold already is dropped); the note in :attr:`Scene.offset_note`."""
+    nir = "B8A" if "B8A" in scene.bands else "B5"  # Sentinel-2 or Landsat numbering
+
+    def sample(path, shape=None, nodata=scene.fill):
+        return read_sample(images(str(path)), shape=shape, nodata=nodata)
+
+    green = sample(scene.bands["B3"])
+    land = np.isfinite(green)
+    if scene.quality is not None:
+        q = sample(scene.quality, green.shape, None)
+        land &= np.isfinite(q) & ~bits_set(np.nan_to_num(q), scene.quality_bits, scene.quality_fill)
+    checked = check_offset(scene.product, Sample(green, sample(scene.bands["B4"], green.shape),
+                                                 sample(scene.bands[nir], green.shape), land),
+                           scale=scene.scale, offset=scene.offset, what=f"{scene.sensor} scaling")
+    return replace(scene, offset=checked.offset, offset_note=checked.note)
+
+
 def scene_layer(scene: Scene, grid: Grid, resolution: float,
-                images: Callable[[str], rasterio.DatasetReader] | None = None) -> dict[str, np.ndarray]:
-    """The stack bands of one scene on ``grid``: reflectances (NaN where nodata or masked)
-    and angle cosines."""
+                images: Callable[[str], rasterio.DatasetReader] | None = None,
+                cloud_buffer: int = 0) -> dict[str, np.ndarray]:
+    """The stack bands of one scene on ``grid``: reflectances (NaN where nodata, masked by
+    the quality bits, or within ``cloud_buffer`` pixels of a cloud or shadow bit) and angle
+    cosines."""
     images = images or str
     out: dict[str, np.ndarray] = {}
     own = scene.resolution
@@ -151,10 +186,12 @@ def scene_layer(scene: Scene, grid: Grid, resolution: float,
         dn = warp.warp_to_grid(ds, grid, resampling=warp.choose_resampling(own, resolution), src_nodata=nodata)
         out[band] = dn * scene.scale + scene.offset
     if scene.quality is not None:
-        frac = warp.warp_to_grid(
-            images(str(scene.quality)), grid, resampling=warp.choose_resampling(own, resolution, categorical=True),
-            prepare=lambda q: bits_set(q, scene.quality_bits, scene.quality_fill).astype(np.float32))
-        masked = ~(frac == 0)  # NaN (no quality value) or any masked part of the pixel
+        how = warp.choose_resampling(own, resolution, categorical=True)
+        clouds = [b for b in scene.cloud_bits if b in scene.quality_bits]
+        masked = masked_pixels(  # NaN (no quality value), any masked part of the pixel, or near a cloud
+            grid, lambda g, prepare: warp.warp_to_grid(images(str(scene.quality)), g, resampling=how, prepare=prepare),
+            lambda q: bits_set(q, scene.quality_bits, scene.quality_fill), lambda q: bits_set(q, clouds, None),
+            cloud_buffer)
         for band in out:
             out[band][masked] = np.nan
     if scene.angles:
@@ -180,10 +217,12 @@ class SceneMosaic:
     region: object
     resolution: float
     images: Callable[[str], rasterio.DatasetReader] | None = None
+    cloud_buffer: int = 0
 
     def read(self, window: Window) -> dict[str, np.ndarray]:
         sub = self.grid.window(window)
-        layers = (lambda scene=scene: scene_layer(scene, sub, self.resolution, self.images) for scene in self.scenes)
+        layers = (lambda scene=scene: scene_layer(scene, sub, self.resolution, self.images, self.cloud_buffer)
+                  for scene in self.scenes)
         return warp.first_valid_window(layers, self.scenes[0].inputs, sub, self.region)
 
 
@@ -196,7 +235,8 @@ def group_scenes(scenes: Sequence[Scene]) -> dict[tuple[dt.date, str], list[Scen
 
 
 def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike, resolution: float, *,
-                      overwrite: bool = False, block: int | None = None, source: str) -> bool:
+                      overwrite: bool = False, block: int | None = None, source: str,
+                      cloud_buffer: int = 0) -> bool:
     """Write the stack of one date's scenes of one sensor (see the module docstring).
 
     Returns
@@ -206,20 +246,24 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     """
     if warp.keep_existing(dst, overwrite):
         return False
-    with remote_env(scenes):
+    with remote_env(scenes), warp.ImageCache() as images:
         grid, region = warp.region_grid(scenes, geometry, resolution)
+        scenes = [checked_scene(s, images) for s in scenes]
     s0 = scenes[0]
     tags = {
         "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
         "PRODUCTS": ",".join(s.product for s in scenes),
         "SENSING_TIME": min(s.time for s in scenes).isoformat(),
         "QUALITY_MASK_BITS": ",".join(map(str, s0.quality_bits)),
+        **cloud_buffer_tag(cloud_buffer),
         "ANGLES": ("per-pixel SZA/SAA/VZA/VAA bands" if s0.angles else
                    f"sun from the acquisition time, view zenith {s0.view[0]:g} azimuth {s0.view[1]:g} deg (assumed)"),
         **({"NOTES": "; ".join(s0.notes)} if s0.notes else {}),
+        **platform_tag(s.platform for s in scenes),
+        **offset_tag(s.offset_note for s in scenes),
     }
     with remote_env(scenes), warp.ImageCache() as images:
-        mosaic = SceneMosaic(scenes, grid, region, resolution, images)
+        mosaic = SceneMosaic(scenes, grid, region, resolution, images, cloud_buffer)
         n_valid = warp.write_windowed(dst, grid, mosaic.read, tags=tags, block=block, bands=s0.inputs)
     if n_valid == 0:
         log.warning("%s: no valid pixel in the region (clouds or no data)", Path(dst).name)
@@ -228,9 +272,10 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
 
 
 def stack_scenes(scenes: Sequence[Scene], geometry, region: str, resolution: float, out_dir: str | os.PathLike,
-                 *, overwrite: bool = False, source: str,
+                 *, overwrite: bool = False, source: str, cloud_buffer: int = 0,
                  progress: Callable[[int, int], None] | None = None) -> dict[tuple[dt.date, str], Path]:
-    """Write one stack per date and sensor: ``{region}_{res}m_{date}_{SENSOR}.tif``.
+    """Write one stack per date and sensor: ``{region}_{res}m_{date}_{SENSOR}.tif``
+    (``cloud_buffer``: pixels masked around clouds and shadows, see :func:`scene_layer`).
 
     Raises
     ------
@@ -247,7 +292,8 @@ def stack_scenes(scenes: Sequence[Scene], geometry, region: str, resolution: flo
             progress(i - 1, len(groups))
         dst = out_dir / stack_name(region, resolution, date, sensor=sensor)
         try:
-            write_scene_stack(group, geometry, dst, resolution, overwrite=overwrite, source=source)
+            write_scene_stack(group, geometry, dst, resolution, overwrite=overwrite, source=source,
+                              cloud_buffer=cloud_buffer)
         except InputError as exc:
             log.warning("%s %s: %s", date, sensor, exc)
             continue
@@ -307,5 +353,6 @@ def acquire_scenes(region, options: Any, out_dir: Path, *, local: Callable[[list
         scenes = local(expand_patterns(options.paths))
     else:
         raise ConfigError("source: give paths (local files) or catalog (STAC)")
-    out = stack_scenes(scenes, region.shape(), region.name, options.resolution, out_dir, source=source)
+    out = stack_scenes(scenes, region.shape(), region.name, options.resolution, out_dir, source=source,
+                       cloud_buffer=options.cloud_buffer)
     return {k: v for k, v in out.items() if region.start <= k[0] <= region.end}

@@ -15,8 +15,13 @@ Per item
     mean-angle properties (said in the log).
 
 Per date
-    Items of the same UTC date are mosaicked, least cloudy first (a pixel comes from
-    the first item that has a valid value for it), clipped to the region and written
+    Items of the same UTC date (tiles, Sentinel-2 units, reprocessings) are mosaicked in
+    the order of :func:`~vercye_lai.acquire.platform.date_order_key`: the newest
+    ``s2:processing_baseline`` first, then the larger valid share (``100 −
+    s2:nodata_pixel_percentage`` times ``100 − eo:cloud_cover``), then the id; a pixel
+    comes from the first item that has a valid value for it. The mosaic is clipped to the
+    region, its items' platforms (``platform``, else the id's ``S2C_``) go into the
+    ``PLATFORM`` tag, and it is written
     with a :class:`vercye_lai.stack.StackWriter` as ``{region}_{res}m_{date}.tif``, one
     output window at a time (:data:`vercye_lai.stack.WINDOW_SIZE` pixels a side): memory
     is bounded by the window, not the region. The warp options fix the resampling
@@ -35,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +51,11 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 
+from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, cosines, parse_tile_angles
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
+from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform, valid_share
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side, part of this module's API
     CATALOG_ALIASES,
@@ -132,34 +139,80 @@ def asset_keys(item: Any) -> dict[str, str]:
 
 
 def _baseline(item: Any) -> float | None:
-    pb = item.properties.get("s2:processing_baseline")
-    if pb is None:  # fall back on the product id: ..._N0400_...
-        m = re.search(r"_N(\d{2})(\d{2})_", str(item.properties.get("s2:product_uri", "")))
-        pb = f"{m[1]}.{m[2]}" if m else None
-    try:
-        return float(pb) if pb is not None else None
-    except ValueError:
-        return None
+    # the property, else the product id: ..._N0400_...
+    return baseline_of(item.properties.get("s2:processing_baseline"), item.properties.get("s2:product_uri"))
 
 
-def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
-    """``(scale, offset)`` with reflectance factor = DN × scale + offset for one asset.
+def item_platform(item: Any) -> str | None:
+    """The item's Sentinel-2 unit (``sentinel-2c``): its ``platform``, else its id or
+    ``s2:product_uri`` (``S2C_…``); ``None`` when none names one."""
+    p = item.properties
+    return s2_platform(p.get("platform"), item.id, p.get("s2:product_uri"))
+
+
+def date_order(items: Iterable[Any]) -> list[Any]:
+    """A date's items in mosaic order (:func:`~vercye_lai.acquire.platform.date_order_key`):
+    newest processing baseline, then the larger valid share from the item's
+    ``s2:nodata_pixel_percentage`` and ``eo:cloud_cover``, then the id."""
+    def key(it: Any) -> tuple:
+        p = it.properties
+        share = valid_share(p.get("s2:nodata_pixel_percentage"), p.get("eo:cloud_cover", 100.0))
+        return date_order_key(_baseline(it), share, it.id)
+
+    return sorted(items, key=key)
+
+
+def declared_scaling(item: Any, asset_key: str) -> tuple[float, float, str]:
+    """``(scale, offset, where from)`` with reflectance factor = DN × scale + offset for one
+    asset, as the item's metadata say.
 
     The asset's ``raster:bands`` scale/offset win when present (Earth Search v1 declares
     them). Otherwise ``earthsearch:boa_offset_applied`` (true: the DNs already include
-    the offset) or ``s2:processing_baseline`` ≥ 04.00 (BOA_ADD_OFFSET = −1000 DN) decide.
+    the offset) or ``s2:processing_baseline`` ≥ 04.00 (BOA_ADD_OFFSET = −1000 DN) decide:
+    the baseline, never the date (Collection-1 reprocessings of earlier years carry the
+    offset too). The data may say otherwise: see :func:`item_scaling`.
     """
     asset = item.assets[asset_key]
     rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
     if "scale" in rb or "offset" in rb:
-        return float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0))
+        return float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)), "raster:bands"
     scale = 1.0 / QUANTIFICATION
     if item.properties.get("earthsearch:boa_offset_applied"):
-        return scale, 0.0
+        return scale, 0.0, "earthsearch:boa_offset_applied"
     baseline = _baseline(item)
     if baseline is not None and baseline >= 4.0:
-        return scale, BOA_OFFSET_DN * scale
-    return scale, 0.0
+        return scale, BOA_OFFSET_DN * scale, f"baseline {baseline:05.2f}"
+    return scale, 0.0, "baseline before 04.00" if baseline is not None else "no baseline"
+
+
+def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
+    """``(scale, offset)`` of :func:`declared_scaling`."""
+    return declared_scaling(item, asset_key)[:2]
+
+
+def item_scaling(item: Any, images: Callable[[str], Any] = str) -> tuple[dict[str, tuple[float, float]], str]:
+    """Band → ``(scale, offset)`` of an item's reflectance assets, the offset checked
+    against a coarse sample of its B3/B4/B8A/SCL assets
+    (:func:`~vercye_lai.acquire.offset.check_offset`: dropped where the COGs hold it
+    already, as in element84/earth-search#71, added where a baseline ≥ 04.00 item's data
+    lack it), and the check's note for the stack's tags.
+
+    ``images`` opens an asset href (an :class:`~vercye_lai.acquire.warp.ImageCache`).
+    """
+    keys = asset_keys(item)
+    declared = {b: declared_scaling(item, keys[b]) for b in REFLECTANCE_BANDS}
+    scale, offset, what = declared["B4"]
+
+    def sample(band: str, shape=None) -> np.ndarray:
+        return read_sample(images(item.assets[keys[band]].get_absolute_href()), shape=shape, nodata=0)
+
+    green = sample("B3")
+    checked = check_offset(
+        item.id,
+        Sample(green, sample("B4", green.shape), sample("B8A", green.shape),
+               np.isin(sample("SCL", green.shape), masks.LAND_CLASSES)),
+        scale=scale, offset=offset, what=what, expected=expected_offset(_baseline(item)))
+    return {b: (s, checked.offset if checked.offset != offset else o) for b, (s, o, _) in declared.items()}, checked.note
 
 
 def property_angles(item: Any) -> dict[str, float]:
@@ -215,6 +268,8 @@ def item_stack(
     resampling: Resampling = Resampling.bilinear,
     angles: tuple[TileAngles | dict[str, np.ndarray], str] | None = None,
     images: Callable[[str], rasterio.DatasetReader] | None = None,
+    scaling: Mapping[str, tuple[float, float]] | None = None,
+    cloud_buffer: int = 0,
 ) -> tuple[np.ndarray, str]:
     """The 11 bands of one item on ``grid`` (physical values, NaN = invalid).
 
@@ -225,6 +280,12 @@ def item_stack(
     angles
         :func:`item_angles` of the item (default: read here); pass it when calling this
         for many windows.
+    scaling
+        Band → ``(scale, offset)`` (default: :func:`reflectance_scaling`, unchecked); pass
+        :func:`item_scaling`'s.
+    cloud_buffer
+        Pixels of ``grid`` masked around SCL clouds and shadows
+        (:func:`~vercye_lai.acquire.scl.masked_pixels`).
     images
         Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache` keeps them
         open across windows); default: opened per read.
@@ -244,10 +305,13 @@ def item_stack(
 
     out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
-        scale, offset = reflectance_scaling(item, keys[band])
+        scale, offset = scaling[band] if scaling is not None else reflectance_scaling(item, keys[band])
         out[i] = read(band, resampling) * scale + offset
-    scl = read("SCL", Resampling.nearest)
-    out[:, scl_invalid(scl, scl_classes)] = np.nan  # NaN SCL (outside the tile) counts as invalid
+    scl_href = images(item.assets[keys["SCL"]].get_absolute_href())
+    masked = masks.scl_masked(  # NaN SCL (outside the tile) counts as invalid
+        grid, lambda g, prepare: prepare(read_asset(scl_href, g, resampling=Resampling.nearest)),
+        scl_classes, cloud_buffer)
+    out[:, masked] = np.nan
     geometry, source = angles if angles is not None else item_angles(item)
     if isinstance(geometry, TileAngles):
         cos = angle_cosines(geometry, transform=grid.transform, crs=grid.crs, shape=grid.shape)
@@ -291,7 +355,7 @@ class DateItems:
         Output grid.
     region
         Region as GeoJSON in the grid's CRS; pixels it does not touch are nodata.
-    scl_classes, resampling
+    scl_classes, resampling, cloud_buffer
         See :func:`item_stack`.
     images
         Opens the asset hrefs (an :class:`~vercye_lai.acquire.warp.ImageCache`).
@@ -303,10 +367,18 @@ class DateItems:
     scl_classes: Sequence[int] = DEFAULT_SCL_MASK
     resampling: Resampling = Resampling.bilinear
     images: Callable[[str], rasterio.DatasetReader] | None = None
+    cloud_buffer: int = 0
     angles: list = dataclasses.field(init=False, repr=False)
+    scalings: list = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.angles = [item_angles(it) for it in self.items]
+        self.scalings = [item_scaling(it, self.images or str) for it in self.items]
+
+    @property
+    def offset_notes(self) -> list[str]:
+        """What the offset check found for each item (:func:`item_scaling`)."""
+        return [note for _, note in self.scalings]
 
     @property
     def sources(self) -> set[str]:
@@ -322,9 +394,9 @@ class DateItems:
         data = mosaic_first_valid(
             item_stack(
                 it, sub, scl_classes=self.scl_classes, resampling=self.resampling,
-                angles=angles, images=self.images,
+                angles=angles, images=self.images, scaling=scaling, cloud_buffer=self.cloud_buffer,
             )[0]
-            for it, angles in zip(self.items, self.angles, strict=True)
+            for it, angles, (scaling, _) in zip(self.items, self.angles, self.scalings, strict=True)
         )
         data[:, outside] = np.nan
         return data
@@ -351,6 +423,7 @@ def stack_stac(
     on_date: Callable[[dt.date, Path | None], None] | None = None,
     on_plan: Callable[[Mapping[dt.date, list[Any]]], None] | None = None,
     block: int | None = None,
+    cloud_buffer: int = 0,
 ) -> dict[dt.date, Path]:
     """Write one 11-band stack per date with items over a region.
 
@@ -384,6 +457,8 @@ def stack_stac(
         Output window side in pixels (default :data:`vercye_lai.stack.WINDOW_SIZE`):
         each date is read, mosaicked and written one window at a time, so memory is
         bounded by the window, not by the region.
+    cloud_buffer
+        Pixels masked around SCL clouds and shadows (see :func:`item_stack`).
 
     Returns
     -------
@@ -419,11 +494,10 @@ def stack_stac(
             if on_date:
                 on_date(date, None)
             continue
-        # least cloudy first: it wins where items overlap
-        date_items = sorted(date_items, key=lambda it: it.properties.get("eo:cloud_cover", 100.0))
+        date_items = date_order(date_items)  # the first wins where items overlap
         with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
             mosaic = DateItems(
-                date_items, grid, region_geojson, tuple(scl_classes), resampling, images
+                date_items, grid, region_geojson, tuple(scl_classes), resampling, images, cloud_buffer
             )
             tags = {
                 "SOURCE": "STAC",
@@ -431,7 +505,10 @@ def stack_stac(
                 "STAC_ITEMS": ",".join(i.id for i in date_items),
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
                 "SCL_MASKED": ",".join(map(str, scl_classes)),
+                **masks.cloud_buffer_tag(cloud_buffer),
                 "DATE": date.isoformat(),
+                **platform_tag(item_platform(it) for it in date_items),
+                **offset_tag(mosaic.offset_notes),
             }
             n_valid = write_windowed(dst, grid, mosaic.read, tags=tags, block=block)
         log.info(
@@ -465,6 +542,7 @@ class Options(OptionsBase):
     max_cloud: float | None = setting(
         None, min=0, max=100, help="Skip items whose eo:cloud_cover is above this (percent).")
     scl_mask: tuple[int, ...] = scl_mask_setting()
+    cloud_buffer: int = masks.cloud_buffer_setting()
     resampling: str = setting(
         "bilinear", choices=RESAMPLINGS,
         help="Resampling of the reflectance bands to the output grid (SCL always nearest).")
@@ -478,7 +556,8 @@ def acquire(region, options: Options, out_dir: Path, *, resolution: float, state
                       geometry=region.shape(), start=region.start, end=region.end,
                       resolution=resolution, out_dir=out_dir, crs=options.crs,
                       max_cloud=options.max_cloud, scl_classes=options.scl_mask,
-                      resampling=Resampling[options.resampling], overwrite=overwrite, **progress)
+                      resampling=Resampling[options.resampling], overwrite=overwrite,
+                      cloud_buffer=options.cloud_buffer, **progress)
 
 
 SOURCE = Source("stac", Options, acquire)  # stacks are clipped to the region

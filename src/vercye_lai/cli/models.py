@@ -7,6 +7,7 @@ from rich.table import Table
 
 from vercye_lai.cli.ui import console
 from vercye_lai.model import DEFAULT_MODEL, MODELS, available_variables, load_network
+from vercye_lai.model.registry import UNIT_MODELS, unit_members
 
 
 @click.command("models")
@@ -16,7 +17,10 @@ def command():
     for col in ("model", "inputs", "variables"):
         table.add_column(col)
     for name in MODELS:
-        net = load_network(name, "LAI")
+        member = unit_members(name)[-1]  # a per-unit model: its units' networks share inputs and variables
+        net = load_network(member, "LAI")
         label = f"{name} (default)" if name == DEFAULT_MODEL else name
-        table.add_row(label, ", ".join(net.inputs), ", ".join(available_variables(name)))
+        if name in UNIT_MODELS:
+            label += " (per stack: " + ", ".join(f"S2{u.upper()}→{m}" for u, m in UNIT_MODELS[name].items()) + ")"
+        table.add_row(label, ", ".join(net.inputs), ", ".join(available_variables(member)))
     console.print(table)

@@ -40,5 +40,5 @@ def stack_scene_source(name: str, options_type: type, params: dict, *, paths, re
     with progress_bar() as bar:
         task = bar.add_task("dates", total=None)
         written = stack_scenes(scenes, geometry, region_name, resolution, out_dir, overwrite=overwrite, source=name,
-                               progress=functools.partial(lambda i, n: bar.update(task, completed=i, total=n)))
+                               cloud_buffer=o.cloud_buffer, progress=functools.partial(lambda i, n: bar.update(task, completed=i, total=n)))
     stdout.print(f"{name} {region_name}: {len(written)} stack(s) in {out_dir}")

@@ -60,7 +60,8 @@ def command(files: tuple[Path, ...], region: str | None, library: str | None, sh
     - Nodata and, when an SCL band exists, the --scl-mask classes become nodata.
     - --region NAME alone only names the outputs; with --library or --geometry the
       stack is also clipped to the region.
-    - Several files of one date: the one processed last (product name) is used.
+    - Several files of one date: the newest processing baseline, then the larger valid
+      share (a reprocessing of one acquisition: the one processed last) is used.
     Existing outputs are kept unless --overwrite.
 
     \b

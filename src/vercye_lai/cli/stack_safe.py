@@ -46,7 +46,8 @@ def command(
       'average' when coarsening, 'bilinear' when refining (e.g. B11 at 10 m).
     - Angles: MTD_TL.xml sun and view grids (5 km), interpolated to the pixels; view
       angles averaged over detectors and over the 8 bands.
-    - Pixels whose SCL class is in --scl-mask are nodata.
+    - Pixels whose SCL class is in --scl-mask are nodata, and those within
+      --cloud-buffer pixels of an SCL cloud or shadow (3, 8, 9, 10).
     Existing outputs are kept unless --overwrite.
 
     \b
@@ -54,7 +55,7 @@ def command(
       vercye-lai stack-safe S2A_MSIL2A_*.SAFE --region Poltava --library lib \\
           --resolution 20 -o stacks
     """
-    classes = opts.from_cli(Options, params, safes=safes).scl_mask
+    options = opts.from_cli(Options, params, safes=safes)
     name, geometry = opts.resolve_region(region, library, shpfile)
     by_date = group_by_date(open_safe(p) for p in safes)
     written = 0
@@ -63,7 +64,8 @@ def command(
         for date, tiles in by_date.items():
             dst = out_dir / stack_name(name, resolution, date)
             written += write_date_stack(
-                tiles, geometry, dst, resolution, scl_classes=classes, overwrite=overwrite
+                tiles, geometry, dst, resolution, scl_classes=options.scl_mask, overwrite=overwrite,
+                cloud_buffer=options.cloud_buffer
             )
             progress.advance(task)
     log.info("%d stack(s) written, %d kept, in %s", written, len(by_date) - written, out_dir)

@@ -10,6 +10,11 @@ Bundled models (``--model``):
     B2, B3, B4, B8``).
 ``snap-3.0-s2a``, ``snap-3.0-s2b``, ``snap-2.1``
     ESA SNAP Biophysical Processor sets (GPL-3.0 data, see ``weights/snap/NOTICE.md``).
+``snap-3.0``
+    SNAP 3.0 with each stack's own unit's network, chosen from the stack's ``PLATFORM`` tag
+    (written at acquisition): Sentinel-2A → ``snap-3.0-s2a``; 2B and 2C → ``snap-3.0-s2b``
+    (SNAP's own S2C networks are byte-identical copies of its S2B ones, optical-toolbox
+    2025). See :func:`unit_model`.
 
 A path is accepted too: a SNAP auxdata folder (with ``LAI/``, ``FAPAR/`` … inside), a
 LEAF/Earth Engine CSV, or an ``.npz`` written by ``vercye-lai convert-weights``.
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.errors import ModelError
 from vercye_lai.model.sl2p import Network, grid_codes
 from vercye_lai.stack import L8_BANDS, S2_BANDS_10M, S2_BANDS_20M
@@ -67,6 +73,12 @@ MODELS: dict[str, tuple[str, str]] = {  # name -> (kind, path inside weights/)
     "snap-3.0-s2a": ("snap", "snap/3_0/S2A"),
     "snap-3.0-s2b": ("snap", "snap/3_0/S2B"),
     "snap-2.1": ("snap", "snap/2_1"),
+    "snap-3.0": ("per-unit", "snap/3_0"),  # a network per Sentinel-2 unit: UNIT_MODELS
+}
+#: models with a network per Sentinel-2 unit: name → {unit letter: bundled model}. SNAP
+#: (optical-toolbox 2025) ships S2C networks that are byte-identical copies of its S2B ones.
+UNIT_MODELS: dict[str, dict[str, str]] = {
+    "snap-3.0": {"a": "snap-3.0-s2a", "b": "snap-3.0-s2b", "c": "snap-3.0-s2b"},
 }
 #: LEAF-Toolbox error networks (``--uncertainty``): same inputs, output = the variable's uncertainty
 ERROR_MODELS: dict[str, str] = {
@@ -247,6 +259,44 @@ def _load_npz(path: Path, var: Variable, model: str) -> Network:
     return _leaf_network(raw, var, model, path.name)
 
 
+def unit_members(model: str | Path) -> tuple[str, ...]:
+    """The bundled models a per-unit model chooses from (``model`` itself for any other)."""
+    units = UNIT_MODELS.get(str(model))
+    return tuple(dict.fromkeys(units.values())) if units else (str(model),)
+
+
+def unit_model(model: str | Path, platforms: str | None, *, path: str | Path | None = None) -> str | Path:
+    """The model to run on a stack: for a per-unit model (:data:`UNIT_MODELS`) the network
+    of the stack's unit, from its ``PLATFORM`` tag (``sentinel-2c``; a mosaic of several
+    units names them in mosaic order and the first, which fills most pixels, decides, with
+    a warning when they differ); ``model`` itself for any other.
+
+    Raises
+    ------
+    ModelError
+        A per-unit model and a stack without a ``PLATFORM`` tag, or of a unit it has no
+        network for (naming the stack and the models to choose instead).
+    """
+    units = UNIT_MODELS.get(str(model))
+    if units is None:
+        return model
+    where = f"{Path(path).name}: " if path is not None else ""
+    choose = f"choose {' or '.join(unit_members(model))} with --model"
+    found = [s2_platform(p) for p in str(platforms or "").split(",")]
+    known = [p for p in found if p]
+    if not known:
+        raise ModelError(f"{where}{model} picks the network of the stack's Sentinel-2 unit from its "
+                         f"PLATFORM tag, and this stack has none (written by an older version or another "
+                         f"tool); {choose}")
+    picked = [units.get(p[-1]) for p in known]
+    if picked[0] is None:
+        raise ModelError(f"{where}{model} has no network for {known[0]}; {choose}")
+    if len(set(picked)) > 1:
+        log.warning("%smosaic of %s: %s uses the network of %s (its first unit) for every pixel", where,
+                    ", ".join(known), model, known[0])
+    return picked[0]
+
+
 @functools.lru_cache(maxsize=64)
 def load_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") -> Network:
     """Load one network.
@@ -266,6 +316,8 @@ def load_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") 
     """
     var = variable(variable_name)
     name = str(model)
+    if name in UNIT_MODELS:
+        return load_network(unit_model(name, None), var.name)  # raises: there is no stack to read a unit from
     if name in MODELS:
         kind, rel = MODELS[name]
         path = Path(str(_WEIGHTS / rel))

@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rasterio
+
+from vercye_lai.acquire.platform import PLATFORM_TAG
 from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.model import DEFAULT_MODEL, MODELS, VARIABLES
-from vercye_lai.model.registry import has_error_network
+from vercye_lai.model.registry import UNIT_MODELS, has_error_network, unit_model
 from vercye_lai.model.sl2p import OUT_OF_RANGE
 from vercye_lai.naming import LANDSAT_SENSORS, RasterName
 from vercye_lai.predict.kernel import HAZE_CHOICES
@@ -107,11 +110,17 @@ class PredictOptions(Options):
 def options_for(src: str | Path, options: PredictOptions) -> PredictOptions:
     """The options for one stack: a Landsat or HLS L30 stack (``_L8``, ``_L9``, ``_L30`` in
     its name) is predicted with ``landsat_model``; without an error network there, no
-    uncertainty raster (logged); a calibration of another model is not applied (logged)."""
+    uncertainty raster (logged); a calibration of another model is not applied (logged).
+    A per-unit model (``snap-3.0``) becomes the network of the stack's Sentinel-2 unit,
+    read from its ``PLATFORM`` tag (:func:`vercye_lai.model.registry.unit_model`)."""
     try:
         sensor = RasterName.parse(src).sensor
     except InputError:
-        return options
+        sensor = None
+    if sensor not in LANDSAT_SENSORS and str(options.model) in UNIT_MODELS:
+        with rasterio.open(src) as ds:
+            platforms = ds.tags().get(PLATFORM_TAG)
+        return dataclasses.replace(options, model=unit_model(options.model, platforms, path=src))
     if sensor not in LANDSAT_SENSORS or options.model == options.landsat_model:
         return options
     changes: dict[str, Any] = {"model": options.landsat_model}

@@ -4,6 +4,7 @@ GeoTIFF or COG, written atomically, with the tags that say how each was made).""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -14,11 +15,13 @@ import rasterio.shutil
 from rasterio.windows import Window
 
 from vercye_lai._version import __version__
+from vercye_lai.acquire.platform import PLATFORM_TAG
 from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import atomic_output, is_whole, remove_stale, tmp_path_for
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
 from vercye_lai.model.calibration import CALIBRATED_SIGMA, Calibration, calibration_tag, model_calibration
+from vercye_lai.model.registry import unit_members
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
@@ -83,10 +86,13 @@ def load_options_calibration(options: PredictOptions) -> Calibration | None:
 def check_model(options: PredictOptions) -> list[Network]:
     """The networks of ``options`` (and their error networks when ``uncertainty``): a bad
     model or variable fails here, before any date."""
-    networks = [load_network(options.model, v) for v in options.variables]
+    for model in unit_members(options.model)[:-1]:  # a per-unit model: each unit's network loads
+        check_model(dataclasses.replace(options, model=model))
+    model = unit_members(options.model)[-1]
+    networks = [load_network(model, v) for v in options.variables]
     if options.uncertainty:
         for v in options.variables:
-            load_error_network(options.model, v)
+            load_error_network(model, v)
     load_options_calibration(options)
     return networks
 
@@ -210,7 +216,9 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
         nodatavals=tuple(ds.nodatavals),
         windows=block_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
-                     "VERCYE_OUT_OF_RANGE": options.out_of_range},
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range,
+                     # the stack's unit(s): why a per-unit model (snap-3.0) ran the network it names
+                     **({"VERCYE_PLATFORM": ds.tags()[PLATFORM_TAG]} if PLATFORM_TAG in ds.tags() else {})},
         scaling=scaling,
         inputs=tuple(networks[0].inputs),
     )

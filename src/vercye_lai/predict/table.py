@@ -22,6 +22,7 @@ Inputs of a row
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import warnings
@@ -37,6 +38,7 @@ from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.errors import DataIOError, InputError, require
 from vercye_lai.io import atomic_output, check_utf8
 from vercye_lai.model import FLAG_NODATA, load_error_network
+from vercye_lai.model.registry import unit_model
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import HazeTest, predict_block
@@ -437,6 +439,8 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     InputError
         See :func:`table_inputs`; an output column the table already has.
     """
+    # a per-unit model (snap-3.0) needs a stack's PLATFORM tag: a table names no unit
+    predict = dataclasses.replace(predict, model=unit_model(predict.model, None, path=path))
     networks = check_model(predict)
     calibration = load_options_calibration(predict)
     errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []

@@ -334,16 +334,17 @@ end_date = 2022-07-31
 # once per source with double brackets (e.g. safe and hls); HLS and Landsat stacks are at their
 # own resolution (30 m), whatever the run's `resolution` (Sentinel-2's) says.
 #   local: path = folder of existing stacks {{region}}_{{res}}m_{{date}}.{{tif,vrt}} ("{{region}}" allowed)
-#   bands: files = ["srf/*.tif"]; band_names, scale, offset, view_zenith, view_azimuth, scl_mask
-#   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]
+#   bands: files = ["srf/*.tif"]; band_names, scale, offset, view_zenith, view_azimuth, scl_mask,
+#          cloud_buffer
+#   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]; cloud_buffer
 #   stac:  catalog = "earth-search" | "planetary-computer" | URL; collection, crs, max_cloud,
-#          scl_mask, resampling
-#   gee:   project, sensor, collection, cloud_mask, scl_mask, cs_threshold, max_cloud, folder, crs,
-#          timeout, drive_folder_id, client_secret, token
-#   hls:   paths = ["hls/"] or catalog = "planetary-computer" | "nasa" | URL; max_cloud, fmask,
-#          products = ["L30", "S30"]; resolution = 30
+#          scl_mask, cloud_buffer, resampling
+#   gee:   project, sensor, collection, cloud_mask, scl_mask, cloud_buffer, cs_threshold, max_cloud,
+#          folder, crs, timeout, drive_folder_id, client_secret, token
+#   hls:   paths = ["hls/"] or catalog = "planetary-computer" | "nasa" | URL; max_cloud, cloud_buffer,
+#          fmask, products = ["L30", "S30"]; resolution = 30
 #   landsat: paths = ["landsat/"] or catalog = "planetary-computer" | URL; collection, max_cloud,
-#          qa_bits; resolution = 30
+#          cloud_buffer, qa_bits; resolution = 30
 [source]
 kind = "bands"
 files = ["{demo}/srf/*.tif"]
