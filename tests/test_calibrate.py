@@ -27,7 +27,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def insitu_data():
     df = predict_table(pd.read_csv(INSITU))
-    df = df[df["LAI"].notna()]  # the 12 rows of a hazy scene (06-20) are masked
+    df = df[df["LAI"].notna()]  # the 12 rows of the 06-20 scene (0.1 bright: offset missing) are masked
     assert len(df) == 165
     net = load_network("sl2p")
     x = table_inputs(df, net.inputs).x.astype(float)
@@ -92,7 +92,7 @@ def test_calibrate_on_the_177_points(tmp_path):
     r = run("calibrate", t, "--group", "location", "--insitu-column", "lai", "-o", tmp_path / "cal.json")
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "cal.json").read_text())
-    # the 12 rows of the hazy 06-20 scene are masked by predict-table's haze test
+    # the 12 rows of the 06-20 scene (0.1 bright) are masked by the haze test
     assert doc["n"] == 165 and doc["groups"] == ["Arenenberg", "Strickhof", "SwissFutureFarm", "Witzwil"]
     assert doc["cv"]["uncalibrated"]["rmse"] == pytest.approx(1.346, abs=0.005)
     table = pd.read_csv(tmp_path / "cal_cv.csv")

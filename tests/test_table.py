@@ -143,7 +143,7 @@ def test_vector_and_parquet_tables(tmp_path):
 def test_the_published_figures_on_the_177_in_situ_points():
     """Issue 11's anchors (sun from the scene time, nadir view, every row as published):
     LEAF SL2P RMSE 1.34, bias +0.60, r 0.83. With the haze test (the default), the 12 rows of
-    the hazy 2022-06-20 scene are masked, and flagged."""
+    the 2022-06-20 scene (0.1 bright in every band: an offset missing) are masked, and flagged."""
     df = pd.read_csv(INSITU)
     out = predict_table(df, predict=PredictOptions(haze="off"))
     d = out["LAI"] - out["lai"]

@@ -49,7 +49,7 @@ FLAG_CALIBRATION_OUTSIDE = 32
 FLAG_HAZE = 64
 #: a crop canopy's chlorophyll keeps its green reflectance low, bare soil and senescent canopies
 #: are redder than green: a pixel brighter than this in green, and greener than red, is seen
-#: through a veil (Strickhof 2022: 96–99.5 % of the pixels of the hazy 06-20 and 06-23 scenes,
+#: through a veil or brightened by a missing offset (Strickhof 2022: 96–99.5 % of the pixels of the 06-20 and 06-23 scenes,
 #: at most 0.6 % on the clear dates; see the Uncertainty page)
 HAZE_GREEN = 0.12
 
