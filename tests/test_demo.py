@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
+from vercye_lai.io import read_values
 from vercye_lai.cli.main import cli
 from vercye_lai.insitu.agreement import Agreement
 from vercye_lai.run import load_config
@@ -38,7 +39,7 @@ def test_demo_writes_every_step(demo_run):
     # the docs' figure: the 15 June product has 108 pixels that SCL calls clear; the haze test
     # masks the 44 seen through the veil at the edge of that day's cloud: 64 of mean LAI 2.44
     with rasterio.open(out / "lai" / "strickhof_10m_2022-06-15_LAI.tif") as ds:
-        values = ds.read(1)
+        values = read_values(ds)
     with rasterio.open(out / "lai" / "strickhof_10m_2022-06-15_LAI_flags.tif") as ds:
         flags = ds.read(1)
     assert np.isfinite(values).sum() == 64 and ((flags != 255) & (flags & 64 > 0)).sum() == 44

@@ -15,6 +15,7 @@ from conftest import run_cli as run
 
 from vercye_lai.cli.main import cli
 from vercye_lai.errors import BandError, DataIOError, LaiError, NoDataFoundError
+from vercye_lai.io import read_values
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
@@ -28,8 +29,9 @@ TO_STACK = [SNAP_INPUT_ORDER.index(b) for b in S2_BANDS_20M]
 
 
 def read(path: Path, band: int = 1) -> np.ndarray:
+    """A product's values as the project's readers see them (flags: as stored)."""
     with rasterio.open(path) as ds:
-        return ds.read(band)
+        return ds.read(band) if ds.dtypes[band - 1] == "uint8" else read_values(ds, band)
 
 
 # --- real data ------------------------------------------------------------------
@@ -38,7 +40,7 @@ def read(path: Path, band: int = 1) -> np.ndarray:
 @pytest.mark.parametrize("res,model,bands", [(20, "sl2p", S2_BANDS_20M), (10, "sl2p-10m", S2_BANDS_10M)])
 def test_real_qvidja_stacks(tmp_path, res, model, bands):
     results = predict_dir(QVIDJA, tmp_path, region="qvidja", resolution=res,
-                          options=PredictOptions(model=model, workers=2))
+                          options=PredictOptions(model=model, workers=2, dtype="float32"))
     assert [r.status for r in results] == ["done"] * 3
     net = load_network(model, "LAI")
     for r in results:
@@ -70,8 +72,8 @@ def test_cog_layout_metadata_and_flags(tmp_path):
     out = product_paths(src, tmp_path / "lai", ["LAI"])
     res = predict_file(src, out, options=PredictOptions(block_size=512, workers=2))
     assert res.status == "done" and res.n_valid == 1100 * 1300
-    with rasterio.open(out["LAI"]) as ds:
-        assert ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
+    with rasterio.open(out["LAI"]) as ds:  # int16 (the default), its step declared
+        assert ds.dtypes[0] == "int16" and ds.nodata == -32768 and ds.scales == (0.001,)
         assert ds.block_shapes[0] == (512, 512) and ds.compression.name.lower() == "zstd"
         assert ds.overviews(1), "COG must carry overviews"
         assert ds.descriptions[0] == "LAI"
@@ -90,7 +92,7 @@ def test_snap_test_cases_through_cli(tmp_path, var):
     inputs = cases[:, :11][:, TO_STACK].T.reshape(11, 10, 10).astype(np.float32)
     write_raster(tmp_path / "s2" / "tc_20m_2020-01-01.tif", inputs, descriptions=list(S2_BANDS_20M))
     r = run("-q", "predict", tmp_path / "s2", tmp_path / "lai", "--region", "tc", "--model", "snap-2.1",
-            "--variable", var, "--haze", "off")  # SNAP's cases are spectra of any colour
+            "--variable", var, "--haze", "off", "--dtype", "float32")  # SNAP's cases are spectra of any colour
     assert r.exit_code == 0, r.output
     got = read(tmp_path / "lai" / f"tc_20m_2020-01-01_{var}.tif").ravel()
     expected = cases[:, 11]
@@ -361,7 +363,7 @@ def _error_net_float64(x: np.ndarray, csv_name: str) -> np.ndarray:
 
 def test_uncertainty_raster_is_the_error_network_output(tmp_path):
     s2 = copy_qvidja(tmp_path / "s2")
-    r = run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty")
+    r = run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty", "--dtype", "float32")
     assert r.exit_code == 0, r.output
     src = s2 / "qvidja_20m_2023-06-11.tif"
     with rasterio.open(src) as ds:
@@ -376,10 +378,11 @@ def test_uncertainty_raster_is_the_error_network_output(tmp_path):
     with rasterio.open(unc_path) as ds:
         assert ds.descriptions == ("LAI_uncertainty",) and ds.units == ("m2 m-2",)
     # a rerun skips; products made without uncertainty are redone when it is asked for
-    assert "3 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty").output
+    assert "3 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--uncertainty",
+                              "--dtype", "float32").output
     unc_path.unlink()
     assert "1 done, 2 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja",
-                                      "--uncertainty").output
+                                      "--uncertainty", "--dtype", "float32").output
 
 
 def test_uncertainty_needs_an_error_network(tmp_path):

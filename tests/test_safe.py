@@ -18,6 +18,7 @@ from conftest import DATA, cli_error_line
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
+from vercye_lai.io import read_values
 from vercye_lai import predict
 from vercye_lai.acquire.angles import interpolate_angles, mean_angles, parse_tile_angles
 from vercye_lai.acquire.safe import (
@@ -259,7 +260,7 @@ def test_predict_runs_on_the_result(tmp_path, inner_stack):
     outputs = predict.product_paths(src, tmp_path / "lai", ["LAI"])
     predict.predict_file(src, outputs)
     with rasterio.open(outputs["LAI"]) as ds:
-        lai = ds.read(1)
+        lai = read_values(ds)
     with rasterio.open(flags_path(outputs["LAI"])) as ds:
         hazy = (ds.read(1) & FLAG_HAZE).astype(bool) & (ds.read(1) != FLAG_NODATA)
     valid = inner_stack[0][0] != STACK_NODATA

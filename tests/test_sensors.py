@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DATA
 
+from vercye_lai.io import read_values
 from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import InputError
@@ -231,7 +232,7 @@ def test_predict_takes_the_landsat_network_for_landsat_stacks(tmp_path):
     product = tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI.tif"
     with rasterio.open(product) as ds:
         assert ds.tags()["VERCYE_MODEL"] == "sl2p-l8"
-        lai = ds.read(1)
+        lai = read_values(ds)
     assert 0 < np.nanmedian(lai) < 8 and (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_flags.tif").exists()
     assert not (tmp_path / "lai" / "slo_30m_2019-09-10_L30_LAI_uncertainty.tif").exists()  # no error network
 

@@ -14,6 +14,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 
+from vercye_lai.io import read_values
 from vercye_lai import predict
 from vercye_lai.acquire.angles import solar_position
 from vercye_lai.acquire.bands import (
@@ -206,7 +207,7 @@ def test_real_strickhof_file_and_predict(tmp_path):
     outputs = predict.product_paths(dst, tmp_path / "lai", ["LAI"])
     predict.predict_file(dst, outputs)
     with rasterio.open(outputs["LAI"]) as ds:
-        lai = ds.read(1)
+        lai = read_values(ds)
     assert np.isfinite(lai[valid]).mean() > 0.99 and 0 <= np.nanmean(lai) < 3
 
 

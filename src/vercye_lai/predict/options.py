@@ -80,7 +80,7 @@ class PredictOptions(Options):
              "(green reflectance > 0.12 and not below red): nodata and flag bit 64 (mask), only the "
              "flag (flag), or no test (off).")
     dtype: str = setting(
-        "float32", choices=DTYPES,
+        "int16", choices=DTYPES,
         help="How products are stored: float32; int16 (value = stored x scale, declared in the file: LAI 0.001, "
              "nodata -32768; the reference's LAI format); lerc (float32, LERC with an error of at most half "
              "that step). See the storage table in the docs.")
