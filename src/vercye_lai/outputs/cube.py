@@ -22,7 +22,10 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from vercye_lai.grid import Grid
 from vercye_lai.io import apply_scaling, atomic_output, band_scaling, open_raster, read_values, remove_stale, tmp_path_for
 from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import SENSORS, find_observations, flags_path, uncertainty_path
+from vercye_lai.system import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,20 @@ def _date_array(layer: Layer, i: int, grid: Grid) -> np.ndarray:
     return _read_on(f, grid, fill=layer.fill, dtype=layer.dtype, resampling=layer.resampling)
 
 
+def _dates(layers: Sequence[Layer], n: int, grid: Grid, workers: int) -> Iterator[dict[str, np.ndarray]]:
+    """Each date's arrays (layer name → array), in order, read ahead on ``workers`` threads
+    while the caller writes (GDAL's decoding releases the GIL): at most ``workers + 1`` dates
+    in memory, whatever the season's length."""
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="cube-read") as pool:
+        ahead: deque = deque()
+        for i in range(n):
+            ahead.append({layer.name: pool.submit(_date_array, layer, i, grid) for layer in layers})
+            if len(ahead) > workers:
+                yield {k: f.result() for k, f in ahead.popleft().items()}
+        while ahead:
+            yield {k: f.result() for k, f in ahead.popleft().items()}
+
+
 def _spatial_ref(grid: Grid) -> dict:
     t = grid.transform
     wkt = grid.crs.to_wkt()
@@ -178,6 +196,8 @@ def build_cube(
     variables: Sequence[str] = ("LAI",),
     sensors: Sequence[str] = SENSORS,
     chunk: int = 512,
+    codec: str = "zlib",
+    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write the season cube of ``region`` (see the module docstring).
@@ -194,6 +214,12 @@ def build_cube(
         A raster whose grid the cube takes (default: the first date's).
     chunk
         Spatial chunk side (pixels); the time chunk is one date.
+    codec
+        NetCDF only: ``zlib`` (every reader) or ``zstd`` (faster; readers need netCDF-C ≥
+        4.9's filter plugins: see :data:`NETCDF_CODECS`). Zarr: Blosc LZ4.
+    workers
+        Threads reading dates ahead and deflating NetCDF chunks (default: the cores
+        available); memory holds ``workers + 1`` dates.
 
     Raises
     ------
@@ -205,6 +231,9 @@ def build_cube(
         netCDF4 / xarray / zarr missing (the ``cube`` extra).
     """
     out = Path(out)
+    if codec not in NETCDF_CODECS:
+        raise InputError(f"codec {codec!r} is not allowed; allowed values: {', '.join(NETCDF_CODECS)}")
+    workers = workers or default_workers()
     if out.suffix.lower() not in FORMATS:
         raise InputError("the cube's name must end in .nc (NetCDF-4) or .zarr", path=out)
     _check_replaceable(out)
@@ -228,7 +257,7 @@ def build_cube(
         "history": f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} vercye-lai cube",
     }
     writer = _write_netcdf if out.suffix.lower() == ".nc" else _write_zarr
-    writer(out, grid, days, [k[1] for k in obs], layers, meta, chunk, progress)
+    writer(out, grid, days, [k[1] for k in obs], layers, meta, chunk, progress, workers=workers, codec=codec)
     log.info("%s: %d date(s) of %d x %d px, %s", out.name, len(days), grid.shape[1], grid.shape[0],
              ", ".join(layer.name for layer in layers))
     return out
@@ -246,46 +275,90 @@ def _coord_attrs(grid: Grid, axis: str) -> dict[str, str]:
             "units": "m" if grid.crs.is_projected else "degrees"}
 
 
-def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
+#: NetCDF codecs: ``zlib`` (deflate + shuffle, what every NetCDF-4 reader opens; its chunks
+#: compressed on every core here) and ``zstd``, fast, which needs netCDF-C ≥ 4.9's filter
+#: plugins in the reader (netCDF4-python wheels ≥ 1.6 and recent GDAL have them; h5py needs
+#: ``hdf5plugin``; older readers cannot decode the data). Not ``blosc_lz4``: netCDF-C's Blosc
+#: filter fails the write on a chunk it cannot compress ("Buffer is uncompressible").
+NETCDF_CODECS = {"zlib": {"zlib": True, "complevel": 1, "shuffle": True},
+                 "zstd": {"compression": "zstd", "complevel": 1, "shuffle": True}}
+
+
+def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress, *, workers: int = 1,
+                  codec: str = "zlib") -> None:
     netCDF4 = require("netCDF4", "cube")
     h, w = grid.shape
     xs, ys = _coords(grid)
+    cs = (1, min(chunk, h), min(chunk, w))
+    epoch = dt.date(1970, 1, 1)
     with atomic_output(out) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             nc.setncatts(meta)
-            nc.createDimension("time", None)
+            nc.createDimension("time", len(days))
             nc.createDimension("y", h)
             nc.createDimension("x", w)
             tv = nc.createVariable("time", "i4", ("time",))
             tv.setncatts({"standard_name": "time", "units": "days since 1970-01-01", "calendar": "standard"})
+            tv[:] = [(day - epoch).days for day in days]
             for name, vals in (("x", xs), ("y", ys)):
                 v = nc.createVariable(name, "f8", (name,))
                 v[:] = vals
                 v.setncatts(_coord_attrs(grid, name))
             sv = nc.createVariable("sensor", str, ("time",))
             sv.long_name = "sensor of each date's product"
+            for i, sensor in enumerate(sensors):
+                sv[i] = sensor
             ref = nc.createVariable("spatial_ref", "i4")
             ref.setncatts(_spatial_ref(grid))
-            cs = (1, min(chunk, h), min(chunk, w))
             data = {}
             for layer in layers:
                 fill = np.array(layer.fill, dtype=layer.dtype) if layer.masked else False
-                v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,
-                                      chunksizes=cs, fill_value=fill)
+                v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), chunksizes=cs, fill_value=fill,
+                                      **NETCDF_CODECS[codec])
                 v.setncatts({**layer.attrs, "coordinates": "sensor"})  # the sensor is a coordinate of time
                 v.set_auto_scale(False)  # int16 layers are written as stored; readers apply scale_factor
                 data[layer.name] = v
-            epoch = dt.date(1970, 1, 1)
-            for i, day in enumerate(days):
-                tv[i] = (day - epoch).days
-                sv[i] = sensors[i]
+            if codec != "zlib":  # a fast codec: netCDF-C writes at the speed of the reads
+                for i, arrays in enumerate(_dates(layers, len(days), grid, workers)):
+                    for name, a in arrays.items():
+                        data[name][i] = a
+                    if progress:
+                        progress(i + 1, len(days))
+                return
+        # zlib is the slow part: the chunks are deflated on every core and written as they are
+        h5py = require("h5py", "cube")
+        with h5py.File(tmp, "r+") as h5, ThreadPoolExecutor(max(1, workers), thread_name_prefix="cube-zlib") as pool:
+            for i, arrays in enumerate(_dates(layers, len(days), grid, workers)):
                 for layer in layers:
-                    data[layer.name][i] = _date_array(layer, i, grid)
+                    _write_deflated(h5[layer.name], i, arrays[layer.name], cs[1:], layer.fill, pool)
                 if progress:
                     progress(i + 1, len(days))
 
 
-def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress) -> None:
+def _write_deflated(dset, i: int, array: np.ndarray, chunk: tuple[int, int], fill, pool: ThreadPoolExecutor) -> None:
+    """Write date ``i`` of a NetCDF-4 variable chunk by chunk, each shuffled and deflated (level
+    1) as netCDF-C would (HDF5's shuffle then deflate filters), the chunks compressed on the
+    pool's threads (zlib releases the GIL). Edge chunks are padded with ``fill``, as HDF5 stores
+    them."""
+    h, w = array.shape
+    ch, cw = chunk
+    size = array.dtype.itemsize
+
+    def pack(corner: tuple[int, int]) -> tuple[tuple[int, int], bytes]:
+        r, c = corner
+        part = array[r:r + ch, c:c + cw]
+        if part.shape != (ch, cw):
+            part = np.pad(part, ((0, ch - part.shape[0]), (0, cw - part.shape[1])), constant_values=fill)
+        raw = np.ascontiguousarray(part).view(np.uint8).reshape(-1, size).T.tobytes()  # HDF5's byte shuffle
+        return corner, zlib.compress(raw, 1)
+
+    corners = [(r, c) for r in range(0, h, ch) for c in range(0, w, cw)]
+    for (r, c), packed in pool.map(pack, corners):
+        dset.id.write_direct_chunk((i, r, c), packed)
+
+
+def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress, *, workers: int = 1,
+                codec: str = "zlib") -> None:
     xr = require("xarray", "cube")
     require("zarr", "cube")
     h, w = grid.shape
@@ -295,11 +368,11 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
     tmp = tmp_path_for(out)
     tmp.unlink()
     try:
-        for i, day in enumerate(days):
+        for i, (day, read) in enumerate(zip(days, _dates(layers, len(days), grid, workers))):
             arrays = {}
             for layer in layers:
                 attrs = {k: v for k, v in layer.attrs.items() if k != "grid_mapping"}
-                arrays[layer.name] = xr.Variable(("time", "y", "x"), _date_array(layer, i, grid)[None], attrs=attrs)
+                arrays[layer.name] = xr.Variable(("time", "y", "x"), read[layer.name][None], attrs=attrs)
             ds = xr.Dataset(arrays, coords={
                 "time": ("time", np.array([np.datetime64(day, "ns")])),
                 "y": ("y", ys, _coord_attrs(grid, "y")),
