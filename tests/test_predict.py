@@ -19,6 +19,7 @@ from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
 from vercye_lai.predict import PredictOptions, predict_dir, predict_file, product_paths
+from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
 QVIDJA = DATA / "qvidja"
@@ -453,3 +454,16 @@ def test_snap_3_0_picks_each_stacks_unit_network(tmp_path):
             "snap-3.0")
     assert "qvidja_20m_2023-06-14.tif: snap-3.0 picks the network" in r.output
     assert "choose snap-3.0-s2a or snap-3.0-s2b" in r.output
+
+
+def test_phases_time_each_step_and_change_nothing(tmp_path):
+    src = copy_qvidja(tmp_path / "s2")
+    stack = sorted(src.glob("*.tif"))[0]
+    phases = Phases()
+    predict_file(stack, {"LAI": tmp_path / "timed.tif"}, options=PredictOptions(workers=2), phases=phases)
+    predict_file(stack, {"LAI": tmp_path / "plain.tif"}, options=PredictOptions(workers=2))
+    assert set(phases.seconds) == {"read", "check", "network", "write", "cog", "cog_flags"}
+    assert all(s > 0 for s in phases.seconds.values())
+    np.testing.assert_array_equal(read(tmp_path / "timed.tif"), read(tmp_path / "plain.tif"))
+    NO_PHASES.add("read", 1.0)  # the default timer keeps nothing
+    assert NO_PHASES.seconds == {}

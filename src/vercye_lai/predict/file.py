@@ -31,6 +31,7 @@ from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import SENSORS, find_observations
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
+from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.products import (
     Prepared,
     all_complete,
@@ -66,6 +67,7 @@ def predict_file(
     *,
     options: PredictOptions = PredictOptions(),
     progress: ProgressFn | None = None,
+    phases: Phases = NO_PHASES,
 ) -> PredictResult:
     """Predict one or more variables for one input stack, block by block.
 
@@ -85,6 +87,8 @@ def predict_file(
         (``…_flags.tif`` beside each product), COG layout, overwrite.
     progress
         Called with (windows done, windows total) as blocks complete.
+    phases
+        Collects the seconds of each phase (:mod:`vercye_lai.predict.phases`); none by default.
 
     Returns
     -------
@@ -106,8 +110,8 @@ def predict_file(
 
     with gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = prepare(ds, src, networks, options)
-        blocks = run_blocks(src, prep.windows, prep, options)
-        n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress)
+        blocks = run_blocks(src, prep.windows, prep, options, phases=phases)
+        n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress, phases=phases)
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
 
@@ -139,11 +143,14 @@ def run_blocks(
     windows: Sequence[Window],
     prep: Prepared,
     options: PredictOptions,
+    *,
+    phases: Phases = NO_PHASES,
 ) -> Iterable[BlockResult]:
     """Yield block results as they complete, with a bounded number in flight.
 
     Each block is checked to hold physical values first (:func:`check_physical`): a wrong
-    scale fails the date instead of writing a plausible-looking product.
+    scale fails the date instead of writing a plausible-looking product. ``phases``
+    collects the seconds of the worker phases.
     """
     local = threading.local()
     handles: list[rasterio.DatasetReader] = []
@@ -156,15 +163,19 @@ def run_blocks(
             with lock:
                 handles.append(ds)
         try:
-            data = ds.read(window=window)
+            with phases("read"):
+                data = ds.read(window=window)
         except rasterio.errors.RasterioIOError as exc:
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
-        check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
-        values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
-                                                    out_of_range=options.out_of_range, errors=prep.errors,
-                                                    haze=prep.haze)
+        with phases("check"):
+            check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
+        with phases("network"):
+            values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
+                                                        out_of_range=options.out_of_range, errors=prep.errors,
+                                                        haze=prep.haze)
         if prep.calibration is not None:
-            calibrate_block(values, flags, data, prep, unc)
+            with phases("calibrate"):
+                calibrate_block(values, flags, data, prep, unc)
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)
