@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -273,6 +274,29 @@ def open_raster(path: str | Path, *, georeferenced: bool = True) -> rasterio.Dat
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise DataIOError(f"source file of the VRT is missing: {missing[0]}{more}", path=path)
     return ds
+
+
+def band_scaling(ds: rasterio.DatasetReader, band: int = 1) -> tuple[float, float]:
+    """The declared ``(scale, offset)`` of a band: value = stored × scale + offset (GDAL's
+    metadata; ``predict --dtype int16`` products declare theirs)."""
+    scale = ds.scales[band - 1] if ds.scales else None
+    offset = ds.offsets[band - 1] if ds.offsets else None
+    return (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+
+
+def apply_scaling(ds: rasterio.DatasetReader, values: np.ndarray, band: int = 1) -> np.ndarray:
+    """``values`` (float, NaN = nodata) of ``band`` with its declared scale and offset applied."""
+    scale, offset = band_scaling(ds, band)
+    if (scale, offset) == (1.0, 0.0):
+        return values
+    return values * values.dtype.type(scale) + values.dtype.type(offset)
+
+
+def read_values(ds: rasterio.DatasetReader, band: int = 1, **read: Any) -> np.ndarray:
+    """Band ``band`` as float32 values: NaN where nodata (or NaN), its declared scale and
+    offset applied (every reader of products uses this: int16 products read as float32)."""
+    data = ds.read(band, masked=True, **read)
+    return apply_scaling(ds, data.astype(np.float32).filled(np.nan), band)
 
 
 def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 
 from vercye_lai.errors import DataIOError, InputError, gdal_reason
 from vercye_lai.grid import Grid
-from vercye_lai.io import atomic_output, nodata_mask, open_raster
+from vercye_lai.io import apply_scaling, atomic_output, nodata_mask, open_raster
 from vercye_lai.regions import read_vector
 from vercye_lai.regions import safe_name as _safe
 
@@ -62,7 +62,7 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
     except rasterio.errors.RasterioIOError as exc:
         raise DataIOError(f"cannot read band {band}: {gdal_reason(exc)}", path=ds.name) from exc
     bad = nodata_mask(data, ds.nodata)
-    out = data.astype(np.float32, copy=False)
+    out = apply_scaling(ds, data.astype(np.float32, copy=False), band)  # int16 products declare a scale
     if not inside:
         outside = np.ones(out.shape, dtype=bool)
         outside[rows, cols] = False

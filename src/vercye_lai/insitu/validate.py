@@ -32,7 +32,7 @@ from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError
 from vercye_lai.insitu.agreement import Agreement, plot_agreement
-from vercye_lai.io import open_raster, write_text_atomic
+from vercye_lai.io import open_raster, read_values, write_text_atomic
 from vercye_lai.naming import find_observations, flags_path, uncertainty_path
 from vercye_lai.options import Options, setting
 from vercye_lai.regions import read_vector
@@ -211,7 +211,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
                     outside += 1
                     continue
                 window, mask = px
-                v = ds.read(1, window=window, masked=True).filled(np.nan).astype(float)
+                v = read_values(ds, window=window).astype(float)
                 use = mask & np.isfinite(v)
                 if not use.any():
                     continue
@@ -223,7 +223,7 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
                     row[f"{var} flags"] = int(np.bitwise_or.reduce(fv[fv != 255])) if (fv != 255).any() else 255
                 u = rasters.get(uncertainty_path(files[key]))
                 if u is not None:
-                    uv = u.read(1, window=window, masked=True).filled(np.nan)[use]
+                    uv = read_values(u, window=window)[use]
                     row[f"{var} uncertainty"] = float(np.nanmean(uv)) if np.isfinite(uv).any() else np.nan
                 if key in stacks:
                     row.update(_stack_values(rasters.get(stacks[key]), coords.of(rasters.get(stacks[key]), i),

@@ -34,7 +34,7 @@ from rasterio.warp import reproject
 from vercye_lai._version import __version__
 from vercye_lai.errors import InputError, require
 from vercye_lai.grid import Grid
-from vercye_lai.io import atomic_output, open_raster, remove_stale, tmp_path_for
+from vercye_lai.io import apply_scaling, atomic_output, band_scaling, open_raster, read_values, remove_stale, tmp_path_for
 from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import SENSORS, find_observations, flags_path, uncertainty_path
 
@@ -76,9 +76,13 @@ def _cut(grid: Grid, geometry=None, bbox: Sequence[float] | None = None) -> Grid
 
 def _read_on(path: Path, grid: Grid, *, fill: float, dtype: str, resampling: Resampling) -> np.ndarray:
     """Band 1 of ``path`` on ``grid``: an exact window read when the grids line up, else
-    resampled."""
-    out = np.full(grid.shape, fill, dtype=dtype)
+    resampled. A file stored as the layer is (int16 products in an int16 layer, float32 in
+    float32) is copied as stored; another (int16 in a float32 layer) is read as values."""
     with open_raster(path) as ds:
+        raw = np.dtype(ds.dtypes[0]) == np.dtype(dtype) and (dtype != "float32" or band_scaling(ds) == (1.0, 0.0))
+        if not raw:  # values, NaN = nodata: a season that mixes storages
+            fill, dtype = np.nan, "float32"
+        out = np.full(grid.shape, fill, dtype=dtype)
         own = Grid.of(ds)
         t, g = ds.transform, grid.transform
         if own.crs == grid.crs and (t.a, t.b, t.d, t.e) == (g.a, g.b, g.d, g.e):
@@ -88,11 +92,13 @@ def _read_on(path: Path, grid: Grid, *, fill: float, dtype: str, resampling: Res
                 from rasterio.windows import Window
 
                 win = Window(round(col), round(row), grid.shape[1], grid.shape[0])
+                if not raw:
+                    return read_values(ds, window=win, boundless=True)
                 data = ds.read(1, window=win, boundless=True, fill_value=fill)
                 return data.astype(dtype, copy=False)
         reproject(rasterio.band(ds, 1), out, dst_transform=grid.transform, dst_crs=grid.crs,
                   dst_nodata=fill, resampling=resampling)
-    return out
+        return out if raw else apply_scaling(ds, out)
 
 
 def _date_array(layer: Layer, i: int, grid: Grid) -> np.ndarray:
@@ -125,7 +131,7 @@ def _layers(obs: dict, variables: Sequence[str], lai_dir: Path, region: str, res
         attrs = {"long_name": f"{var} (SL2P)", "units": units, "grid_mapping": "spatial_ref"}
         if std:
             attrs["standard_name"] = std
-        layers.append(Layer(var, files, "float32", np.nan, Resampling.bilinear, attrs))
+        layers.append(_value_layer(var, files, attrs))
         flags = [flags_path(f) if f is not None and flags_path(f).exists() else None for f in files]
         if any(flags):
             layers.append(Layer(f"{var}_flags", flags, "uint8", FLAG_NODATA, Resampling.nearest, {
@@ -136,10 +142,26 @@ def _layers(obs: dict, variables: Sequence[str], lai_dir: Path, region: str, res
                 "nodata": np.uint8(FLAG_NODATA)}, masked=False))
         unc = [uncertainty_path(f) if f is not None and uncertainty_path(f).exists() else None for f in files]
         if any(unc):
-            layers.append(Layer(f"{var}_uncertainty", unc, "float32", np.nan, Resampling.bilinear, {
+            layers.append(_value_layer(f"{var}_uncertainty", unc, {
                 "long_name": f"{var} uncertainty (LEAF error network)", "units": units,
                 "grid_mapping": "spatial_ref"}))
     return layers
+
+
+def _value_layer(name: str, files: list[Path | None], attrs: dict) -> Layer:
+    """The layer of a variable's (or its uncertainty's) products: int16 with CF ``scale_factor``
+    and ``add_offset`` when every date is stored so with one scale (``predict --dtype int16``:
+    the cube stays as small), else float32 values."""
+    scalings = set()
+    for f in files:
+        if f is not None:
+            with open_raster(f) as ds:
+                scalings.add((ds.dtypes[0], ds.nodata, band_scaling(ds)))
+    if len(scalings) == 1 and (only := scalings.pop())[0] == "int16" and only[1] is not None:
+        scale, offset = only[2]
+        return Layer(name, files, "int16", only[1], Resampling.bilinear,
+                     {**attrs, "scale_factor": np.float32(scale), "add_offset": np.float32(offset)})
+    return Layer(name, files, "float32", np.nan, Resampling.bilinear, attrs)
 
 
 def build_cube(
@@ -251,6 +273,7 @@ def _write_netcdf(out: Path, grid: Grid, days, sensors, layers, meta, chunk, pro
                 v = nc.createVariable(layer.name, layer.dtype, ("time", "y", "x"), zlib=True, complevel=1, shuffle=True,
                                       chunksizes=cs, fill_value=fill)
                 v.setncatts({**layer.attrs, "coordinates": "sensor"})  # the sensor is a coordinate of time
+                v.set_auto_scale(False)  # int16 layers are written as stored; readers apply scale_factor
                 data[layer.name] = v
             epoch = dt.date(1970, 1, 1)
             for i, day in enumerate(days):

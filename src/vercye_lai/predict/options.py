@@ -19,6 +19,7 @@ from vercye_lai.model.registry import UNIT_MODELS, has_error_network, unit_model
 from vercye_lai.model.sl2p import OUT_OF_RANGE
 from vercye_lai.naming import LANDSAT_SENSORS, RasterName
 from vercye_lai.predict.kernel import HAZE_CHOICES
+from vercye_lai.predict.storage import DTYPES
 from vercye_lai.options import Options, setting
 from vercye_lai.system import default_workers
 
@@ -78,6 +79,11 @@ class PredictOptions(Options):
         help="Pixels seen through haze or thin cloud that the scene classification called clear "
              "(green reflectance > 0.12 and not below red): nodata and flag bit 64 (mask), only the "
              "flag (flag), or no test (off).")
+    dtype: str = setting(
+        "float32", choices=DTYPES,
+        help="How products are stored: float32; int16 (value = stored x scale, declared in the file: LAI 0.001, "
+             "nodata -32768; the reference's LAI format); lerc (float32, LERC with an error of at most half "
+             "that step). See the storage table in the docs.")
     cog: bool = setting(
         True, help="Cloud-optimised layout with overviews (else a plain tiled GeoTIFF).")
     block_size: int = setting(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError  # what a failed copy raises (not an OSError)
 from rasterio.windows import Window
 
 from vercye_lai._version import __version__
@@ -27,6 +28,7 @@ from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.options import PredictOptions, ProgressFn
 from vercye_lai.predict.phases import NO_PHASES, Phases
+from vercye_lai.predict.storage import Storage
 from vercye_lai.stack import StackScaling, stack_scaling
 
 log = logging.getLogger(__name__)
@@ -41,10 +43,10 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
 
 
 def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp",
-                calibration: str = "") -> bool:
+                calibration: str = "", storage: str = "float32") -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
-    out-of-range outputs and the same calibration (its tag, :func:`calibration_tag`), and
-    is newer than ``src``."""
+    out-of-range outputs, the same calibration (its tag, :func:`calibration_tag`) and the
+    same storage (:attr:`Storage.tag`), and is newer than ``src``."""
     if not is_whole(product):  # e.g. truncated by a sync: logged there
         return False
     with rasterio.open(product) as ds:
@@ -60,6 +62,9 @@ def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str
     if tags.get("VERCYE_CALIBRATION", "") != calibration:
         log.info("%s: made with another calibration; recomputing", product.name)
         return False
+    if tags.get("VERCYE_STORAGE", "float32") != storage:
+        log.info("%s: stored as %s, not %s; recomputing", product.name, tags.get("VERCYE_STORAGE", "float32"), storage)
+        return False
     if product.stat().st_mtime < src.stat().st_mtime:
         log.info("%s: input is newer; recomputing", product.name)
         return False
@@ -71,12 +76,10 @@ def all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Network
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""
     cal = load_options_calibration(options)
-    return all(is_complete(outputs[n.variable], src, n, out_of_range=options.out_of_range,
-                           calibration=calibration_tag(cal, n.variable))
-               and (not options.uncertainty or is_complete(uncertainty_path(outputs[n.variable]), src, n,
-                                                           out_of_range=options.out_of_range,
-                                                           calibration=calibration_tag(cal, n.variable)))
-               for n in networks)
+    return all(is_complete(p, src, n, out_of_range=options.out_of_range, calibration=calibration_tag(cal, n.variable),
+                           storage=Storage.of(options.dtype, n).tag)
+               for n in networks
+               for p in (outputs[n.variable], *([uncertainty_path(outputs[n.variable])] if options.uncertainty else [])))
 
 
 def load_options_calibration(options: PredictOptions) -> Calibration | None:
@@ -127,9 +130,10 @@ def remove_parts(outputs: dict[str, Path]) -> None:
 
 @contextlib.contextmanager
 def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
-                    description: str, unit: str = "", threads: int = 1,
+                    description: str, unit: str = "", threads: int = 1, scale: float = 1.0, max_error: float = 0.0,
                     phases: Phases = NO_PHASES, phase: str = "cog"):
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG).
+    ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound.
 
     The block writes compress on ``threads`` GDAL threads (the writing thread only hands
     tiles over), and so does the COG copy. The COG's scratch copy is ZSTD level 1 without
@@ -137,27 +141,37 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     CPU-s per 16 Mpx, measured), a fifth smaller, and the padding of edge tiles costs
     nothing (a 549² product's raw scratch was 3.5× its size).
     """
+    # LERC bounds the error itself; ZSTD gains from differencing neighbours
+    codec = ({"compress": "LERC_ZSTD", "max_z_error": max_error} if max_error
+             else {"compress": "ZSTD", "predictor": "YES" if cog else (3 if dtype == "float32" else 2)})
     with atomic_output(dst) as final_tmp:
         scratch = tmp_path_for(dst) if cog else final_tmp
         try:
             profile = Grid.of(src).profile(
                 dtype=dtype, nodata=nodata, always_tiled=True, num_threads=str(max(1, threads)),
-                **({} if cog else {"predictor": 3 if dtype == "float32" else 2}),
+                **({} if cog else codec),
             )
             with rasterio.open(scratch, "w", **profile) as ds:
                 ds.set_band_description(1, description)
                 if unit:
                     ds.units = (unit,)
+                if scale != 1.0:
+                    ds.scales, ds.offsets = (scale,), (0.0,)
                 ds.update_tags(**tags)
                 yield ds
             if cog:
                 # GDAL_NUM_THREADS: the copy decodes the scratch and computes overviews on them too
                 with phases(phase), rasterio.Env(GDAL_NUM_THREADS=max(1, threads)):
-                    rasterio.shutil.copy(
-                        scratch, final_tmp, driver="COG", compress="ZSTD", level=1, blocksize=512,
-                        predictor="YES", overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
-                        bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
-                    )
+                    try:
+                        rasterio.shutil.copy(
+                            scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
+                            overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
+                            bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
+                        )
+                    except CPLE_BaseError as exc:
+                        # a compressed scratch cut short (a full disk) fails only here, when
+                        # read back: an OS error, so atomic_output says what happened
+                        raise rasterio.errors.RasterioIOError(str(exc)) from exc
         finally:
             if cog:
                 with contextlib.suppress(OSError):
@@ -256,15 +270,19 @@ def write_products(
     or read back from part files (:func:`assemble_parts`): both give identical files.
     """
     with contextlib.ExitStack() as stack:
-        writers, flag_writers, unc_writers = [], [], []
+        writers, flag_writers, unc_writers, stores = [], [], [], []
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
             if prep.calibration is not None and prep.calibration.calibration.variable == net.variable:
                 tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration.calibration, net.variable)
             dst = outputs[net.variable]
+            store = Storage.of(options.dtype, net)
+            stores.append(store)
+            tags["VERCYE_STORAGE"] = store.tag
             writers.append(stack.enter_context(product_writer(
-                dst, ds, "float32", float("nan"), cog=options.cog, tags=tags,
-                description=net.variable, unit=net.unit, threads=options.workers, phases=phases)))
+                dst, ds, store.dtype, store.nodata, cog=options.cog, tags=tags, description=net.variable,
+                unit=net.unit, threads=options.workers, scale=store.scale, max_error=store.max_error,
+                phases=phases)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 if "VERCYE_CALIBRATION" in tags:
@@ -278,19 +296,19 @@ def write_products(
                     phases=phases, phase="cog_flags")))
             if prep.errors:
                 unc_writers.append(stack.enter_context(product_writer(
-                    uncertainty_path(dst), ds, "float32", float("nan"), cog=options.cog,
+                    uncertainty_path(dst), ds, store.dtype, store.nodata, cog=options.cog,
                     tags={**tags, "VERCYE_UNCERTAINTY": uncertainty_kind(prep, net)},
                     description=f"{net.variable}_uncertainty", unit=net.unit, threads=options.workers,
-                    phases=phases)))
+                    scale=store.scale, max_error=store.max_error, phases=phases)))
         n_valid = 0
         for i, res in enumerate(blocks):
             with phases("write"):
-                for w, v in zip(writers, res.values):
-                    w.write(v, 1, window=res.window)
+                for w, v, store in zip(writers, res.values, stores):
+                    w.write(store.encode(v), 1, window=res.window)
                 for w, f in zip(flag_writers, res.flags):
                     w.write(f, 1, window=res.window)
-                for w, u in zip(unc_writers, res.uncertainty):
-                    w.write(u, 1, window=res.window)
+                for w, u, store in zip(unc_writers, res.uncertainty, stores):
+                    w.write(store.encode(u), 1, window=res.window)
             n_valid += res.n_valid
             if progress:
                 progress(i + 1, len(prep.windows))

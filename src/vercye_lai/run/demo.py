@@ -30,7 +30,7 @@ from vercye_lai.insitu.validate import (
     read_insitu,
     write_validation,
 )
-from vercye_lai.io import atomic_output, up_to_date, write_text_atomic
+from vercye_lai.io import atomic_output, read_values, up_to_date, write_text_atomic
 from vercye_lai.naming import RasterName
 from vercye_lai.outputs.apsim import export_apsim
 from vercye_lai.outputs.catalog import write_catalog
@@ -145,12 +145,12 @@ def plot_lai_maps(lai_paths: list[Path], png: Path, *, fields: Path | None = Non
     top = 0.0  # one colour scale for every panel, up to the highest pixel: none is clipped
     for path in paths:
         with rasterio.open(path) as ds:
-            band = ds.read(1, masked=True)
-            top = max(top, float(band.max()) if band.count() else 0.0)
+            band = read_values(ds)
+            top = max(top, float(np.nanmax(band)) if np.isfinite(band).any() else 0.0)
     vmax = max(1.0, float(np.ceil(top)))
     for ax, path in zip(axes.flat, paths):
         with rasterio.open(path) as ds:
-            lai = ds.read(1, masked=True)
+            lai = np.ma.masked_invalid(read_values(ds))
             extent = plotting_extent(ds)
             if fields is not None and outlines is None:
                 import geopandas as gpd
