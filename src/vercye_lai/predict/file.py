@@ -254,6 +254,7 @@ def predict_dir(
     on_start: Callable[[dt.date, Path], None] | None = None,
     progress: ProgressFn | None = None,
     on_done: Callable[[PredictResult], None] | None = None,
+    phases: Phases = NO_PHASES,
 ) -> list[PredictResult]:
     """Predict every date of a region: ``{region}_{res}m_{date}[_{SENSOR}].{vrt,tif}`` in
     ``s2_dir`` → ``{region}_{res}m_{date}[_{SENSOR}]_{VAR}.tif`` in ``out_dir``: Sentinel-2
@@ -262,7 +263,7 @@ def predict_dir(
     A date that fails (corrupt file, wrong bands) is reported in its result and the other
     dates still run; model/variable errors fail at once, before any date. ``on_plan`` is
     called with the number of dates found, before the first; ``on_start``, ``progress`` and
-    ``on_done`` as each date runs.
+    ``on_done`` as each date runs; ``phases`` collects every date's phase seconds.
 
     Raises
     ------
@@ -285,7 +286,7 @@ def predict_dir(
             if on_start:
                 on_start(date, src)
             return predict_file(src, product_paths(src, out_dir, options.variables), options=options,
-                                progress=progress, blocks_done=blocks_done)
+                                progress=progress, phases=phases, blocks_done=blocks_done)
         return run
 
     # a date's COG copies overlap the next date's blocks (:func:`pipelined`)
