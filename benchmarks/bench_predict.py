@@ -11,6 +11,13 @@ process so that peak RSS (ru_maxrss) is that case's alone.
 
 Goals (issue 2): predict / I/O floor <= 1.25; peak RSS flat from 1x to 4x the area
 (< 1.2x growth) and < 1 GB; >= 3x faster and >= 10x less memory than the baseline.
+
+Scaling (issue 22, ``--scaling``): predict's phases (:mod:`vercye_lai.predict.phases`) with
+their share of the time, on one core (pinned) and on all workers, for one stack and for a
+run of dates (pipelined); the speedup, Amdahl's serial fraction, the machine's own ceiling
+measured in the same run (CPU-bound processes on all cores against one), CPU use and
+bytes written per product byte (``/proc/self/io`` wchar: scratch files included).
+Goals: serial fraction <= 3 %, speedup >= 0.95 x the ceiling, bytes written near 1.
 """
 
 from __future__ import annotations
@@ -151,11 +158,67 @@ def case_baseline(src: Path, out: Path) -> None:
         dst.write(lai.astype(np.float32), 1)
 
 
+def written_bytes() -> int:
+    """Bytes this process passed to write calls so far (scratch files included)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
+    """Predict ``src`` (``dates`` > 1: that many copies of it as the dates of a region,
+    through predict_dir) with default options, timing the phases."""
+    from vercye_lai.predict import PredictOptions, predict_dir, predict_file
+    from vercye_lai.predict.phases import Phases
+
+    phases = Phases()
+    options = PredictOptions(workers=workers, overwrite=True)
+    w0, c0 = written_bytes(), os.times()
+    t0 = time.perf_counter()
+    if dates == 1:
+        predict_file(src, {"LAI": out}, options=options, phases=phases)
+        products = [out, out.with_name(out.stem + "_flags.tif")]
+    else:  # the dates are links to one stack: the same work per date
+        results = predict_dir(src.parent / "dates", out.parent / "lai", region="bench", options=options,
+                              phases=phases)
+        products = [p for r in results for o in r.outputs for p in (o, o.with_name(o.stem + "_flags.tif"))]
+    wall, c1 = time.perf_counter() - t0, os.times()
+    product_bytes = sum(p.stat().st_size for p in products)
+    return {"wall": wall, "cpu": c1.user + c1.system - c0.user - c0.system, "phases": phases.seconds,
+            "written": written_bytes() - w0, "product_bytes": product_bytes}
+
+
+def burn(seconds: float) -> float:
+    """Pure-Python CPU work for about ``seconds`` on one core; returns the work rate."""
+    t0, n = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10000):
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def ceiling(cores: int, seconds: float = 2.0) -> float:
+    """How many times one process's CPU-bound rate ``cores`` processes reach together, here
+    and now (a shared or throttled machine gives less than ``cores``)."""
+    import multiprocessing as mp
+
+    one = burn(seconds)
+    with mp.Pool(cores) as pool:
+        rates = pool.map(burn, [seconds] * cores)
+    return sum(rates) / one
+
+
 def child(args: list[str]) -> None:
     mode, src, out, workers = args[0], Path(args[1]), Path(args[2]), int(args[3])
     import vercye_lai.model  # noqa: F401  (imports are not part of the timed work)
     import vercye_lai.predict  # noqa: F401
 
+    if mode.startswith("phases"):  # phases-{dates}[-pin]: one core when pinned
+        if mode.endswith("pin"):
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+        print(json.dumps(case_phases(src, out, workers, int(mode.split("-")[1]))))
+        return
     t0 = time.perf_counter()
     if mode.startswith("predict"):  # predict[-noflags][-nocog]
         case_predict(src, out, workers, cog="nocog" not in mode, flags="noflags" not in mode)
@@ -184,6 +247,54 @@ def measure(mode: str, src: Path, workers: int, repeat: int = 1) -> dict:
     return best
 
 
+def run_phases(src: Path, workers: int, dates: int, pin: bool, repeat: int) -> dict:
+    """The best of ``repeat`` runs of :func:`case_phases`, each in its own process."""
+    best = None
+    for _ in range(repeat):
+        out = WORK / "phases" / "bench_LAI.tif"
+        out.parent.mkdir(exist_ok=True)
+        mode = f"phases-{dates}" + ("-pin" if pin else "")
+        r = subprocess.run([sys.executable, __file__, "--child", mode, str(src), str(out), str(workers)],
+                           capture_output=True, text=True, check=True)
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        if best is None or res["wall"] < best["wall"]:
+            best = res
+    return best
+
+
+def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
+    """Per-phase shares at one core and at ``workers``, speedup, serial fraction, ceiling."""
+    folder = src.parent / "dates"
+    folder.mkdir(exist_ok=True)
+    for i in range(dates):
+        link = folder / f"bench_20m_2022-06-{i + 1:02d}.tif"
+        if not link.exists():
+            link.symlink_to(src)
+    ceil = ceiling(workers)
+    print(f"\nmachine ceiling: {workers} CPU-bound processes run {ceil:.2f}x one (measured now)")
+    print("shares: of all threads' phase seconds (thread-seconds, so overlapping phases add up)")
+    for n_dates in (1, dates):
+        one = run_phases(src, 1, n_dates, True, repeat)
+        many = run_phases(src, workers, n_dates, False, repeat)
+        what = "one stack (predict_file)" if n_dates == 1 else f"{n_dates} dates (predict_dir, pipelined)"
+        print(f"\n{what}, CLI defaults (COG + flags):")
+        print(f"  {'phase':10s} {'1 core s':>9s} {'share':>6s} {workers:>3d} workers s {'share':>6s}")
+        t1, tn = sum(one["phases"].values()), sum(many["phases"].values())
+        for ph in ("read", "check", "network", "calibrate", "write", "cog", "cog_flags"):
+            if ph in one["phases"] or ph in many["phases"]:
+                a, b = one["phases"].get(ph, 0.0), many["phases"].get(ph, 0.0)
+                print(f"  {ph:10s} {a:9.2f} {a / t1:6.0%} {b:13.2f} {b / tn:6.0%}")
+        speedup = one["wall"] / many["wall"]
+        serial = (workers / speedup - 1) / (workers - 1) if workers > 1 else 0.0
+        print(f"  wall: 1 core {one['wall']:.2f} s, {workers} workers {many['wall']:.2f} s: speedup {speedup:.2f}x "
+              f"(ceiling {ceil:.2f}x, {speedup / ceil:.0%} of it)")
+        print(f"  Amdahl serial fraction {serial:.1%} [<= 3 %]; CPU use {many['cpu'] / many['wall'] / workers:.0%} "
+              f"of {workers} cores [>= 90 %]")
+        print(f"  bytes written per product byte: {one['written'] / one['product_bytes']:.2f} "
+              f"({one['written'] / 1e6:.0f} MB for {one['product_bytes'] / 1e6:.0f} MB of products)")
+    print(f"\nmachine ceiling again, after the cases: {ceiling(workers):.2f}x")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return child(sys.argv[2:])
@@ -192,8 +303,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     p.add_argument("--repeat", type=int, default=2, help="runs per timed case (best is kept)")
     p.add_argument("--no-baseline", action="store_true", help="skip the slow whole-raster baseline")
+    p.add_argument("--scaling", action="store_true",
+                   help="only the phases, speedup and serial fraction (issue 22), on the 1x input")
+    p.add_argument("--dates", type=int, default=6, help="dates of the pipelined run (--scaling)")
     a = p.parse_args()
     WORK.mkdir(exist_ok=True)
+    if a.scaling:
+        src = make_input(WORK / f"bench_{a.size // 2}.tif", a.size // 2)
+        print(f"input: {src.name} ({a.size // 2}^2 px, 11 bands); workers={a.workers}; cpus={os.cpu_count()}")
+        return scaling(src, a.workers, a.dates, a.repeat)
     small = make_input(WORK / f"bench_{a.size // 2}.tif", a.size // 2)
     large = make_input(WORK / f"bench_{a.size}.tif", a.size)
     print(f"inputs: {large.name} ({a.size}^2 px, 11 bands) and {small.name}; workers={a.workers}; "

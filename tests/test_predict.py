@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from vercye_lai.io import read_values
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
-from vercye_lai.predict import PredictOptions, predict_dir, predict_file, product_paths
+from vercye_lai.predict import PredictOptions, pipelined, predict_dir, predict_file, product_paths
+from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
 QVIDJA = DATA / "qvidja"
@@ -456,3 +459,43 @@ def test_snap_3_0_picks_each_stacks_unit_network(tmp_path):
             "snap-3.0")
     assert "qvidja_20m_2023-06-14.tif: snap-3.0 picks the network" in r.output
     assert "choose snap-3.0-s2a or snap-3.0-s2b" in r.output
+
+
+def test_phases_time_each_step_and_change_nothing(tmp_path):
+    src = copy_qvidja(tmp_path / "s2")
+    stack = sorted(src.glob("*.tif"))[0]
+    phases = Phases()
+    predict_file(stack, {"LAI": tmp_path / "timed.tif"}, options=PredictOptions(workers=2), phases=phases)
+    predict_file(stack, {"LAI": tmp_path / "plain.tif"}, options=PredictOptions(workers=2))
+    assert set(phases.seconds) == {"read", "check", "network", "write", "cog", "cog_flags"}
+    assert all(s > 0 for s in phases.seconds.values())
+    np.testing.assert_array_equal(read(tmp_path / "timed.tif"), read(tmp_path / "plain.tif"))
+    NO_PHASES.add("read", 1.0)  # the default timer keeps nothing
+    assert NO_PHASES.seconds == {}
+
+
+def test_dates_overlap_by_their_tails_two_at_most():
+    active, peak, log = [0], [0], []
+    lock = threading.Lock()
+
+    def job(i):
+        def run(blocks_done):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                log.append(("start", i))
+            time.sleep(0.02)  # the blocks
+            blocks_done()
+            time.sleep(0.05)  # the COG copies: the next date starts meanwhile
+            with lock:
+                active[0] -= 1
+                log.append(("end", i))
+            if i == 2:
+                raise DataIOError("a bad date")
+            return i
+        return run
+
+    futures = list(pipelined(job(i) for i in range(5)))
+    assert [f.result() for f in futures if f.exception() is None] == [0, 1, 3, 4]
+    assert peak[0] == 2  # overlapped, never a third date in memory
+    assert log.index(("start", 1)) < log.index(("end", 0))

@@ -84,7 +84,7 @@ UNSET = {
     ("regions", "geometry"): "—",
     ("analyses", "name"): "the geometry file's stem",
     ("analyses", "regions"): "every region",
-    ("executor", "workers"): "the CPU cores, at most 8",
+    ("executor", "workers"): "the cores available to the process (affinity, cgroup quota)",
     ("executor", "dates_per_task"): "about two parts per worker",
 }
 

@@ -111,7 +111,7 @@ workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Parallel threads [default: number of CPU cores, at most 8].",
+    help="Parallel threads [default: the CPU cores this process may use: affinity and cgroup quota].",
 )
 
 

@@ -2,12 +2,12 @@
 
 Layering (each module imports only those above it): :mod:`.options` (the options and
 the network by sensor) → :mod:`.kernel` (the networks on one block, no I/O) →
-:mod:`.products` (names, completeness, the one writer) → :mod:`.file` (a stack on
+:mod:`.phases` (a timer) → :mod:`.products` (names, completeness, the one writer) → :mod:`.file` (a stack on
 threads, a region's dates) → :mod:`.split` (parts for Dask) ; :mod:`.table` runs the
 kernel on the rows of a table.
 """
 
-from vercye_lai.predict.file import PredictResult, predict_dir, predict_file
+from vercye_lai.predict.file import PredictResult, pipelined, predict_dir, predict_file
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, options_for
 from vercye_lai.predict.products import check_model, is_complete, part_path, product_paths
@@ -37,6 +37,7 @@ __all__ = [
     "options_for",
     "part_key",
     "part_path",
+    "pipelined",
     "plan_predict",
     "predict_block",
     "predict_dir",

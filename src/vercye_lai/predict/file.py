@@ -15,7 +15,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import SENSORS, find_observations
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
+from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.products import (
     Prepared,
     all_complete,
@@ -66,6 +68,8 @@ def predict_file(
     *,
     options: PredictOptions = PredictOptions(),
     progress: ProgressFn | None = None,
+    phases: Phases = NO_PHASES,
+    blocks_done: Callable[[], None] | None = None,
 ) -> PredictResult:
     """Predict one or more variables for one input stack, block by block.
 
@@ -85,6 +89,11 @@ def predict_file(
         (``…_flags.tif`` beside each product), COG layout, overwrite.
     progress
         Called with (windows done, windows total) as blocks complete.
+    phases
+        Collects the seconds of each phase (:mod:`vercye_lai.predict.phases`); none by default.
+    blocks_done
+        Called once every block is computed, before the products' COG copies (see
+        :func:`pipelined`: the next date may start then).
 
     Returns
     -------
@@ -106,8 +115,8 @@ def predict_file(
 
     with gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = prepare(ds, src, networks, options)
-        blocks = run_blocks(src, prep.windows, prep, options)
-        n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress)
+        blocks = run_blocks(src, prep.windows, prep, options, phases=phases, blocks_done=blocks_done)
+        n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress, phases=phases)
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
 
@@ -139,11 +148,16 @@ def run_blocks(
     windows: Sequence[Window],
     prep: Prepared,
     options: PredictOptions,
+    *,
+    phases: Phases = NO_PHASES,
+    blocks_done: Callable[[], None] | None = None,
 ) -> Iterable[BlockResult]:
     """Yield block results as they complete, with a bounded number in flight.
 
     Each block is checked to hold physical values first (:func:`check_physical`): a wrong
-    scale fails the date instead of writing a plausible-looking product.
+    scale fails the date instead of writing a plausible-looking product. ``phases``
+    collects the seconds of the worker phases; ``blocks_done`` is called once the last
+    block is computed and taken (the threads are free).
     """
     local = threading.local()
     handles: list[rasterio.DatasetReader] = []
@@ -156,15 +170,19 @@ def run_blocks(
             with lock:
                 handles.append(ds)
         try:
-            data = ds.read(window=window)
+            with phases("read"):
+                data = ds.read(window=window)
         except rasterio.errors.RasterioIOError as exc:
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
-        check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
-        values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
-                                                    out_of_range=options.out_of_range, errors=prep.errors,
-                                                    haze=prep.haze)
+        with phases("check"):
+            check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
+        with phases("network"):
+            values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
+                                                        out_of_range=options.out_of_range, errors=prep.errors,
+                                                        haze=prep.haze)
         if prep.calibration is not None:
-            calibrate_block(values, flags, data, prep, unc)
+            with phases("calibrate"):
+                calibrate_block(values, flags, data, prep, unc)
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)
@@ -183,12 +201,44 @@ def run_blocks(
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     yield f.result()
+        if blocks_done is not None:  # every block computed and written
+            blocks_done()
     finally:
         for f in pending:
             f.cancel()
         for h in handles:
             h.close()
 
+
+
+def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]]) -> Iterator[Future]:
+    """Run the dates' jobs in order, each overlapping the tail of the one before: a job is
+    called with a ``blocks_done`` callback (:func:`predict_file`'s), and the next job starts
+    once it is called (or the job ended), so one date's COG copies run beside the next
+    date's blocks and the cores stay busy across dates.
+
+    Memory stays bounded: at most two dates are in flight, one computing its blocks
+    (``workers + 1`` blocks) and one making its COGs (GDAL's cache, ``gdal_cache_mb``);
+    a third waits until the older one is complete. Yields each job's future, in order
+    (``result()`` raises what the job raised). Stop iterating to start no more jobs; the
+    ones under way still finish.
+    """
+    in_flight: deque[Future] = deque()
+    with ThreadPoolExecutor(2, thread_name_prefix="date") as pool:
+        for job in jobs:
+            if len(in_flight) == 2:
+                wait([in_flight[0]])
+                yield in_flight.popleft()
+            started = threading.Event()
+            fut = pool.submit(job, started.set)
+            fut.add_done_callback(lambda _f, e=started: e.set())
+            in_flight.append(fut)
+            started.wait()
+            if fut.done() and not isinstance(fut.exception(), (Exception, type(None))):
+                break  # interrupted (Ctrl-C, exit): start no later date
+        while in_flight:
+            wait([in_flight[0]])
+            yield in_flight.popleft()
 
 
 def predict_dir(
@@ -204,6 +254,7 @@ def predict_dir(
     on_start: Callable[[dt.date, Path], None] | None = None,
     progress: ProgressFn | None = None,
     on_done: Callable[[PredictResult], None] | None = None,
+    phases: Phases = NO_PHASES,
 ) -> list[PredictResult]:
     """Predict every date of a region: ``{region}_{res}m_{date}[_{SENSOR}].{vrt,tif}`` in
     ``s2_dir`` → ``{region}_{res}m_{date}[_{SENSOR}]_{VAR}.tif`` in ``out_dir``: Sentinel-2
@@ -212,7 +263,7 @@ def predict_dir(
     A date that fails (corrupt file, wrong bands) is reported in its result and the other
     dates still run; model/variable errors fail at once, before any date. ``on_plan`` is
     called with the number of dates found, before the first; ``on_start``, ``progress`` and
-    ``on_done`` as each date runs.
+    ``on_done`` as each date runs; ``phases`` collects every date's phase seconds.
 
     Raises
     ------
@@ -228,19 +279,28 @@ def predict_dir(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for i, ((date, _sensor), src) in enumerate(stacks.items()):
+    dates = list(stacks.items())
+
+    def job(date: dt.date, src: Path) -> Callable[[Callable[[], None]], PredictResult]:
+        def run(blocks_done: Callable[[], None]) -> PredictResult:
+            if on_start:
+                on_start(date, src)
+            return predict_file(src, product_paths(src, out_dir, options.variables), options=options,
+                                progress=progress, phases=phases, blocks_done=blocks_done)
+        return run
+
+    # a date's COG copies overlap the next date's blocks (:func:`pipelined`)
+    for i, fut in enumerate(pipelined(job(date, src) for (date, _sensor), src in dates)):
+        (date, _sensor), src = dates[i]
         disk_full = False
-        if on_start:
-            on_start(date, src)
         try:
-            res = predict_file(
-                src, product_paths(src, out_dir, options.variables), options=options, progress=progress
-            )
+            res = fut.result()
         except (LaiError, OSError) as exc:  # an OS/GDAL error is one date's failure too
             error = error_text(exc)
             disk_full = isinstance(exc, DiskFullError)
-            if disk_full:  # every later date would fail the same way
-                error += f"; stopped: the {len(stacks) - i - 1} later date(s) were not attempted"
+            if disk_full:  # every later date would fail the same way (one may be under way:
+                # it ends, failing too, and is not reported; its products never appear)
+                error += f"; stopped: the {len(dates) - i - 1} later date(s) were not attempted"
             log.error("%s", error)
             res = PredictResult(src, [], "failed", error=error)
         res.date = date

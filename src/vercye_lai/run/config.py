@@ -369,7 +369,7 @@ quicklook = true             # a PNG per zone
 
 [executor]
 kind = "threads"             # serial | threads (one machine) | dask (laptop to cluster)
-# workers = 4                # default: CPU cores, at most 8
+# workers = 4                # default: the cores available (affinity, cgroup quota)
 # Threads and Dask split each analysis into parts of neighbouring fields x dates:
 # zones_per_task = 1000       # fields per part (a part reads their window once per date)
 # dates_per_task = 8          # default: about two parts per worker

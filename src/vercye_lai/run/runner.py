@@ -50,6 +50,7 @@ from vercye_lai.predict import (
     assemble_parts,
     date_parts,
     plan_predict,
+    pipelined,
     predict_file,
     predict_windows_to_part,
 )
@@ -255,10 +256,14 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                    res.outputs)
 
     if ex.kind != "dask":
-        # predict_file parallelises inside a date; dates one after another bound the memory
-        for region, u in units:
+        # predict_file parallelises inside a date; each date's COG copies overlap the next
+        # date's blocks, at most two dates in flight (memory bounded by them: see pipelined)
+        def job(u: Any) -> Callable[[Callable[[], None]], Any]:
+            return lambda blocks_done: predict_file(u.src, u.outputs, options=options, blocks_done=blocks_done)
+
+        for (region, u), fut in zip(units, pipelined(job(u) for _, u in units)):
             try:
-                report(region, u, predict_file(u.src, u.outputs, options=options))
+                report(region, u, fut.result())
             except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
                 st.add(region, u.label, "failed", error_text(exc))
             if st.summary.disk_full:  # ... but a full disk would fail them all
