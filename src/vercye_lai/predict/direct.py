@@ -338,15 +338,24 @@ def predict_stac(
 # --- the ``stac-direct`` source of ``vercye-lai run`` ---------------------------------------------
 
 
+def predict_region(region, options: Options, out_dir: Path, *, resolution: float,
+                   predict: PredictOptions = PredictOptions(), client: Any = None,
+                   **progress: Any) -> list[PredictResult]:
+    """:func:`predict_stac` of a region (:class:`~vercye_lai.acquire.Region` or a run's) with the
+    ``stac-direct`` options; ``progress``: ``on_plan``, ``on_done``."""
+    return predict_stac(catalog=options.catalog, collection=options.collection, region=region.name,
+                        geometry=region.shape(), start=region.start, end=region.end, resolution=resolution,
+                        out_dir=out_dir, options=predict, crs=options.crs, max_cloud=options.max_cloud,
+                        scl_classes=options.scl_mask, resampling=options.resampling,
+                        cloud_buffer=options.cloud_buffer, chunk=options.chunk, client=client, **progress)
+
+
 def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path,
             predict: PredictOptions = PredictOptions(), client: Any = None, **progress: Any) -> dict[dt.date, Path]:
-    """The products of ``region``'s dates in ``out_dir`` (the run's LAI folder), straight from
-    the catalogue; date → first product."""
-    results = predict_stac(catalog=options.catalog, collection=options.collection, region=region.name,
-                           geometry=region.shape(), start=region.start, end=region.end, resolution=resolution,
-                           out_dir=out_dir, options=predict, crs=options.crs, max_cloud=options.max_cloud,
-                           scl_classes=options.scl_mask, resampling=options.resampling,
-                           cloud_buffer=options.cloud_buffer, chunk=options.chunk, client=client, **progress)
+    """The ``stac-direct`` source of a run: the products of ``region``'s dates in ``out_dir``
+    (the run's LAI folder); date → its first product. A date that fails fails the region."""
+    results = predict_region(region, options, out_dir, resolution=resolution, predict=predict, client=client,
+                             **progress)
     return {r.date: r.outputs[0] for r in results if r.outputs}
 
 
