@@ -93,13 +93,17 @@ def test_predict_stac_on_a_two_worker_local_cluster(stack_route, tmp_path, regio
     assert_same_products(lai, out)
 
 
-@pytest.fixture
-def region_file_k(tmp_path):
+def region_file_of(folder):
     import geopandas as gpd
 
-    path = tmp_path / "K.geojson"
+    path = folder / "K.geojson"
     gpd.GeoDataFrame({"name": ["K"]}, geometry=[region_4326()], crs=4326).to_file(path)
     return path
+
+
+@pytest.fixture
+def region_file_k(tmp_path):
+    return region_file_of(tmp_path)
 
 
 @needs_safe
@@ -169,3 +173,18 @@ def test_angle_and_scaling_choices_are_explicit():
     np.testing.assert_array_equal(out["LAI"].values[0], values[0])
     np.testing.assert_array_equal(out["LAI_flags"].values[0], flags[0])
     assert out["LAI_flags"].values[0, 0, 0] == 255
+
+
+def test_a_run_config_takes_the_stac_direct_source(tmp_path):
+    import tomllib
+
+    from conftest import qvidja_config
+
+    from vercye_lai.run import parse_config
+
+    data = tomllib.loads(qvidja_config(tmp_path).read_text())
+    data["source"] = {"kind": "stac-direct", "catalog": "earth-search", "cloud_buffer": 2, "chunk": 256}
+    data["regions"][0]["geometry"] = str(region_file_of(tmp_path))
+    cfg = parse_config(data, base_dir=tmp_path)
+    (src,) = cfg.sources
+    assert src.source.products and src.options.chunk == 256 and src.options.cloud_buffer == 2
