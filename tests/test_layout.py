@@ -34,7 +34,11 @@ def test_the_public_face_exports_what_it_lists():
 
 
 def test_every_registered_source_is_a_typed_source():
-    assert acquire.SOURCES == tuple(registered()) == ("local", "bands", "safe", "stac", "gee", "hls", "landsat")
+    import vercye_lai.run  # noqa: F401 - registers the sources that write products (stac-direct)
+
+    assert acquire.SOURCES == ("local", "bands", "safe", "stac", "gee", "hls", "landsat")
+    assert tuple(registered()) == (*acquire.SOURCES, "stac-direct")
+    assert source("stac-direct").products and not source("stac").products
     for kind, src in registered().items():
         assert isinstance(src, Source) and src.kind == kind
         assert issubclass(src.options, Options)

@@ -105,6 +105,17 @@ def encode_stack(data: np.ndarray) -> np.ndarray:
     return out
 
 
+def encode_bands(data: np.ndarray) -> np.ndarray:
+    """A ``(bands, rows, cols)`` array of physical values in the stack's stored form
+    (:func:`encode_stack`); a pixel nodata in any band is nodata in every band."""
+    # band by band: encode_stack's float64 temporaries are then one band's size
+    encoded = np.empty(data.shape, dtype=STACK_DTYPE)
+    for i, band in enumerate(data):
+        encoded[i] = encode_stack(band)
+    encoded[:, (encoded == STACK_NODATA).any(axis=0)] = STACK_NODATA
+    return encoded
+
+
 def band_array(
     data: np.ndarray | Mapping[str, np.ndarray], bands: Sequence[str], *, path=None
 ) -> np.ndarray:
@@ -243,14 +254,9 @@ class StackWriter:
         shape = (int(window.height), int(window.width))
         if data.shape[1:] != shape:
             raise BandError(f"window of {shape} pixels given data of {data.shape[1:]}", path=self.dst)
-        # band by band: encode_stack's float64 temporaries are then one band's size
-        encoded = np.empty(data.shape, dtype=STACK_DTYPE)
-        for i, band in enumerate(data):
-            encoded[i] = encode_stack(band)
-        bad = (encoded == STACK_NODATA).any(axis=0)
-        encoded[:, bad] = STACK_NODATA
+        encoded = encode_bands(data)
         self._ds.write(encoded, window=window)
-        self.valid_pixels += int(bad.size - np.count_nonzero(bad))
+        self.valid_pixels += int(np.count_nonzero(encoded[0] != STACK_NODATA))
 
     def _check_open(self) -> None:
         if self._ds is None:

@@ -60,6 +60,10 @@ class Source:
         ``sensors(options)``: the sensor tokens of the stacks it writes with these options
         (``S2``, ``L30``, ``S30``, ``L8``, ``L9``; default ``{"S2"}``). Two sources of a run may
         not write one sensor: a date both cover would keep one source's stack.
+    products
+        It writes the products themselves, not stacks (``stac-direct``): the run gives its
+        ``acquire`` the LAI folder as ``out_dir``, the predict options as ``predict`` and its
+        Dask client, if any, as ``client``.
     """
 
     kind: str
@@ -68,6 +72,7 @@ class Source:
     in_process: bool = False
     needs_geometry: bool = True
     sensors: Callable[[Any], frozenset[str]] = lambda options: frozenset({"S2"})
+    products: bool = False
 
     def __post_init__(self) -> None:
         if not (isinstance(self.options, type) and issubclass(self.options, Options)):

@@ -300,17 +300,36 @@ def item_stack(
     keys = asset_keys(item)
     images = images or str
 
-    def read(band: str, how: Resampling) -> np.ndarray:
-        return read_asset(images(item.assets[keys[band]].get_absolute_href()), grid, resampling=how)
+    def read(band: str) -> np.ndarray:
+        return read_asset(images(item.assets[keys[band]].get_absolute_href()), grid, resampling=resampling)
 
+    scl_href = images(item.assets[keys["SCL"]].get_absolute_href())
+    return item_bands(item, grid, read, lambda g, prepare: prepare(read_asset(scl_href, g, resampling=Resampling.nearest)),
+                      scl_classes=scl_classes, angles=angles, scaling=scaling, cloud_buffer=cloud_buffer)
+
+
+def item_bands(
+    item: Any,
+    grid: Grid,
+    read: Callable[[str], np.ndarray],
+    scl: Callable[[Grid, Callable[[np.ndarray], np.ndarray]], np.ndarray],
+    *,
+    scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
+    angles: tuple[TileAngles | dict[str, np.ndarray], str] | None = None,
+    scaling: Mapping[str, tuple[float, float]] | None = None,
+    cloud_buffer: int = 0,
+) -> tuple[np.ndarray, str]:
+    """:func:`item_stack` of assets already read: ``read(band)`` gives a reflectance asset on
+    ``grid`` (float32 DN, NaN = no data), ``scl(g, prepare)`` the SCL image on ``g`` (``grid``
+    or it grown by ``cloud_buffer`` pixels) through ``prepare`` (the ``fraction`` of
+    :func:`~vercye_lai.acquire.scl.masked_pixels`). The one assembly of an item's 11 bands,
+    whether read by rasterio (``stack-stac``) or loaded by odc-stac (``predict-stac``)."""
+    keys = asset_keys(item)
     out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
         scale, offset = scaling[band] if scaling is not None else reflectance_scaling(item, keys[band])
-        out[i] = read(band, resampling) * scale + offset
-    scl_href = images(item.assets[keys["SCL"]].get_absolute_href())
-    masked = masks.scl_masked(  # NaN SCL (outside the tile) counts as invalid
-        grid, lambda g, prepare: prepare(read_asset(scl_href, g, resampling=Resampling.nearest)),
-        scl_classes, cloud_buffer)
+        out[i] = read(band) * scale + offset
+    masked = masks.scl_masked(grid, scl, scl_classes, cloud_buffer)  # NaN SCL (outside the tile) is invalid
     out[:, masked] = np.nan
     geometry, source = angles if angles is not None else item_angles(item)
     if isinstance(geometry, TileAngles):
@@ -388,18 +407,25 @@ class DateItems:
     def read(self, window: Window) -> np.ndarray:
         """``(bands, rows, cols)`` float32 array of ``window`` (NaN = nodata)."""
         sub = self.grid.window(window)
-        outside = geometry_mask([self.region], out_shape=sub.shape, transform=sub.transform, all_touched=True)
-        if outside.all():  # a window outside the region: nothing to read
-            return np.full((len(S2_BANDS_20M), *sub.shape), np.nan, np.float32)
-        data = mosaic_first_valid(
+        return region_mosaic(sub, self.region, (
             item_stack(
                 it, sub, scl_classes=self.scl_classes, resampling=self.resampling,
                 angles=angles, images=self.images, scaling=scaling, cloud_buffer=self.cloud_buffer,
             )[0]
             for it, angles, (scaling, _) in zip(self.items, self.angles, self.scalings, strict=True)
-        )
-        data[:, outside] = np.nan
-        return data
+        ))
+
+
+def region_mosaic(grid: Grid, region: dict, stacks: Iterable[np.ndarray]) -> np.ndarray:
+    """:func:`mosaic_first_valid` of a date's item ``stacks`` on ``grid`` (a window), NaN where
+    the pixel does not touch ``region`` (GeoJSON in the grid's CRS); a window outside the
+    region computes no stack (``stacks`` may be a generator)."""
+    outside = geometry_mask([region], out_shape=grid.shape, transform=grid.transform, all_touched=True)
+    if outside.all():  # a window outside the region: nothing to read
+        return np.full((len(S2_BANDS_20M), *grid.shape), np.nan, np.float32)
+    data = mosaic_first_valid(stacks)
+    data[:, outside] = np.nan
+    return data
 
 
 # --------------------------------------------------------------------------- driver

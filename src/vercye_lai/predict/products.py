@@ -43,11 +43,12 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
     return {v: Path(out_dir) / rn.product(v).name for v in variables}
 
 
-def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str = "clamp",
+def is_complete(product: Path, src: Path | None, network: Network, *, out_of_range: str = "clamp",
                 calibration: str = "", storage: str = "float32") -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
     out-of-range outputs, the same calibration (its tag, :func:`calibration_tag`) and the
-    same storage (:attr:`Storage.tag`), and is newer than ``src``."""
+    same storage (:attr:`Storage.tag`), and is newer than ``src`` (``None``: no input file,
+    as ``predict-stac`` reads none)."""
     if not is_whole(product):  # e.g. truncated by a sync: logged there
         return False
     with rasterio.open(product) as ds:
@@ -66,13 +67,13 @@ def is_complete(product: Path, src: Path, network: Network, *, out_of_range: str
     if tags.get("VERCYE_STORAGE", "float32") != storage:
         log.info("%s: stored as %s, not %s; recomputing", product.name, tags.get("VERCYE_STORAGE", "float32"), storage)
         return False
-    if product.stat().st_mtime < src.stat().st_mtime:
+    if src is not None and product.stat().st_mtime < src.stat().st_mtime:
         log.info("%s: input is newer; recomputing", product.name)
         return False
     return True
 
 
-def all_complete(outputs: dict[str, Path], src: Path, networks: Sequence[Network],
+def all_complete(outputs: dict[str, Path], src: Path | None, networks: Sequence[Network],
                   options: PredictOptions) -> bool:
     """Every product of one stack complete (:func:`is_complete`), and its uncertainty
     raster too when asked for."""

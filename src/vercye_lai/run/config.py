@@ -16,15 +16,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vercye_lai.acquire import SOURCES, Source, source
+from vercye_lai.acquire import SOURCES, Source, register, source
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import ConfigError
 from vercye_lai.options import Table, from_table
-from vercye_lai.predict import PredictOptions
+from vercye_lai.predict import PredictOptions, direct
 from vercye_lai.regions import load_region, region_geometry, region_path
 from vercye_lai.run.executor import EXECUTORS, DaskSettings
 
 STEPS = ("acquire", "mosaic", "predict", "analyze", "quicklook")
+
+# the sources that write the products themselves live with predict (they need it), so the
+# run registers them: acquire cannot import predict
+register(direct.SOURCE)
+#: every ``[source] kind`` of a run: the stack sources, then ``stac-direct``
+KINDS: tuple[str, ...] = (*SOURCES, direct.SOURCE.kind)
 
 #: zones (fields) an analysis part task covers on threads and Dask
 DEFAULT_ZONES_PER_TASK = 1000
@@ -179,7 +185,7 @@ def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tu
         if not isinstance(item, dict):
             raise ConfigError(f"{label}: expected a table, got {item!r}")
         t = Table(item, label, base=base)
-        kind = t.get("kind", str, "local", choices=tuple(SOURCES))
+        kind = t.get("kind", str, "local", choices=KINDS)
         src = source(kind)
         options = from_table(src.options, t)
         t.done()
@@ -328,7 +334,8 @@ geometry = "{demo}/strickhof_fields.geojson"   # or: library = "regions/"
 start_date = 2022-03-01
 end_date = 2022-07-31
 
-# Where the stacks come from: kind = "local" | "bands" | "safe" | "stac" | "gee" | "hls" | "landsat".
+# Where the stacks come from: kind = "local" | "bands" | "safe" | "stac" | "gee" | "hls" | "landsat",
+# or "stac-direct": the stac source's items straight to the LAI products (no stacks; vercye-lai predict-stac).
 # The keys of each are the options of its command (vercye-lai stack-bands|stack-safe|stack-stac|
 # export-gee|stack-hls|stack-landsat --help). Several sensors for one season: write the table
 # once per source with double brackets (e.g. safe and hls); HLS and Landsat stacks are at their
@@ -339,6 +346,7 @@ end_date = 2022-07-31
 #   safe:  safes = ["downloads/*.SAFE"]; scl_mask = [0, 1, 3, 8, 9, 10, 11]; cloud_buffer
 #   stac:  catalog = "earth-search" | "planetary-computer" | URL; collection, crs, max_cloud,
 #          scl_mask, cloud_buffer, resampling
+#   stac-direct: as stac, and chunk (pixels a side of each Dask chunk); [predict] as for stacks
 #   gee:   project, sensor, collection, cloud_mask, scl_mask, cloud_buffer, cs_threshold, max_cloud,
 #          folder, crs, timeout, drive_folder_id, client_secret, token
 #   hls:   paths = ["hls/"] or catalog = "planetary-computer" | "nasa" | URL; max_cloud, cloud_buffer,

@@ -86,9 +86,15 @@ def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, floa
 # ==================================================================== acquire & mosaic
 
 
-def _acquire_region(cfg: RunConfig, region: RegionConfig, i: int = 0) -> dict:
-    """The stacks of one region from the run's source ``i`` (its ``acquire``)."""
+def _acquire_region(cfg: RunConfig, region: RegionConfig, i: int = 0, client: Any = None,
+                    workers: int = 1) -> dict:
+    """The stacks of one region from the run's source ``i`` (its ``acquire``); a source that
+    writes the products itself (``stac-direct``) writes them in the LAI folder, on ``client``."""
     src = cfg.sources[i]
+    if src.source.products:
+        return src.source.acquire(region, src.options, cfg.lai_dir(region.name), resolution=cfg.resolution,
+                                  state_dir=cfg.state_dir(), predict=predict_options(cfg, workers=workers),
+                                  client=client)
     return src.source.acquire(region, src.options, cfg.stacks_dir(region.name),
                               resolution=cfg.resolution, state_dir=cfg.state_dir())
 
@@ -134,7 +140,8 @@ def step_acquire(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             continue
         if src.source.in_process:  # log-ins need this process
             for r in cfg.regions:
-                report(r, src.kind, SerialExecutor().submit(_timed, _acquire_region, cfg, r, i))
+                report(r, src.kind, SerialExecutor().submit(_timed, _acquire_region, cfg, r, i,
+                                                            getattr(ex, "client", None), ex.workers))
             continue
         for r in cfg.regions:
             fut = ex.submit(_timed, _acquire_region, cfg, r, i, key=f"acquire-{r.name}-{i}-{token()}")
@@ -229,6 +236,9 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     options = predict_options(cfg, workers=1 if ex.kind == "dask" else ex.workers)
     units: list[tuple[str, Any]] = []
     for r in cfg.regions:
+        if all(src.source.products for src in cfg.sources):  # written by the acquire step
+            st.add(r.name, "-", "skipped", "products written by the source (stac-direct)")
+            continue
         try:
             plan = plan_predict(_stacks(cfg, r), cfg.lai_dir(r.name), options=options)
         except NoDataFoundError as exc:

@@ -1,0 +1,362 @@
+"""LAI straight from a STAC search (``vercye-lai predict-stac``, the ``stac-direct`` source of a
+run): search → load lazily with odc-stac → mask → SL2P → the products of ``predict``, with no
+stack written.
+
+Per date, the items are those of ``stack-stac`` (:func:`vercye_lai.acquire.stac.search_items`,
+mosaic order :func:`~vercye_lai.acquire.stac.date_order`, scaling checked against the data by
+:func:`~vercye_lai.acquire.stac.item_scaling`, angles of
+:func:`~vercye_lai.acquire.stac.item_angles`). Each item's reflectance assets are loaded by
+``odc.stac.load`` onto the region's grid in Dask chunks (``chunk`` pixels a side), its SCL on
+that grid grown by the cloud buffer (so a chunk's buffered mask equals the whole grid's), and
+every chunk is assembled by the functions ``stack-stac`` uses on its windows
+(:func:`~vercye_lai.acquire.stac.item_bands`, :func:`~vercye_lai.acquire.stac.region_mosaic`)
+into the stack contract's stored form (int16 × 1e-4, :func:`vercye_lai.stack.encode_bands`).
+That lazy cube goes through :func:`vercye_lai.xarray.predict` (the kernel of ``predict``), so a
+pixel's LAI and flags equal, to the bit, those of ``stack-stac`` + ``predict`` on the same grid.
+
+The chunks of a date are computed with a bounded number in flight (a Dask ``distributed``
+client's workers, or local threads) and written by the products' one writer
+(:func:`vercye_lai.predict.products.write_products`): memory is bounded by the chunks, not by
+the region or the season. A date whose products are complete is skipped
+(:func:`~vercye_lai.predict.products.all_complete`).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from vercye_lai import xarray as vx
+from vercye_lai._version import __version__
+from vercye_lai.acquire import scl as masks
+from vercye_lai.acquire import stac
+from vercye_lai.acquire.offset import offset_tag
+from vercye_lai.acquire.platform import platform_tag
+from vercye_lai.acquire.source import Source
+from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_date, search_items
+from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid
+from vercye_lai.errors import ConfigError, NoDataFoundError, require
+from vercye_lai.grid import Grid
+from vercye_lai.model import FLAG_NODATA, load_error_network
+from vercye_lai.naming import stack_name
+from vercye_lai.options import setting
+from vercye_lai.predict.file import PredictResult
+from vercye_lai.predict.kernel import BlockResult, HazeTest
+from vercye_lai.predict.options import PredictOptions
+from vercye_lai.predict.products import Prepared, all_complete, check_model, product_paths, write_products
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, STACK_SCALE, StackScaling, encode_bands
+
+log = logging.getLogger(__name__)
+
+#: the scaling the products' tags name (the stack contract's)
+SCALING = f"stack form x {STACK_SCALE:g} (predict-stac, no stack written)"
+
+
+@dataclass(frozen=True)
+class Options(stac.Options):
+    """The ``stac-direct`` source: the ``stac`` source's items, straight to the products."""
+
+    chunk: int = setting(
+        1024, min=64, help="Pixels a side of each Dask chunk: one block of SL2P (memory ~100 bytes x chunk^2 "
+        "per item and worker).")
+
+
+def geobox(grid: Grid) -> Any:
+    """The odc-geo ``GeoBox`` of a :class:`~vercye_lai.grid.Grid`."""
+    return require("odc.geo.geobox", "direct").GeoBox(grid.shape, grid.transform, grid.crs.to_wkt())
+
+
+def _edges(n: int, chunk: int, pad: int) -> tuple[int, ...]:
+    """Chunks of an axis of ``n`` pixels grown by ``pad`` on each side, so that with an
+    overlap of ``pad`` every chunk is a ``chunk`` of the grid plus ``pad`` around it."""
+    sizes = [min(chunk, n - s) for s in range(0, n, chunk)]
+    sizes[0] += pad
+    sizes[-1] += pad
+    return tuple(sizes)
+
+
+def load_item(item: Any, grid: Grid, *, chunk: int, resampling: str, pad: int) -> tuple[Any, Any]:
+    """One item lazily: its 8 reflectance assets (``(8, y, x)`` uint16 DNs, 0 = no data) on
+    ``grid`` and its SCL (uint8) on ``grid`` grown by ``pad`` pixels, chunked so that its
+    block ``(i, j)`` is block ``(i, j)`` of the reflectances plus ``pad`` around it."""
+    odc_stac = require("odc.stac", "direct")
+    da = require("dask.array", "direct")
+    keys = stac.asset_keys(item)
+    # static catalogues often lack raster:bands: L2A assets are uint16 and uint8, 0 = no data
+    cfg = {"*": {"assets": {"*": {"data_type": "uint16", "nodata": 0},
+                            keys["SCL"]: {"data_type": "uint8", "nodata": 0}}}}
+    refl = odc_stac.load([item], bands=[keys[b] for b in stac.REFLECTANCE_BANDS], geobox=geobox(grid),
+                         chunks={"y": chunk, "x": chunk}, resampling=resampling, stac_cfg=cfg, groupby="id")
+    dn = da.stack([refl[keys[b]].data[0] for b in stac.REFLECTANCE_BANDS]).rechunk({0: -1})
+    h, w = grid.shape
+    wide = grid.window(Window(-pad, -pad, w + 2 * pad, h + 2 * pad))
+    scl = odc_stac.load([item], bands=[keys["SCL"]], geobox=geobox(wide), chunks={"y": chunk, "x": chunk},
+                        resampling="nearest", stac_cfg=cfg, groupby="id")[keys["SCL"]].data[0]
+    scl = scl.rechunk((_edges(h, chunk, pad), _edges(w, chunk, pad)))
+    if pad:
+        scl = da.overlap.overlap(scl, depth=pad, boundary="none")
+    return dn, scl
+
+
+@dataclass
+class DateChunks:
+    """What every chunk of one date needs to become the stored stack (picklable)."""
+
+    items: Sequence[Any]
+    grid: Grid
+    region: dict
+    angles: list
+    scalings: list
+    scl_classes: tuple[int, ...]
+    cloud_buffer: int
+
+    def __call__(self, window: Window, *blocks: np.ndarray) -> np.ndarray:
+        """``(11, rows, cols)`` int16 of the chunk at ``window`` from its items' DN and SCL blocks."""
+        sub = self.grid.window(window)
+        pad = self.cloud_buffer
+
+        def stacks() -> Iterator[np.ndarray]:
+            for k, item in enumerate(self.items):
+                dn = blocks[2 * k].astype(np.float32)
+                dn[dn == 0] = np.nan  # L2A DN 0 is no data (as read_asset)
+                scl = blocks[2 * k + 1].astype(np.float32)
+                scl[scl == 0] = np.nan
+
+                def fraction(g: Grid, prepare: Callable, scl=scl) -> np.ndarray:
+                    v = prepare(scl)  # the chunk grown by the buffer: crop for the chunk itself
+                    return v if g.shape == v.shape else v[pad:-pad, pad:-pad]
+
+                yield stac.item_bands(item, sub, lambda band, dn=dn: dn[stac.REFLECTANCE_BANDS.index(band)],
+                                      fraction, scl_classes=self.scl_classes, angles=self.angles[k],
+                                      scaling=self.scalings[k][0], cloud_buffer=pad)[0]
+
+        return encode_bands(stac.region_mosaic(sub, self.region, stacks()))
+
+
+def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.datetime, chunk: int = 1024,
+              resampling: str = "bilinear", scl_classes: Sequence[int] = masks.DEFAULT_SCL_MASK,
+              cloud_buffer: int = 0, images: Callable | None = None) -> tuple[Any, dict[str, str]]:
+    """One date's lazy stack: an ``xr.DataArray`` ``(band, y, x)`` int16 in the stack contract's
+    stored form (bands :data:`~vercye_lai.stack.S2_BANDS_20M`, scale 1e-4 declared per band,
+    nodata −32768), the date's ``items`` mosaicked in the given order; and the tags that say
+    how it was made (as a stack's: items, angles, offset check, platforms).
+
+    ``images`` opens asset hrefs for the offset check's overview samples (default: per read)."""
+    xr = require("xarray", "direct")
+    da = require("dask.array", "direct")
+    chunks = DateChunks(items, grid, region, [stac.item_angles(it) for it in items],
+                        [stac.item_scaling(it, images or str) for it in items], tuple(scl_classes), cloud_buffer)
+    arrays = [load_item(it, grid, chunk=chunk, resampling=resampling, pad=cloud_buffer) for it in items]
+    dask = require("dask", "direct")
+    rows, cols = arrays[0][0].chunks[1:]
+    # one task per chunk, given the same chunk of every item (the SCL's grown by the buffer)
+    blocks = [[da.from_delayed(
+        dask.delayed(chunks)(Window(int(sum(cols[:j])), int(sum(rows[:i])), w, h),
+                             *[x for dn, scl in arrays for x in (dn.blocks[:, i, j], scl.blocks[i, j])]),
+        shape=(len(S2_BANDS_20M), h, w), dtype=np.int16) for j, w in enumerate(cols)] for i, h in enumerate(rows)]
+    data = da.block(blocks)
+    gb = geobox(grid)
+    coords = {"band": list(S2_BANDS_20M), "scale": ("band", np.full(len(S2_BANDS_20M), STACK_SCALE)),
+              "offset": ("band", np.zeros(len(S2_BANDS_20M))), "time": np.datetime64(when.replace(tzinfo=None), "ns"),
+              **require("odc.geo.xr", "direct").xr_coords(gb, always_yx=True)}
+    cube = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, attrs={"nodata": STACK_NODATA})
+    tags = {"STAC_ITEMS": ",".join(i.id for i in items),
+            "ANGLES_FROM": ",".join(sorted({source for _, source in chunks.angles})),
+            "SCL_MASKED": ",".join(map(str, scl_classes)), **masks.cloud_buffer_tag(cloud_buffer),
+            **platform_tag(stac.item_platform(it) for it in items),
+            **offset_tag(note for _, note in chunks.scalings)}
+    return cube, tags
+
+
+def chunk_windows(arr: Any) -> list[Window]:
+    """The windows of a ``(…, y, x)`` Dask array's chunks."""
+    rows, cols = arr.chunks[-2], arr.chunks[-1]
+    r_off, c_off = np.cumsum((0, *rows[:-1])), np.cumsum((0, *cols[:-1]))
+    return [Window(int(c), int(r), int(w), int(h)) for r, h in zip(r_off, rows) for c, w in zip(c_off, cols)]
+
+
+def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str], windows: Sequence[Window], *,
+                    flags: bool, uncertainty: bool, client: Any = None, workers: int = 1) -> Iterator[BlockResult]:
+    """The chunks of one date's products as :class:`BlockResult` s, at most ``workers + 1``
+    (``2 × workers`` on a Dask client) in flight: on ``client`` (``distributed``) or local threads."""
+    dask = require("dask", "direct")
+    arrays = [products[n].data[0] for n in names]
+
+    def piece(w: Window) -> list:
+        return [a[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] for a in arrays]
+
+    def result(w: Window, values: Sequence[np.ndarray]) -> BlockResult:
+        nv = len(variables)
+        vals, rest = list(values[:nv]), list(values[nv:])
+        fl = rest[:nv] if flags else [None] * nv
+        unc = rest[nv:] if uncertainty else []
+        n_valid = int(np.count_nonzero(fl[0] != FLAG_NODATA)) if flags else int(np.isfinite(vals[0]).sum())
+        return BlockResult(w, vals, fl, n_valid, unc)
+
+    pending: collections.deque = collections.deque()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        if client is not None:
+            submit, gather, limit = client.compute, client.gather, 2 * max(1, sum(client.nthreads().values()))
+        else:
+            submit = lambda p: pool.submit(dask.compute, *p, scheduler="sync")  # noqa: E731
+            gather, limit = lambda f: f.result(), max(1, workers) + 1
+        try:
+            for w in windows:
+                pending.append((w, submit(piece(w))))
+                if len(pending) >= limit:
+                    w0, f = pending.popleft()
+                    yield result(w0, gather(f))
+            while pending:
+                w0, f = pending.popleft()
+                yield result(w0, gather(f))
+        finally:
+            for _, f in pending:
+                f.cancel() if hasattr(f, "cancel") else None
+
+
+def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequence, options: PredictOptions, *,
+                 tags: dict[str, str], client: Any = None, progress: Callable | None = None) -> int:
+    """Write one date's products from its lazy stored stack (:func:`date_cube`); return the
+    valid input pixels."""
+    products = vx.predict(cube, options=options, offset_check=False)  # checked per item already
+    names = list(products.data_vars)
+    a = np.full(len(S2_BANDS_20M), STACK_SCALE)
+    b = np.zeros(len(S2_BANDS_20M))
+    windows = chunk_windows(products[names[0]].data)
+    prep = Prepared(
+        stored=list(networks), nodatavals=(STACK_NODATA,) * len(S2_BANDS_20M), windows=windows,
+        common_tags={"VERCYE_SOURCE": tags["STAC_ITEMS"], "VERCYE_VERSION": __version__, "VERCYE_SCALING": SCALING,
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range, **tags},
+        scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
+        errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
+        haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))
+    blocks = computed_blocks(products, names, [n.variable for n in networks], windows, flags=options.flags,
+                             uncertainty=options.uncertainty, client=client, workers=options.workers)
+    return write_products(grid, outputs, networks, prep, blocks, options, progress)
+
+
+def predict_stac(
+    *,
+    catalog: str = stac.EARTH_SEARCH,
+    collection: str = "sentinel-2-l2a",
+    region: str,
+    geometry: Any,
+    start: dt.date,
+    end: dt.date,
+    resolution: float,
+    out_dir: str | Path,
+    options: PredictOptions = PredictOptions(),
+    crs: str | None = None,
+    max_cloud: float | None = None,
+    scl_classes: Sequence[int] = masks.DEFAULT_SCL_MASK,
+    resampling: str = "bilinear",
+    cloud_buffer: int = 0,
+    chunk: int = 1024,
+    client: Any = None,
+    on_plan: Callable[[int], None] | None = None,
+    on_done: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """The products of every date of a region straight from a STAC catalogue (module docstring).
+
+    Parameters
+    ----------
+    catalog, collection, max_cloud, crs, scl_classes, resampling, cloud_buffer
+        As ``stack-stac`` (:func:`vercye_lai.acquire.stac.stack_stac`); the grid is the
+        same: ``resolution`` m in ``crs`` (default the region's UTM zone), snapped.
+    region, geometry
+        The region's name (of the product files) and geometry (shapely, EPSG:4326).
+    out_dir
+        Folder of ``{region}_{res}m_{date}_{VAR}.tif`` (+ ``_flags``, ``_uncertainty``).
+    options
+        As ``predict`` (model, variables, flags, uncertainty, dtype, COG, overwrite; ``workers``:
+        chunks in flight without a client). Calibration is not applied here.
+    chunk
+        Pixels a side of each Dask chunk.
+    client
+        A ``distributed.Client`` to compute the chunks on; ``None``: local threads.
+
+    Returns
+    -------
+    list of PredictResult
+        One per date: ``done``, ``skipped`` (complete products) or ``failed``.
+    """
+    if options.calibration is not None:
+        raise ConfigError("predict-stac does not apply a calibration: predict from stacks, or calibrate later")
+    networks = check_model(options)
+    if tuple(networks[0].inputs) != S2_BANDS_20M:
+        raise ConfigError(f"predict-stac makes the 20 m Sentinel-2 inputs; model {options.model} takes "
+                          f"{', '.join(networks[0].inputs)}")
+    items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
+                         max_cloud=max_cloud)
+    if not items:
+        raise NoDataFoundError(f"no {collection} item over region {region!r} between {start} and {end}", path=catalog)
+    by_date: dict[dt.date, list[Any]] = {}
+    for it in items:
+        by_date.setdefault(item_date(it), []).append(it)
+    if on_plan:
+        on_plan(len(by_date))
+    grid = target_grid(geometry, resolution, crs)
+    region_geojson = geometry_to_crs(geometry, grid.crs).__geo_interface__
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for date, date_items in sorted(by_date.items()):
+        name = stack_name(region, resolution, date)
+        outputs = product_paths(name, out_dir, options.variables)
+        t0 = time.perf_counter()
+        if not options.overwrite and all_complete(outputs, None, networks, options):
+            res = PredictResult(Path(name), list(outputs.values()), "skipped", date=date)
+        else:
+            date_items = stac.date_order(date_items)  # the first wins where items overlap
+            with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
+                cube, tags = date_cube(date_items, grid, region_geojson, when=date_items[0].datetime, chunk=chunk,
+                                       resampling=resampling, scl_classes=scl_classes, cloud_buffer=cloud_buffer,
+                                       images=images)
+            tags["STAC_CATALOG"] = str(catalog)
+            n_valid = predict_date(cube, grid, outputs, networks, options, tags=tags, client=client)
+            res = PredictResult(Path(name), list(outputs.values()), "done", n_valid, grid.shape[0] * grid.shape[1],
+                                time.perf_counter() - t0, date=date)
+            log.info("%s: products of %d item(s), %s valid px, %.1f s", name, len(date_items), f"{n_valid:,}",
+                     res.seconds)
+        results.append(res)
+        if on_done:
+            on_done(res)
+    return results
+
+
+# --- the ``stac-direct`` source of ``vercye-lai run`` ---------------------------------------------
+
+
+def predict_region(region, options: Options, out_dir: Path, *, resolution: float,
+                   predict: PredictOptions = PredictOptions(), client: Any = None,
+                   **progress: Any) -> list[PredictResult]:
+    """:func:`predict_stac` of a region (:class:`~vercye_lai.acquire.Region` or a run's) with the
+    ``stac-direct`` options; ``progress``: ``on_plan``, ``on_done``."""
+    return predict_stac(catalog=options.catalog, collection=options.collection, region=region.name,
+                        geometry=region.shape(), start=region.start, end=region.end, resolution=resolution,
+                        out_dir=out_dir, options=predict, crs=options.crs, max_cloud=options.max_cloud,
+                        scl_classes=options.scl_mask, resampling=options.resampling,
+                        cloud_buffer=options.cloud_buffer, chunk=options.chunk, client=client, **progress)
+
+
+def acquire(region, options: Options, out_dir: Path, *, resolution: float, state_dir: Path,
+            predict: PredictOptions = PredictOptions(), client: Any = None, **progress: Any) -> dict[dt.date, Path]:
+    """The ``stac-direct`` source of a run: the products of ``region``'s dates in ``out_dir``
+    (the run's LAI folder); date → its first product. A date that fails fails the region."""
+    results = predict_region(region, options, out_dir, resolution=resolution, predict=predict, client=client,
+                             **progress)
+    return {r.date: r.outputs[0] for r in results if r.outputs}
+
+
+SOURCE = Source("stac-direct", Options, acquire, in_process=True, products=True)

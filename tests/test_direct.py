@@ -1,0 +1,190 @@
+"""LAI straight from a STAC search (predict-stac, vercye_lai.xarray) against stack-stac + predict,
+on a static catalogue built from the real L2A product in ../shared/data (no network)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from conftest import make_catalog, make_item, region_4326
+
+pytest.importorskip("odc.stac")
+xr = pytest.importorskip("xarray")
+
+from vercye_lai import xarray as vx  # noqa: E402
+from vercye_lai.acquire import stac  # noqa: E402
+from vercye_lai.cli.main import cli  # noqa: E402
+from vercye_lai.predict import PredictOptions, predict_dir  # noqa: E402
+from vercye_lai.predict.direct import predict_stac  # noqa: E402
+
+needs_safe = pytest.mark.usefixtures("shared_safe")
+DATE = "2022-10-05"
+SEARCH = dict(region="K", start=dt.date(2022, 10, 1), end=dt.date(2022, 10, 10), resolution=60)
+OPTIONS = PredictOptions(dtype="float32", uncertainty=True, workers=2)  # the kernel's own values
+BUFFER = 2
+PRODUCTS = ("LAI", "LAI_flags", "LAI_uncertainty")
+
+
+@pytest.fixture(scope="module")
+def stack_route(tmp_path_factory):
+    """The catalogue, and the products of stack-stac + predict on it (cloud buffer, float32)."""
+    tmp = tmp_path_factory.mktemp("direct")
+    cat = make_catalog(tmp / "cat", [make_item("S2A_T29UNU_20221005")])
+    stac.stack_stac(catalog=str(cat), geometry=region_4326(), out_dir=tmp / "stacks", cloud_buffer=BUFFER,
+                    **SEARCH)
+    predict_dir(tmp / "stacks", tmp / "lai", region="K", resolution=60, options=OPTIONS)
+    return cat, tmp / "lai"
+
+
+def read(folder, product):
+    with rasterio.open(folder / f"K_60m_{DATE}_{product}.tif") as ds:
+        return ds.read(1), ds.tags(), ds.transform, ds.crs
+
+
+def assert_same_products(a, b):
+    for product in PRODUCTS:
+        x, _, tx, cx = read(a, product)
+        y, tags, ty, cy = read(b, product)
+        assert (tx, cx) == (ty, cy)
+        if x.dtype.kind == "f":
+            np.testing.assert_array_equal(np.isnan(x), np.isnan(y))  # the masked pixels
+            assert np.nanmax(np.abs(x - y)) <= 1e-6, product
+        else:  # flags, nodata 255 included
+            np.testing.assert_array_equal(x, y)
+    return tags
+
+
+@pytest.mark.slow
+@needs_safe
+def test_direct_route_equals_stack_then_predict(stack_route, tmp_path):
+    cat, lai = stack_route
+    out = tmp_path / "direct"
+    # chunks of 64 px: the buffered SCL mask and the angle grids cross chunk edges
+    (res,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, options=OPTIONS, chunk=64,
+                          cloud_buffer=BUFFER, **SEARCH)
+    assert res.status == "done" and 0.5 < res.n_valid / res.n_pixels < 1.0
+    lai_values = read(out, "LAI")[0]
+    assert np.isnan(lai_values).mean() > 0.01  # clouds, their buffer and the region's outside are masked
+    tags = assert_same_products(lai, out)
+    assert tags["STAC_ITEMS"] == "S2A_T29UNU_20221005" and tags["CLOUD_BUFFER"] == str(BUFFER)
+    assert tags["ANGLES_FROM"] == "granule metadata" and "checked" in tags["REFLECTANCE_OFFSET"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"K_60m_{DATE}_{p}.tif" for p in PRODUCTS)  # no stack
+    mtime = (out / f"K_60m_{DATE}_LAI.tif").stat().st_mtime_ns  # a rerun skips the complete date
+    (again,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, options=OPTIONS, chunk=64,
+                            cloud_buffer=BUFFER, **SEARCH)
+    assert again.status == "skipped" and (out / f"K_60m_{DATE}_LAI.tif").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+@needs_safe
+def test_predict_stac_on_a_two_worker_local_cluster(stack_route, tmp_path, region_file_k):
+    """The command: its chunks computed on a LocalCluster of two worker processes."""
+    cat, lai = stack_route
+    out = tmp_path / "direct"
+    res = CliRunner().invoke(cli, [
+        "predict-stac", "--catalog", str(cat), "--geometry", str(region_file_k), "--start-date", "2022-10-01",
+        "--end-date", "2022-10-10", "--res", "60", "-o", str(out), "--cloud-buffer", str(BUFFER), "--chunk", "96",
+        "--dtype", "float32", "--uncertainty", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "1 done" in res.output
+    assert_same_products(lai, out)
+
+
+def region_file_of(folder):
+    import geopandas as gpd
+
+    path = folder / "K.geojson"
+    gpd.GeoDataFrame({"name": ["K"]}, geometry=[region_4326()], crs=4326).to_file(path)
+    return path
+
+
+@pytest.fixture
+def region_file_k(tmp_path):
+    return region_file_of(tmp_path)
+
+
+@needs_safe
+def test_predict_on_an_odc_stac_cube(stack_route, caplog):
+    """vercye_lai.xarray.predict on odc.stac.load's raw DNs: the offset inferred and checked, the sun
+    computed, lazy, CF attributes and the geobox kept; the band-dimension form gives the same."""
+    import odc.stac
+
+    cat, lai = stack_route
+    item = stac.search_items(str(cat), collection="sentinel-2-l2a", geometry=region_4326(),
+                             start=SEARCH["start"], end=SEARCH["end"])[0]
+    keys = stac.ASSET_KEYS["earth-search"]
+    ref = read(lai, "LAI")
+    ny, nx = ref[0].shape
+    from vercye_lai.grid import Grid
+    from vercye_lai.predict.direct import geobox
+
+    gb = geobox(Grid(ref[3], ref[2], (ny, nx)))
+    cube = odc.stac.load([item], bands=[keys[b] for b in (*stac.REFLECTANCE_BANDS, "SCL")], geobox=gb,
+                         chunks={"x": 100, "y": 100},
+                         stac_cfg={"*": {"assets": {"*": {"data_type": "uint16", "nodata": 0}}}})
+    with caplog.at_level("INFO"):
+        out = cube.sl2p.predict(options=PredictOptions(dtype="float32", uncertainty=True))
+    assert out["LAI"].chunks is not None  # lazy
+    assert out["LAI"].attrs["standard_name"] == "leaf_area_index" and "raw L2A DNs" in out.attrs["scaling"]
+    assert "sun computed" in out.attrs["angles"] and "checked" in out["LAI"].attrs["offset_check"]
+    assert out.odc.geobox == cube.odc.geobox
+    values = out["LAI"].values[0]
+    both = np.isfinite(values) & np.isfinite(ref[0])
+    assert both.mean() > 0.5
+    # the same reflectances (offset kept: baseline 04.00); the sun computed, the view nadir: close
+    assert np.median(np.abs(values[both] - ref[0][both])) < 0.1
+    band = vx.predict(cube.to_array("band"), options=PredictOptions(dtype="float32"))
+    xr.testing.assert_identical(band["LAI"].compute(), out["LAI"].compute())
+
+
+def test_a_missing_band_is_named():
+    cube = xr.Dataset({b: (("y", "x"), np.ones((2, 2), np.uint16)) for b in ("B03", "B04")},
+                      coords={"y": [1.0, 0.0], "x": [0.0, 1.0]})
+    with pytest.raises(Exception, match=r"lacks band\(s\) B5, B6, B7, B8A, B11, B12 .*has B3, B4"):
+        vx.predict(cube)
+
+
+def test_angle_and_scaling_choices_are_explicit():
+    """Cosine bands in the cube are used as they are; scale/offset given are not checked; the
+    result equals predict_block on the same stored values."""
+    from vercye_lai.model import load_network
+    from vercye_lai.predict.kernel import predict_block
+
+    rng = np.random.default_rng(1)
+    refl = np.array([0.06, 0.04, 0.1, 0.25, 0.3, 0.35, 0.2, 0.1])[:, None, None] + rng.normal(0, .01, (8, 6, 5))
+    dn = np.round(refl * 1e4 + 1000).astype(np.uint16)
+    dn[:, 0, 0] = 0
+    cos = np.stack([np.full((6, 5), v, np.float32) for v in (0.99, 0.7, 0.5)])
+    bands = ["cosVZA", "cosSZA", "cosRAA", *stac.REFLECTANCE_BANDS]
+    data = xr.DataArray(np.concatenate([cos, dn.astype(np.float32)])[None], dims=("time", "band", "y", "x"),
+                        coords={"band": bands, "y": np.arange(6.0), "x": np.arange(5.0)}, attrs={"nodata": 0})
+    out = vx.predict(data.chunk({"x": 2, "y": 3}), scale=1e-4, offset=-0.1)
+    assert out.attrs["angles"] == "per-pixel cosine bands of the cube" and "as given" in out.attrs["scaling"]
+    net = load_network("sl2p", "LAI")
+    a = np.array([1, 1, 1, *[1e-4] * 8])
+    b = np.array([0, 0, 0, *[-0.1] * 8])
+    stored = np.concatenate([cos, dn.astype(np.float32)])
+    stored[3:, 0, 0] = 0
+    values, flags, _, _ = predict_block(stored, [net.for_stored_values(a, b)], [None, None, None, *[0] * 8],
+                                        haze=vx.HazeTest.of(net.inputs, a, b, "mask"))
+    np.testing.assert_array_equal(out["LAI"].values[0], values[0])
+    np.testing.assert_array_equal(out["LAI_flags"].values[0], flags[0])
+    assert out["LAI_flags"].values[0, 0, 0] == 255
+
+
+def test_a_run_config_takes_the_stac_direct_source(tmp_path):
+    import tomllib
+
+    from conftest import qvidja_config
+
+    from vercye_lai.run import parse_config
+
+    data = tomllib.loads(qvidja_config(tmp_path).read_text())
+    data["source"] = {"kind": "stac-direct", "catalog": "earth-search", "cloud_buffer": 2, "chunk": 256}
+    data["regions"][0]["geometry"] = str(region_file_of(tmp_path))
+    cfg = parse_config(data, base_dir=tmp_path)
+    (src,) = cfg.sources
+    assert src.source.products and src.options.chunk == 256 and src.options.cloud_buffer == 2
