@@ -122,6 +122,13 @@ def test_int16_products_through_every_reader(tmp_path, strickhof_stacks):
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         assert np.nanmax(np.abs(a - b)) <= HALF_STEP
     assert (tmp_path / "int16.nc").stat().st_size < 0.8 * (tmp_path / "float32.nc").stat().st_size
+    # the Zarr cube alike: int16 with its scale_factor, decoded to the same values
+    c = run("-q", "cube", roots["int16"] / "lai" / "strickhof", tmp_path / "int16.zarr", "--region", "strickhof",
+            "--res", "10")
+    assert c.exit_code == 0, c.output
+    z = xr.open_dataset(tmp_path / "int16.zarr", engine="zarr")
+    assert xr.open_dataset(tmp_path / "int16.zarr", engine="zarr", decode_cf=False)["LAI"].dtype == np.int16
+    np.testing.assert_allclose(z["LAI"].to_numpy(), cubes["int16"]["LAI"].to_numpy(), atol=1e-6)  # float64 vs 32
     # the catalogue declares the scale of each int16 asset; the report reads the run
     for args in (("catalog", roots["int16"]), ("report", roots["int16"])):
         assert run("-q", *args).exit_code == 0

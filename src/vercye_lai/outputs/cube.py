@@ -357,45 +357,61 @@ def _write_deflated(dset, i: int, array: np.ndarray, chunk: tuple[int, int], fil
         dset.id.write_direct_chunk((i, r, c), packed)
 
 
+def _plain(value):
+    """An attribute value as JSON has it (numpy scalars and arrays to Python)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progress, *, workers: int = 1,
                 codec: str = "zlib") -> None:
-    xr = require("xarray", "cube")
-    require("zarr", "cube")
+    """Zarr format 2 with consolidated metadata, written with zarr itself (xarray's per-date
+    append and its imports cost more than the writes): the layout xarray writes — CF attributes,
+    ``_ARRAY_DIMENSIONS``, ``time`` as days since 1970, ``sensor`` a coordinate of time,
+    ``spatial_ref`` the grid mapping — Blosc LZ4 chunks compressed on zarr's threads."""
+    zarr = require("zarr", "cube")
+    numcodecs = require("numcodecs", "cube")
     h, w = grid.shape
     xs, ys = _coords(grid)
+    blosc = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+    epoch = dt.date(1970, 1, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(out.parent, f"{out.name}.")
     tmp = tmp_path_for(out)
     tmp.unlink()
     try:
-        for i, (day, read) in enumerate(zip(days, _dates(layers, len(days), grid, workers))):
-            arrays = {}
-            for layer in layers:
-                attrs = {k: v for k, v in layer.attrs.items() if k != "grid_mapping"}
-                arrays[layer.name] = xr.Variable(("time", "y", "x"), read[layer.name][None], attrs=attrs)
-            ds = xr.Dataset(arrays, coords={
-                "time": ("time", np.array([np.datetime64(day, "ns")])),
-                "y": ("y", ys, _coord_attrs(grid, "y")),
-                "x": ("x", xs, _coord_attrs(grid, "x")),
-                "sensor": ("time", np.array([sensors[i]], dtype=object)),
-                "spatial_ref": ((), np.int32(0), _spatial_ref(grid)),
-            }, attrs=meta)
-            for layer in layers:
-                ds[layer.name].encoding.update({"grid_mapping": "spatial_ref",
-                                                "_FillValue": layer.fill if layer.masked else None,
-                                                "chunks": (1, min(chunk, h), min(chunk, w))})
-                ds[layer.name].attrs.pop("grid_mapping", None)
-            if i == 0:
-                ds["time"].encoding.update({"units": "days since 1970-01-01", "calendar": "standard",
-                                            "dtype": "int32"})
-                ds.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-            else:
-                for layer in layers:
-                    ds[layer.name].encoding.pop("_FillValue", None)
-                    ds[layer.name].encoding.pop("grid_mapping", None)
-                ds.drop_vars(["spatial_ref"]).to_zarr(tmp, append_dim="time", zarr_format=2, consolidated=True)
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        root.attrs.update({k: _plain(v) for k, v in meta.items()})
+
+        def array(name, dims, values=None, **kw):
+            attrs = {"_ARRAY_DIMENSIONS": list(dims), **{k: _plain(v) for k, v in kw.pop("attrs", {}).items()}}
+            a = root.create_array(name, attributes=attrs, **kw)
+            if values is not None:
+                a[...] = values
+            return a
+
+        array("time", ["time"], np.array([(d - epoch).days for d in days], np.int32), shape=(len(days),),
+              dtype="int32", fill_value=None,
+              attrs={"standard_name": "time", "units": "days since 1970-01-01", "calendar": "standard"})
+        array("y", ["y"], ys, shape=(h,), dtype="float64", fill_value=None, attrs=_coord_attrs(grid, "y"))
+        array("x", ["x"], xs, shape=(w,), dtype="float64", fill_value=None, attrs=_coord_attrs(grid, "x"))
+        array("sensor", ["time"], np.array(sensors, dtype=object), shape=(len(days),), dtype=str, fill_value=None,
+              attrs={"long_name": "sensor of each date's product"})
+        array("spatial_ref", [], np.int32(0), shape=(), dtype="int32", fill_value=None, attrs=_spatial_ref(grid))
+        data = {layer.name: array(layer.name, ["time", "y", "x"], shape=(len(days), h, w),
+                                  chunks=(1, min(chunk, h), min(chunk, w)), dtype=layer.dtype,
+                                  fill_value=layer.fill if layer.masked else None, compressors=blosc,
+                                  attrs={**layer.attrs, "coordinates": "sensor"})
+                for layer in layers}
+        for i, read in enumerate(_dates(layers, len(days), grid, workers)):
+            for name, a in read.items():
+                data[name][i] = a
             if progress:
                 progress(i + 1, len(days))
+        zarr.consolidate_metadata(str(tmp), zarr_format=2)
         trash = None
         if out.exists():  # replace the old cube only once the new one is whole
             trash = tmp_path_for(out)
