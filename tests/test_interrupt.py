@@ -94,7 +94,9 @@ def test_killed_run_rerun_equals_uninterrupted(tmp_path, strickhof_stacks, refer
     lai = out / "lai" / "strickhof"
     fields = out / "analysis" / "strickhof" / "fields"
     ready = {
-        "first-product": lambda: lai.is_dir() and any(lai.glob("*_LAI.tif")),
+        # a whole date: its LAI and its flags (a date's products are finished side by side)
+        "first-product": lambda: lai.is_dir() and any(p.with_name(p.stem + "_flags.tif").exists()
+                                                      for p in lai.glob("*_LAI.tif")),
         "first-analysis-part": lambda: fields.is_dir() and any(fields.glob(".analysis-part.*.npz")),
         "first-analysis-file": lambda: fields.is_dir() and any(fields.glob("*_STATS.csv")),
         "first-part": lambda: lai.is_dir() and any(lai.glob(".*.npz")),
