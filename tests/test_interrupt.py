@@ -94,9 +94,11 @@ def test_killed_run_rerun_equals_uninterrupted(tmp_path, strickhof_stacks, refer
     lai = out / "lai" / "strickhof"
     fields = out / "analysis" / "strickhof" / "fields"
     ready = {
-        # a whole date: its LAI and its flags (a date's products are finished side by side)
-        "first-product": lambda: lai.is_dir() and any(p.with_name(p.stem + "_flags.tif").exists()
-                                                      for p in lai.glob("*_LAI.tif")),
+        # a whole date: LAI, FAPAR and their flags (a date's products are finished side by side)
+        "first-product": lambda: lai.is_dir() and any(
+            all(p.with_name(p.name.replace("_LAI.tif", end)).exists()
+                for end in ("_LAI_flags.tif", "_FAPAR.tif", "_FAPAR_flags.tif"))
+            for p in lai.glob("*_LAI.tif")),
         "first-analysis-part": lambda: fields.is_dir() and any(fields.glob(".analysis-part.*.npz")),
         "first-analysis-file": lambda: fields.is_dir() and any(fields.glob("*_STATS.csv")),
         "first-part": lambda: lai.is_dir() and any(lai.glob(".*.npz")),
