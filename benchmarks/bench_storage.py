@@ -15,6 +15,7 @@ its bound).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -46,8 +47,6 @@ def main() -> int:
         raise SystemExit(f"{SAFE}: missing (../shared/data)")
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        import json
-
         (t / "ie.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [{
             "type": "Feature", "properties": {},
             "geometry": mapping(box(-9.1, 52.2, -7.2, 53.3))}]}))

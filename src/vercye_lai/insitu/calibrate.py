@@ -41,6 +41,7 @@ from vercye_lai.model.calibration import (
     SIGMA_FLOOR,
     VI_BANDS,
     Calibration,
+    error_sigma,
     evaluate,
     features,
 )
@@ -269,7 +270,7 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
         "methods": {m: r.calibrated.as_dict() for m, r in results.items()},
         "worst": grouping_figures(cv)["worst"],
     }
-    summary["harm"] = harmed_groups(cv, data)
+    summary["harm"] = harmed_groups(cv)
     sigma, coverage = sigma_model(cv.predictions, data.target, data.groups, data.insitu_sigma)
     summary["sigma"] = {"model": "sigma = sqrt(tau^2 + (s0 + s1 * calibrated value)^2): a group's own offset and "
                                  "the spread within a group; ±sigma for 68 %, ±2 sigma for 95 %",
@@ -293,23 +294,19 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
 HARM_TOLERANCE = 0.05
 
 
-def harmed_groups(cv: CrossValidation, data: CalibrationData) -> list[dict[str, Any]]:
+def harmed_groups(cv: CrossValidation) -> list[dict[str, Any]]:
     """Held-out groups whose estimates the correction, fitted without them, made worse in what
     a constant offset cannot explain (protocols differ by one): a lower correlation with the
-    in-situ values, or a larger error after removing the group's offset."""
+    in-situ values, or a larger error after removing the group's offset (√(RMSE² − bias²),
+    from each fold's own agreement figures)."""
     out = []
     for f in cv.folds:
-        held = data.groups == f.group
-        raw, new, t = data.estimate[held], cv.predictions[held], data.target[held]
-        ok = np.isfinite(raw) & np.isfinite(new) & np.isfinite(t)
-        if ok.sum() < 3:
+        u, c = f.uncalibrated, f.calibrated
+        if c.n < 3:
             continue
-        raw, new, t = raw[ok], new[ok], t[ok]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r0, r1 = np.corrcoef(raw, t)[0, 1], np.corrcoef(new, t)[0, 1]
-        e0, e1 = float((raw - t).std()), float((new - t).std())
-        if (np.isfinite(r0) and np.isfinite(r1) and r1 < r0 - HARM_TOLERANCE) or e1 > e0 * (1 + HARM_TOLERANCE):
-            out.append({"group": f.group, "n": int(ok.sum()), "r_uncalibrated": float(r0), "r": float(r1),
+        e0, e1 = (float(np.sqrt(max(a.rmse**2 - a.bias**2, 0.0))) for a in (u, c))
+        if (np.isfinite(u.r) and np.isfinite(c.r) and c.r < u.r - HARM_TOLERANCE) or e1 > e0 * (1 + HARM_TOLERANCE):
+            out.append({"group": f.group, "n": c.n, "r_uncalibrated": u.r, "r": c.r,
                         "centred_rmse_uncalibrated": e0, "centred_rmse": e1})
     return out
 
@@ -365,9 +362,8 @@ def sigma_model(predictions: np.ndarray, target: np.ndarray, groups: np.ndarray,
         if (~held).sum() < 3 or len(set(grp[~held].tolist())) < 2:
             continue  # a group offset cannot be estimated from one group: no honest check
         checked += int(held.sum())
-        fitted = Calibration("none", 0.0, (1.0, 0.0), "", sigma=error_model(
-            value[~held], res[~held], grp[~held], None if meas is None else meas[~held]))
-        sig = fitted.uncertainty(value[held])
+        sig = error_sigma(error_model(value[~held], res[~held], grp[~held], None if meas is None else meas[~held]),
+                          value[held])
         if meas is not None:
             sig = np.hypot(sig, meas[held])
         inside1 += int((np.abs(res[held]) <= sig).sum())

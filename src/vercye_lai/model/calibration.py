@@ -115,6 +115,14 @@ def _warn_once(cal: Calibration, n: int, total: int) -> None:
                               for k, v in cal.domain.items()))
 
 
+def error_sigma(model: Sequence[float], value: np.ndarray) -> np.ndarray:
+    """σ of the error model ``(s0, s1, tau)`` at ``value`` (LAI): √(tau² + (s0 + s1 v)²), the
+    within-group part floored at :data:`SIGMA_FLOOR`."""
+    s0, s1, tau = model
+    within = np.maximum(s0 + s1 * np.asarray(value, float), SIGMA_FLOOR)
+    return np.sqrt(tau * tau + within * within)
+
+
 def evaluate(f: np.ndarray, coef: np.ndarray) -> np.ndarray:
     # summed in a fixed order, so a pixel and a table row give the same bits (ordered_matmul)
     a = np.c_[f, np.ones(len(f))]
@@ -150,9 +158,7 @@ class Calibration:
         group (site, season) of its own, ±2σ 95 % (:func:`vercye_lai.insitu.calibrate.error_model`)."""
         if not self.sigma:
             raise InputError("this calibration file has no error model (made by an earlier version)", path=self.path)
-        s0, s1, tau = self.sigma
-        within = np.maximum(s0 + s1 * np.asarray(calibrated, float), SIGMA_FLOOR)
-        return np.sqrt(tau * tau + within * within)
+        return error_sigma(self.sigma, calibrated)
 
     @property
     def needs_bands(self) -> bool:

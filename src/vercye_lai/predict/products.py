@@ -270,17 +270,16 @@ class Finishing(contextlib.AbstractContextManager):
         return value
 
     def __exit__(self, kind, exc, tb):
-        cms, self._open = self._open[::-1], []
+        cms, self._open = self._open, []
         if kind is not None or len(cms) < 2:
-            with contextlib.ExitStack() as stack:
-                for cm in reversed(cms):  # ExitStack exits the last pushed first: the same order
-                    stack.push(cm)
-                return stack.__exit__(kind, exc, tb)
+            stack = contextlib.ExitStack()
+            for cm in cms:
+                stack.push(cm)
+            return stack.__exit__(kind, exc, tb)  # the last entered exits first
         with ThreadPoolExecutor(len(cms), thread_name_prefix="predict-cog") as pool:
             done = [pool.submit(cm.__exit__, None, None, None) for cm in cms]
-        errors = [f.exception() for f in done if f.exception() is not None]
-        if errors:
-            raise errors[0]
+        for f in done:
+            f.result()  # the first product that failed raises
         return False
 
 

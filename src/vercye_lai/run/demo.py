@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -47,9 +46,7 @@ from vercye_lai.run.config import (
     RunConfig,
     SourceConfig,
 )
-
-if TYPE_CHECKING:
-    from vercye_lai.run import RunConfig, RunSummary
+from vercye_lai.run.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
