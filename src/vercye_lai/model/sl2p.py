@@ -65,8 +65,10 @@ FLAG_NAMES = {
 FLAG_MEANINGS = {**FLAG_NAMES, FLAG_CALIBRATION_OUTSIDE: "CALIBRATION_OUTSIDE_TRAINING_DOMAIN", FLAG_HAZE: "HAZE"}
 
 #: pixels per forward pass: inputs, hidden layer and one scratch row block (21 × chunk
-#: float32 = 1.4 MB) stay in the L2 cache, and the ~40 ufunc calls of a pass are amortised
-_CHUNK = 16384
+#: float32 = 5.5 MB) stay near the cache, and the ~40 ufunc calls of a pass, which hold the
+#: GIL between their loops, are amortised enough for worker threads to scale (see
+#: :data:`vercye_lai.predict.kernel.CHUNK_PIXELS`)
+_CHUNK = 1 << 16
 
 #: what :meth:`Network.predict` does with outputs beyond the valid range + tolerance
 OUT_OF_RANGE = ("clamp", "nodata", "keep")
