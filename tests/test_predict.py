@@ -21,7 +21,7 @@ from vercye_lai.io import read_values
 from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
-from vercye_lai.predict import PredictOptions, pipelined, predict_dir, predict_file, product_paths
+from vercye_lai.predict import PredictOptions, finishing_dates, pipelined, predict_dir, predict_file, product_paths
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
@@ -474,7 +474,7 @@ def test_phases_time_each_step_and_change_nothing(tmp_path):
     assert NO_PHASES.seconds == {}
 
 
-def test_dates_overlap_by_their_tails_two_at_most():
+def test_dates_overlap_by_their_tails_a_bounded_number():
     active, peak, log = [0], [0], []
     lock = threading.Lock()
 
@@ -499,3 +499,10 @@ def test_dates_overlap_by_their_tails_two_at_most():
     assert [f.result() for f in futures if f.exception() is None] == [0, 1, 3, 4]
     assert peak[0] == 2  # overlapped, never a third date in memory
     assert log.index(("start", 1)) < log.index(("end", 0))
+
+    # many workers: more tails overlap, still bounded (one computing, `finishing` finishing)
+    peak[0] = 0
+    futures = list(pipelined((job(i) for i in range(6)), finishing=2))
+    assert [f.result() for f in futures if f.exception() is None] == [0, 1, 3, 4, 5]
+    assert peak[0] == 3
+    assert [finishing_dates(w) for w in (1, 2, 3, 16)] == [1, 1, 1, 8]

@@ -7,7 +7,7 @@ threads, a region's dates) → :mod:`.split` (parts for Dask) ; :mod:`.table` ru
 kernel on the rows of a table.
 """
 
-from vercye_lai.predict.file import PredictResult, pipelined, predict_dir, predict_file
+from vercye_lai.predict.file import PredictResult, finishing_dates, pipelined, predict_dir, predict_file
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, options_for
 from vercye_lai.predict.products import check_model, is_complete, part_path, product_paths
@@ -37,6 +37,7 @@ __all__ = [
     "options_for",
     "part_key",
     "part_path",
+    "finishing_dates",
     "pipelined",
     "plan_predict",
     "predict_block",

@@ -211,22 +211,33 @@ def run_blocks(
 
 
 
-def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]]) -> Iterator[Future]:
-    """Run the dates' jobs in order, each overlapping the tail of the one before: a job is
+def finishing_dates(workers: int) -> int:
+    """How many dates may be making their COGs beside the blocks of the next: one per two
+    workers. A date's tail (its products' COG copies, GDAL's overviews only partly threaded)
+    keeps ~1.5 cores busy, while its blocks take all of them; on many cores one date's
+    blocks end long before the last date's copies, so more tails must overlap."""
+    return max(1, workers // 2)
+
+
+def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]], *,
+              finishing: int = 1) -> Iterator[Future]:
+    """Run the dates' jobs in order, each overlapping the tails of the ones before: a job is
     called with a ``blocks_done`` callback (:func:`predict_file`'s), and the next job starts
-    once it is called (or the job ended), so one date's COG copies run beside the next
+    once it is called (or the job ended), so earlier dates' COG copies run beside the next
     date's blocks and the cores stay busy across dates.
 
-    Memory stays bounded: at most two dates are in flight, one computing its blocks
-    (``workers + 1`` blocks) and one making its COGs (GDAL's cache, ``gdal_cache_mb``);
-    a third waits until the older one is complete. Yields each job's future, in order
+    Memory stays bounded: one date computes its blocks (``workers + 1`` blocks) and at most
+    ``finishing`` dates make their COGs (see :func:`finishing_dates`; each holds its copies'
+    working buffers, a few MB, beside GDAL's cache, ``gdal_cache_mb``, which all share); a
+    later date waits until the oldest is complete. Yields each job's future, in order
     (``result()`` raises what the job raised). Stop iterating to start no more jobs; the
     ones under way still finish.
     """
+    depth = 1 + max(1, finishing)
     in_flight: deque[Future] = deque()
-    with ThreadPoolExecutor(2, thread_name_prefix="date") as pool:
+    with ThreadPoolExecutor(depth, thread_name_prefix="date") as pool:
         for job in jobs:
-            if len(in_flight) == 2:
+            if len(in_flight) == depth:
                 wait([in_flight[0]])
                 yield in_flight.popleft()
             started = threading.Event()
@@ -289,8 +300,9 @@ def predict_dir(
                                 progress=progress, phases=phases, blocks_done=blocks_done)
         return run
 
-    # a date's COG copies overlap the next date's blocks (:func:`pipelined`)
-    for i, fut in enumerate(pipelined(job(date, src) for (date, _sensor), src in dates)):
+    # dates' COG copies overlap the next date's blocks (:func:`pipelined`)
+    for i, fut in enumerate(pipelined((job(date, src) for (date, _sensor), src in dates),
+                                      finishing=finishing_dates(options.workers))):
         (date, _sensor), src = dates[i]
         disk_full = False
         try:

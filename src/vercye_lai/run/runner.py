@@ -49,6 +49,7 @@ from vercye_lai.naming import SENSORS, find_observations, stack_name
 from vercye_lai.predict import (
     assemble_parts,
     date_parts,
+    finishing_dates,
     plan_predict,
     pipelined,
     predict_file,
@@ -266,12 +267,13 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                    res.outputs)
 
     if ex.kind != "dask":
-        # predict_file parallelises inside a date; each date's COG copies overlap the next
-        # date's blocks, at most two dates in flight (memory bounded by them: see pipelined)
+        # predict_file parallelises inside a date; dates' COG copies overlap the next date's
+        # blocks, a bounded number of dates in flight (memory bounded by them: see pipelined)
         def job(u: Any) -> Callable[[Callable[[], None]], Any]:
             return lambda blocks_done: predict_file(u.src, u.outputs, options=options, blocks_done=blocks_done)
 
-        for (region, u), fut in zip(units, pipelined(job(u) for _, u in units)):
+        for (region, u), fut in zip(units, pipelined((job(u) for _, u in units),
+                                                            finishing=finishing_dates(options.workers))):
             try:
                 report(region, u, fut.result())
             except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
