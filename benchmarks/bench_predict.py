@@ -17,6 +17,9 @@ their share of the time, on one core (pinned) and on all workers, for one stack 
 run of dates (pipelined); the speedup, Amdahl's serial fraction, the machine's own ceiling
 measured in the same run (CPU-bound processes on all cores against one), CPU use and
 bytes written per product byte (``/proc/self/io`` wchar: scratch files included).
+The ceiling is measured twice: a pure-Python loop in N processes, and N pinned 1-worker
+predicts side by side (this work's own ceiling: memory bandwidth and shared caches count);
+Amdahl's fraction is given against N cores and against that ceiling.
 Goals: serial fraction <= 3 %, speedup >= 0.95 x the ceiling, bytes written near 1.
 """
 
@@ -209,15 +212,32 @@ def ceiling(cores: int, seconds: float = 2.0) -> float:
     return sum(rates) / one
 
 
+def workload_ceiling(src: Path, cores: int) -> float:
+    """How many times one pinned 1-worker predict's rate ``cores`` of them reach side by
+    side, each pinned to its own core: the machine's ceiling for this very work (memory
+    bandwidth, shared caches and clocks included), which a pure-Python loop overstates."""
+    alone = run_phases(src, 1, 1, True, 1)["wall"]
+    procs = []
+    for k in range(cores):
+        out = WORK / "phases" / f"ceiling_{k}" / "bench_LAI.tif"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        procs.append(subprocess.Popen([sys.executable, __file__, "--child", f"phases-1-pin{k}", str(src), str(out), "1"],
+                                      stdout=subprocess.PIPE, text=True))
+    walls = [json.loads(p.communicate()[0].strip().splitlines()[-1])["wall"] for p in procs]
+    return sum(alone / w for w in walls)
+
+
 def child(args: list[str]) -> None:
     mode, src, out, workers = args[0], Path(args[1]), Path(args[2]), int(args[3])
     import vercye_lai.model  # noqa: F401  (imports are not part of the timed work)
     import vercye_lai.predict  # noqa: F401
 
-    if mode.startswith("phases"):  # phases-{dates}[-pin]: one core when pinned
-        if mode.endswith("pin"):
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-        print(json.dumps(case_phases(src, out, workers, int(mode.split("-")[1]))))
+    if mode.startswith("phases"):  # phases-{dates}[-pin{k}]: on the k-th core when pinned
+        if "-pin" in mode:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[int(mode.split("-pin")[1] or 0)]})
+        res = case_phases(src, out, workers, int(mode.split("-")[1]))
+        res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(res))
         return
     t0 = time.perf_counter()
     if mode.startswith("predict"):  # predict[-noflags][-nocog]
@@ -266,12 +286,16 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
     """Per-phase shares at one core and at ``workers``, speedup, serial fraction, ceiling."""
     folder = src.parent / "dates"
     folder.mkdir(exist_ok=True)
+    for old in folder.iterdir():  # links of an earlier run with more dates
+        old.unlink()
     for i in range(dates):
         link = folder / f"bench_20m_2022-06-{i + 1:02d}.tif"
         if not link.exists():
             link.symlink_to(src)
     ceil = ceiling(workers)
     print(f"\nmachine ceiling: {workers} CPU-bound processes run {ceil:.2f}x one (measured now)")
+    work_ceil = workload_ceiling(src, workers)
+    print(f"this work's ceiling: {workers} pinned 1-worker predicts side by side run {work_ceil:.2f}x one")
     print("shares: of all threads' phase seconds (thread-seconds, so overlapping phases add up)")
     for n_dates in (1, dates):
         one = run_phases(src, 1, n_dates, True, repeat)
@@ -286,10 +310,14 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
                 print(f"  {ph:10s} {a:9.2f} {a / t1:6.0%} {b:13.2f} {b / tn:6.0%}")
         speedup = one["wall"] / many["wall"]
         serial = (workers / speedup - 1) / (workers - 1) if workers > 1 else 0.0
+        # Amdahl's fraction again, with the cores this work can use side by side as the N
+        serial_work = (work_ceil / speedup - 1) / (work_ceil - 1) if work_ceil > 1 else 0.0
         print(f"  wall: 1 core {one['wall']:.2f} s, {workers} workers {many['wall']:.2f} s: speedup {speedup:.2f}x "
-              f"(ceiling {ceil:.2f}x, {speedup / ceil:.0%} of it)")
-        print(f"  Amdahl serial fraction {serial:.1%} [<= 3 %]; CPU use {many['cpu'] / many['wall'] / workers:.0%} "
-              f"of {workers} cores [>= 90 %]")
+              f"(machine ceiling {ceil:.2f}x, {speedup / ceil:.0%} of it; this work's {work_ceil:.2f}x, "
+              f"{speedup / work_ceil:.0%} of it)")
+        print(f"  Amdahl serial fraction {serial:.1%} [<= 3 %] (against this work's ceiling: {serial_work:.1%}); "
+              f"CPU use {many['cpu'] / many['wall'] / workers:.0%} of {workers} cores [>= 90 %]; "
+              f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
         print(f"  bytes written per product byte: {one['written'] / one['product_bytes']:.2f} "
               f"({one['written'] / 1e6:.0f} MB for {one['product_bytes'] / 1e6:.0f} MB of products)")
     print(f"\nmachine ceiling again, after the cases: {ceiling(workers):.2f}x")

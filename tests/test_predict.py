@@ -22,6 +22,7 @@ from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
 from vercye_lai.predict import PredictOptions, finishing_dates, pipelined, predict_dir, predict_file, product_paths
+from vercye_lai.predict import products
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
@@ -472,6 +473,38 @@ def test_phases_time_each_step_and_change_nothing(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "timed.tif"), read(tmp_path / "plain.tif"))
     NO_PHASES.add("read", 1.0)  # the default timer keeps nothing
     assert NO_PHASES.seconds == {}
+
+
+@pytest.mark.parametrize("budget_mb", [0, 1, 512])
+def test_cog_scratch_in_memory_within_its_budget_else_on_disk(tmp_path, monkeypatch, budget_mb):
+    """The scratch a COG is copied from stays in memory while the budget allows (one write
+    of the product, none of a scratch), else it goes to disk; the products are the same."""
+    src = copy_qvidja(tmp_path / "s2")
+    stack = sorted(src.glob("*.tif"))[0]
+    with rasterio.open(stack) as ds:
+        raw = ds.width * ds.height  # bytes of the uint8 flags; the int16 LAI takes twice
+    taken = 1024 * 1024 - raw if budget_mb == 1 else 0  # of 1 MB, room left for the flags only
+    monkeypatch.setattr(products.SCRATCH_MEMORY, "used", taken)
+    sources, real_copy = {}, products.rasterio.shutil.copy
+
+    def spy(scratch, dst, **kw):
+        sources[kw["resampling"]] = str(scratch)
+        assert products.SCRATCH_MEMORY.used <= budget_mb * 1024 * 1024
+        return real_copy(scratch, dst, **kw)
+
+    monkeypatch.setattr(products.rasterio.shutil, "copy", spy)
+    out = tmp_path / f"lai_{budget_mb}" / "LAI.tif"
+    predict_file(stack, {"LAI": out}, options=PredictOptions(workers=2, scratch_memory_mb=budget_mb))
+    in_memory = {k: v.startswith("/vsimem/") for k, v in sources.items()}
+    assert in_memory == {0: {"AVERAGE": False, "NEAREST": False}, 1: {"AVERAGE": False, "NEAREST": True},
+                         512: {"AVERAGE": True, "NEAREST": True}}[budget_mb]
+    assert products.SCRATCH_MEMORY.used == taken  # every reservation given back
+    assert sorted(p.name for p in out.parent.iterdir()) == ["LAI.tif", "LAI_flags.tif"]  # no scratch left
+    monkeypatch.undo()
+    ref = tmp_path / "ref" / "LAI.tif"
+    predict_file(stack, {"LAI": ref}, options=PredictOptions(workers=1))
+    for a, b in ((out, ref), (out.with_name("LAI_flags.tif"), ref.with_name("LAI_flags.tif"))):
+        np.testing.assert_array_equal(read(a), read(b))
 
 
 def test_dates_overlap_by_their_tails_a_bounded_number():

@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
 import rasterio.shutil
 from rasterio._err import CPLE_BaseError  # what a failed copy raises (not an OSError)
+from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from vercye_lai._version import __version__
@@ -130,54 +133,93 @@ def remove_parts(outputs: dict[str, Path]) -> None:
 
 
 
+class ScratchMemory:
+    """The process's budget of COG scratch copies held in memory (GDAL's ``/vsimem/``).
+
+    A COG is made by copying a finished scratch file (GDAL's COG driver has no block
+    writes). On disk that scratch doubles the bytes written (and, on a cluster's shared
+    file system, the traffic); in memory it costs RAM, so each scratch reserves its raw size
+    (rows × cols × bytes per value, more than it will take compressed) and goes to disk
+    when the budget is spent. Thread-safe: dates in flight share one budget.
+    """
+
+    def __init__(self) -> None:
+        self.used = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int, budget: int) -> Iterator[bool]:
+        """Reserve ``nbytes`` of ``budget`` for the block; yield whether it fits."""
+        with self._lock:
+            fits = self.used + nbytes <= budget
+            if fits:
+                self.used += nbytes
+        try:
+            yield fits
+        finally:
+            if fits:
+                with self._lock:
+                    self.used -= nbytes
+
+
+#: the budget shared by every product writer of this process (``scratch_memory_mb``)
+SCRATCH_MEMORY = ScratchMemory()
+
+
 @contextlib.contextmanager
 def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
                     description: str, unit: str = "", threads: int = 1, scale: float = 1.0, max_error: float = 0.0,
-                    phases: Phases = NO_PHASES, phase: str = "cog"):
+                    scratch_memory: int = 0, phases: Phases = NO_PHASES, phase: str = "cog"):
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG).
     ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound.
 
     The block writes compress on ``threads`` GDAL threads (the writing thread only hands
-    tiles over), and so does the COG copy. The COG's scratch copy is ZSTD level 1 without
-    predictor: on LAI, cheaper to write and read back than raw tiles (0.19 against 0.25
-    CPU-s per 16 Mpx, measured), a fifth smaller, and the padding of edge tiles costs
-    nothing (a 549² product's raw scratch was 3.5× its size).
+    tiles over), and so does the COG copy. The COG's scratch copy is held in memory while
+    ``scratch_memory`` bytes allow (:class:`ScratchMemory`), else written beside ``dst``;
+    either way ZSTD level 1 without predictor: on LAI, cheaper to write and read back than
+    raw tiles (0.19 against 0.25 CPU-s per 16 Mpx, measured), a fifth smaller, and the
+    padding of edge tiles costs nothing (a 549² product's raw scratch was 3.5× its size).
     """
-    # LERC bounds the error itself; ZSTD gains from differencing neighbours
+    # LERC bounds the error itself; ZSTD gains from differencing neighbours, except on
+    # flags (runs of equal bits: 10 % smaller and faster without, measured)
+    predictor = "NO" if dtype == "uint8" else "YES" if cog else (3 if dtype == "float32" else 2)
     codec = ({"compress": "LERC_ZSTD", "max_z_error": max_error} if max_error
-             else {"compress": "ZSTD", "predictor": "YES" if cog else (3 if dtype == "float32" else 2)})
-    with atomic_output(dst) as final_tmp:
-        scratch = tmp_path_for(dst) if cog else final_tmp
-        try:
-            profile = Grid.of(src).profile(
-                dtype=dtype, nodata=nodata, always_tiled=True, num_threads=str(max(1, threads)),
-                **({} if cog else codec),
-            )
-            with rasterio.open(scratch, "w", **profile) as ds:
-                ds.set_band_description(1, description)
-                if unit:
-                    ds.units = (unit,)
-                if scale != 1.0:
-                    ds.scales, ds.offsets = (scale,), (0.0,)
-                ds.update_tags(**tags)
-                yield ds
-            if cog:
-                # GDAL_NUM_THREADS: the copy decodes the scratch and computes overviews on them too
-                with phases(phase), rasterio.Env(GDAL_NUM_THREADS=max(1, threads)):
-                    try:
-                        rasterio.shutil.copy(
-                            scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
-                            overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
-                            bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
-                        )
-                    except CPLE_BaseError as exc:
-                        # a compressed scratch cut short (a full disk) fails only here, when
-                        # read back: an OS error, so atomic_output says what happened
-                        raise rasterio.errors.RasterioIOError(str(exc)) from exc
-        finally:
-            if cog:
-                with contextlib.suppress(OSError):
-                    scratch.unlink()
+             else {"compress": "ZSTD", "predictor": predictor})
+    raw_bytes = src.width * src.height * np.dtype(dtype).itemsize
+    with (atomic_output(dst) as final_tmp, SCRATCH_MEMORY.reserve(raw_bytes if cog else 0, scratch_memory) as in_memory,
+          contextlib.ExitStack() as scratch_files):
+        if not cog:
+            scratch = final_tmp
+        elif in_memory:  # removed from memory when the block ends, whatever happened
+            scratch = scratch_files.enter_context(MemoryFile(ext=".tif")).name
+        else:
+            scratch = tmp_path_for(dst)
+            scratch_files.callback(lambda: scratch.unlink(missing_ok=True))
+        profile = Grid.of(src).profile(
+            dtype=dtype, nodata=nodata, always_tiled=True, num_threads=str(max(1, threads)),
+            **({} if cog else codec),
+        )
+        with rasterio.open(scratch, "w", **profile) as ds:
+            ds.set_band_description(1, description)
+            if unit:
+                ds.units = (unit,)
+            if scale != 1.0:
+                ds.scales, ds.offsets = (scale,), (0.0,)
+            ds.update_tags(**tags)
+            yield ds
+        if cog:
+            # GDAL_NUM_THREADS: the copy decodes the scratch and computes overviews on them too
+            with phases(phase), rasterio.Env(GDAL_NUM_THREADS=max(1, threads)):
+                try:
+                    rasterio.shutil.copy(
+                        scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
+                        overviews="AUTO", resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
+                        bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
+                    )
+                except CPLE_BaseError as exc:
+                    # a compressed scratch cut short (a full disk) fails only here, when
+                    # read back: an OS error, so atomic_output says what happened
+                    raise rasterio.errors.RasterioIOError(str(exc)) from exc
 
 
 def block_windows(ds: rasterio.DatasetReader, block_size: int) -> list[Window]:
@@ -299,6 +341,7 @@ def write_products(
     The one writer of products, whether the blocks were computed here (:func:`predict_file`)
     or read back from part files (:func:`assemble_parts`): both give identical files.
     """
+    scratch_budget = options.scratch_memory_mb * 1024 * 1024
     with Finishing() as stack:
         writers, flag_writers, unc_writers, stores = [], [], [], []
         for net in networks:
@@ -312,7 +355,7 @@ def write_products(
             writers.append(stack.enter_context(product_writer(
                 dst, ds, store.dtype, store.nodata, cog=options.cog, tags=tags, description=net.variable,
                 unit=net.unit, threads=options.workers, scale=store.scale, max_error=store.max_error,
-                phases=phases)))
+                scratch_memory=scratch_budget, phases=phases)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 if "VERCYE_CALIBRATION" in tags:
@@ -323,13 +366,14 @@ def write_products(
                     flags_path(dst), ds, "uint8", FLAG_NODATA, cog=options.cog,
                     tags={**tags, "VERCYE_FLAG_BITS": bits, "VERCYE_FLAG_NODATA": "255 = input nodata"},
                     description=f"{net.variable}_flags", threads=options.workers,
-                    phases=phases, phase="cog_flags")))
+                    scratch_memory=scratch_budget, phases=phases, phase="cog_flags")))
             if prep.errors:
                 unc_writers.append(stack.enter_context(product_writer(
                     uncertainty_path(dst), ds, store.dtype, store.nodata, cog=options.cog,
                     tags={**tags, "VERCYE_UNCERTAINTY": uncertainty_kind(prep, net)},
                     description=f"{net.variable}_uncertainty", unit=net.unit, threads=options.workers,
-                    scale=store.scale, max_error=store.max_error, phases=phases)))
+                    scale=store.scale, max_error=store.max_error, scratch_memory=scratch_budget,
+                    phases=phases)))
         n_valid = 0
         for i, res in enumerate(blocks):
             with phases("write"):
