@@ -185,9 +185,10 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     predictor = "NO" if dtype == "uint8" else "YES" if cog else (3 if dtype == "float32" else 2)
     codec = ({"compress": "LERC_ZSTD", "max_z_error": max_error} if max_error
              else {"compress": "ZSTD", "predictor": predictor})
-    raw_bytes = src.width * src.height * np.dtype(dtype).itemsize
-    with (atomic_output(dst) as final_tmp, SCRATCH_MEMORY.reserve(raw_bytes if cog else 0, scratch_memory) as in_memory,
-          contextlib.ExitStack() as scratch_files):
+    # only a COG has a scratch copy to place
+    reservation = (SCRATCH_MEMORY.reserve(src.width * src.height * np.dtype(dtype).itemsize, scratch_memory)
+                   if cog else contextlib.nullcontext(False))
+    with atomic_output(dst) as final_tmp, reservation as in_memory, contextlib.ExitStack() as scratch_files:
         if not cog:
             scratch = final_tmp
         elif in_memory:  # removed from memory when the block ends, whatever happened
