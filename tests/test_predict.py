@@ -63,19 +63,25 @@ def test_real_qvidja_stacks(tmp_path, res, model, bands):
         assert 1.0 < np.nanmean(lai) < 7.0  # a June field: a plausible LAI
 
 
-def test_cog_layout_metadata_and_flags(tmp_path):
-    # a 1100 x 1300 real-valued stack made by tiling a real Qvidja scene: big enough for overviews
+def big_stack(path: Path, height: int, width: int) -> Path:
+    """A real-valued stack made by sampling the pixels of a real Qvidja scene: big enough for
+    overviews, with a nodata hole."""
     with rasterio.open(QVIDJA / "qvidja_20m_2023-06-09.tif") as ds:
         data = ds.read()
         valid = ~(data == ds.nodata).any(axis=0)
     field = data[:, valid]
-    idx = np.random.default_rng(0).integers(0, field.shape[1], 1100 * 1300)
-    big = field[:, idx].reshape(11, 1100, 1300)
-    src = write_raster(tmp_path / "s2" / "big_20m_2023-06-09.tif", big, nodata=-32768, scales=[1e-4] * 11,
-                       offsets=[0.0] * 11, descriptions=list(S2_BANDS_20M), tiled=True, compress="zstd")
+    idx = np.random.default_rng(0).integers(0, field.shape[1], height * width)
+    big = field[:, idx].reshape(11, height, width)
+    big[:, 100:300, 200:260] = -32768
+    return write_raster(path, big, nodata=-32768, scales=[1e-4] * 11, offsets=[0.0] * 11,
+                        descriptions=list(S2_BANDS_20M), tiled=True, compress="zstd")
+
+
+def test_cog_layout_metadata_and_flags(tmp_path):
+    src = big_stack(tmp_path / "s2" / "big_20m_2023-06-09.tif", 1100, 1300)
     out = product_paths(src, tmp_path / "lai", ["LAI"])
     res = predict_file(src, out, options=PredictOptions(block_size=512, workers=2))
-    assert res.status == "done" and res.n_valid == 1100 * 1300
+    assert res.status == "done" and res.n_valid == 1100 * 1300 - 200 * 60
     with rasterio.open(out["LAI"]) as ds:  # int16 (the default), its step declared
         assert ds.dtypes[0] == "int16" and ds.nodata == -32768 and ds.scales == (0.001,)
         assert ds.block_shapes[0] == (512, 512) and ds.compression.name.lower() == "zstd"
@@ -84,7 +90,7 @@ def test_cog_layout_metadata_and_flags(tmp_path):
         assert ds.tags()["VERCYE_MODEL"] == "sl2p" and ds.tags()["VERCYE_VARIABLE"] == "LAI"
         assert ds.crs == rasterio.crs.CRS.from_epsg(32632)
     flags = read(out["LAI"].with_name(out["LAI"].stem + "_flags.tif"))
-    assert flags.dtype == np.uint8 and set(np.unique(flags)) <= {0, 1, 2, 4, 8, 16, 3, 5, 9, 17}
+    assert flags.dtype == np.uint8 and set(np.unique(flags)) <= {0, 1, 2, 4, 8, 16, 3, 5, 9, 17, 255}
 
 
 # --- SNAP's test cases as pixels, through the CLI -------------------------------
@@ -473,6 +479,30 @@ def test_phases_time_each_step_and_change_nothing(tmp_path):
     np.testing.assert_array_equal(read(tmp_path / "timed.tif"), read(tmp_path / "plain.tif"))
     NO_PHASES.add("read", 1.0)  # the default timer keeps nothing
     assert NO_PHASES.seconds == {}
+
+
+@pytest.mark.parametrize("budget_mb", [0, 256])
+def test_cog_overviews_are_gdals_own(tmp_path, monkeypatch, budget_mb):
+    """An int16 COG's overviews, computed as its blocks are written, equal those GDAL's COG
+    driver computes from its full-resolution values (odd width: weighted windows), whether
+    the scratch is in memory or on disk; nothing is left beside the products."""
+    src = big_stack(tmp_path / "s2" / "odd_20m_2023-06-09.tif", 1100, 1027)
+    out = product_paths(src, tmp_path / "lai", ["LAI"])
+    copies = []
+    real_copy = products.rasterio.shutil.copy
+    monkeypatch.setattr(products.rasterio.shutil, "copy", lambda *a, **kw: copies.append(kw["overviews"]) or real_copy(*a, **kw))
+    predict_file(src, out, options=PredictOptions(workers=2, block_size=256, scratch_memory_mb=budget_mb))
+    assert sorted(copies) == ["AUTO", "FORCE_USE_EXISTING"]  # LAI's levels are ours, the flags' GDAL's
+    assert sorted(p.name for p in out["LAI"].parent.iterdir()) == [out["LAI"].name, out["LAI"].stem + "_flags.tif"]
+    with rasterio.open(out["LAI"]) as ds:
+        full, n = ds.read(1), len(ds.overviews(1))
+    ref = tmp_path / "ref.tif"
+    write_raster(tmp_path / "full.tif", full, nodata=-32768, tiled=True)
+    real_copy(tmp_path / "full.tif", ref, driver="COG", blocksize=512, compress="ZSTD", resampling="AVERAGE")
+    assert n == 2  # 550 x 513, 275 x 256
+    for level in range(n):
+        with rasterio.open(out["LAI"], OVERVIEW_LEVEL=level) as a, rasterio.open(ref, OVERVIEW_LEVEL=level) as b:
+            np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
 @pytest.mark.parametrize("budget_mb", [0, 1, 512])

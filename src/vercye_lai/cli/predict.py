@@ -34,7 +34,8 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
     cosVZA, cosSZA, cosRAA, B2, B3, B4, B8 for --model sl2p-10m). Reflectances as 0-1
     floats, or integers with the scale/offset declared in the file or given here;
     integer stacks that declare nothing are read as x 1e-4 (Earth Engine export form).
-    Outputs: float32, NaN nodata, tiled, ZSTD-compressed COG. Existing complete outputs
+    Outputs: int16 with the step declared (LAI x 0.001, nodata -32768; --dtype), tiled,
+    ZSTD-compressed COG with AVERAGE overviews. Existing complete outputs
     are skipped (--overwrite to redo); a failed date does not stop the others, and
     the exit code is 1 if any failed.
 

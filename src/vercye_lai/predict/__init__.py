@@ -2,7 +2,8 @@
 
 Layering (each module imports only those above it): :mod:`.options` (the options and
 the network by sensor) → :mod:`.kernel` (the networks on one block, no I/O) →
-:mod:`.phases` (a timer) → :mod:`.products` (names, completeness, the one writer) → :mod:`.file` (a stack on
+:mod:`.phases` (a timer) → :mod:`.overviews` (a COG's overviews, equal to GDAL's, from its blocks) →
+:mod:`.products` (names, completeness, the one writer) → :mod:`.file` (a stack on
 threads, a region's dates) → :mod:`.split` (parts for Dask) ; :mod:`.table` runs the
 kernel on the rows of a table.
 """

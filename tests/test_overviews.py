@@ -1,0 +1,97 @@
+"""A COG's AVERAGE overviews computed beside the blocks equal GDAL's, level by level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import rasterio.shutil
+from conftest import write_raster
+from rasterio.windows import Window
+
+from vercye_lai.predict.overviews import OverviewBuilder, average_overview, cog_overview_shapes, takes_own_overviews
+
+NODATA = -32768
+
+
+def gdal_levels(tmp_path, values: np.ndarray) -> list[np.ndarray]:
+    """The overview levels GDAL's COG driver makes of ``values`` (int16, nodata -32768)."""
+    src = write_raster(tmp_path / "full.tif", values, nodata=NODATA, tiled=True, compress="zstd")
+    cog = tmp_path / "cog.tif"
+    rasterio.shutil.copy(src, cog, driver="COG", blocksize=512, compress="ZSTD", overviews="AUTO",
+                         resampling="AVERAGE")
+    levels = []
+    with rasterio.open(cog) as ds:
+        n = len(ds.overviews(1))
+    for i in range(n):
+        with rasterio.open(cog, OVERVIEW_LEVEL=i) as ds:
+            levels.append(ds.read(1))
+    return levels
+
+
+def sample(shape, kind: str, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    low = -9000 if kind == "negative" else 0
+    a = rng.integers(low, 8000, shape).astype(np.int16)
+    if kind == "whole":  # no nodata, many exact halves (GDAL rounds them away from zero)
+        a = (a // 4 * 4 + (np.arange(shape[1]) % 7 == 0) * 2).astype(np.int16)
+    else:
+        a[rng.random(shape) < 0.2] = NODATA
+        a[: shape[0] // 5, : shape[1] // 3] = NODATA  # an empty corner: nodata in every level
+    return a
+
+
+def cascade(values: np.ndarray) -> list[np.ndarray]:
+    out, level = [], values
+    for shape in cog_overview_shapes(*values.shape):
+        level = average_overview(level, NODATA, shape)
+        out.append(level)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1100, 1300), (1101, 1027), (600, 1537), (1030, 7), (520, 2), (2049, 515)])
+@pytest.mark.parametrize("kind", ["holes", "whole", "negative"])
+def test_levels_equal_gdal(tmp_path, shape, kind):
+    """Even and odd sizes (windows weighted by the covered part of each pixel), rasters a
+    few pixels wide, nodata, negative values and exact halves: every level, every pixel."""
+    values = sample(shape, kind)
+    gdal = gdal_levels(tmp_path, values)
+    assert [g.shape for g in gdal] == cog_overview_shapes(*shape)
+    ours = cascade(values)
+    for level, (a, b) in enumerate(zip(ours, gdal, strict=True)):
+        assert np.count_nonzero(a != b) == 0, f"level {level}: {np.count_nonzero(a != b)} pixels differ"
+
+
+def test_blocks_in_any_order_give_the_same_levels():
+    values = sample((1501, 1100), "holes", seed=1)
+    windows = [Window(c, r, min(256, 1100 - c), min(256, 1501 - r))
+               for r in range(0, 1501, 256) for c in range(0, 1100, 256)]
+    order = list(range(len(windows)))
+    rng = np.random.default_rng(2)
+    for i in range(0, len(order) - 4, 4):  # shuffled within groups of four, as workers finish
+        order[i:i + 4] = rng.permutation(order[i:i + 4])
+    builder = OverviewBuilder(1501, 1100, NODATA, "int16")
+    for i in order:
+        w = windows[i]
+        builder.add(values[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width], w)
+    for a, b in zip(builder.levels(), cascade(values), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_missing_block_is_an_error_not_a_level():
+    builder = OverviewBuilder(1100, 600, NODATA, "int16")
+    builder.add(np.zeros((512, 600), np.int16), Window(0, 0, 600, 512))
+    with pytest.raises(ValueError, match="blocks missing"):
+        builder.levels()
+
+
+def test_what_is_left_to_gdal(tmp_path):
+    """float32 (GDAL's float sums depend on its SIMD kernels), and rasters so narrow that GDAL
+    computes a level from the full raster rather than the level before."""
+    assert takes_own_overviews("int16", 1100, 1300) and takes_own_overviews("int16", 1030, 7)
+    assert not takes_own_overviews("float32", 1100, 1300) and not takes_own_overviews("uint8", 1100, 1300)
+    assert not takes_own_overviews("int16", 3000, 3)
+    values = sample((3000, 3), "holes")
+    # why: GDAL's second level here is not the first one averaged
+    second_from_first = average_overview(gdal_levels(tmp_path, values)[0], NODATA, (750, 1))
+    assert np.count_nonzero(second_from_first != gdal_levels(tmp_path, values)[1]) > 0
