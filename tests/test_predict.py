@@ -483,26 +483,29 @@ def test_phases_time_each_step_and_change_nothing(tmp_path):
 
 @pytest.mark.parametrize("budget_mb", [0, 256])
 def test_cog_overviews_are_gdals_own(tmp_path, monkeypatch, budget_mb):
-    """An int16 COG's overviews, computed as its blocks are written, equal those GDAL's COG
-    driver computes from its full-resolution values (odd width: weighted windows), whether
-    the scratch is in memory or on disk; nothing is left beside the products."""
+    """A COG's overviews, computed as its blocks are written, equal those GDAL's COG driver
+    computes from its full-resolution values (odd width: weighted windows), LAI's AVERAGE and
+    the flags' NEAREST, whether the scratch is in memory or on disk; nothing is left behind."""
     src = big_stack(tmp_path / "s2" / "odd_20m_2023-06-09.tif", 1100, 1027)
     out = product_paths(src, tmp_path / "lai", ["LAI"])
     copies = []
     real_copy = products.rasterio.shutil.copy
-    monkeypatch.setattr(products.rasterio.shutil, "copy", lambda *a, **kw: copies.append(kw["overviews"]) or real_copy(*a, **kw))
+    monkeypatch.setattr(products.rasterio.shutil, "copy",
+                        lambda *a, **kw: copies.append(kw["overviews"]) or real_copy(*a, **kw))
     predict_file(src, out, options=PredictOptions(workers=2, block_size=256, scratch_memory_mb=budget_mb))
-    assert sorted(copies) == ["AUTO", "FORCE_USE_EXISTING"]  # LAI's levels are ours, the flags' GDAL's
-    assert sorted(p.name for p in out["LAI"].parent.iterdir()) == [out["LAI"].name, out["LAI"].stem + "_flags.tif"]
-    with rasterio.open(out["LAI"]) as ds:
-        full, n = ds.read(1), len(ds.overviews(1))
-    ref = tmp_path / "ref.tif"
-    write_raster(tmp_path / "full.tif", full, nodata=-32768, tiled=True)
-    real_copy(tmp_path / "full.tif", ref, driver="COG", blocksize=512, compress="ZSTD", resampling="AVERAGE")
-    assert n == 2  # 550 x 513, 275 x 256
-    for level in range(n):
-        with rasterio.open(out["LAI"], OVERVIEW_LEVEL=level) as a, rasterio.open(ref, OVERVIEW_LEVEL=level) as b:
-            np.testing.assert_array_equal(a.read(1), b.read(1))
+    assert copies == ["FORCE_USE_EXISTING"] * 2  # GDAL computed none
+    flags = out["LAI"].with_name(out["LAI"].stem + "_flags.tif")
+    assert sorted(p.name for p in out["LAI"].parent.iterdir()) == [out["LAI"].name, flags.name]
+    for product, resampling in ((out["LAI"], "AVERAGE"), (flags, "NEAREST")):
+        with rasterio.open(product) as ds:
+            full, nodata, n = ds.read(1), ds.nodata, len(ds.overviews(1))
+        assert n == 2  # 550 x 513, 275 x 256
+        ref = tmp_path / f"ref_{resampling}.tif"
+        write_raster(tmp_path / "full.tif", full, nodata=nodata, tiled=True)
+        real_copy(tmp_path / "full.tif", ref, driver="COG", blocksize=512, compress="ZSTD", resampling=resampling)
+        for level in range(n):
+            with rasterio.open(product, OVERVIEW_LEVEL=level) as a, rasterio.open(ref, OVERVIEW_LEVEL=level) as b:
+                np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
 @pytest.mark.parametrize("budget_mb", [0, 1, 512])

@@ -12,8 +12,8 @@ source pixel by the part of it a destination pixel covers (sizes that do not hal
 a level is ``floor(n / 2)`` wide), accumulates in double row by row in the same order, works
 in float32 for int16 data and rounds half away from zero; each level is computed from the
 previous one. The tests compare with GDAL on even, odd, tiny and partly-empty rasters.
-Only integer products (``--dtype int16``, the default) take this path: GDAL's float32
-arithmetic depends on its SIMD kernels, so float32 products keep GDAL's overviews.
+The flags' NEAREST overviews are GDAL's too (source pixel ``int(0.5 + i × ratio)``).
+float32 products keep GDAL's own overviews: its float arithmetic depends on its SIMD kernels.
 """
 
 from __future__ import annotations
@@ -24,15 +24,23 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-__all__ = ["OverviewBuilder", "average_overview", "cog_overview_shapes", "takes_own_overviews"]
+__all__ = ["OverviewBuilder", "average_overview", "cog_overview_shapes", "nearest_overview", "resampling_of",
+           "takes_own_overviews"]
+
+
+def resampling_of(dtype: str) -> str:
+    """A product's overview resampling: NEAREST for the uint8 flags (bits are not averaged),
+    AVERAGE for values."""
+    return "NEAREST" if np.dtype(dtype) == np.uint8 else "AVERAGE"
 
 
 def takes_own_overviews(dtype: str, height: int, width: int) -> bool:
     """Whether a COG of ``dtype`` and this size gets its overviews from :class:`OverviewBuilder`:
-    int16, and every level computable from the one before (GDAL computes a level from the
-    full raster instead when the one before is no wider: rasters a few pixels wide)."""
+    int16 or uint8, and every level computable from the one before (GDAL computes a level
+    from the full raster instead when the one before is no wider: rasters a few pixels wide)."""
     shapes = cog_overview_shapes(height, width)
-    return np.dtype(dtype) == np.int16 and all(a[1] > b[1] for a, b in zip(shapes, shapes[1:]))
+    return (np.dtype(dtype) in (np.int16, np.uint8)
+            and all(a[1] > b[1] for a, b in zip(shapes, shapes[1:], strict=False)))
 
 
 def cog_overview_shapes(height: int, width: int, *, blocksize: int = 512) -> list[tuple[int, int]]:
@@ -56,9 +64,12 @@ class _Axis:
     last_weight: np.ndarray  # weight of the last pixel (when size ≥ 2)
 
     @classmethod
-    def of(cls, n_src: int, n_dst: int) -> _Axis:
+    def of(cls, n_src: int, n_dst: int, resampling: str = "AVERAGE") -> _Axis:
         ratio = n_src / n_dst
         i = np.arange(n_dst, dtype=np.float64)
+        if resampling == "NEAREST":  # one source pixel each
+            ones = np.ones(n_dst)
+            return cls((0.5 + i * ratio).astype(np.int64), np.ones(n_dst, np.int64), ones, ones)
         lo, hi = i * ratio, (i + 1) * ratio
         start = (lo + 1e-8).astype(np.int64)  # GDAL's epsilon against rounding
         stop = np.ceil(hi - 1e-8).astype(np.int64)
@@ -160,6 +171,16 @@ def _combine(lines: tuple[np.ndarray, np.ndarray], y: _Axis, first_row: int, nod
     return np.where(valid, np.trunc(mean), nodata).astype(np.int16)
 
 
+def nearest_overview(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``values`` (2-D) subsampled to ``shape`` as GDAL's NEAREST does."""
+    y, x = _Axis.of(values.shape[0], shape[0], "NEAREST"), _Axis.of(values.shape[1], shape[1], "NEAREST")
+    return _nearest(values, y, 0, x)
+
+
+def _nearest(rows: np.ndarray, y: _Axis, first_row: int, x: _Axis) -> np.ndarray:
+    return np.take(np.take(rows, y.start - first_row, axis=0), x.start, axis=1)
+
+
 def average_overview(values: np.ndarray, nodata: int, shape: tuple[int, int]) -> np.ndarray:
     """``values`` (2-D int16) averaged down to ``shape`` as GDAL's AVERAGE does,
     ignoring ``nodata``; a destination pixel without a valid source pixel is ``nodata``."""
@@ -178,13 +199,14 @@ class OverviewBuilder:
     def __init__(self, height: int, width: int, nodata: int, dtype: str, *, blocksize: int = 512) -> None:
         self.height, self.width, self.nodata = height, width, nodata
         self.dtype = np.dtype(dtype)
+        self.resampling = resampling_of(dtype)
         self.shapes = cog_overview_shapes(height, width, blocksize=blocksize)
         self._pending: dict[int, list[tuple[Window, np.ndarray]]] = {}
         self._carry_from = 0  # the first source row still needed
         self._carry = np.empty((0, width), self.dtype)
         if self.shapes:
             h1, w1 = self.shapes[0]
-            self._y, self._x = _Axis.of(height, h1), _Axis.of(width, w1)
+            self._y, self._x = _Axis.of(height, h1, self.resampling), _Axis.of(width, w1, self.resampling)
             self._first = np.full((h1, w1), nodata, self.dtype)
         self._done_rows = 0  # first-level rows computed
 
@@ -218,10 +240,13 @@ class OverviewBuilder:
         if stop == self._done_rows:
             return
         rows = slice(self._done_rows, stop)
-        lines = _lines(self._carry, self._carry != self.nodata, self._x)
-        self._first[rows] = _combine(lines, y[rows], self._carry_from, self.nodata)
+        if self.resampling == "NEAREST":
+            self._first[rows] = _nearest(self._carry, y[rows], self._carry_from, self._x)
+        else:
+            lines = _lines(self._carry, self._carry != self.nodata, self._x)
+            self._first[rows] = _combine(lines, y[rows], self._carry_from, self.nodata)
         self._done_rows = stop
-        keep = int(y.start[stop]) if stop < y.start.size else have
+        keep = min(int(y.start[stop]), have) if stop < y.start.size else have
         self._carry = self._carry[keep - self._carry_from:]
         self._carry_from = keep
 
@@ -233,6 +258,7 @@ class OverviewBuilder:
             raise ValueError(f"overviews: {self._done_rows} of {self.shapes[0][0]} rows computed (blocks missing)")
         out = [self._first]
         for shape in self.shapes[1:]:
-            out.append(average_overview(out[-1], self.nodata, shape))
+            out.append(nearest_overview(out[-1], shape) if self.resampling == "NEAREST"
+                       else average_overview(out[-1], self.nodata, shape))
         return out
 

@@ -31,7 +31,7 @@ from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.options import PredictOptions, ProgressFn
-from vercye_lai.predict.overviews import OverviewBuilder, takes_own_overviews
+from vercye_lai.predict.overviews import OverviewBuilder, resampling_of, takes_own_overviews
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.storage import Storage
 from vercye_lai.stack import StackScaling, stack_scaling
@@ -208,7 +208,7 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     either way ZSTD level 1 without predictor: on LAI, cheaper to write and read back than
     raw tiles (0.19 against 0.25 CPU-s per 16 Mpx, measured), a fifth smaller, and the
     padding of edge tiles costs nothing (a 549² product's raw scratch was 3.5× its size).
-    An int16 COG's overviews are computed as its blocks are written (:mod:`.overviews`,
+    An int16 or uint8 COG's overviews are computed as its blocks are written (:mod:`.overviews`,
     equal to GDAL's) and the copy takes them as they are: GDAL would compute them after
     the last block, a serial tail of every date.
     """
@@ -251,7 +251,7 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
                     rasterio.shutil.copy(
                         scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
                         overviews="FORCE_USE_EXISTING" if builder is not None else "AUTO",
-                        resampling="NEAREST" if dtype == "uint8" else "AVERAGE",
+                        resampling=resampling_of(dtype),
                         bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
                     )
                 except CPLE_BaseError as exc:
