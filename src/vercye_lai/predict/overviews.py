@@ -188,77 +188,78 @@ def average_overview(values: np.ndarray, nodata: int, shape: tuple[int, int]) ->
     return _combine(_lines(values, values != nodata, x), y, 0, nodata)
 
 
+class _Level:
+    """One overview level, computed from the rows of the level above (or of the raster) as
+    they come, top to bottom; only the source rows still needed are kept."""
+
+    def __init__(self, src_shape: tuple[int, int], shape: tuple[int, int], resampling: str, nodata: int,
+                 dtype: np.dtype) -> None:
+        self.y = _Axis.of(src_shape[0], shape[0], resampling)
+        self.x = _Axis.of(src_shape[1], shape[1], resampling)
+        self.resampling, self.nodata = resampling, nodata
+        self.values = np.full(shape, nodata, dtype)
+        self.done = 0  # rows computed
+        self._from = 0  # the source row of the first held row
+        self._held = np.empty((0, src_shape[1]), dtype)
+
+    def feed(self, rows: np.ndarray) -> np.ndarray:
+        """Take the next source rows; return this level's rows they complete (maybe none)."""
+        self._held = np.concatenate([self._held, rows]) if self._held.size else rows
+        have = self._from + self._held.shape[0]
+        y, stop = self.y, self.done
+        while stop < y.start.size and y.start[stop] + y.size[stop] <= have:
+            stop += 1
+        part = slice(self.done, stop)
+        if self.resampling == "NEAREST":
+            out = _nearest(self._held, y[part], self._from, self.x)
+        else:
+            out = _combine(_lines(self._held, self._held != self.nodata, self.x), y[part], self._from, self.nodata)
+        self.values[part] = out
+        self.done = stop
+        keep = min(int(y.start[stop]), have) if stop < y.start.size else have
+        self._held = self._held[keep - self._from:]
+        self._from = keep
+        return out
+
+
 class OverviewBuilder:
     """The overview levels of one band, computed from its blocks as they are written.
 
-    Blocks may come in any order; once every block of a band of rows is in, the first level's
-    rows it completes are computed and the source rows no longer needed are dropped, so at
-    most a couple of block rows are held besides the first level (a quarter of the band).
+    Blocks may come in any order; once every block of a band of rows is in (and the bands
+    above it), each level computes the rows it can, down to the smallest: at most a few
+    source rows are held besides the levels themselves (a third of the band's size).
     """
 
     def __init__(self, height: int, width: int, nodata: int, dtype: str, *, blocksize: int = 512) -> None:
-        self.height, self.width, self.nodata = height, width, nodata
-        self.dtype = np.dtype(dtype)
+        self.width = width
         self.resampling = resampling_of(dtype)
         self.shapes = cog_overview_shapes(height, width, blocksize=blocksize)
+        self._levels = [_Level(src, shape, self.resampling, nodata, np.dtype(dtype))
+                        for src, shape in zip([(height, width), *self.shapes], self.shapes, strict=False)]
         self._pending: dict[int, list[tuple[Window, np.ndarray]]] = {}
-        self._carry_from = 0  # the first source row still needed
-        self._carry = np.empty((0, width), self.dtype)
-        if self.shapes:
-            h1, w1 = self.shapes[0]
-            self._y, self._x = _Axis.of(height, h1, self.resampling), _Axis.of(width, w1, self.resampling)
-            self._first = np.full((h1, w1), nodata, self.dtype)
-        self._done_rows = 0  # first-level rows computed
+        self._next_row = 0  # the first source row not yet fed
 
     def add(self, values: np.ndarray, window: Window) -> None:
         """Take one block (as stored) at ``window``."""
-        if not self.shapes:
+        if not self._levels:
             return
-        band = self._pending.setdefault(int(window.row_off), [])
-        band.append((window, np.asarray(values)))
-        if sum(int(w.width) for w, _ in band) == self.width:
-            self._band(int(window.row_off))
+        self._pending.setdefault(int(window.row_off), []).append((window, np.asarray(values)))
+        # bands in order: one ahead of a missing block waits (blocks come nearly in order)
+        while self._next_row in self._pending and self._complete(self._next_row):
+            parts = sorted(self._pending.pop(self._next_row), key=lambda p: p[0].col_off)
+            rows = np.hstack([a for _, a in parts])
+            self._next_row += rows.shape[0]
+            for level in self._levels:
+                rows = level.feed(rows)
+                if not rows.shape[0]:
+                    break
 
-    def _band(self, row_off: int) -> None:
-        parts = sorted(self._pending.pop(row_off), key=lambda p: p[0].col_off)
-        if row_off != self._carry_from + self._carry.shape[0]:
-            # a band ahead of the rows still missing: wait for them (blocks come nearly in order)
-            self._pending[row_off] = parts
-            return
-        self._carry = np.concatenate([self._carry, np.hstack([a for _, a in parts])])
-        self._advance()
-        nxt = self._carry_from + self._carry.shape[0]
-        if nxt in self._pending and sum(int(w.width) for w, _ in self._pending[nxt]) == self.width:
-            self._band(nxt)
-
-    def _advance(self) -> None:
-        have = self._carry_from + self._carry.shape[0]
-        y = self._y
-        stop = self._done_rows
-        while stop < y.start.size and y.start[stop] + y.size[stop] <= have:
-            stop += 1
-        if stop == self._done_rows:
-            return
-        rows = slice(self._done_rows, stop)
-        if self.resampling == "NEAREST":
-            self._first[rows] = _nearest(self._carry, y[rows], self._carry_from, self._x)
-        else:
-            lines = _lines(self._carry, self._carry != self.nodata, self._x)
-            self._first[rows] = _combine(lines, y[rows], self._carry_from, self.nodata)
-        self._done_rows = stop
-        keep = min(int(y.start[stop]), have) if stop < y.start.size else have
-        self._carry = self._carry[keep - self._carry_from:]
-        self._carry_from = keep
+    def _complete(self, row_off: int) -> bool:
+        return sum(int(w.width) for w, _ in self._pending[row_off]) == self.width
 
     def levels(self) -> list[np.ndarray]:
         """Every level, largest first; call once all blocks are in."""
-        if not self.shapes:
-            return []
-        if self._done_rows != self.shapes[0][0]:
-            raise ValueError(f"overviews: {self._done_rows} of {self.shapes[0][0]} rows computed (blocks missing)")
-        out = [self._first]
-        for shape in self.shapes[1:]:
-            out.append(nearest_overview(out[-1], shape) if self.resampling == "NEAREST"
-                       else average_overview(out[-1], self.nodata, shape))
-        return out
-
+        for level in self._levels:
+            if level.done != level.values.shape[0]:
+                raise ValueError(f"overviews: {level.done} of {level.values.shape[0]} rows computed (blocks missing)")
+        return [level.values for level in self._levels]

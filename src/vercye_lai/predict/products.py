@@ -247,7 +247,9 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
             with phases(phase), rasterio.Env(GDAL_NUM_THREADS=max(1, threads)):
                 try:
                     if builder is not None:
-                        write_levels(scratch, builder.levels(), profile, scratch_files)
+                        # in memory raw: a third of the scratch's reservation, nothing to encode
+                        raw = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
+                        write_levels(scratch, builder.levels(), raw if in_memory else profile, scratch_files)
                     rasterio.shutil.copy(
                         scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
                         overviews="FORCE_USE_EXISTING" if builder is not None else "AUTO",
