@@ -481,6 +481,23 @@ def test_phases_time_each_step_and_change_nothing(tmp_path):
     assert NO_PHASES.seconds == {}
 
 
+@pytest.mark.parametrize("dtype", ["int16", "float32", "lerc"])
+def test_plain_geotiffs_without_cog(tmp_path, dtype):
+    """``--no-cog``: tiled GeoTIFFs without overviews (each codec and predictor in the GTiff
+    driver's own spelling), the same values as the COGs."""
+    src = big_stack(tmp_path / "s2" / "big_20m_2023-06-09.tif", 600, 530)
+    cog, plain = (product_paths(src, tmp_path / d, ["LAI"]) for d in ("cog", "plain"))
+    predict_file(src, cog, options=PredictOptions(workers=2, dtype=dtype))
+    res = predict_file(src, plain, options=PredictOptions(workers=2, dtype=dtype, cog=False, uncertainty=True))
+    assert res.status == "done"
+    for name in ("LAI", "LAI_flags", "LAI_uncertainty"):
+        with rasterio.open(plain["LAI"].with_name(plain["LAI"].name.replace("LAI", name))) as ds:
+            assert ds.overviews(1) == [] and ds.block_shapes[0] == (512, 512) and ds.compression is not None
+    for name in ("LAI", "LAI_flags"):
+        a, b = (p["LAI"].with_name(p["LAI"].name.replace("LAI", name)) for p in (cog, plain))
+        np.testing.assert_array_equal(read(a), read(b))
+
+
 @pytest.mark.parametrize("budget_mb", [0, 256])
 def test_cog_overviews_are_gdals_own(tmp_path, monkeypatch, budget_mb):
     """A COG's overviews, computed as its blocks are written, equal those GDAL's COG driver

@@ -214,7 +214,11 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     """
     # LERC bounds the error itself; ZSTD gains from differencing neighbours, except on
     # flags (runs of equal bits: 10 % smaller and faster without, measured)
-    predictor = "NO" if dtype == "uint8" else "YES" if cog else (3 if dtype == "float32" else 2)
+    # (the COG driver spells the predictors NO/YES, the GTiff driver 1/2/3)
+    if dtype == "uint8":
+        predictor = "NO" if cog else 1
+    else:
+        predictor = "YES" if cog else (3 if dtype == "float32" else 2)
     codec = ({"compress": "LERC_ZSTD", "max_z_error": max_error} if max_error
              else {"compress": "ZSTD", "predictor": predictor})
     # only a COG has a scratch copy to place
