@@ -79,17 +79,19 @@ def test_nearest_levels_equal_gdal(tmp_path, shape):
 
 
 @pytest.mark.parametrize("dtype", ["int16", "uint8"])
-def test_blocks_in_any_order_give_the_same_levels(dtype):
-    values = sample((1501, 1100), "holes", seed=1)
+@pytest.mark.parametrize("rows,cols", [(2, 700), (64, 64), (256, 256)])
+def test_blocks_in_any_order_give_the_same_levels(dtype, rows, cols):
+    """Bands of blocks complete out of order; bands of two rows complete no row of a level."""
+    h, w = 2049, 1100
+    values = sample((h, w), "holes", seed=1)
     if dtype == "uint8":
         values = (values % 256).astype(np.uint8)
-    windows = [Window(c, r, min(256, 1100 - c), min(256, 1501 - r))
-               for r in range(0, 1501, 256) for c in range(0, 1100, 256)]
+    windows = [Window(c, r, min(cols, w - c), min(rows, h - r)) for r in range(0, h, rows) for c in range(0, w, cols)]
     order = list(range(len(windows)))
     rng = np.random.default_rng(2)
     for i in range(0, len(order) - 4, 4):  # shuffled within groups of four, as workers finish
         order[i:i + 4] = rng.permutation(order[i:i + 4])
-    builder = OverviewBuilder(1501, 1100, NODATA if dtype == "int16" else 255, dtype)
+    builder = OverviewBuilder(h, w, NODATA if dtype == "int16" else 255, dtype)
     for i in order:
         w = windows[i]
         builder.add(values[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width], w)
