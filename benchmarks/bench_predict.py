@@ -26,6 +26,7 @@ Goals: serial fraction <= 3 %, speedup >= 0.95 x the ceiling, bytes written near
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -106,7 +107,7 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
 
     from vercye_lai.grid import Grid
     from vercye_lai.predict import PredictOptions
-    from vercye_lai.predict.products import block_windows, gdal_env, product_writer
+    from vercye_lai.predict.products import BlockWriter, block_windows, gdal_env, product_writer
 
     local = threading.local()
 
@@ -128,16 +129,16 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
 
     with gdal_env(PredictOptions(workers=workers)), rasterio.open(src) as ds:  # predict's GDAL settings
         windows = block_windows(ds, 1024)
-        if cog:
-            writer = product_writer(out, ds, "float32", float("nan"), cog=True, tags={},
-                                     description="floor", threads=workers)
-        else:
-            profile = Grid.of(ds).profile(dtype="float32", nodata=float("nan"), always_tiled=True,
-                                          predictor=3)
-            writer = rasterio.open(out, "w", **profile)
-        with writer as dst:
+        with contextlib.ExitStack() as stack:
+            if cog:
+                dst = stack.enter_context(product_writer(out, ds, "float32", float("nan"), cog=True, tags={},
+                                                         description="floor", threads=workers))
+            else:
+                profile = Grid.of(ds).profile(dtype="float32", nodata=float("nan"), always_tiled=True,
+                                              predictor=3)
+                dst = BlockWriter(stack.enter_context(rasterio.open(out, "w", **profile)))
             for w, a in blocks(windows):
-                dst.write(a, 1, window=w)
+                dst.write(a, w)
 
 
 def case_baseline(src: Path, out: Path) -> None:

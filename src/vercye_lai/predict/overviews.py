@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from rasterio.windows import Window
 
-__all__ = ["OverviewBuilder", "average_overview", "cog_overview_shapes", "nearest_overview", "resampling_of",
+__all__ = ["OverviewBuilder", "RowSink", "average_overview", "cog_overview_shapes", "nearest_overview", "resampling_of",
            "takes_own_overviews"]
 
 
@@ -187,6 +187,10 @@ def average_overview(values: np.ndarray, nodata: int, shape: tuple[int, int]) ->
     return _combine(_lines(values, values != nodata, x), y, 0, nodata)
 
 
+#: where a level's rows go as they are computed: (level, first row, rows)
+RowSink = Callable[[int, int, np.ndarray], None]
+
+
 class _Level:
     """One overview level, computed from the rows of the level above (or of the raster) as
     they come, top to bottom; only the source rows still needed are kept."""
@@ -195,8 +199,7 @@ class _Level:
                  dtype: np.dtype) -> None:
         self.y = _Axis.of(src_shape[0], shape[0], resampling)
         self.x = _Axis.of(src_shape[1], shape[1], resampling)
-        self.resampling, self.nodata = resampling, nodata
-        self.values = np.full(shape, nodata, dtype)
+        self.resampling, self.nodata, self.shape = resampling, nodata, shape
         self.done = 0  # rows computed
         self._from = 0  # the source row of the first held row
         self._held = np.empty((0, src_shape[1]), dtype)
@@ -209,13 +212,12 @@ class _Level:
         while stop < y.start.size and y.start[stop] + y.size[stop] <= have:
             stop += 1
         if stop == self.done:  # not enough rows yet for the next one
-            return self.values[:0]
+            return self._held[:0, :0]
         part = slice(self.done, stop)
         if self.resampling == "NEAREST":
             out = _nearest(self._held, y[part], self._from, self.x)
         else:
             out = _combine(_lines(self._held, self._held != self.nodata, self.x), y[part], self._from, self.nodata)
-        self.values[part] = out
         self.done = stop
         keep = min(int(y.start[stop]), have) if stop < y.start.size else have
         self._held = self._held[keep - self._from:]
@@ -227,40 +229,52 @@ class OverviewBuilder:
     """The overview levels of one band, computed from its blocks as they are written.
 
     Blocks may come in any order; once every block of a band of rows is in (and the bands
-    above it), each level computes the rows it can, down to the smallest: at most a few
-    source rows are held besides the levels themselves (a third of the band's size).
+    above it), each level computes the rows it can, down to the smallest, and hands them to
+    ``sink`` (kept in memory without one, for :meth:`levels`). Held meanwhile: the few source
+    rows each level still needs, and blocks ahead of a missing one (they come nearly in order).
     """
 
-    def __init__(self, height: int, width: int, nodata: int, dtype: str, *, blocksize: int = 512) -> None:
+    def __init__(self, height: int, width: int, nodata: int, dtype: str, *, blocksize: int = 512,
+                 sink: RowSink | None = None) -> None:
         self.width = width
         self.resampling = resampling_of(dtype)
         self.shapes = cog_overview_shapes(height, width, blocksize=blocksize)
         self._levels = [_Level(src, shape, self.resampling, nodata, np.dtype(dtype))
                         for src, shape in zip([(height, width), *self.shapes], self.shapes, strict=False)]
+        self._kept = [np.full(shape, nodata, dtype) for shape in self.shapes] if sink is None else []
+        self._sink = sink or self._keep
         self._pending: dict[int, list[tuple[Window, np.ndarray]]] = {}
         self._next_row = 0  # the first source row not yet fed
+
+    def _keep(self, level: int, row: int, rows: np.ndarray) -> None:
+        self._kept[level][row:row + rows.shape[0]] = rows
 
     def add(self, values: np.ndarray, window: Window) -> None:
         """Take one block (as stored) at ``window``."""
         if not self._levels:
             return
         self._pending.setdefault(int(window.row_off), []).append((window, np.asarray(values)))
-        # bands in order: one ahead of a missing block waits (blocks come nearly in order)
         while self._next_row in self._pending and self._complete(self._next_row):
             parts = sorted(self._pending.pop(self._next_row), key=lambda p: p[0].col_off)
             rows = np.hstack([a for _, a in parts])
             self._next_row += rows.shape[0]
-            for level in self._levels:
+            for k, level in enumerate(self._levels):
+                first = level.done
                 rows = level.feed(rows)
                 if not rows.shape[0]:
                     break
+                self._sink(k, first, rows)
 
     def _complete(self, row_off: int) -> bool:
         return sum(int(w.width) for w, _ in self._pending[row_off]) == self.width
 
-    def levels(self) -> list[np.ndarray]:
-        """Every level, largest first; call once all blocks are in."""
+    def finish(self) -> None:
+        """Check that every row of every level was computed (every block came)."""
         for level in self._levels:
-            if level.done != level.values.shape[0]:
-                raise ValueError(f"overviews: {level.done} of {level.values.shape[0]} rows computed (blocks missing)")
-        return [level.values for level in self._levels]
+            if level.done != level.shape[0]:
+                raise ValueError(f"overviews: {level.done} of {level.shape[0]} rows computed (blocks missing)")
+
+    def levels(self) -> list[np.ndarray]:
+        """Every level, largest first (without a ``sink``); call once all blocks are in."""
+        self.finish()
+        return self._kept

@@ -31,7 +31,13 @@ from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.options import PredictOptions, ProgressFn
-from vercye_lai.predict.overviews import OverviewBuilder, resampling_of, takes_own_overviews
+from vercye_lai.predict.overviews import (
+    OverviewBuilder,
+    RowSink,
+    cog_overview_shapes,
+    resampling_of,
+    takes_own_overviews,
+)
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.storage import Storage
 from vercye_lai.stack import StackScaling, stack_scaling
@@ -179,15 +185,23 @@ class BlockWriter:
             self.overviews.add(values, window)
 
 
-def write_levels(scratch: str | Path, levels: list[np.ndarray], profile: dict, files: contextlib.ExitStack) -> None:
-    """Put ``levels`` where GDAL finds them as the overviews of ``scratch``: ``scratch.ovr``,
-    whose own overviews are ``scratch.ovr.ovr``, and so on (removed when ``files`` closes)."""
-    name = str(scratch)
-    for level in levels:
+def level_files(scratch: str | Path, shapes: list[tuple[int, int]], profile: dict, *, opened: contextlib.ExitStack,
+                files: contextlib.ExitStack) -> RowSink:
+    """Open the files where GDAL finds a scratch's overview levels — ``scratch.ovr``, whose
+    own overviews are ``scratch.ovr.ovr``, and so on — and return the sink that writes their
+    rows as they are computed (striped: rows come top to bottom, each strip written once).
+    ``opened`` closes them, ``files`` removes them."""
+    striped = {k: v for k, v in profile.items() if k not in ("tiled", "blockxsize", "blockysize")}
+    levels, name = [], str(scratch)
+    for height, width in shapes:
         name += ".ovr"
         files.callback(_delete_raster, name)
-        with rasterio.open(name, "w", **dict(profile, height=level.shape[0], width=level.shape[1])) as ds:
-            ds.write(level, 1)
+        levels.append(opened.enter_context(rasterio.open(name, "w", **dict(striped, height=height, width=width))))
+
+    def write(level: int, row: int, rows: np.ndarray) -> None:
+        levels[level].write(rows, 1, window=Window(0, row, rows.shape[1], rows.shape[0]))
+
+    return write
 
 
 def _delete_raster(path: str) -> None:
@@ -209,8 +223,9 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     raw tiles (0.19 against 0.25 CPU-s per 16 Mpx, measured), a fifth smaller, and the
     padding of edge tiles costs nothing (a 549² product's raw scratch was 3.5× its size).
     An int16 or uint8 COG's overviews are computed as its blocks are written (:mod:`.overviews`,
-    equal to GDAL's) and the copy takes them as they are: GDAL would compute them after
-    the last block, a serial tail of every date.
+    equal to GDAL's) into files beside the scratch (a third of its raw size, in memory with it
+    or on disk) and the copy takes them as they are: GDAL would compute them after the last
+    block, a serial tail of every date.
     """
     # LERC bounds the error itself; ZSTD gains from differencing neighbours, except on
     # flags (runs of equal bits: 10 % smaller and faster without, measured)
@@ -221,10 +236,12 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
         predictor = "YES" if cog else (3 if dtype == "float32" else 2)
     codec = ({"compress": "LERC_ZSTD", "max_z_error": max_error} if max_error
              else {"compress": "ZSTD", "predictor": predictor})
-    # only a COG has a scratch copy to place
-    reservation = (SCRATCH_MEMORY.reserve(src.width * src.height * np.dtype(dtype).itemsize, scratch_memory)
-                   if cog else contextlib.nullcontext(False))
     own_overviews = cog and takes_own_overviews(dtype, src.height, src.width)
+    # only a COG has a scratch copy to place; its own overview levels add a third
+    raw = src.width * src.height * np.dtype(dtype).itemsize
+    levels_raw = sum(h * w for h, w in cog_overview_shapes(src.height, src.width)) * np.dtype(dtype).itemsize
+    reservation = (SCRATCH_MEMORY.reserve(raw + (levels_raw if own_overviews else 0), scratch_memory)
+                   if cog else contextlib.nullcontext(False))
     with atomic_output(dst) as final_tmp, reservation as in_memory, contextlib.ExitStack() as scratch_files:
         if not cog:
             scratch = final_tmp
@@ -237,26 +254,32 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
             dtype=dtype, nodata=nodata, always_tiled=True, num_threads=str(max(1, threads)),
             **({} if cog else codec),
         )
-        builder = OverviewBuilder(src.height, src.width, int(nodata), dtype) if own_overviews else None
-        with rasterio.open(scratch, "w", **profile) as ds:
-            ds.set_band_description(1, description)
-            if unit:
-                ds.units = (unit,)
-            if scale != 1.0:
-                ds.scales, ds.offsets = (scale,), (0.0,)
-            ds.update_tags(**tags)
-            yield BlockWriter(ds, builder)
+        with contextlib.ExitStack() as level_writers:
+            builder = None
+            if own_overviews:
+                # in memory raw (counted in the reservation, nothing to encode); on disk ZSTD
+                level_profile = ({k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
+                                 if in_memory else profile)
+                sink = level_files(scratch, cog_overview_shapes(src.height, src.width), level_profile,
+                                   opened=level_writers, files=scratch_files)
+                builder = OverviewBuilder(src.height, src.width, int(nodata), dtype, sink=sink)
+            with rasterio.open(scratch, "w", **profile) as ds:
+                ds.set_band_description(1, description)
+                if unit:
+                    ds.units = (unit,)
+                if scale != 1.0:
+                    ds.scales, ds.offsets = (scale,), (0.0,)
+                ds.update_tags(**tags)
+                yield BlockWriter(ds, builder)
+            if builder is not None:
+                builder.finish()
         if cog:
-            # GDAL_NUM_THREADS: the copy decodes the scratch and computes overviews on them too
+            # GDAL_NUM_THREADS: the copy decodes the scratch (and computes float32 overviews) on them too
             with phases(phase), rasterio.Env(GDAL_NUM_THREADS=max(1, threads)):
                 try:
-                    if builder is not None:
-                        # in memory raw: a third of the scratch's reservation, nothing to encode
-                        raw = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
-                        write_levels(scratch, builder.levels(), raw if in_memory else profile, scratch_files)
                     rasterio.shutil.copy(
                         scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
-                        overviews="FORCE_USE_EXISTING" if builder is not None else "AUTO",
+                        overviews="FORCE_USE_EXISTING" if own_overviews else "AUTO",
                         resampling=resampling_of(dtype),
                         bigtiff="IF_SAFER", num_threads=str(max(1, threads)),
                     )
