@@ -192,9 +192,16 @@ def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str
     (``2 × workers`` on a Dask client) in flight: on ``client`` (``distributed``) or local threads."""
     dask = require("dask", "direct")
     arrays = [products[n].data[0] for n in names]
+    # each chunk as the array's own task, not a slice: slices of the same chunks submitted in
+    # turn made tasks of one key with different specs, which a cluster may fail or hang on
+    # (dask/dask#9888); to_delayed optimises the graph once, so every submission agrees
+    grids = [a.to_delayed() for a in arrays]
+    r_off, c_off = np.cumsum((0, *arrays[0].chunks[0][:-1])), np.cumsum((0, *arrays[0].chunks[1][:-1]))
+    index = {(int(r), int(c)): (i, j) for i, r in enumerate(r_off) for j, c in enumerate(c_off)}
 
     def piece(w: Window) -> list:
-        return [a[w.row_off:w.row_off + w.height, w.col_off:w.col_off + w.width] for a in arrays]
+        i, j = index[(w.row_off, w.col_off)]
+        return [g[i, j] for g in grids]
 
     def result(w: Window, values: Sequence[np.ndarray]) -> BlockResult:
         nv = len(variables)
@@ -207,9 +214,10 @@ def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str
     pending: collections.deque = collections.deque()
     with ThreadPoolExecutor(max(1, workers)) as pool:
         if client is not None:
-            submit, gather, limit = client.compute, client.gather, 2 * max(1, sum(client.nthreads().values()))
+            submit = lambda p: client.compute(p, optimize_graph=False)  # noqa: E731 (optimised once)
+            gather, limit = client.gather, 2 * max(1, sum(client.nthreads().values()))
         else:
-            submit = lambda p: pool.submit(dask.compute, *p, scheduler="sync")  # noqa: E731
+            submit = lambda p: pool.submit(dask.compute, *p, scheduler="sync", optimize_graph=False)  # noqa: E731
             gather, limit = lambda f: f.result(), max(1, workers) + 1
         try:
             for w in windows:

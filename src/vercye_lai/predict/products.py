@@ -409,7 +409,10 @@ def write_products(
     or read back from part files (:func:`assemble_parts`): both give identical files.
     """
     scratch_budget = options.scratch_memory_mb * 1024 * 1024
-    with Finishing() as stack:
+    # a dataset opened where no GDAL environment exists owns one, which it removes from the
+    # thread that closes it: the COG copies close theirs on Finishing's threads, which have none
+    own_env = contextlib.nullcontext() if rasterio.env.hasenv() else gdal_env(options)
+    with own_env, Finishing() as stack:
         writers, flag_writers, unc_writers, stores = [], [], [], []
         for net in networks:
             tags = {**prep.common_tags, **net.describe()}
