@@ -532,7 +532,8 @@ def test_cog_scratch_in_memory_within_its_budget_else_on_disk(tmp_path, monkeypa
     src = copy_qvidja(tmp_path / "s2")
     stack = sorted(src.glob("*.tif"))[0]
     with rasterio.open(stack) as ds:
-        raw = ds.width * ds.height  # bytes of the uint8 flags; the int16 LAI takes twice
+        # bytes of the uint8 flags' raw whole 512² tiles; the int16 LAI takes twice
+        raw = -(-ds.width // 512) * 512 * -(-ds.height // 512) * 512
     taken = 1024 * 1024 - raw if budget_mb == 1 else 0  # of 1 MB, room left for the flags only
     monkeypatch.setattr(products.SCRATCH_MEMORY, "used", taken)
     sources, real_copy = {}, products.rasterio.shutil.copy

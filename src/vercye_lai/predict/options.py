@@ -102,10 +102,11 @@ class PredictOptions(Options):
     gdal_cache_mb: int = setting(
         64, min=1, cli=None, config=False, help="GDAL block cache of each process, MB.")
     scratch_memory_mb: int = setting(
-        256, min=0, cli=None,
+        320, min=0, cli=None,
         help="Memory of each process for the scratch copies COGs are made from, MB (each reserves its "
-             "product's raw size: a 64 Mpx date's int16 LAI 128, its flags 64); beyond it they go to disk "
-             "beside the product, doubling the bytes written. 0: always on disk.")
+             "product's raw size in whole tiles and its overviews' third: an 8000² date's int16 LAI 179, "
+             "its flags 89); beyond it they go to disk beside the product, doubling the bytes written. "
+             "0: always on disk.")
 
     def __post_init__(self) -> None:
         # variables are case-insensitive and each predicted once
