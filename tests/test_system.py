@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from vercye_lai.system import available_cores, cpu_quota, default_workers
+from vercye_lai.system import available_cores, cpu_quota, default_workers, limit_malloc_arenas
 
 
 def fake_cgroup(tmp_path: Path, *, v2: str | None = None, v1: tuple[int, int] | None = None,
@@ -63,3 +66,46 @@ def test_a_container_sees_its_quota_at_the_root(tmp_path, monkeypatch):
 
 def test_default_workers_are_this_machines_cores():
     assert 1 <= default_workers() <= len(os.sched_getaffinity(0))
+
+
+ARENAS = """
+import ctypes, ctypes.util, os, sys, threading
+from vercye_lai.system import limit_malloc_arenas
+stats = ctypes.CDLL(ctypes.util.find_library("c")).malloc_stats  # an "Arena i:" paragraph each, on stderr
+stats()  # the arenas made before the limit (the imports' threads)
+os.write(2, b"LIMIT\\n")
+print(limit_malloc_arenas(int(sys.argv[1])) if sys.argv[1] != "0" else None)
+held, go = [], threading.Barrier(6)
+def work():
+    go.wait()  # all threads malloc at once, so none can reuse another's free arena
+    held.append([bytearray(4096) for _ in range(200)])
+ts = [threading.Thread(target=work) for _ in range(6)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+stats()
+"""
+
+
+def arenas(limit: int) -> tuple[str, int, int]:
+    """What limit_malloc_arenas(limit) said (0: not called), and the arenas before and after."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    r = subprocess.run([sys.executable, "-c", ARENAS, str(limit)], capture_output=True, text=True, env=env, check=True)
+    before, after = r.stderr.split("LIMIT")
+    return r.stdout.strip(), before.count("Arena "), after.count("Arena ")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="mallopt(M_ARENA_MAX) is glibc's")
+@pytest.mark.parametrize("limit", [1, 2])
+def test_malloc_arenas_are_limited(limit):
+    """Six threads that malloc at once each get an arena of their own unless limited (the
+    arenas made before the limit stay)."""
+    said, before, after = arenas(limit)
+    assert said == "True" and after <= max(limit, before)
+    _, before, unlimited = arenas(0)
+    assert unlimited > max(limit, before)  # without it, more: the test sees a limit that did nothing
+
+
+def test_a_users_malloc_arena_max_is_kept(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas(1) is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 from pathlib import Path
@@ -66,3 +68,27 @@ def available_cores(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/se
 def default_workers() -> int:
     """Worker threads by default: every core available to this process (:func:`available_cores`)."""
     return available_cores()
+
+
+#: glibc's ``mallopt`` parameter for the most malloc arenas (``malloc.h``)
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(n: int) -> bool:
+    """Let glibc's malloc keep at most ``n`` arenas (its default: 8 per core), unless
+    ``MALLOC_ARENA_MAX`` is set; ``False`` where that is not possible (not glibc).
+
+    Predict's threads (blocks, COG copies, dates in flight) each took an arena of their own,
+    and freed blocks stayed in them: six 16 Mpx dates peaked at 1.2-1.4 GB on one core and
+    0.94-1.02 GB on two, against 0.81 and 0.74 GB with one arena per core, which also ran
+    8-17 % faster on one core and the same on two (measured). Process-wide: the command line
+    sets it once, before any work.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_ARENA_MAX, max(1, int(n))))
+    except (OSError, AttributeError, TypeError):  # no libc found, or not glibc (musl, macOS)
+        return False

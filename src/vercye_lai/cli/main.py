@@ -16,6 +16,7 @@ import click
 from vercye_lai._version import __version__
 from vercye_lai.cli.ui import console
 from vercye_lai.errors import LaiError, error_text, printable
+from vercye_lai.system import available_cores, limit_malloc_arenas
 
 #: command name -> (module under vercye_lai.cli, one-line help shown by ``--help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -192,6 +193,7 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     ctx.ensure_object(dict)
     ctx.obj["verbosity"] = verbosity
     configure_logging(verbosity)
+    limit_malloc_arenas(available_cores())  # bounded memory in threads (see its docstring)
 
 
 def main() -> None:  # console-script entry point
