@@ -50,7 +50,10 @@ else:
     (res,) = predict_stac(out_dir=out / "lai", options=options, chunk=int(chunk), **kw)
 seconds = time.perf_counter() - t0
 written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-print(json.dumps({{"seconds": seconds, "bytes": written, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+# VmHWM: this process's own peak (ru_maxrss would carry the driver's over exec)
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
+rss_mb = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({{"seconds": seconds, "bytes": written, "rss_mb": rss_mb}}))
 """
 
 
