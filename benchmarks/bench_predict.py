@@ -245,15 +245,14 @@ def child(args: list[str]) -> None:
     import vercye_lai.predict  # noqa: F401
     from vercye_lai.system import available_cores, limit_malloc_arenas
 
-    if mode.startswith("phases"):  # phases-{dates}[-pin{k}]: on the k-th core when pinned
-        if "-pin" in mode:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[int(mode.split("-pin")[1] or 0)]})
-        limit_malloc_arenas(available_cores())  # as the command line does
+    if "-pin" in mode:  # phases-{dates}-pin{k}: on the k-th core
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[int(mode.split("-pin")[1] or 0)]})
+    limit_malloc_arenas(available_cores())  # as the command line does (after the pinning)
+    if mode.startswith("phases"):  # phases-{dates}[-pin{k}]
         res = case_phases(src, out, workers, int(mode.split("-")[1]))
         res["rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return
-    limit_malloc_arenas(available_cores())
     t0 = time.perf_counter()
     if mode.startswith("predict"):  # predict[-noflags][-nocog]
         case_predict(src, out, workers, cog="nocog" not in mode, flags="noflags" not in mode)

@@ -69,9 +69,9 @@ def test_default_workers_are_this_machines_cores():
 
 
 ARENAS = """
-import ctypes, ctypes.util, os, sys, threading
+import ctypes, os, sys, threading
 from vercye_lai.system import limit_malloc_arenas
-stats = ctypes.CDLL(ctypes.util.find_library("c")).malloc_stats  # an "Arena i:" paragraph each, on stderr
+stats = ctypes.CDLL(None).malloc_stats  # an "Arena i:" paragraph each, on stderr
 stats()  # the arenas made before the limit (the imports' threads)
 os.write(2, b"LIMIT\\n")
 print(limit_malloc_arenas(int(sys.argv[1])) if sys.argv[1] != "0" else None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import math
 import os
 from pathlib import Path
@@ -86,9 +85,7 @@ def limit_malloc_arenas(n: int) -> bool:
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_ARENA_MAX, max(1, int(n))))
-    except (OSError, AttributeError, TypeError):  # no libc found, or not glibc (musl, macOS)
+    try:  # the symbols already loaded (libc's among them): no library search at every command's start
+        return bool(ctypes.CDLL(None).mallopt(_M_ARENA_MAX, max(1, int(n))))
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS), or none that takes it (musl)
         return False

@@ -196,8 +196,8 @@ def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str
     # turn made tasks of one key with different specs, which a cluster may fail or hang on
     # (dask/dask#9888); to_delayed optimises the graph once, so every submission agrees
     grids = [a.to_delayed() for a in arrays]
-    r_off, c_off = np.cumsum((0, *arrays[0].chunks[0][:-1])), np.cumsum((0, *arrays[0].chunks[1][:-1]))
-    index = {(int(r), int(c)): (i, j) for i, r in enumerate(r_off) for j, c in enumerate(c_off)}
+    n_cols = len(arrays[0].chunks[1])  # chunk_windows runs row by row, as the grids
+    index = {(w.row_off, w.col_off): divmod(k, n_cols) for k, w in enumerate(chunk_windows(arrays[0]))}
 
     def piece(w: Window) -> list:
         i, j = index[(w.row_off, w.col_off)]

@@ -4,8 +4,8 @@ GeoTIFF or COG, written atomically, with the tags that say how each was made).""
 from __future__ import annotations
 
 import contextlib
-import functools
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
