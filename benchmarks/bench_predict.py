@@ -137,7 +137,7 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
             else:
                 profile = Grid.of(ds).profile(dtype="float32", nodata=float("nan"), always_tiled=True,
                                               predictor=3)
-                dst = BlockWriter(stack.enter_context(rasterio.open(out, "w", **profile)))
+                dst = stack.enter_context(BlockWriter(stack.enter_context(rasterio.open(out, "w", **profile))))
             for w, a in blocks(windows):
                 dst.write(a, w)
 
@@ -181,13 +181,61 @@ def written_bytes() -> int:
     return 0
 
 
+def cpu_phases():
+    """A :class:`~vercye_lai.predict.phases.Phases` that also sums each thread's CPU seconds
+    per phase (``cpu[(thread, phase)]``; a thread is numbered when it first times a phase)."""
+    import itertools
+    import threading
+
+    from vercye_lai.predict.phases import Phases
+
+    class CpuPhases(Phases):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cpu: dict[tuple[int, str], float] = {}
+            self._local, self._ids = threading.local(), itertools.count()
+
+        @contextlib.contextmanager
+        def __call__(self, phase):
+            c0 = time.thread_time()
+            try:
+                with super().__call__(phase):
+                    yield
+            finally:
+                c = time.thread_time() - c0
+                if not hasattr(self._local, "id"):
+                    self._local.id = next(self._ids)
+                with self._lock:
+                    key = (self._local.id, phase)
+                    self.cpu[key] = self.cpu.get(key, 0.0) + c
+
+    return CpuPhases()
+
+
+#: the phases of the product writer's lanes (each product's writes, its overviews): serial per product
+LANE_PHASES = ("write", "overviews")
+
+
+def serial_path(cpu: dict, dates: int) -> dict:
+    """The writer's CPU seconds per date: its busiest lane (the path no worker count
+    shortens), all its lanes together (what one writer thread did before the lanes), and
+    the blocks' (read, check, network, calibrate: shared by the workers)."""
+    lanes: dict[int, float] = {}
+    for (thread, phase), c in cpu.items():
+        if phase in LANE_PHASES:
+            lanes[thread] = lanes.get(thread, 0.0) + c
+    blocks = sum(c for (_t, phase), c in cpu.items() if phase in ("read", "check", "network", "calibrate"))
+    # a lane serves one product of one date: with several dates, the busiest date's share
+    return {"lane": max(lanes.values(), default=0.0), "writer": sum(lanes.values()) / dates,
+            "blocks": blocks / dates}
+
+
 def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
     """Predict ``src`` (``dates`` > 1: that many copies of it as the dates of a region,
     through predict_dir) with default options, timing the phases."""
     from vercye_lai.predict import PredictOptions, predict_dir, predict_file
-    from vercye_lai.predict.phases import Phases
 
-    phases = Phases()
+    phases = cpu_phases()
     options = PredictOptions(workers=workers, overwrite=True)
     w0, c0 = written_bytes(), os.times()
     t0 = time.perf_counter()
@@ -201,7 +249,8 @@ def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
     wall, c1 = time.perf_counter() - t0, os.times()
     product_bytes = sum(p.stat().st_size for p in products)
     return {"wall": wall, "cpu": c1.user + c1.system - c0.user - c0.system, "phases": phases.seconds,
-            "written": written_bytes() - w0, "product_bytes": product_bytes}
+            "written": written_bytes() - w0, "product_bytes": product_bytes,
+            "serial": serial_path(phases.cpu, dates)}
 
 
 def burn(seconds: float) -> float:
@@ -298,6 +347,8 @@ def run_phases(src: Path, workers: int, dates: int, pin: bool, repeat: int) -> d
 
 def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
     """Per-phase shares at one core and at ``workers``, speedup, serial fraction, ceiling."""
+    from vercye_lai.predict.phases import PHASES
+
     folder = src.parent / "dates"
     folder.mkdir(exist_ok=True)
     for old in folder.iterdir():  # links of an earlier run with more dates
@@ -318,7 +369,7 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
         print(f"\n{what}, CLI defaults (COG + flags):")
         print(f"  {'phase':10s} {'1 core s':>9s} {'share':>6s} {workers:>3d} workers s {'share':>6s}")
         t1, tn = sum(one["phases"].values()), sum(many["phases"].values())
-        for ph in ("read", "check", "network", "calibrate", "write", "cog", "cog_flags"):
+        for ph in PHASES:
             if ph in one["phases"] or ph in many["phases"]:
                 a, b = one["phases"].get(ph, 0.0), many["phases"].get(ph, 0.0)
                 print(f"  {ph:10s} {a:9.2f} {a / t1:6.0%} {b:13.2f} {b / tn:6.0%}")
@@ -332,6 +383,11 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
         print(f"  Amdahl serial fraction {serial:.1%} [<= 3 %] (against this work's ceiling: {serial_work:.1%}); "
               f"CPU use {many['cpu'] / many['wall'] / workers:.0%} of {workers} cores [>= 90 %]; "
               f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
+        sp = one["serial"]  # CPU seconds on one core: no other thread's waits in them
+        print(f"  writer per date: busiest lane {sp['lane']:.3f} CPU-s, all lanes {sp['writer']:.3f} (one thread "
+              f"did them all before the lanes), blocks {sp['blocks']:.2f}: the blocks set the pace up to "
+              f"{sp['blocks'] / max(sp['lane'], 1e-9):.0f} workers (with one writer thread: "
+              f"{sp['blocks'] / max(sp['writer'], 1e-9):.0f})")
         print(f"  bytes written per product byte: {one['written'] / one['product_bytes']:.2f} "
               f"({one['written'] / 1e6:.0f} MB for {one['product_bytes'] / 1e6:.0f} MB of products)")
     print(f"\nmachine ceiling again, after the cases: {ceiling(workers):.2f}x")

@@ -116,3 +116,17 @@ def test_what_is_left_to_gdal(tmp_path):
     # why: GDAL's second level here is not the first one averaged
     second_from_first = average_overview(gdal_levels(tmp_path, values)[0], NODATA, (750, 1))
     assert np.count_nonzero(second_from_first != gdal_levels(tmp_path, values)[1]) > 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_every_sum_of_a_window_rounds_as_gdal(n):
+    """Every sum a 2 × 2 window of ``n`` valid int16 pixels can have, averaged and rounded
+    half away from zero as GDAL does (exact integers: the float32 path must not drift)."""
+    sums = np.arange(-32767 * n, 32767 * n + 1)
+    parts = np.stack([sums // n + (k < sums % n) for k in range(n)])  # n parts, each in int16's range
+    windows = np.full((4, sums.size), NODATA, np.int64)
+    windows[:n] = parts
+    values = windows.reshape(2, 2, -1).transpose(0, 2, 1).reshape(2, -1).astype(np.int16)
+    got = average_overview(np.vstack([values, values]), NODATA, (2, sums.size))  # two rows: 2 × 2 windows
+    want = np.sign(sums) * ((np.abs(sums) * 2 + n) // (2 * n))
+    assert np.array_equal(got, [want, want])

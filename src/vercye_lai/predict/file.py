@@ -3,8 +3,9 @@ flight), written by the products' writer; and every date of a region in turn.
 
 Memory is bounded by the block, never by the region: each worker thread reads one window
 (aligned to the file's tiles) with its own dataset handle, runs the network on the valid
-pixels and hands the result to the main thread, which writes it. GDAL and numpy release
-the GIL, so threads scale on the cores. Every product is written to a hidden temporary
+pixels and hands the result to the main thread, which hands each product's part to that
+product's lanes (:mod:`.lanes`: its writes, its overviews; one thread writing them all was
+the serial part on many cores). GDAL and numpy release the GIL, so threads scale on the cores. Every product is written to a hidden temporary
 file and renamed when complete, so a killed run leaves nothing a rerun would trust; a rerun
 skips products that are complete and newer than their input.
 """

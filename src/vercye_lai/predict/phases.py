@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 #: the phases predict reports, in pipeline order: worker threads read a block, check it,
 #: run the networks (with their flags and uncertainty: one kernel) and the calibration;
-#: the writer writes the blocks, then makes the COG of each product and of its flags
-PHASES = ("read", "check", "network", "calibrate", "write", "cog", "cog_flags")
+#: each product's lanes (:mod:`.lanes`) write its blocks and compute its overviews; then
+#: the COG of each product and of its flags is made
+PHASES = ("read", "check", "network", "calibrate", "write", "overviews", "cog", "cog_flags")
 
 
 class Phases:

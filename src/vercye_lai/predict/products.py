@@ -8,7 +8,7 @@ import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from vercye_lai.model.registry import unit_members
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
+from vercye_lai.predict.lanes import Lane
 from vercye_lai.predict.options import PredictOptions, ProgressFn
 from vercye_lai.predict.overviews import (
     OverviewBuilder,
@@ -174,16 +175,42 @@ class ScratchMemory:
 SCRATCH_MEMORY = ScratchMemory()
 
 
-class BlockWriter:
-    """Writes a product's blocks; with an :class:`OverviewBuilder`, also hands them to it."""
+class BlockWriter(contextlib.AbstractContextManager):
+    """Writes a product's blocks, ``encode`` d to their stored form, on a lane of its own;
+    with an :class:`OverviewBuilder`, also hands them to it, on another (:mod:`.lanes`: the
+    thread that collects the blocks only hands them out). Leaving the context waits for both
+    lanes and raises what failed in them; leaving it on an exception drops what waits.
+    """
 
-    def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None) -> None:
-        self.ds, self.overviews = ds, overviews
+    def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None, *,
+                 encode: Callable[[np.ndarray], np.ndarray] | None = None, phases: Phases = NO_PHASES,
+                 phase: str = "write") -> None:
+        self.ds, self.overviews, self._encode = ds, overviews, encode
+        self._phases, self._phase = phases, phase
+        self._writes = Lane("write")
+        self._levels = Lane("overviews") if overviews is not None else None
 
     def write(self, values: np.ndarray, window: Window) -> None:
-        self.ds.write(values, 1, window=window)
-        if self.overviews is not None:
-            self.overviews.add(values, window)
+        self._writes.submit(self._write, values, window)
+
+    def _write(self, values: np.ndarray, window: Window) -> None:
+        with self._phases(self._phase):
+            stored = values if self._encode is None else self._encode(values)
+            self.ds.write(stored, 1, window=window)
+        if self._levels is not None:
+            self._levels.submit(self._add_overviews, stored, window)
+
+    def _add_overviews(self, stored: np.ndarray, window: Window) -> None:
+        with self._phases("overviews"):
+            self.overviews.add(stored, window)
+
+    def __exit__(self, kind, exc, tb) -> None:
+        failed = kind is not None
+        try:
+            self._writes.close(cancel=failed)
+        finally:  # the overview lane ends too, whatever the writes did
+            if self._levels is not None:
+                self._levels.close(cancel=failed)
 
 
 def level_files(scratch: str | Path, shapes: list[tuple[int, int]], profile: dict, *, opened: contextlib.ExitStack,
@@ -214,9 +241,11 @@ def _delete_raster(path: str) -> None:
 def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
                     description: str, unit: str = "", threads: int = 1, copy_threads: int | None = None,
                     scale: float = 1.0, max_error: float = 0.0, scratch_memory: int = 0, phases: Phases = NO_PHASES,
-                    phase: str = "cog") -> Iterator[BlockWriter]:
+                    phase: str = "cog", encode: Callable[[np.ndarray], np.ndarray] | None = None,
+                    ) -> Iterator[BlockWriter]:
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG).
-    ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound.
+    ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound;
+    ``encode``: what makes the blocks written of the values given (:class:`BlockWriter`).
 
     The block writes compress on ``threads`` GDAL threads (the writing thread only hands
     tiles over), the COG copy on ``copy_threads`` (default ``threads``): a date's products
@@ -276,7 +305,8 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
                 if scale != 1.0:
                     ds.scales, ds.offsets = (scale,), (0.0,)
                 ds.update_tags(**tags)
-                yield BlockWriter(ds, builder)
+                with BlockWriter(ds, builder, encode=encode, phases=phases) as writer:
+                    yield writer
             if builder is not None:
                 builder.finish()
         if cog:
@@ -437,7 +467,7 @@ def write_products(
             tags["VERCYE_STORAGE"] = store.tag
             writers.append(stack.enter_context(writer(
                 dst, dtype=store.dtype, nodata=store.nodata, tags=tags, description=net.variable, unit=net.unit,
-                scale=store.scale, max_error=store.max_error)))
+                scale=store.scale, max_error=store.max_error, encode=store.encode)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 if "VERCYE_CALIBRATION" in tags:
@@ -453,16 +483,15 @@ def write_products(
                     uncertainty_path(dst), dtype=store.dtype, nodata=store.nodata,
                     tags={**tags, "VERCYE_UNCERTAINTY": uncertainty_kind(prep, net)},
                     description=f"{net.variable}_uncertainty", unit=net.unit, scale=store.scale,
-                    max_error=store.max_error)))
+                    max_error=store.max_error, encode=store.encode)))
         n_valid = 0
         for i, res in enumerate(blocks):
-            with phases("write"):
-                for w, v, store in zip(writers, res.values, stores):
-                    w.write(store.encode(v), res.window)
-                for w, f in zip(flag_writers, res.flags):
-                    w.write(f, res.window)
-                for w, u, store in zip(unc_writers, res.uncertainty, stores):
-                    w.write(store.encode(u), res.window)
+            for w, v in zip(writers, res.values):  # each product on its lanes (:class:`BlockWriter`)
+                w.write(v, res.window)
+            for w, f in zip(flag_writers, res.flags):
+                w.write(f, res.window)
+            for w, u in zip(unc_writers, res.uncertainty):
+                w.write(u, res.window)
             n_valid += res.n_valid
             if progress:
                 progress(i + 1, len(prep.windows))
