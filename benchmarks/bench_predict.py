@@ -217,16 +217,13 @@ LANE_PHASES = ("write", "overviews")
 
 
 def serial_path(cpu: dict, dates: int) -> dict:
-    """The writer's CPU seconds per date: its busiest lane (the path no worker count
-    shortens), all its lanes together (what one writer thread did before the lanes), and
-    the blocks' (read, check, network, calibrate: shared by the workers)."""
-    lanes: dict[int, float] = {}
-    for (thread, phase), c in cpu.items():
-        if phase in LANE_PHASES:
-            lanes[thread] = lanes.get(thread, 0.0) + c
-    blocks = sum(c for (_t, phase), c in cpu.items() if phase in ("read", "check", "network", "calibrate"))
-    # a lane serves one product of one date: with several dates, the busiest date's share
-    return {"lane": max(lanes.values(), default=0.0), "writer": sum(lanes.values()) / dates,
+    """The writer's CPU seconds per date: its busiest lane (one product's writes or overviews:
+    the path no worker count shortens), all its lanes together (what one writer thread did
+    before the lanes), and the blocks' (read, check, network, calibrate, encode: shared by the workers)."""
+    lanes = {(thread, phase): c for (thread, phase), c in cpu.items() if phase in LANE_PHASES}
+    busiest = max(lanes, key=lanes.get, default=(0, "none"))
+    blocks = sum(c for (_t, phase), c in cpu.items() if phase in ("read", "check", "network", "calibrate", "encode"))
+    return {"lane": lanes.get(busiest, 0.0), "lane_phase": busiest[1], "writer": sum(lanes.values()) / dates,
             "blocks": blocks / dates}
 
 
@@ -384,10 +381,11 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
               f"CPU use {many['cpu'] / many['wall'] / workers:.0%} of {workers} cores [>= 90 %]; "
               f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
         sp = one["serial"]  # CPU seconds on one core: no other thread's waits in them
-        print(f"  writer per date: busiest lane {sp['lane']:.3f} CPU-s, all lanes {sp['writer']:.3f} (one thread "
-              f"did them all before the lanes), blocks {sp['blocks']:.2f}: the blocks set the pace up to "
-              f"{sp['blocks'] / max(sp['lane'], 1e-9):.0f} workers (with one writer thread: "
-              f"{sp['blocks'] / max(sp['writer'], 1e-9):.0f})")
+        if n_dates == 1:  # (pipelined on one core, a lane's CPU seconds include its cache misses after others)
+            print(f"  writer: busiest lane ({sp['lane_phase']}) {sp['lane']:.3f} CPU-s, all lanes {sp['writer']:.3f} "
+                  f"(one thread did them all before the lanes), blocks {sp['blocks']:.2f}: the blocks set the "
+                  f"pace up to {sp['blocks'] / max(sp['lane'], 1e-9):.0f} workers (with one writer thread: "
+                  f"{sp['blocks'] / max(sp['writer'], 1e-9):.0f})")
         print(f"  bytes written per product byte: {one['written'] / one['product_bytes']:.2f} "
               f"({one['written'] / 1e6:.0f} MB for {one['product_bytes'] / 1e6:.0f} MB of products)")
     print(f"\nmachine ceiling again, after the cases: {ceiling(workers):.2f}x")

@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterator
 
 #: the phases predict reports, in pipeline order: worker threads read a block, check it,
-#: run the networks (with their flags and uncertainty: one kernel) and the calibration;
-#: each product's lanes (:mod:`.lanes`) write its blocks and compute its overviews; then
-#: the COG of each product and of its flags is made
-PHASES = ("read", "check", "network", "calibrate", "write", "overviews", "cog", "cog_flags")
+#: run the networks (with their flags and uncertainty: one kernel) and the calibration, and
+#: encode the values as stored; each product's lanes (:mod:`.lanes`) write its blocks and
+#: compute its overviews; then the COG of each product and of its flags is made
+PHASES = ("read", "check", "network", "calibrate", "encode", "write", "overviews", "cog", "cog_flags")
 
 
 class Phases:

@@ -364,6 +364,9 @@ class Prepared:
     errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
     calibration: DateCalibration | None = None
     haze: HazeTest | None = None
+    #: each product's storage: the block workers encode their values (the writer's lanes
+    #: would do it otherwise, one thread a product); none: the writer encodes
+    stores: tuple[Storage, ...] = ()
 
 
 def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
@@ -390,6 +393,7 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
                      **({"VERCYE_PLATFORM": ds.tags()[PLATFORM_TAG]} if PLATFORM_TAG in ds.tags() else {})},
         scaling=scaling,
         inputs=tuple(networks[0].inputs),
+        stores=tuple(Storage.of(options.dtype, n) for n in networks),
     )
 
 

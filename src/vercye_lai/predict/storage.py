@@ -68,8 +68,9 @@ class Storage:
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """``values`` (float32, NaN = nodata) as stored: int16 steps, clipped to int16's range
-        (only ``--out-of-range keep`` outputs can reach it; they are flagged)."""
-        if self.kind != "int16":
+        (only ``--out-of-range keep`` outputs can reach it; they are flagged). Stored values
+        (int16) pass as they are: a block encoded on a worker thread is not encoded again."""
+        if self.kind != "int16" or values.dtype == np.int16:
             return values
         steps = np.rint(values / np.float32(self.scale))
         np.clip(steps, -32767, 32767, out=steps)
