@@ -218,13 +218,16 @@ LANE_PHASES = ("write", "overviews")
 
 def serial_path(cpu: dict, dates: int) -> dict:
     """The writer's CPU seconds per date: its busiest lane (one product's writes or overviews:
-    the path no worker count shortens), all its lanes together (what one writer thread did
-    before the lanes), and the blocks' (read, check, network, calibrate, encode: shared by the workers)."""
+    the path no worker count shortens), what one writer thread did before the lanes (every
+    product's encoding, writes and overviews), and the blocks' (read, check, network,
+    calibrate, encode: shared by the workers)."""
     lanes = {(thread, phase): c for (thread, phase), c in cpu.items() if phase in LANE_PHASES}
     busiest = max(lanes, key=lanes.get, default=(0, "none"))
     blocks = sum(c for (_t, phase), c in cpu.items() if phase in ("read", "check", "network", "calibrate", "encode"))
-    return {"lane": lanes.get(busiest, 0.0), "lane_phase": busiest[1], "writer": sum(lanes.values()) / dates,
-            "blocks": blocks / dates}
+    # before the lanes, one writer thread also encoded every product's values (now on the workers)
+    encode = sum(c for (_t, phase), c in cpu.items() if phase == "encode")
+    return {"lane": lanes.get(busiest, 0.0), "lane_phase": busiest[1],
+            "writer": (sum(lanes.values()) + encode) / dates, "blocks": blocks / dates}
 
 
 def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
@@ -382,8 +385,8 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
               f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
         sp = one["serial"]  # CPU seconds on one core: no other thread's waits in them
         if n_dates == 1:  # (pipelined on one core, a lane's CPU seconds include its cache misses after others)
-            print(f"  writer: busiest lane ({sp['lane_phase']}) {sp['lane']:.3f} CPU-s, all lanes {sp['writer']:.3f} "
-                  f"(one thread did them all before the lanes), blocks {sp['blocks']:.2f}: the blocks set the "
+            print(f"  writer: busiest lane ({sp['lane_phase']}) {sp['lane']:.3f} CPU-s (one writer thread did "
+                  f"{sp['writer']:.3f}: every product's encoding, writes, overviews), blocks {sp['blocks']:.2f}: the blocks set the "
                   f"pace up to {sp['blocks'] / max(sp['lane'], 1e-9):.0f} workers (with one writer thread: "
                   f"{sp['blocks'] / max(sp['writer'], 1e-9):.0f})")
         print(f"  bytes written per product byte: {one['written'] / one['product_bytes']:.2f} "
