@@ -590,3 +590,36 @@ def test_dates_overlap_by_their_tails_a_bounded_number():
     assert [f.result() for f in futures if f.exception() is None] == [0, 1, 3, 4, 5]
     assert peak[0] == 3
     assert [finishing_dates(w) for w in (1, 2, 3, 16)] == [1, 1, 1, 8]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_terminated_predict_leaves_no_partial_file(tmp_path, sig):
+    """SIGTERM (a scheduler's cancel) or SIGHUP mid-date unwinds like Ctrl-C: exit 128 + the
+    signal, the finished date's products kept, no partial product and no temporary file."""
+    import signal
+    import subprocess
+    import sys
+
+    for day in ("2023-06-09", "2023-06-10"):
+        big_stack(tmp_path / "s2" / f"big_20m_{day}.tif", 600, 530)
+    out = tmp_path / "lai"
+    # the signal comes from inside, on the 3rd block of the second date: no race with the start-up
+    script = f"""
+import os, signal, sys
+import vercye_lai.predict.file as f
+from vercye_lai.cli.main import main
+orig, seen = f.predict_block, []
+def block(*a, **kw):
+    seen.append(1)
+    if len(seen) == 12:  # 9 blocks a date
+        os.kill(os.getpid(), signal.{sig})
+    return orig(*a, **kw)
+f.predict_block = block
+sys.argv = ["vercye-lai", "-q", "predict", {str(tmp_path / "s2")!r}, {str(out)!r}, "--block-size", "256"]
+main()
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 128 + getattr(signal, sig), r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["big_20m_2023-06-09_LAI.tif", "big_20m_2023-06-09_LAI_flags.tif"]
+    with rasterio.open(out / "big_20m_2023-06-09_LAI.tif") as ds:  # complete: every block written
+        assert (ds.read(1) != ds.nodata).sum() == 600 * 530 - 200 * 60  # all but the stack's hole

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -196,8 +197,26 @@ def cli(ctx: click.Context, verbose: int, quiet: int) -> None:
     limit_malloc_arenas(available_cores())  # bounded memory in threads (see its docstring)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler's cancel or time limit, a closed session): unwinds like
+    Ctrl-C, so that partial outputs are removed, instead of dying where the signal found us."""
+
+
+def _terminated(signum: int, _frame) -> None:
+    raise Terminated(signum)
+
+
 def main() -> None:  # console-script entry point
-    cli(prog_name="vercye-lai")
+    stops = []
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:  # one ignored (nohup) stays so
+            signal.signal(sig, lambda signum, frame: (stops.append(signum), _terminated(signum, frame)))
+    try:
+        cli(prog_name="vercye-lai")
+    except SystemExit:
+        if stops:  # click said "Aborted!"; the exit status says which signal, as the shell's would
+            raise SystemExit(128 + stops[0]) from None
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,15 @@ threads, a region's dates) → :mod:`.split` (parts for Dask) ; :mod:`.table` ru
 kernel on the rows of a table.
 """
 
-from vercye_lai.predict.file import PredictResult, finishing_dates, pipelined, predict_dir, predict_file
+from vercye_lai.predict.file import (
+    PredictResult,
+    Stopped,
+    finishing_dates,
+    pipelined,
+    predict_dir,
+    predict_file,
+    stopping,
+)
 from vercye_lai.predict.kernel import BlockResult, predict_block
 from vercye_lai.predict.options import PredictOptions, options_for
 from vercye_lai.predict.products import check_model, is_complete, part_path, product_paths
@@ -30,6 +38,7 @@ __all__ = [
     "PredictOptions",
     "PredictResult",
     "PredictUnit",
+    "Stopped",
     "TableOptions",
     "assemble_parts",
     "check_model",
@@ -48,4 +57,5 @@ __all__ = [
     "predict_windows_to_part",
     "product_paths",
     "stack_windows",
+    "stopping",
 ]

@@ -12,6 +12,7 @@ skips products that are complete and newer than their input.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -48,6 +49,12 @@ from vercye_lai.stack import check_physical, open_stack
 log = logging.getLogger(__name__)
 
 
+class Stopped(KeyboardInterrupt):
+    """Raised in a date's thread when the run is stopping (Ctrl-C, SIGTERM, an error in
+    the caller): the date ends at its next block, its partial products removed. Not an
+    ``Exception``: no caller reports it as one date's failure and goes on."""
+
+
 @dataclass
 class PredictResult:
     """What :func:`predict_file` did for one input stack."""
@@ -71,6 +78,7 @@ def predict_file(
     progress: ProgressFn | None = None,
     phases: Phases = NO_PHASES,
     blocks_done: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> PredictResult:
     """Predict one or more variables for one input stack, block by block.
 
@@ -95,6 +103,8 @@ def predict_file(
     blocks_done
         Called once every block is computed, before the products' COG copies (see
         :func:`pipelined`: the next date may start then).
+    stop
+        Once set, no more blocks are started: :class:`Stopped` is raised (see :func:`stopping`).
 
     Returns
     -------
@@ -116,7 +126,7 @@ def predict_file(
 
     with gdal_env(options), open_stack(src, networks[0].inputs) as ds:
         prep = prepare(ds, src, networks, options)
-        blocks = run_blocks(src, prep.windows, prep, options, phases=phases, blocks_done=blocks_done)
+        blocks = run_blocks(src, prep.windows, prep, options, phases=phases, blocks_done=blocks_done, stop=stop)
         n_valid = write_products(ds, outputs, networks, prep, blocks, options, progress, phases=phases)
         n_pixels = ds.width * ds.height
     return PredictResult(src, list(outputs.values()), "done", n_valid, n_pixels, time.perf_counter() - t0)
@@ -152,13 +162,15 @@ def run_blocks(
     *,
     phases: Phases = NO_PHASES,
     blocks_done: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterable[BlockResult]:
     """Yield block results as they complete, with a bounded number in flight.
 
     Each block is checked to hold physical values first (:func:`check_physical`): a wrong
     scale fails the date instead of writing a plausible-looking product. ``phases``
     collects the seconds of the worker phases; ``blocks_done`` is called once the last
-    block is computed and taken (the threads are free).
+    block is computed and taken (the threads are free); once ``stop`` is set, no block is
+    started and :class:`Stopped` is raised.
     """
     local = threading.local()
     handles: list[rasterio.DatasetReader] = []
@@ -197,6 +209,8 @@ def run_blocks(
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
             for w in todo:
+                if stop is not None and stop.is_set():
+                    raise Stopped(f"{src.name}: stopped")
                 pending.add(pool.submit(work, w))
                 if len(pending) >= max_in_flight:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -224,8 +238,21 @@ def finishing_dates(workers: int) -> int:
     return max(1, workers // 2)
 
 
+@contextlib.contextmanager
+def stopping() -> Iterator[threading.Event]:
+    """An event for :func:`predict_file`'s ``stop``, set if the block it guards raises
+    (Ctrl-C, SIGTERM, an error): the dates under way then end at their next block instead
+    of running to their end while the command is exiting."""
+    stop = threading.Event()
+    try:
+        yield stop
+    except BaseException:
+        stop.set()
+        raise
+
+
 def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]], *,
-              finishing: int = 1) -> Iterator[Future]:
+              finishing: int = 1, stop: threading.Event | None = None) -> Iterator[Future]:
     """Run the dates' jobs in order, each overlapping the tails of the ones before: a job is
     called with a ``blocks_done`` callback (:func:`predict_file`'s), and the next job starts
     once it is called (or the job ended), so earlier dates' COG copies run beside the next
@@ -236,25 +263,33 @@ def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]], *,
     working buffers, a few MB, beside GDAL's cache, ``gdal_cache_mb``, which all share); a
     later date waits until the oldest is complete. Yields each job's future, in order
     (``result()`` raises what the job raised). Stop iterating to start no more jobs; the
-    ones under way still finish.
+    ones under way still finish, unless this raises (Ctrl-C, SIGTERM while it waits): then
+    ``stop``, the jobs' (see :func:`stopping`), is set before waiting for them to end.
     """
     depth = 1 + max(1, finishing)
     in_flight: deque[Future] = deque()
     with ThreadPoolExecutor(depth, thread_name_prefix="date") as pool:
-        for job in jobs:
-            if len(in_flight) == depth:
+        try:
+            for job in jobs:
+                if len(in_flight) == depth:
+                    wait([in_flight[0]])
+                    yield in_flight.popleft()
+                started = threading.Event()
+                fut = pool.submit(job, started.set)
+                fut.add_done_callback(lambda _f, e=started: e.set())
+                in_flight.append(fut)
+                started.wait()
+                if fut.done() and not isinstance(fut.exception(), (Exception, type(None))):
+                    break  # interrupted (Ctrl-C, exit): start no later date
+            while in_flight:
                 wait([in_flight[0]])
                 yield in_flight.popleft()
-            started = threading.Event()
-            fut = pool.submit(job, started.set)
-            fut.add_done_callback(lambda _f, e=started: e.set())
-            in_flight.append(fut)
-            started.wait()
-            if fut.done() and not isinstance(fut.exception(), (Exception, type(None))):
-                break  # interrupted (Ctrl-C, exit): start no later date
-        while in_flight:
-            wait([in_flight[0]])
-            yield in_flight.popleft()
+        except GeneratorExit:  # the caller stopped iterating: the jobs under way finish
+            raise
+        except BaseException:
+            if stop is not None:
+                stop.set()
+            raise
 
 
 def predict_dir(
@@ -297,33 +332,34 @@ def predict_dir(
     results = []
     dates = list(stacks.items())
 
-    def job(date: dt.date, src: Path) -> Callable[[Callable[[], None]], PredictResult]:
+    def job(date: dt.date, src: Path, stop: threading.Event) -> Callable[[Callable[[], None]], PredictResult]:
         def run(blocks_done: Callable[[], None]) -> PredictResult:
             if on_start:
                 on_start(date, src)
             return predict_file(src, product_paths(src, out_dir, options.variables), options=options,
-                                progress=progress, phases=phases, blocks_done=blocks_done)
+                                progress=progress, phases=phases, blocks_done=blocks_done, stop=stop)
         return run
 
     # dates' COG copies overlap the next date's blocks (:func:`pipelined`)
-    for i, fut in enumerate(pipelined((job(date, src) for (date, _sensor), src in dates),
-                                      finishing=finishing_dates(options.workers))):
-        (date, _sensor), src = dates[i]
-        disk_full = False
-        try:
-            res = fut.result()
-        except (LaiError, OSError) as exc:  # an OS/GDAL error is one date's failure too
-            error = error_text(exc)
-            disk_full = isinstance(exc, DiskFullError)
-            if disk_full:  # every later date would fail the same way (one may be under way:
-                # it ends, failing too, and is not reported; its products never appear)
-                error += f"; stopped: the {len(dates) - i - 1} later date(s) were not attempted"
-            log.error("%s", error)
-            res = PredictResult(src, [], "failed", error=error)
-        res.date = date
-        results.append(res)
-        if on_done:
-            on_done(res)
-        if disk_full:
-            break
+    with stopping() as stop:
+        for i, fut in enumerate(pipelined((job(date, src, stop) for (date, _sensor), src in dates),
+                                          finishing=finishing_dates(options.workers), stop=stop)):
+            (date, _sensor), src = dates[i]
+            disk_full = False
+            try:
+                res = fut.result()
+            except (LaiError, OSError) as exc:  # an OS/GDAL error is one date's failure too
+                error = error_text(exc)
+                disk_full = isinstance(exc, DiskFullError)
+                if disk_full:  # every later date would fail the same way (one may be under way:
+                    # it ends, failing too, and is not reported; its products never appear)
+                    error += f"; stopped: the {len(dates) - i - 1} later date(s) were not attempted"
+                log.error("%s", error)
+                res = PredictResult(src, [], "failed", error=error)
+            res.date = date
+            results.append(res)
+            if on_done:
+                on_done(res)
+            if disk_full:
+                break
     return results

@@ -208,9 +208,12 @@ class BlockWriter(contextlib.AbstractContextManager):
         failed = kind is not None
         try:
             self._writes.close(cancel=failed)
-        finally:  # the overview lane ends too, whatever the writes did
+        except BaseException:  # the writes failed: the overviews are dropped, their lane ends
             if self._levels is not None:
-                self._levels.close(cancel=failed)
+                self._levels.close(cancel=True)
+            raise
+        if self._levels is not None:
+            self._levels.close(cancel=failed)
 
 
 def level_files(scratch: str | Path, shapes: list[tuple[int, int]], profile: dict, *, opened: contextlib.ExitStack,

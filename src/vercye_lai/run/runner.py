@@ -54,6 +54,7 @@ from vercye_lai.predict import (
     pipelined,
     predict_file,
     predict_windows_to_part,
+    stopping,
 )
 from vercye_lai.run.config import STEPS, AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor, make_executor
@@ -269,17 +270,19 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     if ex.kind != "dask":
         # predict_file parallelises inside a date; dates' COG copies overlap the next date's
         # blocks, a bounded number of dates in flight (memory bounded by them: see pipelined)
-        def job(u: Any) -> Callable[[Callable[[], None]], Any]:
-            return lambda blocks_done: predict_file(u.src, u.outputs, options=options, blocks_done=blocks_done)
+        def job(u: Any, stop: threading.Event) -> Callable[[Callable[[], None]], Any]:
+            return lambda blocks_done: predict_file(u.src, u.outputs, options=options, blocks_done=blocks_done,
+                                                    stop=stop)
 
-        for (region, u), fut in zip(units, pipelined((job(u) for _, u in units),
-                                                            finishing=finishing_dates(options.workers))):
-            try:
-                report(region, u, fut.result())
-            except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
-                st.add(region, u.label, "failed", error_text(exc))
-            if st.summary.disk_full:  # ... but a full disk would fail them all
-                break
+        with stopping() as stop:  # Ctrl-C, SIGTERM: the dates under way end at their next block
+            for (region, u), fut in zip(units, pipelined((job(u, stop) for _, u in units), stop=stop,
+                                                         finishing=finishing_dates(options.workers))):
+                try:
+                    report(region, u, fut.result())
+                except Exception as exc:  # noqa: BLE001 - one bad date does not stop the others
+                    st.add(region, u.label, "failed", error_text(exc))
+                if st.summary.disk_full:  # ... but a full disk would fail them all
+                    break
         return st.finish()
 
     jobs = []
