@@ -592,10 +592,10 @@ def test_dates_overlap_by_their_tails_a_bounded_number():
     assert [finishing_dates(w) for w in (1, 2, 3, 16)] == [1, 1, 1, 8]
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_terminated_predict_leaves_no_partial_file(tmp_path, sig):
-    """SIGTERM (a scheduler's cancel) or SIGHUP mid-date unwinds like Ctrl-C: exit 128 + the
-    signal, the finished date's products kept, no partial product and no temporary file."""
+    """Ctrl-C, SIGTERM (a scheduler's cancel) or SIGHUP mid-date: exit 128 + the signal, the
+    finished date's products kept, the date under way stopped, no temporary file."""
     import signal
     import subprocess
     import sys
@@ -618,7 +618,8 @@ f.predict_block = block
 sys.argv = ["vercye-lai", "-q", "predict", {str(tmp_path / "s2")!r}, {str(out)!r}, "--block-size", "256"]
 main()
 """
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # not ignored
     assert r.returncode == 128 + getattr(signal, sig), r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["big_20m_2023-06-09_LAI.tif", "big_20m_2023-06-09_LAI_flags.tif"]
     with rasterio.open(out / "big_20m_2023-06-09_LAI.tif") as ds:  # complete: every block written

@@ -208,9 +208,17 @@ def _terminated(signum: int, _frame) -> None:
 
 def main() -> None:  # console-script entry point
     stops = []
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:  # one ignored (nohup) stays so
-            signal.signal(sig, lambda signum, frame: (stops.append(signum), _terminated(signum, frame)))
+
+    def stopped(signum: int, frame) -> None:
+        stops.append(signum)
+        if signum == signal.SIGINT:
+            signal.default_int_handler(signum, frame)
+        _terminated(signum, frame)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
+        # a signal ignored (nohup; SIGINT of a background job) stays so
+        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, stopped)
     try:
         cli(prog_name="vercye-lai")
     except SystemExit:
