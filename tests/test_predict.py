@@ -605,7 +605,7 @@ def test_a_terminated_predict_leaves_no_partial_file(tmp_path, sig):
     out = tmp_path / "lai"
     # the signal comes from inside, on the 3rd block of the second date: no race with the start-up
     script = f"""
-import os, signal, sys
+import os, signal, sys, time
 import vercye_lai.predict.file as f
 from vercye_lai.cli.main import main
 orig, seen = f.predict_block, []
@@ -613,6 +613,7 @@ def block(*a, **kw):
     seen.append(1)
     if len(seen) == 12:  # 9 blocks a date
         os.kill(os.getpid(), signal.{sig})
+        time.sleep(1)  # the main thread takes the signal meanwhile, however loaded the machine
     return orig(*a, **kw)
 f.predict_block = block
 sys.argv = ["vercye-lai", "-q", "predict", {str(tmp_path / "s2")!r}, {str(out)!r}, "--block-size", "256"]

@@ -206,20 +206,27 @@ def run_blocks(
     max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
     pending: set[Future] = set()
     todo = iter(windows)
+
+    def check() -> None:  # before each block is started or taken, and before the COG copies
+        if stop is not None and stop.is_set():
+            raise Stopped(f"{src.name}: stopped")
+
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
             for w in todo:
-                if stop is not None and stop.is_set():
-                    raise Stopped(f"{src.name}: stopped")
+                check()
                 pending.add(pool.submit(work, w))
                 if len(pending) >= max_in_flight:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for f in done:
+                        check()
                         yield f.result()
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
+                    check()
                     yield f.result()
+        check()
         if blocks_done is not None:  # every block computed and written
             blocks_done()
     finally:
@@ -236,6 +243,19 @@ def finishing_dates(workers: int) -> int:
     keeps ~1.5 cores busy, while its blocks take all of them; on many cores one date's
     blocks end long before the last date's copies, so more tails must overlap."""
     return max(1, workers // 2)
+
+
+def _wait_awake(what: Future | threading.Event, every: float = 0.1) -> None:
+    """Wait for ``what`` (returning as soon as it is done or set), waking every ``every``
+    seconds meanwhile: Python runs a signal's handler only in the main thread, which a
+    signal the kernel gave another thread does not wake from a plain wait (SIGTERM was then
+    seen a whole date late)."""
+    if isinstance(what, threading.Event):
+        while not what.wait(every):
+            pass
+    else:
+        while not wait([what], timeout=every).done:
+            pass
 
 
 @contextlib.contextmanager
@@ -272,17 +292,17 @@ def pipelined(jobs: Iterable[Callable[[Callable[[], None]], PredictResult]], *,
         try:
             for job in jobs:
                 if len(in_flight) == depth:
-                    wait([in_flight[0]])
+                    _wait_awake(in_flight[0])
                     yield in_flight.popleft()
                 started = threading.Event()
                 fut = pool.submit(job, started.set)
                 fut.add_done_callback(lambda _f, e=started: e.set())
                 in_flight.append(fut)
-                started.wait()
+                _wait_awake(started)
                 if fut.done() and not isinstance(fut.exception(), (Exception, type(None))):
                     break  # interrupted (Ctrl-C, exit): start no later date
             while in_flight:
-                wait([in_flight[0]])
+                _wait_awake(in_flight[0])
                 yield in_flight.popleft()
         except GeneratorExit:  # the caller stopped iterating: the jobs under way finish
             raise
