@@ -5,9 +5,11 @@ Memory is bounded by the block, never by the region: each worker thread reads on
 (aligned to the file's tiles) with its own dataset handle, runs the network on the valid
 pixels and hands the result to the main thread, which hands each product's part to that
 product's lanes (:mod:`.lanes`: its writes, its overviews; one thread writing them all was
-the serial part on many cores). GDAL and numpy release the GIL, so threads scale on the cores. Every product is written to a hidden temporary
-file and renamed when complete, so a killed run leaves nothing a rerun would trust; a rerun
-skips products that are complete and newer than their input.
+the serial part on many cores). GDAL and numpy release the GIL, so threads scale on the
+cores. Every product is written to a hidden temporary file and renamed when complete, so
+a killed run leaves nothing a rerun would trust; a rerun skips products that are complete
+and newer than their input. Ctrl-C or SIGTERM stops the dates under way at their next
+block (:func:`stopping`).
 """
 
 from __future__ import annotations
