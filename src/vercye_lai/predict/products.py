@@ -176,10 +176,10 @@ SCRATCH_MEMORY = ScratchMemory()
 
 
 class BlockWriter(contextlib.AbstractContextManager):
-    """Writes a product's blocks, ``encode`` d to their stored form, on a lane of its own;
-    with an :class:`OverviewBuilder`, also hands them to it, on another (:mod:`.lanes`: the
-    thread that collects the blocks only hands them out). Leaving the context waits for both
-    lanes and raises what failed in them; leaving it on an exception drops what waits.
+    """Writes a product's blocks (made their stored form by ``encode``) on a lane of its
+    own; with an :class:`OverviewBuilder`, also hands them to it, on another (:mod:`.lanes`:
+    the thread that collects the blocks only hands them out). Leaving the context waits for
+    both lanes and raises what failed in them; leaving it on an exception drops what waits.
     """
 
     def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None, *,
