@@ -223,6 +223,8 @@ def main() -> None:  # console-script entry point
         cli(prog_name="vercye-lai")
     except SystemExit:
         if stops:  # click said "Aborted!"; the exit status says which signal, as the shell's would
+            click.echo(f"stopped by {signal.Signals(stops[0]).name}: the outputs under way were removed, "
+                       "the complete ones kept (run the command again to go on)", err=True)
             raise SystemExit(128 + stops[0]) from None
         raise
 
