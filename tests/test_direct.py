@@ -106,6 +106,7 @@ def region_file_k(tmp_path):
     return region_file_of(tmp_path)
 
 
+@pytest.mark.slow  # 3 s: the quick loop keeps the direct path's other tests
 @needs_safe
 def test_predict_on_an_odc_stac_cube(stack_route, caplog):
     """vercye_lai.xarray.predict on odc.stac.load's raw DNs: the offset inferred and checked, the sun
