@@ -250,8 +250,8 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound;
     ``encode``: what makes the blocks written of the values given (:class:`BlockWriter`).
 
-    The block writes compress on ``threads`` GDAL threads (the writing thread only hands
-    tiles over), the COG copy on ``copy_threads`` (default ``threads``): a date's products
+    The block writes compress on ``threads`` GDAL threads (the product's write lane only
+    hands tiles over), the COG copy on ``copy_threads`` (default ``threads``): a date's products
     are copied side by side, so each copy gets its share of the cores. The COG's scratch
     copy is held in memory, uncompressed, while ``scratch_memory`` bytes allow
     (:class:`ScratchMemory`; it reserves the raw size of the whole tiles), else written
