@@ -202,23 +202,22 @@ class Terminated(KeyboardInterrupt):
     Ctrl-C, so that partial outputs are removed, instead of dying where the signal found us."""
 
 
-def _terminated(signum: int, _frame) -> None:
-    raise Terminated(signum)
-
-
 def main() -> None:  # console-script entry point
-    stops = []
+    stops: list[int] = []
+    ends = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]  # no SIGHUP on Windows
 
-    def stopped(signum: int, frame) -> None:
+    def stop(signum: int, _frame) -> None:
         stops.append(signum)
-        if signum == signal.SIGINT:
-            signal.default_int_handler(signum, frame)
-        _terminated(signum, frame)
+        if signum == signal.SIGINT:  # a second Ctrl-C interrupts the clean-up too, as users expect
+            raise KeyboardInterrupt
+        for sig in ends:  # a scheduler's repeated SIGTERM must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):  # no SIGHUP on Windows
+    for sig in (signal.SIGINT, *ends):
         # a signal ignored (nohup; SIGINT of a background job) stays so
-        if sig is not None and signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
-            signal.signal(sig, stopped)
+        if signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler):
+            signal.signal(sig, stop)
     try:
         cli(prog_name="vercye-lai")
     except SystemExit:
