@@ -55,6 +55,7 @@ from vercye_lai.predict.file import PredictResult
 from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import Prepared, all_complete, check_model, product_paths, write_products
+from vercye_lai.predict.storage import Storage
 from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, STACK_SCALE, StackScaling, encode_bands
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,7 @@ def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequ
                      "VERCYE_OUT_OF_RANGE": options.out_of_range, **tags},
         scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
         errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
+        stores=tuple(Storage.of(options.dtype, n) for n in networks),
         haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))
     blocks = computed_blocks(products, names, [n.variable for n in networks], windows, flags=options.flags,
                              uncertainty=options.uncertainty, client=client, workers=options.workers)

@@ -198,10 +198,9 @@ def run_blocks(
         if prep.calibration is not None:
             with phases("calibrate"):
                 calibrate_block(values, flags, data, prep, unc)
-        if prep.stores:  # as stored, here on the workers (the writer's lanes then only write)
-            with phases("encode"):
-                values = [s.encode(v) for s, v in zip(prep.stores, values, strict=True)]
-                unc = [s.encode(u) for s, u in zip(prep.stores, unc, strict=True)] if unc else unc
+        with phases("encode"):  # as stored, here on the workers (the writer's lanes then only write)
+            values = [s.encode(v) for s, v in zip(prep.stores, values, strict=True)]
+            unc = [s.encode(u) for s, u in zip(prep.stores, unc, strict=True)] if unc else unc
         return BlockResult(window, values, flags, n_valid, unc)
 
     workers = max(1, options.workers)

@@ -23,7 +23,7 @@ HAZE_CHOICES = ("mask", "flag", "off")
 @dataclass
 class BlockResult:
     window: Window
-    values: list[np.ndarray]  # one (rows, cols) float32 array per network
+    values: list[np.ndarray]  # one (rows, cols) array per network: float32, or int16 once encoded (Storage)
     flags: list[np.ndarray | None]
     n_valid: int
     uncertainty: list[np.ndarray | None] = field(default_factory=list)  # per network, or empty

@@ -183,10 +183,8 @@ class BlockWriter(contextlib.AbstractContextManager):
     """
 
     def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None, *,
-                 encode: Callable[[np.ndarray], np.ndarray] | None = None, phases: Phases = NO_PHASES,
-                 phase: str = "write") -> None:
-        self.ds, self.overviews, self._encode = ds, overviews, encode
-        self._phases, self._phase = phases, phase
+                 encode: Callable[[np.ndarray], np.ndarray] | None = None, phases: Phases = NO_PHASES) -> None:
+        self.ds, self.overviews, self._encode, self._phases = ds, overviews, encode, phases
         self._writes = Lane("write")
         self._levels = Lane("overviews") if overviews is not None else None
 
@@ -194,7 +192,7 @@ class BlockWriter(contextlib.AbstractContextManager):
         self._writes.submit(self._write, values, window)
 
     def _write(self, values: np.ndarray, window: Window) -> None:
-        with self._phases(self._phase):
+        with self._phases("write"):
             stored = values if self._encode is None else self._encode(values)
             self.ds.write(stored, 1, window=window)
         if self._levels is not None:
@@ -365,11 +363,12 @@ class Prepared:
     scaling: StackScaling
     inputs: tuple[str, ...]
     errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
+    #: each product's storage (:meth:`Storage.of` its network and ``--dtype``): the block
+    #: workers of :func:`~vercye_lai.predict.file.run_blocks` encode their values; the writer
+    #: encodes what comes unencoded (Dask chunks)
+    stores: tuple[Storage, ...]
     calibration: DateCalibration | None = None
     haze: HazeTest | None = None
-    #: each product's storage: the block workers encode their values (the writer's lanes
-    #: would do it otherwise, one thread a product); none: the writer encodes
-    stores: tuple[Storage, ...] = ()
 
 
 def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
@@ -463,14 +462,12 @@ def write_products(
                                copy_threads=max(1, options.workers // copies), scratch_memory=scratch_budget,
                                phases=phases)
     with own_env, Finishing() as stack:
-        writers, flag_writers, unc_writers, stores = [], [], [], []
-        for net in networks:
+        writers, flag_writers, unc_writers = [], [], []
+        for net, store in zip(networks, prep.stores, strict=True):
             tags = {**prep.common_tags, **net.describe()}
             if prep.calibration is not None and prep.calibration.calibration.variable == net.variable:
                 tags["VERCYE_CALIBRATION"] = calibration_tag(prep.calibration.calibration, net.variable)
             dst = outputs[net.variable]
-            store = Storage.of(options.dtype, net)
-            stores.append(store)
             tags["VERCYE_STORAGE"] = store.tag
             writers.append(stack.enter_context(writer(
                 dst, dtype=store.dtype, nodata=store.nodata, tags=tags, description=net.variable, unit=net.unit,
