@@ -22,9 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHILD = r"""
-import datetime as dt, json, resource, sys, time
+import datetime as dt, json, sys, time
 from pathlib import Path
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {benchmarks!r}]
+from bench_predict import peak_rss_mb  # this process's own peak (VmHWM), as bench_predict measures it
 from conftest import UTM, make_catalog, make_item
 from rasterio.warp import transform_geom
 from shapely.geometry import box, shape
@@ -50,15 +51,12 @@ else:
     (res,) = predict_stac(out_dir=out / "lai", options=options, chunk=int(chunk), **kw)
 seconds = time.perf_counter() - t0
 written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-# VmHWM: this process's own peak (ru_maxrss would carry the driver's over exec)
-hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")]
-rss_mb = int(hwm[0].split()[1]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({{"seconds": seconds, "bytes": written, "rss_mb": rss_mb}}))
+print(json.dumps({{"seconds": seconds, "bytes": written, "rss_mb": peak_rss_mb()}}))
 """
 
 
 def run(route: str, tmp: Path, x0: float, y1: float, side: float, chunk: int, workers: int) -> dict:
-    code = CHILD.format(tests=str(ROOT / "tests"))
+    code = CHILD.format(tests=str(ROOT / "tests"), benchmarks=str(ROOT / "benchmarks"))
     r = subprocess.run([sys.executable, "-c", code, route, str(tmp), str(x0), str(y1), str(side), str(chunk),
                         str(workers)], capture_output=True, text=True)
     if r.returncode:
