@@ -108,7 +108,8 @@ def case_iofloor(src: Path, out: Path, workers: int, *, cog: bool = False) -> No
 
     from vercye_lai.grid import Grid
     from vercye_lai.predict import PredictOptions
-    from vercye_lai.predict.products import BlockWriter, block_windows, gdal_env, product_writer
+    from vercye_lai.predict.products import block_windows, gdal_env
+    from vercye_lai.predict.writer import BlockWriter, product_writer
 
     local = threading.local()
 

@@ -11,7 +11,7 @@ from conftest import write_raster
 from rasterio.windows import Window
 
 from vercye_lai.predict.lanes import Lane
-from vercye_lai.predict.products import product_writer
+from vercye_lai.predict.writer import product_writer
 
 
 def test_calls_run_in_order_on_one_thread():

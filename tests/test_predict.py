@@ -22,7 +22,7 @@ from vercye_lai.model import load_network
 from vercye_lai.model.registry import SNAP_INPUT_ORDER, snap_test_cases
 from vercye_lai.naming import find_rasters
 from vercye_lai.predict import PredictOptions, finishing_dates, pipelined, predict_dir, predict_file, product_paths
-from vercye_lai.predict import products
+from vercye_lai.predict import writer
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.stack import S2_BANDS_10M, S2_BANDS_20M
 
@@ -506,8 +506,8 @@ def test_cog_overviews_are_gdals_own(tmp_path, monkeypatch, budget_mb):
     src = big_stack(tmp_path / "s2" / "odd_20m_2023-06-09.tif", 1100, 1027)
     out = product_paths(src, tmp_path / "lai", ["LAI"])
     copies = []
-    real_copy = products.rasterio.shutil.copy
-    monkeypatch.setattr(products.rasterio.shutil, "copy",
+    real_copy = writer.rasterio.shutil.copy
+    monkeypatch.setattr(writer.rasterio.shutil, "copy",
                         lambda *a, **kw: copies.append(kw["overviews"]) or real_copy(*a, **kw))
     predict_file(src, out, options=PredictOptions(workers=2, block_size=256, scratch_memory_mb=budget_mb))
     assert copies == ["FORCE_USE_EXISTING"] * 2  # GDAL computed none
@@ -535,21 +535,21 @@ def test_cog_scratch_in_memory_within_its_budget_else_on_disk(tmp_path, monkeypa
         # bytes of the uint8 flags' raw whole 512² tiles; the int16 LAI takes twice
         raw = -(-ds.width // 512) * 512 * -(-ds.height // 512) * 512
     taken = 1024 * 1024 - raw if budget_mb == 1 else 0  # of 1 MB, room left for the flags only
-    monkeypatch.setattr(products.SCRATCH_MEMORY, "used", taken)
-    sources, real_copy = {}, products.rasterio.shutil.copy
+    monkeypatch.setattr(writer.SCRATCH_MEMORY, "used", taken)
+    sources, real_copy = {}, writer.rasterio.shutil.copy
 
     def spy(scratch, dst, **kw):
         sources[kw["resampling"]] = str(scratch)
-        assert products.SCRATCH_MEMORY.used <= budget_mb * 1024 * 1024
+        assert writer.SCRATCH_MEMORY.used <= budget_mb * 1024 * 1024
         return real_copy(scratch, dst, **kw)
 
-    monkeypatch.setattr(products.rasterio.shutil, "copy", spy)
+    monkeypatch.setattr(writer.rasterio.shutil, "copy", spy)
     out = tmp_path / f"lai_{budget_mb}" / "LAI.tif"
     predict_file(stack, {"LAI": out}, options=PredictOptions(workers=2, scratch_memory_mb=budget_mb))
     in_memory = {k: v.startswith("/vsimem/") for k, v in sources.items()}
     assert in_memory == {0: {"AVERAGE": False, "NEAREST": False}, 1: {"AVERAGE": False, "NEAREST": True},
                          512: {"AVERAGE": True, "NEAREST": True}}[budget_mb]
-    assert products.SCRATCH_MEMORY.used == taken  # every reservation given back
+    assert writer.SCRATCH_MEMORY.used == taken  # every reservation given back
     assert sorted(p.name for p in out.parent.iterdir()) == ["LAI.tif", "LAI_flags.tif"]  # no scratch left
     monkeypatch.undo()
     ref = tmp_path / "ref" / "LAI.tif"
