@@ -24,6 +24,10 @@ values such as EOdal's 1e20) and SCL classes in ``scl_classes`` (when an SCL ban
 SCL values that are no class count as invalid) become nodata. Resampling to another
 resolution follows :mod:`vercye_lai.acquire.safe` (average when coarsening, bilinear when
 refining).
+
+What a file declares (band names, scaling, the offset-check sample) is read in
+:mod:`vercye_lai.acquire._band_meta`, its date and the one file kept per date in
+:mod:`vercye_lai.acquire._band_dates`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,13 +46,25 @@ import rasterio
 from rasterio.windows import Window
 
 from vercye_lai.acquire import scl as masks
+from vercye_lai.acquire._band_dates import (  # noqa: F401 - file dates, part of this module's API
+    acquisition_time,
+    file_valid_share,
+    newest_per_date,
+    product_times,
+)
+from vercye_lai.acquire._band_meta import (  # noqa: F401 - file metadata, part of this module's API
+    _MAX_REFLECTANCE,
+    band_indexes,
+    file_sample,
+    reflectance_scaling,
+)
 from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
-from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, offset_tag, read_sample
-from vercye_lai.acquire.platform import baseline_of, date_order_key, platform_tag, s2_platform
-from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_invalid, scl_mask_setting
+from vercye_lai.acquire.offset import check_offset, expected_offset, offset_tag
+from vercye_lai.acquire.platform import baseline_of, platform_tag, s2_platform
+from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
     ImageCache,
@@ -59,119 +74,16 @@ from vercye_lai.acquire.warp import (
     warp_to_grid,
     write_windowed,
 )
-from vercye_lai.errors import BandError, InputError
+from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import open_raster
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
-from vercye_lai.stack import canonical_band
 
 log = logging.getLogger(__name__)
 
-# any Sentinel-2 unit (S2A, S2B, S2C …): its letter, the datatake start, the processing time
-_PRODUCT_RE = re.compile(
-    r"S2([A-Z])_MSI(?:L2A|L1C)_(\d{8}T\d{6})(?:_N\d{4}_R\d{3}_T\w{5}_(\d{8}T\d{6}))?"
-)
-_MAX_REFLECTANCE = 5.0  # beyond this a "reflectance" is a fill value or a wrong --scale
 _SUN_STEP = 5000.0  # m between solar-position points, as in the Sentinel-2 angle grids
-
-
-def product_times(path: str | os.PathLike) -> tuple[dt.datetime, dt.datetime | None] | None:
-    """Datatake start time and processing time (UTC) from a Sentinel-2 product name in a
-    file name, or None when the name holds none."""
-    m = _PRODUCT_RE.search(Path(path).name)
-    if not m:
-        return None
-
-    def parse(s):
-        return dt.datetime.strptime(s, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC)
-
-    return parse(m[2]), parse(m[3]) if m[3] else None
-
-
-def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -> dt.datetime:
-    """The acquisition time of a file: ``when`` if given (naive = UTC), else parsed from a
-    Sentinel-2 product name in the file name.
-
-    Raises
-    ------
-    InputError
-        When neither is available.
-    """
-    if when is not None:
-        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-    times = product_times(path)
-    if times is None:
-        raise InputError(
-            "no acquisition time: the file name holds no Sentinel-2 product name "
-            "(S2A_MSIL2A_YYYYMMDDTHHMMSS_…, any unit letter); give the time (--time)",
-            path=path,
-        )
-    return times[0]
-
-
-def band_indexes(ds: rasterio.DatasetReader, names: Sequence[str] | None = None) -> dict[str, int]:
-    """Canonical band name → 1-based band index, from ``names`` (one per band, in file
-    order) or from the band descriptions.
-
-    Raises
-    ------
-    BandError
-        Band names missing, of the wrong count, or lacking a reflectance band of the stack.
-    """
-    if names is not None:
-        if len(names) != ds.count:
-            raise BandError(f"{len(names)} band names given for {ds.count} bands", path=ds.name)
-        descr = list(names)
-    else:
-        descr = list(ds.descriptions)
-        if not any(descr):
-            raise BandError(
-                "bands have no descriptions; name them in file order (--band-names B02,B03,…)",
-                path=ds.name,
-            )
-    index = {canonical_band(d): i for i, d in enumerate(descr, start=1) if d}
-    missing = [b for b in REFLECTANCE_BANDS if b not in index]
-    if missing:
-        raise BandError(
-            f"lacks band(s) {', '.join(missing)} (has {', '.join(d or '?' for d in descr)})",
-            path=ds.name,
-        )
-    return index
-
-
-def reflectance_scaling(
-    ds: rasterio.DatasetReader,
-    index: dict[str, int],
-    *,
-    scale: float | None = None,
-    offset: float | None = None,
-) -> tuple[float, float, str]:
-    """``(scale, offset, how)``: reflectance = stored × scale + offset."""
-    if scale is not None or offset is not None:
-        return (1.0 if scale is None else scale), (offset or 0.0), "given"
-    bands = [index[b] - 1 for b in REFLECTANCE_BANDS]
-    scales = {ds.scales[i] for i in bands}
-    offsets = {ds.offsets[i] for i in bands}
-    if len(scales) == 1 and len(offsets) == 1 and (scales != {1.0} or offsets != {0.0}):
-        return scales.pop(), offsets.pop(), "declared in the file"
-    if np.issubdtype(np.dtype(ds.dtypes[bands[0]]), np.floating):
-        return 1.0, 0.0, "float data: reflectance factors as stored"
-    return 1e-4, 0.0, "integer data: scale 1e-4"
-
-
-def file_sample(ds: rasterio.DatasetReader, index: dict[str, int]) -> Sample:
-    """The coarse sample of a reflectance file the offset check reads: B3, B4, B8A, and as
-    land its SCL 4/5 pixels (every pixel with data when it has no SCL band)."""
-    green = read_sample(ds, index["B3"])
-    red, nir = (read_sample(ds, index[b], shape=green.shape) for b in ("B4", "B8A"))
-    if "SCL" in index:
-        land = np.isin(read_sample(ds, index["SCL"], shape=green.shape), masks.LAND_CLASSES)
-    else:
-        land = np.isfinite(green) & np.isfinite(red)
-    # undeclared fill values (EOdal's 1e20) are no land
-    return Sample(green, red, nir, land & (np.abs(green) < _MAX_REFLECTANCE / 1e-4))
 
 
 def sun_angles(
@@ -410,62 +322,6 @@ def stack_from_bands(
     data = plan.read(plan.grid.full_window)
     plan.log_fill_values()
     return data, plan.grid, plan.tags
-
-
-def _acquisition(path: Path) -> str:
-    """The unit and datatake start in a product name (its reprocessings share them), else the name."""
-    m = _PRODUCT_RE.search(path.name)
-    return f"S2{m[1]}_{m[2]}" if m else path.name
-
-
-def file_valid_share(path: str | os.PathLike, scl_classes: Iterable[int] = DEFAULT_SCL_MASK) -> float:
-    """Share (0–1) of a reflectance file's pixels with a B4 value and (with an SCL band) no
-    masked class, from a coarse read; 0 when its bands cannot be named."""
-    with open_raster(path) as ds:
-        try:
-            index = band_indexes(ds)
-        except BandError:
-            return 0.0
-        red = read_sample(ds, index["B4"])
-        ok = np.isfinite(red) & (red != 0)
-        if "SCL" in index:
-            ok &= ~scl_invalid(read_sample(ds, index["SCL"], shape=red.shape), scl_classes)
-    return float(ok.mean())
-
-
-def newest_per_date(
-    paths: Iterable[str | os.PathLike], when: dt.datetime | None = None
-) -> dict[dt.date, Path]:
-    """One file per acquisition date, logged when there were several. Of the reprocessings
-    of one acquisition (same unit and datatake start in the product name): the newest
-    processing baseline, then the one processed last (processing time in the name, else the
-    file's modification time). Of the acquisitions of one date (Sentinel-2A, 2B, 2C), in
-    the order of :func:`~vercye_lai.acquire.platform.date_order_key`: the newest baseline,
-    then the larger valid share (:func:`file_valid_share`), then the name."""
-    paths = [Path(p) for p in paths]
-    latest: dict[tuple[dt.date, str], tuple[tuple, Path]] = {}
-    for p in paths:
-        date = acquisition_time(p, when).date()
-        times = product_times(p)
-        key = (baseline_of(p.name) or -1.0, times[1].timestamp() if times and times[1] else p.stat().st_mtime,
-               p.name)
-        old = latest.get((date, _acquisition(p)))
-        if old is None or key > old[0]:
-            latest[(date, _acquisition(p))] = (key, p)
-    by_date: dict[dt.date, list[Path]] = {}
-    for (date, _), (_, p) in latest.items():
-        by_date.setdefault(date, []).append(p)
-    out: dict[dt.date, Path] = {}
-    for date in sorted(by_date):
-        if len(by_date[date]) > 1:
-            by_date[date].sort(key=lambda p: date_order_key(baseline_of(p.name), file_valid_share(p), p.name))
-        out[date] = by_date[date][0]
-    for p in paths:
-        date = acquisition_time(p, when).date()
-        if p != out[date]:
-            log.warning("%s: %s and %s are of the same date; using %s", date, p.name, out[date].name,
-                        out[date].name)
-    return out
 
 
 def write_band_stack(
