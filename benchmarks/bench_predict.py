@@ -289,6 +289,34 @@ def workload_ceiling(src: Path, cores: int) -> float:
     return sum(alone / w for w in walls)
 
 
+def thread_startup(src: Path, threads: int = 16) -> tuple[float, float]:
+    """Wall seconds for ``threads`` new threads to open ``src`` at once, then for the same
+    threads to open it again: a thread's first georeferenced open sets up GDAL's per-thread
+    PROJ context (not in parallel: measured serial), which predict's kept worker threads
+    (:func:`vercye_lai.predict.lanes.worker_threads`) pay once per process, not per date."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    import rasterio
+
+    rasterio.open(src).close()  # the process's own first open (drivers) is not a thread's
+    walls = []
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(2):
+            start = threading.Barrier(threads + 1)
+
+            def one() -> None:
+                start.wait()
+                rasterio.open(src).close()
+
+            futures = [pool.submit(one) for _ in range(threads)]
+            start.wait()
+            t0 = time.perf_counter()
+            wait(futures)
+            walls.append(time.perf_counter() - t0)
+    return walls[0], walls[1]
+
+
 def child(args: list[str]) -> None:
     mode, src, out, workers = args[0], Path(args[1]), Path(args[2]), int(args[3])
     import vercye_lai.model  # noqa: F401  (imports are not part of the timed work)
@@ -362,6 +390,10 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
     print(f"\nmachine ceiling: {workers} CPU-bound processes run {ceil:.2f}x one (measured now)")
     work_ceil = workload_ceiling(src, workers)
     print(f"this work's ceiling: {workers} pinned 1-worker predicts side by side run {work_ceil:.2f}x one")
+    fresh, kept = thread_startup(src)
+    print(f"thread start-up: 16 new threads open the stack at once in {fresh * 1000:.0f} ms (GDAL's per-thread "
+          f"set-up, one at a time), the same threads again in {kept * 1000:.0f} ms: predict keeps its threads "
+          f"across dates (started anew for each, 16 workers would spend {fresh * 1000:.0f} ms of every date on it)")
     print("shares: of all threads' phase seconds (thread-seconds, so overlapping phases add up)")
     for n_dates in (1, dates):
         one = run_phases(src, 1, n_dates, True, repeat)

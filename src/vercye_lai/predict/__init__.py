@@ -2,11 +2,13 @@
 
 Layering (each module imports only those above it): :mod:`.options` (the options and
 the network by sensor) → :mod:`.kernel` (the networks on one block, no I/O) →
-:mod:`.phases` (a timer) → :mod:`.lanes` (ordered work on a thread of its own) →
-:mod:`.overviews` (a COG's overviews, equal to GDAL's, from its blocks) → :mod:`.writer`
+:mod:`.phases` (a timer) → :mod:`.lanes` (the worker threads kept across dates; ordered
+work on a thread of its own) → :mod:`.overviews` (a COG's overviews, equal to GDAL's, from
+its blocks) → :mod:`.writer`
 (one product's file: atomic, tiled or COG) → :mod:`.products` (names, completeness, the
 one writer of a date's products) → :mod:`.file` (a stack on threads, a region's dates) →
-:mod:`.split` (parts for Dask) ; :mod:`.table` runs the kernel on the rows of a table.
+:mod:`.split` (parts for Dask) ; :mod:`.table` runs the kernel on the rows of a table,
+:mod:`._cube_block` on the chunks of an xarray cube (:mod:`vercye_lai.xarray`).
 """
 
 from vercye_lai.predict.file import (

@@ -1,15 +1,15 @@
 """Predict a stack on this machine: its blocks on worker threads (a bounded number in
 flight), written by the products' writer; and every date of a region in turn.
 
-Memory is bounded by the block, never by the region: each worker thread reads one window
-(aligned to the file's tiles) with its own dataset handle, runs the network on the valid
-pixels and hands the result to the main thread, which hands each product's part to that
-product's lanes (:mod:`.lanes`: its writes, its overviews; one thread writing them all was
-the serial part on many cores). GDAL and numpy release the GIL, so threads scale on the
-cores. Every product is written to a hidden temporary file and renamed when complete, so
-a killed run leaves nothing a rerun would trust; a rerun skips products that are complete
-and newer than their input. Ctrl-C or SIGTERM stops the dates under way at their next
-block (:func:`stopping`).
+Memory is bounded by the block, never by the region: each worker thread (kept across
+dates: :func:`.lanes.worker_threads`) reads one window (aligned to the file's tiles) with
+its own dataset handle, runs the network on the valid pixels and hands the result to the
+main thread, which hands each product's part to that product's lanes (:mod:`.lanes`: its
+writes, its overviews; one thread writing them all was the serial part on many cores).
+GDAL and numpy release the GIL, so threads scale on the cores. Every product is written
+to a hidden temporary file and renamed when complete, so a killed run leaves nothing a
+rerun would trust; a rerun skips products that are complete and newer than their input.
+Ctrl-C or SIGTERM stops the dates under way at their next block (:func:`stopping`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from vercye_lai.model import FLAG_NODATA, load_network
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import SENSORS, find_observations
 from vercye_lai.predict.kernel import BlockResult, predict_block
+from vercye_lai.predict.lanes import worker_threads
 from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.products import (
@@ -178,7 +179,13 @@ def run_blocks(
     handles: list[rasterio.DatasetReader] = []
     lock = threading.Lock()
 
-    def work(window: Window) -> BlockResult:
+    def work(window: Window) -> BlockResult | None:
+        with running:  # this call's share of the shared threads (the one more in flight waits here)
+            if ended.is_set():  # the call failed or was stopped meanwhile
+                return None
+            return compute(window)
+
+    def compute(window: Window) -> BlockResult:
         ds = getattr(local, "ds", None)
         if ds is None:  # one handle per thread: GDAL datasets are not thread-safe
             ds = local.ds = rasterio.open(src)
@@ -205,6 +212,9 @@ def run_blocks(
 
     workers = max(1, options.workers)
     max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
+    running = threading.Semaphore(workers)
+    ended = threading.Event()
+    pool = worker_threads()  # kept across dates (:mod:`.lanes`): each thread's GDAL set-up is paid once
     pending: set[Future] = set()
     todo = iter(windows)
 
@@ -213,26 +223,27 @@ def run_blocks(
             raise Stopped(f"{src.name}: stopped")
 
     try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="predict") as pool:
-            for w in todo:
-                check()
-                pending.add(pool.submit(work, w))
-                if len(pending) >= max_in_flight:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        check()
-                        yield f.result()
-            while pending:
+        for w in todo:
+            check()
+            pending.add(pool.submit(work, w))
+            if len(pending) >= max_in_flight:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:
                     check()
                     yield f.result()
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                check()
+                yield f.result()
         check()
         if blocks_done is not None:  # every block computed and written
             blocks_done()
     finally:
+        ended.set()
         for f in pending:
             f.cancel()
+        wait(pending)  # the blocks under way end before their threads' handles close
         for h in handles:
             h.close()
 

@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from vercye_lai.model.registry import unit_members
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE, FLAG_HAZE
 from vercye_lai.naming import RasterName, flags_path, uncertainty_path
 from vercye_lai.predict.kernel import BlockResult, HazeTest
+from vercye_lai.predict.lanes import worker_threads
 from vercye_lai.predict.options import PredictOptions, ProgressFn
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.storage import Storage
@@ -213,8 +214,8 @@ def uncertainty_kind(prep: Prepared, net: Network) -> str:
 
 class Finishing(contextlib.AbstractContextManager):
     """Like :class:`contextlib.ExitStack` for a date's product writers, but on success their
-    exits — each product's COG copy, about one core each — run side by side on threads (GDAL
-    releases the GIL), not one after another; on an error they run in turn, each cleaning up
+    exits — each product's COG copy, about one core each — run side by side on the kept
+    worker threads (:func:`.lanes.worker_threads`; GDAL releases the GIL), not one after another; on an error they run in turn, each cleaning up
     its temporary files."""
 
     def __init__(self) -> None:
@@ -232,8 +233,8 @@ class Finishing(contextlib.AbstractContextManager):
             for cm in cms:
                 stack.push(cm)
             return stack.__exit__(kind, exc, tb)  # the last entered exits first
-        with ThreadPoolExecutor(len(cms), thread_name_prefix="predict-cog") as pool:
-            done = [pool.submit(cm.__exit__, None, None, None) for cm in cms]
+        done = [worker_threads().submit(cm.__exit__, None, None, None) for cm in cms]
+        wait(done)
         for f in done:
             f.result()  # the first product that failed raises
         return False
