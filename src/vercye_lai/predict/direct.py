@@ -28,8 +28,9 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from vercye_lai.naming import stack_name
 from vercye_lai.options import setting
 from vercye_lai.predict.file import PredictResult
 from vercye_lai.predict.kernel import BlockResult, HazeTest
+from vercye_lai.predict.lanes import worker_share
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import Prepared, all_complete, check_model, product_paths, write_products
 from vercye_lai.predict.storage import Storage
@@ -213,25 +215,27 @@ def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str
         return BlockResult(w, vals, fl, n_valid, unc)
 
     pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        if client is not None:
-            submit = lambda p: client.compute(p, optimize_graph=False)  # noqa: E731 (optimised once)
-            gather, limit = client.gather, 2 * max(1, sum(client.nthreads().values()))
-        else:
-            submit = lambda p: pool.submit(dask.compute, *p, scheduler="sync", optimize_graph=False)  # noqa: E731
-            gather, limit = lambda f: f.result(), max(1, workers) + 1
-        try:
-            for w in windows:
-                pending.append((w, submit(piece(w))))
-                if len(pending) >= limit:
-                    w0, f = pending.popleft()
-                    yield result(w0, gather(f))
-            while pending:
+    if client is not None:
+        submit = lambda p: client.compute(p, optimize_graph=False)  # noqa: E731 (optimised once)
+        gather, limit = client.gather, 2 * max(1, sum(client.nthreads().values()))
+    else:  # on the threads kept across dates (:mod:`.lanes`), ``workers`` chunks at once
+        share = worker_share(workers)
+        submit = lambda p: share(partial(dask.compute, scheduler="sync", optimize_graph=False), *p)  # noqa: E731
+        gather, limit = lambda f: f.result(), max(1, workers) + 1
+    try:
+        for w in windows:
+            pending.append((w, submit(piece(w))))
+            if len(pending) >= limit:
                 w0, f = pending.popleft()
                 yield result(w0, gather(f))
-        finally:
-            for _, f in pending:
-                f.cancel() if hasattr(f, "cancel") else None
+        while pending:
+            w0, f = pending.popleft()
+            yield result(w0, gather(f))
+    finally:
+        for _, f in pending:
+            f.cancel() if hasattr(f, "cancel") else None
+        if client is None:  # the chunks under way end with the date
+            wait([f for _, f in pending])
 
 
 def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequence, options: PredictOptions, *,

@@ -35,7 +35,7 @@ from vercye_lai.model import FLAG_NODATA, load_network
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.naming import SENSORS, find_observations
 from vercye_lai.predict.kernel import BlockResult, predict_block
-from vercye_lai.predict.lanes import worker_threads
+from vercye_lai.predict.lanes import worker_share
 from vercye_lai.predict.options import PredictOptions, ProgressFn, options_for
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.products import (
@@ -180,12 +180,8 @@ def run_blocks(
     lock = threading.Lock()
 
     def work(window: Window) -> BlockResult | None:
-        with running:  # this call's share of the shared threads (the one more in flight waits here)
-            if ended.is_set():  # the call failed or was stopped meanwhile
-                return None
-            return compute(window)
-
-    def compute(window: Window) -> BlockResult:
+        if ended.is_set():  # the call failed or was stopped while this block waited
+            return None
         ds = getattr(local, "ds", None)
         if ds is None:  # one handle per thread: GDAL datasets are not thread-safe
             ds = local.ds = rasterio.open(src)
@@ -212,9 +208,10 @@ def run_blocks(
 
     workers = max(1, options.workers)
     max_in_flight = workers + 1  # bounds memory: a few blocks, whatever the region size
-    running = threading.Semaphore(workers)
+    # on the threads kept across dates (:mod:`.lanes`: each thread's GDAL set-up is paid once),
+    # ``workers`` blocks at once (the one more in flight waits for its turn)
+    submit = worker_share(workers)
     ended = threading.Event()
-    pool = worker_threads()  # kept across dates (:mod:`.lanes`): each thread's GDAL set-up is paid once
     pending: set[Future] = set()
     todo = iter(windows)
 
@@ -225,7 +222,7 @@ def run_blocks(
     try:
         for w in todo:
             check()
-            pending.add(pool.submit(work, w))
+            pending.add(submit(work, w))
             if len(pending) >= max_in_flight:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-__all__ = ["Lane", "worker_threads"]
+__all__ = ["Lane", "worker_share", "worker_threads"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -40,6 +40,21 @@ def worker_threads() -> ThreadPoolExecutor:
             # a cap far above what callers keep in flight (each bounds its own): never the limit
             _pool = ThreadPoolExecutor(max(64, 8 * (os.cpu_count() or 1)), thread_name_prefix="predict")
         return _pool
+
+
+def worker_share(workers: int) -> Callable[..., Future]:
+    """A ``submit`` onto :func:`worker_threads` that runs at most ``workers`` of its calls at
+    once (one caller's share; a call beyond it waits on its thread, not in the queue)."""
+    running = threading.Semaphore(max(1, workers))
+
+    def call(fn: Callable[..., object], args: tuple) -> object:
+        with running:
+            return fn(*args)
+
+    def submit(fn: Callable[..., object], *args: object) -> Future:
+        return worker_threads().submit(call, fn, args)
+
+    return submit
 
 
 def _forget_pool() -> None:
