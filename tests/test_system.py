@@ -96,7 +96,8 @@ def arenas(limit: int) -> tuple[str, int, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
                     reason="mallopt(M_ARENA_MAX) is glibc's")
-@pytest.mark.parametrize("limit", [pytest.param(1, marks=pytest.mark.slow), 2])  # a subprocess each
+@pytest.mark.slow  # two subprocesses each, ~1.6 s
+@pytest.mark.parametrize("limit", [1, 2])
 def test_malloc_arenas_are_limited(limit):
     """Six threads that malloc at once each get an arena of their own unless limited (the
     arenas made before the limit stay)."""
