@@ -3,6 +3,7 @@ and both against a whole-raster baseline (the reference implementation's approac
 
     python benchmarks/bench_predict.py            # 8000 x 8000 (and 4000 x 4000) inputs
     python benchmarks/bench_predict.py --size 2000  # a quick look
+    python benchmarks/bench_predict.py --table --workers 16  # issue 22's node table (8000 x 8000)
 
 Inputs are generated once into ``benchmarks/_work`` (git-ignored): 11-band int16 stacks,
 tiled 512, ZSTD, whose pixels are real Sentinel-2 spectra and angles (the Qvidja stacks in
@@ -427,6 +428,24 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
     print(f"\nmachine ceiling again, after the cases: {ceiling(workers):.2f}x")
 
 
+def node_table(src: Path, workers: int, repeat: int) -> None:
+    """Issue 22's table: one stack predicted with default options (COG, flags) at 1, 2, 4, …
+    and ``workers`` workers, then at ``workers`` with ``--no-cog --no-flags``; each case in a
+    fresh process, the best of ``repeat``. Goal: ``workers`` = 16 runs >= 10x one worker."""
+    counts = sorted({1 << k for k in range(workers.bit_length()) if 1 << k <= workers} | {workers})
+    secs = {n: measure("predict", src, n, repeat)["seconds"] for n in counts}
+    plain = measure("predict-noflags-nocog", src, workers, repeat)["seconds"]
+    with rasterio.open(src) as ds:
+        print(f"input: {src.name} ({ds.width} x {ds.height} px, 11 bands); cpus available: "
+              f"{len(os.sched_getaffinity(0))}")
+    print("| workers | " + " | ".join(str(n) for n in counts) + f" | {workers}, `--no-cog --no-flags` |")
+    print("|---|" + "---|" * (len(counts) + 1))
+    print("| seconds | " + " | ".join(f"{secs[n]:.1f}" for n in counts) + f" | {plain:.1f} |")
+    print("| speed-up | " + " | ".join(f"{secs[1] / secs[n]:.2f}x" for n in counts) + f" | {secs[1] / plain:.2f}x |")
+    if 16 in secs:
+        print(f"16 workers / 1 worker: {secs[1] / secs[16]:.1f}x [>= 10x]")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return child(sys.argv[2:])
@@ -438,8 +457,13 @@ def main() -> None:
     p.add_argument("--scaling", action="store_true",
                    help="only the phases, speedup and serial fraction (issue 22), on the 1x input")
     p.add_argument("--dates", type=int, default=6, help="dates of the pipelined run (--scaling)")
+    p.add_argument("--table", action="store_true",
+                   help="only issue 22's node table: seconds of one --size stack at 1, 2, 4, ... workers "
+                        "(CLI defaults) and at all of them with --no-cog --no-flags")
     a = p.parse_args()
     WORK.mkdir(exist_ok=True)
+    if a.table:
+        return node_table(make_input(WORK / f"bench_{a.size}.tif", a.size), a.workers, a.repeat)
     if a.scaling:
         src = make_input(WORK / f"bench_{a.size // 2}.tif", a.size // 2)
         print(f"input: {src.name} ({a.size // 2}^2 px, 11 bands); workers={a.workers}; cpus={os.cpu_count()}")
