@@ -216,6 +216,8 @@ def cpu_phases():
 
 #: the phases of the product writer's lanes (each product's writes, its overviews): serial per product
 LANE_PHASES = ("write", "overviews")
+#: the phases of the block work, shared by the workers
+BLOCK_PHASES = ("read", "check", "network", "calibrate", "encode")
 
 
 def serial_path(cpu: dict, dates: int) -> dict:
@@ -225,7 +227,7 @@ def serial_path(cpu: dict, dates: int) -> dict:
     calibrate, encode: shared by the workers)."""
     lanes = {(thread, phase): c for (thread, phase), c in cpu.items() if phase in LANE_PHASES}
     busiest = max(lanes, key=lanes.get, default=(0, "none"))
-    blocks = sum(c for (_t, phase), c in cpu.items() if phase in ("read", "check", "network", "calibrate", "encode"))
+    blocks = sum(c for (_t, phase), c in cpu.items() if phase in BLOCK_PHASES)
     # before the lanes, one writer thread also encoded every product's values (now on the workers)
     encode = sum(c for (_t, phase), c in cpu.items() if phase == "encode")
     return {"lane": lanes.get(busiest, 0.0), "lane_phase": busiest[1],
@@ -297,8 +299,6 @@ def thread_startup(src: Path, threads: int = 16) -> tuple[float, float]:
     (:func:`vercye_lai.predict.lanes.worker_threads`) pay once per process, not per date."""
     import threading
     from concurrent.futures import ThreadPoolExecutor, wait
-
-    import rasterio
 
     rasterio.open(src).close()  # the process's own first open (drivers) is not a thread's
     walls = []
