@@ -93,6 +93,27 @@ def test_predict_stac_on_a_two_worker_local_cluster(stack_route, tmp_path, regio
     assert_same_products(lai, out)
 
 
+@pytest.mark.slow
+@needs_safe
+def test_direct_route_stores_int16_as_predict_does(stack_route, tmp_path):
+    """The default storage (int16 steps, encoded in the Dask graph): the same stored values as
+    predict on the stack, values and uncertainty (without flags: the products stand where they
+    would be); the same count of valid input pixels."""
+    _, lai = stack_route
+    options = PredictOptions(dtype="int16", uncertainty=True, workers=2, flags=False)
+    (stacked,) = predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
+    (direct,) = predict_stac(catalog=str(stack_route[0]), geometry=region_4326(), out_dir=tmp_path / "direct",
+                             options=options, chunk=64, cloud_buffer=BUFFER, **SEARCH)
+    for product in ("LAI", "LAI_uncertainty"):
+        x, _, _, _ = read(tmp_path / "stacked", product)
+        y, tags, _, _ = read(tmp_path / "direct", product)
+        assert x.dtype == y.dtype == np.int16 and tags["VERCYE_STORAGE"] == "int16 scale 0.001"
+        np.testing.assert_array_equal(x == -32768, y == -32768)
+        diff = np.abs(x.astype(np.int32) - y)
+        assert diff.max() <= 1 and (diff == 0).mean() > 0.999, product  # float values within 1e-6: a rounding tie
+    assert direct.n_valid == stacked.n_valid  # valid inputs, hazy ones included (as with flags)
+
+
 def region_file_of(folder):
     import geopandas as gpd
 
@@ -174,6 +195,12 @@ def test_angle_and_scaling_choices_are_explicit():
     np.testing.assert_array_equal(out["LAI"].values[0], values[0])
     np.testing.assert_array_equal(out["LAI_flags"].values[0], flags[0])
     assert out["LAI_flags"].values[0, 0, 0] == 255
+    # every choice of products gives the same values, a lone product included (one output)
+    for flags, uncertainty in [(False, False), (False, True), (True, True)]:
+        some = vx.predict(data.chunk({"x": 2, "y": 3}), scale=1e-4, offset=-0.1,
+                          options=PredictOptions(dtype="float32", flags=flags, uncertainty=uncertainty))
+        assert sorted(some.data_vars) == sorted(["LAI", *["LAI_flags"] * flags, *["LAI_uncertainty"] * uncertainty])
+        np.testing.assert_array_equal(some["LAI"].values[0], values[0])
 
 
 def test_a_run_config_takes_the_stac_direct_source(tmp_path):

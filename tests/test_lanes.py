@@ -17,7 +17,7 @@ from vercye_lai.predict import PredictOptions, predict_file
 from vercye_lai.predict import file as predict_module
 from vercye_lai.predict import lanes
 from vercye_lai.predict.lanes import Lane
-from vercye_lai.predict.writer import product_writer
+from vercye_lai.predict.writer import BlockWriter, product_writer
 
 
 def test_calls_run_in_order_on_one_thread():
@@ -77,14 +77,15 @@ def test_a_failed_write_in_a_lane_fails_the_product_and_leaves_nothing(tmp_path,
     dst = tmp_path / "out" / "x_LAI.tif"
     dst.parent.mkdir()
 
-    def broken(values):
+    def broken(self, stored, window):
         raise OSError("disk on fire")
 
+    monkeypatch.setattr(BlockWriter, "_write", broken)  # what runs on the write lane
     with rasterio.open(src) as ds, pytest.raises(OSError, match="disk on fire"):
-        with product_writer(dst, ds, "int16", -32768, cog=True, tags={}, description="LAI", encode=broken) as w:
+        with product_writer(dst, ds, "int16", -32768, cog=True, tags={}, description="LAI") as w:
             for row in (0, 512):
                 for col in (0, 512):
-                    w.write(np.zeros((min(512, 600 - row), min(512, 700 - col)), np.float32),
+                    w.write(np.zeros((min(512, 600 - row), min(512, 700 - col)), np.int16),
                             Window(col, row, min(512, 700 - col), min(512, 600 - row)))
     assert list(dst.parent.iterdir()) == []
 

@@ -35,6 +35,8 @@ def test_the_int16_steps_fit_every_variable_in_int16():
     s = Storage.of("int16", load_network("sl2p"))
     coded = s.encode(np.array([0.0, 2.4434, np.nan, 8.0, 99.0], np.float32))
     assert coded.dtype == np.int16 and coded.tolist() == [0, 2443, -32768, 8000, 32767]
+    with pytest.raises(TypeError, match="already stored"):  # never rescaled twice
+        s.encode(coded)
 
 
 @pytest.mark.parametrize("dtype", ["int16", "lerc"])

@@ -115,4 +115,5 @@ def _block(stored, a, b, when, y, x, vz, va, *, plan: BlockPlan):
                 flags[k][t] = f[k]
         for k in range(len(unc)):
             unc[k][t] = u[k]
-    return (*values, *flags, *unc)
+    out = (*values, *flags, *unc)
+    return out if len(out) > 1 else out[0]  # apply_ufunc takes one output as an array, not a 1-tuple

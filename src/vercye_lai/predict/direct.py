@@ -32,7 +32,7 @@ from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import rasterio
@@ -49,7 +49,7 @@ from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_date, search_it
 from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid
 from vercye_lai.errors import ConfigError, NoDataFoundError, require
 from vercye_lai.grid import Grid
-from vercye_lai.model import FLAG_NODATA, load_error_network
+from vercye_lai.model import Network, load_error_network
 from vercye_lai.naming import stack_name
 from vercye_lai.options import setting
 from vercye_lai.predict.file import PredictResult
@@ -58,7 +58,7 @@ from vercye_lai.predict.lanes import worker_share
 from vercye_lai.predict.options import PredictOptions
 from vercye_lai.predict.products import Prepared, all_complete, check_model, product_paths, write_products
 from vercye_lai.predict.storage import Storage
-from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, STACK_SCALE, StackScaling, encode_bands
+from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, STACK_SCALE, StackScaling, encode_bands, invalid_mask
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +189,64 @@ def chunk_windows(arr: Any) -> list[Window]:
     return [Window(int(c), int(r), int(w), int(h)) for r, h in zip(r_off, rows) for c, w in zip(c_off, cols)]
 
 
-def computed_blocks(products: Any, names: Sequence[str], variables: Sequence[str], windows: Sequence[Window], *,
-                    flags: bool, uncertainty: bool, client: Any = None, workers: int = 1) -> Iterator[BlockResult]:
-    """The chunks of one date's products as :class:`BlockResult` s, at most ``workers + 1``
-    (``2 × workers`` on a Dask client) in flight: on ``client`` (``distributed``) or local threads."""
+class StoredArrays(NamedTuple):
+    """One date's products as 2-D Dask arrays, one per network in each list (flags and
+    uncertainty: empty where not made), and the valid input pixels of each chunk (one value
+    per chunk)."""
+
+    values: list[Any]
+    flags: list[Any]
+    uncertainty: list[Any]
+    valid: Any
+
+
+def _valid_pixels(block: np.ndarray) -> np.ndarray:
+    """The pixels of a ``(band, y, x)`` stored block where every band has a value, as (1, 1)."""
+    invalid = invalid_mask(block, (STACK_NODATA,) * block.shape[0])
+    return np.array([[invalid.size - np.count_nonzero(invalid)]], dtype=np.int64)
+
+
+def stored_arrays(cube: Any, products: Any, networks: Sequence[Network], stores: Sequence[Storage]) -> StoredArrays:
+    """The products (:func:`vx.predict`) of one date's stored stack ``cube`` (:func:`date_cube`)
+    as stored. The encoding is part of the graph, so it runs where the chunk is computed (on
+    a cluster, an int16 chunk comes back at half the bytes) and the writer only writes; the
+    valid pixels are counted there too, as predict counts them (whatever the options)."""
+    def stored(name: str, store: Storage) -> Any:
+        return products[name].data[0].map_blocks(store.encode, dtype=store.dtype)
+
+    def made(suffix: str) -> list[tuple[str, Storage]]:
+        return [(n.variable + suffix, s) for n, s in zip(networks, stores, strict=True) if n.variable + suffix in products]
+
+    rows, cols = cube.data.chunks[1:]
+    return StoredArrays([stored(n.variable, s) for n, s in zip(networks, stores, strict=True)],
+                        [products[name].data[0] for name, _ in made("_flags")],
+                        [stored(name, s) for name, s in made("_uncertainty")],
+                        cube.data.map_blocks(_valid_pixels, drop_axis=0, chunks=((1,) * len(rows), (1,) * len(cols)),
+                                             dtype=np.int64))
+
+
+def computed_blocks(arrays: StoredArrays, windows: Sequence[Window], *,
+                    client: Any = None, workers: int = 1) -> Iterator[BlockResult]:
+    """The chunks of one date's stored products as :class:`BlockResult` s, at most
+    ``workers + 1`` (``2 × workers`` on a Dask client) in flight: on ``client``
+    (``distributed``) or local threads."""
     dask = require("dask", "direct")
-    arrays = [products[n].data[0] for n in names]
+    flat = [*arrays.values, *arrays.flags, *arrays.uncertainty, arrays.valid]
     # each chunk as the array's own task, not a slice: slices of the same chunks submitted in
     # turn made tasks of one key with different specs, which a cluster may fail or hang on
     # (dask/dask#9888); to_delayed optimises the graph once, so every submission agrees
-    grids = [a.to_delayed() for a in arrays]
-    n_cols = len(arrays[0].chunks[1])  # chunk_windows runs row by row, as the grids
-    index = {(w.row_off, w.col_off): divmod(k, n_cols) for k, w in enumerate(chunk_windows(arrays[0]))}
+    grids = [a.to_delayed() for a in flat]
+    n_cols = len(flat[0].chunks[1])  # chunk_windows runs row by row, as the grids
+    index = {(w.row_off, w.col_off): divmod(k, n_cols) for k, w in enumerate(chunk_windows(flat[0]))}
 
     def piece(w: Window) -> list:
         i, j = index[(w.row_off, w.col_off)]
         return [g[i, j] for g in grids]
 
-    def result(w: Window, values: Sequence[np.ndarray]) -> BlockResult:
-        nv = len(variables)
-        vals, rest = list(values[:nv]), list(values[nv:])
-        fl = rest[:nv] if flags else [None] * nv
-        unc = rest[nv:] if uncertainty else []
-        n_valid = int(np.count_nonzero(fl[0] != FLAG_NODATA)) if flags else int(np.isfinite(vals[0]).sum())
-        return BlockResult(w, vals, fl, n_valid, unc)
+    def result(w: Window, chunks: Sequence[np.ndarray]) -> BlockResult:
+        nv, nf = len(arrays.values), len(arrays.flags)
+        vals, fl, unc = list(chunks[:nv]), list(chunks[nv : nv + nf]), list(chunks[nv + nf : -1])
+        return BlockResult(w, vals, fl or [None] * nv, int(chunks[-1][0, 0]), unc)
 
     pending: collections.deque = collections.deque()
     if client is not None:
@@ -243,20 +277,19 @@ def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequ
     """Write one date's products from its lazy stored stack (:func:`date_cube`); return the
     valid input pixels."""
     products = vx.predict(cube, options=options, offset_check=False)  # checked per item already
-    names = list(products.data_vars)
+    stores = tuple(Storage.of(options.dtype, n) for n in networks)
+    arrays = stored_arrays(cube, products, networks, stores)
     a = np.full(len(S2_BANDS_20M), STACK_SCALE)
     b = np.zeros(len(S2_BANDS_20M))
-    windows = chunk_windows(products[names[0]].data)
+    windows = chunk_windows(arrays.values[0])
     prep = Prepared(
         stored=list(networks), nodatavals=(STACK_NODATA,) * len(S2_BANDS_20M), windows=windows,
         common_tags={"VERCYE_SOURCE": tags["STAC_ITEMS"], "VERCYE_VERSION": __version__, "VERCYE_SCALING": SCALING,
                      "VERCYE_OUT_OF_RANGE": options.out_of_range, **tags},
         scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
         errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
-        stores=tuple(Storage.of(options.dtype, n) for n in networks),
-        haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))
-    blocks = computed_blocks(products, names, [n.variable for n in networks], windows, flags=options.flags,
-                             uncertainty=options.uncertainty, client=client, workers=options.workers)
+        stores=stores, haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))
+    blocks = computed_blocks(arrays, windows, client=client, workers=options.workers)
     return write_products(grid, outputs, networks, prep, blocks, options, progress)
 
 

@@ -168,9 +168,9 @@ class Prepared:
     scaling: StackScaling
     inputs: tuple[str, ...]
     errors: list[Network]  # the error networks on stored values (``--uncertainty``), or none
-    #: each product's storage (:meth:`Storage.of` its network and ``--dtype``): the block
-    #: workers of :func:`~vercye_lai.predict.file.run_blocks` encode their values; the writer
-    #: encodes what comes unencoded (Dask chunks)
+    #: each product's storage (:meth:`Storage.of` its network and ``--dtype``): what gives the
+    #: blocks encodes them (:func:`~vercye_lai.predict.file.run_blocks`' workers, predict-stac's
+    #: graph); the writer only writes
     stores: tuple[Storage, ...]
     calibration: DateCalibration | None = None
     haze: HazeTest | None = None
@@ -253,8 +253,9 @@ def write_products(
 ) -> int:
     """Write block results into the products (atomically, as COGs); return the valid pixels.
 
-    The one writer of products, whether the blocks were computed here (:func:`predict_file`)
-    or read back from part files (:func:`assemble_parts`): both give identical files.
+    The one writer of products, whether the blocks were computed here (:func:`predict_file`),
+    read back from part files (:func:`assemble_parts`: both give identical files) or computed
+    by Dask (predict-stac). The blocks come as stored (``prep.stores``: int16 steps or float32).
     """
     scratch_budget = options.scratch_memory_mb * 1024 * 1024
     # a dataset opened where no GDAL environment exists owns one, which it removes from the
@@ -276,7 +277,7 @@ def write_products(
             tags["VERCYE_STORAGE"] = store.tag
             writers.append(stack.enter_context(writer(
                 dst, dtype=store.dtype, nodata=store.nodata, tags=tags, description=net.variable, unit=net.unit,
-                scale=store.scale, max_error=store.max_error, encode=store.encode)))
+                scale=store.scale, max_error=store.max_error)))
             if options.flags:
                 bits = "; ".join(f"{k}={v}" for k, v in FLAG_NAMES.items())
                 if "VERCYE_CALIBRATION" in tags:
@@ -292,7 +293,7 @@ def write_products(
                     uncertainty_path(dst), dtype=store.dtype, nodata=store.nodata,
                     tags={**tags, "VERCYE_UNCERTAINTY": uncertainty_kind(prep, net)},
                     description=f"{net.variable}_uncertainty", unit=net.unit, scale=store.scale,
-                    max_error=store.max_error, encode=store.encode)))
+                    max_error=store.max_error)))
         n_valid = 0
         for i, res in enumerate(blocks):
             for w, v in zip(writers, res.values):  # each product on its lanes (:class:`BlockWriter`)

@@ -68,9 +68,11 @@ class Storage:
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """``values`` (float32, NaN = nodata) as stored: int16 steps, clipped to int16's range
-        (only ``--out-of-range keep`` outputs can reach it; they are flagged). Stored values
-        (int16) pass as they are: a block encoded on a worker thread is not encoded again."""
-        if self.kind != "int16" or values.dtype == np.int16:
+        (only ``--out-of-range keep`` outputs can reach it; they are flagged). Only values are
+        encoded: stored int16 given again would be read as values and silently rescaled."""
+        if values.dtype.kind != "f":
+            raise TypeError(f"encode takes float values, not {values.dtype} (already stored?)")
+        if self.kind != "int16":
             return values
         steps = np.rint(values / np.float32(self.scale))
         np.clip(steps, -32767, 32767, out=steps)

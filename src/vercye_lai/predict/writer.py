@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -70,24 +70,24 @@ SCRATCH_MEMORY = ScratchMemory()
 
 
 class BlockWriter(contextlib.AbstractContextManager):
-    """Writes a product's blocks (made their stored form by ``encode``) on a lane of its
+    """Writes a product's blocks (in their stored form: the block workers, or the graph
+    that computes a chunk, encode them, :meth:`.Storage.encode`) on a lane of its
     own; with an :class:`OverviewBuilder`, also hands them to it, on another (:mod:`.lanes`:
     the thread that collects the blocks only hands them out). Leaving the context waits for
     both lanes and raises what failed in them; leaving it on an exception drops what waits.
     """
 
     def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None, *,
-                 encode: Callable[[np.ndarray], np.ndarray] | None = None, phases: Phases = NO_PHASES) -> None:
-        self.ds, self.overviews, self._encode, self._phases = ds, overviews, encode, phases
+                 phases: Phases = NO_PHASES) -> None:
+        self.ds, self.overviews, self._phases = ds, overviews, phases
         self._writes = Lane("write")
         self._levels = Lane("overviews") if overviews is not None else None
 
-    def write(self, values: np.ndarray, window: Window) -> None:
-        self._writes.submit(self._write, values, window)
+    def write(self, stored: np.ndarray, window: Window) -> None:
+        self._writes.submit(self._write, stored, window)
 
-    def _write(self, values: np.ndarray, window: Window) -> None:
+    def _write(self, stored: np.ndarray, window: Window) -> None:
         with self._phases("write"):
-            stored = values if self._encode is None else self._encode(values)
             self.ds.write(stored, 1, window=window)
         if self._levels is not None:
             self._levels.submit(self._add_overviews, stored, window)
@@ -136,11 +136,9 @@ def _delete_raster(path: str) -> None:
 def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: float, *, cog: bool, tags: dict,
                     description: str, unit: str = "", threads: int = 1, copy_threads: int | None = None,
                     scale: float = 1.0, max_error: float = 0.0, scratch_memory: int = 0, phases: Phases = NO_PHASES,
-                    phase: str = "cog", encode: Callable[[np.ndarray], np.ndarray] | None = None,
-                    ) -> Iterator[BlockWriter]:
+                    phase: str = "cog") -> Iterator[BlockWriter]:
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG).
-    ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound;
-    ``encode``: what makes the blocks written of the values given (:class:`BlockWriter`).
+    ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound.
 
     The block writes compress on ``threads`` GDAL threads (the product's write lane only
     hands tiles over), the COG copy on ``copy_threads`` (default ``threads``): a date's products
@@ -200,7 +198,7 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
                 if scale != 1.0:
                     ds.scales, ds.offsets = (scale,), (0.0,)
                 ds.update_tags(**tags)
-                with BlockWriter(ds, builder, encode=encode, phases=phases) as writer:
+                with BlockWriter(ds, builder, phases=phases) as writer:
                     yield writer
             if builder is not None:
                 builder.finish()
