@@ -17,6 +17,7 @@ xr = pytest.importorskip("xarray")
 from vercye_lai import xarray as vx  # noqa: E402
 from vercye_lai.acquire import stac  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
+from vercye_lai.errors import ModelError  # noqa: E402
 from vercye_lai.predict import PredictOptions, predict_dir  # noqa: E402
 from vercye_lai.predict.direct import predict_stac  # noqa: E402
 
@@ -201,6 +202,46 @@ def test_angle_and_scaling_choices_are_explicit():
                           options=PredictOptions(dtype="float32", flags=flags, uncertainty=uncertainty))
         assert sorted(some.data_vars) == sorted(["LAI", *["LAI_flags"] * flags, *["LAI_uncertainty"] * uncertainty])
         np.testing.assert_array_equal(some["LAI"].values[0], values[0])
+
+
+def test_a_per_unit_model_runs_the_network_of_the_cubes_unit():
+    """snap-3.0 on a cube: the network of the unit its platform names (attribute or stackstac's
+    per-time coordinate); none named, or two units in one cube: an error, never a guess."""
+    rng = np.random.default_rng(2)
+    refl = np.array([0.06, 0.04, 0.1, 0.25, 0.3, 0.35, 0.2, 0.1])[:, None, None] + rng.normal(0, .01, (8, 4, 3))
+    cos = np.stack([np.full((4, 3), v) for v in (0.99, 0.7, 0.5)])
+    bands = ["cosVZA", "cosSZA", "cosRAA", *stac.REFLECTANCE_BANDS]
+    data = xr.DataArray(np.concatenate([cos, refl])[None].astype(np.float32), dims=("time", "band", "y", "x"),
+                        coords={"band": bands, "y": np.arange(4.0), "x": np.arange(3.0)})
+    for unit in ("a", "b", "c"):
+        out = vx.predict(data.assign_attrs(platform=f"sentinel-2{unit}"), model="snap-3.0", scale=1, offset=0)
+        alone = vx.predict(data, model="snap-3.0-s2" + ("b" if unit == "c" else unit), scale=1, offset=0)
+        assert out.attrs["model"] == alone.attrs["model"]
+        np.testing.assert_array_equal(out["LAI"].values, alone["LAI"].values)
+    with pytest.raises(ModelError, match="names none .*snap-3.0-s2a or snap-3.0-s2b"):
+        vx.predict(data, model="snap-3.0", scale=1, offset=0)
+    two = xr.concat([data, data], "time").assign_coords(platform=("time", ["sentinel-2a", "sentinel-2b"]))
+    with pytest.raises(ModelError, match="holds sentinel-2a, sentinel-2b"):
+        vx.predict(two, model="snap-3.0", scale=1, offset=0)
+    assert vx.predict(two.isel(time=[1]), model="snap-3.0", scale=1, offset=0).attrs["model"] == "snap-3.0-s2b"
+
+
+@pytest.mark.slow
+@needs_safe
+def test_direct_route_runs_the_network_of_the_items_unit(stack_route, tmp_path):
+    """snap-3.0 through predict-stac: the S2A item's network, as predict picks it from the
+    stack's PLATFORM tag (it ran S2B's for every item, silently); the products say so."""
+    _, lai = stack_route
+    options = PredictOptions(model="snap-3.0", dtype="float32", workers=2)
+    predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
+    predict_stac(catalog=str(stack_route[0]), geometry=region_4326(), out_dir=tmp_path / "direct", options=options,
+                 chunk=64, cloud_buffer=BUFFER, **SEARCH)
+    x, want, _, _ = read(tmp_path / "stacked", "LAI")
+    y, tags, _, _ = read(tmp_path / "direct", "LAI")
+    assert tags["VERCYE_MODEL"] == want["VERCYE_MODEL"] == "snap-3.0-s2a"
+    assert tags["VERCYE_PLATFORM"] == want["VERCYE_PLATFORM"] == "sentinel-2a"
+    np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+    assert np.nanmax(np.abs(x - y)) <= 1e-6
 
 
 def test_a_run_config_takes_the_stac_direct_source(tmp_path):

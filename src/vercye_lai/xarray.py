@@ -49,8 +49,10 @@ Needs the ``direct`` extra (xarray, dask; odc-stac to load).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,13 +65,15 @@ from vercye_lai.acquire.offset import (
 )
 from vercye_lai.acquire.scl import LAND_CLASSES
 from vercye_lai.acquire.stac import ASSET_KEYS
-from vercye_lai.errors import BandError, InputError, require
+from vercye_lai.acquire.platform import PLATFORM_TAG, s2_platform
+from vercye_lai.errors import BandError, InputError, ModelError, require
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, load_error_network
+from vercye_lai.model.registry import UNIT_MODELS, unit_members, unit_model
 from vercye_lai.model.sl2p import FLAG_HAZE
 from vercye_lai.predict._cube_block import BlockPlan, _block, sun_angles  # noqa: F401 - part of this module's API
 from vercye_lai.predict.kernel import HazeTest  # noqa: F401 - part of this module's API (the block's haze test)
 from vercye_lai.predict.options import PredictOptions
-from vercye_lai.predict.products import check_model
+from vercye_lai.predict.products import check_model, model_networks
 from vercye_lai.predict.table import ANGLE_COLUMNS
 from vercye_lai.stack import ANGLE_BANDS, EE_INTEGER_SCALE, canonical_band
 
@@ -282,6 +286,33 @@ def _per_time(value: Any, arr: Any, default: float) -> Any:
     return xr.DataArray(v, dims=("time",), coords={"time": arr["time"]} if "time" in arr.coords else None)
 
 
+def cube_model(model: str | Path, arr: Any) -> str | Path:
+    """The model to run on a cube: a per-unit model (``snap-3.0``) becomes the network of the
+    cube's Sentinel-2 unit, named by its ``platform`` coordinate (one per time, as stackstac
+    gives it) or attribute (``platform``, or the stacks' ``PLATFORM``); any other, itself.
+
+    Raises
+    ------
+    ModelError
+        A per-unit model and a cube that names no unit, or several (its times would need
+        different networks: predict each unit's times apart).
+    """
+    if str(model) not in UNIT_MODELS:
+        return model
+    named = (arr.coords["platform"].values.ravel().tolist() if "platform" in arr.coords
+             else [arr.attrs.get("platform") or arr.attrs.get(PLATFORM_TAG)])
+    units = sorted({u for u in (s2_platform(str(p)) for p in named if p is not None) if u})
+    choose = f"choose {' or '.join(unit_members(model))} with model="
+    if not units:
+        raise ModelError(f"{model} runs the network of the cube's Sentinel-2 unit, and this cube names none "
+                         f"(no 'platform' coordinate or attribute): set attrs['platform'] (e.g. 'sentinel-2a'), "
+                         f"or {choose}")
+    if len(units) > 1:
+        raise ModelError(f"{model} has a network per Sentinel-2 unit and this cube holds {', '.join(units)}: "
+                         f"predict each unit's times apart, or {choose}")
+    return unit_model(model, units[0])
+
+
 def predict(
     data: Any,
     *,
@@ -340,10 +371,12 @@ def predict(
     if options.calibration is not None:
         raise InputError("a calibration is not applied on a cube: calibrate the products of "
                          "`vercye-lai predict`/`predict-stac` instead")
-    networks = check_model(options)
+    arr = as_band_array(data)
+    options = dataclasses.replace(options, model=cube_model(options.model, arr))
+    check_model(options)
+    networks = model_networks(options)
     errors = [load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else []
     inputs = tuple(networks[0].inputs)
-    arr = as_band_array(data)
     have = [str(b) for b in arr["band"].values]
     missing = [b for b in inputs if b not in ANGLE_BANDS and b not in have]
     if missing:

@@ -24,6 +24,7 @@ the region or the season. A date whose products are complete is skipped
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -43,20 +44,28 @@ from vercye_lai._version import __version__
 from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire import stac
 from vercye_lai.acquire.offset import offset_tag
-from vercye_lai.acquire.platform import platform_tag
+from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_date, search_items
 from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid
 from vercye_lai.errors import ConfigError, NoDataFoundError, require
 from vercye_lai.grid import Grid
-from vercye_lai.model import Network, load_error_network
+from vercye_lai.model import Network, load_error_network, load_network
+from vercye_lai.model.registry import unit_members, unit_model
 from vercye_lai.naming import stack_name
 from vercye_lai.options import setting
 from vercye_lai.predict.file import PredictResult
 from vercye_lai.predict.kernel import BlockResult, HazeTest
 from vercye_lai.predict.lanes import worker_share
 from vercye_lai.predict.options import PredictOptions
-from vercye_lai.predict.products import Prepared, all_complete, check_model, product_paths, write_products
+from vercye_lai.predict.products import (
+    Prepared,
+    all_complete,
+    check_model,
+    model_networks,
+    product_paths,
+    write_products,
+)
 from vercye_lai.predict.storage import Storage
 from vercye_lai.stack import S2_BANDS_20M, STACK_NODATA, STACK_SCALE, StackScaling, encode_bands, invalid_mask
 
@@ -284,8 +293,10 @@ def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequ
     windows = chunk_windows(arrays.values[0])
     prep = Prepared(
         stored=list(networks), nodatavals=(STACK_NODATA,) * len(S2_BANDS_20M), windows=windows,
+        # the stack's tags, as a stack's products carry them (its PLATFORM as VERCYE_PLATFORM)
         common_tags={"VERCYE_SOURCE": tags["STAC_ITEMS"], "VERCYE_VERSION": __version__, "VERCYE_SCALING": SCALING,
-                     "VERCYE_OUT_OF_RANGE": options.out_of_range, **tags},
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range, **{k: v for k, v in tags.items() if k != PLATFORM_TAG},
+                     **({"VERCYE_PLATFORM": tags[PLATFORM_TAG]} if PLATFORM_TAG in tags else {})},
         scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
         errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
         stores=stores, haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))
@@ -340,10 +351,11 @@ def predict_stac(
     """
     if options.calibration is not None:
         raise ConfigError("predict-stac does not apply a calibration: predict from stacks, or calibrate later")
-    networks = check_model(options)
-    if tuple(networks[0].inputs) != S2_BANDS_20M:
-        raise ConfigError(f"predict-stac makes the 20 m Sentinel-2 inputs; model {options.model} takes "
-                          f"{', '.join(networks[0].inputs)}")
+    check_model(options)
+    for model in unit_members(options.model):
+        inputs = tuple(load_network(model, options.variables[0]).inputs)
+        if inputs != S2_BANDS_20M:
+            raise ConfigError(f"predict-stac makes the 20 m Sentinel-2 inputs; model {model} takes {', '.join(inputs)}")
     items = search_items(catalog, collection=collection, geometry=geometry, start=start, end=end,
                          max_cloud=max_cloud)
     if not items:
@@ -362,7 +374,11 @@ def predict_stac(
         name = stack_name(region, resolution, date)
         outputs = product_paths(name, out_dir, options.variables)
         t0 = time.perf_counter()
-        if not options.overwrite and all_complete(outputs, None, networks, options):
+        # a per-unit model (snap-3.0): the network of the date's unit, as predict reads it from a stack
+        platforms = platform_tag(stac.item_platform(it) for it in date_items).get(PLATFORM_TAG)
+        date_options = dataclasses.replace(options, model=unit_model(options.model, platforms, path=name))
+        networks = model_networks(date_options)
+        if not options.overwrite and all_complete(outputs, None, networks, date_options):
             res = PredictResult(Path(name), list(outputs.values()), "skipped", date=date)
         else:
             date_items = stac.date_order(date_items)  # the first wins where items overlap
@@ -371,7 +387,7 @@ def predict_stac(
                                        resampling=resampling, scl_classes=scl_classes, cloud_buffer=cloud_buffer,
                                        images=images)
             tags["STAC_CATALOG"] = str(catalog)
-            n_valid = predict_date(cube, grid, outputs, networks, options, tags=tags, client=client)
+            n_valid = predict_date(cube, grid, outputs, networks, date_options, tags=tags, client=client)
             res = PredictResult(Path(name), list(outputs.values()), "done", n_valid, grid.shape[0] * grid.shape[1],
                                 time.perf_counter() - t0, date=date)
             log.info("%s: products of %d item(s), %s valid px, %.1f s", name, len(date_items), f"{n_valid:,}",

@@ -5,7 +5,6 @@ needs (:func:`prepare`), and :func:`write_products`, which writes them all (one
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 from collections.abc import Iterable, Sequence
@@ -91,19 +90,24 @@ def load_options_calibration(options: PredictOptions) -> Calibration | None:
     return model_calibration(options.calibration, options.model)
 
 
-def check_model(options: PredictOptions) -> list[Network]:
-    """The networks of ``options`` (and their error networks when ``uncertainty``): a bad
-    model or variable fails here, before any date."""
-    for model in unit_members(options.model)[:-1]:  # a per-unit model: each unit's network loads
-        check_model(dataclasses.replace(options, model=model))
-    model = unit_members(options.model)[-1]
-    networks = [load_network(model, v) for v in options.variables]
-    if options.uncertainty:
+def check_model(options: PredictOptions) -> None:
+    """Fail before any date on a bad model, variable or calibration: every network of
+    ``options`` (each unit's, for a per-unit model) loads, with its error network when
+    ``uncertainty``."""
+    for model in unit_members(options.model):
         for v in options.variables:
-            load_error_network(model, v)
+            load_network(model, v)
+            if options.uncertainty:
+                load_error_network(model, v)
     load_options_calibration(options)
-    return networks
 
+
+def model_networks(options: PredictOptions) -> list[Network]:
+    """The networks of ``options``' variables. A per-unit model (``snap-3.0``) is a choice made
+    per stack or date from its unit (:func:`~vercye_lai.predict.options.options_for`,
+    :func:`~vercye_lai.model.registry.unit_model`): given as such it raises ``ModelError``
+    rather than pick one unit's network for every input."""
+    return [load_network(options.model, v) for v in options.variables]
 
 
 #: suffix of the hidden part files written by :func:`predict_windows_to_part`

@@ -27,6 +27,7 @@ from vercye_lai.predict.products import (
     check_model,
     gdal_env,
     load_options_calibration,
+    model_networks,
     part_path,
     prepare,
     product_paths,
@@ -66,7 +67,7 @@ def plan_predict(stacks: Mapping[dt.date, Path], out_dir: str | Path, *,
     for d, src in stacks.items():
         o = options_for(src, options)
         outputs = product_paths(src, out_dir, o.variables)
-        done = not o.overwrite and all_complete(outputs, src, check_model(o), o)
+        done = not o.overwrite and all_complete(outputs, src, model_networks(o), o)
         day, sensor = d if isinstance(d, tuple) else (d, "S2")
         units.append(PredictUnit(day, Path(src), outputs, done, sensor))
     return units

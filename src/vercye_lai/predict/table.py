@@ -43,7 +43,7 @@ from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import HazeTest, predict_block
 from vercye_lai.predict.options import PredictOptions
-from vercye_lai.predict.products import check_model, load_options_calibration
+from vercye_lai.predict.products import check_model, load_options_calibration, model_networks
 from vercye_lai.regions import LAT_COLUMNS, LON_COLUMNS, read_vector
 from vercye_lai.stack import (
     ANGLE_BANDS,
@@ -441,7 +441,8 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     """
     # a per-unit model (snap-3.0) needs a stack's PLATFORM tag: a table names no unit
     predict = dataclasses.replace(predict, model=unit_model(predict.model, None, path=path))
-    networks = check_model(predict)
+    check_model(predict)
+    networks = model_networks(predict)
     calibration = load_options_calibration(predict)
     errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []
     inputs = table_inputs(df, networks[0].inputs, predict=predict, options=options, path=path)
