@@ -236,3 +236,32 @@ def test_products_of_the_wrong_network_or_calibration_are_refused(tmp_path, lai_
     with pytest.raises(InputError, match="fitted for model sl2p-l8, this product was made by sl2p"):
         analyze(tmp_path / "lai", tmp_path / "out2", "R", g, resolution=10, options=AnalysisOptions(
             adjustment=str(cal), sensors=("s2",)))
+
+
+def test_a_season_of_two_models_is_said_not_hidden(tmp_path):
+    """Some dates predicted again with another --model: analyze logs which model made which
+    dates, the cube names each date's; one per-unit model's units are one series (no warning)."""
+    import shutil
+
+    from conftest import AOI, copy_qvidja
+
+    s2 = copy_qvidja(tmp_path / "s2")
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.move(s2 / "qvidja_20m_2023-06-09.tif", first)
+    runner = CliRunner()
+    for folder, model in ((first, "snap-3.0-s2a"), (s2, "sl2p")):
+        assert runner.invoke(cli, ["-q", "predict", str(folder), str(tmp_path / "lai"), "--region", "qvidja",
+                                   "--model", model]).exit_code == 0
+    r = runner.invoke(cli, ["analyze", str(tmp_path / "lai"), str(AOI), "-o", str(tmp_path / "a")])
+    assert r.exit_code == 0 and ("the Sentinel-2 products mix models (the series steps where the model changes): "
+                                 "snap-3.0-s2a (2023-06-09); sl2p (2023-06-11, 2023-06-14); predict the season "
+                                 "again with one --model") in " ".join(r.output.split()), r.output
+    xr = pytest.importorskip("xarray")
+    assert runner.invoke(cli, ["-q", "cube", str(tmp_path / "lai"), str(tmp_path / "c.nc")]).exit_code == 0
+    with xr.open_dataset(tmp_path / "c.nc") as ds:
+        assert ds.attrs["model"] == "snap-3.0-s2a,sl2p" and ds.attrs["models"] == "snap-3.0-s2a,sl2p,sl2p"
+    assert runner.invoke(cli, ["-q", "predict", str(s2), str(tmp_path / "lai"), "--region", "qvidja",
+                               "--model", "snap-3.0-s2b"]).exit_code == 0  # 2A then 2B: one family
+    r = runner.invoke(cli, ["analyze", str(tmp_path / "lai"), str(AOI), "-o", str(tmp_path / "b")])
+    assert r.exit_code == 0 and "mix models" not in r.output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,11 @@ from vercye_lai.errors import InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import open_raster
 from vercye_lai.model.calibration import Calibration
+from vercye_lai.model.registry import model_family
 from vercye_lai.naming import LANDSAT_SENSORS, RasterName, find_observations, uncertainty_path
 from vercye_lai.options import check_value, settings_of
+
+log = logging.getLogger(__name__)
 
 
 def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
@@ -187,18 +191,24 @@ def _reference_file(paths: Sequence[Path], zones: Zones) -> Path | None:
 def check_product_models(files: Mapping, calibration: Calibration | None = None) -> None:
     """The products were made by a network of their sensor (Landsat numbering for L30/L8/L9,
     Sentinel-2's for S2/S30: their tags say which inputs), and a calibration applied to them
-    was fitted for the model that made them — the same rule as predict's.
+    was fitted for the model that made them — the same rule as predict's. A sensor's products
+    made by models of different families (not one per-unit model's units) are logged.
 
     Raises
     ------
     InputError
         Naming the product and what made it.
     """
+    families: dict[tuple[bool, str], dict[str, list[str]]] = {}  # (Landsat?, model family) -> model -> dates
     for key, path in files.items():
         sensor = key[1] if isinstance(key, tuple) else "S2"
         with open_raster(path) as ds:
             tags = ds.tags()
         inputs, model = tags.get("VERCYE_MODEL_INPUTS", ""), tags.get("VERCYE_MODEL", "")
+        if model:
+            day = key[0] if isinstance(key, tuple) else key
+            family = families.setdefault((sensor in LANDSAT_SENSORS, model_family(model)), {})
+            family.setdefault(model, []).append(str(day))
         if inputs:  # products of other tools carry no tags: nothing to check
             landsat_net = "B8A" not in inputs.split(",") and "B2" not in inputs.split(",")
             if landsat_net != (sensor in LANDSAT_SENSORS):
@@ -208,6 +218,13 @@ def check_product_models(files: Mapping, calibration: Calibration | None = None)
         if calibration is not None and model and model != calibration.model:
             raise InputError(f"the adjustment's calibration was fitted for model {calibration.model}, this "
                              f"product was made by {model}: fit one for {model}", path=calibration.path)
+    for landsat in (False, True):
+        mixed = [models for (ls, _), models in families.items() if ls == landsat]
+        if len(mixed) > 1:  # a rerun of some dates with another --model: the series steps between networks
+            log.warning("the %s products mix models (the series steps where the model changes): %s; predict "
+                        "the season again with one --model", "Landsat" if landsat else "Sentinel-2",
+                        "; ".join(f"{m} ({', '.join(d[:3])}{', …' if len(d) > 3 else ''})"
+                                  for models in mixed for m, d in models.items()))
 
 
 def plan_analysis(

@@ -259,6 +259,12 @@ def _load_npz(path: Path, var: Variable, model: str) -> Network:
     return _leaf_network(raw, var, model, path.name)
 
 
+def model_family(model: str) -> str:
+    """The per-unit model a bundled model is a unit's network of (``snap-3.0`` for
+    ``snap-3.0-s2b``), else ``model`` itself: products of one family belong in one series."""
+    return next((name for name, units in UNIT_MODELS.items() if model in units.values()), model)
+
+
 def unit_members(model: str | Path) -> tuple[str, ...]:
     """The bundled models a per-unit model chooses from (``model`` itself for any other)."""
     units = UNIT_MODELS.get(str(model))

@@ -241,7 +241,11 @@ def build_cube(
     obs = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=variables[0],
                             extensions=(".tif",), start=start, end=end)
     with open_raster(next(iter(obs.values()))) as ds:
-        grid, model = Grid.of(ds), ds.tags().get("VERCYE_MODEL", "")
+        grid = Grid.of(ds)
+    models = []  # each date's (a season may mix one per-unit model's units, or Landsat's)
+    for path in obs.values():
+        with open_raster(path) as ds:
+            models.append(ds.tags().get("VERCYE_MODEL", ""))
     if like is not None:
         with open_raster(like) as ds:
             grid = Grid.of(ds)
@@ -251,7 +255,8 @@ def build_cube(
     meta = {
         "Conventions": "CF-1.8", "title": f"vercye-lai LAI season cube of {region}",
         "source": f"vercye-lai {__version__}", "region": region,
-        "model": model,
+        "model": ",".join(dict.fromkeys(m for m in models if m)),
+        "models": ",".join(models),
         "source_files": ",".join(p.name for p in obs.values()),
         "sensors": ",".join(k[1] for k in obs),
         "history": f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} vercye-lai cube",
