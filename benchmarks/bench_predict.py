@@ -185,7 +185,8 @@ def written_bytes() -> int:
 
 def cpu_phases():
     """A :class:`~vercye_lai.predict.phases.Phases` that also sums each thread's CPU seconds
-    per phase (``cpu[(thread, phase)]``; a thread is numbered when it first times a phase)."""
+    per phase (``cpu[(thread, phase)]``; a thread is numbered when it first times a phase) and
+    notes when the last block phase ended (``blocks_end``, ``time.perf_counter``)."""
     import itertools
     import threading
 
@@ -195,6 +196,7 @@ def cpu_phases():
         def __init__(self) -> None:
             super().__init__()
             self.cpu: dict[tuple[int, str], float] = {}
+            self.blocks_end = 0.0
             self._local, self._ids = threading.local(), itertools.count()
 
         @contextlib.contextmanager
@@ -210,6 +212,8 @@ def cpu_phases():
                 with self._lock:
                     key = (self._local.id, phase)
                     self.cpu[key] = self.cpu.get(key, 0.0) + c
+                    if phase in BLOCK_PHASES:
+                        self.blocks_end = max(self.blocks_end, time.perf_counter())
 
     return CpuPhases()
 
@@ -250,9 +254,11 @@ def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
         results = predict_dir(src.parent / "dates", out.parent / "lai", region="bench", options=options,
                               phases=phases)
         products = [p for r in results for o in r.outputs for p in (o, o.with_name(o.stem + "_flags.tif"))]
-    wall, c1 = time.perf_counter() - t0, os.times()
+    end, c1 = time.perf_counter(), os.times()
+    wall = end - t0
     product_bytes = sum(p.stat().st_size for p in products)
-    return {"wall": wall, "cpu": c1.user + c1.system - c0.user - c0.system, "phases": phases.seconds,
+    return {"wall": wall, "tail": end - phases.blocks_end, "cpu": c1.user + c1.system - c0.user - c0.system,
+            "phases": phases.seconds,
             "written": written_bytes() - w0, "product_bytes": product_bytes,
             "serial": serial_path(phases.cpu, dates)}
 
@@ -418,6 +424,11 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
               f"CPU use {many['cpu'] / many['wall'] / workers:.0%} of {workers} cores [>= 90 %]; "
               f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
         sp = one["serial"]  # CPU seconds on one core: no other thread's waits in them
+        if n_dates == 1:
+            # what runs after the last block: the COG copies, which cannot overlap their own date's blocks
+            # (a COG's overviews precede its full-resolution tiles); across dates the next date's blocks hide them
+            print(f"  after the last block: {many['tail']:.3f} s of {many['wall']:.2f} s ({many['tail'] / many['wall']:.0%}) "
+                  f"at {workers} workers, {one['tail']:.3f} s at 1 core: the date's COG copies (its serial tail)")
         if n_dates == 1:  # (pipelined on one core, a lane's CPU seconds include its cache misses after others)
             print(f"  writer: busiest lane ({sp['lane_phase']}) {sp['lane']:.3f} CPU-s (one writer thread did "
                   f"{sp['writer']:.3f}: every product's encoding, writes, overviews), blocks {sp['blocks']:.2f}: the blocks set the "

@@ -72,8 +72,8 @@ SCRATCH_MEMORY = ScratchMemory()
 class BlockWriter(contextlib.AbstractContextManager):
     """Writes a product's blocks (in their stored form: the block workers, or the graph
     that computes a chunk, encode them, :meth:`.Storage.encode`) on a lane of its
-    own; with an :class:`OverviewBuilder`, also hands them to it, on another (:mod:`.lanes`:
-    the thread that collects the blocks only hands them out). Leaving the context waits for
+    own; with an :class:`OverviewBuilder`, also hands them to it, on another, side by side
+    (:mod:`.lanes`: the thread that collects the blocks only hands them out). Leaving the context waits for
     both lanes and raises what failed in them; leaving it on an exception drops what waits.
     """
 
@@ -84,13 +84,14 @@ class BlockWriter(contextlib.AbstractContextManager):
         self._levels = Lane("overviews") if overviews is not None else None
 
     def write(self, stored: np.ndarray, window: Window) -> None:
+        # both lanes at once: after a date's last block, its COG copy waits for the slower, not the sum
         self._writes.submit(self._write, stored, window)
+        if self._levels is not None:
+            self._levels.submit(self._add_overviews, stored, window)
 
     def _write(self, stored: np.ndarray, window: Window) -> None:
         with self._phases("write"):
             self.ds.write(stored, 1, window=window)
-        if self._levels is not None:
-            self._levels.submit(self._add_overviews, stored, window)
 
     def _add_overviews(self, stored: np.ndarray, window: Window) -> None:
         with self._phases("overviews"):
