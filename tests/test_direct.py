@@ -19,6 +19,7 @@ from vercye_lai.acquire import stac  # noqa: E402
 from vercye_lai.cli.main import cli  # noqa: E402
 from vercye_lai.errors import ModelError  # noqa: E402
 from vercye_lai.predict import PredictOptions, predict_dir  # noqa: E402
+from vercye_lai.predict import direct  # noqa: E402
 from vercye_lai.predict.direct import predict_stac  # noqa: E402
 
 needs_safe = pytest.mark.usefixtures("shared_safe")
@@ -60,14 +61,27 @@ def assert_same_products(a, b):
 
 @pytest.mark.slow
 @needs_safe
-def test_direct_route_equals_stack_then_predict(stack_route, tmp_path):
+def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypatch):
     cat, lai = stack_route
     out = tmp_path / "direct"
+    calls = {"read": 0, "network": 0}
+
+    def counted(key, fn):
+        def call(*args, **kwargs):
+            calls[key] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(direct.DateChunks, "__call__", counted("read", direct.DateChunks.__call__))
+    monkeypatch.setattr(vx, "_block", counted("network", vx._block))
     # chunks of 64 px: the buffered SCL mask and the angle grids cross chunk edges
     (res,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, options=OPTIONS, chunk=64,
                           cloud_buffer=BUFFER, **SEARCH)
     assert res.status == "done" and 0.5 < res.n_valid / res.n_pixels < 1.0
     lai_values = read(out, "LAI")[0]
+    chunks = -(-lai_values.shape[0] // 64) * -(-lai_values.shape[1] // 64)
+    # each chunk read once and through the network once, for its three products and its count
+    assert calls == {"read": chunks, "network": chunks}
     assert np.isnan(lai_values).mean() > 0.01  # clouds, their buffer and the region's outside are masked
     tags = assert_same_products(lai, out)
     assert tags["STAC_ITEMS"] == "S2A_T29UNU_20221005" and tags["CLOUD_BUFFER"] == str(BUFFER)

@@ -243,8 +243,10 @@ def computed_blocks(arrays: StoredArrays, windows: Sequence[Window], *,
     flat = [*arrays.values, *arrays.flags, *arrays.uncertainty, arrays.valid]
     # each chunk as the array's own task, not a slice: slices of the same chunks submitted in
     # turn made tasks of one key with different specs, which a cluster may fail or hang on
-    # (dask/dask#9888); to_delayed optimises the graph once, so every submission agrees
-    grids = [a.to_delayed() for a in flat]
+    # (dask/dask#9888). Not fused: an array's optimisation fuses its chunk's read and network
+    # into a task of its own (the network ran once per product, flags and uncertainty too,
+    # measured); unfused, the products of a chunk share them, and a submission only culls
+    grids = [a.to_delayed(optimize_graph=False) for a in flat]
     n_cols = len(flat[0].chunks[1])  # chunk_windows runs row by row, as the grids
     index = {(w.row_off, w.col_off): divmod(k, n_cols) for k, w in enumerate(chunk_windows(flat[0]))}
 
@@ -259,11 +261,11 @@ def computed_blocks(arrays: StoredArrays, windows: Sequence[Window], *,
 
     pending: collections.deque = collections.deque()
     if client is not None:
-        submit = lambda p: client.compute(p, optimize_graph=False)  # noqa: E731 (optimised once)
+        submit = client.compute  # culls the piece's graph: its chunk's tasks, once
         gather, limit = client.gather, 2 * max(1, sum(client.nthreads().values()))
     else:  # on the threads kept across dates (:mod:`.lanes`), ``workers`` chunks at once
         share = worker_share(workers)
-        submit = lambda p: share(partial(dask.compute, scheduler="sync", optimize_graph=False), *p)  # noqa: E731
+        submit = lambda p: share(partial(dask.compute, scheduler="sync"), *p)  # noqa: E731
         gather, limit = lambda f: f.result(), max(1, workers) + 1
     try:
         for w in windows:
