@@ -238,6 +238,7 @@ def test_products_of_the_wrong_network_or_calibration_are_refused(tmp_path, lai_
             adjustment=str(cal), sensors=("s2",)))
 
 
+@pytest.mark.slow  # 1 s: four predicts and a cube
 def test_a_season_of_two_models_is_said_not_hidden(tmp_path):
     """Some dates predicted again with another --model: analyze logs which model made which
     dates, the cube names each date's; one per-unit model's units are one series (no warning)."""

@@ -38,7 +38,8 @@ def split_run(tmp_path, lai_dir, region, geometry, *, zones_per_part, days_per_p
     return plan, finish_analysis(plan, [SeasonPart.load(p) for p in paths])
 
 
-@pytest.mark.parametrize("zones_per_part, days_per_part", [(1, 5), (2, 12), (None, 1)])
+@pytest.mark.parametrize("zones_per_part, days_per_part", [  # the quick loop keeps one split
+    pytest.param(1, 5, marks=pytest.mark.slow), (2, 12), pytest.param(None, 1, marks=pytest.mark.slow)])
 def test_parts_equal_one_analysis_on_real_fields(tmp_path, zones_per_part, days_per_part):
     whole = analyze(LAI, tmp_path / "whole", "strickhof", FIELDS, **opts(**STRICKHOF))
     plan, split = split_run(tmp_path, LAI, "strickhof", FIELDS, zones_per_part=zones_per_part,

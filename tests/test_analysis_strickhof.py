@@ -89,6 +89,7 @@ def test_statistics_match_rasterio_mask(result, k):
         assert np.nanmax(band) == pytest.approx(max(m for _, _, m in ref.values()), abs=1e-6)
 
 
+@pytest.mark.slow  # 1 s: the quick loop draws quicklooks in test_quicklook
 def test_quicklook_png(result, tmp_path):
     zone = result.zones[0]
     png = quicklook(zone.csv, zone.max_tif, out=tmp_path / "q.png", geometry_path=FIELDS)

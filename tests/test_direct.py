@@ -129,6 +129,42 @@ def test_direct_route_stores_int16_as_predict_does(stack_route, tmp_path):
     assert direct.n_valid == stacked.n_valid  # valid inputs, hazy ones included (as with flags)
 
 
+@pytest.mark.slow
+@needs_safe
+@pytest.mark.parametrize("flags, uncertainty, dtype, cog, variables", [
+    (False, False, "float32", True, ("LAI", "FCOVER")),
+    (True, True, "lerc", False, ("LAI",)),
+    (False, True, "int16", True, ("FCOVER", "LAI")),
+])
+def test_direct_route_equals_stack_route_across_options(stack_route, tmp_path, flags, uncertainty, dtype, cog,
+                                                        variables):
+    """Options together (test_option_routes does the same for predict's parts): the same
+    products, storage and valid count whichever route made them."""
+    cat, lai = stack_route
+    options = PredictOptions(flags=flags, uncertainty=uncertainty, dtype=dtype, cog=cog, variables=variables, workers=2)
+    (stacked,) = predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
+    (direct,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=tmp_path / "direct", options=options,
+                             chunk=64, cloud_buffer=BUFFER, **SEARCH)
+    names = sorted(p.name for p in (tmp_path / "stacked").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "direct").iterdir())
+    assert len(names) == len(variables) * (1 + flags + uncertainty) and direct.n_valid == stacked.n_valid
+    for name in names:
+        with rasterio.open(tmp_path / "stacked" / name) as a, rasterio.open(tmp_path / "direct" / name) as b:
+            x, y = a.read(1), b.read(1)
+            assert (a.dtypes, str(a.nodata), a.scales, a.overviews(1)) == (b.dtypes, str(b.nodata), b.scales,
+                                                                           b.overviews(1))
+            if x.dtype.kind == "f":  # float32 within 1e-6; LERC: each within its bound of those
+                storage = a.tags()["VERCYE_STORAGE"]  # "float32" or "float32 lerc max error E"
+                bound = 1e-6 + (2 * float(storage.split()[-1]) if "lerc" in storage else 0.0)
+                np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
+                assert np.nanmax(np.abs(x - y)) <= bound, name
+            elif x.dtype == np.int16:  # one step at a rounding tie
+                np.testing.assert_array_equal(x == a.nodata, y == b.nodata)
+                assert np.abs(x.astype(np.int32) - y).max() <= 1, name
+            else:
+                np.testing.assert_array_equal(x, y)
+
+
 def region_file_of(folder):
     import geopandas as gpd
 

@@ -41,6 +41,7 @@ def test_a_warning_once_and_library_warnings_in_one_line(restore_logging, capsys
     assert "raw.py" not in err  # no source line of the library
 
 
+@pytest.mark.slow  # 1.5 s: a subprocess off a terminal
 def test_off_a_terminal_no_wrapping_no_bars_and_skips_in_one_line(tmp_path):
     cfg = qvidja_config(tmp_path, quicklook=True)
     first = run_cli("run", cfg)

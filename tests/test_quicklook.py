@@ -33,6 +33,7 @@ def test_png_written_beside_csv(analysis):
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000
 
 
+@pytest.mark.slow  # 1 s
 def test_png_with_geometry_and_dpi(analysis, tmp_path):
     import matplotlib.image
 

@@ -103,6 +103,7 @@ def test_real_poltava_and_close_matches(tmp_path):
     assert str(lib) in str(e.value)
 
 
+@pytest.mark.slow  # 0.9 s: every oblast of the country
 def test_full_ukraine_file(tmp_path):
     src = shared_data("admin_boundaries_ukraine_naturalearth", "ukraine_admin1_ne10m.geojson")
     lib = tmp_path / "lib"
