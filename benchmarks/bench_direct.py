@@ -1,4 +1,4 @@
-"""The direct route (``predict-stac``: odc-stac → SL2P → products) against stack-then-predict
+"""The direct route (``predict-stac``: STAC items → Dask chunks → SL2P → products) against stack-then-predict
 (``stack-stac`` + ``predict``) on the same static STAC catalogue: wall time, bytes written, and
 the direct route's peak RSS as the area grows 4×.
 

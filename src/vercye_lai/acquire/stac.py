@@ -86,7 +86,7 @@ from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side,
     read_bytes,
     search_items,
 )
-from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid, write_windowed
+from vercye_lai.acquire.warp import ImageCache, as_resampling, geometry_to_crs, target_grid, write_windowed
 from vercye_lai.errors import NoDataFoundError
 from vercye_lai.grid import Grid
 from vercye_lai.io import is_whole
@@ -163,8 +163,7 @@ def item_bands(
     """:func:`item_stack` of assets already read: ``read(band)`` gives a reflectance asset on
     ``grid`` (float32 DN, NaN = no data), ``scl(g, prepare)`` the SCL image on ``g`` (``grid``
     or it grown by ``cloud_buffer`` pixels) through ``prepare`` (the ``fraction`` of
-    :func:`~vercye_lai.acquire.scl.masked_pixels`). The one assembly of an item's 11 bands,
-    whether read by rasterio (``stack-stac``) or loaded by odc-stac (``predict-stac``)."""
+    :func:`~vercye_lai.acquire.scl.masked_pixels`). The one assembly of an item's 11 bands."""
     keys = asset_keys(item)
     out = np.full((len(S2_BANDS_20M), *grid.shape), np.nan, dtype=np.float32)
     for i, band in enumerate(REFLECTANCE_BANDS, start=3):
@@ -285,7 +284,7 @@ def stack_stac(
     crs: str | None = None,
     max_cloud: float | None = None,
     scl_classes: Sequence[int] = DEFAULT_SCL_MASK,
-    resampling: Resampling = Resampling.bilinear,
+    resampling: str | Resampling = "bilinear",
     overwrite: bool = False,
     on_date: Callable[[dt.date, Path | None], None] | None = None,
     on_plan: Callable[[Mapping[dt.date, list[Any]]], None] | None = None,
@@ -313,7 +312,7 @@ def stack_stac(
     scl_classes
         SCL classes masked to nodata.
     resampling
-        Resampling of the reflectances (SCL always uses nearest).
+        Resampling of the reflectances, by name or rasterio's enum (SCL always uses nearest).
     overwrite
         Rewrite dates whose output exists (default: skip them, so reruns resume).
     on_date
@@ -337,6 +336,7 @@ def stack_stac(
     NoDataFoundError
         When the catalogue has no item of ``collection`` over the region in the range.
     """
+    resampling = as_resampling(resampling)
     items = search_items(
         catalog, collection=collection, geometry=geometry, start=start, end=end, max_cloud=max_cloud
     )

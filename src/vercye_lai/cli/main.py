@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stack-landsat": ("stack_landsat", "Build stacks from Landsat 8/9 Collection 2 Level-2 scenes, files or STAC."),
     "stack-bands": ("stack_bands", "Build a stack from a reflectance GeoTIFF of named bands."),
     "run": ("run", "Run the whole pipeline from a config file."),
-    "predict-stac": ("predict_stac", "Predict LAI straight from a STAC search (odc-stac, Dask), no stacks written."),
+    "predict-stac": ("predict_stac", "Predict LAI straight from a STAC search (Dask chunks), no stacks written."),
     "predict-table": ("predict_table", "Predict LAI for the rows of a table (field spectra, samples)."),
     "validate": ("validate", "Match in-situ LAI to the products (points or field series); metrics and plot."),
     "report": ("report", "Write report.html: a self-contained page to look at a run (needs the 'report' extra)."),

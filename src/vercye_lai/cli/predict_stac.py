@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def command(region, library, shpfile, start_date, end_date, resolution, out_dir, workers, scheduler, overwrite,
             **params):
     """Predict LAI for every date of a region straight from Sentinel-2 L2A items of a STAC
-    catalogue: search -> odc-stac lazy load -> SCL mask (and --cloud-buffer) -> SL2P ->
+    catalogue: search -> stack-stac's windows as lazy Dask chunks (SCL mask, --cloud-buffer) -> SL2P ->
     OUT_DIR/{region}_{res}m_{date}_{VAR}.tif (+ _flags, _uncertainty), the products of
     `stack-stac` + `predict`, equal to the bit, without writing the stacks.
 

@@ -1,18 +1,19 @@
 """LAI straight from a STAC search (``vercye-lai predict-stac``, the ``stac-direct`` source of a
-run): search → load lazily with odc-stac → mask → SL2P → the products of ``predict``, with no
-stack written.
+run): search → a lazy stack in Dask chunks → SL2P → the products of ``predict``, with no stack
+written.
 
 Per date, the items are those of ``stack-stac`` (:func:`vercye_lai.acquire.stac.search_items`,
 mosaic order :func:`~vercye_lai.acquire.stac.date_order`, scaling checked against the data by
 :func:`~vercye_lai.acquire.stac.item_scaling`, angles of
-:func:`~vercye_lai.acquire.stac.item_angles`). Each item's reflectance assets are loaded by
-``odc.stac.load`` onto the region's grid in Dask chunks (``chunk`` pixels a side), its SCL on
-that grid grown by the cloud buffer (so a chunk's buffered mask equals the whole grid's), and
-every chunk is assembled by the functions ``stack-stac`` uses on its windows
-(:func:`~vercye_lai.acquire.stac.item_bands`, :func:`~vercye_lai.acquire.stac.region_mosaic`)
-into the stack contract's stored form (int16 × 1e-4, :func:`vercye_lai.stack.encode_bands`).
-That lazy cube goes through :func:`vercye_lai.xarray.predict` (the kernel of ``predict``), so a
-pixel's LAI and flags equal, to the bit, those of ``stack-stac`` + ``predict`` on the same grid.
+:func:`~vercye_lai.acquire.stac.item_angles`), and each chunk (``chunk`` pixels a side) is the
+window ``stack-stac`` would write there (:class:`~vercye_lai.acquire.stac.DateItems`: the
+assets read with its warp, masked, mosaicked), in the stack contract's stored form (int16 ×
+1e-4, :func:`vercye_lai.stack.encode_bands`). A pixel's value does not depend on the chunk it is
+read in (the warp fixes the kernel's scale and transforms exactly; odc-stac's per-chunk
+reprojection did not: up to 0.04 LAI between chunk sizes in another CRS). That lazy cube goes
+through :func:`vercye_lai.xarray.predict` (the kernel of ``predict``), so a pixel's LAI and flags
+equal, to the bit, those of ``stack-stac`` + ``predict`` on the same grid, in any CRS and at any
+resolution.
 
 The chunks of a date are computed with a bounded number in flight (a Dask ``distributed``
 client's workers, or local threads) and written by the products' one writer
@@ -37,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import rasterio
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from vercye_lai import xarray as vx
@@ -47,7 +49,7 @@ from vercye_lai.acquire.offset import offset_tag
 from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_date, search_items
-from vercye_lai.acquire.warp import ImageCache, geometry_to_crs, target_grid
+from vercye_lai.acquire.warp import ThreadImages, as_resampling, geometry_to_crs, target_grid
 from vercye_lai.errors import ConfigError, NoDataFoundError, require
 from vercye_lai.grid import Grid
 from vercye_lai.model import Network, load_error_network, load_network
@@ -89,94 +91,33 @@ def geobox(grid: Grid) -> Any:
     return require("odc.geo.geobox", "direct").GeoBox(grid.shape, grid.transform, grid.crs.to_wkt())
 
 
-def _edges(n: int, chunk: int, pad: int) -> tuple[int, ...]:
-    """Chunks of an axis of ``n`` pixels grown by ``pad`` on each side, so that with an
-    overlap of ``pad`` every chunk is a ``chunk`` of the grid plus ``pad`` around it."""
-    sizes = [min(chunk, n - s) for s in range(0, n, chunk)]
-    sizes[0] += pad
-    sizes[-1] += pad
-    return tuple(sizes)
-
-
-def load_item(item: Any, grid: Grid, *, chunk: int, resampling: str, pad: int) -> tuple[Any, Any]:
-    """One item lazily: its 8 reflectance assets (``(8, y, x)`` uint16 DNs, 0 = no data) on
-    ``grid`` and its SCL (uint8) on ``grid`` grown by ``pad`` pixels, chunked so that its
-    block ``(i, j)`` is block ``(i, j)`` of the reflectances plus ``pad`` around it."""
-    odc_stac = require("odc.stac", "direct")
-    da = require("dask.array", "direct")
-    keys = stac.asset_keys(item)
-    # static catalogues often lack raster:bands: L2A assets are uint16 and uint8, 0 = no data
-    cfg = {"*": {"assets": {"*": {"data_type": "uint16", "nodata": 0},
-                            keys["SCL"]: {"data_type": "uint8", "nodata": 0}}}}
-    refl = odc_stac.load([item], bands=[keys[b] for b in stac.REFLECTANCE_BANDS], geobox=geobox(grid),
-                         chunks={"y": chunk, "x": chunk}, resampling=resampling, stac_cfg=cfg, groupby="id")
-    dn = da.stack([refl[keys[b]].data[0] for b in stac.REFLECTANCE_BANDS]).rechunk({0: -1})
-    h, w = grid.shape
-    wide = grid.window(Window(-pad, -pad, w + 2 * pad, h + 2 * pad))
-    scl = odc_stac.load([item], bands=[keys["SCL"]], geobox=geobox(wide), chunks={"y": chunk, "x": chunk},
-                        resampling="nearest", stac_cfg=cfg, groupby="id")[keys["SCL"]].data[0]
-    scl = scl.rechunk((_edges(h, chunk, pad), _edges(w, chunk, pad)))
-    if pad:
-        scl = da.overlap.overlap(scl, depth=pad, boundary="none")
-    return dn, scl
-
-
-@dataclass
-class DateChunks:
-    """What every chunk of one date needs to become the stored stack (picklable)."""
-
-    items: Sequence[Any]
-    grid: Grid
-    region: dict
-    angles: list
-    scalings: list
-    scl_classes: tuple[int, ...]
-    cloud_buffer: int
-
-    def __call__(self, window: Window, *blocks: np.ndarray) -> np.ndarray:
-        """``(11, rows, cols)`` int16 of the chunk at ``window`` from its items' DN and SCL blocks."""
-        sub = self.grid.window(window)
-        pad = self.cloud_buffer
-
-        def stacks() -> Iterator[np.ndarray]:
-            for k, item in enumerate(self.items):
-                dn = blocks[2 * k].astype(np.float32)
-                dn[dn == 0] = np.nan  # L2A DN 0 is no data (as read_asset)
-                scl = blocks[2 * k + 1].astype(np.float32)
-                scl[scl == 0] = np.nan
-
-                def fraction(g: Grid, prepare: Callable, scl=scl) -> np.ndarray:
-                    v = prepare(scl)  # the chunk grown by the buffer: crop for the chunk itself
-                    return v if g.shape == v.shape else v[pad:-pad, pad:-pad]
-
-                yield stac.item_bands(item, sub, lambda band, dn=dn: dn[stac.REFLECTANCE_BANDS.index(band)],
-                                      fraction, scl_classes=self.scl_classes, angles=self.angles[k],
-                                      scaling=self.scalings[k][0], cloud_buffer=pad)[0]
-
-        return encode_bands(stac.region_mosaic(sub, self.region, stacks()))
+def _stored_chunk(mosaic: stac.DateItems, window: Window) -> np.ndarray:
+    """``(11, rows, cols)`` int16 of the date's stack at ``window``: what ``stack-stac`` writes there."""
+    return encode_bands(mosaic.read(window))
 
 
 def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.datetime, chunk: int = 1024,
-              resampling: str = "bilinear", scl_classes: Sequence[int] = masks.DEFAULT_SCL_MASK,
+              resampling: str | Resampling = "bilinear", scl_classes: Sequence[int] = masks.DEFAULT_SCL_MASK,
               cloud_buffer: int = 0, images: Callable | None = None) -> tuple[Any, dict[str, str]]:
     """One date's lazy stack: an ``xr.DataArray`` ``(band, y, x)`` int16 in the stack contract's
     stored form (bands :data:`~vercye_lai.stack.S2_BANDS_20M`, scale 1e-4 declared per band,
     nodata −32768), the date's ``items`` mosaicked in the given order; and the tags that say
     how it was made (as a stack's: items, angles, offset check, platforms).
 
-    ``images`` opens asset hrefs for the offset check's overview samples (default: per read)."""
+    ``images`` opens asset hrefs, for the offset check's overview samples and the chunks (a
+    :class:`~vercye_lai.acquire.warp.ThreadImages`; default: opened per read)."""
     xr = require("xarray", "direct")
     da = require("dask.array", "direct")
-    chunks = DateChunks(items, grid, region, [stac.item_angles(it) for it in items],
-                        [stac.item_scaling(it, images or str) for it in items], tuple(scl_classes), cloud_buffer)
-    arrays = [load_item(it, grid, chunk=chunk, resampling=resampling, pad=cloud_buffer) for it in items]
     dask = require("dask", "direct")
-    rows, cols = arrays[0][0].chunks[1:]
-    # one task per chunk, given the same chunk of every item (the SCL's grown by the buffer)
-    blocks = [[da.from_delayed(
-        dask.delayed(chunks)(Window(int(sum(cols[:j])), int(sum(rows[:i])), w, h),
-                             *[x for dn, scl in arrays for x in (dn.blocks[:, i, j], scl.blocks[i, j])]),
-        shape=(len(S2_BANDS_20M), h, w), dtype=np.int16) for j, w in enumerate(cols)] for i, h in enumerate(rows)]
+    mosaic = stac.DateItems(items, grid, region, tuple(scl_classes), as_resampling(resampling), images, cloud_buffer)
+    h, w = grid.shape
+    rows = [min(chunk, h - r) for r in range(0, h, chunk)]
+    cols = [min(chunk, w - c) for c in range(0, w, chunk)]
+    # one task per chunk: stack-stac's window, read with its warp (a pixel's value does not depend on
+    # the chunk it is read in; odc-stac's per-chunk reprojection made it depend, up to 0.04 LAI)
+    blocks = [[da.from_delayed(dask.delayed(_stored_chunk)(mosaic, Window(c, r, cw, rh)),
+                               shape=(len(S2_BANDS_20M), rh, cw), dtype=np.int16)
+               for c, cw in zip(range(0, w, chunk), cols)] for r, rh in zip(range(0, h, chunk), rows)]
     data = da.block(blocks)
     gb = geobox(grid)
     coords = {"band": list(S2_BANDS_20M), "scale": ("band", np.full(len(S2_BANDS_20M), STACK_SCALE)),
@@ -184,10 +125,10 @@ def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.dateti
               **require("odc.geo.xr", "direct").xr_coords(gb, always_yx=True)}
     cube = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, attrs={"nodata": STACK_NODATA})
     tags = {"STAC_ITEMS": ",".join(i.id for i in items),
-            "ANGLES_FROM": ",".join(sorted({source for _, source in chunks.angles})),
+            "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
             "SCL_MASKED": ",".join(map(str, scl_classes)), **masks.cloud_buffer_tag(cloud_buffer),
             **platform_tag(stac.item_platform(it) for it in items),
-            **offset_tag(note for _, note in chunks.scalings)}
+            **offset_tag(mosaic.offset_notes)}
     return cube, tags
 
 
@@ -320,7 +261,7 @@ def predict_stac(
     crs: str | None = None,
     max_cloud: float | None = None,
     scl_classes: Sequence[int] = masks.DEFAULT_SCL_MASK,
-    resampling: str = "bilinear",
+    resampling: str | Resampling = "bilinear",
     cloud_buffer: int = 0,
     chunk: int = 1024,
     client: Any = None,
@@ -353,6 +294,7 @@ def predict_stac(
     """
     if options.calibration is not None:
         raise ConfigError("predict-stac does not apply a calibration: predict from stacks, or calibrate later")
+    resampling = as_resampling(resampling)
     check_model(options)
     for model in unit_members(options.model):
         inputs = tuple(load_network(model, options.variables[0]).inputs)
@@ -384,12 +326,14 @@ def predict_stac(
             res = PredictResult(Path(name), list(outputs.values()), "skipped", date=date)
         else:
             date_items = stac.date_order(date_items)  # the first wins where items overlap
-            with rasterio.Env(**GDAL_REMOTE_ENV), ImageCache() as images:
-                cube, tags = date_cube(date_items, grid, region_geojson, when=date_items[0].datetime, chunk=chunk,
-                                       resampling=resampling, scl_classes=scl_classes, cloud_buffer=cloud_buffer,
-                                       images=images)
-            tags["STAC_CATALOG"] = str(catalog)
-            n_valid = predict_date(cube, grid, outputs, networks, date_options, tags=tags, client=client)
+            # the chunks' threads keep the assets open for the date (one decoding of a JP2 per thread)
+            with ThreadImages() as images:
+                with rasterio.Env(**GDAL_REMOTE_ENV):
+                    cube, tags = date_cube(date_items, grid, region_geojson, when=date_items[0].datetime,
+                                           chunk=chunk, resampling=resampling, scl_classes=scl_classes,
+                                           cloud_buffer=cloud_buffer, images=images)
+                tags["STAC_CATALOG"] = str(catalog)
+                n_valid = predict_date(cube, grid, outputs, networks, date_options, tags=tags, client=client)
             res = PredictResult(Path(name), list(outputs.values()), "done", n_valid, grid.shape[0] * grid.shape[1],
                                 time.perf_counter() - t0, date=date)
             log.info("%s: products of %d item(s), %s valid px, %.1f s", name, len(date_items), f"{n_valid:,}",

@@ -205,8 +205,10 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
                 builder.finish()
         if cog:
             copy_threads = max(1, threads if copy_threads is None else copy_threads)
-            # GDAL_NUM_THREADS: the copy decodes the scratch (and computes float32 overviews) on them too
-            with phases(phase), rasterio.Env(GDAL_NUM_THREADS=copy_threads):
+            # GDAL_NUM_THREADS: the copy decodes the scratch (and computes float32 overviews) on them too;
+            # the scratch's overview levels are found beside it by listing its folder, which a caller's
+            # cloud setting (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR) would prevent: a COG without overviews
+            with phases(phase), rasterio.Env(GDAL_NUM_THREADS=copy_threads, GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
                 try:
                     rasterio.shutil.copy(
                         scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
