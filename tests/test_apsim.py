@@ -64,6 +64,7 @@ def test_one_table_of_all_zones(tmp_path, lai_writer, polygon_writer, fmt):
         np.testing.assert_allclose(mine["LAI Mean"].to_numpy(), stats["LAI Mean"].to_numpy())
 
 
+@pytest.mark.slow  # 1 s: three commands (report imports bokeh)
 def test_a_stats_csv_without_a_column_or_rows_is_named(tmp_path, lai_writer, polygon_writer):
     """Every reader of a _STATS.csv (export-apsim, report, quicklook, validate --series)
     checks its columns and rows and names the file: no KeyError, no IndexError."""

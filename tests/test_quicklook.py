@@ -74,6 +74,7 @@ def test_cli(analysis, tmp_path):
     assert out.stat().st_size > 20_000 and str(out) in res.stderr
 
 
+@pytest.mark.slow  # 0.7 s
 def test_cli_finds_the_max_map_and_takes_a_folder(analysis, tmp_path):
     zone, _ = analysis
     res = CliRunner().invoke(cli, ["quicklook", str(zone.csv)])  # MAX found by name

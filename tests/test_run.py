@@ -277,6 +277,7 @@ kind = "serial"
     assert [s.units[0].status for s in again.steps] == ["skipped", "skipped"]
 
 
+@pytest.mark.slow  # 0.8 s: two runs
 def test_outputs_truncated_outside_the_tool_are_made_again(tmp_path):
     """A half-copied product or CSV (a sync cut short), newer than its inputs, is not "up to date"."""
     cfg_path = qvidja_config(tmp_path)
