@@ -4,6 +4,8 @@ window at a time give the same file whatever the window size, with memory bounde
 from __future__ import annotations
 
 import datetime as dt
+import pickle
+import threading
 import tracemalloc
 
 import numpy as np
@@ -19,7 +21,7 @@ from shapely import affinity
 from shapely.geometry import Point, box, mapping, shape
 
 from vercye_lai import stack as stack_bands
-from vercye_lai.acquire import stac
+from vercye_lai.acquire import stac, warp
 from vercye_lai.acquire.bands import write_band_stack
 from vercye_lai.acquire.safe import stack_safe
 from vercye_lai.acquire.warp import warp_to_grid
@@ -242,3 +244,27 @@ def test_memory_is_bounded_by_the_window(tmp_path):
     assert peaks[ONE_WINDOW] > whole  # the one-window run holds the grid…
     assert peaks[128] < whole / 10  # …the windowed one only about a window's worth
     assert_same_file(tmp_path / "out_128.tif", tmp_path / f"out_{ONE_WINDOW}.tif")
+
+
+def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeypatch):
+    """Each thread reads through its own open datasets (reused across chunks), at most `keep`
+    of them, the least recently used closed first; leaving closes every thread's; a copy sent
+    to another process starts empty; the bound keeps all threads within half the file limit."""
+    paths = [write_raster(tmp_path / f"a{i}.tif", np.full((4, 4), i, np.uint16)) for i in range(3)]
+    with warp.ThreadImages(keep=2) as images:
+        first = images(paths[0])
+        assert images(paths[0]) is first  # kept for this thread
+        other = []
+        t = threading.Thread(target=lambda: other.append(images(paths[0])))
+        t.start()
+        t.join()
+        assert other[0] is not first and not other[0].closed  # the other thread's own
+        images(paths[1])
+        images(paths[2])  # a third: the least recently used (paths[0]) closes
+        assert first.closed and images(paths[0]).read(1)[0, 0] == 0
+        copy = pickle.loads(pickle.dumps(images))
+        assert copy.keep == 2 and copy(paths[1]) is not images(paths[1])
+        copy.__exit__(None, None, None)
+    assert other[0].closed  # every thread's, on leaving
+    monkeypatch.setattr(warp.resource, "getrlimit", lambda _: (1024, 4096))
+    assert [warp.ThreadImages.for_threads(n).keep for n in (2, 16, 64)] == [40, 32, 9]

@@ -30,6 +30,11 @@ from vercye_lai.grid import Grid, utm_crs
 from vercye_lai.io import is_whole
 from vercye_lai.stack import S2_BANDS_20M, StackWriter
 
+try:
+    import resource  # POSIX: the open-file limit (ThreadImages)
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
 log = logging.getLogger(__name__)
 
 
@@ -178,10 +183,21 @@ class ThreadImages:
     (``bench_direct.py``)."""
 
     def __init__(self, keep: int = 40) -> None:
-        self.keep = keep
+        self.keep = max(1, keep)
         self._local = threading.local()
         self._caches: list[collections.OrderedDict] = []
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_threads(cls, threads: int, *, keep: int = 40) -> ThreadImages:
+        """One for ``threads`` threads that keeps at most half the process's open-file limit
+        open among them (64 threads × 40 would pass Linux's usual 1024), at least 9 per thread
+        (one Sentinel-2 item's assets)."""
+        soft = 1024
+        if resource is not None:  # POSIX
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            soft = 1 << 20 if limit == resource.RLIM_INFINITY else limit
+        return cls(max(9, min(keep, soft // 2 // max(1, threads))))
 
     def __call__(self, src: str | os.PathLike) -> rasterio.DatasetReader:
         cache = getattr(self._local, "cache", None)

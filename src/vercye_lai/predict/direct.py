@@ -327,7 +327,7 @@ def predict_stac(
         else:
             date_items = stac.date_order(date_items)  # the first wins where items overlap
             # the chunks' threads keep the assets open for the date (one decoding of a JP2 per thread)
-            with ThreadImages() as images:
+            with ThreadImages.for_threads(options.workers) as images:
                 with rasterio.Env(**GDAL_REMOTE_ENV):
                     cube, tags = date_cube(date_items, grid, region_geojson, when=date_items[0].datetime,
                                            chunk=chunk, resampling=resampling, scl_classes=scl_classes,
