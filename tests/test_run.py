@@ -114,6 +114,18 @@ def test_config_error_on_the_command_line(tmp_path):
     assert "invalid TOML" in invoke("run", tmp_path / "broken.toml").output
 
 
+def test_a_predict_config_that_cannot_load_stops_the_run_before_any_step(tmp_path):
+    """Its model has no error network for [predict] uncertainty: the run says so at once,
+    naming the config, rather than after the acquisition (hours, for Earth Engine)."""
+    cfg = qvidja_config(tmp_path, extra='[predict]\nuncertainty = true\nmodel = "snap-3.0-s2a"\n')
+    r = invoke("run", cfg)
+    assert r.exit_code == 1
+    assert "run.toml: [predict] model 'snap-3.0-s2a' has no error network for uncertainty" in " ".join(r.output.split())
+    assert not (tmp_path / "out" / "run_summary.json").exists() and not (tmp_path / "out" / "lai").exists()
+    only = invoke("run", cfg, "--only", "analyze")  # a step that does not predict runs (and finds no LAI)
+    assert "[predict]" not in only.output and (tmp_path / "out" / "run_summary.json").exists()
+
+
 # --- running --------------------------------------------------------------------------
 
 
