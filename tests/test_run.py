@@ -114,9 +114,10 @@ def test_config_error_on_the_command_line(tmp_path):
     assert "invalid TOML" in invoke("run", tmp_path / "broken.toml").output
 
 
-def test_a_predict_config_that_cannot_load_stops_the_run_before_any_step(tmp_path):
-    """Its model has no error network for [predict] uncertainty: the run says so at once,
-    naming the config, rather than after the acquisition (hours, for Earth Engine)."""
+def test_a_model_or_calibration_that_cannot_load_stops_the_run_before_any_step(tmp_path):
+    """Its model has no error network for [predict] uncertainty, or an analysis' calibration
+    file is not one: the run says so at once, naming the file, rather than after the
+    acquisition (hours, for Earth Engine)."""
     cfg = qvidja_config(tmp_path, extra='[predict]\nuncertainty = true\nmodel = "snap-3.0-s2a"\n')
     r = invoke("run", cfg)
     assert r.exit_code == 1
@@ -124,6 +125,12 @@ def test_a_predict_config_that_cannot_load_stops_the_run_before_any_step(tmp_pat
     assert not (tmp_path / "out" / "run_summary.json").exists() and not (tmp_path / "out" / "lai").exists()
     only = invoke("run", cfg, "--only", "analyze")  # a step that does not predict runs (and finds no LAI)
     assert "[predict]" not in only.output and (tmp_path / "out" / "run_summary.json").exists()
+    (tmp_path / "cal.json").write_text('{"kind": "poly9"}')  # an analysis' calibration file, the same
+    text = cfg.read_text().replace("uncertainty = true", "uncertainty = false")
+    cfg.write_text(text.replace('mode = "poly_agg"', f'mode = "poly_agg"\nadjustment = "{tmp_path / "cal.json"}"'))
+    r = invoke("run", cfg, "--only", "predict", "--only", "analyze")
+    assert r.exit_code == 1 and "cal.json: not a calibration file of vercye-lai calibrate" in r.output
+    assert not (tmp_path / "out" / "lai").exists()  # before predict ran
 
 
 # --- running --------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import NO_SPACE, ConfigError, InputError
 from vercye_lai.predict.products import check_model
 from vercye_lai.run._steps import (  # noqa: F401 - _stacks, predict_options: part of this module's API
@@ -104,13 +105,17 @@ def run_pipeline(
     steps = [s for s in STEPS if s in steps]
     if "predict" in steps or ("acquire" in steps and any(src.source.products for src in cfg.sources)):
         # a model, variable, error network or calibration that cannot be loaded stops the run here,
-        # not after hours of acquisition
+        # not after hours of acquisition and prediction
         try:
             check_model(cfg.predict)
         except InputError as exc:
             if exc.path is not None:  # it names its own file (a coefficient or calibration file)
                 raise
             raise ConfigError(f"[predict] {exc.message}", path=cfg.path) from exc
+    if "analyze" in steps:  # so do the analyses' calibration files (they name themselves)
+        for analysis in cfg.analyses:
+            if analysis.options.adjustment_file is not None:
+                adjustment_calibration(analysis.options.adjustment_file)
     summary = RunSummary(cfg.output_root, executor.kind if executor else cfg.executor, dry_run,
                          started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          config=str(cfg.path) if cfg.path else None)
