@@ -115,9 +115,9 @@ def test_config_error_on_the_command_line(tmp_path):
 
 
 def test_a_model_or_calibration_that_cannot_load_stops_the_run_before_any_step(tmp_path):
-    """Its model has no error network for [predict] uncertainty, or an analysis' calibration
-    file is not one: the run says so at once, naming the file, rather than after the
-    acquisition (hours, for Earth Engine)."""
+    """Its model has no error network for [predict] uncertainty, an analysis' calibration file
+    is not one, its fields are points: the run says so at once, naming the file, rather than
+    after the acquisition (hours, for Earth Engine) and prediction."""
     cfg = qvidja_config(tmp_path, extra='[predict]\nuncertainty = true\nmodel = "snap-3.0-s2a"\n')
     r = invoke("run", cfg)
     assert r.exit_code == 1
@@ -130,6 +130,12 @@ def test_a_model_or_calibration_that_cannot_load_stops_the_run_before_any_step(t
     cfg.write_text(text.replace('mode = "poly_agg"', f'mode = "poly_agg"\nadjustment = "{tmp_path / "cal.json"}"'))
     r = invoke("run", cfg, "--only", "predict", "--only", "analyze")
     assert r.exit_code == 1 and "cal.json: not a calibration file of vercye-lai calibrate" in r.output
+    points = tmp_path / "points.geojson"  # fields that are points: seen in the file's metadata
+    points.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+                      '"geometry": {"type": "Point", "coordinates": [22.4, 60.3]}}]}')
+    cfg.write_text(cfg.read_text().replace(f'adjustment = "{tmp_path / "cal.json"}"', "").replace(str(AOI), str(points)))
+    r = invoke("run", cfg)
+    assert r.exit_code == 1 and "points.geojson: geometries must be polygons in the polygon modes" in r.output
     assert not (tmp_path / "out" / "lai").exists()  # before predict ran
 
 

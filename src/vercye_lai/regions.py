@@ -38,6 +38,27 @@ def safe_name(name: str) -> str:
     return s
 
 
+def vector_layer(path: Path, layer: str | None) -> str:
+    """The declared geometry type of the layer of ``path`` a reader takes (``layer``, or the
+    only one; ``""`` where none is declared), from the file's metadata.
+
+    Raises
+    ------
+    InputError
+        Several layers and none chosen, or an unknown layer (naming them).
+    """
+    import pyogrio
+
+    layers = {str(n): str(t or "") for n, t in pyogrio.list_layers(path)}
+    described = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers.items())
+    if layer is None and len(layers) > 1:
+        raise InputError(f"has {len(layers)} layers: {described}; choose one with --layer "
+                         "(run config: layer = ...)", path=path)
+    if layer is not None and layer not in layers:
+        raise InputError(f"has no layer {layer!r}; its layers: {described}", path=path)
+    return layers[layer] if layer is not None else next(iter(layers.values()), "")
+
+
 def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
     """Read a vector file with geopandas, with errors naming the file.
 
@@ -55,20 +76,12 @@ def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
         coordinates outside lon/lat in a geographic CRS.
     """
     import geopandas as gpd  # imported here: slow to import, not needed by every command
-    import pyogrio
 
     path = Path(path)
     if not path.exists():
         raise DataIOError("file does not exist", path=path)
     try:
-        layers = pyogrio.list_layers(path)
-        names = [str(n) for n, _ in layers]
-        described = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers)
-        if layer is None and len(names) > 1:
-            raise InputError(f"has {len(names)} layers: {described}; choose one with --layer "
-                             "(run config: layer = ...)", path=path)
-        if layer is not None and layer not in names:
-            raise InputError(f"has no layer {layer!r}; its layers: {described}", path=path)
+        vector_layer(path, layer)
         gdf = gpd.read_file(path, layer=layer, **kw)
     except InputError:
         raise

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from vercye_lai.errors import DataIOError, InputError, gdal_reason
 from vercye_lai.grid import Grid
 from vercye_lai.io import apply_scaling, atomic_output, nodata_mask, open_raster
-from vercye_lai.regions import read_vector
+from vercye_lai.regions import read_vector, vector_layer
 from vercye_lai.regions import safe_name as _safe
 
 if TYPE_CHECKING:
@@ -73,6 +73,32 @@ def read_window(ds: rasterio.io.DatasetReader, window: Window, *,
 
 
 # --------------------------------------------------------------------------- vector input
+def check_polygon_file(path: str | Path, *, layer: str | None = None) -> None:
+    """From the file's metadata only (its layers' declared geometry types): a file whose layer
+    declares points or lines cannot be zones of the polygon modes; a file of several layers
+    needs ``layer``. What the metadata cannot tell (a mixed or undeclared type) is checked
+    when the geometries are read (:func:`read_geometries`).
+
+    Raises
+    ------
+    DataIOError
+        Missing or unreadable file.
+    InputError
+        A point or line layer, several layers and none chosen, or an unknown layer.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataIOError("file does not exist", path=path)
+    try:
+        kind = vector_layer(path, layer)
+    except InputError:
+        raise
+    except Exception as exc:  # pyogrio raises its own DataSourceError and friends
+        raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
+    if any(word in kind for word in ("Point", "LineString")):
+        raise InputError(f"geometries must be polygons in the polygon modes; the layer holds {kind}", path=path)
+
+
 def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDataFrame:
     """Read the polygons of a vector file (any format geopandas/pyogrio reads) and check
     they are usable (see :func:`vercye_lai.regions.read_vector` for the layer and the CRS).

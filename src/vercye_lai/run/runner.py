@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from vercye_lai.analysis.geometry import check_polygon_file
 from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import NO_SPACE, ConfigError, InputError
 from vercye_lai.predict.products import check_model
@@ -112,10 +113,12 @@ def run_pipeline(
             if exc.path is not None:  # it names its own file (a coefficient or calibration file)
                 raise
             raise ConfigError(f"[predict] {exc.message}", path=cfg.path) from exc
-    if "analyze" in steps:  # so do the analyses' calibration files (they name themselves)
+    if "analyze" in steps:  # so do the analyses' calibration files and fields (they name themselves)
         for analysis in cfg.analyses:
             if analysis.options.adjustment_file is not None:
                 adjustment_calibration(analysis.options.adjustment_file)
+            if analysis.options.mode != "raster":
+                check_polygon_file(analysis.geometry, layer=analysis.options.layer)
     summary = RunSummary(cfg.output_root, executor.kind if executor else cfg.executor, dry_run,
                          started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          config=str(cfg.path) if cfg.path else None)
