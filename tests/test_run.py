@@ -10,6 +10,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
@@ -136,6 +137,12 @@ def test_a_model_or_calibration_that_cannot_load_stops_the_run_before_any_step(t
     cfg.write_text(cfg.read_text().replace(f'adjustment = "{tmp_path / "cal.json"}"', "").replace(str(AOI), str(points)))
     r = invoke("run", cfg)
     assert r.exit_code == 1 and "points.geojson: geometries must be polygons in the polygon modes" in r.output
+    mask = tmp_path / "mask.tif"  # a crop mask without georeferencing
+    with rasterio.open(mask, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as ds:
+        ds.write(np.ones((1, 4, 4), np.uint8))
+    cfg.write_text(cfg.read_text().replace(str(points), str(mask)).replace('mode = "poly_agg"', 'mode = "raster"'))
+    r = invoke("run", cfg)
+    assert r.exit_code == 1 and "mask.tif: raster is not georeferenced" in r.output
     assert not (tmp_path / "out" / "lai").exists()  # before predict ran
 
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from vercye_lai.analysis.geometry import check_polygon_file
 from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import NO_SPACE, ConfigError, InputError
+from vercye_lai.io import open_raster
 from vercye_lai.predict.products import check_model
 from vercye_lai.run._steps import (  # noqa: F401 - _stacks, predict_options: part of this module's API
     _stacks,
@@ -119,6 +120,8 @@ def run_pipeline(
                 adjustment_calibration(analysis.options.adjustment_file)
             if analysis.options.mode != "raster":
                 check_polygon_file(analysis.geometry, layer=analysis.options.layer)
+            else:  # a crop mask: a georeferenced raster (its metadata)
+                open_raster(analysis.geometry).close()
     summary = RunSummary(cfg.output_root, executor.kind if executor else cfg.executor, dry_run,
                          started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          config=str(cfg.path) if cfg.path else None)
