@@ -145,3 +145,17 @@ def test_cli(tmp_path):
     )
     line = cli_error_line(r)
     assert str(POLTAVA) in line and "no column 'nom'" in line
+
+
+def test_a_region_of_points_is_refused(tmp_path):
+    """A region is the area to acquire: points (the in-situ file given by mistake) made a
+    one-pixel stack, silently; the stack commands and a run say so, naming the file."""
+    pts = tmp_path / "sites.geojson"
+    gpd.GeoDataFrame({"name": ["a", "b"]}, geometry=gpd.points_from_xy([8.6, 8.7], [47.4, 47.5]),
+                     crs=4326).to_file(pts)
+    with pytest.raises(InputError, match=r"a region must be polygons \(the area to acquire\); found Point \(2\)") as e:
+        load_region(pts)
+    assert str(pts) in str(e.value)
+    line = cli_error_line(CliRunner().invoke(cli, ["stack-stac", "--geometry", str(pts), "--start-date", "2022-06-01",
+                                                   "--end-date", "2022-06-02", "-o", str(tmp_path / "o")]))
+    assert "sites.geojson: a region must be polygons" in line

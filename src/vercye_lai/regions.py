@@ -314,9 +314,19 @@ def load_region(name_or_path: str | os.PathLike, library_dir: str | os.PathLike 
     -------
     geopandas.GeoDataFrame
         The region's features; :func:`region_geometry` gives their union.
+
+    Raises
+    ------
+    InputError
+        An unknown region, or features that are not polygons (naming the file).
     """
     path = region_path(name_or_path, library_dir)
-    return read_vector(path).to_crs(LIBRARY_CRS)
+    gdf = read_vector(path)
+    kinds = gdf.geom_type.value_counts()
+    if set(kinds.index) - {"Polygon", "MultiPolygon"}:  # a point's grid is one pixel: never silently
+        found = ", ".join(f"{k} ({n})" for k, n in kinds.items())
+        raise InputError(f"a region must be polygons (the area to acquire); found {found}", path=path)
+    return gdf.to_crs(LIBRARY_CRS)
 
 
 def region_geometry(gdf, crs=None):
