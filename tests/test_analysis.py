@@ -114,6 +114,8 @@ def test_raster_mode_same_grid(tmp_path, raster_writer, season, caplog):
     assert row["LAI Mean"] == pytest.approx(np.mean(expected), abs=1e-6)
     assert res.zones[0].csv.name == "R_mask_2022-06-01_2022-06-06_STATS.csv"
     assert "not the LAI grid" not in caplog.text  # aligned: nothing resampled, nothing to say
+    # a 7 among the 1s: a class map or a probability? counted as crop, and said
+    assert "mask.tif: the crop mask holds values other than 0 and 1 (1 to 7)" in caplog.text
 
 
 def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season, caplog):
@@ -133,6 +135,7 @@ def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season, caplo
     record = next(r for r in caplog.records if "not the LAI grid" in r.getMessage())
     warning = record.getMessage()
     assert "mask20.tif" in warning and "20×20 px" in warning and "10×10 px" in warning
+    assert "other than 0 and 1" not in caplog.text  # a 0/1 mask: nothing to say
     assert "nearest neighbour" in warning and record.levelname == "WARNING"
 
 

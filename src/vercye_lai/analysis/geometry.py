@@ -334,6 +334,11 @@ class MaskZones(Zones):
             crop = (data != 0) & ~nodata_mask(data, ds.nodata)
             if not crop.any():
                 raise InputError("the crop mask has no non-zero pixel", path=path)
+            top = data[crop].max()
+            if top > 1 or data[crop].min() < 0:  # a probability or a class map, not a 0/1 mask
+                log.warning("%s: the crop mask holds values other than 0 and 1 (%s to %s): every non-zero pixel "
+                            "counts as crop; threshold it first if it is a probability or a class map",
+                            Path(path).name, data[crop].min(), top)
             rows = np.flatnonzero(crop.any(axis=1))
             cols = np.flatnonzero(crop.any(axis=0))
             win = Window(cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
