@@ -115,8 +115,8 @@ def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.dateti
     cols = [min(chunk, w - c) for c in range(0, w, chunk)]
     # one task per chunk: stack-stac's window, read with its warp (a pixel's value does not depend on
     # the chunk it is read in; odc-stac's per-chunk reprojection made it depend, up to 0.04 LAI)
-    blocks = [[da.from_delayed(dask.delayed(_stored_chunk)(mosaic, Window(c, r, cw, rh)),
-                               shape=(len(S2_BANDS_20M), rh, cw), dtype=np.int16)
+    read = dask.delayed(partial(_stored_chunk, mosaic))  # the mosaic is hashed once, not once per chunk
+    blocks = [[da.from_delayed(read(Window(c, r, cw, rh)), shape=(len(S2_BANDS_20M), rh, cw), dtype=np.int16)
                for c, cw in zip(range(0, w, chunk), cols)] for r, rh in zip(range(0, h, chunk), rows)]
     data = da.block(blocks)
     gb = geobox(grid)
