@@ -4,12 +4,13 @@ on a static catalogue built from the real L2A product in ../shared/data (no netw
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import make_catalog, make_item, region_4326
+from conftest import make_catalog, make_item, region_4326, write_run_config
 
 pytest.importorskip("odc.stac")
 xr = pytest.importorskip("xarray")
@@ -327,6 +328,45 @@ def test_direct_route_runs_the_network_of_the_items_unit(stack_route, tmp_path):
     assert tags["VERCYE_PLATFORM"] == want["VERCYE_PLATFORM"] == "sentinel-2a"
     np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
     assert np.nanmax(np.abs(x - y)) <= 1e-6
+
+
+@pytest.mark.slow
+@needs_safe
+def test_a_run_with_the_stac_direct_source_succeeds(stack_route, tmp_path, region_file_k):
+    """The whole run on the static catalogue: the products come from the acquire step, the
+    mosaic and predict steps have nothing to do (the mosaic step failed: no stacks folder),
+    the analysis runs; exit 0. The products are predict-stac's."""
+    cat, lai = stack_route
+    cfg = write_run_config(tmp_path / "run.toml", f"""
+output_root = "out"
+resolution = 60
+[[regions]]
+name = "K"
+geometry = "{region_file_k}"
+start_date = 2022-10-01
+end_date = 2022-10-10
+[source]
+kind = "stac-direct"
+catalog = "{cat}"
+cloud_buffer = {BUFFER}
+chunk = 64
+[predict]
+dtype = "float32"
+uncertainty = true
+[[analyses]]
+name = "all"
+geometry = "{region_file_k}"
+mode = "poly_agg"
+[executor]
+kind = "threads"
+""")
+    r = CliRunner().invoke(cli, ["-q", "run", str(cfg)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    counts = {s["step"]: (s["done"], s["skipped"], s["failed"]) for s in summary["steps"]}
+    assert counts["acquire"] == (1, 0, 0) and counts["mosaic"] == (0, 1, 0) and counts["predict"] == (0, 1, 0)
+    assert counts["analyze"] == (1, 0, 0)
+    assert_same_products(lai, tmp_path / "out" / "lai" / "K")
 
 
 def test_a_run_config_takes_the_stac_direct_source(tmp_path):

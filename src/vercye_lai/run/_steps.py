@@ -159,10 +159,21 @@ def _multi_part_dates(cfg: RunConfig, region: RegionConfig) -> dict[tuple[dt.dat
             and (len(p) > 1 or _PART_NAME.search(p[0].stem))}
 
 
+PRODUCTS_BY_SOURCE = "products written by the source (stac-direct)"
+
+
+def _products_by_source(cfg: RunConfig) -> bool:
+    """Every source writes the LAI products itself (no stacks: no mosaic, no predict step)."""
+    return all(src.source.products for src in cfg.sources)
+
+
 def step_mosaic(cfg: RunConfig, ex: Executor, *, dry_run: bool = False, on_unit: UnitFn | None = None) -> StepSummary:
     """One VRT per date split into parts (in ``stacks/{region}``); single stacks need none."""
     st = StepLog("mosaic", on_unit)
     for r in cfg.regions:
+        if _products_by_source(cfg):  # no stack is written: nothing to mosaic
+            st.add(r.name, "-", "skipped", PRODUCTS_BY_SOURCE)
+            continue
         try:
             dates = _multi_part_dates(cfg, r)
         except NoDataFoundError as exc:
@@ -209,8 +220,8 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
     options = predict_options(cfg, workers=1 if ex.kind == "dask" else ex.workers)
     units: list[tuple[str, Any]] = []
     for r in cfg.regions:
-        if all(src.source.products for src in cfg.sources):  # written by the acquire step
-            st.add(r.name, "-", "skipped", "products written by the source (stac-direct)")
+        if _products_by_source(cfg):  # written by the acquire step
+            st.add(r.name, "-", "skipped", PRODUCTS_BY_SOURCE)
             continue
         try:
             plan = plan_predict(_stacks(cfg, r), cfg.lai_dir(r.name), options=options)
