@@ -17,7 +17,7 @@ from conftest import DATA, REPO, cli_error_line, copy_qvidja
 
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.cli.main import cli
-from vercye_lai.errors import InputError
+from vercye_lai.errors import InputError, ModelError
 from vercye_lai.model.sl2p import FLAG_HAZE
 from vercye_lai.predict import PredictOptions
 from vercye_lai.predict.table import (
@@ -258,3 +258,24 @@ def test_angle_columns_are_degrees_checked_against_the_sun(tmp_path):
                          (sza + 100.0, "zenith angles outside 0–90°")):
         with pytest.raises(InputError, match=message):
             predict_table(good.assign(sun_zenith=bad))
+
+
+def test_a_per_unit_model_takes_each_rows_unit_from_its_spacecraft_column():
+    """snap-3.0 on a table of Earth Engine samples: each row through the network of the unit
+    its SPACECRAFT_NAME names (2C through 2B's, as SNAP ships it); without such a column, or
+    with a row that names none, an error — never one unit's network for every row."""
+    df = stack_pixels(DATA / "qvidja" / "qvidja_20m_2023-06-11.tif", n=60)
+    df["SPACECRAFT_NAME"] = np.resize(["Sentinel-2A", "Sentinel-2B", "Sentinel-2C"], len(df))
+    out = predict_table(df, predict=PredictOptions(model="snap-3.0"))
+    for unit, model in (("A", "snap-3.0-s2a"), ("B", "snap-3.0-s2b"), ("C", "snap-3.0-s2b")):
+        rows = df["SPACECRAFT_NAME"] == f"Sentinel-2{unit}"
+        alone = predict_table(df[rows], predict=PredictOptions(model=model))
+        np.testing.assert_array_equal(out.loc[rows, "LAI"], alone["LAI"])
+        np.testing.assert_array_equal(out.loc[rows, "LAI flags"], alone["LAI flags"])
+    assert not np.array_equal(out.loc[df.index[:1], "LAI"], predict_table(
+        df[:1], predict=PredictOptions(model="snap-3.0-s2b"))["LAI"])  # the units' networks differ
+    with pytest.raises(ModelError, match="snap-3.0-s2a or snap-3.0-s2b"):
+        predict_table(df.drop(columns="SPACECRAFT_NAME"), predict=PredictOptions(model="snap-3.0"))
+    df.loc[df.index[3], "SPACECRAFT_NAME"] = "Landsat-9"
+    with pytest.raises(InputError, match=r"1 row\(s\) name no Sentinel-2 unit in column 'SPACECRAFT_NAME' \(row 3"):
+        predict_table(df, predict=PredictOptions(model="snap-3.0"))

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 
 from vercye_lai.acquire.angles import cosines, solar_position
+from vercye_lai.acquire.platform import s2_platform
 from vercye_lai.errors import DataIOError, InputError, require
 from vercye_lai.io import atomic_output, check_utf8
 from vercye_lai.model import FLAG_NODATA, load_error_network
-from vercye_lai.model.registry import unit_model
+from vercye_lai.model.registry import UNIT_MODELS, unit_model
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import HazeTest, predict_block
@@ -439,24 +440,36 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     InputError
         See :func:`table_inputs`; an output column the table already has.
     """
-    # a per-unit model (snap-3.0) needs a stack's PLATFORM tag: a table names no unit
-    predict = dataclasses.replace(predict, model=unit_model(predict.model, None, path=path))
-    check_model(predict)
-    networks = model_networks(predict)
-    calibration = load_options_calibration(predict)
-    errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []
-    inputs = table_inputs(df, networks[0].inputs, predict=predict, options=options, path=path)
+    models = row_models(df, predict.model, path=path)
+    unit_options = {m: dataclasses.replace(predict, model=m) for m in dict.fromkeys(models)} or {
+        str(predict.model): dataclasses.replace(predict, model=unit_model(predict.model, None, path=path))}
+    for o in unit_options.values():
+        check_model(o)
+    first = next(iter(unit_options.values()))
+    networks = model_networks(first)  # every unit's network takes the same inputs
+    calibration = load_options_calibration(first)
+    for o in unit_options.values():  # fitted for one model: every row's must be it
+        load_options_calibration(o)
+    inputs = table_inputs(df, networks[0].inputs, predict=first, options=options, path=path)
     new = [c for v in predict.variables for c in output_columns(v)]
     clash = [c for c in new if c in df.columns]
     if clash:
         raise InputError(f"already has column(s) {', '.join(clash)} (a predict-table output?); "
                          "rename or drop them", path=path)
-    fold = [n.for_stored_values(inputs.a, inputs.b) for n in networks]
-    fold_err = [e.for_stored_values(inputs.a, inputs.b) for e in errors]
-    values, flags, n_valid, unc = predict_block(
-        inputs.stored[:, None, :], fold, [None] * inputs.x.shape[0], flags=True,
-        out_of_range=predict.out_of_range, errors=fold_err,
-        haze=HazeTest.of(networks[0].inputs, inputs.a, inputs.b, predict.haze))
+    n = len(df)
+    values = [np.full(n, np.nan, np.float32) for _ in predict.variables]
+    flags = [np.full(n, FLAG_NODATA, np.uint8) for _ in predict.variables]
+    unc = [np.full(n, np.nan, np.float32) for _ in predict.variables] if predict.uncertainty else []
+    n_valid = 0
+    for model, o in unit_options.items():
+        rows = np.flatnonzero(models == model)
+        v, f, k, u = _predict_rows(inputs, o, rows)
+        for out_list, got in ((values, v), (flags, f), (unc, u)):
+            for full, part in zip(out_list, got):
+                full[rows] = part.ravel()
+        n_valid += k
+        if len(unit_options) > 1:
+            log.info("%d row(s) of %s: %s", len(rows), model, predict.model)
     log.info("%d of %d row(s) have every input (%s)", n_valid, len(df), inputs.how)
     out = df.copy()
     for b, v in inputs.computed.items():
@@ -464,10 +477,10 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
             out[b] = v.astype(np.float32)
     for k, v in enumerate(predict.variables):
         name, fname, uname = output_columns(v)
-        out[name] = values[k].ravel()
-        out[fname] = flags[k].ravel().astype(np.uint8)
-        if errors:
-            out[uname] = unc[k].ravel()
+        out[name] = values[k]
+        out[fname] = flags[k]
+        if unc:
+            out[uname] = unc[k]
     if calibration is not None:
         doy = day_of_year(df, options.time_column, path=path) if calibration.needs_date else None
         est = out[calibration.variable].to_numpy(float)
@@ -479,6 +492,50 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
             outside &= out[flags].to_numpy() != FLAG_NODATA
             out.loc[outside, flags] = out.loc[outside, flags].astype(int) | FLAG_CALIBRATION_OUTSIDE
     return out
+
+
+def _predict_rows(inputs: TableInputs, predict: PredictOptions, rows: np.ndarray):
+    """:func:`predict_block` of the table's ``rows`` with ``predict``'s networks (and error
+    networks), on the table's stored values: values, flags, valid rows, uncertainty."""
+    networks = model_networks(predict)
+    errors = [load_error_network(predict.model, v) for v in predict.variables] if predict.uncertainty else []
+    fold = [n.for_stored_values(inputs.a, inputs.b) for n in networks]
+    fold_err = [e.for_stored_values(inputs.a, inputs.b) for e in errors]
+    return predict_block(inputs.stored[:, None, rows], fold, [None] * inputs.x.shape[0], flags=True,
+                         out_of_range=predict.out_of_range, errors=fold_err,
+                         haze=HazeTest.of(networks[0].inputs, inputs.a, inputs.b, predict.haze))
+
+
+#: columns that may name a row's Sentinel-2 unit: Earth Engine's property, STAC's, a plain name
+PLATFORM_COLUMNS = ("spacecraft_name", "platform", "spacecraft")
+
+
+def row_models(df: pd.DataFrame, model: str | Path, *, path=None) -> np.ndarray:
+    """The model of each row: ``model``, or for a per-unit model (``snap-3.0``) the network of
+    the row's Sentinel-2 unit, named by a column of :data:`PLATFORM_COLUMNS` (any case:
+    ``Sentinel-2C``, ``sentinel-2c``, a product id).
+
+    Raises
+    ------
+    ModelError
+        A per-unit model and no such column (choose a unit's model), or a unit it has no
+        network for.
+    InputError
+        Rows whose column names no unit (counted, the first shown).
+    """
+    if str(model) not in UNIT_MODELS:
+        return np.full(len(df), str(model), dtype=object)
+    lower = {str(c).lower(): c for c in df.columns}
+    column = next((lower[c] for c in PLATFORM_COLUMNS if c in lower), None)
+    if column is None:  # raises, asking for an explicit model
+        unit_model(model, None, path=path)
+    units = [s2_platform(v) if pd.notna(v) else None for v in df[column]]
+    missing = [i for i, u in enumerate(units) if u is None]
+    if missing:
+        raise InputError(f"{len(missing)} row(s) name no Sentinel-2 unit in column {column!r} (row {missing[0]}: "
+                         f"{df[column].iloc[missing[0]]!r}), which {model} needs to choose each row's network",
+                         path=path)
+    return np.array([str(unit_model(model, u, path=path)) for u in units], dtype=object)
 
 
 def day_of_year(df: pd.DataFrame, column: str | None = None, *, path=None) -> np.ndarray:
