@@ -391,3 +391,23 @@ def test_s2c_items_are_tagged_and_ordered(tmp_path, caplog):
     assert "S2B_33UXP_20250302_0_L2A: 0, the raster:bands offset -0.1 dropped" in tags["REFLECTANCE_OFFSET"]
     assert "S2C_33UXP_20250302_0_L2A: -0.1 (raster:bands), checked" in tags["REFLECTANCE_OFFSET"]
     assert caplog.text.count("S2B_33UXP_20250302_0_L2A: with the raster:bands offset") == 1  # once
+
+
+def test_an_overpass_on_two_utc_dates_is_said(caplog):
+    """Near 157° E a Sentinel-2 pass is at ~00:20 UTC: its tiles may fall on two UTC dates,
+    which make two partly covered dates; that is said, naming both (dates a pass apart are not)."""
+
+    def item(name, when):
+        return pystac.Item(name, box(150, -30, 151, -29).__geo_interface__, [150, -30, 151, -29],
+                           dt.datetime.fromisoformat(when), {})
+
+    items = [item("a", "2024-05-01T23:58:40+00:00"), item("b", "2024-05-02T00:03:10+00:00"),
+             item("c", "2024-05-04T23:50:00+00:00"), item("d", "2024-05-05T00:40:00+00:00"),
+             item("e", "2024-05-05T10:30:00+02:00")]  # the same UTC date as d, given in local time
+    with caplog.at_level(logging.WARNING):
+        by_date = stac.items_by_date(items)
+    assert {d.isoformat(): [i.id for i in v] for d, v in by_date.items()} == {
+        "2024-05-01": ["a"], "2024-05-02": ["b"], "2024-05-04": ["c"], "2024-05-05": ["d", "e"]}
+    said = [r.getMessage() for r in caplog.records if "overpass" in r.getMessage()]
+    assert said == ["one overpass falls on two UTC dates, 2024-05-01 (23:58 UTC) and 2024-05-02 (00:03 UTC): "
+                    "its items make two dates, each partly covered"]  # c and d are 50 min apart: two passes

@@ -82,6 +82,7 @@ from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side,
     PLANETARY_COMPUTER,
     is_static,
     item_date,
+    items_by_date,
     read_asset,
     read_bytes,
     search_items,
@@ -344,9 +345,7 @@ def stack_stac(
         raise NoDataFoundError(
             f"no {collection} item over region {region!r} between {start} and {end}", path=catalog
         )
-    by_date: dict[dt.date, list[Any]] = {}
-    for it in items:
-        by_date.setdefault(item_date(it), []).append(it)
+    by_date = items_by_date(items)
     if on_plan:
         on_plan(by_date)
     grid = target_grid(geometry, resolution, crs)

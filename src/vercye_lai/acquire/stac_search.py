@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import re
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +52,33 @@ GDAL_REMOTE_ENV = {
 
 def item_date(item: Any) -> dt.date:
     """UTC acquisition date of an item."""
-    when = item.datetime or dt.datetime.fromisoformat(
-        str(item.properties["start_datetime"]).replace("Z", "+00:00")
-    )
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.UTC)
-    return when.date()
+    return _item_time(item).date()
 
 
+
+
+#: items closer in time than this are one overpass (a Sentinel-2 pass over a region lasts minutes)
+ONE_PASS = dt.timedelta(minutes=20)
+
+
+def items_by_date(items: Sequence[Any]) -> dict[dt.date, list[Any]]:
+    """The items grouped by :func:`item_date` (UTC), oldest date first. An overpass whose items
+    fall on two UTC dates (near 157° E a pass is at ~00:20 UTC: eastern Australia) makes two
+    dates, each partly covered: that is logged as a warning naming the dates and times."""
+    by_date: dict[dt.date, list[Any]] = {}
+    for it in items:
+        by_date.setdefault(item_date(it), []).append(it)
+    times = sorted((_item_time(it), item_date(it)) for it in items)
+    split = {(d0, d1, t0, t1) for (t0, d0), (t1, d1) in zip(times, times[1:]) if d0 != d1 and t1 - t0 <= ONE_PASS}
+    for d0, d1, t0, t1 in sorted(split):
+        log.warning("one overpass falls on two UTC dates, %s (%s UTC) and %s (%s UTC): its items make two dates, "
+                    "each partly covered", d0, t0.strftime("%H:%M"), d1, t1.strftime("%H:%M"))
+    return dict(sorted(by_date.items()))
+
+
+def _item_time(item: Any) -> dt.datetime:
+    when = item.datetime or dt.datetime.fromisoformat(str(item.properties["start_datetime"]).replace("Z", "+00:00"))
+    return when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _planetary_signer() -> Callable[[Any], Any]:

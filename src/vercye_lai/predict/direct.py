@@ -48,7 +48,7 @@ from vercye_lai.acquire import stac
 from vercye_lai.acquire.offset import offset_tag
 from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
-from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_date, search_items
+from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, items_by_date, search_items
 from vercye_lai.acquire.warp import ThreadImages, as_resampling, geometry_to_crs, target_grid
 from vercye_lai.errors import ConfigError, NoDataFoundError, require
 from vercye_lai.grid import Grid
@@ -304,9 +304,7 @@ def predict_stac(
                          max_cloud=max_cloud)
     if not items:
         raise NoDataFoundError(f"no {collection} item over region {region!r} between {start} and {end}", path=catalog)
-    by_date: dict[dt.date, list[Any]] = {}
-    for it in items:
-        by_date.setdefault(item_date(it), []).append(it)
+    by_date = items_by_date(items)
     if on_plan:
         on_plan(len(by_date))
     grid = target_grid(geometry, resolution, crs)
