@@ -48,16 +48,40 @@ def read(folder, product):
 
 
 def assert_same_products(a, b):
-    for product in PRODUCTS:
-        x, _, tx, cx = read(a, product)
-        y, tags, ty, cy = read(b, product)
-        assert (tx, cx) == (ty, cy)
-        if x.dtype.kind == "f":
-            np.testing.assert_array_equal(np.isnan(x), np.isnan(y))  # the masked pixels
-            assert np.nanmax(np.abs(x - y)) <= 1e-6, product
-        else:  # flags, nodata 255 included
-            np.testing.assert_array_equal(x, y)
+    """Folder ``b`` holds the products of folder ``a``: the same files, grid, storage and
+    overviews; float32 values within 1e-6 (LERC: each within its bound of those), int16 within
+    one step at a rounding tie (≥ 99.9 % equal), flags equal, the same masked pixels. Returns
+    the tags of ``b``'s products by file name."""
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    tags = {}
+    for name in names:
+        with rasterio.open(a / name) as da, rasterio.open(b / name) as db:
+            x, y, tags[name] = da.read(1), db.read(1), db.tags()
+            assert (da.transform, da.crs, da.dtypes, str(da.nodata), da.scales, da.overviews(1)) == (
+                db.transform, db.crs, db.dtypes, str(db.nodata), db.scales, db.overviews(1))
+            if x.dtype.kind == "f":
+                storage = da.tags()["VERCYE_STORAGE"]  # "float32" or "float32 lerc max error E"
+                bound = 1e-6 + (2 * float(storage.split()[-1]) if "lerc" in storage else 0.0)
+                np.testing.assert_array_equal(np.isnan(x), np.isnan(y))  # the masked pixels
+                assert np.nanmax(np.abs(x - y)) <= bound, name
+            elif x.dtype == np.int16:  # float values within 1e-6: one step at a rounding tie
+                np.testing.assert_array_equal(x == da.nodata, y == db.nodata)
+                diff = np.abs(x.astype(np.int32) - y)
+                assert diff.max() <= 1 and (diff == 0).mean() > 0.999, name
+            else:  # flags, nodata 255 included
+                np.testing.assert_array_equal(x, y)
     return tags
+
+
+def both_routes(stack_route, tmp_path, options):
+    """predict on the route's stacks (into ``stacked``) and predict-stac on its catalogue (into
+    ``direct``, 64-px chunks) with ``options``: their results."""
+    cat, lai = stack_route
+    (stacked,) = predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
+    (direct,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=tmp_path / "direct", options=options,
+                             chunk=64, cloud_buffer=BUFFER, **SEARCH)
+    return stacked, direct
 
 
 @pytest.mark.slow
@@ -84,7 +108,7 @@ def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypat
     # each chunk read once and through the network once, for its three products and its count
     assert calls == {"read": chunks, "network": chunks}
     assert np.isnan(lai_values).mean() > 0.01  # clouds, their buffer and the region's outside are masked
-    tags = assert_same_products(lai, out)
+    tags = assert_same_products(lai, out)[f"K_60m_{DATE}_LAI.tif"]
     assert tags["STAC_ITEMS"] == "S2A_T29UNU_20221005" and tags["CLOUD_BUFFER"] == str(BUFFER)
     assert tags["ANGLES_FROM"] == "granule metadata" and "checked" in tags["REFLECTANCE_OFFSET"]
     assert sorted(p.name for p in out.iterdir()) == sorted(f"K_60m_{DATE}_{p}.tif" for p in PRODUCTS)  # no stack
@@ -115,18 +139,12 @@ def test_direct_route_stores_int16_as_predict_does(stack_route, tmp_path):
     """The default storage (int16 steps, encoded in the Dask graph): the same stored values as
     predict on the stack, values and uncertainty (without flags: the products stand where they
     would be); the same count of valid input pixels."""
-    _, lai = stack_route
     options = PredictOptions(dtype="int16", uncertainty=True, workers=2, flags=False)
-    (stacked,) = predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
-    (direct,) = predict_stac(catalog=str(stack_route[0]), geometry=region_4326(), out_dir=tmp_path / "direct",
-                             options=options, chunk=64, cloud_buffer=BUFFER, **SEARCH)
-    for product in ("LAI", "LAI_uncertainty"):
-        x, _, _, _ = read(tmp_path / "stacked", product)
-        y, tags, _, _ = read(tmp_path / "direct", product)
-        assert x.dtype == y.dtype == np.int16 and tags["VERCYE_STORAGE"] == "int16 scale 0.001"
-        np.testing.assert_array_equal(x == -32768, y == -32768)
-        diff = np.abs(x.astype(np.int32) - y)
-        assert diff.max() <= 1 and (diff == 0).mean() > 0.999, product  # float values within 1e-6: a rounding tie
+    stacked, direct = both_routes(stack_route, tmp_path, options)
+    tags = assert_same_products(tmp_path / "stacked", tmp_path / "direct")
+    assert sorted(tags) == [f"K_60m_{DATE}_LAI.tif", f"K_60m_{DATE}_LAI_uncertainty.tif"]
+    assert {t["VERCYE_STORAGE"] for t in tags.values()} == {"int16 scale 0.001"}
+    assert all(read(tmp_path / "direct", v)[0].dtype == np.int16 for v in ("LAI", "LAI_uncertainty"))
     assert direct.n_valid == stacked.n_valid  # valid inputs, hazy ones included (as with flags)
 
 
@@ -141,29 +159,10 @@ def test_direct_route_equals_stack_route_across_options(stack_route, tmp_path, f
                                                         variables):
     """Options together (test_option_routes does the same for predict's parts): the same
     products, storage and valid count whichever route made them."""
-    cat, lai = stack_route
     options = PredictOptions(flags=flags, uncertainty=uncertainty, dtype=dtype, cog=cog, variables=variables, workers=2)
-    (stacked,) = predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
-    (direct,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=tmp_path / "direct", options=options,
-                             chunk=64, cloud_buffer=BUFFER, **SEARCH)
-    names = sorted(p.name for p in (tmp_path / "stacked").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "direct").iterdir())
-    assert len(names) == len(variables) * (1 + flags + uncertainty) and direct.n_valid == stacked.n_valid
-    for name in names:
-        with rasterio.open(tmp_path / "stacked" / name) as a, rasterio.open(tmp_path / "direct" / name) as b:
-            x, y = a.read(1), b.read(1)
-            assert (a.dtypes, str(a.nodata), a.scales, a.overviews(1)) == (b.dtypes, str(b.nodata), b.scales,
-                                                                           b.overviews(1))
-            if x.dtype.kind == "f":  # float32 within 1e-6; LERC: each within its bound of those
-                storage = a.tags()["VERCYE_STORAGE"]  # "float32" or "float32 lerc max error E"
-                bound = 1e-6 + (2 * float(storage.split()[-1]) if "lerc" in storage else 0.0)
-                np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
-                assert np.nanmax(np.abs(x - y)) <= bound, name
-            elif x.dtype == np.int16:  # one step at a rounding tie
-                np.testing.assert_array_equal(x == a.nodata, y == b.nodata)
-                assert np.abs(x.astype(np.int32) - y).max() <= 1, name
-            else:
-                np.testing.assert_array_equal(x, y)
+    stacked, direct = both_routes(stack_route, tmp_path, options)
+    tags = assert_same_products(tmp_path / "stacked", tmp_path / "direct")
+    assert len(tags) == len(variables) * (1 + flags + uncertainty) and direct.n_valid == stacked.n_valid
 
 
 @pytest.mark.slow
@@ -317,17 +316,11 @@ def test_a_per_unit_model_runs_the_network_of_the_cubes_unit():
 def test_direct_route_runs_the_network_of_the_items_unit(stack_route, tmp_path):
     """snap-3.0 through predict-stac: the S2A item's network, as predict picks it from the
     stack's PLATFORM tag (it ran S2B's for every item, silently); the products say so."""
-    _, lai = stack_route
-    options = PredictOptions(model="snap-3.0", dtype="float32", workers=2)
-    predict_dir(lai.parent / "stacks", tmp_path / "stacked", region="K", resolution=60, options=options)
-    predict_stac(catalog=str(stack_route[0]), geometry=region_4326(), out_dir=tmp_path / "direct", options=options,
-                 chunk=64, cloud_buffer=BUFFER, **SEARCH)
-    x, want, _, _ = read(tmp_path / "stacked", "LAI")
-    y, tags, _, _ = read(tmp_path / "direct", "LAI")
+    both_routes(stack_route, tmp_path, PredictOptions(model="snap-3.0", dtype="float32", workers=2))
+    tags = assert_same_products(tmp_path / "stacked", tmp_path / "direct")[f"K_60m_{DATE}_LAI.tif"]
+    want = read(tmp_path / "stacked", "LAI")[1]
     assert tags["VERCYE_MODEL"] == want["VERCYE_MODEL"] == "snap-3.0-s2a"
     assert tags["VERCYE_PLATFORM"] == want["VERCYE_PLATFORM"] == "sentinel-2a"
-    np.testing.assert_array_equal(np.isnan(x), np.isnan(y))
-    assert np.nanmax(np.abs(x - y)) <= 1e-6
 
 
 @pytest.mark.slow
