@@ -44,12 +44,19 @@ def vector_layer(path: Path, layer: str | None) -> str:
 
     Raises
     ------
+    DataIOError
+        Missing file, or not one GDAL reads as vector data.
     InputError
         Several layers and none chosen, or an unknown layer (naming them).
     """
     import pyogrio
 
-    layers = {str(n): str(t or "") for n, t in pyogrio.list_layers(path)}
+    if not path.exists():
+        raise DataIOError("file does not exist", path=path)
+    try:
+        layers = {str(n): str(t or "") for n, t in pyogrio.list_layers(path)}
+    except Exception as exc:  # pyogrio raises its own DataSourceError and friends
+        raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
     described = ", ".join(f"{n} ({t or 'no geometry'})" for n, t in layers.items())
     if layer is None and len(layers) > 1:
         raise InputError(f"has {len(layers)} layers: {described}; choose one with --layer "
@@ -78,13 +85,9 @@ def read_vector(path: str | os.PathLike, *, layer: str | None = None, **kw):
     import geopandas as gpd  # imported here: slow to import, not needed by every command
 
     path = Path(path)
-    if not path.exists():
-        raise DataIOError("file does not exist", path=path)
+    vector_layer(path, layer)
     try:
-        vector_layer(path, layer)
         gdf = gpd.read_file(path, layer=layer, **kw)
-    except InputError:
-        raise
     except Exception as exc:  # pyogrio raises its own DataSourceError and friends
         raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
     if not isinstance(gdf, gpd.GeoDataFrame):  # a table (CSV): points from its lon/lat columns
@@ -322,11 +325,18 @@ def load_region(name_or_path: str | os.PathLike, library_dir: str | os.PathLike 
     """
     path = region_path(name_or_path, library_dir)
     gdf = read_vector(path)
-    kinds = gdf.geom_type.value_counts()
-    if set(kinds.index) - {"Polygon", "MultiPolygon"}:  # a point's grid is one pixel: never silently
-        found = ", ".join(f"{k} ({n})" for k, n in kinds.items())
+    found = non_polygons(gdf)
+    if found:  # a point's grid is one pixel: never silently
         raise InputError(f"a region must be polygons (the area to acquire); found {found}", path=path)
     return gdf.to_crs(LIBRARY_CRS)
+
+
+def non_polygons(gdf) -> str | None:
+    """What ``gdf`` holds when it is not polygons only (``"Point (2), Polygon (1)"``), else ``None``."""
+    kinds = gdf.geom_type.value_counts()
+    if set(kinds.index) <= {"Polygon", "MultiPolygon"}:
+        return None
+    return ", ".join(f"{k} ({n})" for k, n in kinds.items())
 
 
 def region_geometry(gdf, crs=None):

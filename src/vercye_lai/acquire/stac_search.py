@@ -55,8 +55,6 @@ def item_date(item: Any) -> dt.date:
     return _item_time(item).date()
 
 
-
-
 #: items closer in time than this are one overpass (a Sentinel-2 pass over a region lasts minutes)
 ONE_PASS = dt.timedelta(minutes=20)
 
@@ -68,11 +66,11 @@ def items_by_date(items: Sequence[Any]) -> dict[dt.date, list[Any]]:
     by_date: dict[dt.date, list[Any]] = {}
     for it in items:
         by_date.setdefault(item_date(it), []).append(it)
-    times = sorted((_item_time(it), item_date(it)) for it in items)
-    split = {(d0, d1, t0, t1) for (t0, d0), (t1, d1) in zip(times, times[1:]) if d0 != d1 and t1 - t0 <= ONE_PASS}
-    for d0, d1, t0, t1 in sorted(split):
-        log.warning("one overpass falls on two UTC dates, %s (%s UTC) and %s (%s UTC): its items make two dates, "
-                    "each partly covered", d0, t0.strftime("%H:%M"), d1, t1.strftime("%H:%M"))
+    times = sorted(_item_time(it) for it in items)
+    for t0, t1 in zip(times, times[1:]):
+        if t0.date() != t1.date() and t1 - t0 <= ONE_PASS:
+            log.warning("one overpass falls on two UTC dates, %s (%s UTC) and %s (%s UTC): its items make two "
+                        "dates, each partly covered", t0.date(), t0.strftime("%H:%M"), t1.date(), t1.strftime("%H:%M"))
     return dict(sorted(by_date.items()))
 
 

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from vercye_lai.errors import DataIOError, InputError, gdal_reason
 from vercye_lai.grid import Grid
 from vercye_lai.io import apply_scaling, atomic_output, nodata_mask, open_raster
-from vercye_lai.regions import read_vector, vector_layer
+from vercye_lai.regions import non_polygons, read_vector, vector_layer
 from vercye_lai.regions import safe_name as _safe
 
 if TYPE_CHECKING:
@@ -87,14 +87,7 @@ def check_polygon_file(path: str | Path, *, layer: str | None = None) -> None:
         A point or line layer, several layers and none chosen, or an unknown layer.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataIOError("file does not exist", path=path)
-    try:
-        kind = vector_layer(path, layer)
-    except InputError:
-        raise
-    except Exception as exc:  # pyogrio raises its own DataSourceError and friends
-        raise DataIOError(f"cannot read vector file: {exc}", path=path) from exc
+    kind = vector_layer(path, layer)
     if any(word in kind for word in ("Point", "LineString")):
         raise InputError(f"geometries must be polygons in the polygon modes; the layer holds {kind}", path=path)
 
@@ -124,10 +117,8 @@ def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDat
     if empty.any():
         log.warning("%s: ignoring %d empty geometries", Path(path).name, int(empty.sum()))
         gdf = gdf[~empty]
-    kinds = gdf.geom_type.value_counts()
-    other = {k: int(n) for k, n in kinds.items() if k not in ("Polygon", "MultiPolygon")}
-    if other:  # a line or a point covers no pixel: never a silent empty field
-        found = ", ".join(f"{k} ({n})" for k, n in kinds.items())
+    found = non_polygons(gdf)
+    if found:  # a line or a point covers no pixel: never a silent empty field
         raise InputError(f"geometries must be polygons in the polygon modes; found {found}", path=path)
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
@@ -334,11 +325,12 @@ class MaskZones(Zones):
             crop = (data != 0) & ~nodata_mask(data, ds.nodata)
             if not crop.any():
                 raise InputError("the crop mask has no non-zero pixel", path=path)
-            top = data[crop].max()
-            if top > 1 or data[crop].min() < 0:  # a probability or a class map, not a 0/1 mask
+            held = data[crop]  # (a national mask: tens of millions of pixels, selected once)
+            lo, hi = held.min(), held.max()
+            if hi > 1 or lo < 0:  # a probability or a class map, not a 0/1 mask
                 log.warning("%s: the crop mask holds values other than 0 and 1 (%s to %s): every non-zero pixel "
                             "counts as crop; threshold it first if it is a probability or a class map",
-                            Path(path).name, data[crop].min(), top)
+                            Path(path).name, lo, hi)
             rows = np.flatnonzero(crop.any(axis=1))
             cols = np.flatnonzero(crop.any(axis=0))
             win = Window(cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)

@@ -240,12 +240,12 @@ def build_cube(
     lai_dir = Path(lai_dir)
     obs = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=variables[0],
                             extensions=(".tif",), start=start, end=end)
-    with open_raster(next(iter(obs.values()))) as ds:
-        grid = Grid.of(ds)
     models = []  # each date's (a season may mix one per-unit model's units, or Landsat's)
     for path in obs.values():
         with open_raster(path) as ds:
             models.append(ds.tags().get("VERCYE_MODEL", ""))
+            if len(models) == 1:  # the first date's grid, unless --like gives one
+                grid = Grid.of(ds)
     if like is not None:
         with open_raster(like) as ds:
             grid = Grid.of(ds)

@@ -65,6 +65,7 @@ from vercye_lai.predict.products import (
     all_complete,
     check_model,
     model_networks,
+    platform_tags,
     product_paths,
     write_products,
 )
@@ -239,7 +240,7 @@ def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequ
         # the stack's tags, as a stack's products carry them (its PLATFORM as VERCYE_PLATFORM)
         common_tags={"VERCYE_SOURCE": tags["STAC_ITEMS"], "VERCYE_VERSION": __version__, "VERCYE_SCALING": SCALING,
                      "VERCYE_OUT_OF_RANGE": options.out_of_range, **{k: v for k, v in tags.items() if k != PLATFORM_TAG},
-                     **({"VERCYE_PLATFORM": tags[PLATFORM_TAG]} if PLATFORM_TAG in tags else {})},
+                     **platform_tags(tags)},
         scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
         errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
         stores=stores, haze=HazeTest.of(S2_BANDS_20M, a, b, options.haze))

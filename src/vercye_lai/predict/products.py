@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,6 +180,12 @@ class Prepared:
     haze: HazeTest | None = None
 
 
+def platform_tags(stack_tags: Mapping[str, str]) -> dict[str, str]:
+    """The products' tag of their stack's unit(s) (its ``PLATFORM`` as ``VERCYE_PLATFORM``):
+    why a per-unit model (``snap-3.0``) ran the network it names."""
+    return {"VERCYE_PLATFORM": stack_tags[PLATFORM_TAG]} if PLATFORM_TAG in stack_tags else {}
+
+
 def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
              options: PredictOptions) -> Prepared:
     scaling = stack_scaling(ds, networks[0].inputs, scale=options.scale, offset=options.offset)
@@ -200,8 +206,7 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
         windows=block_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
                      "VERCYE_OUT_OF_RANGE": options.out_of_range,
-                     # the stack's unit(s): why a per-unit model (snap-3.0) ran the network it names
-                     **({"VERCYE_PLATFORM": ds.tags()[PLATFORM_TAG]} if PLATFORM_TAG in ds.tags() else {})},
+                     **platform_tags(ds.tags())},
         scaling=scaling,
         inputs=tuple(networks[0].inputs),
         stores=tuple(Storage.of(options.dtype, n) for n in networks),
@@ -219,8 +224,8 @@ def uncertainty_kind(prep: Prepared, net: Network) -> str:
 class Finishing(contextlib.AbstractContextManager):
     """Like :class:`contextlib.ExitStack` for a date's product writers, but on success their
     exits — each product's COG copy, about one core each — run side by side on the kept
-    worker threads (:func:`.lanes.worker_threads`; GDAL releases the GIL), not one after another; on an error they run in turn, each cleaning up
-    its temporary files."""
+    worker threads (:func:`.lanes.worker_threads`; GDAL releases the GIL), not one after
+    another; on an error they run in turn, each cleaning up its temporary files."""
 
     def __init__(self) -> None:
         self._open: list[contextlib.AbstractContextManager] = []

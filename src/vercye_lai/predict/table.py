@@ -443,13 +443,11 @@ def predict_table(df: pd.DataFrame, *, predict: PredictOptions = PredictOptions(
     models = row_models(df, predict.model, path=path)
     unit_options = {m: dataclasses.replace(predict, model=m) for m in dict.fromkeys(models)} or {
         str(predict.model): dataclasses.replace(predict, model=unit_model(predict.model, None, path=path))}
-    for o in unit_options.values():
+    for o in unit_options.values():  # a calibration fitted for one model: every row's must be it
         check_model(o)
     first = next(iter(unit_options.values()))
     networks = model_networks(first)  # every unit's network takes the same inputs
     calibration = load_options_calibration(first)
-    for o in unit_options.values():  # fitted for one model: every row's must be it
-        load_options_calibration(o)
     inputs = table_inputs(df, networks[0].inputs, predict=first, options=options, path=path)
     new = [c for v in predict.variables for c in output_columns(v)]
     clash = [c for c in new if c in df.columns]

@@ -67,6 +67,28 @@ _STEP_FUNCS: dict[str, Callable[..., StepSummary]] = {
 # ==================================================================== the run
 
 
+def _check_before_steps(cfg: RunConfig, steps: Sequence[str]) -> None:
+    """What the steps to run will load, loaded now: a model, variable, error network or
+    calibration that cannot be, an analysis' calibration file, fields that are points or a
+    crop mask that is no raster stop the run here, not after hours of acquisition and
+    prediction."""
+    if "predict" in steps or ("acquire" in steps and any(src.source.products for src in cfg.sources)):
+        try:
+            check_model(cfg.predict)
+        except InputError as exc:
+            if exc.path is not None:  # it names its own file (a coefficient or calibration file)
+                raise
+            raise ConfigError(f"[predict] {exc.message}", path=cfg.path) from exc
+    if "analyze" in steps:  # these name their own files
+        for analysis in cfg.analyses:
+            if analysis.options.adjustment_file is not None:
+                adjustment_calibration(analysis.options.adjustment_file)
+            if analysis.options.mode != "raster":
+                check_polygon_file(analysis.geometry, layer=analysis.options.layer)
+            else:  # a crop mask: a georeferenced raster (its metadata)
+                open_raster(analysis.geometry).close()
+
+
 def run_pipeline(
     cfg: RunConfig,
     *,
@@ -105,23 +127,7 @@ def run_pipeline(
         if s not in STEPS:
             raise ConfigError(f"--only: {s!r} is not allowed; allowed values: {', '.join(STEPS)}")
     steps = [s for s in STEPS if s in steps]
-    if "predict" in steps or ("acquire" in steps and any(src.source.products for src in cfg.sources)):
-        # a model, variable, error network or calibration that cannot be loaded stops the run here,
-        # not after hours of acquisition and prediction
-        try:
-            check_model(cfg.predict)
-        except InputError as exc:
-            if exc.path is not None:  # it names its own file (a coefficient or calibration file)
-                raise
-            raise ConfigError(f"[predict] {exc.message}", path=cfg.path) from exc
-    if "analyze" in steps:  # so do the analyses' calibration files and fields (they name themselves)
-        for analysis in cfg.analyses:
-            if analysis.options.adjustment_file is not None:
-                adjustment_calibration(analysis.options.adjustment_file)
-            if analysis.options.mode != "raster":
-                check_polygon_file(analysis.geometry, layer=analysis.options.layer)
-            else:  # a crop mask: a georeferenced raster (its metadata)
-                open_raster(analysis.geometry).close()
+    _check_before_steps(cfg, steps)
     summary = RunSummary(cfg.output_root, executor.kind if executor else cfg.executor, dry_run,
                          started=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                          config=str(cfg.path) if cfg.path else None)
