@@ -54,6 +54,7 @@ def assert_same_products(a, b):
     the tags of ``b``'s products by file name."""
     names = sorted(p.name for p in a.iterdir())
     assert names == sorted(p.name for p in b.iterdir())
+    masked_blocks_agree(a, b, names)
     tags = {}
     for name in names:
         with rasterio.open(a / name) as da, rasterio.open(b / name) as db:
@@ -72,6 +73,21 @@ def assert_same_products(a, b):
             else:  # flags, nodata 255 included
                 np.testing.assert_array_equal(x, y)
     return tags
+
+
+def masked_blocks_agree(a, b, names, block=64):
+    """Every product of ``b`` masks the pixels ``a``'s does; if not, say which ``block``-px
+    blocks of which products differ (all products at once: flags at 255 where the values are
+    missing tell a block that was read as nodata from one that was not written)."""
+    differ = {}
+    for name in names:
+        with rasterio.open(a / name) as da, rasterio.open(b / name) as db:
+            x, y = da.read(1, masked=True), db.read(1, masked=True)
+        bad = np.ma.getmaskarray(x) != np.ma.getmaskarray(y)
+        blocks = {(r // block, c // block) for r, c in zip(*np.nonzero(bad))}
+        if blocks:
+            differ[name] = f"{int(bad.sum())} px in blocks {sorted(blocks)}"
+    assert not differ, f"masked pixels differ ({block}-px blocks as (row, col)): {differ}"
 
 
 def both_routes(stack_route, tmp_path, options):
@@ -99,6 +115,14 @@ def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypat
 
     monkeypatch.setattr(direct, "_stored_chunk", counted("read", direct._stored_chunk))
     monkeypatch.setattr(vx, "_block", counted("network", vx._block))
+    threads_setting = set()  # GDAL_NUM_THREADS where each chunk's assets are read
+
+    def mosaic(*args):
+        threads_setting.add(rasterio.env.getenv().get("GDAL_NUM_THREADS") if rasterio.env.hasenv() else None)
+        return region_mosaic(*args)
+
+    region_mosaic = stac.region_mosaic
+    monkeypatch.setattr(stac, "region_mosaic", mosaic)
     # chunks of 64 px: the buffered SCL mask and the angle grids cross chunk edges
     (res,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, options=OPTIONS, chunk=64,
                           cloud_buffer=BUFFER, **SEARCH)
@@ -107,6 +131,7 @@ def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypat
     chunks = -(-lai_values.shape[0] // 64) * -(-lai_values.shape[1] // 64)
     # each chunk read once and through the network once, for its three products and its count
     assert calls == {"read": chunks, "network": chunks}
+    assert threads_setting == {"1"}  # one environment per chunk, one decoding thread per read
     assert np.isnan(lai_values).mean() > 0.01  # clouds, their buffer and the region's outside are masked
     tags = assert_same_products(lai, out)[f"K_60m_{DATE}_LAI.tif"]
     assert tags["STAC_ITEMS"] == "S2A_T29UNU_20221005" and tags["CLOUD_BUFFER"] == str(BUFFER)

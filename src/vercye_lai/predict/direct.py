@@ -92,9 +92,17 @@ def geobox(grid: Grid) -> Any:
     return require("odc.geo.geobox", "direct").GeoBox(grid.shape, grid.transform, grid.crs.to_wkt())
 
 
+#: GDAL's settings while a chunk is read (on a worker thread or a Dask worker): one decoding thread
+#: per read (the chunks are the parallelism: a JP2's own threads would put N² threads on N cores),
+#: and one environment for the chunk's opens and reads, not one started and stopped per call (each
+#: start of an outermost rasterio environment resets PROJ's search paths for every thread)
+CHUNK_ENV = {**GDAL_REMOTE_ENV, "GDAL_NUM_THREADS": "1"}
+
+
 def _stored_chunk(mosaic: stac.DateItems, window: Window) -> np.ndarray:
     """``(11, rows, cols)`` int16 of the date's stack at ``window``: what ``stack-stac`` writes there."""
-    return encode_bands(mosaic.read(window))
+    with rasterio.Env(**CHUNK_ENV):
+        return encode_bands(mosaic.read(window))
 
 
 def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.datetime, chunk: int = 1024,
