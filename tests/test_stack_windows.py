@@ -248,8 +248,9 @@ def test_memory_is_bounded_by_the_window(tmp_path):
 
 def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeypatch):
     """Each thread reads through its own open datasets (reused across chunks), at most `keep`
-    of them, the least recently used closed first; leaving closes every thread's; a copy sent
-    to another process starts empty; the bound keeps all threads within half the file limit."""
+    of them, the least recently used closed first; leaving closes every thread's; sent to a
+    worker process, it arrives as that process's one copy of it (the tasks of a date share
+    it), the two most recent kept; the bound keeps all threads within half the file limit."""
     paths = [write_raster(tmp_path / f"a{i}.tif", np.full((4, 4), i, np.uint16)) for i in range(3)]
     with warp.ThreadImages(keep=2) as images:
         first = images(paths[0])
@@ -263,7 +264,11 @@ def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeyp
         images(paths[2])  # a third: the least recently used (paths[0]) closes
         assert first.closed and images(paths[0]).read(1)[0, 0] == 0
         copy = pickle.loads(pickle.dumps(images))
-        assert copy.keep == 2 and copy(paths[1]) is not images(paths[1])
+        assert copy.keep == 2 and copy(paths[1]) is not images(paths[1])  # not the sender's own
+        assert pickle.loads(pickle.dumps(images)) is copy  # a second task: the same copy
+        later = [warp.ThreadImages(keep=2) for _ in range(2)]  # two more dates sent here…
+        assert all(pickle.loads(pickle.dumps(x)) is not copy for x in later)
+        assert pickle.loads(pickle.dumps(images)) is not copy  # …forget the oldest copy
         copy.__exit__(None, None, None)
     assert other[0].closed  # every thread's, on leaving
     monkeypatch.setattr(warp.resource, "getrlimit", lambda _: (1024, 4096))

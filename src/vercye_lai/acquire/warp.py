@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -176,14 +177,18 @@ class ImageCache:
 class ThreadImages:
     """:class:`ImageCache` for chunks computed on many threads (a dataset is read by one thread
     at a time): the images kept open per thread, at most ``keep`` per thread, the least
-    recently used closed first. Leaving the context closes every thread's. Pickles as a new,
-    empty one: a task sent to a Dask worker opens its own (closed when the task's copy is
-    collected). Kept open on local threads, a JP2 asset is decoded once per thread rather than
-    once per chunk: a 7.6 Mpx date of predict-stac 15.1 → 11.0 s on 2 workers
-    (``bench_direct.py``)."""
+    recently used closed first. Leaving the context closes every thread's. Kept open on local
+    threads, a JP2 asset is decoded once per thread rather than once per chunk: a 7.6 Mpx date
+    of predict-stac 15.1 → 11.0 s on 2 workers (``bench_direct.py``).
+
+    Sent to a Dask worker (pickled), it arrives as that process's copy of it
+    (:func:`_worker_copy`), shared by every task of the date that runs there: each task
+    unpickles its own arguments, and a copy per task opened every asset again for every chunk
+    (counted on two worker processes, 16 chunks of 9 assets: 72 opens each)."""
 
     def __init__(self, keep: int = 40) -> None:
         self.keep = max(1, keep)
+        self.token = uuid.uuid4().hex  # names its copies in worker processes
         self._local = threading.local()
         self._caches: list[collections.OrderedDict] = []
         self._lock = threading.Lock()
@@ -225,7 +230,40 @@ class ThreadImages:
                 cache.clear()
 
     def __reduce__(self):
-        return type(self), (self.keep,)
+        return _worker_copy, (self.token, self.keep)
+
+
+#: the copies of :class:`ThreadImages` in this process, by token, the most recent last
+_COPIES: collections.OrderedDict[str, ThreadImages] = collections.OrderedDict()
+_COPIES_LOCK = threading.Lock()
+#: copies kept: the date a worker computes and the one before it (predict-stac runs dates in turn)
+KEPT_COPIES = 2
+
+
+def _worker_copy(token: str, keep: int) -> ThreadImages:
+    """This process's copy of the :class:`ThreadImages` named ``token`` (made at its first
+    task here). An older copy is forgotten: its images close when the last task holding it is
+    collected, not under a thread still reading them."""
+    with _COPIES_LOCK:
+        images = _COPIES.pop(token, None)
+        if images is None:
+            images = ThreadImages(keep)
+            images.token = token
+        _COPIES[token] = images
+        while len(_COPIES) > KEPT_COPIES:
+            _COPIES.popitem(last=False)
+    return images
+
+
+def _forget_copies() -> None:
+    """In a forked child the copies' threads do not exist: start with none."""
+    global _COPIES_LOCK
+    _COPIES.clear()
+    _COPIES_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_copies)
 
 
 #: Approximate-transformer tolerance (source pixels) when reprojecting: GDAL's default
