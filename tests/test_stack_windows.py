@@ -250,7 +250,8 @@ def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeyp
     """Each thread reads through its own open datasets (reused across chunks), at most `keep`
     of them, the least recently used closed first; leaving closes every thread's; sent to a
     worker process, it arrives as that process's one copy of it (the tasks of a date share
-    it), the two most recent kept; the bound keeps all threads within half the file limit."""
+    it), the two most recent kept; the bound keeps all threads (a worker's: all its copies')
+    within half the file limit."""
     paths = [write_raster(tmp_path / f"a{i}.tif", np.full((4, 4), i, np.uint16)) for i in range(3)]
     with warp.ThreadImages(keep=2) as images:
         first = images(paths[0])
@@ -264,7 +265,7 @@ def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeyp
         images(paths[2])  # a third: the least recently used (paths[0]) closes
         assert first.closed and images(paths[0]).read(1)[0, 0] == 0
         copy = pickle.loads(pickle.dumps(images))
-        assert copy.keep == 2 and copy(paths[1]) is not images(paths[1])  # not the sender's own
+        assert copy(paths[1]) is not images(paths[1])  # not the sender's own
         assert pickle.loads(pickle.dumps(images)) is copy  # a second task: the same copy
         later = [warp.ThreadImages(keep=2) for _ in range(2)]  # two more dates sent here…
         assert all(pickle.loads(pickle.dumps(x)) is not copy for x in later)
@@ -273,3 +274,5 @@ def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeyp
     assert other[0].closed  # every thread's, on leaving
     monkeypatch.setattr(warp.resource, "getrlimit", lambda _: (1024, 4096))
     assert [warp.ThreadImages.for_threads(n).keep for n in (2, 16, 64)] == [40, 32, 9]
+    monkeypatch.setattr(warp, "_worker_threads", lambda: 16)  # a worker's copies: its threads' bound
+    assert pickle.loads(pickle.dumps(warp.ThreadImages(keep=40))).keep == 16  # 2 copies x 16 threads: 512 files

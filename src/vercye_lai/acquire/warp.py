@@ -243,16 +243,28 @@ KEPT_COPIES = 2
 def _worker_copy(token: str, keep: int) -> ThreadImages:
     """This process's copy of the :class:`ThreadImages` named ``token`` (made at its first
     task here). An older copy is forgotten: its images close when the last task holding it is
-    collected, not under a thread still reading them."""
+    collected, not under a thread still reading them. The kept copies' threads share half this
+    process's open-file limit (:meth:`ThreadImages.for_threads`): the sender's bound was for its
+    own threads, not this worker's."""
     with _COPIES_LOCK:
         images = _COPIES.pop(token, None)
         if images is None:
-            images = ThreadImages(keep)
+            images = ThreadImages.for_threads(KEPT_COPIES * _worker_threads(), keep=keep)
             images.token = token
         _COPIES[token] = images
         while len(_COPIES) > KEPT_COPIES:
             _COPIES.popitem(last=False)
     return images
+
+
+def _worker_threads() -> int:
+    """The threads of this Dask worker (its cores where this is none, or not a worker)."""
+    try:
+        from distributed import get_worker  # the optional extra "dask": where else no worker exists
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return os.cpu_count() or 1
 
 
 def _forget_copies() -> None:
