@@ -260,7 +260,7 @@ def _worker_copy(token: str, keep: int) -> ThreadImages:
 def _worker_threads() -> int:
     """The threads of this Dask worker (its cores where this is none, or not a worker)."""
     try:
-        from distributed import get_worker  # the optional extra "dask": where else no worker exists
+        from distributed import get_worker  # optional extra "dask": without it, no process is a worker
 
         return max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError, AttributeError):
