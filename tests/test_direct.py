@@ -84,7 +84,7 @@ def masked_blocks_agree(a, b, names, block=64):
         with rasterio.open(a / name) as da, rasterio.open(b / name) as db:
             x, y = da.read(1, masked=True), db.read(1, masked=True)
         bad = np.ma.getmaskarray(x) != np.ma.getmaskarray(y)
-        blocks = {(r // block, c // block) for r, c in zip(*np.nonzero(bad))}
+        blocks = {(int(r) // block, int(c) // block) for r, c in zip(*np.nonzero(bad))}
         if blocks:
             differ[name] = f"{int(bad.sum())} px in blocks {sorted(blocks)}"
     assert not differ, f"masked pixels differ ({block}-px blocks as (row, col)): {differ}"
