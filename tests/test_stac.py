@@ -23,6 +23,7 @@ from conftest import (
     region_4326,
     write_raster,
 )
+from rasterio.enums import Resampling
 from rasterio.warp import transform_geom
 from shapely.geometry import box, shape
 
@@ -411,3 +412,22 @@ def test_an_overpass_on_two_utc_dates_is_said(caplog):
     said = [r.getMessage() for r in caplog.records if "overpass" in r.getMessage()]
     assert said == ["one overpass falls on two UTC dates, 2024-05-01 (23:58 UTC) and 2024-05-02 (00:03 UTC): "
                     "its items make two dates, each partly covered"]  # c and d are 50 min apart: two passes
+
+
+
+def test_reads_in_an_environment_with_the_cloud_settings_start_no_other(tmp_path, caplog):
+    """read_asset inside an environment that holds GDAL_REMOTE_ENV (stack-stac's, a predict-stac
+    chunk's) enters none of its own: a nested one restarts GDAL's environment at its exit, and
+    each start resets PROJ's search paths for every thread. Outside one, it starts its own."""
+    src = write_raster(tmp_path / "b.tif", np.arange(1, 65, dtype=np.uint16).reshape(8, 8))
+    caplog.set_level(logging.DEBUG, logger="rasterio._env")
+
+    def starts(env):
+        with rasterio.open(src) as ds, env:
+            caplog.clear()
+            values = [stac.read_asset(ds, Grid.of(ds), resampling=Resampling.nearest) for _ in range(9)]
+            assert all(np.array_equal(v, values[0]) for v in values) and values[0][0, 0] == 1
+            return sum("Started GDALEnv" in r.getMessage() for r in caplog.records)
+
+    assert starts(rasterio.Env(**stac.GDAL_REMOTE_ENV)) == 0
+    assert starts(rasterio.Env()) == 9  # another environment: each read sets the cloud settings itself

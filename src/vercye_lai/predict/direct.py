@@ -94,8 +94,9 @@ def geobox(grid: Grid) -> Any:
 
 #: GDAL's settings while a chunk is read (on a worker thread or a Dask worker): one decoding thread
 #: per read (the chunks are the parallelism: a JP2's own threads would put N² threads on N cores),
-#: and one environment for the chunk's opens and reads, not one started and stopped per call (each
-#: start of an outermost rasterio environment resets PROJ's search paths for every thread)
+#: and one environment for the chunk's reads (:func:`~vercye_lai.acquire.stac_search.remote_env`
+#: starts none of its own in it: every start of GDAL's environment resets PROJ's search paths
+#: for every thread)
 CHUNK_ENV = {**GDAL_REMOTE_ENV, "GDAL_NUM_THREADS": "1"}
 
 
