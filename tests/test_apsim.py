@@ -83,3 +83,18 @@ def test_a_stats_csv_without_a_column_or_rows_is_named(tmp_path, lai_writer, pol
     full.iloc[:0].to_csv(zone.csv, index=False)
     line = cli_error_line(run("export-apsim", tmp_path / "out", tmp_path / "o.csv", "--crop", "Wheat"))
     assert zone.csv.name in line and "has no rows" in line
+
+
+def test_the_template_names_each_zone_and_finds_the_region(tmp_path, lai_writer, polygon_writer):
+    for d, v in [("2022-05-01", 2.0), ("2022-05-06", 3.0)]:
+        lai_writer(d, np.full((8, 8), v, np.float32), region="poltava")
+    g = polygon_writer("fields.geojson", [pixel_box(0, 0, 4, 4), pixel_box(4, 4, 8, 8)], FID=[10, 11])
+    analyze(tmp_path / "lai", tmp_path / "out", "poltava", g, resolution=10)
+    out = tmp_path / "obs.csv"
+    r = run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "{region}_{zone}")
+    assert r.exit_code == 0, r.output
+    assert sorted(set(pd.read_csv(out)["SimulationName"])) == ["poltava_10", "poltava_11"]
+    line = cli_error_line(run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "season"))
+    assert "gives the 2 zones one SimulationName: put {zone} in it" in line
+    line = cli_error_line(run("export-apsim", tmp_path / "out", out, "--crop", "Wheat", "--template", "{zone"))
+    assert "template '{zone'" in line

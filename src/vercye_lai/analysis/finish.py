@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vercye_lai.analysis.geometry import zone_stem
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis.plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
 from vercye_lai.analysis.products import (
@@ -188,7 +189,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
     """Write the CSV and max map of zone ``z`` (column ``k`` of its chunk's tables)."""
     name = plan.names[z]
     stem = output_stem(plan.region, plan.geometry_path.stem, plan.start, plan.end,
-                       name if plan.options.mode == "poly_iter" else None)
+                       zone_stem(name) if plan.options.mode == "poly_iter" else None)
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
     cols = _fill_series(table, n_pix, k, options=plan.options, uncertainty=plan.has_uncertainty,

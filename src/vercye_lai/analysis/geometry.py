@@ -128,12 +128,19 @@ def read_geometries(path: str | Path, *, layer: str | None = None) -> gpd.GeoDat
 
 
 def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> list[str]:
-    """File-name-safe ids of the features: ``id_column`` values, else the row index.
+    """The zones' names: ``id_column`` values as text (``3.0`` → ``"3"``), else the row index.
 
     ``FID`` without such a column means the file's own feature ids (the index of
     :func:`read_geometries`' result; a GeoPackage's ``fid``). Falls back to the row index
     (0, 1, ...) with a warning when the column is absent, has missing values or is not
-    unique.
+    unique. The names are kept as they are (``validate --series``, ``export-apsim`` and the
+    report give them back); the files take :func:`zone_stem`.
+
+    Raises
+    ------
+    InputError
+        Two ids whose file names would be the same (``"A/B"`` and ``"A B"``; letter case
+        counts as the same: not every file system tells it apart).
     """
     values = None
     if id_column and id_column in gdf.columns:
@@ -143,7 +150,9 @@ def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> l
         values = gdf.index.to_series()
     if values is not None:
         if values.notna().all() and values.is_unique:
-            return [safe_name(v) for v in values]
+            names = [zone_name(v) for v in values]
+            _check_stems(names, id_column, path)
+            return names
         log.warning("%s: column %r has missing or repeated values; using the row index as id",
                     path, id_column)
     elif id_column:
@@ -152,11 +161,30 @@ def zone_ids(gdf, id_column: str | None, *, path: str | Path | None = None) -> l
     return [str(i) for i in range(len(gdf))]
 
 
-def safe_name(value: object) -> str:
-    """``value`` as a file-name fragment (``3.0`` → ``"3"``; see :func:`.regions.safe_name`)."""
+def zone_name(value: object) -> str:
+    """A zone id as text, as the analysis names the zone (``3.0`` → ``"3"``, as a float
+    column of whole numbers holds them)."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return _safe(str(value)) or "_"
+    return str(value)
+
+
+def zone_stem(name: str) -> str:
+    """A zone's name as a file-name fragment (``"Field 1/2"`` → ``"Field_1_2"``; see
+    :func:`.regions.safe_name`)."""
+    return _safe(name) or "_"
+
+
+def _check_stems(names: list[str], id_column: str | None, path: str | Path | None) -> None:
+    stems: dict[str, list[str]] = {}
+    for n in names:
+        stems.setdefault(zone_stem(n).casefold(), []).append(n)
+    clashes = [ids for ids in stems.values() if len(ids) > 1]
+    if clashes:
+        shown = "; ".join(", ".join(map(repr, ids)) for ids in clashes[:3]) + (
+            f" and {len(clashes) - 3} more" if len(clashes) > 3 else "")
+        raise InputError(f"column {id_column!r}: ids that would share a file name ({shown}): rename them "
+                         "or choose another --id-column (FID: the file's feature ids)", path=path)
 
 
 def _layers(geoms) -> list[list[int]]:

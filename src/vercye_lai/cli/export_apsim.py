@@ -17,8 +17,10 @@ from vercye_lai.outputs.apsim import apsim_table
 @click.argument("out", metavar="OUT.csv", type=click.Path(dir_okay=False, path_type=Path))
 @opts.option("--crop", required=True, help="APSIM crop model name, e.g. Wheat or Maize: the column is {Crop}.Leaf.LAI.")
 @opts.option("--template", default="{zone}", show_default=True,
-        help="SimulationName of each zone: {zone} and {region} are replaced.")
-@opts.option("--region", default="", help="The {region} of --template.")
+        help="SimulationName of each zone: {zone} (the zone's id as the geometry file gives it) and "
+        "{region} are replaced; {zone} is needed when there are several zones.")
+@opts.option("--region", default="",
+             help="The {region} of --template [default: the analysis' region, from its LAI files' names].")
 @opts.option("--statistic", type=click.Choice(["mean", "median"]), default="mean", show_default=True,
         help="Zone statistic.")
 @opts.option("--adjusted", is_flag=True, help="The adjusted LAI (analyze --adjustment) instead of the estimate.")

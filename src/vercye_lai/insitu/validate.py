@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vercye_lai.analysis.geometry import zone_name, zone_stem
 from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError
@@ -297,8 +298,8 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     csvs = zone_csvs(series_dir)
     if csvs is None:  # an analysis of an older version: {region}_{geometry}_{zone}_{start}_{end}_STATS.csv
         csvs = {}
-        for z in sorted(set(insitu[options.zone_column].astype(str))):
-            pattern = re.compile(rf"_{re.escape(z)}_\d{{4}}-\d\d-\d\d_\d{{4}}-\d\d-\d\d_STATS\.csv$")
+        for z in sorted(set(insitu[options.zone_column].map(zone_name))):
+            pattern = re.compile(rf"_{re.escape(zone_stem(z))}_\d{{4}}-\d\d-\d\d_\d{{4}}-\d\d-\d\d_STATS\.csv$")
             found = sorted(p for p in series_dir.glob("*_STATS.csv") if pattern.search(p.name))
             if len(found) > 1:
                 raise InputError(f"several series of zone {z!r}: {', '.join(p.name for p in found)}",
@@ -311,14 +312,17 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     keys = [options.zone_column, "insitu_date"] + ([options.group_column] if options.group_column else [])
     per_day = (pd.DataFrame(insitu.drop(columns="geometry")).groupby(keys, dropna=False)[INSITU]
                .agg(["mean", "count"]).reset_index())
+    # each point's zone by the analysis' name of it (an older analysis named it as its files: "Field_1")
+    per_day["_zone"] = [n if n in csvs or zone_stem(n) not in csvs else zone_stem(n)
+                        for n in map(zone_name, per_day[options.zone_column])]
     rows = []
-    unknown = sorted(set(per_day[options.zone_column].astype(str)) - set(csvs))
+    unknown = sorted(set(per_day["_zone"]) - set(csvs))
     if unknown:
         log.warning("%s: zone(s) %s of the in-situ points are not in the analysis", series_dir, ", ".join(unknown))
     for zone, csv in csvs.items():
         stats = read_stats_csv(csv, need=(*STATS_CORE, *columns[:1]))
         stats = stats.set_index(stats["Date"].dt.strftime("%Y-%m-%d"))
-        for _, m in per_day[per_day[options.zone_column].astype(str) == zone].iterrows():
+        for _, m in per_day[per_day["_zone"] == zone].iterrows():
             day = m["insitu_date"].isoformat()
             if day not in stats.index or not np.isfinite(stats.loc[day, columns[0]]):
                 continue  # outside the first..last observation: no extrapolation

@@ -31,11 +31,11 @@ import pandas as pd
 import rasterio
 
 from vercye_lai._version import __version__
+from vercye_lai.analysis.geometry import read_geometries, zone_ids, zone_stem
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.analysis.products import read_stats_csv
 from vercye_lai.errors import NoDataFoundError, require
 from vercye_lai.io import write_text_atomic
-from vercye_lai.regions import read_vector
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,18 @@ def _zone_geometries(manifest: dict, names: list[str], crs, footprints: dict[str
     geometry = (fp.get("geometry") or [None])[0]
     if geometry and Path(geometry).exists() and Path(geometry).suffix.lower() not in (".tif", ".tiff", ".vrt"):
         try:
-
-            g = read_vector(geometry)
+            options = fp.get("options") or {}
+            # read and named as the analysis did (empty geometries dropped, FID = the file's ids)
+            g = read_geometries(geometry, layer=options.get("layer"))
+            ids = zone_ids(g, options.get("id_column"), path=geometry)
             g = g.to_crs(crs if crs is not None else g.estimate_utm_crs())
-            id_column = (fp.get("options") or {}).get("id_column")
-            ids = g[id_column].astype(str).tolist() if id_column in g.columns else [str(i) for i in range(len(g))]
             if len(names) == 1 and len(g) > 1:  # poly_agg: one zone of all polygons
                 out[names[0]] = g.geometry.union_all()
             else:
-                out.update({n: geom for n, geom in zip(ids, g.geometry) if n in names})
+                for n, geom in zip(ids, g.geometry, strict=True):
+                    key = n if n in names else zone_stem(n)  # an older analysis named zones as their files
+                    if key in names:
+                        out[key] = geom
         except Exception as exc:  # noqa: BLE001 - the footprints will do
             log.info("%s: fields drawn as the max maps' footprints (%s)", geometry, exc)
     return out
