@@ -232,6 +232,14 @@ def test_all_touched(tmp_path, polygon_writer, season):
     assert stats(run(tmp_path, g, all_touched=True)).loc["2022-06-01", "n_pixels"] == 4
 
 
+def test_all_touched_fields_a_gap_apart_keep_the_pixel_they_share(tmp_path, polygon_writer, season):
+    """Two fields 2 m apart both touch the pixel column between them: each counts it (the one
+    burnt last took it from the other)."""
+    g = polygon_writer("t.geojson", [pixel_box(0, 0, 2.4, 2), pixel_box(2.6, 0, 5, 2)], FID=[1, 2])
+    res = run(tmp_path, g, all_touched=True)
+    assert [stats(res, k).loc["2022-06-01", "n_pixels"] for k in (0, 1)] == [6, 6]
+
+
 def test_wheat_adjustment_is_per_pixel(tmp_path, two_fields, season):
     res = run(tmp_path, two_fields, adjustment="wheat")
     a = np.array([0.0, 0.1, 1.0, 1.1])

@@ -187,8 +187,9 @@ def _check_stems(names: list[str], id_column: str | None, path: str | Path | Non
                          "or choose another --id-column (FID: the file's feature ids)", path=path)
 
 
-def _layers(geoms) -> list[list[int]]:
-    """Split features into layers with no two overlapping features in one layer.
+def _layers(geoms, *, within: float = 0.0) -> list[list[int]]:
+    """Split features into layers with no two overlapping features in one layer (nor two
+    nearer than ``within``, in the geometries' units: fields that may touch one pixel).
 
     Rasterising with label ids gives each pixel one label; overlapping fields would
     otherwise lose their shared pixels to whichever was burnt last. Usually one layer.
@@ -196,7 +197,8 @@ def _layers(geoms) -> list[list[int]]:
     import shapely
 
     tree = shapely.STRtree(geoms)
-    a, b = tree.query(geoms, predicate="intersects")
+    a, b = (tree.query(geoms, predicate="dwithin", distance=within) if within > 0
+            else tree.query(geoms, predicate="intersects"))
     touching = a != b
     neighbours: dict[int, set[int]] = {}
     for i, j in zip(a[touching].tolist(), b[touching].tolist(), strict=True):
@@ -327,7 +329,9 @@ class PolygonZones(Zones):
             layers = [list(range(len(geoms)))]
             label = np.ones(len(geoms), dtype=np.int32)
         else:
-            layers = _layers(geoms)
+            # with --all-touched, fields apart by less than a pixel's diagonal may touch one pixel
+            diagonal = float(np.hypot(*grid.res)) if self.all_touched else 0.0
+            layers = _layers(geoms, within=diagonal)
             label = np.arange(1, len(geoms) + 1, dtype=np.int32)
         out = np.zeros((len(layers), *grid.shape), dtype=np.int32)
         for k, members in enumerate(layers):
