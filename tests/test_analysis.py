@@ -139,6 +139,17 @@ def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season, caplo
     assert "nearest neighbour" in warning and record.levelname == "WARNING"
 
 
+@pytest.mark.parametrize(("values", "said"), [((1, 1), False), ((255, 255), False), ((0.7, 0.7), True),
+                                              ((0.2, 0.9), True), ((1, 3), True)])
+def test_a_mask_of_fractions_or_several_classes_is_said(tmp_path, raster_writer, season, caplog, values, said):
+    """A probability map (0.7 where crop) counts every non-zero pixel as crop: said, as a
+    class map is; a mask of 0 and one whole value is a mask."""
+    mask = np.zeros((6, 6), np.float32)
+    mask[2, 1:3] = values
+    run(tmp_path, raster_writer("m.tif", mask), mode="raster")
+    assert ("other than 0 and 1" in caplog.text) is said
+
+
 def test_raster_mode_mask_in_other_crs(tmp_path, raster_writer, season):
     # the same 20 m crop cell, written in Web Mercator: aligned on the fly (nearest)
     from rasterio.warp import Resampling, calculate_default_transform, reproject

@@ -359,7 +359,8 @@ class MaskZones(Zones):
                 raise InputError("the crop mask has no non-zero pixel", path=path)
             held = data[crop]  # (a national mask: tens of millions of pixels, selected once)
             lo, hi = held.min(), held.max()
-            if hi > 1 or lo < 0:  # a probability or a class map, not a 0/1 mask
+            # a probability (0.7) or a class map (several values), not a mask of 0 and one value
+            if lo < 0 or lo != hi or lo != np.round(lo):
                 log.warning("%s: the crop mask holds values other than 0 and 1 (%s to %s): every non-zero pixel "
                             "counts as crop; threshold it first if it is a probability or a class map",
                             Path(path).name, lo, hi)
