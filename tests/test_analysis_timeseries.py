@@ -18,7 +18,7 @@ L = np.array([0.0, 0.5, 1.0, 2.5, 6.0])
 @pytest.mark.parametrize(("kind", "expected"), [
     ("none", L),
     ("wheat", 0.0482 * L**2 + 0.9161 * L + 0.0026),
-    ("maize", -0.078 * L**2 + 1.4 * L - 0.18),
+    ("maize", np.maximum(-0.078 * L**2 + 1.4 * L - 0.18, 0)),  # bare soil (L < 0.13): 0, not -0.18
 ])
 def test_adjustments(kind, expected):
     np.testing.assert_allclose(adjust_lai(L, kind), expected, rtol=1e-12)
@@ -27,6 +27,7 @@ def test_adjustments(kind, expected):
 def test_adjustment_known_values():
     assert adjust_lai(np.array([2.0]), "wheat")[0] == pytest.approx(0.1928 + 1.8322 + 0.0026)
     assert adjust_lai(np.array([2.0]), "maize")[0] == pytest.approx(-0.312 + 2.8 - 0.18)
+    assert adjust_lai(np.array([0.0, 0.1, 0.13]), "maize").tolist() == [0, 0, pytest.approx(0.0006818)]
     with pytest.raises(ConfigError, match="unknown adjustment 'rice'"):
         adjust_lai(L, "rice")
 

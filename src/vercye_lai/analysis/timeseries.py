@@ -33,7 +33,8 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
         Estimated LAI (m²/m²), already clipped at 0.
     adjustment
         ``"none"`` (identity), ``"wheat"`` (0.0482·L² + 0.9161·L + 0.0026) or ``"maize"``
-        (−0.078·L² + 1.4·L − 0.18): not clipped (as in the reference implementation); or
+        (−0.078·L² + 1.4·L − 0.18), clipped at 0: the reference implementation leaves the maize
+        curve's negative values (L < 0.13, bare soil) in, which APSIM took as observed LAI; or
         the path of a ``poly1``/``poly2`` calibration file of ``vercye-lai calibrate``
         (clipped at 0, as it was fitted).
     """
@@ -48,7 +49,7 @@ def adjust_lai(lai: np.ndarray, adjustment: str = "none") -> np.ndarray:
     if coef is None:
         return lai
     a, b, c = coef
-    return (a * lai + b) * lai + c
+    return np.maximum((a * lai + b) * lai + c, 0)
 
 
 def adjustment_calibration(path: str):
