@@ -123,6 +123,18 @@ def test_calibrate_errors_name_the_column(tmp_path):
     assert not (tmp_path / "c.json").exists()
 
 
+def test_in_situ_values_in_percent_are_refused(tmp_path):
+    """A calibration fitted to LAI × 12.5 (or to percent) maps every product to nonsense."""
+    t = tmp_path / "pred.csv"
+    assert run("-q", "predict-table", INSITU, t).exit_code == 0
+    df = pd.read_csv(t)
+    df.assign(lai=df["lai"] * 12.5).to_csv(t, index=False)
+    line = cli_error_line(run("-q", "calibrate", t, "--group", "location", "--insitu-column", "lai", "-o",
+                              tmp_path / "c.json"))
+    assert f"{t}: column 'lai':" in line and "LAI value(s) outside -0.5 to 15" in line
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_one_group_cannot_be_cross_validated(tmp_path):
     t = tmp_path / "pred.csv"
     assert run("-q", "predict-table", INSITU, t).exit_code == 0

@@ -180,3 +180,14 @@ def test_a_table_of_points_reads_its_lon_lat_and_names_its_mistakes(tmp_path, se
         df.to_csv(path, index=False)
         line = cli_error_line(run("validate", path, season, "-o", tmp_path / name))
         assert message in line and "Traceback" not in line, (name, line)
+
+
+@pytest.mark.parametrize(("values", "found"), [([45.0, 80.0], "2 of 2 LAI value(s) outside -0.5 to 15 (found 45 to 80)"),
+                                              ([2.0, -1.0], "1 of 2 LAI value(s) outside -0.5 to 15 (found -1 to 2)")])
+def test_measurements_in_another_unit_or_fill_values_are_refused(tmp_path, season, values, found):
+    """LAI in percent, or -1 for a missing one: metrics of them would look like metrics."""
+    path = points(tmp_path, [(centre(1, 3), "2022-06-01", values[0]), (centre(2, 3), "2022-06-01", values[1])])
+    line = cli_error_line(run("validate", path, season, "--region", "R", "--res", "10", "-o", tmp_path / "v"))
+    assert str(path) in line and f"column 'lai': {found}" in line and "percent?" in line
+    ok = points(tmp_path, [(centre(1, 3), "2022-06-01", 2.0), (centre(2, 3), "2022-06-01", -0.1)])
+    assert run("validate", ok, season, "--region", "R", "--res", "10", "-o", tmp_path / "v").exit_code == 0

@@ -10,9 +10,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vercye_lai.errors import InputError
 from vercye_lai.io import atomic_output
 
 log = logging.getLogger(__name__)
+
+#: the values a measurement of each variable can take (in the products' units; a little below 0
+#: for a noisy one near 0): beyond them, a unit mistake (percent for a fraction or an LAI,
+#: another unit of chlorophyll or water) or a fill value (-1, -9999)
+PLAUSIBLE = {"LAI": (-0.5, 15.0), "FAPAR": (-0.05, 1.1), "FCOVER": (-0.05, 1.1), "CCC": (-25.0, 1000.0),
+             "CWC": (-0.05, 1.5)}
+
+
+def check_measurements(values: pd.Series, variable: str, *, column: str, path: str | Path | None) -> None:
+    """Refuse measurements of ``variable`` outside what it can be (:data:`PLAUSIBLE`): the
+    metrics of percent against fractions, or a calibration fitted to them, are numbers that
+    look right and are not.
+
+    Raises
+    ------
+    InputError
+        Naming the column, how many values, the range found and the one expected.
+    """
+    lo, hi = PLAUSIBLE.get(variable.upper(), (-np.inf, np.inf))
+    v = pd.to_numeric(values, errors="coerce")
+    bad = (v < lo) | (v > hi)
+    if bad.any():
+        raise InputError(f"column {column!r}: {int(bad.sum())} of {int(v.notna().sum())} {variable} value(s) outside "
+                         f"{lo:g} to {hi:g} (found {v.min():g} to {v.max():g}): another unit (percent?) or a "
+                         "fill value? convert or remove them", path=path)
 
 
 @dataclass(frozen=True)

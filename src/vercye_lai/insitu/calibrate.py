@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from vercye_lai.errors import ConfigError, InputError
-from vercye_lai.insitu.agreement import Agreement
+from vercye_lai.insitu.agreement import Agreement, check_measurements
 from vercye_lai.io import write_text_atomic
 from vercye_lai.model.calibration import (
     CHOICES,
@@ -413,6 +413,7 @@ def calibration_data(df: Any, path: str | Path | None, *, group_column: str, ins
     if not keep.all():
         log.info("%s: %d row(s) without an in-situ value or an estimate left out", path, int((~keep).sum()))
     df = df[keep.to_numpy()]
+    check_measurements(df[insitu_column], variable, column=insitu_column, path=path)
     x = doy = None
     net = load_network(predict.model, variable)
     refit = method == "auto" or method.startswith("refit")

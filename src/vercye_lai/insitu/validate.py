@@ -32,7 +32,7 @@ from vercye_lai.analysis.geometry import zone_name, zone_stem
 from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError
-from vercye_lai.insitu.agreement import Agreement, plot_agreement
+from vercye_lai.insitu.agreement import Agreement, check_measurements, plot_agreement
 from vercye_lai.io import open_raster, read_values, write_text_atomic
 from vercye_lai.naming import find_observations, flags_path, uncertainty_path
 from vercye_lai.options import Options, setting
@@ -88,6 +88,7 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
         raise InputError(f"column {options.date_column!r} does not hold ISO dates (YYYY-MM-DD): {bad!r}",
                          path=path) from None
     g[INSITU] = _numbers(g[options.value_column], options.value_column, path)
+    check_measurements(g[INSITU], options.variable, column=options.value_column, path=path)
     if points:
         kinds = sorted(set(g.geom_type.dropna()))
         if kinds != ["Point"]:
