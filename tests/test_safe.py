@@ -233,6 +233,70 @@ def test_safe_without_tile_metadata_is_an_error(tmp_path):
         open_safe(bad)
 
 
+def test_a_band_file_cut_short_is_an_error_naming_it(tmp_path, monkeypatch):
+    """A JP2 of many tiles, cut short (a download that stopped), decoded on GDAL's own threads
+    (its default for JP2) raised nothing: stack-safe wrote a stack whose B4 held garbage."""
+    import rasterio.shutil
+
+    monkeypatch.setenv("GDAL_NUM_THREADS", "ALL_CPUS")  # GDAL's JP2 default, whatever the machine says
+    bad = _copy_safe(MINI, tmp_path / f"{NAME}.SAFE")
+    b04 = next((bad / R60).glob("*_B04_60m.jp2"))
+    tiled = tmp_path / "tiled.jp2"
+    rasterio.shutil.copy(b04, tiled, driver="JP2OpenJPEG", blockxsize=32, blockysize=32, reversible="YES",
+                         quality=100)
+    tiled.write_bytes(tiled.read_bytes()[: tiled.stat().st_size // 2])
+    b04.unlink()
+    tiled.rename(b04)
+    geo = tmp_path / "field_ie.geojson"
+    gpd.GeoDataFrame(geometry=[box(*CROP)], crs=UTM).to_file(geo)
+    line = cli_error_line(run_stack_safe(bad, geo, tmp_path / "out"))
+    assert str(b04) in line and "cut short" in line
+    assert not list(tmp_path.glob("out/*.tif"))  # no stack, nothing half-written
+
+
+def test_whole_jp2_files_pass_and_cut_ones_fail_wherever_cut(tmp_path):
+    import rasterio.shutil
+
+    from vercye_lai.acquire.warp import check_whole_jp2
+    from vercye_lai.errors import DataIOError
+
+    src = next((MINI / R60).glob("*_B04_60m.jp2"))
+    bare = tmp_path / "b.j2k"
+    rasterio.shutil.copy(src, bare, driver="JP2OpenJPEG", codec="J2K", blockxsize=32, blockysize=32)
+    for whole in (*sorted((MINI / R60).glob("*.jp2")), bare):
+        check_whole_jp2(whole)
+        data = whole.read_bytes()
+        for cut in (12, 40, len(data) // 3, len(data) - 1):
+            part = tmp_path / f"cut{whole.suffix}"
+            part.write_bytes(data[:cut])
+            with pytest.raises(DataIOError, match="cut short|no JPEG 2000 codestream") as e:
+                check_whole_jp2(part)
+            assert str(part) in str(e.value)
+    (tmp_path / "x.jp2").write_text("<html>not found</html>")
+    with pytest.raises(DataIOError, match="not a JPEG 2000 file"):
+        check_whole_jp2(tmp_path / "x.jp2")
+
+
+def test_a_cut_geotiff_source_names_the_file_and_the_cause(tmp_path):
+    """(a Landsat or HLS band cut short said "RasterioIOError: Read failed. See previous exception")"""
+    from rasterio.enums import Resampling
+    from rasterio.transform import from_origin
+
+    from vercye_lai.acquire.warp import warp_to_grid
+    from vercye_lai.errors import DataIOError
+    from vercye_lai.grid import Grid
+
+    path = tmp_path / "LC08_SR_B4.TIF"
+    noise = np.random.default_rng(0).integers(0, 10000, (600, 600)).astype("uint16")
+    with rasterio.open(path, "w", driver="GTiff", width=600, height=600, count=1, dtype="uint16", crs=UTM,
+                       transform=from_origin(*CROP[::3], 30, 30), tiled=True, compress="deflate") as ds:
+        ds.write(noise, 1)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with rasterio.open(path) as ds, pytest.raises(DataIOError, match="cannot read band 1: TIFFFillTile") as e:
+        warp_to_grid(ds, Grid.of(ds), resampling=Resampling.nearest)
+    assert str(path) in str(e.value)
+
+
 def test_region_outside_the_tile_is_an_error(tmp_path):
     poltava = DATA / "naturalearth" / "poltava_oblast_ne10m.geojson"
     region = gpd.read_file(poltava).geometry.union_all()
