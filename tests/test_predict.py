@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
-from conftest import DATA, copy_qvidja, write_raster
+from conftest import DATA, cli_error_line, copy_qvidja, write_raster
 from conftest import run_cli as run
 
 from vercye_lai.cli.main import cli
@@ -168,6 +169,30 @@ def test_unphysical_float_stack_fails_the_date_with_what_to_pass(tmp_path, refl,
     # no product for the bad date, the good date is done, nothing temporary left
     assert sorted(p.name for p in (tmp_path / "lai").iterdir()) == [
         "x_20m_2023-06-12_LAI.tif", "x_20m_2023-06-12_LAI_flags.tif"]
+
+
+def test_an_offset_applied_twice_fails_the_date_and_offset_0_reads_it(tmp_path):
+    """Reflectances that hold the -0.1 offset already, declared with it again: every one 0.1
+    lower, the medians still in range, LAI plausible and wrong (4.21 -> 6.01 on a Strickhof date)."""
+    d = tmp_path / "s2"
+    spectra = np.tile(_qvidja_float(), (1, 3, 3))  # 549 valid pixels (the check judges 100 or more)
+    stack = write_raster(d / "x_20m_2023-06-11.tif", spectra, descriptions=list(S2_BANDS_20M))
+    with rasterio.open(stack, "r+") as ds:
+        ds.offsets = [0.0] * 3 + [-0.1] * 8
+    r = CliRunner().invoke(cli, ["predict", str(d), str(tmp_path / "lai"), "--region", "x"])
+    out = " ".join(r.output.split())
+    assert r.exit_code != 0 and "x_20m_2023-06-11.tif" in out and "Traceback" not in out
+    assert "of the valid pixels have green or red reflectance below -0.005" in out and "--offset 0" in out
+    assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+    assert run("-q", "predict", d, tmp_path / "lai", "--region", "x", "--offset", "0").exit_code == 0
+    # the rows of a table the same: read with the offset again, refused
+    table = tmp_path / "rows.csv"
+    v = spectra.reshape(11, -1)
+    keep = np.isfinite(v).all(axis=0)
+    pd.DataFrame({b: v[k][keep] for k, b in enumerate(S2_BANDS_20M)}).to_csv(table, index=False)
+    line = cli_error_line(run("-q", "predict-table", table, tmp_path / "out.csv", "--offset", "-0.1"))
+    assert str(table) in line and "of the valid pixels have green or red reflectance below" in line
+    assert run("-q", "predict-table", table, tmp_path / "out.csv").exit_code == 0
 
 
 def test_scale_applies_to_float_stacks(tmp_path):

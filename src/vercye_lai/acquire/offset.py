@@ -51,13 +51,13 @@ import rasterio
 from rasterio.enums import Resampling
 
 from vercye_lai.acquire.warp import open_image
+from vercye_lai.stack import MAX_NEGATIVE_SHARE, NEGATIVE_REFLECTANCE
 
 log = logging.getLogger(__name__)
 
-#: reflectance below which a land pixel's green or red is taken as negative (noise is ~0.003)
-NEGATIVE = -0.005
-#: largest share of land pixels below :data:`NEGATIVE` with a right offset
-MAX_NEGATIVE_SHARE = 0.05
+#: reflectance below which a land pixel's green or red is taken as negative, and the largest
+#: share of land pixels below it with a right offset (as predict's check of a stack)
+NEGATIVE, MAX_NEGATIVE_SHARE = NEGATIVE_REFLECTANCE, MAX_NEGATIVE_SHARE
 #: fewest land (dense-vegetation) pixels a sample needs to be judged
 MIN_PIXELS = 100
 #: red reflectance of dense green vegetation is below this …

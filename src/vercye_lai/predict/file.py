@@ -47,7 +47,7 @@ from vercye_lai.predict.products import (
     product_paths,
     write_products,
 )
-from vercye_lai.stack import check_physical, open_stack
+from vercye_lai.stack import NegativeTally, check_physical, open_stack
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,14 @@ def run_blocks(
     """Yield block results as they complete, with a bounded number in flight.
 
     Each block is checked to hold physical values first (:func:`check_physical`): a wrong
-    scale fails the date instead of writing a plausible-looking product. ``phases``
+    scale fails the date instead of writing a plausible-looking product; so does an offset
+    applied twice, once every block is in (:class:`NegativeTally`). ``phases``
     collects the seconds of the worker phases; ``blocks_done`` is called once the last
     block is computed and taken (the threads are free); once ``stop`` is set, no block is
     started and :class:`Stopped` is raised.
     """
     local = threading.local()
+    negatives = NegativeTally(prep.scaling, prep.inputs)  # an offset applied twice: said once all are in
     handles: list[rasterio.DatasetReader] = []
     lock = threading.Lock()
 
@@ -194,6 +196,7 @@ def run_blocks(
             raise DataIOError(f"cannot read block {window.col_off},{window.row_off}: {gdal_reason(exc)}", path=src) from exc
         with phases("check"):
             check_physical(data, prep.scaling, prep.inputs, prep.nodatavals, path=src)
+            negatives.add(data, prep.nodatavals)
         with phases("network"):
             values, flags, n_valid, unc = predict_block(data, prep.stored, prep.nodatavals, flags=options.flags,
                                                         out_of_range=options.out_of_range, errors=prep.errors,
@@ -233,6 +236,7 @@ def run_blocks(
             for f in done:
                 check()
                 yield f.result()
+        negatives.check(path=src)  # before the products are complete: none is written
         check()
         if blocks_done is not None:  # every block computed and written
             blocks_done()

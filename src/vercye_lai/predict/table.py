@@ -56,6 +56,7 @@ from vercye_lai.stack import (
     EE_INTEGER_SCALE,
     L8_BANDS,
     StackScaling,
+    NegativeTally,
     canonical_band,
     check_physical,
 )
@@ -326,8 +327,11 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
     else:
         how = "as stored"
     values = raw * a[:, None] + o[:, None]
-    check_physical(values[:, None, :], StackScaling(np.ones(len(given)), np.zeros(len(given)), how), given,
-                   [None] * len(given), path=path or "table")
+    as_read = StackScaling(np.ones(len(given)), np.zeros(len(given)), how)
+    check_physical(values[:, None, :], as_read, given, [None] * len(given), path=path or "table")
+    negatives = NegativeTally(as_read, given)  # an offset applied twice
+    negatives.add(values[:, None, :], [None] * len(given))
+    negatives.check(path=path or "table")
     rows = dict(zip(given, values))
     if "cosRAA" in rows:
         _check_cos_raa(df, rows["cosRAA"], have["cosRAA"], path)
