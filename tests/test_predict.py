@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import threading
 import time
@@ -244,6 +245,38 @@ def test_rerun_skips_complete_outputs_and_overwrite_redoes(tmp_path):
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a")
     assert "3 done" in r.output
     assert rasterio.open(lai[0]).tags()["VERCYE_MODEL"] == "snap-3.0-s2a"
+
+
+@pytest.mark.parametrize("changed", [("--haze", "off"), ("--offset", "0"), ("--scale", "2e-4"), ("--flags",)])
+def test_a_rerun_with_options_that_change_the_values_makes_them_again(tmp_path, changed):
+    """Products made with another haze test, scale or offset (a user fixing a wrong offset) were
+    kept as complete, and flags asked for later never came."""
+    s2 = copy_qvidja(tmp_path / "s2")
+    first = ["--no-flags"] if changed == ("--flags",) else []
+    assert run("-q", "predict", s2, tmp_path / "lai", "--region", "qvidja", *first).exit_code == 0
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", *first)
+    assert "3 skipped" in r.output
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", *changed)
+    assert r.exit_code == 0 and "3 done" in r.output, r.output
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", *changed)
+    assert "3 skipped" in r.output
+    if changed == ("--flags",):
+        assert len(list((tmp_path / "lai").glob("*_LAI_flags.tif"))) == 3
+
+
+def test_a_vrt_date_is_made_again_when_a_part_it_reads_is(tmp_path):
+    s2 = copy_qvidja(tmp_path / "parts")
+    part = next(s2.glob("*2023-06-11.tif"))
+    vrt = tmp_path / "s2" / "qvidja_20m_2023-06-11.vrt"
+    vrt.parent.mkdir()
+    assert run("-q", "mosaic", s2, "-o", vrt.parent, "--region", "qvidja", "--res", "20").exit_code == 0
+    assert vrt.exists()
+    assert run("-q", "predict", vrt.parent, tmp_path / "lai", "--region", "qvidja").exit_code == 0
+    assert "3 skipped" in run("predict", vrt.parent, tmp_path / "lai", "--region", "qvidja").output
+    later = time.time() + 5
+    os.utime(part, (later, later))  # the part made again (stack-bands --overwrite); the VRT unchanged
+    r = run("predict", vrt.parent, tmp_path / "lai", "--region", "qvidja")
+    assert "1 done" in r.output and "2 skipped" in r.output, r.output
 
 
 def test_interrupted_run_leaves_no_final_or_temp_file(tmp_path, monkeypatch):

@@ -321,14 +321,17 @@ def stack_scaling(
     *,
     scale: float | None = None,
     offset: float | None = None,
+    say: bool = True,
 ) -> StackScaling:
-    """Decide how to turn a stack's stored values into reflectance factors and cosines.
+    """Decide how to turn a stack's stored values into reflectance factors and cosines
+    (``say``: warn when ``scale``/``offset`` override the file's).
 
     In order of precedence:
 
     1. ``scale``/``offset`` given by the user: reflectance = (DN + offset) × scale for the
        reflectance bands (L2A baseline ≥ 04.00: offset −1000, scale 1e-4); angle bands of an
-       integer stack stay × 1e-4.
+       integer stack stay × 1e-4. An offset alone keeps the scale the stack has without it
+       (declared, or an integer stack's 1e-4): ``--offset 0`` reads data that hold their offset.
     2. Scales/offsets declared in the file (GDAL convention, x = DN × scale + offset).
     3. An integer stack without declared scale: an Earth Engine export, every band
        × 1e-4.
@@ -338,16 +341,20 @@ def stack_scaling(
     integer = np.issubdtype(np.dtype(ds.dtypes[0]), np.integer)
     declared = any(s != 1.0 for s in ds.scales) or any(o != 0.0 for o in ds.offsets)
     if scale is not None or offset is not None:
-        s = 1.0 if scale is None else float(scale)
         o = 0.0 if offset is None else float(offset)
-        a = np.full(n, s)
-        b = np.full(n, o * s)
+        if scale is not None:
+            a = np.full(n, float(scale))
+        else:  # only the offset: the scale the stack has without it (--offset 0 keeps an int16 stack's 1e-4)
+            a = np.asarray(ds.scales, float) if declared else np.full(n, EE_INTEGER_SCALE if integer else 1.0)
+        b = o * a
+        refl_scales = {float(a[i]) for i, band in enumerate(inputs) if band not in ANGLE_BANDS}
         for i, band in enumerate(inputs):
             if band in ANGLE_BANDS:
                 a[i], b[i] = (EE_INTEGER_SCALE if integer else 1.0), 0.0
-        if declared:
+        if declared and say:
             log.warning("%s: --scale/--offset override the scale/offset declared in the file", ds.name)
-        return StackScaling(a, b, f"user: reflectance = (DN + {o:g}) * {s:g}")
+        s = f"{refl_scales.pop():g}" if len(refl_scales) == 1 else "the file's scales"
+        return StackScaling(a, b, f"user: reflectance = (DN + {o:g}) * {s}")
     if declared:
         return StackScaling(np.asarray(ds.scales, float), np.asarray(ds.offsets, float), "declared in file")
     if integer:

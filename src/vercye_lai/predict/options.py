@@ -58,7 +58,9 @@ class PredictOptions(Options):
         help="Variable to predict; repeat for several (one read of the input serves all).")
     scale: float | None = setting(
         None, help="Reflectance = (DN + offset) x scale, overriding the file (L2A >= 04.00: 1e-4).")
-    offset: float | None = setting(None, help="See --scale (L2A >= 04.00: -1000).")
+    offset: float | None = setting(
+        None, help="See --scale (L2A >= 04.00: -1000). Alone it keeps the stack's own scale (declared, or x 1e-4 "
+        "for integers): --offset 0 reads data that hold their offset already.")
     flags: bool = setting(
         True, help="Write SNAP-style quality bits to {..}_{VAR}_flags.tif beside each product.")
     uncertainty: bool = setting(

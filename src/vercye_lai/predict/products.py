@@ -45,11 +45,14 @@ def product_paths(src: str | Path, out_dir: str | Path, variables: Iterable[str]
 
 
 def is_complete(product: Path, src: Path | None, network: Network, *, out_of_range: str = "clamp",
-                calibration: str = "", storage: str = "float32") -> bool:
+                calibration: str = "", storage: str = "float32", made: Mapping[str, tuple[str, str]] = {},
+                newer_than: float | None = None) -> bool:
     """True if ``product`` exists, opens, was made by ``network`` with the same handling of
-    out-of-range outputs, the same calibration (its tag, :func:`calibration_tag`) and the
-    same storage (:attr:`Storage.tag`), and is newer than ``src`` (``None``: no input file,
-    as ``predict-stac`` reads none)."""
+    out-of-range outputs, the same calibration (its tag, :func:`calibration_tag`), the same
+    storage (:attr:`Storage.tag`) and the same ``made`` tags (tag -> (value now, the value a
+    product of an older version without the tag was made with)), and is newer than ``src``
+    (``None``: no input file, as ``predict-stac`` reads none) or ``newer_than`` (a time: the
+    newest of a VRT's files)."""
     if not is_whole(product):  # e.g. truncated by a sync: logged there
         return False
     with rasterio.open(product) as ds:
@@ -57,18 +60,14 @@ def is_complete(product: Path, src: Path | None, network: Network, *, out_of_ran
     if tags.get("VERCYE_MODEL") != network.model or tags.get("VERCYE_VARIABLE") != network.variable:
         log.info("%s: made by another model/variable; recomputing", product.name)
         return False
-    # products of versions before the choice set such outputs to nodata
-    if tags.get("VERCYE_OUT_OF_RANGE", "nodata") != out_of_range:
-        log.info("%s: made with out_of_range=%s; recomputing", product.name,
-                 tags.get("VERCYE_OUT_OF_RANGE", "nodata"))
-        return False
-    if tags.get("VERCYE_CALIBRATION", "") != calibration:
-        log.info("%s: made with another calibration; recomputing", product.name)
-        return False
-    if tags.get("VERCYE_STORAGE", "float32") != storage:
-        log.info("%s: stored as %s, not %s; recomputing", product.name, tags.get("VERCYE_STORAGE", "float32"), storage)
-        return False
-    if src is not None and product.stat().st_mtime < src.stat().st_mtime:
+    expected = {"VERCYE_OUT_OF_RANGE": (out_of_range, "nodata"),  # older versions set such outputs to nodata
+                "VERCYE_CALIBRATION": (calibration, ""), "VERCYE_STORAGE": (storage, "float32"), **made}
+    for tag, (now, before) in expected.items():
+        if tags.get(tag, before) != now:
+            log.info("%s: made with %s %s, not %s; recomputing", product.name, tag, tags.get(tag, before), now)
+            return False
+    newest = src.stat().st_mtime if newer_than is None and src is not None else newer_than
+    if newest is not None and product.stat().st_mtime < newest:
         log.info("%s: input is newer; recomputing", product.name)
         return False
     return True
@@ -76,13 +75,26 @@ def is_complete(product: Path, src: Path | None, network: Network, *, out_of_ran
 
 def all_complete(outputs: dict[str, Path], src: Path | None, networks: Sequence[Network],
                   options: PredictOptions) -> bool:
-    """Every product of one stack complete (:func:`is_complete`), and its uncertainty
-    raster too when asked for."""
+    """Every product of one stack complete (:func:`is_complete`): made with the options that
+    set its values now (haze test; the stack's scaling: a fixed ``--offset`` makes them again),
+    newer than the stack and, for a VRT, than every file it reads; its flags and uncertainty
+    rasters too when asked for."""
     cal = load_options_calibration(options)
+    made = {"VERCYE_HAZE": (options.haze, "mask")}
+    newest = None
+    if src is not None:
+        try:
+            with rasterio.open(src) as ds:  # (a VRT's parts: a part made again makes its products again)
+                made["VERCYE_SCALING"] = (stack_scaling(ds, networks[0].inputs, scale=options.scale,
+                                                        offset=options.offset, say=False).how, "")
+                newest = max(Path(f).stat().st_mtime for f in ds.files if Path(f).exists())
+        except (rasterio.errors.RasterioIOError, OSError, ValueError):
+            return False  # the stack is read (and its errors said) when the date is made
     return all(is_complete(p, src, n, out_of_range=options.out_of_range, calibration=calibration_tag(cal, n.variable),
-                           storage=Storage.of(options.dtype, n).tag)
+                           storage=Storage.of(options.dtype, n).tag, made=made, newer_than=newest)
                for n in networks
-               for p in (outputs[n.variable], *([uncertainty_path(outputs[n.variable])] if options.uncertainty else [])))
+               for p in (outputs[n.variable], *([flags_path(outputs[n.variable])] if options.flags else []),
+                         *([uncertainty_path(outputs[n.variable])] if options.uncertainty else [])))
 
 
 def load_options_calibration(options: PredictOptions) -> Calibration | None:
@@ -205,7 +217,7 @@ def prepare(ds: rasterio.DatasetReader, src: Path, networks: Sequence[Network],
         nodatavals=tuple(ds.nodatavals),
         windows=block_windows(ds, options.block_size),
         common_tags={"VERCYE_SOURCE": src.name, "VERCYE_VERSION": __version__, "VERCYE_SCALING": scaling.how,
-                     "VERCYE_OUT_OF_RANGE": options.out_of_range,
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range, "VERCYE_HAZE": options.haze,
                      **platform_tags(ds.tags())},
         scaling=scaling,
         inputs=tuple(networks[0].inputs),

@@ -317,7 +317,8 @@ def table_inputs(df: pd.DataFrame, inputs: Sequence[str], *, predict: PredictOpt
     integer = all(pd.api.types.is_integer_dtype(df[have[b]]) for b in given)
     a, o = np.ones(len(given)), np.zeros(len(given))
     if predict.scale is not None or predict.offset is not None:  # as stack_scaling: angles keep x 1e-4
-        s = 1.0 if predict.scale is None else predict.scale
+        # an offset alone keeps the columns' own scale (integers x 1e-4), as stack_scaling does
+        s = (EE_INTEGER_SCALE if integer else 1.0) if predict.scale is None else predict.scale
         off = 0.0 if predict.offset is None else predict.offset
         for i, b in enumerate(given):
             a[i], o[i] = ((EE_INTEGER_SCALE if integer else 1.0), 0.0) if b in ANGLE_BANDS else (s, off * s)
