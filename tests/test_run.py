@@ -211,6 +211,21 @@ def test_failures_are_reported_and_exit_1(tmp_path):
     assert counts(summary)["analyze"] == (1, 0, 0)
 
 
+def test_an_interrupted_run_says_so_in_its_summary(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM in a step left a summary that said "ok": true, "stopped": ""."""
+    from vercye_lai.run import runner
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(runner._STEP_FUNCS, "analyze", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(load_config(qvidja_config(tmp_path)))
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert not summary["ok"] and summary["stopped"].startswith("interrupted in step analyze; not run: ")
+    assert [s["step"] for s in summary["steps"]][-1] == "predict"
+
+
 def test_a_failed_acquisition_fails_once_and_the_steps_after_it_say_not_run(tmp_path):
     """The cause is reported where it happened; the steps that had nothing to read because of
     it say so ('not run: acquire failed'), not a failure each of their own. A dry run says the

@@ -135,6 +135,7 @@ def run_pipeline(
     own = executor is None and not dry_run
     # a dry run submits nothing: no threads or cluster to start
     ex = executor or (make_executor(cfg.executor, workers=cfg.workers, dask=cfg.dask) if own else SerialExecutor())
+    name = steps[0] if steps else ""
     try:
         for name in steps:
             if on_step:
@@ -152,6 +153,12 @@ def run_pipeline(
                                    + (f"; not run: {', '.join(rest)}" if rest else ""))
                 log.error("%s", summary.stopped)
                 break
+    except BaseException as exc:  # Ctrl-C, SIGTERM, an error: the summary must not say the run was ok
+        rest = steps[steps.index(name) + 1:] if name in steps else []
+        how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
+        summary.stopped = f"{how} in step {name}" + (f"; not run: {', '.join(rest)}" if rest else "")
+        log.error("%s", summary.stopped)
+        raise
     finally:
         if own:
             ex.close()
