@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from conftest import assert_same_outputs, running, strickhof_run_config
 
-from vercye_lai.errors import ConfigError
+from vercye_lai.errors import ConfigError, ServiceError
 from vercye_lai.predict import (
     PredictOptions,
     assemble_parts,
@@ -22,7 +22,7 @@ from vercye_lai.predict import (
     product_paths,
     stack_windows,
 )
-from vercye_lai.run import load_config, run_pipeline
+from vercye_lai.run import executor, load_config, run_pipeline
 from vercye_lai.run.executor import (
     DaskSettings,
     SerialExecutor,
@@ -89,6 +89,39 @@ def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks, uncertai
 # --- dask-jobqueue, with a fake module (no batch system here) --------------------------
 
 
+@pytest.mark.parametrize(("answer", "said"), [
+    ("echo 'sbatch: error: invalid partition specified: nope' >&2; exit 1",
+     "sbatch --test-only refused the workers' job: sbatch: error: invalid partition specified: nope"),
+    ("sleep 30", "sbatch --test-only got no answer within 1 s (is the controller up?)"),
+    ("echo 'sbatch: Job 7 to start at 2026-12-05T10:00:00' >&2", None),
+])
+def test_a_batch_system_that_would_not_take_the_workers_stops_the_run_at_once(tmp_path, monkeypatch, answer, said):
+    """A SLURM controller that is down, or a wrong partition, left the run waiting for workers
+    that never came (dask-jobqueue submits in the background)."""
+    fake = tmp_path / "bin" / "sbatch"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n{answer}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(executor, "CONNECT_TIMEOUT", 1)
+    if said is None:
+        executor.check_submission("slurm", "#!/bin/sh\n#SBATCH -p debug\n")
+        return
+    with pytest.raises(ServiceError) as e:
+        executor.check_submission("slurm", "#!/bin/sh\n#SBATCH -p nope\n")
+    assert str(e.value) == f"dask.cluster = slurm: {said}"
+
+
+def test_a_scheduler_file_that_is_missing_or_no_scheduler_file_is_said(tmp_path):
+    """distributed.Client waits for a missing file forever, and fails on a bad one with a bare
+    AssertionError."""
+    with pytest.raises(ConfigError, match=f"dask.scheduler_file: {tmp_path / 'nope.json'}: No such file"):
+        executor.DaskExecutor(DaskSettings(scheduler_file=str(tmp_path / "nope.json")))
+    (tmp_path / "bad.json").write_text("cluster: x\n")
+    with pytest.raises(ConfigError, match="not a Dask scheduler file"):
+        executor.DaskExecutor(DaskSettings(scheduler_file=str(tmp_path / "bad.json")))
+
+
 @pytest.mark.parametrize("cluster, directives", [
     ("slurm", ["#SBATCH -A proj", "#SBATCH -p normal", "#SBATCH --cpus-per-task=8", "#SBATCH -t 02:00:00",
                "#SBATCH --exclusive"]),
@@ -101,9 +134,10 @@ def test_jobqueue_cluster_from_the_dask_table(monkeypatch, cluster, directives):
     import dask_jobqueue
 
     cls = dask_jobqueue.SLURMCluster if cluster == "slurm" else dask_jobqueue.PBSCluster
-    scaled = []
+    scaled, checked = [], []
     # no sbatch/qsub here: record the jobs asked for (the constructor's own scale(0) aside)
     monkeypatch.setattr(cls, "scale", lambda self, n=None, **kw: kw and scaled.append(kw))
+    monkeypatch.setattr(executor, "check_submission", lambda kind, script: checked.append((kind, script)))
     s = DaskSettings(cluster=cluster, cores=8, memory="32GB", walltime="02:00:00", account="proj",
                      queue="normal", job_prologue=("module load gdal",), job_extra=("--exclusive",),
                      n_workers=3, gdal_cache_mb=512, interface="lo")
@@ -111,6 +145,7 @@ def test_jobqueue_cluster_from_the_dask_table(monkeypatch, cluster, directives):
     try:
         assert isinstance(made, cls) and scaled == [{"jobs": 3}]
         script = made.job_script().splitlines()
+        assert checked == [(cluster, made.job_script())]  # asked before any job was submitted
     finally:
         made.close()
     for line in directives:

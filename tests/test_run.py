@@ -82,6 +82,14 @@ def test_yaml_config(tmp_path):
         (("resolution", "20m"), "resolution: expected a number, got '20m'"),
         (("outputroot", "x"), "unknown key(s) outputroot"),
         (("dask", {"cluster": "slurm"}), "dask: cluster = 'slurm' needs 'cores' and 'memory'"),
+        # names that name files and folders ("../evil" wrote stacks outside the output folder)
+        (("regions", [{"name": "../evil", "start_date": "2023-06-09", "end_date": "2023-06-14"}]),
+         "regions[0].name name '../evil': it names files and folders: no '/'"),
+        (("regions", [{"name": "", "start_date": "2023-06-09", "end_date": "2023-06-14"}]),
+         "regions[0].name name '': it names files and folders"),
+        (("analyses", [{"geometry": "x.geojson", "name": "../../x"}]), "analyses[0].name name '../../x'"),
+        (("resolution", float("nan")), "resolution: must be a positive number of metres, not nan"),
+        (("predict", {"variables": []}), "predict.variables: none given; choose from LAI,"),
     ],
 )
 def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, message):
@@ -113,6 +121,9 @@ def test_config_error_on_the_command_line(tmp_path):
     assert r.exit_code == 1 and "cannot read the config file" in r.output
     (tmp_path / "broken.toml").write_text("output_root = ")
     assert "invalid TOML" in invoke("run", tmp_path / "broken.toml").output
+    (tmp_path / "latin1.toml").write_bytes('# café\noutput_root = "o"\n'.encode("latin-1"))
+    r = invoke("run", tmp_path / "latin1.toml")
+    assert r.exit_code == 1 and "latin1.toml: not UTF-8 text (byte 5: b'\\xe9'); save it as UTF-8" in r.output
 
 
 def test_a_model_or_calibration_that_cannot_load_stops_the_run_before_any_step(tmp_path):

@@ -315,3 +315,23 @@ def test_cloud_buffer_masks_the_edges_of_clouds_and_shadows(tmp_path):
     assert write_band_stack(src, dst, block=2, cloud_buffer=1)  # 2 x 2 px windows
     with rasterio.open(dst) as ds:
         assert np.array_equal(ds.read(S2_BANDS_20M.index("B4") + 1) == STACK_NODATA, want)
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--res", "0"], "must be a positive number of metres, not 0.0"),  # divided by zero
+    (["--res", "-20"], "must be a positive number of metres, not -20.0"),  # wrote a 1x1 stack
+    (["--region", "../escaped"], "region name '../escaped': it names files and folders"),  # wrote outside -o
+    (["--region", "My Farm/Field"], "region name 'My Farm/Field'"),  # made a subfolder
+])
+def test_a_resolution_or_region_name_that_cannot_name_files_is_refused(tmp_path, args, said):
+    from click.testing import CliRunner
+
+    from vercye_lai.cli.main import cli
+
+    base = ["-q", "stack-bands", str(synthetic(tmp_path)), "-o", str(tmp_path / "out")]
+    if "--region" not in args:
+        base += ["--region", "f"]
+    r = CliRunner().invoke(cli, [*base, *args])
+    assert r.exit_code != 0 and said in " ".join(r.output.split()), r.output
+    assert not list(tmp_path.rglob("*_m_*.tif")) and not (tmp_path / "escaped").exists()
+    assert "Traceback" not in r.output

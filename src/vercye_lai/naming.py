@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,11 @@ class RasterName:
     ext: str = ".tif"
     sensor: str | None = None
 
+    def __post_init__(self) -> None:
+        check_region_name(self.region)
+        if not (math.isfinite(self.resolution) and self.resolution > 0):
+            raise InputError(f"resolution: must be a positive number of metres, not {self.resolution}")
+
     @property
     def name(self) -> str:
         tail = f"_{self.suffix}" if self.suffix else ""
@@ -123,6 +129,21 @@ def flags_path(product: Path) -> Path:
 def uncertainty_path(product: Path) -> Path:
     """The uncertainty raster beside a product: ``…_LAI_uncertainty.tif``."""
     return product.with_name(product.stem + "_uncertainty.tif")
+
+
+def check_region_name(name: str, what: str = "region") -> str:
+    """``name`` if it can name files (``{region}_{res}m_…``) and folders: not empty, no path
+    separator, not ``.`` or ``..`` ("../x" wrote stacks outside the output folder).
+
+    Raises
+    ------
+    InputError
+        Saying what is wrong with it.
+    """
+    if not name or name in (".", "..") or any(c in name for c in "/\\") or not name.isprintable():
+        raise InputError(f"{what} name {name!r}: it names files and folders: no '/', '\\', control "
+                         "characters, '.' or '..', not empty (e.g. 'poltava' or 'field_12')")
+    return name
 
 
 def stack_name(region: str, resolution: float, date: dt.date, ext: str = ".tif", *,

@@ -8,6 +8,8 @@ the region is ``--region``. The options of each step come from its options type
 
 from __future__ import annotations
 
+import math
+
 import datetime as dt
 from pathlib import Path
 
@@ -36,16 +38,24 @@ def option(*decls, **kw):
     return click.option(*decls, cls=AliasedOption, **kw)
 
 
+def _metres(ctx, param, value):
+    """A resolution: a positive, finite number of metres (0 divided by zero, -20 wrote a 1x1 stack)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive number of metres, not {value}")
+    return value
+
+
 def resolution_option_of(default: float):
     """``--resolution/--res M`` of a command that writes stacks (HLS and Landsat: 30 m)."""
     return option("--resolution", "--res", "resolution", type=float, default=default, show_default=True,
+                  callback=_metres,
                   help="Pixel size in metres, as in the file names ({region}_{res}m_{date}); --res for short.")
 
 
 #: ``--resolution/--res M`` of a command that reads conventionally named files: by default
 #: the only resolution of the region's Sentinel-2 files (:func:`vercye_lai.naming.infer_region_resolution`)
 resolution_option = option(
-    "--resolution", "--res", "resolution", type=float, default=None,
+    "--resolution", "--res", "resolution", type=float, default=None, callback=_metres,
     help="Pixel size in metres, as in the file names ({region}_{res}m_{date}); --res for short. "
          "[default: the only one of the region's Sentinel-2 files there, else 20]")
 

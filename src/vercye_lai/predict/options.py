@@ -113,6 +113,8 @@ class PredictOptions(Options):
     def __post_init__(self) -> None:
         # variables are case-insensitive and each predicted once
         object.__setattr__(self, "variables", tuple(dict.fromkeys(v.upper() for v in self.variables)))
+        if not self.variables:  # every date "complete" with nothing to make, then nothing to analyse
+            raise ConfigError(f"variables: none given; choose from {', '.join(_variable_names())}")
         super().__post_init__()
         for key in ("model", "landsat_model"):
             m = str(getattr(self, key))

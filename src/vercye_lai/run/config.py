@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,7 +19,8 @@ from typing import Any
 
 from vercye_lai.acquire import SOURCES, Source, register, source
 from vercye_lai.analysis.options import AnalysisOptions
-from vercye_lai.errors import ConfigError
+from vercye_lai.errors import ConfigError, InputError
+from vercye_lai.naming import check_region_name
 from vercye_lai.options import Table, from_table
 from vercye_lai.predict import PredictOptions, direct
 from vercye_lai.regions import load_region, region_geometry, region_path
@@ -148,6 +150,14 @@ class RunConfig:
         return self.output_root / self.layout.state
 
 
+def _named(name: str, key: str) -> str:
+    """A region's or an analysis' name: it names files and folders (see :func:`check_region_name`)."""
+    try:
+        return check_region_name(name, key)
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
     raw = doc.get("regions", list)
     if not raw:
@@ -160,6 +170,7 @@ def _parse_regions(doc: Table, base: Path) -> tuple[RegionConfig, ...]:
             library=t.opt("library", Path, exists=True), geometry=t.opt("geometry", Path, exists=True),
         )
         t.done()
+        _named(r.name, f"regions[{i}].name")
         if r.start > r.end:
             raise ConfigError(f"regions[{i}]: start_date {r.start} is after end_date {r.end}")
         if r.library and r.geometry:
@@ -189,6 +200,10 @@ def _parse_source(doc: Table, base: Path, regions: Sequence[RegionConfig]) -> tu
         src = source(kind)
         options = from_table(src.options, t)
         t.done()
+        catalog = getattr(options, "catalog", None)  # a name, a URL, or a static catalogue's path
+        if isinstance(catalog, str) and "://" not in catalog and not Path(catalog).is_absolute() and (
+                base / catalog).exists():  # relative to the config, as every path is
+            options = dataclasses.replace(options, catalog=str(base / catalog))
         if src.needs_geometry:
             for r in regions:
                 if not r.has_geometry:
@@ -219,6 +234,7 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
             regions=t.many("regions", str, None), quicklook=t.get("quicklook", bool, True),
         )
         t.done()
+        _named(a.name, f"analyses[{i}].name")
         for r in a.regions or ():
             if r not in region_names:
                 raise ConfigError(f"analyses[{i}].regions: {r!r} is not allowed; allowed values: "
@@ -232,8 +248,10 @@ def _parse_analyses(doc: Table, region_names: Sequence[str]) -> tuple[AnalysisCo
 
 def _parse_dask(doc: Table, base: Path) -> DaskSettings:
     t = Table(doc.get("dask", dict, {}), "dask", base=base)
-    path = t.opt("scheduler_file", Path)
-    s = from_table(DaskSettings, t, scheduler_file=None if path is None else str(path))
+    # paths relative to the config's folder, not to the working directory
+    path, scratch = t.opt("scheduler_file", Path), t.opt("local_directory", Path)
+    s = from_table(DaskSettings, t, scheduler_file=None if path is None else str(path),
+                   local_directory=None if scratch is None else str(scratch))
     t.done()
     if s.cluster in ("slurm", "pbs") and not (s.scheduler_address or s.scheduler_file) and not (
             s.cores and s.memory):
@@ -251,8 +269,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: P
     doc = Table(data, "", base=base)
     output_root = doc.get("output_root", Path)
     resolution = doc.get("resolution", float, 20.0)
-    if resolution <= 0:
-        raise ConfigError(f"resolution: must be positive, not {resolution}")
+    if not (math.isfinite(resolution) and resolution > 0):
+        raise ConfigError(f"resolution: must be a positive number of metres, not {resolution}")
     regions = _parse_regions(doc, base)
     sources = _parse_source(doc, base, regions)
     t = Table(doc.get("predict", dict, {}), "predict", base=base)
@@ -290,6 +308,9 @@ def load_config(path: str | Path) -> RunConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the config file: {exc.strerror}", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); save it as "
+                          "UTF-8", path=path) from None
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             import yaml

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import json
 import logging
 import os
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from vercye_lai.errors import ConfigError, require
+from vercye_lai.errors import ConfigError, ServiceError, require
 from vercye_lai.options import Options, setting
 from vercye_lai.system import default_workers
 
@@ -217,10 +221,13 @@ class DaskExecutor(Executor):
         self._cluster = None
         self._own_client = client is None
         if client is None:
-            if s.scheduler_address:
-                client = distributed.Client(s.scheduler_address)
-            elif s.scheduler_file:
-                client = distributed.Client(scheduler_file=s.scheduler_file)
+            if s.scheduler_address or s.scheduler_file:
+                address = s.scheduler_address or scheduler_file_address(s.scheduler_file)
+                try:
+                    client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError) as exc:
+                    raise ServiceError(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT} s: "
+                                       f"{exc}") from exc
             else:
                 self._cluster = make_cluster(s)
                 client = distributed.Client(self._cluster)
@@ -268,8 +275,69 @@ def make_cluster(settings: DaskSettings):
     jobqueue = require("dask_jobqueue", "jobqueue")
     cls = jobqueue.SLURMCluster if settings.cluster == "slurm" else jobqueue.PBSCluster
     cluster = cls(**jobqueue_kwargs(settings))
+    try:
+        check_submission(settings.cluster, cluster.job_script())
+    except BaseException:
+        cluster.close()
+        raise
     cluster.scale(jobs=settings.n_workers or 1)
     return cluster
+
+
+#: seconds to wait for a scheduler, or for the batch system to answer a test submission
+CONNECT_TIMEOUT = 60
+
+
+def scheduler_file_address(path: str) -> str:
+    """The address a Dask scheduler file gives (``distributed.Client`` waits for a missing
+    file forever, and fails on a bad one with a bare AssertionError).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file: missing, unreadable, or without an address.
+    """
+    try:
+        address = json.loads(Path(path).read_text(encoding="utf-8")).get("address")
+    except OSError as exc:
+        raise ConfigError(f"dask.scheduler_file: {path}: {exc.strerror} (start the scheduler with "
+                          "--scheduler-file first)") from None
+    except (ValueError, AttributeError):
+        address = None
+    if not isinstance(address, str) or not address:
+        raise ConfigError(f"dask.scheduler_file: {path}: not a Dask scheduler file (JSON with an 'address')")
+    return address
+
+
+def check_submission(kind: str, script: str) -> None:
+    """Ask the batch system whether it would take the workers' job (``sbatch --test-only``;
+    PBS: whether its server answers, ``qstat -B``) before submitting: dask-jobqueue submits in the
+    background, so a controller that is down or a wrong partition or account left the run
+    waiting for workers that never came, with tracebacks in the log.
+
+    Raises
+    ------
+    ServiceError
+        The batch system refused the job or did not answer within :data:`CONNECT_TIMEOUT` s.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+        f.write(script)
+    try:
+        cmd = ["sbatch", "--test-only", f.name] if kind == "slurm" else ["qstat", "-B"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=CONNECT_TIMEOUT)
+        except FileNotFoundError:
+            raise ServiceError(f"dask.cluster = {kind}: {cmd[0]} not found (not on a {kind.upper()} login node?)") from None
+        except subprocess.TimeoutExpired:
+            raise ServiceError(f"dask.cluster = {kind}: {' '.join(cmd[:2])} got no answer within {CONNECT_TIMEOUT} s "
+                               "(is the controller up?)") from None
+        said = [ln for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+        # sbatch --test-only says "Job ... to start at ..." on stderr and exits 0 when it would run
+        if r.returncode:
+            raise ServiceError(f"dask.cluster = {kind}: {' '.join(cmd[:2])} refused the workers' job: "
+                               f"{said[-1] if said else f'exit {r.returncode}'}")
+    finally:
+        os.unlink(f.name)
 
 
 def make_executor(kind: str = "threads", *, workers: int | None = None,
