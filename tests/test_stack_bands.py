@@ -90,6 +90,17 @@ def test_bands_scl_nodata_and_angles(tmp_path):
     assert tags["ACQUISITION_TIME"] == WHEN.isoformat() and "assumed zenith 0" in tags["ANGLES"]
 
 
+def test_band_names_in_lower_case_keep_the_scl_mask(tmp_path):
+    """'scl' was no SCL band: no cloud masking, said only at INFO (584 valid pixels, not 304)."""
+    lower = synthetic(tmp_path, descriptions=[d.lower() for d in ORDER])
+    data, _, tags = stack_from_bands(lower)
+    assert np.isnan(data["B4"][1, 1]) and np.isnan(data["B4"][2, 4]) and np.isfinite(data["B4"]).sum() == 21
+    assert tags["SCL_MASK"] != "no SCL band"
+    bare = synthetic(tmp_path, f"{PRODUCT}_bare.tif", descriptions=None)
+    data, _, _ = stack_from_bands(bare, band_names=[b.lower() for b in ORDER])
+    assert np.isnan(data["B4"][1, 1]) and np.isfinite(data["B4"]).sum() == 21
+
+
 def test_view_geometry_option(tmp_path):
     data, _, tags = stack_from_bands(synthetic(tmp_path), view_zenith=60, view_azimuth=90)
     np.testing.assert_allclose(data["cosVZA"], 0.5, atol=1e-6)

@@ -53,12 +53,14 @@ _ALIASES = {
     "cosvza": "cosVZA", "cos_vza": "cosVZA", "cosviewzenith": "cosVZA",
     "cossza": "cosSZA", "cos_sza": "cosSZA", "cossunzenith": "cosSZA",
     "cosraa": "cosRAA", "cos_raa": "cosRAA", "cosrelativeazimuth": "cosRAA",
+    # Sentinel-2's scene classification, however spelled ('scl' was not one: no cloud mask, said at INFO)
+    "scl": "SCL", "sceneclassification": "SCL", "scene_classification": "SCL",
 }
 
 
 def canonical_band(name: str) -> str:
     """Canonical spelling of a band name: ``'B03'`` → ``'B3'``, ``'b8a'`` → ``'B8A'``,
-    ``'cos_vza'`` → ``'cosVZA'``. Unknown names are returned stripped."""
+    ``'cos_vza'`` → ``'cosVZA'``, ``'scl'`` → ``'SCL'``. Unknown names are returned stripped."""
     s = name.strip()
     key = re.sub(r"[\s\-]", "", s).lower()
     if key in _ALIASES:
