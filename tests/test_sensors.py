@@ -117,6 +117,26 @@ def test_hls_v15_l30_granule_to_a_landsat_stack(tmp_path):
     assert np.ma.allclose(data[0], 1.0) and "nadir view assumed" in tags["NOTES"]
 
 
+def test_local_files_outside_the_dates_are_not_stacked(tmp_path):
+    """--start-date/--end-date did nothing with files: the 2019-09-10 granule was stacked for January."""
+    import geopandas as gpd
+    from click.testing import CliRunner
+    from conftest import cli_error_line
+
+    from vercye_lai.cli.main import cli
+
+    folder = PIECES / "hls_l30_v15"
+    geo = tmp_path / "slo.geojson"
+    gpd.GeoDataFrame(geometry=[region_of(folder / "HLS.L30.T10SFE.2019253.v1.5.B04.clip.tif")],
+                     crs=4326).to_file(geo)
+    args = ["-q", "stack-hls", str(folder), "--geometry", str(geo), "-o", str(tmp_path / "out")]
+    line = cli_error_line(CliRunner().invoke(cli, [*args, "--start-date", "2020-01-01", "--end-date", "2020-02-01"]))
+    assert "no scene of" in line and "between 2020-01-01 and 2020-02-01: they hold 2019-09-10" in line
+    assert not list(tmp_path.glob("out/*.tif"))
+    r = CliRunner().invoke(cli, [*args, "--start-date", "2019-09-01", "--end-date", "2019-09-30"])
+    assert r.exit_code == 0 and [p.name for p in tmp_path.glob("out/*.tif")] == ["slo_30m_2019-09-10_L30.tif"]
+
+
 def build_v20_granule(folder, tmp_path, *, cloud_rows=slice(0, 10)):
     """An HLS v2.0 L30 granule made from the real v1.5 pieces in the v2.0 encoding: fill −9999,
     names with the time, and (from the real S30 angle piece, its first 128 × 138 pixels) the

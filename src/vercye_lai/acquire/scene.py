@@ -226,6 +226,24 @@ class SceneMosaic:
         return warp.first_valid_window(layers, self.scenes[0].inputs, sub, self.region)
 
 
+def scenes_in_range(scenes: Sequence[Scene], start: dt.date | None, end: dt.date | None, *,
+                    what: str = "the files") -> list[Scene]:
+    """The scenes dated ``start`` to ``end`` (UTC dates; ``None``: open), so that local files
+    out of the range are never stacked (``--start-date`` did nothing with files).
+
+    Raises
+    ------
+    InputError
+        No scene in the range, saying the dates there are.
+    """
+    kept = [s for s in scenes if (start is None or s.date >= start) and (end is None or s.date <= end)]
+    if scenes and not kept:
+        dates = sorted({s.date for s in scenes})
+        raise InputError(f"no scene of {what} between {start or '…'} and {end or '…'}: they hold "
+                         f"{dates[0]}" + (f" to {dates[-1]}" if len(dates) > 1 else ""))
+    return kept
+
+
 def group_scenes(scenes: Sequence[Scene]) -> dict[tuple[dt.date, str], list[Scene]]:
     """Scenes by (date, sensor), each group's scenes in tile order."""
     out: dict[tuple[dt.date, str], list[Scene]] = {}
@@ -350,7 +368,7 @@ def acquire_scenes(region, options: Any, out_dir: Path, *, local: Callable[[list
         scenes = catalogue(options.catalog, geometry=region.shape(), start=region.start, end=region.end,
                            max_cloud=options.max_cloud)
     elif options.paths:
-        scenes = local(expand_patterns(options.paths))
+        scenes = scenes_in_range(local(expand_patterns(options.paths)), region.start, region.end)
     else:
         raise ConfigError("source: give paths (local files) or catalog (STAC)")
     out = stack_scenes(scenes, region.shape(), region.name, options.resolution, out_dir, source=source,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.acquire.scene import stack_scenes
+from vercye_lai.acquire.scene import scenes_in_range, stack_scenes
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar, stdout
 
@@ -36,7 +36,7 @@ def stack_scene_source(name: str, options_type: type, params: dict, *, paths, re
     region_name, geometry = opts.resolve_region(region, library, shpfile)
     opts.check_source(paths, o.catalog, start_date, end_date)
     scenes = (catalogue(o.catalog, o, geometry=geometry, start=start_date, end=end_date) if o.catalog
-              else local(paths, o))
+              else scenes_in_range(local(paths, o), start_date, end_date, what=", ".join(map(str, paths))))
     with progress_bar() as bar:
         task = bar.add_task("dates", total=None)
         written = stack_scenes(scenes, geometry, region_name, resolution, out_dir, overwrite=overwrite, source=name,
