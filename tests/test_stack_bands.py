@@ -101,6 +101,22 @@ def test_band_names_in_lower_case_keep_the_scl_mask(tmp_path):
     assert np.isnan(data["B4"][1, 1]) and np.isfinite(data["B4"]).sum() == 21
 
 
+def test_reflectance_x_10000_in_a_float_file_is_refused_with_what_to_pass(tmp_path):
+    """It wrote a stack of nodata, exit 0, warning that the offset looked missing."""
+    big = synthetic(tmp_path, f"{PRODUCT}_big.tif", scale=1e-4)  # reflectance x 10000, as floats
+    with pytest.raises(InputError, match="B3's median is .*a file of reflectance x 10000 needs --scale 1e-4"):
+        stack_from_bands(big)
+    data, _, _ = stack_from_bands(big, scale=1e-4)
+    np.testing.assert_allclose(data["B4"][0], expected("B04"), atol=1e-6)
+    with pytest.raises(InputError, match="scaled twice"):
+        stack_from_bands(synthetic(tmp_path), scale=1e-4)
+    # an offset alone keeps the file's own scale (it set it to 1)
+    declared = synthetic(tmp_path, f"{PRODUCT}_declared.tif", dtype="int16", scale=1e-4)
+    with rasterio.open(declared, "r+") as ds:
+        ds.scales = [1e-4] * ds.count
+    np.testing.assert_allclose(stack_from_bands(declared, offset=0.0)[0]["B4"][0], expected("B04"), atol=1e-4)
+
+
 def test_view_geometry_option(tmp_path):
     data, _, tags = stack_from_bands(synthetic(tmp_path), view_zenith=60, view_azimuth=90)
     np.testing.assert_allclose(data["cosVZA"], 0.5, atol=1e-6)

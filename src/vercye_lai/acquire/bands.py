@@ -55,6 +55,7 @@ from vercye_lai.acquire._band_dates import (  # noqa: F401 - file dates, part of
 from vercye_lai.acquire._band_meta import (  # noqa: F401 - file metadata, part of this module's API
     _MAX_REFLECTANCE,
     band_indexes,
+    check_reflectance_scale,
     file_sample,
     reflectance_scaling,
 )
@@ -255,8 +256,10 @@ def plan_band_stack(
         a, b, how = reflectance_scaling(ds, index, scale=scale, offset=offset)
         platform = s2_platform(ds.tags().get("SPACECRAFT_NAME"), name)
         check = None
+        sample = file_sample(ds, index)
+        check_reflectance_scale(sample, a, b, how, path=src)
         if how != "given":  # an offset the user gives is not second-guessed
-            check = check_offset(name, file_sample(ds, index), scale=a, offset=b, what=how,
+            check = check_offset(name, sample, scale=a, offset=b, what=how,
                                  expected=expected_offset(baseline_of(name)), add_missing=False)
             b = check.offset
         src_res = abs(ds.transform.a)
