@@ -82,6 +82,12 @@ def test_cube_cut_to_a_box_and_bad_names(tmp_path, season):
     line = cli_error_line(CliRunner().invoke(cli, ["-q", "cube", str(season), str(tmp_path / "c.tif"),
                                                    "--region", "R", "--res", "10"]))
     assert "must end in .nc" in line
+    # a box upside down crashed in GDAL; one with W > E was ignored (the whole grid)
+    for box in ((w, n, e, s), (e, s, w, n), (w, s, e, 95.0)):
+        line = cli_error_line(CliRunner().invoke(cli, ["-q", "cube", str(season), str(tmp_path / "x.nc"), "--region",
+                                                       "R", "--res", "10", "--bbox", *map(str, box)]))
+        assert "give W S E N in degrees, W < E" in line and "Traceback" not in line
+    assert not (tmp_path / "x.nc").exists()
 
 
 def test_a_killed_zarr_write_leaves_nothing_a_rerun_keeps(tmp_path, season):

@@ -65,6 +65,35 @@ def test_bad_inputs(analysis, tmp_path):
     assert res.exit_code == 1 and str(bad) in res.stderr
 
 
+def test_the_outline_is_read_as_every_vector_input(analysis, tmp_path):
+    """A raster or a CRS-less file ended in a traceback; a GeoPackage of two layers was drawn
+    from its first, silently."""
+    import geopandas as gpd
+
+    zone, geom = analysis
+    fields = gpd.read_file(geom)
+    two = tmp_path / "two.gpkg"
+    fields.to_file(two, layer="plots")
+    fields.translate(1000, 1000).to_file(two, layer="far")
+    with pytest.raises(InputError, match="choose one with --layer"):
+        quicklook(zone.csv, zone.max_tif, out=tmp_path / "a.png", geometry_path=two)
+    assert quicklook(zone.csv, zone.max_tif, out=tmp_path / "a.png", geometry_path=two, layer="plots").exists()
+    res = CliRunner().invoke(cli, ["quicklook", str(zone.csv), "-o", str(tmp_path / "b.png"),
+                                   "--geometry", str(zone.max_tif)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and str(zone.max_tif) in res.output
+    assert not (tmp_path / "b.png").exists()
+
+
+def test_a_folder_with_a_zone_without_a_max_map_draws_the_others(analysis, tmp_path):
+    zone, _ = analysis
+    lonely = zone.csv.with_name(zone.csv.name.replace("_4_", "_5_"))
+    lonely.write_bytes(zone.csv.read_bytes())  # a zone that covers no pixel centre: a CSV, no map
+    res = CliRunner().invoke(cli, ["quicklook", str(zone.csv.parent)])
+    assert res.exit_code == 0, res.output
+    assert quicklook_path(zone.csv).exists() and not quicklook_path(lonely).exists()
+    assert f"{lonely.name}: no max-LAI map beside it, skipped" in " ".join(res.output.split())
+
+
 def test_cli(analysis, tmp_path):
     zone, geom = analysis
     out = tmp_path / "ql.png"

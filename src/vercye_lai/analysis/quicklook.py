@@ -12,6 +12,7 @@ import numpy as np
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError
 from vercye_lai.io import atomic_output, open_raster
+from vercye_lai.regions import read_vector
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def quicklook(
     *,
     out: str | Path | None = None,
     geometry_path: str | Path | None = None,
+    layer: str | None = None,
     dpi: int = 130,
 ) -> Path:
     """Draw the LAI curve and the max-LAI map of one analysis zone into a PNG.
@@ -77,8 +79,9 @@ def quicklook(
     out
         PNG to write; default ``{stem}_QUICKLOOK.png`` beside the CSV.
     geometry_path
-        Vector file to outline on the map (reprojected to the map's CRS); default: the
-        outline of the map's valid pixels.
+        Vector file to outline on the map (reprojected to the map's CRS; ``layer``: its
+        layer, as :func:`vercye_lai.regions.read_vector` reads it); default: the outline of
+        the map's valid pixels.
     dpi
         Resolution of the PNG.
 
@@ -184,10 +187,8 @@ def quicklook(
     clipped = (finite.any() and np.nanmin(lai_max) < lo, finite.any() and np.nanmax(lai_max) > hi)
     extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(clipped, "neither")
     axm.set_facecolor("0.93")
-    if geometry_path is not None:
-        import geopandas as gpd
-
-        gpd.read_file(geometry_path).to_crs(crs).boundary.plot(ax=axm, color="black", lw=1.0)
+    if geometry_path is not None:  # read as every vector input is (layers, CRS: clear errors)
+        read_vector(geometry_path, layer=layer).to_crs(crs).boundary.plot(ax=axm, color="black", lw=1.0)
         axm.set_xlim(extent[:2])
         axm.set_ylim(extent[2:])
     elif finite.any() and finite.size <= _MAX_OUTLINE_PIXELS:

@@ -21,6 +21,7 @@ from vercye_lai.regions import read_vector
 @opts.date_options(required=False)
 @opts.option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="Cut the cube to the bounds of this vector file (any CRS).")
+@opts.option("--layer", default=None, help="The layer of --geometry, when the file has several.")
 @opts.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
         help="Cut the cube to this lon/lat box (EPSG:4326).")
 @opts.option("--like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -33,7 +34,8 @@ from vercye_lai.regions import read_vector
         help="NetCDF compression: zlib (deflate, every NetCDF-4 reader; chunks deflated on every core) or "
              "zstd (about twice as fast to write; readers need netCDF-C >= 4.9 with its filter plugins, e.g. "
              "netCDF4-python >= 1.6 wheels; older tools cannot read the data). Zarr: Blosc LZ4 always.")
-def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bbox, like, variables, sensors, codec):
+def command(lai_dir, out, region, resolution, start_date, end_date, geometry, layer, bbox, like, variables, sensors,
+            codec):
     """Write the season of REGION in LAI_DIR as one (time, y, x) dataset: NetCDF-4 (.nc) or
     Zarr (.zarr), CF conventions (leaf_area_index, units, _FillValue, a spatial_ref grid
     mapping rioxarray reads, time as dates), written one date at a time.
@@ -47,7 +49,7 @@ def command(lai_dir, out, region, resolution, start_date, end_date, geometry, bb
                                                  extensions=(".tif",))
     shape = None
     if geometry is not None:
-        shape = read_vector(geometry).to_crs(4326).union_all()
+        shape = read_vector(geometry, layer=layer).to_crs(4326).union_all()
     with progress_bar() as bar:
         task = bar.add_task("dates", total=None)
         path = build_cube(lai_dir, out, region=region, resolution=resolution, start=start_date, end=end_date,

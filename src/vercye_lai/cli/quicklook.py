@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
               default=None,
               help="Vector file to outline on the map [default: the outline of the map's "
               "valid pixels].")
+@click.option("--layer", default=None, help="The layer of --geometry, when the file has several.")
 @click.option("--dpi", type=click.IntRange(min=30), default=130, show_default=True,
               help="Resolution of the PNG.")
-def command(paths, output, geometry_path, dpi):
+def command(paths, output, geometry_path, layer, dpi):
     """Draw an analysis' CSV (a _STATS.csv) and its MAX (the _MAX.tif beside it, found by
     name when not given) into one PNG; given a FOLDER, every analysis in it.
 
@@ -45,11 +46,17 @@ def command(paths, output, geometry_path, dpi):
         pairs = [(c, max_path_for(c)) for c in sorted(paths[0].glob("*_STATS.csv")) if not c.name.startswith(".")]
         if not pairs:
             raise NoDataFoundError("no analysis (*_STATS.csv) in the folder", path=paths[0])
+        # a zone without a max-LAI map (it covers no pixel centre; --max-bands none) has nothing to draw
+        for csv, max_tif in pairs:
+            if not max_tif.exists():
+                console.print(f"quicklook: {csv.name}: no max-LAI map beside it, skipped", highlight=False,
+                              soft_wrap=True)
+        pairs = [(c, m) for c, m in pairs if m.exists()]
         if output is not None:
             raise click.UsageError("-o names one PNG: with a FOLDER, each PNG goes beside its CSV")
     else:
         csv = paths[0]
         pairs = [(csv, paths[1] if len(paths) == 2 else max_path_for(csv))]
     for csv, max_tif in pairs:
-        png = quicklook(csv, max_tif, out=output, geometry_path=geometry_path, dpi=dpi)
+        png = quicklook(csv, max_tif, out=output, geometry_path=geometry_path, layer=layer, dpi=dpi)
         console.print(f"quicklook: {png}", highlight=False, soft_wrap=True)

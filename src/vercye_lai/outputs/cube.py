@@ -65,6 +65,15 @@ class Layer:
     masked: bool = True
 
 
+def check_bbox(bbox: Sequence[float]) -> None:
+    """Raise unless ``bbox`` is a lon/lat box ``(W, S, E, N)``: W < E and S < N, within
+    ±180° and ±90° (N < S ended in a GDAL traceback; W > E was ignored: the whole grid)."""
+    w, s, e, n = bbox
+    if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+        raise InputError(f"bbox {tuple(bbox)}: give W S E N in degrees, W < E (within -180..180) and S < N "
+                         "(within -90..90); a box across the antimeridian is not supported")
+
+
 def _cut(grid: Grid, geometry=None, bbox: Sequence[float] | None = None) -> Grid:
     """``grid`` cut to a geometry or lon/lat bbox (whole pixels)."""
     if geometry is None and bbox is None:
@@ -72,6 +81,8 @@ def _cut(grid: Grid, geometry=None, bbox: Sequence[float] | None = None) -> Grid
     from rasterio.warp import transform_bounds
 
     bounds = geometry.bounds if geometry is not None else tuple(bbox)
+    if geometry is None:
+        check_bbox(bounds)
     met = grid.overlap(grid.window_for(transform_bounds("EPSG:4326", grid.crs, *bounds)))
     if met is None:
         raise InputError(f"the area {tuple(round(b, 4) for b in bounds)} does not overlap the LAI grid")

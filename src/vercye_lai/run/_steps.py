@@ -357,10 +357,9 @@ def step_analyze(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
 _PYPLOT_LOCK = threading.Lock()  # pyplot keeps global state: one figure at a time per process
 
 
-def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None) -> Path:
-
+def _quicklook_task(csv: Path, max_tif: Path, geometry: Path | None, layer: str | None = None) -> Path:
     with _PYPLOT_LOCK:
-        return quicklook(csv, max_tif, geometry_path=geometry)
+        return quicklook(csv, max_tif, geometry_path=geometry, layer=layer)
 
 
 def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
@@ -388,7 +387,7 @@ def step_quicklook(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
                 elif dry_run:
                     st.add(r.name, item, "planned", png.name)
                 else:
-                    futures[ex.submit(_timed, _quicklook_task, csv, tif, geometry,
+                    futures[ex.submit(_timed, _quicklook_task, csv, tif, geometry, a.options.layer,
                                       key=f"quicklook-{png.stem}-{token()}")] = (r, item)
     for fut in ex.as_completed(futures):
         r, item = futures[fut]
