@@ -92,7 +92,7 @@ def test_parts_assembled_equal_predict_file(tmp_path, strickhof_stacks, uncertai
 @pytest.mark.parametrize(("answer", "said"), [
     ("echo 'sbatch: error: invalid partition specified: nope' >&2; exit 1",
      "sbatch --test-only refused the workers' job: sbatch: error: invalid partition specified: nope"),
-    ("sleep 30", "sbatch --test-only got no answer within 1 s (is the controller up?)"),
+    ("sleep 30", "sbatch --test-only got no answer within 0.2 s (is the controller up?)"),
     ("echo 'sbatch: Job 7 to start at 2026-12-05T10:00:00' >&2", None),
 ])
 def test_a_batch_system_that_would_not_take_the_workers_stops_the_run_at_once(tmp_path, monkeypatch, answer, said):
@@ -103,7 +103,7 @@ def test_a_batch_system_that_would_not_take_the_workers_stops_the_run_at_once(tm
     fake.write_text(f"#!/bin/sh\n{answer}\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(executor, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(executor, "CONNECT_TIMEOUT", 0.2)
     if said is None:
         executor.check_submission("slurm", "#!/bin/sh\n#SBATCH -p debug\n")
         return

@@ -65,6 +65,7 @@ def test_bad_inputs(analysis, tmp_path):
     assert res.exit_code == 1 and str(bad) in res.stderr
 
 
+@pytest.mark.slow  # 0.7 s
 def test_the_outline_is_read_as_every_vector_input(analysis, tmp_path):
     """A raster or a CRS-less file ended in a traceback; a GeoPackage of two layers was drawn
     from its first, silently."""
@@ -84,6 +85,7 @@ def test_the_outline_is_read_as_every_vector_input(analysis, tmp_path):
     assert not (tmp_path / "b.png").exists()
 
 
+@pytest.mark.slow  # 0.6 s
 def test_a_folder_with_a_zone_without_a_max_map_draws_the_others(analysis, tmp_path):
     zone, _ = analysis
     lonely = zone.csv.with_name(zone.csv.name.replace("_4_", "_5_"))
