@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from vercye_lai.errors import InputError
@@ -76,3 +78,8 @@ def test_not_found_says_what_is_there(tmp_path):
         find_rasters(lai, "strickhof", 20, suffix="LAI", extensions=(".tif",))
     with pytest.raises(NoDataFoundError, match=r"found strickhof_10m_\*_LAI \(4 dates\): use --region strickhof$"):
         find_observations(lai, "poltava", 10, suffix="LAI", extensions=(".tif",))
+    # at the resolution asked for, the dates are what held none (it said: use --resolution 10)
+    with pytest.raises(NoDataFoundError, match=r"between 2021-01-01 and 2021-02-01; found strickhof_10m_\*_LAI "
+                       r"\(4 dates\): none in the date range \(they run 2022-03-01 to 2022-03-04\)$"):
+        find_observations(lai, "strickhof", 10, suffix="LAI", extensions=(".tif",), start=dt.date(2021, 1, 1),
+                          end=dt.date(2021, 2, 1))

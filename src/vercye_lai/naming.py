@@ -157,14 +157,21 @@ def product_name(region: str, resolution: float, date: dt.date, variable: str = 
     return RasterName(region, resolution, date, variable, ".tif").name
 
 
-def _there(folders: Sequence[Path], suffix: str | None, extensions: tuple[str, ...], region: str) -> str:
-    """``; found …: use --resolution M`` — what a folder holds instead of what was asked for."""
+def _there(folders: Sequence[Path], suffix: str | None, extensions: tuple[str, ...], region: str,
+           resolution: float | None = None) -> str:
+    """``; found …: use --resolution M`` — what a folder holds instead of what was asked for
+    (at the resolution asked for: the dates they run, the range being what held none)."""
     found = survey(folders, suffix=suffix, extensions=extensions)
     if not found:
         return ""
     mine = {k: n for k, n in found.items() if k[0] == region and k[1] == "S2"}
     hint = ""
-    if len(mine) == 1:
+    if len(mine) == 1 and resolution is not None and next(iter(mine))[2] == float(resolution):
+        dates = sorted(rn.date for f in dict.fromkeys(folders) if f.is_dir() for _, rn in named_files(f.iterdir())
+                       if (rn.region, rn.sensor_name, rn.resolution, rn.suffix) == (region, "S2", float(resolution),
+                                                                                  suffix) and rn.ext in extensions)
+        hint = f": none in the date range (they run {dates[0]} to {dates[-1]})"
+    elif len(mine) == 1:
         hint = f": use --resolution {_res_str(next(iter(mine))[2])}"
     elif not any(k[0] == region for k in found):
         hint = ": use --region " + "/".join(sorted({k[0] for k in found}))
@@ -250,7 +257,7 @@ def find_rasters(
             span = f" between {start or '…'} and {end or '…'}"
         raise NoDataFoundError(
             f"no '{region}_{_res_str(resolution)}m_<date>{'_' + token if token else ''}{what}.{{{exts}}}' "
-            f"files{span}{_there(existing, suffix, extensions, region)}", path=existing[0],
+            f"files{span}{_there(existing, suffix, extensions, region, resolution)}", path=existing[0],
         )
     return dict(sorted(found.items()))
 
@@ -309,7 +316,8 @@ def find_observations(
         others = [s for s in order if s != "S2"]
         tail = f" (nor {'/'.join(others)} ones at any resolution)" if others and s2 else \
             (f"{'/'.join(others)} files of {region}" if others else "")
-        raise NoDataFoundError(f"no {s2}{tail}{span}{_there(folders, suffix, extensions, region)}", path=folders[0])
+        raise NoDataFoundError(f"no {s2}{tail}{span}{_there(folders, suffix, extensions, region, resolution)}",
+                               path=folders[0])
     rank = {s: i for i, s in enumerate(order)}
     return dict(sorted(found.items(), key=lambda kv: (kv[0][0], rank[kv[0][1]])))
 
