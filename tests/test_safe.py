@@ -209,6 +209,15 @@ def test_resumable(tmp_path):
     assert not write_date_stack([open_safe(MINI)], region, dst, 60)
     assert dst.stat().st_mtime_ns == mtime
     assert write_date_stack([open_safe(MINI)], region, dst, 60, overwrite=True)
+    # made with other options or another region: made again (it was kept: "acquire skipped")
+    assert write_date_stack([open_safe(MINI)], region, dst, 60, cloud_buffer=2)
+    assert not write_date_stack([open_safe(MINI)], region, dst, 60, cloud_buffer=2)
+    assert write_date_stack([open_safe(MINI)], region, dst, 60, cloud_buffer=2, scl_classes=(8, 9))
+    wider = utm_region(CROP[0] + 600, CROP[1] + 600, CROP[0] + 1800, CROP[1] + 1800)
+    assert write_date_stack([open_safe(MINI)], wider, dst, 60, cloud_buffer=2, scl_classes=(8, 9))
+    with rasterio.open(dst, "r+") as ds:  # a stack of a version that did not say how it was made
+        ds.update_tags(VERCYE_STACK_MADE="")
+    assert write_date_stack([open_safe(MINI)], wider, dst, 60, cloud_buffer=2, scl_classes=(8, 9))
 
 
 def run_stack_safe(safe, geometry, out_dir, *extra):

@@ -117,6 +117,17 @@ def test_reflectance_x_10000_in_a_float_file_is_refused_with_what_to_pass(tmp_pa
     np.testing.assert_allclose(stack_from_bands(declared, offset=0.0)[0]["B4"][0], expected("B04"), atol=1e-4)
 
 
+def test_a_stack_made_with_other_options_is_made_again(tmp_path):
+    from vercye_lai.acquire.bands import write_band_stack
+
+    src, dst = synthetic(tmp_path), tmp_path / "out" / "f_10m_2022-06-01.tif"
+    assert write_band_stack(src, dst)
+    assert not write_band_stack(src, dst)  # resumable
+    for changed in ({"cloud_buffer": 3}, {"scale": 1.0}, {"view_zenith": 30.0}, {"scl_classes": ()}):
+        assert write_band_stack(src, dst, **changed), changed
+        assert not write_band_stack(src, dst, **changed)
+
+
 def test_view_geometry_option(tmp_path):
     data, _, tags = stack_from_bands(synthetic(tmp_path), view_zenith=60, view_azimuth=90)
     np.testing.assert_allclose(data["cosVZA"], 0.5, atol=1e-6)

@@ -68,10 +68,12 @@ from vercye_lai.acquire.platform import baseline_of, platform_tag, s2_platform
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
+    MADE_TAG,
     ImageCache,
     choose_resampling,
     geometry_to_crs,
     keep_existing,
+    made_with,
     warp_to_grid,
     write_windowed,
 )
@@ -339,12 +341,15 @@ def write_band_stack(
     unless it exists (or ``overwrite``), one output window at a time (``block`` pixels a
     side, default :data:`vercye_lai.stack.WINDOW_SIZE`): memory is bounded by the window,
     not the file; True when written."""
-    if keep_existing(dst, overwrite):
+    settings = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()
+                if k != "geometry"}
+    made = made_with(geometry=kw.get("geometry"), source=Path(src).name, **settings)
+    if keep_existing(dst, overwrite, made):
         return False
     plan = plan_band_stack(src, **kw)
     with ImageCache() as images:
         write_windowed(
-            dst, plan.grid, partial(plan.read, images=images), tags=plan.tags, block=block
+            dst, plan.grid, partial(plan.read, images=images), tags={**plan.tags, MADE_TAG: made}, block=block
         )
     plan.log_fill_values()
     return True

@@ -65,10 +65,12 @@ from vercye_lai.acquire.safe_product import (  # noqa: F401 - part of this modul
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns
 from vercye_lai.acquire.warp import (
+    MADE_TAG,
     ImageCache,
     choose_resampling,
     first_valid_window,
     keep_existing,
+    made_with,
     region_grid,
     warp_to_grid,
     write_windowed,
@@ -329,15 +331,17 @@ def write_date_stack(
     bool
         True when written, False when ``dst`` existed and was kept.
     """
-    if keep_existing(dst, overwrite):
+    classes = tuple(scl_classes)
+    made = made_with(geometry=geometry, resolution=resolution, scl_mask=",".join(map(str, classes)),
+                     cloud_buffer=cloud_buffer, products=",".join(sorted(t.product for t in tiles)))
+    if keep_existing(dst, overwrite, made):
         return False
     dst = Path(dst)
-    classes = tuple(scl_classes)
     grid, region = region_grid(tiles, geometry, resolution)
     with ImageCache() as images:
         mosaic = DateMosaic(tiles, grid, region, resolution, classes, images, cloud_buffer)
         tags = {
-            "SOURCE": "vercye-lai stack-safe",
+            "SOURCE": "vercye-lai stack-safe", MADE_TAG: made,
             "PRODUCTS": ",".join(t.product for t in tiles),
             "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
             "SCL_MASK": ",".join(map(str, classes)),

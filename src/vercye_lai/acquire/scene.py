@@ -262,14 +262,17 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
     bool
         True when written, False when ``dst`` existed whole and was kept.
     """
-    if warp.keep_existing(dst, overwrite):
+    s0 = scenes[0]
+    made = warp.made_with(geometry=geometry, resolution=resolution, quality_bits=",".join(map(str, s0.quality_bits)),
+                          cloud_buffer=cloud_buffer, products=",".join(sorted(s.product for s in scenes)))
+    if warp.keep_existing(dst, overwrite, made):
         return False
     with remote_env(scenes), warp.ImageCache() as images:
         grid, region = warp.region_grid(scenes, geometry, resolution)
         scenes = [checked_scene(s, images) for s in scenes]
     s0 = scenes[0]
     tags = {
-        "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor,
+        "SOURCE": f"vercye-lai {source}", "SENSOR": s0.sensor, warp.MADE_TAG: made,
         "PRODUCTS": ",".join(s.product for s in scenes),
         "SENSING_TIME": min(s.time for s in scenes).isoformat(),
         "QUALITY_MASK_BITS": ",".join(map(str, s0.quality_bits)),

@@ -519,12 +519,38 @@ def write_windowed(
 
 
 
-def keep_existing(dst: str | os.PathLike, overwrite: bool) -> bool:
-    """True when ``dst`` exists and is to be kept (resumable runs), logged at debug level."""
-    if not overwrite and is_whole(dst):  # a truncated copy is made again
-        log.debug("%s exists, skipped", Path(dst).name)
-        return True
-    return False
+#: the tag of a stack that says what set its pixels (:func:`made_with`)
+MADE_TAG = "VERCYE_STACK_MADE"
+
+
+def made_with(*, geometry=None, **settings: Any) -> str:
+    """What sets a stack's pixels, as text for its :data:`MADE_TAG`: the source's options that
+    change them (mask classes, cloud buffer, scale, offset, view angles, ...), its input
+    products or files, and the region (a digest of its geometry). A stack made otherwise is
+    made again (:func:`keep_existing`): a changed cloud buffer or scale left the old stacks,
+    and the run said "acquire skipped"."""
+    import hashlib
+
+    parts = [f"{k}={v}" for k, v in sorted(settings.items())]
+    if geometry is not None:
+        parts.append(f"region={hashlib.sha1(geometry.wkb).hexdigest()[:16]}")
+    return "; ".join(parts)
+
+
+def keep_existing(dst: str | os.PathLike, overwrite: bool, made: str | None = None) -> bool:
+    """True when ``dst`` exists whole and is to be kept (resumable runs), logged at debug
+    level; with ``made`` (:func:`made_with`), only when it was made so (one made otherwise,
+    or by a version that did not say, is made again, said at info level)."""
+    if overwrite or not is_whole(dst):  # a truncated copy is made again
+        return False
+    if made is not None:
+        with rasterio.open(dst) as ds:
+            was = ds.tags().get(MADE_TAG)
+        if was != made:
+            log.info("%s: made with other source options, inputs or region; made again", Path(dst).name)
+            return False
+    log.debug("%s exists, skipped", Path(dst).name)
+    return True
 
 
 def first_valid_window(layers: Iterable[Callable[[], Mapping[str, np.ndarray]]], bands: Sequence[str],
