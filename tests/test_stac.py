@@ -162,6 +162,14 @@ def test_properties_only_and_planetary_keys(tmp_path, caplog):
     assert set(np.unique(data[1][valid])) == {round(np.cos(np.radians(57.8)) * 1e4)}
     assert "pc: angles from item properties" in caplog.text
     assert "assuming a nadir view" in caplog.text
+    # a rerun keeps it; one with another cloud buffer makes it again
+    again = dict(catalog=str(cat), region="r", geometry=region_4326(), start=dt.date(2022, 10, 5),
+                 end=dt.date(2022, 10, 5), resolution=120, out_dir=tmp_path / "out")
+    mtime = path.stat().st_mtime_ns
+    stac.stack_stac(**again)
+    assert path.stat().st_mtime_ns == mtime
+    stac.stack_stac(**again, cloud_buffer=1)
+    assert path.stat().st_mtime_ns != mtime
 
 
 def item_with(props=None, raster_bands=None):

@@ -87,10 +87,18 @@ from vercye_lai.acquire.stac_search import (  # noqa: F401 - the catalogue side,
     read_bytes,
     search_items,
 )
-from vercye_lai.acquire.warp import ImageCache, as_resampling, geometry_to_crs, target_grid, write_windowed
+from vercye_lai.acquire.warp import (
+    MADE_TAG,
+    ImageCache,
+    as_resampling,
+    geometry_to_crs,
+    keep_existing,
+    made_with,
+    target_grid,
+    write_windowed,
+)
 from vercye_lai.errors import NoDataFoundError
 from vercye_lai.grid import Grid
-from vercye_lai.io import is_whole
 from vercye_lai.naming import stack_name
 from vercye_lai.options import Options as OptionsBase
 from vercye_lai.options import setting
@@ -355,7 +363,10 @@ def stack_stac(
     for date, date_items in sorted(by_date.items()):
         dst = out_dir / stack_name(region, resolution, date)
         written[date] = dst
-        if not overwrite and is_whole(dst):
+        made = made_with(geometry=geometry, resolution=resolution, crs=grid.crs.to_string(),
+                         scl_mask=",".join(map(str, scl_classes)), cloud_buffer=cloud_buffer, resampling=resampling,
+                         items=",".join(sorted(i.id for i in date_items)))
+        if keep_existing(dst, overwrite, made):
             log.info("%s exists, skipped", dst.name)
             if on_date:
                 on_date(date, None)
@@ -367,6 +378,7 @@ def stack_stac(
             )
             tags = {
                 "SOURCE": "STAC",
+                MADE_TAG: made,
                 "STAC_CATALOG": str(catalog),
                 "STAC_ITEMS": ",".join(i.id for i in date_items),
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
