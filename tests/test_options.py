@@ -169,6 +169,9 @@ def test_help_fits_its_command():
     cal = helptext("calibrate")
     assert "Required." not in cal and "--landsat-model" not in cal and "the first one given counts" in cal
     assert "Usage: cli validate [OPTIONS] INSITU [LAI_DIR]" in helptext("validate").replace("vercye-lai", "cli")
-    assert "--lai-region" not in helptext("reproject-mask")
+    mask = helptext("reproject-mask")
+    assert "--lai-region" not in mask.split("Older spellings")[0]  # shown only as the spelling it keeps
+    # the older spellings said are the command's own: it took no --outdir nor --start_date
+    assert "--outdir" not in mask and "--start_date" not in mask and "--out for -o/--output" in mask
     assert "--time YYYY-MM-DDTHH:MM[:SS]" in helptext("stack-bands")
     assert "--res for short" in helptext("predict")

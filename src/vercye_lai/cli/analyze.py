@@ -65,3 +65,6 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
     )
     for name, why in result.skipped.items():
         console.print(f"  zone {name} skipped: it {why}", highlight=False, soft_wrap=True, style="yellow")
+
+
+command.positional_output = True  # OUT as the last positional argument (resolve_inout)

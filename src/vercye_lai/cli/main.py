@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from vercye_lai._version import __version__
+from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import console
 from vercye_lai.errors import LaiError, error_text, printable
 from vercye_lai.system import available_cores, limit_malloc_arenas
@@ -78,7 +79,10 @@ class LazyGroup(click.Group):
         if cmd_name not in COMMANDS or not self._module_exists(cmd_name):
             return None
         module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
-        return module.command
+        command = module.command
+        if command.epilog == opts.ALIASES_EPILOG:  # the spellings this command keeps, said from its options
+            command.epilog = opts.aliases_epilog(command)
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help from the table, without importing every module; by stage.

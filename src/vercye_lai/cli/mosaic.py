@@ -55,3 +55,6 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
             log.debug("%s: %d part(s)", dst.name, len(parts))
             progress.advance(task)
     log.info("%d VRT(s) written, %d up to date, in %s", written, len(plan) - written, vrt_dir)
+
+
+command.positional_output = True  # OUT as the last positional argument (resolve_inout)

@@ -9,6 +9,7 @@ the region is ``--region``. The options of each step come from its options type
 from __future__ import annotations
 
 import math
+import re
 
 import datetime as dt
 from pathlib import Path
@@ -24,9 +25,19 @@ class AliasedOption(click.Option):
     others are hidden aliases (older spellings, the reference implementation's), accepted
     all the same."""
 
+    @property
+    def shown_opts(self) -> list[str]:
+        """The spellings ``--help`` shows: the first short and the first long one."""
+        return [o for o in self.opts if not o.startswith("--")][:1] + [o for o in self.opts if o.startswith("--")][:1]
+
+    @property
+    def hidden_opts(self) -> list[str]:
+        """The spellings accepted and not shown (older ones, the reference implementation's),
+        but those its help names (``--res for short``)."""
+        return [o for o in self.opts if o not in self.shown_opts and not re.search(rf"{re.escape(o)}\b", self.help or "")]
+
     def get_help_record(self, ctx):
-        short = [o for o in self.opts if not o.startswith("--")][:1]
-        shown, self.opts = self.opts, short + [o for o in self.opts if o.startswith("--")][:1]
+        shown, self.opts = self.opts, self.shown_opts
         try:
             return super().get_help_record(ctx)
         finally:
@@ -60,12 +71,20 @@ resolution_option = option(
          "[default: the only one of the region's Sentinel-2 files there, else 20]")
 
 
-#: what ``--help`` says of the spellings kept for existing scripts
-ALIASES_EPILOG = (
-    "Older spellings still work for existing scripts: --outdir, --output-dir, --out and --out_dir "
-    "for -o/--out-dir; --start_date/--end_date; positional output folders and regions as in "
-    "the reference implementation."
-)
+#: a command's epilog that :func:`aliases_epilog` replaces by the older spellings it takes
+ALIASES_EPILOG = "(older spellings)"
+
+
+def aliases_epilog(command: click.Command) -> str | None:
+    """What ``--help`` says of the spellings a command keeps for existing scripts: its own
+    (a fixed list named spellings some commands reject: reproject-mask listed --outdir and
+    --start_date), and positional outputs where it takes them (``positional_output``)."""
+    said = ["; ".join(f"{', '.join(p.hidden_opts)} for {'/'.join(p.shown_opts)}" for p in command.params
+                      if isinstance(p, AliasedOption) and p.hidden_opts)]
+    if getattr(command, "positional_output", False):
+        said.append("a positional output folder as in the reference implementation")
+    said = [x for x in said if x]
+    return f"Older spellings still work for existing scripts: {'; '.join(said)}." if said else None
 
 
 def region_option(*, required: bool = True, help: str | None = None):

@@ -84,3 +84,6 @@ def command(paths, region, out_dir, resolution, start_date, end_date, workers, o
             stdout.print(f"  failed: {r.error}", style="red")
     if counts["failed"]:
         raise SystemExit(1)
+
+
+command.positional_output = True  # OUT as the last positional argument (resolve_inout)

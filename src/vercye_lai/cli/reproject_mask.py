@@ -49,3 +49,6 @@ def command(paths, output, lai_path, lai_dir, lai_region, resolution, variable):
     reproject_mask(mask, out, grid)
     console.print(f"reproject-mask: {out} on the {grid.width}×{grid.height} grid of {ref.name} "
                   f"({grid.crs.to_string()})", highlight=False, soft_wrap=True)
+
+
+command.positional_output = True  # OUT as the last positional argument (resolve_inout)
