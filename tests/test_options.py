@@ -165,9 +165,10 @@ def test_help_fits_its_command():
 
     table = helptext("predict-table")
     assert "_uncertainty.tif" not in table and "'{VAR} uncertainty' column" in table
-    assert "--landsat-model" not in table and "--cog" not in table
+    assert "--landsat-model" not in table and "--cog" not in table and "--dtype" not in table  # (it did nothing)
     cal = helptext("calibrate")
     assert "Required." not in cal and "--landsat-model" not in cal and "the first one given counts" in cal
+    assert "--dtype" not in cal
     assert "Usage: cli validate [OPTIONS] INSITU [LAI_DIR]" in helptext("validate").replace("vercye-lai", "cli")
     mask = helptext("reproject-mask")
     assert "--lai-region" not in mask.split("Older spellings")[0]  # shown only as the spelling it keeps

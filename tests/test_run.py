@@ -90,6 +90,8 @@ def test_yaml_config(tmp_path):
         (("analyses", [{"geometry": "x.geojson", "name": "../../x"}]), "analyses[0].name name '../../x'"),
         (("resolution", float("nan")), "resolution: must be a positive number of metres, not nan"),
         (("predict", {"variables": []}), "predict.variables: none given; choose from LAI,"),
+        (("analyses", [{"geometry": "x.geojson", "smooth": "savgol", "savgol_window": 4}]),
+         "savgol_window: must be odd (a window centred on an observation), not 4"),  # it became 3, silently
     ],
 )
 def test_config_errors_name_the_key_and_the_allowed_values(tmp_path, change, message):

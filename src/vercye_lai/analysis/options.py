@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vercye_lai.analysis.products import DATE_FORMATS, MAX_BAND_CHOICES
 from vercye_lai.analysis.timeseries import ADJUSTMENTS, INTERPOLATIONS, OUTLIERS, SMOOTHERS
+from vercye_lai.errors import ConfigError
 from vercye_lai.options import Options, setting
 
 MODES = ("raster", "poly_agg", "poly_iter")
@@ -90,6 +91,8 @@ class AnalysisOptions(Options):
         # sensor names are case-insensitive (s2, L30 ...), each counted once
         object.__setattr__(self, "sensors", tuple(dict.fromkeys(str(x).lower() for x in self.sensors)))
         super().__post_init__()
+        if self.savgol_window % 2 == 0:  # it was shrunk to the odd one below, silently
+            raise ConfigError(f"savgol_window: must be odd (a window centred on an observation), not {self.savgol_window}")
 
     @property
     def adjustment_file(self) -> Path | None:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
              "auto: chosen by an inner cross-validation, and none unless its gain over no correction "
              "holds across the held-out groups (mean gain less one standard error above zero).")
 @opts.click_options(PredictOptions, exclude=("flags", "cog", "block_size", "uncertainty", "out_of_range", "calibration", "haze",
-                                            "landsat_model"),
+                                            "landsat_model", "dtype"),
                     helps={"variables": "The variable to calibrate: its estimate is the table's column of that name "
                                         "(LAI); the first one given counts."})
 @opts.click_options(TableOptions)

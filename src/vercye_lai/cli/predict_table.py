@@ -16,7 +16,7 @@ from vercye_lai.predict.table import TableOptions, predict_table, read_table, wr
 log = logging.getLogger(__name__)
 
 #: predict's options that mean nothing for a table (no raster is written; --model serves every row)
-_RASTER_ONLY = ("flags", "cog", "block_size", "landsat_model")
+_RASTER_ONLY = ("flags", "cog", "block_size", "landsat_model", "dtype")  # (a table's values are text: --dtype did nothing)
 #: predict's options whose meaning differs for rows of a table
 _TABLE_HELPS = {
     "uncertainty": "Add a '{VAR} uncertainty' column: the LEAF error network's per-row uncertainty, in the "
