@@ -179,6 +179,15 @@ def test_geometry_crs_differs_from_raster(tmp_path, polygon_writer, season):
         pd.testing.assert_frame_equal(pd.read_csv(za.csv), pd.read_csv(zb.csv))
 
 
+def test_fields_partly_outside_the_rasters_are_named(tmp_path, polygon_writer, season, caplog):
+    """A field 60 % outside counted those pixels as cloud on every date, and nothing named it."""
+    g = polygon_writer("f.geojson", [pixel_box(0, 0, 2, 2), pixel_box(4, 4, 9, 6)], field=["in", "part"])
+    run(tmp_path, g, id_column="field")
+    said = [r.getMessage() for r in caplog.records if "partly outside" in r.getMessage()]
+    assert said == ["1 zone(s) lie partly outside the LAI rasters: part (60% outside); their pixels there count "
+                    "as no data (the cloud/no-data share) on every date"]
+
+
 def test_geometry_partly_outside_a_dates_raster(tmp_path, polygon_writer, lai_writer):
     v = glob_values((6, 6))
     lai_writer("2022-06-01", v)

@@ -193,7 +193,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
     if total == 0:
         log.warning("zone %s covers no pixel centre of the LAI grid (try --all-touched)", name)
     cols = _fill_series(table, n_pix, k, options=plan.options, uncertainty=plan.has_uncertainty,
-                        sensors=plan.multi_sensor)
+                        sensors=plan.multi_sensor, zone=name)
     csv = write_stats_csv(plan.outdir / f"{stem}_STATS.csv", plan.days, cols,
                           date_format=plan.options.date_format, clean_stale=False)
     tif = None
@@ -209,7 +209,7 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
 
 def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
                  options: AnalysisOptions, uncertainty: bool = False,
-                 sensors: bool = False) -> dict[str, np.ndarray]:
+                 sensors: bool = False, zone: str = "") -> dict[str, np.ndarray]:
     """The CSV columns (:func:`~.products.stats_columns`, by key) of zone ``k``: outliers
     rejected, then the smoothed columns smoothed, then the gap-filled ones interpolated."""
     o = options
@@ -223,7 +223,7 @@ def _fill_series(table: dict[str, np.ndarray], n_pix: np.ndarray, k: int, *,
     n[rejected] = 0  # nothing of that day is aggregated
     n_obs = int((~np.isnan(series["mean"])).sum())
     if n_obs < 2 and o.interpolation != "none":
-        log.warning("only %d observation(s) in the range: no interpolation", n_obs)
+        log.warning("zone %s: only %d observation(s) in the range: no interpolation", zone, n_obs)
     columns = STATS_COLUMNS + ((UNCERTAINTY_COLUMN,) if uncertainty else ())
     if not uncertainty:
         del series["unc"]

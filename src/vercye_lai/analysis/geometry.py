@@ -259,6 +259,10 @@ class Zones:
     def _rasterize(self, grid: Grid) -> np.ndarray:
         raise NotImplementedError
 
+    def share_inside(self, grid: Grid) -> np.ndarray:
+        """Per zone: the share of it within the extent of ``grid`` (1 where unknown, a mask)."""
+        return np.ones(self.count)
+
     def meets(self, grid: Grid) -> np.ndarray:
         """Per zone: it overlaps the extent of ``grid`` (a whole LAI raster's grid)."""
         b = np.asarray(self.zone_bounds_in(grid.crs), dtype=np.float64).reshape(-1, 4)
@@ -316,6 +320,16 @@ class PolygonZones(Zones):
         if self.count == 1:
             return [self.bounds_in(crs)]
         return [tuple(b) for b in shapely.bounds(self._geoms(crs)).tolist()]
+
+    def share_inside(self, grid: Grid) -> np.ndarray:
+        import shapely
+
+        geoms = self._geoms(grid.crs)
+        if self.count == 1:
+            geoms = np.array([shapely.union_all(geoms)])
+        area = shapely.area(geoms)
+        inside = shapely.area(shapely.intersection(geoms, shapely.box(*grid.bounds)))
+        return np.divide(inside, area, out=np.ones(len(geoms)), where=area > 0)
 
     def meets(self, grid: Grid) -> np.ndarray:
         import shapely

@@ -227,6 +227,19 @@ def check_product_models(files: Mapping, calibration: Calibration | None = None)
                                   for models in mixed for m, d in models.items()))
 
 
+def _say_outside(zones: Zones, reference: Path) -> None:
+    """Warn of zones partly outside the LAI rasters (the reference's extent): their pixels
+    there count as no data on every date, so a --max-cloud-percent makes every day a gap."""
+    with open_raster(reference) as ds:
+        share = zones.share_inside(Grid.of(ds))
+    out = [(n, 1 - s) for n, s in zip(zones.names, share, strict=True) if s < 0.95]
+    if out:
+        shown = ", ".join(f"{n} ({100 * f:.0f}% outside)" for n, f in out[:10])
+        log.warning("%d zone(s) lie partly outside the LAI rasters: %s%s; their pixels there count as no data "
+                    "(the cloud/no-data share) on every date", len(out), shown,
+                    f" and {len(out) - 10} more" if len(out) > 10 else "")
+
+
 def plan_analysis(
     lai_dir: str | Path,
     outdir: str | Path,
@@ -282,6 +295,7 @@ def plan_analysis(
             f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
             f"in {lai_dir} between {start or min(files)} and {end or max(files)}",
             path=geometry_path)
+    _say_outside(zones, reference)
     return AnalysisPlan(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
