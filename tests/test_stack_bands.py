@@ -373,3 +373,18 @@ def test_a_resolution_or_region_name_that_cannot_name_files_is_refused(tmp_path,
     assert r.exit_code != 0 and said in " ".join(r.output.split()), r.output
     assert not list(tmp_path.rglob("*_m_*.tif")) and not (tmp_path / "escaped").exists()
     assert "Traceback" not in r.output
+
+
+def test_a_pattern_that_matches_nothing_or_no_file_is_said(tmp_path):
+    """A glob matching nothing was read as a file name ("no acquisition time: the file name holds
+    no Sentinel-2 product name"); no file at all made "acquire done (0 of 0)"."""
+    from vercye_lai.acquire import expand_patterns
+
+    (tmp_path / "a.tif").write_bytes(b"")
+    assert expand_patterns([tmp_path / "*.tif", tmp_path / "a.tif"]) == [str(tmp_path / "a.tif")]
+    with pytest.raises(InputError, match="matches no file") as e:
+        expand_patterns([tmp_path / "*.nope"])
+    assert str(tmp_path / "*.nope") in str(e.value)
+    with pytest.raises(InputError, match="no file given"):
+        expand_patterns([])
+    assert expand_patterns(["/vsis3/bucket/x.tif"]) == ["/vsis3/bucket/x.tif"]  # not a pattern: GDAL opens it

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from vercye_lai.errors import ConfigError
+from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.options import Options
 
 
@@ -111,9 +111,24 @@ def source(kind: str) -> Source:
 
 
 def expand_patterns(patterns: Iterable[str | Path]) -> list[str]:
-    """Paths and glob patterns (as a config gives them) → the sorted, distinct paths; a
-    pattern that matches nothing is kept as it is, so that opening it names it."""
-    return sorted({p for pat in map(str, patterns) for p in (glob.glob(pat) or [pat])})
+    """Paths and glob patterns (as a config gives them) → the sorted, distinct paths; a path
+    that is not a pattern is kept as it is (opening it names it; it may be a GDAL path).
+
+    Raises
+    ------
+    InputError
+        A pattern that matches no file (it was then read as a file name: "no acquisition
+        time"), or no path at all.
+    """
+    out = set()
+    for pat in map(str, patterns):
+        found = glob.glob(pat)
+        if not found and glob.has_magic(pat):
+            raise InputError("matches no file", path=pat)
+        out.update(found or [pat])
+    if not out:
+        raise InputError("no file given (the source's files or paths)")
+    return sorted(out)
 
 
 @dataclass(frozen=True)
