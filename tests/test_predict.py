@@ -196,6 +196,24 @@ def test_an_offset_applied_twice_fails_the_date_and_offset_0_reads_it(tmp_path):
     assert run("-q", "predict-table", table, tmp_path / "out.csv").exit_code == 0
 
 
+def test_red_and_nir_swapped_are_said(tmp_path):
+    """Red and NIR exchanged gave LAI 0 everywhere (flag 9), without a word."""
+    d = tmp_path / "s2"
+    spectra = np.tile(_qvidja_float(), (1, 3, 3))
+    b4, b8a = list(S2_BANDS_20M).index("B4"), list(S2_BANDS_20M).index("B8A")
+    spectra[[b4, b8a]] = spectra[[b8a, b4]]
+    write_raster(d / "x_20m_2023-06-11.tif", spectra, descriptions=list(S2_BANDS_20M))
+    r = CliRunner().invoke(cli, ["predict", str(d), str(tmp_path / "lai"), "--region", "x"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "red reflectance is above near infrared on 100% of the valid pixels" in out
+    assert "x_20m_2023-06-11.tif" in out
+    straight = tmp_path / "s2b"
+    write_raster(straight / "x_20m_2023-06-11.tif", np.tile(_qvidja_float(), (1, 3, 3)),
+                 descriptions=list(S2_BANDS_20M))
+    r = CliRunner().invoke(cli, ["predict", str(straight), str(tmp_path / "lai2"), "--region", "x"])
+    assert r.exit_code == 0 and "above near infrared" not in r.output
+
+
 def test_scale_applies_to_float_stacks(tmp_path):
     d = tmp_path / "s2"
     write_raster(d / "big_20m_2023-06-11.tif", _qvidja_float(1e4), descriptions=list(S2_BANDS_20M))

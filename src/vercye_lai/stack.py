@@ -381,24 +381,38 @@ NEGATIVE_REFLECTANCE = -0.005
 MAX_NEGATIVE_SHARE = 0.05
 #: the fewest valid pixels :class:`NegativeTally` judges
 MIN_TALLY_PIXELS = 100
+#: the share of valid pixels with red above NIR beyond which the bands look swapped
+MAX_RED_ABOVE_NIR = 0.5
 
 
 class NegativeTally:
-    """The valid pixels of a stack whose green or red reflectance is negative beyond noise,
-    counted over its blocks (thread-safe): an offset applied twice (data that hold it already,
-    read with the offset a file or ``--offset`` declares) lowers every reflectance by 0.1, and
-    SL2P turns that into a plausible, wrong LAI (4.21 -> 6.01 on a Strickhof date). The block
-    check (:func:`check_physical`) cannot see it: the medians stay in range."""
+    """Two signs of a stack read wrong, counted over its blocks (thread-safe).
+
+    Green or red reflectance negative beyond noise: an offset applied twice (data that hold it
+    already, read with the offset a file or ``--offset`` declares) lowers every reflectance by
+    0.1, and SL2P turns that into a plausible, wrong LAI (4.21 -> 6.01 on a Strickhof date);
+    the block check (:func:`check_physical`) cannot see it: the medians stay in range. An error.
+
+    Red above near infrared on most pixels: bands swapped or mislabelled (red and NIR
+    exchanged gave LAI 0 everywhere, flag 9, without a word); land has NIR above red (at most
+    5 % of the Irish SAFE's valid pixels, sea included, and none of the demo's are not), water
+    is the exception. Said, not refused (a scene of open water).
+    """
 
     def __init__(self, scaling: StackScaling, inputs: Sequence[str]) -> None:
         self.scaling = scaling
-        self._bands = [list(inputs).index(b) for b in ("B3", "B4") if b in inputs]
+        inputs = list(inputs)
+        self._bands = [inputs.index(b) for b in ("B3", "B4") if b in inputs]
+        nir = "B5" if tuple(inputs) == L8_BANDS else "B8A" if "B8A" in inputs else "B8"
+        self._nir = inputs.index(nir) if nir in inputs and "B4" in inputs else None
         self.valid = self.low = 0
+        self.sampled = self.red_above_nir = 0
         self._lock = threading.Lock()
 
     def add(self, data: np.ndarray, nodatavals: Sequence[float | None]) -> None:
         """Count one block (``data``: ``(bands, rows, cols)`` stored values; its green and
-        red bands where both are valid, compared as stored: ~2 ms of a 1024² block's ~100)."""
+        red bands where both are valid, compared as stored: ~2 ms of a 1024² block's ~100;
+        red and NIR on every 4th row and column of a large block)."""
         if len(self._bands) < 2:
             return
         i, j = self._bands
@@ -410,12 +424,23 @@ class NegativeTally:
         # reflectance a·v + b below the threshold <=> v below (threshold - b) / a
         low = (green < (NEGATIVE_REFLECTANCE - b[i]) / a[i]) | (red < (NEGATIVE_REFLECTANCE - b[j]) / a[j])
         n_low = int(np.count_nonzero(low & valid))
+        sampled = above = 0
+        if self._nir is not None:
+            k = self._nir
+            step = 4 if data[0].size > 100_000 else 1  # a sample of a large block, every pixel of a small one
+            pair = data[[j, k], ::step, ::step]
+            ok = ~invalid_mask(pair, [nodatavals[j], nodatavals[k]])
+            sampled = int(np.count_nonzero(ok))
+            above = int(np.count_nonzero((pair[0][ok] * a[j] + b[j]) > (pair[1][ok] * a[k] + b[k])))
         with self._lock:
             self.valid += int(np.count_nonzero(valid))
             self.low += n_low
+            self.sampled += sampled
+            self.red_above_nir += above
 
     def check(self, *, path: str | Path) -> None:
-        """Raise when too many of the pixels counted are negative.
+        """Raise when too many of the pixels counted are negative; warn when red is above NIR
+        on most of them.
 
         Raises
         ------
@@ -428,6 +453,10 @@ class NegativeTally:
                 f"reflectance below {NEGATIVE_REFLECTANCE:g} (scaling: {self.scaling.how}; with the right offset "
                 "under 0.1% do): the data hold the offset already and it was applied again; read them without it "
                 "(--offset 0, or correct the offset declared in the file)", path=path)
+        if self.sampled >= MIN_TALLY_PIXELS and self.red_above_nir > MAX_RED_ABOVE_NIR * self.sampled:
+            log.warning("%s: red reflectance is above near infrared on %.0f%% of the valid pixels (land has NIR "
+                        "above red): are the bands swapped or mislabelled? (check the band order or --band-names)",
+                        path, 100 * self.red_above_nir / self.sampled)
 
 
 def check_physical(
