@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -208,6 +209,30 @@ def test_dask_outputs_equal_serial(tmp_path, strickhof_stacks, dask_cluster):
     # and a rerun on Dask skips everything
     again = run_pipeline(cfg)
     assert all(s.count("done") == 0 for s in again.steps)
+
+
+@pytest.mark.slow
+def test_a_tasks_warnings_reach_the_runs_log_and_its_errors_no_worker_log(tmp_path, dask_cluster, caplog):
+    """A date's warning on a worker was printed bare on the console and missing from run.log;
+    a task's error was printed by the worker with its traceback, once per try."""
+    import logging
+
+    cluster, client = dask_cluster
+    ex = executor.DaskExecutor(DaskSettings(scheduler_address=cluster.scheduler_address, retries=0))
+    try:
+        def warn():
+            logging.getLogger("vercye_lai.stack").warning("a warning on a worker")
+
+        caplog.set_level(logging.INFO)
+        ex.submit(warn).result()
+        deadline = time.monotonic() + 10
+        while "a warning on a worker" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "a warning on a worker" in caplog.text
+        filters = client.run(lambda: [type(f).__name__ for f in logging.getLogger("distributed.worker").filters])
+        assert all("_NotOurTaskErrors" in f for f in filters.values())
+    finally:
+        ex.close()
 
 
 @pytest.mark.slow

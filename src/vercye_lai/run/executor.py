@@ -143,8 +143,17 @@ class ThreadExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _NotOurTaskErrors(logging.Filter):
+    """Drops a worker's "Compute Failed" report: a task's error reaches the run, which says it
+    in one line (a read-only folder printed 28 tracebacks for 7 dates)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
 def _single_thread_worker_setup(gdal_cache_mb: int) -> None:
     """Worker start-up: set the thread and cache limits in the worker's own process."""
+    logging.getLogger("distributed.worker").addFilter(_NotOurTaskErrors())
     os.environ.update(worker_env(gdal_cache_mb))
     try:  # libraries already loaded in the worker ignore the environment; tell them directly
         import numba
@@ -233,6 +242,9 @@ class DaskExecutor(Executor):
                 client = distributed.Client(self._cluster)
         self.client = client
         client.register_plugin(_worker_plugin(s.gdal_cache_mb), name="vercye-lai-single-thread")
+        # the tasks' log records (a date's warnings) reach the run's log and console, with time and
+        # level, as on threads (a worker printed them bare, and run.log had none)
+        client.forward_logging("vercye_lai", level=logging.INFO)
         nthreads = client.nthreads()
         self.workers = max(1, sum(nthreads.values()) or (s.n_workers or 1))
         log.info("Dask: %d worker(s), dashboard %s", len(nthreads), getattr(client, "dashboard_link", "?"))
