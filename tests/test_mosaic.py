@@ -200,6 +200,18 @@ def test_cli(tmp_path):
     assert runner.invoke(cli, ["mosaic", "--help"]).exit_code == 0
 
 
+def test_the_region_defaults_to_the_only_one_of_the_parts(tmp_path):
+    """--help said so; leaving it out failed with 'give --region'."""
+    part(tmp_path / "in" / "R_20m_2023-06-01-0000000000-0000000000.tif", 4, 4)
+    part(tmp_path / "in" / "R_20m_2023-06-02.tif", 4, 4)
+    r = CliRunner().invoke(cli, ["-q", "mosaic", str(tmp_path / "in"), "-o", str(tmp_path / "vrt")])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "vrt").iterdir()) == ["R_20m_2023-06-01.vrt", "R_20m_2023-06-02.vrt"]
+    part(tmp_path / "in" / "S_20m_2023-06-01.tif", 4, 4)
+    line = cli_error_line(CliRunner().invoke(cli, ["-q", "mosaic", str(tmp_path / "in"), "-o", str(tmp_path / "v")]))
+    assert "several regions (R, S): give --region NAME" in line
+
+
 def test_float_parts_with_nan_nodata(tmp_path):
     a = part(
         tmp_path / "a.tif",

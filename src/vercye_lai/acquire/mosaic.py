@@ -57,6 +57,24 @@ GDAL_TYPES = {
 _GRID_TOL = 1e-6  # parts must sit on the same pixel grid, to this fraction of a pixel
 
 
+def parts_region(in_dir: str | os.PathLike, resolution: float) -> str:
+    """The only region of the parts at ``resolution`` in ``in_dir`` (what ``--region`` defaults to).
+
+    Raises
+    ------
+    InputError
+        No part, or parts of several regions (naming them).
+    """
+    pattern = re.compile(rf"^(?P<region>.+)_{re.escape(_res_str(resolution))}m_\d{{4}}-\d{{2}}-\d{{2}}"
+                         r"(?:_[A-Za-z0-9]+)?(?:-\d+-\d+)?\.tif{1,2}$", re.IGNORECASE)
+    regions = sorted({m["region"] for p in Path(in_dir).iterdir()
+                      if not p.name.startswith(".") and (m := pattern.match(p.name))}) if Path(in_dir).is_dir() else []
+    if len(regions) != 1:
+        found = f"several regions ({', '.join(regions)})" if regions else f"no {_res_str(resolution)} m parts"
+        raise InputError(f"{found}: give --region NAME (the {{region}} of the file names)", path=in_dir)
+    return regions[0]
+
+
 def find_parts(
     in_dir: str | os.PathLike, region: str, resolution: float, *, sensor: str | None = None
 ) -> dict[dt.date, list[Path]]:

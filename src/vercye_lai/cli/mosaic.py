@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from vercye_lai.acquire.mosaic import build_vrt, find_parts
+from vercye_lai.acquire.mosaic import build_vrt, find_parts, parts_region
 from vercye_lai.cli import options as opts
 from vercye_lai.cli.ui import progress_bar
 from vercye_lai.naming import stack_name
@@ -40,10 +40,10 @@ def command(paths, region, out_dir, resolution: float, overwrite: bool) -> None:
         resolution = click.FLOAT.convert(res, None, click.get_current_context())
     (in_dir,), vrt_dir = opts.resolve_inout(paths, out_dir, inputs=1, what="VRT_DIR")
     in_dir = Path(in_dir)
-    if region is None:
-        raise click.UsageError("give --region NAME (the {region} of the file names)")
     if not in_dir.is_dir():
         raise click.UsageError(f"IN_DIR {in_dir} is not a folder")
+    if region is None:  # the only region of the parts there
+        region = parts_region(in_dir, resolution)
 
     plan = find_parts(in_dir, region, resolution)
     written = 0
