@@ -279,3 +279,16 @@ def test_a_per_unit_model_takes_each_rows_unit_from_its_spacecraft_column():
     df.loc[df.index[3], "SPACECRAFT_NAME"] = "Landsat-9"
     with pytest.raises(InputError, match=r"1 row\(s\) name no Sentinel-2 unit in column 'SPACECRAFT_NAME' \(row 3"):
         predict_table(df, predict=PredictOptions(model="snap-3.0"))
+
+
+def test_a_time_column_that_holds_no_times_is_one_line():
+    """It ended with pandas' advice, several lines long."""
+    from vercye_lai.predict.table import row_times
+
+    df = pd.DataFrame({"site": ["a", "b"], "when": ["2022-06-01T10:15:00", "noon"]})
+    with pytest.raises(InputError) as e:
+        row_times(df, "site", path="t.csv")
+    assert str(e.value) == ("t.csv: column 'site' does not hold ISO times (YYYY-MM-DDTHH:MM:SS, or Sentinel-2 "
+                            "product names): 'a'")
+    with pytest.raises(InputError, match="'noon'$"):
+        row_times(df, "when", path="t.csv")

@@ -150,8 +150,10 @@ def row_times(df: pd.DataFrame, column: str | None = None, *, path: str | Path |
             return t
         try:
             t = pd.to_datetime(values, utc=True, format="ISO8601")
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"column {c!r} does not hold times ({exc})", path=path) from exc
+        except (ValueError, TypeError):  # (pandas' message is several lines of advice)
+            bad = next((v for v in values if not _is_iso_time(v)), values.iloc[0] if len(values) else "?")
+            raise InputError(f"column {c!r} does not hold ISO times (YYYY-MM-DDTHH:MM:SS, or Sentinel-2 product "
+                             f"names): {bad!r}", path=path) from None
         if time_of_day and (t.dt.hour == 0).all() and (t.dt.minute == 0).all() and (t.dt.second == 0).all():
             raise InputError(f"column {c!r} holds dates without a time of day: the sun angles need the "
                              "acquisition time (or give sun_zenith/sun_azimuth columns)", path=path)
@@ -160,6 +162,14 @@ def row_times(df: pd.DataFrame, column: str | None = None, *, path: str | Path |
     raise InputError("no sun angles: give cosSZA/cosVZA/cosRAA or sun_zenith/sun_azimuth columns, or a "
                      "time column (--time-column) and the rows' positions (point geometries or lon/lat)",
                      path=path)
+
+
+def _is_iso_time(value: object) -> bool:
+    try:
+        pd.to_datetime(value, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def row_lonlat(df: pd.DataFrame, *, path: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
