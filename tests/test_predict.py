@@ -476,6 +476,14 @@ def test_uncertainty_needs_an_error_network(tmp_path):
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a", "--uncertainty")
     assert r.exit_code == 1 and "has no error network" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+    # an error network given as the model wrote its σ as the LAI product
+    from importlib import resources
+
+    errors = Path(str(resources.files("vercye_lai.model") / "weights" / "leaf" /
+                      "s2_sl2p_weiss_or_prosail_NNT3_Single_0_1_Error.csv"))
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", errors)
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "is an error network" in out and "without '_Error.csv', and --uncertainty" in out
 
 
 def test_commands_take_region_and_resolution_from_the_files(tmp_path, strickhof_stacks):

@@ -335,6 +335,10 @@ def load_network(model: str | Path = DEFAULT_MODEL, variable_name: str = "LAI") 
         kind = "snap" if path.is_dir() else {".csv": "leaf", ".npz": "npz"}.get(path.suffix.lower(), "")
         if not kind:
             raise ModelError("model file must be a SNAP auxdata folder, a .csv or a .npz", path=path)
+        error_suffix = next((s for s in _ERROR_SUFFIXES if path.name.lower().endswith(s.lower())), None)
+        if error_suffix:  # its σ was written as the LAI product
+            raise ModelError("is an error network (it estimates the uncertainty, not the variable): give its model, "
+                             f"the CSV beside it without {error_suffix!r}, and --uncertainty", path=path)
         name = path.name
     if kind == "snap":
         return _load_snap(path, var, name)
