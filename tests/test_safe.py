@@ -326,6 +326,8 @@ def test_cli_with_geometry_file(tmp_path):
     assert r.exit_code == 0, r.output
     data, _, _ = read_stack(tmp_path / "out" / "field_ie_60m_2022-10-05.tif")
     assert data.shape == (11, 20, 20) and (data != STACK_NODATA).all()  # no SCL mask: all valid
+    with rasterio.open(tmp_path / "out" / "field_ie_60m_2022-10-05.tif") as ds:
+        assert ds.tags()["SCL_MASK"] == "none"  # said (an empty tag is no tag)
 
 
 def test_predict_runs_on_the_result(tmp_path, inner_stack):

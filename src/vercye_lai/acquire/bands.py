@@ -303,7 +303,7 @@ def plan_band_stack(
         **platform_tag([platform]),
         "ANGLES": f"sun: NOAA solar position at {when.isoformat()}; view: assumed "
         f"zenith {view_zenith:g} deg, azimuth {view_azimuth:g} deg",
-        "SCL_MASK": ",".join(map(str, classes)) if "SCL" in index else "no SCL band",
+        "SCL_MASK": masks.scl_mask_text(classes) if "SCL" in index else "no SCL band",
         **(masks.cloud_buffer_tag(cloud_buffer) if "SCL" in index else {}),
     }
     log.debug("%s: reflectance %s; %s", Path(src).name, tags["REFLECTANCE_SCALING"], tags["ANGLES"])

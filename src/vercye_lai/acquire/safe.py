@@ -344,7 +344,7 @@ def write_date_stack(
             "SOURCE": "vercye-lai stack-safe", MADE_TAG: made,
             "PRODUCTS": ",".join(t.product for t in tiles),
             "SENSING_TIME": min(t.sensing_time for t in tiles).isoformat(),
-            "SCL_MASK": ",".join(map(str, classes)),
+            "SCL_MASK": masks.scl_mask_text(classes),
             **masks.cloud_buffer_tag(cloud_buffer),
             "ANGLES": "MTD_TL.xml 5 km grids, bilinear; view angles: detector NaN-mean, mean of B3-B12",
             **platform_tag(t.platform for t in tiles),

@@ -39,6 +39,12 @@ def cloud_buffer_setting():
         "their thin edges, which the masks miss.")
 
 
+def scl_mask_text(classes: Iterable[int]) -> str:
+    """The SCL classes masked, for a stack's tag: ``"none"`` when none is (an empty tag is no
+    tag in GeoTIFF: the stack then did not say it was left unmasked)."""
+    return ",".join(map(str, classes)) or "none"
+
+
 def cloud_buffer_tag(px: int) -> dict[str, str]:
     """The stack tag that records the cloud buffer (``CLOUD_BUFFER``: pixels of the stack)."""
     return {"CLOUD_BUFFER": str(int(px))}

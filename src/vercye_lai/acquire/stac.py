@@ -382,7 +382,7 @@ def stack_stac(
                 "STAC_CATALOG": str(catalog),
                 "STAC_ITEMS": ",".join(i.id for i in date_items),
                 "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
-                "SCL_MASKED": ",".join(map(str, scl_classes)),
+                "SCL_MASKED": masks.scl_mask_text(scl_classes),
                 **masks.cloud_buffer_tag(cloud_buffer),
                 "DATE": date.isoformat(),
                 **platform_tag(item_platform(it) for it in date_items),

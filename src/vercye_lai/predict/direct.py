@@ -136,7 +136,7 @@ def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.dateti
     cube = xr.DataArray(data, dims=("band", "y", "x"), coords=coords, attrs={"nodata": STACK_NODATA})
     tags = {"STAC_ITEMS": ",".join(i.id for i in items),
             "ANGLES_FROM": ",".join(sorted(mosaic.sources)),
-            "SCL_MASKED": ",".join(map(str, scl_classes)), **masks.cloud_buffer_tag(cloud_buffer),
+            "SCL_MASKED": masks.scl_mask_text(scl_classes), **masks.cloud_buffer_tag(cloud_buffer),
             **platform_tag(stac.item_platform(it) for it in items),
             **offset_tag(mosaic.offset_notes)}
     return cube, tags
