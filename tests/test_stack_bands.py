@@ -163,9 +163,13 @@ def test_coarser_resolution_averages(tmp_path):
     assert np.isfinite(data["B5"][1, 0])  # 3 of 4 pixels valid: averaged, not nodata
 
 
-def test_time_from_name_or_option(tmp_path):
+def test_time_from_name_or_option(tmp_path, caplog):
     assert acquisition_time(SRF) == dt.datetime(2022, 3, 5, 10, 29, 21, tzinfo=dt.UTC)
     assert acquisition_time("x.tif", dt.datetime(2022, 3, 5, 10)).tzinfo == dt.UTC
+    # a --time that contradicts the name is taken, and said
+    assert acquisition_time(SRF, dt.datetime(2022, 3, 5, 10, 30)).minute == 30 and not caplog.records
+    assert acquisition_time(SRF, dt.datetime(2022, 4, 5, 10)).month == 4
+    assert "is not the acquisition its name holds (2022-03-05T10:29:21+00:00)" in caplog.text
     with pytest.raises(InputError, match="no acquisition time") as e:
         acquisition_time(tmp_path / "field.tif")
     assert "field.tif" in str(e.value)

@@ -54,9 +54,13 @@ def acquisition_time(path: str | os.PathLike, when: dt.datetime | None = None) -
     InputError
         When neither is available.
     """
-    if when is not None:
-        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     times = product_times(path)
+    if when is not None:
+        when = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        if times is not None and abs(when - times[0]) > dt.timedelta(hours=1):  # taken, but not without a word
+            log.warning("%s: --time %s is not the acquisition its name holds (%s); the stack is dated %s",
+                        Path(path).name, when.isoformat(), times[0].isoformat(), when.date())
+        return when
     if times is None:
         raise InputError(
             "no acquisition time: the file name holds no Sentinel-2 product name "
