@@ -274,8 +274,10 @@ def test_a_per_unit_model_takes_each_rows_unit_from_its_spacecraft_column():
         np.testing.assert_array_equal(out.loc[rows, "LAI flags"], alone["LAI flags"])
     assert not np.array_equal(out.loc[df.index[:1], "LAI"], predict_table(
         df[:1], predict=PredictOptions(model="snap-3.0-s2b"))["LAI"])  # the units' networks differ
-    with pytest.raises(ModelError, match="snap-3.0-s2a or snap-3.0-s2b"):
+    with pytest.raises(ModelError, match="snap-3.0-s2a or snap-3.0-s2b") as e:
         predict_table(df.drop(columns="SPACECRAFT_NAME"), predict=PredictOptions(model="snap-3.0"))
+    # a table's columns, not a stack's PLATFORM tag
+    assert "a column spacecraft_name or platform or spacecraft" in str(e.value) and "PLATFORM tag" not in str(e.value)
     df.loc[df.index[3], "SPACECRAFT_NAME"] = "Landsat-9"
     with pytest.raises(InputError, match=r"1 row\(s\) name no Sentinel-2 unit in column 'SPACECRAFT_NAME' \(row 3"):
         predict_table(df, predict=PredictOptions(model="snap-3.0"))

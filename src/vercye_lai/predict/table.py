@@ -35,9 +35,9 @@ import pandas as pd
 
 from vercye_lai.acquire.angles import cosines, solar_position
 from vercye_lai.acquire.platform import s2_platform
-from vercye_lai.errors import InputError
+from vercye_lai.errors import InputError, ModelError
 from vercye_lai.model import FLAG_NODATA, load_error_network
-from vercye_lai.model.registry import UNIT_MODELS, unit_model
+from vercye_lai.model.registry import UNIT_MODELS, unit_members, unit_model
 from vercye_lai.model.sl2p import FLAG_CALIBRATION_OUTSIDE
 from vercye_lai.options import Options, setting
 from vercye_lai.predict.kernel import HazeTest, predict_block
@@ -463,8 +463,10 @@ def row_models(df: pd.DataFrame, model: str | Path, *, path=None) -> np.ndarray:
         return np.full(len(df), str(model), dtype=object)
     lower = {str(c).lower(): c for c in df.columns}
     column = next((lower[c] for c in PLATFORM_COLUMNS if c in lower), None)
-    if column is None:  # raises, asking for an explicit model
-        unit_model(model, None, path=path)
+    if column is None:  # (unit_model would speak of a stack's PLATFORM tag)
+        raise ModelError(f"{model} picks each row's network from its Sentinel-2 unit: the table needs a column "
+                         f"{' or '.join(PLATFORM_COLUMNS)} (S2A, Sentinel-2B, …), or choose "
+                         f"{' or '.join(unit_members(model))} with --model", path=path)
     units = [s2_platform(v) if pd.notna(v) else None for v in df[column]]
     missing = [i for i, u in enumerate(units) if u is None]
     if missing:
