@@ -439,3 +439,27 @@ def test_reads_in_an_environment_with_the_cloud_settings_start_no_other(tmp_path
 
     assert starts(rasterio.Env(**stac.GDAL_REMOTE_ENV)) == 0
     assert starts(rasterio.Env()) == 9  # another environment: each read sets the cloud settings itself
+
+
+def test_a_remote_jp2_that_fails_to_decode_raises(tmp_path, monkeypatch):
+    """GDAL decodes a JP2 on threads of its own and drops their errors: a remote asset whose
+    bytes did not all come (a failed range request) gave garbage pixels. A remote JP2 is read on
+    one decoding thread, which raises. (Here /vsimem/ stands for the network.)"""
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    from vercye_lai.acquire import stac_search
+    from vercye_lai.errors import DataIOError
+
+    from conftest import DATA
+
+    src = next((DATA / "safe_T29UNU").rglob("*_B04_60m.jp2"))
+    tiled = tmp_path / "tiled.jp2"
+    rasterio.shutil.copy(src, tiled, driver="JP2OpenJPEG", blockxsize=32, blockysize=32, reversible="YES", quality=100)
+    monkeypatch.setattr(stac_search, "REMOTE_PREFIXES", (*stac_search.REMOTE_PREFIXES, "/vsimem"))
+    monkeypatch.setenv("GDAL_NUM_THREADS", "ALL_CPUS")
+    with MemoryFile(tiled.read_bytes()[: tiled.stat().st_size // 2], ext=".jp2") as cut:
+        with rasterio.open(cut.name) as ds:
+            grid = Grid.of(ds)
+        with pytest.raises(DataIOError, match="cannot read STAC asset"):
+            stac_search.read_asset(cut.name, grid, resampling=Resampling.nearest)

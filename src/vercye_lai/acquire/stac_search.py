@@ -47,6 +47,11 @@ GDAL_REMOTE_ENV = {
     "GDAL_HTTP_MULTIRANGE": "YES",
 }
 
+#: GDAL paths and URLs read over a network
+REMOTE_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "http://", "https://",
+                   "s3://")
+
+
 def remote_env() -> contextlib.AbstractContextManager:
     """:data:`GDAL_REMOTE_ENV` for a read, unless this thread's rasterio environment already
     holds it (stack-stac's, a predict-stac chunk's): a nested environment restarts GDAL's at
@@ -218,6 +223,12 @@ def read_asset(
         with contextlib.ExitStack() as stack:
             stack.enter_context(remote_env())
             src = href if not isinstance(href, (str, Path)) else stack.enter_context(rasterio.open(href))
+            if src.driver == "JP2OpenJPEG" and str(src.name).startswith(REMOTE_PREFIXES) and str(
+                    rasterio.env.getenv().get("GDAL_NUM_THREADS")) != "1":
+                # GDAL decodes a JP2 on threads of its own and drops their errors: a range request that
+                # failed there gave garbage pixels; on this thread it raises (local files are checked
+                # whole when opened, :func:`~vercye_lai.acquire.warp.check_whole_jp2`)
+                stack.enter_context(rasterio.Env(GDAL_NUM_THREADS="1"))
             vrt = stack.enter_context(
                 WarpedVRT(
                     src,
