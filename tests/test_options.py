@@ -3,6 +3,8 @@ all come from its fields, so they cannot drift apart."""
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import tomllib
 
@@ -176,3 +178,27 @@ def test_help_fits_its_command():
     assert "--outdir" not in mask and "--start_date" not in mask and "--out for -o/--output" in mask
     assert "--time YYYY-MM-DDTHH:MM[:SS]" in helptext("stack-bands")
     assert "--res for short" in helptext("predict")
+
+
+def test_options_made_by_hand_take_their_declared_types_or_say_which_field_is_wrong():
+    """A library caller's variables="LAI" was split into letters ("'L' is not allowed"), scale="x"
+    accepted (a deep ValueError later), id_column=5 an AttributeError inside analyze; scale=0 a
+    bare ValueError on every date."""
+    from vercye_lai.analysis.options import AnalysisOptions
+    from vercye_lai.errors import ConfigError
+    from vercye_lai.predict import PredictOptions
+
+    assert PredictOptions(variables="lai").variables == ("LAI",)
+    assert PredictOptions(variables=["LAI", "fapar"]).variables == ("LAI", "FAPAR")
+    assert AnalysisOptions(sensors="S2").sensors == ("s2",)
+    assert PredictOptions(scale=1).scale == 1.0 and isinstance(PredictOptions(scale=1).scale, float)
+    for kw, said in [({"block_size": "big"}, "block_size: expected an integer, got 'big'"),
+                     ({"flags": "yes"}, "flags: expected true or false, got 'yes'"),
+                     ({"scale": "x"}, "scale: expected a number, got 'x'"),
+                     ({"workers": True}, "workers: expected an integer, got True"),
+                     ({"scale": 0}, "scale: must be positive, not 0.0"),
+                     ({"scale": -1e-4}, "scale: must be positive")]:
+        with pytest.raises(ConfigError, match=re.escape(said)):
+            PredictOptions(**kw)
+    with pytest.raises(ConfigError, match="id_column: expected text, got 5"):
+        AnalysisOptions(id_column=5)

@@ -168,15 +168,69 @@ def check_value(name: str, value: Any, s: Setting) -> None:
 
 
 class Options:
-    """Base of the options types: checks every :func:`setting` field when made."""
+    """Base of the options types: checks every :func:`setting` field when made, after giving
+    each the type it declares (a library caller's ``variables="LAI"`` is ``("LAI",)``, not
+    the letters; ``"2022-06-01"`` a date; a value of another type is a :class:`ConfigError`
+    naming the field, not an AttributeError deep inside a step)."""
 
     def __post_init__(self) -> None:
+        self._type_fields()
         for f, s, _ in fields_of(type(self)):
             check_value(f.name, getattr(self, f.name), s)
+
+    def _type_fields(self) -> None:
+        """Give every field its declared type (idempotent; subclasses call it first when they
+        derive values in their own ``__post_init__``)."""
+        for f, _, kind in fields_of(type(self)):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if kind.many:
+                items = (v,) if isinstance(v, (str, Path)) or not isinstance(v, Iterable) else tuple(v)
+                typed = tuple(_as_type(f.name, x, kind.base) for x in items)
+            else:
+                typed = _as_type(f.name, v, kind.base)
+            if typed is not v:
+                object.__setattr__(self, f.name, typed)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values (tuples as lists), in field order."""
         return {f.name: _plain(getattr(self, f.name)) for f, _, _ in fields_of(type(self))}
+
+
+def _as_type(name: str, v: Any, base: type) -> Any:
+    """``v`` as ``base`` (str, int, float, bool, Path, date), or a ConfigError naming ``name``."""
+    wrong = ConfigError(f"{name}: expected {_TYPE_WORDS.get(base, base.__name__)}, got {v!r}")
+    if base is bool:
+        if not isinstance(v, bool):
+            raise wrong
+        return v
+    if base is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise wrong
+        return v
+    if base is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise wrong
+        return v if isinstance(v, float) else float(v)
+    if base is Path:
+        if not isinstance(v, (str, Path)):
+            raise wrong
+        return v if isinstance(v, Path) else Path(v)
+    if base is dt.date:
+        if isinstance(v, dt.datetime) or not isinstance(v, (dt.date, str)):
+            raise wrong
+        try:
+            return v if isinstance(v, dt.date) else dt.date.fromisoformat(v)
+        except ValueError:
+            raise wrong from None
+    if base is str and not isinstance(v, str):
+        raise wrong
+    return v
+
+
+_TYPE_WORDS = {str: "text", int: "an integer", float: "a number", bool: "true or false", Path: "a path",
+               dt.date: "a date (YYYY-MM-DD)"}
 
 
 def _plain(v: Any) -> Any:

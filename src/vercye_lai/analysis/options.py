@@ -88,6 +88,7 @@ class AnalysisOptions(Options):
              "on a tie); the CSV's sensor column says which.")
 
     def __post_init__(self) -> None:
+        self._type_fields()
         # sensor names are case-insensitive (s2, L30 ...), each counted once
         object.__setattr__(self, "sensors", tuple(dict.fromkeys(str(x).lower() for x in self.sensors)))
         super().__post_init__()

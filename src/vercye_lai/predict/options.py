@@ -111,8 +111,11 @@ class PredictOptions(Options):
              "0: always on disk.")
 
     def __post_init__(self) -> None:
+        self._type_fields()
         # variables are case-insensitive and each predicted once
         object.__setattr__(self, "variables", tuple(dict.fromkeys(v.upper() for v in self.variables)))
+        if self.scale is not None and not self.scale > 0:  # (it failed each date with a bare ValueError)
+            raise ConfigError(f"scale: must be positive, not {self.scale}")
         if not self.variables:  # every date "complete" with nothing to make, then nothing to analyse
             raise ConfigError(f"variables: none given; choose from {', '.join(_variable_names())}")
         super().__post_init__()
