@@ -191,3 +191,19 @@ def test_measurements_in_another_unit_or_fill_values_are_refused(tmp_path, seaso
     assert str(path) in line and f"column 'lai': {found}" in line and "percent?" in line
     ok = points(tmp_path, [(centre(1, 3), "2022-06-01", 2.0), (centre(2, 3), "2022-06-01", -0.1)])
     assert run("validate", ok, season, "--region", "R", "--res", "10", "-o", tmp_path / "v").exit_code == 0
+
+
+def test_the_match_functions_take_a_file_or_a_frame_as_a_library_caller_has_them(tmp_path, season):
+    """A path failed with "'str' object has no attribute 'geometry'", a GeoDataFrame of one's own
+    with KeyError 'insitu_date'; fit_calibration of a DataFrame with an AttributeError."""
+    from vercye_lai.insitu import fit_calibration, match_points
+
+    path = points(tmp_path, [(centre(1, 3), "2022-06-01", 3.0), (centre(2, 4), "2022-06-04", 2.0)])
+    by_path = match_points(path, season, "R", resolution=10)
+    by_frame = match_points(gpd.read_file(path), season, "R", resolution=10)
+    read = match_points(read_insitu(path), season, "R", resolution=10)
+    pd.testing.assert_frame_equal(by_path, read)
+    pd.testing.assert_frame_equal(by_frame, read)
+    assert by_path["LAI"].notna().all()
+    with pytest.raises(TypeError, match="a CalibrationData, not DataFrame; calibration_data"):
+        fit_calibration(by_path, "poly1", model="sl2p")

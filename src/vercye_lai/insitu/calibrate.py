@@ -244,6 +244,9 @@ def fit_calibration(data: CalibrationData, method: str, *, model: str, variable:
     results
         ``{method: CrossValidation}`` for ``method`` and every method the data allow.
     """
+    if not isinstance(data, CalibrationData):  # (a DataFrame failed on .available)
+        raise TypeError(f"data: a CalibrationData, not {type(data).__name__}; calibration_data() makes one from a "
+                        "matched table (validate's, or predict-table's with an in-situ column)")
     if method not in CHOICES:
         raise ConfigError(f"method: {method!r} is not allowed; allowed values: {', '.join(CHOICES)}")
     if method not in ("auto", "none") and method not in data.available():

@@ -19,6 +19,7 @@ a scatter plot coloured by group.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,10 +65,10 @@ class ValidateOptions(Options):
     layer: str | None = setting(None, help="Layer of an INSITU file with several layers.")
 
 
-def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), *,
+def read_insitu(path: str | Path | Any, options: ValidateOptions = ValidateOptions(), *,
                 points: bool = True) -> Any:
-    """The measurements of a vector file: a GeoDataFrame with ``insitu_date`` (date) and
-    ``insitu`` (float) columns.
+    """The measurements of a vector file (or of a GeoDataFrame a caller read): a
+    GeoDataFrame with ``insitu_date`` (date) and ``insitu`` (float) columns.
 
     Raises
     ------
@@ -75,7 +76,10 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
         A column missing (naming those there are), dates that do not parse, or geometries
         that are not points (for the point mode).
     """
-    g = read_vector(path, layer=options.layer)
+    if isinstance(path, (str, os.PathLike)):
+        g = read_vector(path, layer=options.layer)
+    else:  # a frame already read; its errors name it so
+        g, path = path.copy(), "the in-situ table"
     for c, opt in ((options.date_column, "--date-column"), (options.value_column, "--value-column"),
                    (options.group_column, "--group-column"), (options.zone_column, "--zone-column")):
         if c is not None and c not in g.columns:
@@ -95,6 +99,14 @@ def read_insitu(path: str | Path, options: ValidateOptions = ValidateOptions(), 
             raise InputError(f"in-situ measurements must be points, found {', '.join(kinds) or 'none'}",
                              path=path)
     return g
+
+
+def _measurements(insitu: Any, options: ValidateOptions, *, points: bool) -> Any:
+    """``insitu`` as :func:`read_insitu` gives it: read when a path, normalised when a frame
+    without its columns (a caller's own GeoDataFrame), as it is when already read."""
+    if isinstance(insitu, (str, os.PathLike)) or not {"insitu_date", INSITU} <= set(insitu.columns):
+        return read_insitu(insitu, options, points=points)
+    return insitu
 
 
 def _is_iso_date(value: Any) -> bool:
@@ -178,13 +190,15 @@ def match_points(insitu: Any, lai_dir: str | Path, region: str, *, resolution: f
     """One row per measurement: the estimate from the nearest clear date (see the module
     docstring), its flags and uncertainty where those rasters exist, the stack's band
     values (physical: reflectance factors and cosines) with ``stacks_dir``, and the
-    ``reason`` a measurement found no estimate.
+    ``reason`` a measurement found no estimate. ``insitu``: a vector file of points, a
+    GeoDataFrame of them, or :func:`read_insitu`'s result.
 
     Raises
     ------
     NoDataFoundError
         No LAI raster of the region at all.
     """
+    insitu = _measurements(insitu, options, points=True)
     sensors = tuple(x.upper() for x in options.sensors)
     files = find_observations(lai_dir, region, resolution, sensors=sensors, suffix=options.variable,
                               extensions=(".tif",))
@@ -286,7 +300,8 @@ def _stack_values(ds: Any, xy: tuple[float, float], buffer: float, stack_scaling
 def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOptions = ValidateOptions(),
                  columns: Sequence[str] = ("LAI Mean", "LAI Mean Adjusted")) -> pd.DataFrame:
     """One row per (zone, measurement day): the mean of its measurements and the zone's
-    daily series values on that day (see the module docstring).
+    daily series values on that day (see the module docstring). ``insitu``: a vector file,
+    a (Geo)DataFrame, or :func:`read_insitu`'s result.
 
     Raises
     ------
@@ -295,6 +310,7 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     """
     if not options.zone_column:
         raise InputError("--series needs --zone-column: the column naming each point's zone")
+    insitu = _measurements(insitu, options, points=False)
     series_dir = Path(series_dir)
     csvs = zone_csvs(series_dir)
     if csvs is None:  # an analysis of an older version: {region}_{geometry}_{zone}_{start}_{end}_STATS.csv
