@@ -82,6 +82,12 @@ def test_poly1_recovers_a_linear_correction_and_round_trips(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"method": "poly1"}))
     with pytest.raises(InputError, match="not a calibration file"):
         load_calibration(tmp_path / "bad.json")
+    # a hand-edited file with a coefficient too few was applied as no change, silently
+    short = json.loads((tmp_path / "c.json").read_text())
+    short["coefficients"] = short["coefficients"][:1]
+    (tmp_path / "short.json").write_text(json.dumps(short))
+    with pytest.raises(InputError, match="method poly1 has 2 coefficients, the file gives 1"):
+        load_calibration(tmp_path / "short.json")
     with pytest.raises(InputError, match="band values"):
         cal.fit_calibration(data, "refit", model="sl2p")
 

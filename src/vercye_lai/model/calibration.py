@@ -214,6 +214,9 @@ class Calibration:
         far = self.outside(est, raw_doy, x)
         bounded = np.clip(raw_doy, *self.domain["doy"]) if raw_doy is not None and self.domain.get("doy") else raw_doy
         f, _ = features(self.method, network, est, x, bounded, self.inputs)
+        if f.shape[1] + 1 != len(self.coefficients):
+            raise InputError(f"method {self.method} of {self.model} has {f.shape[1] + 1} coefficients, the file "
+                             f"gives {len(self.coefficients)}", path=self.path)
         out = evaluate(np.nan_to_num(f), np.asarray(self.coefficients))
         np.clip(out, *valid_range(self.model, self.variable), out=out)
         if fallback and far.any():
@@ -309,6 +312,10 @@ def _read_calibration(path: Path, stamp: tuple[int, int]) -> Calibration:
         raise InputError(f"unknown calibration method {c.method!r}", path=path)
     if c.needs_bands and not c.inputs:
         raise InputError(f"method {c.method} needs the network inputs, the file lists none", path=path)
+    want = {"none": 2, "poly1": 2, "poly2": 3}.get(c.method)  # (a refit's: checked against its network)
+    if want is not None and len(c.coefficients) != want:  # a hand-edited file was applied as no change
+        raise InputError(f"method {c.method} has {want} coefficients, the file gives {len(c.coefficients)}",
+                         path=path)
     return c
 
 
