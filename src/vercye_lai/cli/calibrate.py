@@ -88,14 +88,18 @@ def command(matched, group_columns, output, insitu_column, insitu_error_column, 
     stdout.print(text, markup=False)
     c = cal.cv["calibrated"]
     u = cal.cv["uncalibrated"]
-    stdout.print(f"calibrate: {cal.method} (alpha {cal.alpha:g}) on {cal.n} rows of {len(cal.groups)} groups; "
+    # with auto, the figures are the procedure's (each fold chose its own method), not the method it
+    # chose on every row: said as such (they read as that method's own)
+    judged = f"auto (chose {cal.method} on all rows)" if method == "auto" else cal.method
+    stdout.print(f"calibrate: {judged} (alpha {cal.alpha:g}) on {cal.n} rows of {len(cal.groups)} groups; "
                  f"leave-one-{group_column}-out RMSE {c['rmse']:.3f} bias {c['bias']:+.3f} "
                  f"(uncalibrated {u['rmse']:.3f} {u['bias']:+.3f}) -> {out}, {csv.name}, {md.name}",
                  markup=False)
-    for h in cal.cv["harm"]:
+    for h in cal.cv["harm"]:  # the method that fold chose, fitted on the other groups
         log.warning("%s made held-out %s %s worse than no correction beyond an offset: r %.2f -> %.2f, "
-                    "error without its offset %.2f -> %.2f (fitted on the other groups)", cal.method, group_column,
-                    h["group"], h["r_uncalibrated"], h["r"], h["centred_rmse_uncalibrated"], h["centred_rmse"])
+                    "error without its offset %.2f -> %.2f (fitted on the other groups)", h.get("method", cal.method),
+                    group_column, h["group"], h["r_uncalibrated"], h["r"], h["centred_rmse_uncalibrated"],
+                    h["centred_rmse"])
     for name, g in {group_column: {"worst": cal.cv["worst"], **c}, **groupings}.items():
         w = g["worst"]
         stdout.print(f"  leave-one-{name}-out: RMSE {g['rmse']:.3f}; worst {name} {w['group']} (n {w['n']}): "

@@ -309,7 +309,7 @@ def harmed_groups(cv: CrossValidation) -> list[dict[str, Any]]:
             continue
         e0, e1 = (float(np.sqrt(max(a.rmse**2 - a.bias**2, 0.0))) for a in (u, c))
         if (np.isfinite(u.r) and np.isfinite(c.r) and c.r < u.r - HARM_TOLERANCE) or e1 > e0 * (1 + HARM_TOLERANCE):
-            out.append({"group": f.group, "n": c.n, "r_uncalibrated": u.r, "r": c.r,
+            out.append({"group": f.group, "n": c.n, "method": f.choice.method, "r_uncalibrated": u.r, "r": c.r,
                         "centred_rmse_uncalibrated": e0, "centred_rmse": e1})
     return out
 
