@@ -108,11 +108,11 @@ def analyze(
 
     Notes
     -----
-    A CSV row per day. On a gap day (no file, no valid pixel, or rejected by
-    ``max_cloud_percent``/``min_valid_fraction``) median and standard deviations are
-    empty, the means are interpolated (``interpolated = 1``) when the day lies between two
-    observations, and ``n_pixels`` and the cloud share keep what was seen (empty cloud
-    share: no file that day). Pixels of the geometry outside a date's raster count as
+    A CSV row per day. On a gap day (no file, no valid pixel, rejected by
+    ``max_cloud_percent``/``min_valid_fraction``, or an outlier) the means and medians are
+    interpolated (``interpolated = 1``) when the day lies between two observations, the
+    standard deviations stay empty, ``n_pixels`` is 0 (nothing aggregated that day) and the
+    cloud share says why (empty: no file that day). Pixels of the geometry outside a date's raster count as
     cloud/no data. The max map holds, per pixel, the maximum over the observation days of
     its zone, on the grid of the first LAI raster that meets the geometry.
 
