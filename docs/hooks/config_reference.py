@@ -39,6 +39,7 @@ SOURCE_COMMANDS = {
     "gee": "export-gee",
     "hls": "stack-hls",
     "landsat": "stack-landsat",
+    "stac-direct": "predict-stac",
 }
 
 #: keys that are not fields of an options type: (type, help); names and defaults are checked
@@ -305,7 +306,7 @@ def render() -> str:
             _table(_hand_rows("regions", REGION_KEYS, region_defaults,
                               {"name", "start_date", "end_date"})), ""]
 
-    kinds = list(acquire.SOURCES)
+    kinds = list(config.KINDS)  # every kind a run takes: the stack sources, then stac-direct
     out += ["## `[source]`", "",
             "Where the stacks come from: `kind` picks the source, the other keys are that source's "
             "options, the same as its command's (`[[source]]`, written once per source, for several "
