@@ -46,7 +46,8 @@ def season(out: Path, buffer: int) -> dict[str, float]:
         raise SystemExit(f"the demo failed with --cloud-buffer {buffer}")
     frames = [pd.read_csv(csv) for csv in zone_csvs(out / "analysis").values()]
     dates = pd.concat([f[f["Cloud or Snow Percentage"].notna()] for f in frames])  # the dates with an image
-    observed = dates[dates["n_pixels"] > 0]
+    # observed: pixels aggregated, or an observation the outlier test rejected (its n_pixels is 0)
+    observed = dates[(dates["n_pixels"] > 0) | (dates["outlier"] == 1)]
     vo = ValidateOptions(zone_column="parcel")
     # the demo's pairing: field means of the days measured
     pairs = match_series(read_insitu(demo_insitu(), vo, points=False), out / "analysis", options=vo)
