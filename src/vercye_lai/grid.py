@@ -109,6 +109,8 @@ class Grid:
         left, bottom, right, top = bounds
         ax, ay = anchor
         r = float(resolution)
+        if not (np.isfinite(r) and r > 0):  # (0 divided by zero)
+            raise ValueError(f"resolution must be a positive number, not {resolution}")
         eps = _SNAP_EPS
         x0 = ax + np.floor((left - ax) / r + eps) * r
         x1 = ax + np.ceil((right - ax) / r - eps) * r

@@ -68,6 +68,8 @@ class Layer:
 def check_bbox(bbox: Sequence[float]) -> None:
     """Raise unless ``bbox`` is a lon/lat box ``(W, S, E, N)``: W < E and S < N, within
     ±180° and ±90° (N < S ended in a GDAL traceback; W > E was ignored: the whole grid)."""
+    if len(bbox) != 4:
+        raise InputError(f"bbox {tuple(bbox)}: give four numbers, W S E N in degrees")
     w, s, e, n = bbox
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
         raise InputError(f"bbox {tuple(bbox)}: give W S E N in degrees, W < E (within -180..180) and S < N "
@@ -244,6 +246,10 @@ def build_cube(
     out = Path(out)
     if codec not in NETCDF_CODECS:
         raise InputError(f"codec {codec!r} is not allowed; allowed values: {', '.join(NETCDF_CODECS)}")
+    if not (isinstance(chunk, int) and chunk > 0):
+        raise InputError(f"chunk: a positive number of pixels, not {chunk!r}")
+    if bbox is not None:
+        check_bbox(bbox)
     workers = workers or default_workers()
     if out.suffix.lower() not in FORMATS:
         raise InputError("the cube's name must end in .nc (NetCDF-4) or .zarr", path=out)
