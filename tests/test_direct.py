@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -141,6 +142,11 @@ def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypat
     (again,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, options=OPTIONS, chunk=64,
                             cloud_buffer=BUFFER, **SEARCH)
     assert again.status == "skipped" and (out / f"K_60m_{DATE}_LAI.tif").stat().st_mtime_ns == mtime
+    # what sets the pixels changed: made again (it was kept: "0 done, 1 skipped")
+    for changed in ({"cloud_buffer": BUFFER + 1}, {"cloud_buffer": BUFFER + 1, "options": replace(OPTIONS, haze="off")}):
+        kw = {"options": OPTIONS, "cloud_buffer": BUFFER, **changed}
+        (redone,) = predict_stac(catalog=str(cat), geometry=region_4326(), out_dir=out, chunk=64, **kw, **SEARCH)
+        assert redone.status == "done", changed
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ from vercye_lai.acquire.offset import offset_tag
 from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, items_by_date, search_items
-from vercye_lai.acquire.warp import ThreadImages, as_resampling, geometry_to_crs, target_grid
+from vercye_lai.acquire.warp import MADE_TAG, ThreadImages, as_resampling, geometry_to_crs, made_with, target_grid
 from vercye_lai.errors import ConfigError, NoDataFoundError, require
 from vercye_lai.grid import Grid
 from vercye_lai.model import Network, load_error_network, load_network
@@ -248,7 +248,8 @@ def predict_date(cube: Any, grid: Grid, outputs: dict[str, Path], networks: Sequ
         stored=list(networks), nodatavals=(STACK_NODATA,) * len(S2_BANDS_20M), windows=windows,
         # the stack's tags, as a stack's products carry them (its PLATFORM as VERCYE_PLATFORM)
         common_tags={"VERCYE_SOURCE": tags["STAC_ITEMS"], "VERCYE_VERSION": __version__, "VERCYE_SCALING": SCALING,
-                     "VERCYE_OUT_OF_RANGE": options.out_of_range, **{k: v for k, v in tags.items() if k != PLATFORM_TAG},
+                     "VERCYE_OUT_OF_RANGE": options.out_of_range, "VERCYE_HAZE": options.haze,
+                     **{k: v for k, v in tags.items() if k != PLATFORM_TAG},
                      **platform_tags(tags)},
         scaling=StackScaling(a, b, SCALING), inputs=tuple(S2_BANDS_20M),
         errors=[load_error_network(options.model, n.variable) for n in networks] if options.uncertainty else [],
@@ -330,7 +331,13 @@ def predict_stac(
         platforms = platform_tag(stac.item_platform(it) for it in date_items).get(PLATFORM_TAG)
         date_options = dataclasses.replace(options, model=unit_model(options.model, platforms, path=name))
         networks = model_networks(date_options)
-        if not options.overwrite and all_complete(outputs, None, networks, date_options):
+        # what sets the pixels besides the options (a stack's record of it, as stack-stac writes):
+        # another cloud buffer, mask, grid, item or region makes the date again (it was kept)
+        made = made_with(geometry=geometry, resolution=resolution, crs=grid.crs.to_string(),
+                         scl_mask=masks.scl_mask_text(scl_classes), cloud_buffer=cloud_buffer,
+                         resampling=str(resampling), items=",".join(sorted(i.id for i in date_items)))
+        if not options.overwrite and all_complete(outputs, None, networks, date_options,
+                                                  made={MADE_TAG: (made, "")}):
             res = PredictResult(Path(name), list(outputs.values()), "skipped", date=date)
         else:
             date_items = stac.date_order(date_items)  # the first wins where items overlap
@@ -341,6 +348,7 @@ def predict_stac(
                                            chunk=chunk, resampling=resampling, scl_classes=scl_classes,
                                            cloud_buffer=cloud_buffer, images=images)
                 tags["STAC_CATALOG"] = str(catalog)
+                tags[MADE_TAG] = made
                 n_valid = predict_date(cube, grid, outputs, networks, date_options, tags=tags, client=client)
             res = PredictResult(Path(name), list(outputs.values()), "done", n_valid, grid.shape[0] * grid.shape[1],
                                 time.perf_counter() - t0, date=date)

@@ -74,13 +74,13 @@ def is_complete(product: Path, src: Path | None, network: Network, *, out_of_ran
 
 
 def all_complete(outputs: dict[str, Path], src: Path | None, networks: Sequence[Network],
-                  options: PredictOptions) -> bool:
+                  options: PredictOptions, *, made: Mapping[str, tuple[str, str]] = {}) -> bool:
     """Every product of one stack complete (:func:`is_complete`): made with the options that
-    set its values now (haze test; the stack's scaling: a fixed ``--offset`` makes them again),
-    newer than the stack and, for a VRT, than every file it reads; its flags and uncertainty
-    rasters too when asked for."""
+    set its values now (haze test; the stack's scaling: a fixed ``--offset`` makes them again;
+    ``made``: more tags, tag -> (value now, an older product's value)), newer than the stack
+    and, for a VRT, than every file it reads; its flags and uncertainty rasters too when asked for."""
     cal = load_options_calibration(options)
-    made = {"VERCYE_HAZE": (options.haze, "mask")}
+    made = {"VERCYE_HAZE": (options.haze, "mask"), **made}
     newest = None
     if src is not None:
         try:
