@@ -372,6 +372,19 @@ def test_declared_and_inferred_offsets_give_the_reflectance(tmp_path, caplog, ca
         assert "S2C_33UXP_20250126_0_L2A" in caplog.text and "without it" in caplog.text
 
 
+def test_an_item_declaring_a_scale_that_does_not_make_reflectances_is_refused(tmp_path):
+    """raster:bands scale 1 for DNs: the stack held every reflectance clipped to 32767, exit 0."""
+    item, _ = es_item(tmp_path, "S2C_33UXP_20250126_0_L2A", shift=1000, when=dt.datetime(2025, 1, 26, 10, tzinfo=dt.UTC),
+                      props={"platform": "sentinel-2c", "s2:processing_baseline": "05.11"},
+                      raster_bands={**EARTH_SEARCH_RB, "scale": 1.0, "offset": 0.0})
+    with pytest.raises(InputError, match="STAC item S2C_33UXP_20250126_0_L2A: values are not reflectance factors: "
+                       r"B3's median is .*correct the catalogue"):
+        stac.item_scaling(item)
+    assert stac.items_digest([item]) != stac.items_digest([es_item(
+        tmp_path, "S2C_33UXP_20250126_0_L2A", shift=1000, when=dt.datetime(2025, 1, 26, 10, tzinfo=dt.UTC),
+        props={"platform": "sentinel-2c", "s2:processing_baseline": "05.11"}, raster_bands=EARTH_SEARCH_RB)[0]])
+
+
 def test_s2c_items_are_tagged_and_ordered(tmp_path, caplog):
     """S2A, S2B and S2C items of one day: newest baseline first, then the larger valid share;
     the stack names their platforms in mosaic order and what the offset check found."""

@@ -19,8 +19,8 @@ from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.offset import Sample, read_sample
-from vercye_lai.errors import BandError, InputError
-from vercye_lai.stack import DARKEST_MEDIAN, REFLECTANCE_MEDIAN_RANGE, canonical_band
+from vercye_lai.errors import BandError
+from vercye_lai.stack import canonical_band
 
 _MAX_REFLECTANCE = 5.0  # beyond this a "reflectance" is a fill value or a wrong --scale
 
@@ -76,29 +76,6 @@ def reflectance_scaling(
     if np.issubdtype(np.dtype(ds.dtypes[bands[0]]), np.floating):
         return 1.0, 0.0, "float data: reflectance factors as stored"
     return 1e-4, 0.0, "integer data: scale 1e-4"
-
-
-def check_reflectance_scale(sample: Sample, scale: float, offset: float, how: str, *, path) -> None:
-    """Refuse a scaling that does not make the file's green band reflectance factors: a float
-    file holding reflectance × 10000 wrote a stack of nodata, exit 0, with a warning that the
-    offset looked missing.
-
-    Raises
-    ------
-    InputError
-        Naming the median found and what to pass.
-    """
-    green = sample.green[sample.land & np.isfinite(sample.green)]
-    if green.size < 10:
-        return
-    median = float(np.median(green)) * scale + offset
-    lo, hi = REFLECTANCE_MEDIAN_RANGE
-    if median > hi:
-        raise InputError(f"values are not reflectance factors: B3's median is {median:.6g} (scaling: {how}, x{scale:g}"
-                         f"{offset:+g}); a file of reflectance x 10000 needs --scale 1e-4", path=path)
-    if median < lo or abs(median) < DARKEST_MEDIAN:
-        raise InputError(f"values are not reflectance factors: B3's median is {median:.6g} (scaling: {how}, x{scale:g}"
-                         f"{offset:+g}); scaled twice? drop --scale or the file's declared scale", path=path)
 
 
 def file_sample(ds: rasterio.DatasetReader, index: dict[str, int]) -> Sample:

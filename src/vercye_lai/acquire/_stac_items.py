@@ -11,14 +11,14 @@ reading of the assets.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from vercye_lai.acquire import scl as masks
 from vercye_lai.acquire.angles import TileAngles, cosines, parse_tile_angles
-from vercye_lai.acquire.offset import Sample, check_offset, expected_offset, read_sample
+from vercye_lai.acquire.offset import Sample, check_offset, check_reflectance_scale, expected_offset, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, s2_platform, valid_share
 from vercye_lai.acquire.stac_search import read_bytes
 from vercye_lai.errors import InputError
@@ -131,6 +131,21 @@ def reflectance_scaling(item: Any, asset_key: str) -> tuple[float, float]:
     return declared_scaling(item, asset_key)[:2]
 
 
+def items_digest(items: Sequence[Any]) -> str:
+    """What a stack of ``items`` is made of, in short: their ids and a digest of their
+    properties and assets (hrefs aside: a catalogue moved is the same), so that a catalogue
+    corrected under the same ids (a wrong ``raster:bands`` scale) makes its stacks again."""
+    import hashlib
+    import json
+
+    def content(it: Any) -> dict:
+        assets = {k: {f: v for f, v in a.to_dict().items() if f != "href"} for k, a in it.assets.items()}
+        return {"id": it.id, "properties": it.properties, "assets": assets}
+
+    blob = json.dumps([content(it) for it in sorted(items, key=lambda i: i.id)], sort_keys=True, default=str)
+    return ",".join(sorted(it.id for it in items)) + f" ({hashlib.sha1(blob.encode()).hexdigest()[:12]})"
+
+
 def item_scaling(item: Any, images: Callable[[str], Any] = str) -> tuple[dict[str, tuple[float, float]], str]:
     """Band → ``(scale, offset)`` of an item's reflectance assets, the offset checked
     against a coarse sample of its B3/B4/B8A/SCL assets
@@ -148,6 +163,10 @@ def item_scaling(item: Any, images: Callable[[str], Any] = str) -> tuple[dict[st
         return read_sample(images(item.assets[keys[band]].get_absolute_href()), shape=shape, nodata=0)
 
     green = sample("B3")
+    # a wrong declared scale (1 for DNs: every reflectance clipped to 32767 in the stack) is refused
+    check_reflectance_scale(Sample(green, green, green, np.isfinite(green)), scale, offset, what,
+                            path=f"STAC item {item.id}", fix="its raster:bands scale does not make its DNs "
+                            "reflectances (DNs x 1e-4 in Sentinel-2 L2A): correct the catalogue")
     checked = check_offset(
         item.id,
         Sample(green, sample("B4", green.shape), sample("B8A", green.shape),

@@ -55,7 +55,6 @@ from vercye_lai.acquire._band_dates import (  # noqa: F401 - file dates, part of
 from vercye_lai.acquire._band_meta import (  # noqa: F401 - file metadata, part of this module's API
     _MAX_REFLECTANCE,
     band_indexes,
-    check_reflectance_scale,
     file_sample,
     reflectance_scaling,
 )
@@ -63,7 +62,7 @@ from vercye_lai.acquire.angles import (
     STACK_VIEW_BANDS as REFLECTANCE_BANDS,  # B3 … B12 in stack order
 )
 from vercye_lai.acquire.angles import TileAngles, angle_cosines, solar_position
-from vercye_lai.acquire.offset import check_offset, expected_offset, offset_tag
+from vercye_lai.acquire.offset import check_offset, check_reflectance_scale, expected_offset, offset_tag
 from vercye_lai.acquire.platform import baseline_of, platform_tag, s2_platform
 from vercye_lai.acquire.scl import DEFAULT_SCL_MASK, scl_mask_setting
 from vercye_lai.acquire.source import Source, expand_patterns

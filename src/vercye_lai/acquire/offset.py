@@ -51,7 +51,8 @@ import rasterio
 from rasterio.enums import Resampling
 
 from vercye_lai.acquire.warp import open_image
-from vercye_lai.stack import MAX_NEGATIVE_SHARE, NEGATIVE_REFLECTANCE
+from vercye_lai.errors import InputError
+from vercye_lai.stack import DARKEST_MEDIAN, MAX_NEGATIVE_SHARE, NEGATIVE_REFLECTANCE, REFLECTANCE_MEDIAN_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,31 @@ class OffsetCheck:
 
     offset: float
     note: str
+
+
+def check_reflectance_scale(sample: Sample, scale: float, offset: float, how: str, *, path,
+                            fix: str = "a file of reflectance x 10000 needs --scale 1e-4") -> None:
+    """Refuse a scaling that does not make a product's green band reflectance factors (``fix``:
+    what to do when it reads too high): a float file holding reflectance × 10000 wrote a stack of
+    nodata, exit 0, with a warning that the offset looked missing; a STAC item declaring scale 1
+    for its DNs a stack clipped to 32767.
+
+    Raises
+    ------
+    InputError
+        Naming the median found and what to pass.
+    """
+    green = sample.green[sample.land & np.isfinite(sample.green)]
+    if green.size < 10:
+        return
+    median = float(np.median(green)) * scale + offset
+    lo, hi = REFLECTANCE_MEDIAN_RANGE
+    if median > hi:
+        raise InputError(f"values are not reflectance factors: B3's median is {median:.6g} (scaling: {how}, x{scale:g}"
+                         f"{offset:+g}); {fix}", path=path)
+    if median < lo or abs(median) < DARKEST_MEDIAN:
+        raise InputError(f"values are not reflectance factors: B3's median is {median:.6g} (scaling: {how}, x{scale:g}"
+                         f"{offset:+g}); scaled twice? drop --scale or the file's declared scale", path=path)
 
 
 def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what: str,

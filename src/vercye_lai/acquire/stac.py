@@ -67,6 +67,7 @@ from vercye_lai.acquire._stac_items import (  # noqa: F401 - an item's metadata,
     item_angles,
     item_platform,
     item_scaling,
+    items_digest,
     property_angles,
     reflectance_scaling,
 )
@@ -365,7 +366,7 @@ def stack_stac(
         written[date] = dst
         made = made_with(geometry=geometry, resolution=resolution, crs=grid.crs.to_string(),
                          scl_mask=",".join(map(str, scl_classes)), cloud_buffer=cloud_buffer, resampling=resampling,
-                         items=",".join(sorted(i.id for i in date_items)))
+                         items=items_digest(date_items))
         if keep_existing(dst, overwrite, made):
             log.info("%s exists, skipped", dst.name)
             if on_date:

@@ -335,7 +335,7 @@ def predict_stac(
         # another cloud buffer, mask, grid, item or region makes the date again (it was kept)
         made = made_with(geometry=geometry, resolution=resolution, crs=grid.crs.to_string(),
                          scl_mask=masks.scl_mask_text(scl_classes), cloud_buffer=cloud_buffer,
-                         resampling=str(resampling), items=",".join(sorted(i.id for i in date_items)))
+                         resampling=str(resampling), items=stac.items_digest(date_items))
         if not options.overwrite and all_complete(outputs, None, networks, date_options,
                                                   made={MADE_TAG: (made, "")}):
             res = PredictResult(Path(name), list(outputs.values()), "skipped", date=date)
