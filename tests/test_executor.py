@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from conftest import assert_same_outputs, running, strickhof_run_config
 
-from vercye_lai.errors import ConfigError, ServiceError
+from vercye_lai.errors import ConfigError, DataIOError, ServiceError
 from vercye_lai.predict import (
     PredictOptions,
     assemble_parts,
@@ -231,6 +231,17 @@ def test_a_tasks_warnings_reach_the_runs_log_and_its_errors_no_worker_log(tmp_pa
         assert "a warning on a worker" in caplog.text
         filters = client.run(lambda: [type(f).__name__ for f in logging.getLogger("distributed.worker").filters])
         assert all("_NotOurTaskErrors" in f for f in filters.values())
+
+        # a task's error raised from one of GDAL's (which do not unpickle) reaches the run as itself,
+        # not as distributed's bare "Exception: DataIOError(...)"
+        def fails():
+            try:
+                rasterio.open("/nonexistent/x.tif")
+            except rasterio.errors.RasterioIOError as exc:
+                raise DataIOError("cannot open image", path="/nonexistent/x.tif") from exc
+
+        with pytest.raises(DataIOError, match="^/nonexistent/x.tif: cannot open image$"):
+            ex.submit(fails).result()
     finally:
         ex.close()
 

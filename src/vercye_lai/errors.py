@@ -101,6 +101,16 @@ def gdal_reason(exc: BaseException) -> str:
     return text
 
 
+def detached(exc: BaseException) -> BaseException:
+    """``exc`` without the exceptions it was raised from (its message already says why): a
+    task's error crosses to a Dask client pickled with its chain, and rasterio's GDAL errors do
+    not unpickle ("property 'args' of CPLE_OpenFailedError has no setter"), so distributed put a
+    bare ``Exception: DataIOError(...)`` and a 75-line traceback in its place."""
+    exc.__cause__ = exc.__context__ = None
+    exc.__suppress_context__ = True
+    return exc
+
+
 def error_text(exc: BaseException) -> str:
     """One line for a report: a :class:`LaiError` as it is, an OS error as ``file: cause``,
     anything else with its type."""

@@ -50,7 +50,7 @@ from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
 from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, items_by_date, search_items
 from vercye_lai.acquire.warp import MADE_TAG, ThreadImages, as_resampling, geometry_to_crs, made_with, target_grid
-from vercye_lai.errors import ConfigError, NoDataFoundError, require
+from vercye_lai.errors import ConfigError, LaiError, NoDataFoundError, detached, require
 from vercye_lai.grid import Grid
 from vercye_lai.model import Network, load_error_network, load_network
 from vercye_lai.model.registry import unit_members, unit_model
@@ -102,8 +102,11 @@ CHUNK_ENV = {**GDAL_REMOTE_ENV, "GDAL_NUM_THREADS": "1"}
 
 def _stored_chunk(mosaic: stac.DateItems, window: Window) -> np.ndarray:
     """``(11, rows, cols)`` int16 of the date's stack at ``window``: what ``stack-stac`` writes there."""
-    with rasterio.Env(**CHUNK_ENV):
-        return encode_bands(mosaic.read(window))
+    try:
+        with rasterio.Env(**CHUNK_ENV):
+            return encode_bands(mosaic.read(window))
+    except LaiError as exc:  # it crosses to the client: our error, not distributed's bare Exception
+        raise detached(exc) from None
 
 
 def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.datetime, chunk: int = 1024,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vercye_lai.errors import ConfigError, ServiceError, require
+from vercye_lai.errors import ConfigError, LaiError, ServiceError, detached, require
 from vercye_lai.options import Options, setting
 from vercye_lai.system import default_workers
 
@@ -252,7 +252,8 @@ class DaskExecutor(Executor):
     def submit(self, fn, /, *args, key=None, **kwargs):
         # pure=False: a task is an action on files, never deduplicated by Dask;
         # retries: a task lost with its worker, or failing once, runs again elsewhere
-        return self.client.submit(fn, *args, key=key, pure=False, retries=self.settings.retries, **kwargs)
+        return self.client.submit(_detaching, fn, *args, key=key, pure=False, retries=self.settings.retries,
+                                  **kwargs)
 
     def as_completed(self, futures):
         distributed = require("distributed", "dask")
@@ -267,6 +268,14 @@ class DaskExecutor(Executor):
             self.client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+def _detaching(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """Run a task; its error reaches the client as it is (:func:`~vercye_lai.errors.detached`)."""
+    try:
+        return fn(*args, **kwargs)
+    except (LaiError, OSError) as exc:
+        raise detached(exc) from None
 
 
 def make_cluster(settings: DaskSettings):
