@@ -427,6 +427,34 @@ def test_hls_from_stac_equals_the_local_reader(tmp_path):
     np.testing.assert_array_equal(read_stack(a)[1].filled(-1), read_stack(b)[1].filled(-1))
 
 
+def test_a_moved_catalogue_of_relative_hrefs_reads_its_own_files(tmp_path, monkeypatch):
+    """Relative asset hrefs were taken from the working directory: a catalogue moved elsewhere
+    failed ("../files/…B03…: No such file"), or read whatever lay at that path from here."""
+    import datetime as dt
+    import shutil
+
+    import pystac
+
+    from vercye_lai.acquire.hls import stac_hls
+
+    granule, stem = build_v20_granule(PIECES / "hls_l30_v15", tmp_path)
+    root = tmp_path / "before"
+    shutil.copytree(granule, root / "files")
+    footprint = region_of(granule / f"{stem}.B04.tif")
+    assets = {b: (root / "files" / f"{stem}.{b}.tif", {}) for b in ("B03", "B04", "B05", "B06", "B07", "Fmask",
+                                                                    "SZA", "SAA", "VZA", "VAA")}
+    when = dt.datetime(2019, 9, 10, 18, 34, 45, tzinfo=dt.UTC)
+    cat = pystac.Catalog.from_file(static_catalog(root, [(stem, "hls2-l30", when, {}, assets, footprint)]))
+    cat.make_all_asset_hrefs_relative()
+    cat.save(pystac.CatalogType.SELF_CONTAINED)
+    shutil.move(root, tmp_path / "after")
+    monkeypatch.chdir(tmp_path)  # not the items' folder
+    out = stac_hls(str(tmp_path / "after" / "catalog" / "catalog.json"), region="slo", geometry=footprint,
+                   start=dt.date(2019, 9, 1), end=dt.date(2019, 9, 30), resolution=30, out_dir=tmp_path / "stac",
+                   products=("L30",))
+    assert [p.name for p in out.values()] == ["slo_30m_2019-09-10_L30.tif"]
+
+
 def test_landsat_from_stac_equals_the_local_reader(tmp_path):
     import datetime as dt
 

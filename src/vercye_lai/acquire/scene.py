@@ -331,10 +331,12 @@ def stack_scenes(scenes: Sequence[Scene], geometry, region: str, resolution: flo
 
 
 def asset_href(item: Any, keys: Sequence[str]) -> str | None:
-    """The href of the first of ``keys`` that ``item`` has (``None``: none)."""
+    """The href of the first of ``keys`` that ``item`` has (``None``: none), absolute: a
+    relative one is the item's location's, not the working directory's (a catalogue moved
+    elsewhere failed, or read a file that happened to lie at that path from here)."""
     for k in keys:
         if k in item.assets:
-            return item.assets[k].href
+            return item.assets[k].get_absolute_href() or item.assets[k].href
     return None
 
 
