@@ -476,3 +476,16 @@ def test_a_remote_jp2_that_fails_to_decode_raises(tmp_path, monkeypatch):
             grid = Grid.of(ds)
         with pytest.raises(DataIOError, match="cannot read STAC asset"):
             stac_search.read_asset(cut.name, grid, resampling=Resampling.nearest)
+
+
+def test_an_item_with_a_range_instead_of_a_datetime_has_its_start_as_time():
+    """datetime: null with start_datetime/end_datetime is legal STAC: predict-stac and
+    stack-landsat --catalog crashed on it ('NoneType' object has no attribute 'replace')."""
+    import pystac
+
+    from vercye_lai.acquire.stac_search import item_date, item_time
+
+    it = pystac.Item("x", None, None, None, {"start_datetime": "2022-10-05T11:56:49Z",
+                                             "end_datetime": "2022-10-05T11:57:10Z"})
+    assert item_time(it) == dt.datetime(2022, 10, 5, 11, 56, 49, tzinfo=dt.UTC)
+    assert item_date(it) == dt.date(2022, 10, 5)

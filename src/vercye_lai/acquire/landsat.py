@@ -40,7 +40,7 @@ from vercye_lai.acquire.scene import (
     stack_scenes,
 )
 from vercye_lai.acquire.source import Source
-from vercye_lai.acquire.stac_search import search_items
+from vercye_lai.acquire.stac_search import item_time, search_items
 from vercye_lai.errors import InputError
 from vercye_lai.options import setting
 from vercye_lai.stack import L8_BANDS
@@ -227,7 +227,7 @@ def scenes_from_items(items: Iterable, *, qa_bits: Sequence[int] = DEFAULT_QA) -
         scale, offset = scalings.pop()
         scenes.append(Scene(
             sensor=f"L{sat}", product=item.id, tile=item.id.split("_")[2] if item.id.count("_") > 2 else item.id,
-            time=item.datetime.astimezone(dt.UTC), bands={b: asset_href(item, (k,)) for b, k in keys.items()},
+            time=item_time(item), bands={b: asset_href(item, (k,)) for b, k in keys.items()},
             inputs=L8_BANDS, scale=scale, offset=offset, fill=0, quality=asset_href(item, (qa,)),
             quality_bits=tuple(qa_bits), quality_fill=None,
             notes=("sun from the acquisition time, nadir view assumed",),

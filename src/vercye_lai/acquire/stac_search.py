@@ -69,7 +69,7 @@ def remote_env() -> contextlib.AbstractContextManager:
 
 def item_date(item: Any) -> dt.date:
     """UTC acquisition date of an item."""
-    return _item_time(item).date()
+    return item_time(item).date()
 
 
 #: items closer in time than this are one overpass (a Sentinel-2 pass over a region lasts minutes)
@@ -83,7 +83,7 @@ def items_by_date(items: Sequence[Any]) -> dict[dt.date, list[Any]]:
     by_date: dict[dt.date, list[Any]] = {}
     for it in items:
         by_date.setdefault(item_date(it), []).append(it)
-    times = sorted(_item_time(it) for it in items)
+    times = sorted(item_time(it) for it in items)
     for t0, t1 in zip(times, times[1:]):
         if t0.date() != t1.date() and t1 - t0 <= ONE_PASS:
             log.warning("one overpass falls on two UTC dates, %s (%s UTC) and %s (%s UTC): its items make two "
@@ -91,7 +91,9 @@ def items_by_date(items: Sequence[Any]) -> dict[dt.date, list[Any]]:
     return dict(sorted(by_date.items()))
 
 
-def _item_time(item: Any) -> dt.datetime:
+def item_time(item: Any) -> dt.datetime:
+    """UTC acquisition time of an item: its ``datetime``, or its ``start_datetime`` where a
+    range is given instead (``datetime: null`` is legal STAC)."""
     when = item.datetime or dt.datetime.fromisoformat(str(item.properties["start_datetime"]).replace("Z", "+00:00"))
     return when.astimezone(dt.UTC) if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 

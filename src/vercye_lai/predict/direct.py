@@ -48,7 +48,7 @@ from vercye_lai.acquire import stac
 from vercye_lai.acquire.offset import offset_tag
 from vercye_lai.acquire.platform import PLATFORM_TAG, platform_tag
 from vercye_lai.acquire.source import Source
-from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, items_by_date, search_items
+from vercye_lai.acquire.stac_search import GDAL_REMOTE_ENV, item_time, items_by_date, search_items
 from vercye_lai.acquire.warp import MADE_TAG, ThreadImages, as_resampling, geometry_to_crs, made_with, target_grid
 from vercye_lai.errors import ConfigError, LaiError, NoDataFoundError, detached, require
 from vercye_lai.grid import Grid
@@ -347,7 +347,7 @@ def predict_stac(
             # the chunks' threads keep the assets open for the date (one decoding of a JP2 per thread)
             with ThreadImages.for_threads(options.workers) as images:
                 with rasterio.Env(**GDAL_REMOTE_ENV):
-                    cube, tags = date_cube(date_items, grid, region_geojson, when=date_items[0].datetime,
+                    cube, tags = date_cube(date_items, grid, region_geojson, when=item_time(date_items[0]),
                                            chunk=chunk, resampling=resampling, scl_classes=scl_classes,
                                            cloud_buffer=cloud_buffer, images=images)
                 tags["STAC_CATALOG"] = str(catalog)
