@@ -489,3 +489,12 @@ def test_an_item_with_a_range_instead_of_a_datetime_has_its_start_as_time():
                                              "end_datetime": "2022-10-05T11:57:10Z"})
     assert item_time(it) == dt.datetime(2022, 10, 5, 11, 56, 49, tzinfo=dt.UTC)
     assert item_date(it) == dt.date(2022, 10, 5)
+
+
+def test_a_geographic_crs_is_refused_for_a_grid_in_metres():
+    """--crs EPSG:4326 --res 60 wrote one 60-degree pixel, all nodata, exit 0."""
+    from vercye_lai.acquire.warp import target_grid
+
+    with pytest.raises(InputError, match="--crs EPSG:4326: stacks need a projected CRS in metres"):
+        target_grid(region_4326(), 60, "EPSG:4326")
+    assert target_grid(region_4326(), 60, "EPSG:32629").res == (60.0, 60.0)

@@ -114,6 +114,10 @@ def target_grid(geometry, resolution: float, crs: str | CRS | None = None) -> Gr
         c = geometry.centroid
         crs = utm_crs(c.x, c.y)
     crs = CRS.from_user_input(crs)
+    if not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
+        # (EPSG:4326 at 60 "m" wrote one 60-degree pixel)
+        raise InputError(f"--crs {crs.to_string()}: stacks need a projected CRS in metres (a UTM zone, e.g. "
+                         "EPSG:32636; default: the region's)")
     projected = geometry_to_crs(geometry, crs)
     xmin, ymin, xmax, ymax = projected.bounds
     r = float(resolution)
