@@ -498,3 +498,21 @@ def test_a_geographic_crs_is_refused_for_a_grid_in_metres():
     with pytest.raises(InputError, match="--crs EPSG:4326: stacks need a projected CRS in metres"):
         target_grid(region_4326(), 60, "EPSG:4326")
     assert target_grid(region_4326(), 60, "EPSG:32629").res == (60.0, 60.0)
+
+
+def test_an_asset_without_a_crs_or_a_corrupt_granule_xml_names_it(tmp_path):
+    """A CRS-less asset ended in a CRSError traceback; bad granule XML named neither file nor item."""
+    from vercye_lai.acquire.stac_search import read_asset
+    from vercye_lai.errors import DataIOError
+
+    bare = tmp_path / "bare.tif"
+    with rasterio.open(bare, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint16") as ds:
+        ds.write(np.ones((1, 4, 4), "uint16"))
+    grid = Grid("EPSG:32629", rasterio.transform.from_origin(0, 40, 10, 10), (4, 4))
+    with pytest.raises(DataIOError, match="bare.tif: STAC asset has no CRS"):
+        read_asset(str(bare), grid, resampling=Resampling.nearest)
+    (tmp_path / "MTD_TL.xml").write_text("<Level-2A_Tile_ID><unclosed>")
+    it = make_item("S2A_X")
+    it.assets[stac.asset_keys(it)["granule"]].href = str(tmp_path / "MTD_TL.xml")
+    with pytest.raises(DataIOError, match="MTD_TL.xml: STAC item S2A_X: metadata is not valid XML"):
+        stac.item_angles(it)

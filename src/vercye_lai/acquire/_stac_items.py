@@ -21,7 +21,7 @@ from vercye_lai.acquire.angles import TileAngles, cosines, parse_tile_angles
 from vercye_lai.acquire.offset import Sample, check_offset, check_reflectance_scale, expected_offset, read_sample
 from vercye_lai.acquire.platform import baseline_of, date_order_key, s2_platform, valid_share
 from vercye_lai.acquire.stac_search import read_bytes
-from vercye_lai.errors import InputError
+from vercye_lai.errors import DataIOError, InputError, LaiError
 from vercye_lai.stack import S2_BANDS_20M
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,10 @@ def item_angles(item: Any) -> tuple[TileAngles | dict[str, np.ndarray], str]:
     (``"granule metadata"`` or ``"item properties"``)."""
     granule = item.assets.get(asset_keys(item)["granule"])
     if granule is not None:
-        return parse_tile_angles(read_bytes(granule.get_absolute_href())), "granule metadata"
+        href = granule.get_absolute_href()
+        try:
+            return parse_tile_angles(read_bytes(href)), "granule metadata"
+        except LaiError as exc:  # parsed from bytes: say whose
+            raise DataIOError(f"STAC item {item.id}: {exc}", path=href) from exc
     log.info("%s: angles from item properties (no granule metadata asset)", item.id)
     return cosines(**property_angles(item)), "item properties"

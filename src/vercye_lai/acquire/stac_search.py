@@ -225,6 +225,9 @@ def read_asset(
         with contextlib.ExitStack() as stack:
             stack.enter_context(remote_env())
             src = href if not isinstance(href, (str, Path)) else stack.enter_context(rasterio.open(href))
+            if src.crs is None:  # (a CRSError traceback deep in the warp)
+                raise DataIOError("STAC asset has no CRS (a georeferenced image is needed)",
+                                  path=getattr(href, "name", href))
             if src.driver == "JP2OpenJPEG" and str(src.name).startswith(REMOTE_PREFIXES) and str(
                     rasterio.env.getenv().get("GDAL_NUM_THREADS")) != "1":
                 # GDAL decodes a JP2 on threads of its own and drops their errors: a range request that
