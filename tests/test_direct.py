@@ -266,6 +266,14 @@ def test_predict_on_an_odc_stac_cube(stack_route, caplog):
     assert np.median(np.abs(values[both] - ref[0][both])) < 0.1
     band = vx.predict(cube.to_array("band"), options=PredictOptions(dtype="float32"))
     xr.testing.assert_identical(band["LAI"].compute(), out["LAI"].compute())
+    # loaded without declaring nodata: L2A's DN 0 is still no data (it got LAI 2.9, flag bit 1 only)
+    bare = odc.stac.load([item], bands=[keys[b] for b in (*stac.REFLECTANCE_BANDS, "SCL")], geobox=gb,
+                         chunks={"x": 100, "y": 100}, stac_cfg={"*": {"assets": {"*": {"data_type": "uint16"}}}})
+    for v in bare.data_vars.values():
+        v.attrs.pop("nodata", None)
+        v.encoding.pop("_FillValue", None)
+    undeclared = bare.sl2p.predict(options=PredictOptions(dtype="float32"))["LAI"].values[0]
+    np.testing.assert_array_equal(np.isnan(undeclared), np.isnan(values))
 
 
 def test_a_resampling_by_name_or_rasterio_enum():

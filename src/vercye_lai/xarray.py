@@ -17,7 +17,8 @@ convention — not ``predict --offset``'s DN offset)
        each variable. Checked against the data (below).
     3. Integer values declaring nothing — raw L2A DNs, as odc-stac loads them: × 1e-4 with
        the −0.1 offset of processing baselines ≥ 04.00 (every product since 2022-01-25 and the
-       Collection-1 reprocessing of earlier years), checked against the data.
+       Collection-1 reprocessing of earlier years), checked against the data; DN 0 is no data
+       where the cube declares no nodata (L2A's own: it was read as a dark pixel, LAI 2.9).
     4. Floating values declaring nothing: reflectance already (the loader scaled them, e.g.
        stackstac's default ``rescale=True``), used as stored.
 
@@ -399,6 +400,9 @@ def predict(
     log.info("scaling: %s", how)
     cube = scaled.sel(band=list(used))
     nodata = tuple(None if not np.isfinite(v) else float(v) for v in cube["band_nodata"].values)
+    if how.startswith("raw L2A DNs"):  # L2A's DN 0 is no data: undeclared, it was read as a dark pixel
+        nodata = tuple(0.0 if nd is None and band not in ANGLE_BANDS else nd for band, nd in zip(used, nodata,
+                                                                                                   strict=True))
     plan = BlockPlan(used, inputs, angles, networks, errors, nodata, options.flags, options.out_of_range,
                      options.haze, crs=_crs(arr))
     if angles == "computed" and plan.crs is None:
