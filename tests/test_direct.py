@@ -269,11 +269,13 @@ def test_predict_on_an_odc_stac_cube(stack_route, caplog):
     # loaded without declaring nodata: L2A's DN 0 is still no data (it got LAI 2.9, flag bit 1 only)
     bare = odc.stac.load([item], bands=[keys[b] for b in (*stac.REFLECTANCE_BANDS, "SCL")], geobox=gb,
                          chunks={"x": 100, "y": 100}, stac_cfg={"*": {"assets": {"*": {"data_type": "uint16"}}}})
-    for v in bare.data_vars.values():
-        v.attrs.pop("nodata", None)
-        v.encoding.pop("_FillValue", None)
-    undeclared = bare.sl2p.predict(options=PredictOptions(dtype="float32"))["LAI"].values[0]
-    np.testing.assert_array_equal(np.isnan(undeclared), np.isnan(values))
+    edge = bare.copy()
+    for name, v in bare.data_vars.items():  # outside the swath: DN 0 in every band, as L2A writes it
+        edge[name] = v.where(v.x > v.x.values[20], 0).astype("uint16")
+        edge[name].attrs = {k: a for k, a in v.attrs.items() if k != "nodata"}
+    undeclared = edge.sl2p.predict(options=PredictOptions(dtype="float32"))["LAI"].values[0]
+    assert np.isnan(undeclared[:, :21]).all()
+    np.testing.assert_array_equal(np.isnan(undeclared[:, 21:]), np.isnan(values[:, 21:]))
 
 
 def test_a_resampling_by_name_or_rasterio_enum():
