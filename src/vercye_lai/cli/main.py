@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -162,6 +163,11 @@ def configure_logging(verbosity: int) -> None:
     # GDAL/rasterio chatter only when asked for
     logging.getLogger("rasterio").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    if verbosity <= 0:  # a Dask cluster's start/stop chatter (predict-stac, run) only with -v
+        # distributed sets its loggers from dask's config when imported (later), in this process
+        # and in the worker processes, which inherit the environment
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     # HTTP and OAuth libraries log request bodies and headers at debug level: tokens, codes,
     # the Basic client_id:secret header. Never with -v or -vv; only -vvv lifts this.
     for name in SECRET_LOGGERS:

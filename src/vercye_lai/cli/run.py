@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import click
@@ -100,11 +99,6 @@ def command(config, example_config, dry_run, only, executor, scheduler_address, 
     if no_input:  # for every sign-in of this run (the Drive download of a gee source)
         gdrive_auth.NO_INPUT = True
     cfg = load_config(config)
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # cluster start/stop chatter
-        # distributed sets its loggers from dask's config when imported (after this), here and in
-        # the worker processes (which inherit the environment)
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        logging.getLogger("distributed").setLevel(logging.WARNING)
     if scheduler_address:
         executor = "dask"
         cfg = dataclasses.replace(cfg, dask=dataclasses.replace(cfg.dask, scheduler_address=scheduler_address))
