@@ -516,3 +516,13 @@ def test_an_asset_without_a_crs_or_a_corrupt_granule_xml_names_it(tmp_path):
     it.assets[stac.asset_keys(it)["granule"]].href = str(tmp_path / "MTD_TL.xml")
     with pytest.raises(DataIOError, match="MTD_TL.xml: STAC item S2A_X: metadata is not valid XML"):
         stac.item_angles(it)
+
+
+def test_a_catalogue_given_as_a_file_url_or_a_missing_path(tmp_path):
+    """A file:// URL of an existing catalogue was refused as "does not exist"."""
+    cat = make_catalog(tmp_path / "cat", [make_item("S2A_T29UNU_20221005")])
+    search = dict(collection="sentinel-2-l2a", geometry=region_4326(), start=dt.date(2022, 10, 1),
+                  end=dt.date(2022, 10, 10))
+    assert [i.id for i in stac.search_items(f"file://{cat}", **search)] == ["S2A_T29UNU_20221005"]
+    with pytest.raises(Exception, match="STAC catalogue does not exist"):
+        stac.search_items(str(tmp_path / "nope.json"), **search)

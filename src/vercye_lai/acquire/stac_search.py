@@ -149,7 +149,8 @@ def search_items(
     catalog = CATALOG_ALIASES.get(catalog, catalog)
     date_range(start, end)  # validates the order
     if is_static(catalog):
-        if not re.match(r"^https?://", catalog) and not Path(catalog).exists():
+        local = catalog.removeprefix("file://")  # (a file:// URL of an existing file was refused)
+        if not re.match(r"^https?://", catalog) and not Path(local).exists():
             raise DataIOError("STAC catalogue does not exist", path=catalog)
         try:
             root = pystac.read_file(catalog)
