@@ -159,6 +159,11 @@ def test_jobqueue_cluster_from_the_dask_table(monkeypatch, cluster, directives):
     assert "--nthreads 1" in worker and "--nworkers 8" in worker
     with pytest.raises(ConfigError, match="dask.cores and dask.memory"):
         jobqueue_kwargs(DaskSettings(cluster="pbs"))
+    # the CLI's quiet console does not silence a batch worker's own log (its job's output file)
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "warning")
+    assert "unset DASK_LOGGING__DISTRIBUTED" in jobqueue_kwargs(s)["job_script_prologue"]
+    monkeypatch.setenv("DASK_LOGGING__DISTRIBUTED", "debug")  # a user's own choice is theirs
+    assert "unset DASK_LOGGING__DISTRIBUTED" not in jobqueue_kwargs(s)["job_script_prologue"]
 
 
 def test_jobqueue_missing_names_the_extra(monkeypatch):

@@ -196,6 +196,8 @@ def jobqueue_kwargs(settings: DaskSettings) -> dict[str, Any]:
             f"dask.cores and dask.memory are required for dask.cluster = {settings.cluster!r}"
         )
     exports = [f"export {k}={v}" for k, v in worker_env(settings.gdal_cache_mb).items()]
+    if os.environ.get("DASK_LOGGING__DISTRIBUTED") == "warning":  # the CLI's quiet console (no -v):
+        exports.append("unset DASK_LOGGING__DISTRIBUTED")  # a batch worker's own log keeps its INFO lines
     kw: dict[str, Any] = {
         "cores": settings.cores,
         "memory": settings.memory,
