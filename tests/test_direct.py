@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,7 +133,8 @@ def test_direct_route_equals_stack_then_predict(stack_route, tmp_path, monkeypat
     chunks = -(-lai_values.shape[0] // 64) * -(-lai_values.shape[1] // 64)
     # each chunk read once and through the network once, for its three products and its count
     assert calls == {"read": chunks, "network": chunks}
-    assert threads_setting == {"1"}  # one environment per chunk, one decoding thread per read
+    # one environment per chunk; local JP2s (checked whole when opened) on GDAL's 2 decoding threads
+    assert threads_setting == {"2"}
     assert np.isnan(lai_values).mean() > 0.01  # clouds, their buffer and the region's outside are masked
     tags = assert_same_products(lai, out)[f"K_60m_{DATE}_LAI.tif"]
     assert tags["STAC_ITEMS"] == "S2A_T29UNU_20221005" and tags["CLOUD_BUFFER"] == str(BUFFER)
@@ -416,3 +418,18 @@ def test_a_run_config_takes_the_stac_direct_source(tmp_path):
     cfg = parse_config(data, base_dir=tmp_path)
     (src,) = cfg.sources
     assert src.source.products and src.options.chunk == 256 and src.options.cloud_buffer == 2
+
+
+def test_a_chunk_of_remote_assets_decodes_on_its_reading_thread(stack_route):
+    """GDAL's own decoding threads drop their errors: remote assets are read on one (a failed
+    range request raises there), local ones (a JP2 checked whole when opened) on two."""
+    cat, _ = stack_route
+    item = stac.search_items(str(cat), collection="sentinel-2-l2a", geometry=region_4326(),
+                             start=SEARCH["start"], end=SEARCH["end"])[0]
+    mosaic = type("M", (), {"items": [item]})()
+    assert direct._chunk_env(mosaic)["GDAL_NUM_THREADS"] == "2"
+    remote = item.clone()
+    for a in remote.assets.values():
+        a.href = "https://example.org/" + Path(a.href).name
+    mosaic.items = [item, remote]
+    assert direct._chunk_env(mosaic)["GDAL_NUM_THREADS"] == "1"
