@@ -86,6 +86,29 @@ def test_predict_on_a_full_disk_stops_at_the_first_date_and_says_so(tmp_path, fu
     assert not list(full_disk.glob("qvidja*")) and _hidden(full_disk) == []
 
 
+def test_plain_geotiffs_on_a_full_disk_are_not_renamed_into_place(tmp_path, full_disk):
+    """GDAL writes a GeoTIFF's last bytes when it closes it, and rasterio raised nothing when that
+    failed: --no-cog products and stacks were empty files under their final names, exit 0."""
+    s2 = copy_qvidja(tmp_path / "s2")
+    r = CliRunner().invoke(cli, ["-q", "predict", str(s2), str(full_disk), "--region", "qvidja", "--no-cog"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "No space left on device" in out and "Traceback" not in out
+    assert not list(full_disk.glob("qvidja*")) and _hidden(full_disk) == []
+
+
+def test_a_geotiff_not_written_whole_is_never_renamed_into_place(tmp_path, monkeypatch):
+    dst = tmp_path / "x.tif"
+    with pytest.raises(OSError, match="x.tif: not written whole: it is empty"):
+        with io.atomic_output(dst) as tmp:
+            tmp.write_bytes(b"")  # what a failed close left
+    assert not dst.exists() and _hidden(tmp_path) == []
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(io.DiskFullError, match="No space left on device"):
+        with io.atomic_output(dst) as tmp:
+            tmp.write_bytes(b"II*\x00")
+    assert not dst.exists()
+
+
 def test_run_on_a_full_disk_stops(tmp_path, full_disk):
     cfg = dataclasses.replace(load_config(qvidja_config(tmp_path)), output_root=tmp_path / "out",
                               layout=Layout(lai=str(full_disk)))

@@ -192,13 +192,14 @@ def write_error(exc: OSError, dst: str | Path) -> OSError:
 
 
 @contextlib.contextmanager
-def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path]:
+def atomic_output(dst: str | Path, *, clean_stale: bool = True, whole_raster: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write; rename it onto ``dst`` only if the block succeeds.
 
     The temporary file lives in ``dst``'s folder (hidden, ``.{name}.*.part``) so the
     final ``os.replace`` is atomic. On any exception, including ``KeyboardInterrupt``, the
     temporary file is removed and ``dst`` is left untouched. Leftovers of a killed run
-    are removed first when ``clean_stale`` is true.
+    are removed first when ``clean_stale`` is true. A GeoTIFF must read whole before it is
+    renamed (``whole_raster``; a download checked by its own md5 need not).
 
     Raises
     ------
@@ -219,6 +220,13 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True) -> Iterator[Path
         raise error from exc
     try:
         yield tmp
+        if whole_raster and dst.suffix.lower() in (".tif", ".tiff") and tmp.exists():
+            # GDAL writes a GeoTIFF's last bytes when it is closed, and a failure there (a full
+            # disk) raises nothing through rasterio: an empty file was renamed into place, exit 0
+            reason = incomplete_reason(tmp, suffix=dst.suffix)
+            if reason is not None:
+                full = write_error(OSError(), dst)  # (no errno: a full disk is judged from the free space)
+                raise full if isinstance(full, LaiError) else DataIOError(f"not written whole: it {reason}", path=dst)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dst)
     except BaseException as exc:
@@ -311,14 +319,15 @@ def nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return bad
 
 
-def incomplete_reason(path: str | Path) -> str | None:
+def incomplete_reason(path: str | Path, *, suffix: str | None = None) -> str | None:
     """Why an existing output cannot be trusted as whole, or ``None`` when it can.
 
     A file finished by this tool is whole (it was renamed into place complete), but one
     truncated outside it (a half-copied sync) must not be skipped by a rerun: a raster
     must open and its last block of every band must read (the end of the file, cheap
     whatever its size); a CSV must end its last line and keep its header's column count;
-    a JSON or VRT must parse.
+    a JSON or VRT must parse. ``suffix``: the kind of file, where its name does not say it (a
+    temporary file).
     """
     path = Path(path)
     try:
@@ -326,7 +335,7 @@ def incomplete_reason(path: str | Path) -> str | None:
             return "does not exist"
         if path.stat().st_size == 0:
             return "is empty"
-        suffix = path.suffix.lower()
+        suffix = (suffix or path.suffix).lower()
         if suffix in (".tif", ".tiff"):
             with rasterio.open(path) as ds:
                 for band in range(1, ds.count + 1):

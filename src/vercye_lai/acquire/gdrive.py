@@ -255,7 +255,7 @@ def download_file(
     """
     http_mod = require("googleapiclient.http", "gdrive")
     dest = Path(dest)
-    with atomic_output(dest) as tmp:
+    with atomic_output(dest, whole_raster=False) as tmp:  # (checked by its md5)
         request = service.files().get_media(fileId=f.id, supportsAllDrives=True)
         with open(tmp, "wb") as fh:
             downloader = http_mod.MediaIoBaseDownload(fh, request, chunksize=chunksize)
