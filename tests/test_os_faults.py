@@ -109,6 +109,21 @@ def test_a_geotiff_not_written_whole_is_never_renamed_into_place(tmp_path, monke
     assert not dst.exists()
 
 
+def test_a_netcdf_write_error_is_one_line_and_a_full_disk_is_said(tmp_path, monkeypatch):
+    """netCDF4 raises RuntimeError('NetCDF: HDF error') on a full disk: it was a traceback."""
+    def write(name):
+        with io.atomic_output(tmp_path / name) as tmp:
+            tmp.write_bytes(b"CDF")
+            raise RuntimeError("NetCDF: HDF error")
+
+    with pytest.raises(io.DataIOError, match="c.nc: cannot write it: NetCDF: HDF error"):
+        write("c.nc")
+    monkeypatch.setattr(io.shutil, "disk_usage", lambda p: type("U", (), {"free": 0})())
+    with pytest.raises(io.DiskFullError, match="No space left on device"):
+        write("d.nc")
+    assert _hidden(tmp_path) == [] and not list(tmp_path.glob("*.nc"))
+
+
 def test_run_on_a_full_disk_stops(tmp_path, full_disk):
     cfg = dataclasses.replace(load_config(qvidja_config(tmp_path)), output_root=tmp_path / "out",
                               layout=Layout(lai=str(full_disk)))

@@ -232,6 +232,10 @@ def atomic_output(dst: str | Path, *, clean_stale: bool = True, whole_raster: bo
     except BaseException as exc:
         # judge a full disk before the cleanup frees the space
         error = write_error(exc, dst) if isinstance(exc, OSError) and not isinstance(exc, LaiError) else None
+        if isinstance(exc, RuntimeError) and "NetCDF:" in str(exc):  # netCDF4's own (a full disk: "HDF error")
+            error = write_error(OSError(), dst)
+            if not isinstance(error, LaiError):
+                error = DataIOError(f"cannot write it: {exc}", path=dst)
         with contextlib.suppress(OSError):
             tmp.unlink()
         # GDAL may leave sidecars (.aux.xml, .ovr) beside the temporary file
