@@ -364,6 +364,37 @@ def test_outputs_truncated_outside_the_tool_are_made_again(tmp_path):
     summary = json.loads((out / "run_summary.json").read_text())
     assert counts(summary)["predict"] == (0, 3, 0) and counts(summary)["analyze"] == (1, 0, 0)
     assert csv.read_bytes() == whole
+    # cut at a line's end (it still reads whole): not the analysis' any more, made again
+    lines = whole.decode().splitlines(keepends=True)
+    csv.write_text("".join(lines[: len(lines) // 2]))
+    assert invoke("run", cfg_path).exit_code == 0
+    assert counts(json.loads((out / "run_summary.json").read_text()))["analyze"] == (1, 0, 0)
+    assert csv.read_bytes() == whole
+
+
+def test_an_analysis_that_failed_half_way_is_not_vouched_for_by_its_old_manifest(tmp_path, monkeypatch):
+    """Outputs are replaced zone by zone: a rerun with other options that failed after the first
+    left new files beside old ones, which the old manifest vouched for when the old options came back."""
+    from vercye_lai.analysis import finish
+
+    cfg_path = qvidja_config(tmp_path)
+    out = tmp_path / "out"
+    assert invoke("run", cfg_path).exit_code == 0
+    folder = out / "analysis" / "qvidja" / "field"
+    assert (folder / "MANIFEST.json").exists()
+
+    def fails(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(finish, "write_stats_csv", fails)
+    text = cfg_path.read_text().replace('mode = "poly_agg"', 'mode = "poly_agg"\nsmooth = "savgol"')
+    cfg_path.write_text(text)
+    assert invoke("run", cfg_path, "--only", "analyze").exit_code == 1
+    assert not (folder / "MANIFEST.json").exists()  # nothing vouches for the folder now
+    monkeypatch.undo()
+    cfg_path.write_text(text.replace('\nsmooth = "savgol"', ""))
+    assert invoke("run", cfg_path, "--only", "analyze").exit_code == 0
+    assert counts(json.loads((out / "run_summary.json").read_text()))["analyze"] == (1, 0, 0)
 
 
 def test_run_publishes_a_catalogue_and_a_report(tmp_path):

@@ -81,20 +81,31 @@ def manifest_outputs(outdir: Path, manifest: Mapping[str, Any]) -> list[Path]:
 
 def up_to_date(outdir: Path, fp: Mapping[str, Any]) -> list[Path] | None:
     """The outputs of the analysis in ``outdir`` if it was made with fingerprint ``fp`` and
-    every output exists, else ``None``."""
+    every output exists as it was written (its size and time, where the manifest records them:
+    a CSV cut at a line's end, or another zone's copied over it, was trusted), else ``None``."""
     old = read_manifest(outdir)
     if old and old.get("fingerprint") == fp:
         outputs = manifest_outputs(outdir, old)
-        if all(is_whole(p) for p in outputs):  # truncated outside the tool: redone
+        stamps = old.get("stamps") or {}
+        if all(is_whole(p) for p in outputs) and all(
+                _stamp(p) == stamps[p.name] for p in outputs if p.name in stamps):
             return outputs
     return None
 
 
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 def write_manifest(outdir: Path, fp: Mapping[str, Any], result: Any) -> dict[str, Any]:
-    """Write ``MANIFEST.json``: the fingerprint and the outputs of ``result``."""
+    """Write ``MANIFEST.json``: the fingerprint, the outputs of ``result`` and each one's size
+    and modification time (a file changed outside the tool is not the analysis' any more)."""
     zones = [{"name": z.name, "csv": z.csv.name, "max_tif": z.max_tif.name if z.max_tif else None}
              for z in result.zones]
-    manifest = {"fingerprint": fp, "zones": zones, "n_files": result.n_files, "skipped": result.skipped}
+    stamps = {p.name: _stamp(p) for z in result.zones for p in (z.csv, z.max_tif) if p is not None}
+    manifest = {"fingerprint": fp, "zones": zones, "n_files": result.n_files, "skipped": result.skipped,
+                "stamps": stamps}
     write_text_atomic(outdir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
     return manifest
 

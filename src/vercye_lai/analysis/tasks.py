@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vercye_lai.analysis.finish import AnalysisResult, finish_analysis
-from vercye_lai.analysis.manifest import PART_PREFIX, fingerprint, remove_leftovers, write_manifest
+from vercye_lai.analysis.manifest import MANIFEST_NAME, PART_PREFIX, fingerprint, remove_leftovers, write_manifest
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis.plan import AnalysisPlan, plan_analysis
 from vercye_lai.analysis.season import SeasonPart, analyze_part
@@ -66,8 +66,12 @@ def run_part(plan: AnalysisPlan, part: Part) -> Path:
 
 
 def finish(plan: AnalysisPlan, parts: Sequence[Path], fp: Mapping[str, Any]) -> dict[str, Any]:
-    """Combine the saved parts into the outputs, write the manifest, remove the parts."""
-    res = finish_analysis(plan, [SeasonPart.load(p) for p in parts])
+    """Combine the saved parts into the outputs, write the manifest, remove the parts. The old
+    manifest goes first: outputs are replaced zone by zone, and one that failed half-way left
+    a folder of old and new files that the old manifest vouched for."""
+    loaded = [SeasonPart.load(p) for p in parts]
+    (plan.outdir / MANIFEST_NAME).unlink(missing_ok=True)
+    res = finish_analysis(plan, loaded)
     manifest = write_manifest(plan.outdir, fp, res)
     remove_leftovers(plan.outdir)
     return manifest
