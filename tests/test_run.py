@@ -408,6 +408,12 @@ def test_run_publishes_a_catalogue_and_a_report(tmp_path):
     assert len(items) == 3 and all("LAI" in i.assets for i in items)
     page = (out / "report.html").read_text()
     assert "Run summary" in page and "<script src=" not in page
+    # a report that cannot be written is the run's failure (it said "ok": true, exit 0)
+    (out / "report.html").unlink()
+    (out / "report.html").mkdir()
+    r = invoke("run", cfg_path)
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert r.exit_code == 1 and not summary["ok"] and summary["unpublished"][0].startswith("report not written")
 
 
 def test_two_sources_of_one_sensor_are_refused_by_name(tmp_path):

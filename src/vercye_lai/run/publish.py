@@ -12,10 +12,12 @@ from vercye_lai.outputs.report import write_report
 log = logging.getLogger(__name__)
 
 
-def publish(root: Path) -> list[Path]:
+def publish(root: Path) -> tuple[list[Path], list[str]]:
     """What a run writes beside its products for other tools: the STAC catalogue and the
-    HTML report. A failure here is logged, never the run's: the products are all there."""
-    written = []
+    HTML report; and what could not be written, and why. A failure here stops nothing (the
+    products are all there) but is the run's: a full disk or a folder in the report's place
+    made a run that said "ok": true."""
+    written, failed = [], []
     for what, fn in (("STAC catalogue", write_catalog), ("report", write_report)):
         try:
             written.append(fn(root))
@@ -25,5 +27,6 @@ def publish(root: Path) -> list[Path]:
         except DependencyError as exc:
             log.info("no %s: %s", what, exc)
         except Exception as exc:  # noqa: BLE001 - reported, the run's outputs stand
-            log.warning("%s not written: %s", what, error_text(exc))
-    return written
+            failed.append(f"{what} not written: {error_text(exc)}")
+            log.error("%s", failed[-1])
+    return written, failed

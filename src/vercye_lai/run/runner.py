@@ -167,5 +167,7 @@ def run_pipeline(
             cfg.output_root.mkdir(parents=True, exist_ok=True)
             summary.write()
     if write_summary and not dry_run and not summary.stopped:
-        publish(cfg.output_root)
+        _, summary.unpublished = publish(cfg.output_root)
+        if summary.unpublished:  # the run is not ok: its summary says why (the report read it before)
+            summary.write()
     return summary

@@ -77,15 +77,18 @@ class RunSummary:
     config: str | None = None
     #: why the run stopped before its last step ("" when it did not)
     stopped: str = ""
+    #: what of the catalogue and the report could not be written, and why
+    unpublished: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.stopped and not any(s.count("failed") for s in self.steps)
+        return not self.stopped and not self.unpublished and not any(s.count("failed") for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "output_root": str(self.output_root), "executor": self.executor,
                 "dry_run": self.dry_run, "started": self.started, "seconds": round(self.seconds, 3),
-                "ok": self.ok, "stopped": self.stopped, "steps": [s.to_dict() for s in self.steps]}
+                "ok": self.ok, "stopped": self.stopped, "unpublished": self.unpublished,
+                "steps": [s.to_dict() for s in self.steps]}
 
     def write(self, path: str | Path | None = None) -> Path:
         """Write the summary as JSON, atomically (default: ``run_summary.json`` in the root)."""
