@@ -124,6 +124,34 @@ def test_a_netcdf_write_error_is_one_line_and_a_full_disk_is_said(tmp_path, monk
     assert _hidden(tmp_path) == [] and not list(tmp_path.glob("*.nc"))
 
 
+def test_a_zarr_cube_or_catalogue_on_a_full_disk_names_where(tmp_path, monkeypatch):
+    """They said only 'Error: No space left on device'."""
+    pytest.importorskip("zarr")
+    import numpy as np
+    from conftest import write_raster
+
+    from vercye_lai.outputs import build_cube, write_catalog
+    from vercye_lai.outputs import cube as cube_mod
+
+    lai = tmp_path / "lai"
+    write_raster(lai / "R_10m_2022-06-01_LAI.tif", np.ones((4, 4), np.float32), nodata=np.nan)
+    real = cube_mod.os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setattr(cube_mod.os, "replace", full)
+    with pytest.raises(io.DiskFullError, match=f"{tmp_path}: No space left on device .writing c.zarr"):
+        build_cube(lai, tmp_path / "c.zarr", region="R", resolution=10)
+    monkeypatch.setattr(cube_mod.os, "replace", real)
+    from vercye_lai.outputs import catalog as catalog_mod
+
+    monkeypatch.setattr(catalog_mod.shutil, "move", full)
+    monkeypatch.setattr(catalog_mod.os, "replace", full)
+    with pytest.raises(io.DiskFullError, match="No space left on device .writing catalog.json"):
+        write_catalog(tmp_path)
+
+
 def test_run_on_a_full_disk_stops(tmp_path, full_disk):
     cfg = dataclasses.replace(load_config(qvidja_config(tmp_path)), output_root=tmp_path / "out",
                               layout=Layout(lai=str(full_disk)))

@@ -23,7 +23,7 @@ from rasterio.warp import transform_bounds
 
 from vercye_lai._version import __version__
 from vercye_lai.errors import NoDataFoundError, require
-from vercye_lai.io import remove_stale, tmp_path_for
+from vercye_lai.io import remove_stale, tmp_path_for, write_error
 from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import flags_path, named_files, uncertainty_path
 
@@ -172,6 +172,11 @@ def write_catalog(root: str | Path, *, title: str | None = None) -> Path:
         _rebase_assets(catalog, home, tmp)
         catalog.save(pystac.CatalogType.SELF_CONTAINED)
         _move_in(tmp, home, list(by_region))
+    except OSError as exc:  # a full disk, a permission: said naming the catalogue
+        error = write_error(exc, dst)
+        if error is exc:
+            raise
+        raise error from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("%s: %d collection(s), %d item(s)", dst, len(by_region), sum(map(len, by_region.values())))

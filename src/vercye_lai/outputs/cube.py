@@ -35,9 +35,18 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 from vercye_lai._version import __version__
-from vercye_lai.errors import InputError, require
+from vercye_lai.errors import InputError, LaiError, require
 from vercye_lai.grid import Grid
-from vercye_lai.io import apply_scaling, atomic_output, band_scaling, open_raster, read_values, remove_stale, tmp_path_for
+from vercye_lai.io import (
+    apply_scaling,
+    atomic_output,
+    band_scaling,
+    open_raster,
+    read_values,
+    remove_stale,
+    tmp_path_for,
+    write_error,
+)
 from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import SENSORS, find_observations, flags_path, uncertainty_path
 from vercye_lai.system import default_workers
@@ -442,9 +451,12 @@ def _write_zarr(out: Path, grid: Grid, days, sensors, layers, meta, chunk, progr
         os.replace(tmp, out)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
+        error = write_error(exc, out) if isinstance(exc, OSError) and not isinstance(exc, LaiError) else None
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp, ignore_errors=True)
+        if error is not None and error is not exc:  # a full disk, a permission: said naming the cube
+            raise error from exc
         raise
 
 
