@@ -163,6 +163,9 @@ def configure_logging(verbosity: int) -> None:
     # GDAL/rasterio chatter only when asked for
     logging.getLogger("rasterio").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    if verbosity < 2:  # GDAL's and libtiff's own lines ("ERROR 1: _tiffSeekProc: ...", hundreds on a full
+        # disk) only with -vv: what they say reaches the user in the tool's one-line error
+        os.environ.setdefault("CPL_LOG", os.devnull)
     if verbosity <= 0:  # a Dask cluster's start/stop chatter (predict-stac, run) only with -v
         # distributed sets its loggers from dask's config when imported (later), in this process
         # and in the worker processes, which inherit the environment
