@@ -259,6 +259,9 @@ def test_rerun_skips_complete_outputs_and_overwrite_redoes(tmp_path):
     assert [p.stat().st_mtime_ns for p in lai] == mtimes
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--overwrite")
     assert "3 done" in r.output
+    # another date's product copied over it is not "complete" (it was trusted)
+    lai[0].write_bytes(lai[1].read_bytes())
+    assert "1 done, 2 skipped" in run("predict", s2, tmp_path / "lai", "--region", "qvidja").output
     # another model under the same name is not "complete"
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a")
     assert "3 done" in r.output

@@ -87,6 +87,7 @@ def all_complete(outputs: dict[str, Path], src: Path | None, networks: Sequence[
             with rasterio.open(src) as ds:  # (a VRT's parts: a part made again makes its products again)
                 made["VERCYE_SCALING"] = (stack_scaling(ds, networks[0].inputs, scale=options.scale,
                                                         offset=options.offset, say=False).how, "")
+                made["VERCYE_SOURCE"] = (src.name, src.name)  # another date's product copied over it was kept
                 newest = max(Path(f).stat().st_mtime for f in ds.files if Path(f).exists())
         except (rasterio.errors.RasterioIOError, OSError, ValueError):
             return False  # the stack is read (and its errors said) when the date is made
