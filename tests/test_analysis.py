@@ -188,6 +188,25 @@ def test_fields_partly_outside_the_rasters_are_named(tmp_path, polygon_writer, s
                     "as no data (the cloud/no-data share) on every date"]
 
 
+def test_a_field_far_off_does_not_widen_the_window_read(tmp_path, polygon_writer, season, monkeypatch):
+    """A field at lon/lat (0, 0) (a common data error) made the window span the distance:
+    'Unable to allocate 1.14 TiB'. It meets no raster: skipped, and left out of the window."""
+    from shapely.geometry import box
+
+    far = polygon_writer("far.geojson", [pixel_box(0, 0, 2, 2), pixel_box(3, 3, 6, 5)], FID=[1, 2],
+                         to_crs="EPSG:4326")
+    import geopandas as gpd
+
+    g = gpd.read_file(far)
+    g = gpd.GeoDataFrame({"FID": [1, 2, 3]}, geometry=[*g.geometry, box(0, 0, 0.001, 0.001)], crs=4326)
+    g.to_file(tmp_path / "far.geojson", driver="GeoJSON")
+    shapes = []
+    real = geometry.PolygonZones._rasterize
+    monkeypatch.setattr(geometry.PolygonZones, "_rasterize", lambda self, grid: shapes.append(grid.shape) or real(self, grid))
+    res = run(tmp_path, tmp_path / "far.geojson")
+    assert [z.name for z in res.zones] == ["1", "2"] and max(h * w for h, w in shapes) <= 36
+
+
 def test_geometry_partly_outside_a_dates_raster(tmp_path, polygon_writer, lai_writer):
     v = glob_values((6, 6))
     lai_writer("2022-06-01", v)

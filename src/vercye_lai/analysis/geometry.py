@@ -15,6 +15,7 @@ field partly outside one date's raster keeps its full pixel count on every date.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -309,10 +310,21 @@ class PolygonZones(Zones):
             self._by_crs[key] = self.gdf.geometry.to_crs(crs).values
         return self._by_crs[key]
 
+    def ignore(self, zones: Sequence[int]) -> PolygonZones:
+        """Leave ``zones`` (numbers) out of the window every raster is read in: zones that meet
+        no raster of the season (skipped anyway). One field misplaced far away (at lon/lat 0, 0)
+        made that window span the distance: 1.14 TiB asked for, or GB for a field 150 km off."""
+        self._ignored = frozenset(int(z) for z in zones)
+        return self
+
     def bounds_in(self, crs: CRS) -> tuple[float, float, float, float]:
         import shapely
 
-        return tuple(shapely.total_bounds(self._geoms(crs)).tolist())
+        geoms = self._geoms(crs)
+        ignored = getattr(self, "_ignored", frozenset())
+        if ignored and self.count > 1 and len(ignored) < len(geoms):
+            geoms = geoms[[i for i in range(len(geoms)) if i not in ignored]]
+        return tuple(shapely.total_bounds(geoms).tolist())
 
     def zone_bounds_in(self, crs: CRS) -> list[tuple[float, float, float, float]]:
         import shapely

@@ -77,6 +77,8 @@ class AnalysisPlan:
     options: AnalysisOptions = AnalysisOptions()
     #: other sensors' files of a date that :attr:`files` has (in ``options.sensors`` order)
     more: dict[dt.date, tuple[Path, ...]] = field(default_factory=dict)
+    #: zones that meet no raster of the season: left out of the windows read (skipped anyway)
+    ignored: tuple[int, ...] = ()
     #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
     #: pickled (a Dask worker elsewhere reads the geometry file again)
     built: Zones | None = field(default=None, repr=False)
@@ -136,11 +138,13 @@ def plan_zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
         else:
             every = PolygonZones(read_geometries(plan.geometry_path, layer=plan.options.layer), list(plan.names),
                                  path=plan.geometry_path, all_touched=plan.options.all_touched)
+            every.ignore(plan.ignored)
     if zones is None or plan.options.mode != "poly_iter":
         return every
     idx = list(zones)
-    return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx],
-                        path=plan.geometry_path, all_touched=plan.options.all_touched)
+    return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx], path=plan.geometry_path,
+                        all_touched=plan.options.all_touched).ignore(
+        [k for k, i in enumerate(idx) if i in set(plan.ignored)])
 
 
 def _spatial_order(zones: Zones) -> tuple[int, ...]:
@@ -175,6 +179,21 @@ def split_observations(obs: Mapping) -> tuple[dict[dt.date, Path], dict[dt.date,
         else:
             first[day] = Path(path)
     return dict(sorted(first.items())), {d: tuple(v) for d, v in more.items()}
+
+
+def _outside_every_raster(zones: Zones, paths: Sequence[Path]) -> tuple[int, ...]:
+    """The zones that meet no raster of ``paths`` (from their metadata; one grid read once)."""
+    if zones.count < 2:
+        return ()
+    met = np.zeros(zones.count, dtype=bool)
+    seen = set()
+    for path in paths:
+        with open_raster(path) as ds:
+            grid = Grid.of(ds)
+        if grid.key not in seen:
+            seen.add(grid.key)
+            met |= zones.meets(grid)
+    return tuple(int(z) for z in np.flatnonzero(~met))
 
 
 def _reference_file(paths: Sequence[Path], zones: Zones) -> Path | None:
@@ -232,7 +251,7 @@ def _say_outside(zones: Zones, reference: Path) -> None:
     there count as no data on every date, so a --max-cloud-percent makes every day a gap."""
     with open_raster(reference) as ds:
         share = zones.share_inside(Grid.of(ds))
-    out = [(n, 1 - s) for n, s in zip(zones.names, share, strict=True) if s < 0.95]
+    out = [(n, 1 - s) for n, s in zip(zones.names, share, strict=True) if 0 < s < 0.95]  # (wholly outside: skipped)
     if out:
         shown = ", ".join(f"{n} ({100 * f:.0f}% outside)" for n, f in out[:10])
         log.warning("%d zone(s) lie partly outside the LAI rasters: %s%s; their pixels there count as no data "
@@ -289,6 +308,9 @@ def plan_analysis(
     zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
                         layer=o.layer)
     every = [p for d in sorted(files) for p in (files[d], *more.get(d, ()))]
+    ignored = _outside_every_raster(zones, every)
+    if isinstance(zones, PolygonZones):
+        zones.ignore(ignored)
     reference = _reference_file(every, zones)
     if reference is None:
         raise InputError(
@@ -300,5 +322,5 @@ def plan_analysis(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
         files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
-        reference=reference, options=options, built=zones, more=more,
+        reference=reference, options=options, built=zones, more=more, ignored=ignored,
     )
