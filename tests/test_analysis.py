@@ -139,6 +139,21 @@ def test_raster_mode_mask_on_another_grid(tmp_path, raster_writer, season, caplo
     assert "nearest neighbour" in warning and record.levelname == "WARNING"
 
 
+def test_a_mask_larger_than_the_rasters_counts_only_its_crop_over_them(tmp_path, raster_writer, season):
+    """A national mask's crop pixels beyond the LAI rasters counted as cloud on every date (95 %
+    where 16 % were) and the whole mask was read: only its part over the rasters counts."""
+    small = np.zeros((6, 6), np.uint8)
+    small[2, 1:4] = 1
+    big = np.zeros((60, 60), np.uint8)  # the same 10 m grid, 20 px of margin all round
+    big[20:26, 20:26] = small
+    big[0:10, 40:60] = 1  # crop far beyond the rasters
+    region = stats(run(tmp_path, raster_writer("small.tif", small), mode="raster"))
+    national = stats(run(tmp_path, raster_writer("big.tif", big, transform=from_origin(ORIGIN[0] - 200, ORIGIN[1] + 200,
+                                                                                        10, 10)), mode="raster"))
+    cols = ["n_pixels", "LAI Mean", "Cloud or Snow Percentage"]
+    pd.testing.assert_frame_equal(national[cols], region[cols])
+
+
 @pytest.mark.parametrize(("values", "said"), [((1, 1), False), ((255, 255), False), ((0.7, 0.7), True),
                                               ((0.2, 0.9), True), ((1, 3), True)])
 def test_a_mask_of_fractions_or_several_classes_is_said(tmp_path, raster_writer, season, caplog, values, said):

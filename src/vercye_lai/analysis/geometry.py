@@ -369,6 +369,21 @@ class PolygonZones(Zones):
         return out
 
 
+def _window_within(ds: rasterio.io.DatasetReader, lonlat: tuple[float, float, float, float]) -> Window:
+    """The window of ``ds`` over the lon/lat box ``lonlat``, whole pixels and a 2-pixel margin
+    (nearest-neighbour alignment needs the pixels at the edge), within the raster."""
+    import math
+
+    b = transform_bounds("EPSG:4326", ds.crs, *lonlat, densify_pts=21)
+    w = rasterio.windows.from_bounds(*b, transform=ds.transform)
+    c0, r0 = math.floor(w.col_off) - 2, math.floor(w.row_off) - 2
+    c1, r1 = math.ceil(w.col_off + w.width) + 2, math.ceil(w.row_off + w.height) + 2
+    c0, r0, c1, r1 = max(c0, 0), max(r0, 0), min(c1, ds.width), min(r1, ds.height)
+    if c1 <= c0 or r1 <= r0:
+        raise InputError("the crop mask does not overlap the LAI rasters", path=ds.name)
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
 class MaskZones(Zones):
     """The non-zero, non-nodata pixels of a crop-mask raster as one zone.
 
@@ -376,13 +391,18 @@ class MaskZones(Zones):
     box of its crop pixels, then aligned to each LAI grid with nearest-neighbour
     resampling.
     """
-    def __init__(self, path: str | Path, name: str) -> None:
+    def __init__(self, path: str | Path, name: str, *, within: tuple[float, float, float, float] | None = None) -> None:
         super().__init__([name], path=path)
         with open_raster(path) as ds:
-            data = ds.read(1)
+            # only the part over the LAI rasters (``within``: their lon/lat bounds): a national mask
+            # was read whole (6 GB for a 2.5 MB file) and its crop pixels beyond the rasters counted
+            # as cloud on every date (95 % where 16 % were)
+            part = _window_within(ds, within) if within is not None else Window(0, 0, ds.width, ds.height)
+            data = ds.read(1, window=part)
             crop = (data != 0) & ~nodata_mask(data, ds.nodata)
             if not crop.any():
-                raise InputError("the crop mask has no non-zero pixel", path=path)
+                raise InputError("the crop mask has no non-zero pixel" + (" over the LAI rasters" if within else ""),
+                                 path=path)
             held = data[crop]  # (a national mask: tens of millions of pixels, selected once)
             lo, hi = held.min(), held.max()
             # a probability (0.7) or a class map (several values), not a mask of 0 and one value
@@ -392,7 +412,7 @@ class MaskZones(Zones):
                             Path(path).name, lo, hi)
             rows = np.flatnonzero(crop.any(axis=1))
             cols = np.flatnonzero(crop.any(axis=0))
-            win = Window(cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
+            win = Window(part.col_off + cols[0], part.row_off + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
             self.crop = crop[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.uint8)
             self.transform = ds.window_transform(win)
             self.crs = ds.crs

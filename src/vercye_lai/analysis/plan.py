@@ -31,12 +31,14 @@ log = logging.getLogger(__name__)
 
 
 def build_zones(geometry_path: str | Path, mode: str, *, id_column: str | None = "FID",
-                all_touched: bool = False, layer: str | None = None) -> Zones:
-    """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`)."""
+                all_touched: bool = False, layer: str | None = None,
+                within: tuple[float, float, float, float] | None = None) -> Zones:
+    """The zones of ``geometry_path`` for ``mode`` (see :func:`analyze`); a crop mask only where
+    it meets ``within`` (the LAI rasters' lon/lat bounds)."""
     check_value("mode", mode, settings_of(AnalysisOptions)["mode"])
     path = Path(geometry_path)
     if mode == "raster":
-        return MaskZones(path, path.stem)
+        return MaskZones(path, path.stem, within=within)
     gdf = read_geometries(path, layer=layer)
     names = zone_ids(gdf, id_column, path=path) if mode == "poly_iter" else [path.stem]
     return PolygonZones(gdf, names, path=path, all_touched=all_touched)
@@ -79,6 +81,8 @@ class AnalysisPlan:
     more: dict[dt.date, tuple[Path, ...]] = field(default_factory=dict)
     #: zones that meet no raster of the season: left out of the windows read (skipped anyway)
     ignored: tuple[int, ...] = ()
+    #: the lon/lat bounds of the season's rasters (a crop mask is read there only)
+    extent: tuple[float, float, float, float] | None = None
     #: the zones :func:`plan_analysis` built, reused by parts run in this process; not
     #: pickled (a Dask worker elsewhere reads the geometry file again)
     built: Zones | None = field(default=None, repr=False)
@@ -134,7 +138,7 @@ def plan_zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
     every = plan.built
     if every is None:  # in another process: read the geometry again
         if plan.options.mode == "raster":
-            every = MaskZones(plan.geometry_path, plan.names[0])
+            every = MaskZones(plan.geometry_path, plan.names[0], within=plan.extent)
         else:
             every = PolygonZones(read_geometries(plan.geometry_path, layer=plan.options.layer), list(plan.names),
                                  path=plan.geometry_path, all_touched=plan.options.all_touched)
@@ -179,6 +183,18 @@ def split_observations(obs: Mapping) -> tuple[dict[dt.date, Path], dict[dt.date,
         else:
             first[day] = Path(path)
     return dict(sorted(first.items())), {d: tuple(v) for d, v in more.items()}
+
+
+def _lonlat_extent(paths: Sequence[Path]) -> tuple[float, float, float, float]:
+    """The lon/lat bounds of the rasters of ``paths`` together (from their metadata)."""
+    from rasterio.warp import transform_bounds
+
+    boxes = set()
+    for path in paths:
+        with open_raster(path) as ds:
+            boxes.add((ds.crs.to_string(), tuple(ds.bounds)))
+    lonlat = np.array([transform_bounds(crs, "EPSG:4326", *b, densify_pts=21) for crs, b in boxes])
+    return (float(lonlat[:, 0].min()), float(lonlat[:, 1].min()), float(lonlat[:, 2].max()), float(lonlat[:, 3].max()))
 
 
 def _outside_every_raster(zones: Zones, paths: Sequence[Path]) -> tuple[int, ...]:
@@ -305,9 +321,10 @@ def plan_analysis(
                                   extensions=(".tif",), start=start, end=end)
     check_product_models(files, cal)
     files, more = split_observations(files)
-    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
-                        layer=o.layer)
     every = [p for d in sorted(files) for p in (files[d], *more.get(d, ()))]
+    extent = _lonlat_extent(every)
+    zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
+                        layer=o.layer, within=extent)
     ignored = _outside_every_raster(zones, every)
     if isinstance(zones, PolygonZones):
         zones.ignore(ignored)
@@ -322,5 +339,5 @@ def plan_analysis(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
         files=dict(files), names=tuple(zones.names), order=_spatial_order(zones),
-        reference=reference, options=options, built=zones, more=more, ignored=ignored,
+        reference=reference, options=options, built=zones, more=more, ignored=ignored, extent=extent,
     )
