@@ -469,6 +469,20 @@ def test_an_outlier_day_is_filled_like_a_gap_and_marked(tmp_path, two_fields, si
     assert kept["outlier"] == 0 and kept["LAI Mean"] == pytest.approx(0.9, abs=1e-6)
 
 
+def test_a_spike_the_outlier_test_rejects_is_not_the_max_map(tmp_path, polygon_writer, lai_writer):
+    """The max map is the maximum over the observation days; a rejected spike had set it (8.0 where
+    the season's highest observation was 3.0), folded in before the outlier test."""
+    g = polygon_writer("f.geojson", [pixel_box(0, 0, 4, 4)], FID=[1])
+    for day, value in zip((1, 6, 11, 16, 21, 26, 31), (1, 2, 3, 8, 3, 2, 1), strict=True):
+        lai_writer(f"2022-07-{day:02d}", np.full((4, 4), float(value), np.float32))
+    res = run(tmp_path, g, outliers="dips+spikes")
+    assert stats(res).loc["2022-07-16", "outlier"] == 1
+    with rasterio.open(res.zones[0].max_tif) as ds:
+        assert ds.read(1).max() == pytest.approx(3.0)
+    with rasterio.open(run(tmp_path, g, outliers="none").zones[0].max_tif) as ds:
+        assert ds.read(1).max() == pytest.approx(8.0)  # kept, it is the maximum
+
+
 def test_uncertainty_rasters_give_a_gap_filled_uncertainty_column(tmp_path, two_fields, season):
     from conftest import write_raster
 

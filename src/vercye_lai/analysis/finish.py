@@ -24,7 +24,7 @@ from vercye_lai.analysis.products import (
     write_max_tif,
     write_stats_csv,
 )
-from vercye_lai.analysis.season import MaxAccumulator, SeasonPart, reference
+from vercye_lai.analysis.season import MaxAccumulator, SeasonPart, analyze_part, reference
 from vercye_lai.analysis.stats import STAT_KEYS
 from vercye_lai.analysis.timeseries import (
     find_outliers,
@@ -198,6 +198,12 @@ def _write_zone(plan: AnalysisPlan, z: int, k: int, table: dict[str, np.ndarray]
                           date_format=plan.options.date_format, clean_stale=False)
     tif = None
     bands = MAX_BAND_CHOICES[plan.options.max_bands]
+    rejected = set(np.flatnonzero(cols["outlier"] == 1).tolist())
+    if acc is not None and bands and rejected:
+        # the map is the maximum over the observation days: one rejected by the outlier test (a
+        # spike) had set it, folded in before the test; this zone's map again, without those days
+        alone = analyze_part(plan, (z,), [d for d in plan.file_days if d not in rejected])
+        acc, k = _chunk_max(plan, (z,), [alone]), 0
     if acc is not None and bands and acc.index.total[k + 1] > 0:
         win = acc.grid.window_for(acc.zone_bounds[k]).intersection(acc.grid.full_window)
         tif = write_max_tif(plan.outdir / f"{stem}_MAX.tif", acc.grid.window(win),
