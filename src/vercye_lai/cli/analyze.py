@@ -63,8 +63,13 @@ def command(paths, region, out_dir, resolution, start_date, end_date, **params):
         f"{obs} observed days per zone, {len(result.outputs)} files in {out_dir}",
         highlight=False, soft_wrap=True,
     )
-    for name, why in result.skipped.items():
-        console.print(f"  zone {name} skipped: it {why}", highlight=False, soft_wrap=True, style="yellow")
+    by_why: dict[str, list[str]] = {}
+    for name, why in result.skipped.items():  # one line per reason (a national file skipped thousands)
+        by_why.setdefault(why, []).append(name)
+    for why, names in by_why.items():
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        console.print(f"  {len(names)} zone(s) skipped: each {why}: {shown}", highlight=False, soft_wrap=True,
+                      style="yellow")
 
 
 command.positional_output = True  # OUT as the last positional argument (resolve_inout)
