@@ -420,6 +420,7 @@ def test_a_run_config_takes_the_stac_direct_source(tmp_path):
     assert src.source.products and src.options.chunk == 256 and src.options.cloud_buffer == 2
 
 
+@pytest.mark.slow  # its fixture: 0.5 s
 def test_a_chunk_of_remote_assets_decodes_on_its_reading_thread(stack_route):
     """GDAL's own decoding threads drop their errors: remote assets are read on one (a failed
     range request raises there), local ones (a JP2 checked whole when opened) on two."""

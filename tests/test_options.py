@@ -110,6 +110,7 @@ def run_cli(*args):
     return CliRunner().invoke(cli, ["-q", *map(str, args)], catch_exceptions=False)
 
 
+@pytest.mark.slow  # 1.6 s
 def test_every_output_spelling_gives_the_same_analysis(tmp_path, strickhof_lai):
     """-o/--out-dir, the hidden aliases and the positional forms of existing scripts."""
     from conftest import DATA

@@ -372,6 +372,7 @@ def test_outputs_truncated_outside_the_tool_are_made_again(tmp_path):
     assert csv.read_bytes() == whole
 
 
+@pytest.mark.slow  # 0.7 s
 def test_an_analysis_that_failed_half_way_is_not_vouched_for_by_its_old_manifest(tmp_path, monkeypatch):
     """Outputs are replaced zone by zone: a rerun with other options that failed after the first
     left new files beside old ones, which the old manifest vouched for when the old options came back."""
@@ -397,6 +398,7 @@ def test_an_analysis_that_failed_half_way_is_not_vouched_for_by_its_old_manifest
     assert counts(json.loads((out / "run_summary.json").read_text()))["analyze"] == (1, 0, 0)
 
 
+@pytest.mark.slow  # 0.5 s
 def test_run_publishes_a_catalogue_and_a_report(tmp_path):
     pytest.importorskip("bokeh")
     cfg_path = qvidja_config(tmp_path)

@@ -209,6 +209,12 @@ def test_resumable(tmp_path):
     assert not write_date_stack([open_safe(MINI)], region, dst, 60)
     assert dst.stat().st_mtime_ns == mtime
     assert write_date_stack([open_safe(MINI)], region, dst, 60, overwrite=True)
+
+
+@pytest.mark.slow  # 0.5 s
+def test_a_stack_made_with_other_options_or_region_is_made_again(tmp_path):
+    region = utm_region(CROP[0] + 600, CROP[1] + 600, CROP[0] + 1200, CROP[1] + 1200)
+    dst = stack_safe([MINI], region, "ie", 60, tmp_path)[DATE]
     # made with other options or another region: made again (it was kept: "acquire skipped")
     assert write_date_stack([open_safe(MINI)], region, dst, 60, cloud_buffer=2)
     assert not write_date_stack([open_safe(MINI)], region, dst, 60, cloud_buffer=2)

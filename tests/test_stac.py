@@ -134,6 +134,7 @@ def test_static_catalogue_end_to_end(tmp_path, region_file):
 
 
 @needs_safe
+@pytest.mark.slow  # 0.9 s
 def test_properties_only_and_planetary_keys(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     props = {"s2:mean_solar_zenith": 57.8, "s2:mean_solar_azimuth": 172.8, "eo:cloud_cover": 5.0}
