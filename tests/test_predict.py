@@ -479,6 +479,10 @@ def test_uncertainty_needs_an_error_network(tmp_path):
     r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--model", "snap-3.0-s2a", "--uncertainty")
     assert r.exit_code == 1 and "has no error network" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "lai").exists() or not list((tmp_path / "lai").iterdir())
+    # a Sentinel-2 network as the Landsat model: each Landsat date failed on its band count
+    r = run("predict", s2, tmp_path / "lai", "--region", "qvidja", "--landsat-model", "sl2p")
+    out = " ".join(r.output.split())
+    assert r.exit_code == 1 and "landsat_model: sl2p takes cosVZA" in out and "(sl2p-l8, or a Landsat" in out
     # an error network given as the model wrote its σ as the LAI product
     from importlib import resources
 

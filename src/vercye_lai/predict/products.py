@@ -17,7 +17,7 @@ from rasterio.windows import Window
 
 from vercye_lai._version import __version__
 from vercye_lai.acquire.platform import PLATFORM_TAG
-from vercye_lai.errors import InputError
+from vercye_lai.errors import ConfigError, InputError
 from vercye_lai.grid import Grid
 from vercye_lai.io import is_whole, remove_stale
 from vercye_lai.model import FLAG_NAMES, FLAG_NODATA, Network, load_error_network, load_network
@@ -31,7 +31,7 @@ from vercye_lai.predict.options import PredictOptions, ProgressFn
 from vercye_lai.predict.phases import NO_PHASES, Phases
 from vercye_lai.predict.storage import Storage
 from vercye_lai.predict.writer import product_writer
-from vercye_lai.stack import StackScaling, stack_scaling
+from vercye_lai.stack import L8_BANDS, StackScaling, stack_scaling
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,10 @@ def check_model(options: PredictOptions) -> None:
             load_network(model, v)
             if options.uncertainty:
                 load_error_network(model, v)
+    takes = tuple(load_network(options.landsat_model, options.variables[0]).inputs)
+    if takes != L8_BANDS:  # each Landsat date then failed on its band count
+        raise ConfigError(f"landsat_model: {options.landsat_model} takes {', '.join(takes)}, not the Landsat "
+                          f"inputs {', '.join(L8_BANDS)} (sl2p-l8, or a Landsat coefficient file)")
     load_options_calibration(options)
 
 
