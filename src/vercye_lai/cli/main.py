@@ -98,6 +98,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: main() says it in one line (click said "Aborted!" too)
+            raise click.exceptions.Exit(130) from None
         # an OS or GDAL error, or a path GDAL cannot take, is reported like ours
         except (LaiError, OSError, UnicodeEncodeError) as exc:
             if ctx.obj and ctx.obj.get("verbosity", 0) > 0:
@@ -234,7 +236,7 @@ def main() -> None:  # console-script entry point
     try:
         cli(prog_name="vercye-lai")
     except SystemExit:
-        if stops:  # click said "Aborted!"; the exit status says which signal, as the shell's would
+        if stops:  # the exit status says which signal, as the shell's would
             click.echo(f"stopped by {signal.Signals(stops[0]).name}: the outputs under way were removed, "
                        "the complete ones kept (run the command again to go on)", err=True)
             raise SystemExit(128 + stops[0]) from None
