@@ -373,8 +373,10 @@ def predict_dir(
                                 progress=progress, phases=phases, blocks_done=blocks_done, stop=stop)
         return run
 
-    # dates' COG copies overlap the next date's blocks (:func:`pipelined`)
-    with stopping() as stop:
+    # dates' COG copies overlap the next date's blocks (:func:`pipelined`); GDAL's block cache is the
+    # process's, and a date's environment set it back to GDAL's default (5 % of the RAM) at its end
+    # while the next date ran: held here for all of them (2 dates of 8000² peaked 1.86 GB, 0.93 one by one)
+    with stopping() as stop, gdal_env(options):
         for i, fut in enumerate(pipelined((job(date, src, stop) for (date, _sensor), src in dates),
                                           finishing=finishing_dates(options.workers), stop=stop)):
             (date, _sensor), src = dates[i]

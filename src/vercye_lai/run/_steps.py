@@ -36,6 +36,7 @@ from vercye_lai.predict import (
     predict_windows_to_part,
     stopping,
 )
+from vercye_lai.predict.products import gdal_env
 from vercye_lai.run.config import AnalysisConfig, RegionConfig, RunConfig
 from vercye_lai.run.executor import Executor, SerialExecutor
 from vercye_lai.run.jobs import PartsJob, Task, run_parts_jobs, token
@@ -256,7 +257,9 @@ def step_predict(cfg: RunConfig, ex: Executor, *, dry_run: bool = False,
             return lambda blocks_done: predict_file(u.src, u.outputs, options=options, blocks_done=blocks_done,
                                                     stop=stop)
 
-        with stopping() as stop:  # Ctrl-C, SIGTERM: the dates under way end at their next block
+        # Ctrl-C, SIGTERM: the dates under way end at their next block; GDAL's block cache held at the
+        # option's size for the dates that overlap (predict_dir says why)
+        with stopping() as stop, gdal_env(options):
             for (region, u), fut in zip(units, pipelined((job(u, stop) for _, u in units), stop=stop,
                                                          finishing=finishing_dates(options.workers))):
                 try:
