@@ -21,7 +21,7 @@ from shapely import affinity
 from shapely.geometry import Point, box, mapping, shape
 
 from vercye_lai import stack as stack_bands
-from vercye_lai.acquire import stac, warp
+from vercye_lai.acquire import _images, stac, warp
 from vercye_lai.acquire.bands import write_band_stack
 from vercye_lai.acquire.safe import stack_safe
 from vercye_lai.acquire.warp import warp_to_grid
@@ -272,7 +272,7 @@ def test_thread_images_keep_each_threads_images_within_a_bound(tmp_path, monkeyp
         assert pickle.loads(pickle.dumps(images)) is not copy  # …forget the oldest copy
         copy.__exit__(None, None, None)
     assert other[0].closed  # every thread's, on leaving
-    monkeypatch.setattr(warp.resource, "getrlimit", lambda _: (1024, 4096))
+    monkeypatch.setattr(_images.resource, "getrlimit", lambda _: (1024, 4096))
     assert [warp.ThreadImages.for_threads(n).keep for n in (2, 16, 64)] == [40, 32, 9]
-    monkeypatch.setattr(warp, "_worker_threads", lambda: 16)  # a worker's copies: its threads' bound
+    monkeypatch.setattr(_images, "_worker_threads", lambda: 16)  # a worker's copies: its threads' bound
     assert pickle.loads(pickle.dumps(warp.ThreadImages(keep=40))).keep == 16  # 2 copies x 16 threads: 512 files
