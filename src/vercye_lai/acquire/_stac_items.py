@@ -10,6 +10,8 @@ reading of the assets.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -135,8 +137,6 @@ def items_digest(items: Sequence[Any]) -> str:
     """What a stack of ``items`` is made of, in short: their ids and a digest of their
     properties and assets (hrefs aside: a catalogue moved is the same), so that a catalogue
     corrected under the same ids (a wrong ``raster:bands`` scale) makes its stacks again."""
-    import hashlib
-    import json
 
     def content(it: Any) -> dict:
         assets = {k: {f: v for f, v in a.to_dict().items() if f != "href"} for k, a in it.assets.items()}

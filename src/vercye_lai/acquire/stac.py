@@ -365,7 +365,7 @@ def stack_stac(
         dst = out_dir / stack_name(region, resolution, date)
         written[date] = dst
         made = made_with(geometry=geometry, resolution=resolution, crs=grid.crs.to_string(),
-                         scl_mask=",".join(map(str, scl_classes)), cloud_buffer=cloud_buffer, resampling=resampling,
+                         scl_mask=masks.scl_mask_text(scl_classes), cloud_buffer=cloud_buffer, resampling=resampling,
                          items=items_digest(date_items))
         if keep_existing(dst, overwrite, made):
             log.info("%s exists, skipped", dst.name)

@@ -10,6 +10,7 @@ region.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -339,8 +340,6 @@ def made_with(*, geometry=None, **settings: Any) -> str:
     products or files, and the region (a digest of its geometry). A stack made otherwise is
     made again (:func:`keep_existing`): a changed cloud buffer or scale left the old stacks,
     and the run said "acquire skipped"."""
-    import hashlib
-
     parts = [f"{k}={v}" for k, v in sorted(settings.items())]
     if geometry is not None:
         parts.append(f"region={hashlib.sha1(geometry.wkb).hexdigest()[:16]}")
