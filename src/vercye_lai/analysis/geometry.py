@@ -15,6 +15,7 @@ field partly outside one date's raster keeps its full pixel count on every date.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +304,7 @@ class PolygonZones(Zones):
         self.gdf = gdf
         self.all_touched = all_touched
         self._by_crs: dict[str, object] = {}
+        self._ignored: frozenset[int] = frozenset()  # (see :meth:`ignore`)
 
     def _geoms(self, crs: CRS):
         key = crs.to_wkt()
@@ -321,9 +323,8 @@ class PolygonZones(Zones):
         import shapely
 
         geoms = self._geoms(crs)
-        ignored = getattr(self, "_ignored", frozenset())
-        if ignored and self.count > 1 and len(ignored) < len(geoms):
-            geoms = geoms[[i for i in range(len(geoms)) if i not in ignored]]
+        if self._ignored and self.count > 1 and len(self._ignored) < len(geoms):
+            geoms = geoms[[i for i in range(len(geoms)) if i not in self._ignored]]
         return tuple(shapely.total_bounds(geoms).tolist())
 
     def zone_bounds_in(self, crs: CRS) -> list[tuple[float, float, float, float]]:
@@ -372,8 +373,6 @@ class PolygonZones(Zones):
 def _window_within(ds: rasterio.io.DatasetReader, lonlat: tuple[float, float, float, float]) -> Window:
     """The window of ``ds`` over the lon/lat box ``lonlat``, whole pixels and a 2-pixel margin
     (nearest-neighbour alignment needs the pixels at the edge), within the raster."""
-    import math
-
     b = transform_bounds("EPSG:4326", ds.crs, *lonlat, densify_pts=21)
     w = rasterio.windows.from_bounds(*b, transform=ds.transform)
     c0, r0 = math.floor(w.col_off) - 2, math.floor(w.row_off) - 2

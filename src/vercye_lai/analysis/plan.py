@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rasterio.warp import transform_bounds
 
 from vercye_lai.analysis.geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
 from vercye_lai.analysis.options import AnalysisOptions
@@ -146,9 +147,9 @@ def plan_zones(plan: AnalysisPlan, zones: Sequence[int] | None = None) -> Zones:
     if zones is None or plan.options.mode != "poly_iter":
         return every
     idx = list(zones)
+    ignored = set(plan.ignored)
     return PolygonZones(every.gdf.iloc[idx], [plan.names[i] for i in idx], path=plan.geometry_path,
-                        all_touched=plan.options.all_touched).ignore(
-        [k for k, i in enumerate(idx) if i in set(plan.ignored)])
+                        all_touched=plan.options.all_touched).ignore([k for k, i in enumerate(idx) if i in ignored])
 
 
 def _spatial_order(zones: Zones) -> tuple[int, ...]:
@@ -185,41 +186,38 @@ def split_observations(obs: Mapping) -> tuple[dict[dt.date, Path], dict[dt.date,
     return dict(sorted(first.items())), {d: tuple(v) for d, v in more.items()}
 
 
-def _lonlat_extent(paths: Sequence[Path]) -> tuple[float, float, float, float]:
-    """The lon/lat bounds of the rasters of ``paths`` together (from their metadata)."""
-    from rasterio.warp import transform_bounds
-
-    boxes = set()
+def _grids(paths: Sequence[Path]) -> list[Grid]:
+    """The grid of each raster of ``paths`` (its metadata; each file opened once for the plan)."""
+    grids = []
     for path in paths:
         with open_raster(path) as ds:
-            boxes.add((ds.crs.to_string(), tuple(ds.bounds)))
+            grids.append(Grid.of(ds))
+    return grids
+
+
+def _lonlat_extent(grids: Sequence[Grid]) -> tuple[float, float, float, float]:
+    """The lon/lat bounds of ``grids`` together."""
+    boxes = {(g.crs.to_string(), g.bounds) for g in grids}
     lonlat = np.array([transform_bounds(crs, "EPSG:4326", *b, densify_pts=21) for crs, b in boxes])
     return (float(lonlat[:, 0].min()), float(lonlat[:, 1].min()), float(lonlat[:, 2].max()), float(lonlat[:, 3].max()))
 
 
-def _outside_every_raster(zones: Zones, paths: Sequence[Path]) -> tuple[int, ...]:
-    """The zones that meet no raster of ``paths`` (from their metadata; one grid read once)."""
+def _outside_every_raster(zones: Zones, grids: Sequence[Grid]) -> tuple[int, ...]:
+    """The zones that meet no raster of ``grids`` (each distinct grid tried once)."""
     if zones.count < 2:
         return ()
     met = np.zeros(zones.count, dtype=bool)
-    seen = set()
-    for path in paths:
-        with open_raster(path) as ds:
-            grid = Grid.of(ds)
-        if grid.key not in seen:
-            seen.add(grid.key)
-            met |= zones.meets(grid)
+    for grid in dict.fromkeys(grids):
+        met |= zones.meets(grid)
     return tuple(int(z) for z in np.flatnonzero(~met))
 
 
-def _reference_file(paths: Sequence[Path], zones: Zones) -> Path | None:
-    """The first file (by date, then sensor) whose raster meets the zones' window, from
-    metadata only."""
-    for path in paths:
-        with open_raster(path) as ds:
-            grid = Grid.of(ds)
-            if grid.overlap(grid.window_for(zones.bounds_in(ds.crs))) is not None:
-                return path
+def _reference_file(paths: Sequence[Path], grids: Sequence[Grid], zones: Zones) -> tuple[Path, Grid] | None:
+    """The first file (by date, then sensor) whose raster (of ``grids``, one per path) meets
+    the zones' window, and its grid."""
+    for path, grid in zip(paths, grids, strict=True):
+        if grid.overlap(grid.window_for(zones.bounds_in(grid.crs))) is not None:
+            return path, grid
     return None
 
 
@@ -262,11 +260,10 @@ def check_product_models(files: Mapping, calibration: Calibration | None = None)
                                   for models in mixed for m, d in models.items()))
 
 
-def _say_outside(zones: Zones, reference: Path) -> None:
-    """Warn of zones partly outside the LAI rasters (the reference's extent): their pixels
+def _say_outside(zones: Zones, grid: Grid) -> None:
+    """Warn of zones partly outside the LAI rasters (the reference's ``grid``): their pixels
     there count as no data on every date, so a --max-cloud-percent makes every day a gap."""
-    with open_raster(reference) as ds:
-        share = zones.share_inside(Grid.of(ds))
+    share = zones.share_inside(grid)
     out = [(n, 1 - s) for n, s in zip(zones.names, share, strict=True) if 0 < s < 0.95]  # (wholly outside: skipped)
     if out:
         shown = ", ".join(f"{n} ({100 * f:.0f}% outside)" for n, f in out[:10])
@@ -322,19 +319,21 @@ def plan_analysis(
     check_product_models(files, cal)
     files, more = split_observations(files)
     every = [p for d in sorted(files) for p in (files[d], *more.get(d, ()))]
-    extent = _lonlat_extent(every)
+    grids = _grids(every)
+    extent = _lonlat_extent(grids)
     zones = build_zones(geometry_path, o.mode, id_column=o.id_column, all_touched=o.all_touched,
                         layer=o.layer, within=extent)
-    ignored = _outside_every_raster(zones, every)
+    ignored = _outside_every_raster(zones, grids)
     if isinstance(zones, PolygonZones):
         zones.ignore(ignored)
-    reference = _reference_file(every, zones)
-    if reference is None:
+    found = _reference_file(every, grids, zones)
+    if found is None:
         raise InputError(
             f"the geometry does not overlap any of the {len(files)} '{region}' LAI raster(s) "
             f"in {lai_dir} between {start or min(files)} and {end or max(files)}",
             path=geometry_path)
-    _say_outside(zones, reference)
+    reference, reference_grid = found
+    _say_outside(zones, reference_grid)
     return AnalysisPlan(
         lai_dir=Path(lai_dir), outdir=Path(outdir), region=region,
         geometry_path=Path(geometry_path), start=start or min(files), end=end or max(files),
