@@ -89,6 +89,14 @@ def _check_before_steps(cfg: RunConfig, steps: Sequence[str]) -> None:
                 open_raster(analysis.geometry).close()
 
 
+def _stopped(how: str, name: str, steps: Sequence[str]) -> str:
+    """Why the run stopped in step ``name``, and the steps it did not run (logged as an error)."""
+    rest = steps[steps.index(name) + 1:] if name in steps else []
+    text = f"{how} in step {name}" + (f"; not run: {', '.join(rest)}" if rest else "")
+    log.error("%s", text)
+    return text
+
+
 def run_pipeline(
     cfg: RunConfig,
     *,
@@ -148,16 +156,11 @@ def run_pipeline(
                 not_run_after(summary.steps, step)
             summary.steps.append(step)
             if step.disk_full:
-                rest = steps[steps.index(name) + 1:]
-                summary.stopped = (f"{NO_SPACE}: stopped in step {name}"
-                                   + (f"; not run: {', '.join(rest)}" if rest else ""))
-                log.error("%s", summary.stopped)
+                summary.stopped = _stopped(f"{NO_SPACE}: stopped", name, steps)
                 break
     except BaseException as exc:  # Ctrl-C, SIGTERM, an error: the summary must not say the run was ok
-        rest = steps[steps.index(name) + 1:] if name in steps else []
         how = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed ({type(exc).__name__})"
-        summary.stopped = f"{how} in step {name}" + (f"; not run: {', '.join(rest)}" if rest else "")
-        log.error("%s", summary.stopped)
+        summary.stopped = _stopped(how, name, steps)
         raise
     finally:
         if own:
