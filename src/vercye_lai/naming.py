@@ -86,8 +86,8 @@ class RasterName:
 
     def __post_init__(self) -> None:
         check_region_name(self.region)
-        if not (math.isfinite(self.resolution) and self.resolution > 0):
-            raise InputError(f"resolution: must be a positive number of metres, not {self.resolution}")
+        if why := resolution_problem(self.resolution):
+            raise InputError(f"resolution: {why}")
 
     @property
     def name(self) -> str:
@@ -129,6 +129,12 @@ def flags_path(product: Path) -> Path:
 def uncertainty_path(product: Path) -> Path:
     """The uncertainty raster beside a product: ``…_LAI_uncertainty.tif``."""
     return product.with_name(product.stem + "_uncertainty.tif")
+
+
+def resolution_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a resolution of the file names (a positive, finite number of
+    metres: 0 divided by zero, -20 wrote a 1x1 stack), or ``None`` when it can."""
+    return None if math.isfinite(value) and value > 0 else f"must be a positive number of metres, not {value}"
 
 
 def check_region_name(name: str, what: str = "region") -> str:

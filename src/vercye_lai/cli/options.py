@@ -8,14 +8,13 @@ the region is ``--region``. The options of each step come from its options type
 
 from __future__ import annotations
 
-import math
-import re
-
 import datetime as dt
+import re
 from pathlib import Path
 
 import click
 
+from vercye_lai.naming import resolution_problem
 from vercye_lai.options import MISSING, allowed_values, default_of, fields_of
 from vercye_lai.regions import load_region, region_geometry, region_name
 
@@ -50,9 +49,9 @@ def option(*decls, **kw):
 
 
 def _metres(ctx, param, value):
-    """A resolution: a positive, finite number of metres (0 divided by zero, -20 wrote a 1x1 stack)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise click.BadParameter(f"must be a positive number of metres, not {value}")
+    """A resolution (:func:`~vercye_lai.naming.resolution_problem`)."""
+    if value is not None and (why := resolution_problem(value)):
+        raise click.BadParameter(why)
     return value
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,7 +19,7 @@ from typing import Any
 from vercye_lai.acquire import SOURCES, Source, register, source
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.errors import ConfigError, InputError
-from vercye_lai.naming import check_region_name
+from vercye_lai.naming import check_region_name, resolution_problem
 from vercye_lai.options import Table, from_table
 from vercye_lai.predict import PredictOptions, direct
 from vercye_lai.regions import load_region, region_geometry, region_path
@@ -269,8 +268,8 @@ def parse_config(data: Mapping[str, Any], *, base_dir: str | Path = ".", path: P
     doc = Table(data, "", base=base)
     output_root = doc.get("output_root", Path)
     resolution = doc.get("resolution", float, 20.0)
-    if not (math.isfinite(resolution) and resolution > 0):
-        raise ConfigError(f"resolution: must be a positive number of metres, not {resolution}")
+    if why := resolution_problem(resolution):
+        raise ConfigError(f"resolution: {why}")
     regions = _parse_regions(doc, base)
     sources = _parse_source(doc, base, regions)
     t = Table(doc.get("predict", dict, {}), "predict", base=base)
