@@ -21,7 +21,7 @@ from vercye_lai.regions import read_vector
 @opts.date_options(required=False)
 @opts.option("--geometry", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
         help="Cut the cube to the bounds of this vector file (any CRS).")
-@opts.option("--layer", default=None, help="The layer of --geometry, when the file has several.")
+@opts.layer_option
 @opts.option("--bbox", nargs=4, type=float, default=None, metavar="W S E N",
         help="Cut the cube to this lon/lat box (EPSG:4326).")
 @opts.option("--like", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,

@@ -70,6 +70,10 @@ resolution_option = option(
          "[default: the only one of the region's Sentinel-2 files there, else 20]")
 
 
+#: ``--layer NAME`` of a command with a ``--geometry`` vector file
+layer_option = option("--layer", default=None, help="The layer of --geometry, when the file has several.")
+
+
 #: a command's epilog that :func:`aliases_epilog` replaces by the older spellings it takes
 ALIASES_EPILOG = "(older spellings)"
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
               default=None,
               help="Vector file to outline on the map [default: the outline of the map's "
               "valid pixels].")
-@click.option("--layer", default=None, help="The layer of --geometry, when the file has several.")
+@opts.layer_option
 @click.option("--dpi", type=click.IntRange(min=30), default=130, show_default=True,
               help="Resolution of the PNG.")
 def command(paths, output, geometry_path, layer, dpi):
