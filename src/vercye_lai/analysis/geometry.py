@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -175,6 +175,13 @@ def zone_stem(name: str) -> str:
     """A zone's name as a file-name fragment (``"Field 1/2"`` → ``"Field_1_2"``; see
     :func:`.regions.safe_name`)."""
     return _safe(name) or "_"
+
+
+def known_zone(name: str, known: Collection[str]) -> str:
+    """The name under which an analysis that knows ``known`` zones has zone ``name``: its
+    own, or its file stem where an older analysis named zones as their files (``"Field_1"``
+    for ``"Field 1"``); ``name`` when neither is known."""
+    return name if name in known or zone_stem(name) not in known else zone_stem(name)
 
 
 def _check_stems(names: list[str], id_column: str | None, path: str | Path | None) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vercye_lai.analysis.geometry import zone_name, zone_stem
+from vercye_lai.analysis.geometry import known_zone, zone_name, zone_stem
 from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError
@@ -330,8 +330,7 @@ def match_series(insitu: Any, series_dir: str | Path, *, options: ValidateOption
     per_day = (pd.DataFrame(insitu.drop(columns="geometry")).groupby(keys, dropna=False)[INSITU]
                .agg(["mean", "count"]).reset_index())
     # each point's zone by the analysis' name of it (an older analysis named it as its files: "Field_1")
-    per_day["_zone"] = [n if n in csvs or zone_stem(n) not in csvs else zone_stem(n)
-                        for n in map(zone_name, per_day[options.zone_column])]
+    per_day["_zone"] = [known_zone(n, csvs) for n in map(zone_name, per_day[options.zone_column])]
     rows = []
     unknown = sorted(set(per_day["_zone"]) - set(csvs))
     if unknown:

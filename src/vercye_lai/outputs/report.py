@@ -31,7 +31,7 @@ import pandas as pd
 import rasterio
 
 from vercye_lai._version import __version__
-from vercye_lai.analysis.geometry import read_geometries, zone_ids, zone_stem
+from vercye_lai.analysis.geometry import known_zone, read_geometries, zone_ids
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.analysis.products import read_stats_csv
 from vercye_lai.errors import NoDataFoundError, require
@@ -83,9 +83,9 @@ def _zone_geometries(manifest: dict, names: list[str], crs, footprints: dict[str
             if len(names) == 1 and len(g) > 1:  # poly_agg: one zone of all polygons
                 out[names[0]] = g.geometry.union_all()
             else:
+                known = set(names)
                 for n, geom in zip(ids, g.geometry, strict=True):
-                    key = n if n in names else zone_stem(n)  # an older analysis named zones as their files
-                    if key in names:
+                    if (key := known_zone(n, known)) in known:
                         out[key] = geom
         except Exception as exc:  # noqa: BLE001 - the footprints will do
             log.info("%s: fields drawn as the max maps' footprints (%s)", geometry, exc)
