@@ -340,9 +340,7 @@ def write_band_stack(
     unless it exists (or ``overwrite``), one output window at a time (``block`` pixels a
     side, default :data:`vercye_lai.stack.WINDOW_SIZE`): memory is bounded by the window,
     not the file; True when written."""
-    settings = {k: (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in kw.items()
-                if k != "geometry"}
-    made = made_with(geometry=kw.get("geometry"), source=Path(src).name, **settings)
+    made = made_with(source=Path(src).name, **kw)
     if keep_existing(dst, overwrite, made):
         return False
     plan = plan_band_stack(src, **kw)

@@ -333,7 +333,7 @@ def write_date_stack(
     """
     classes = tuple(scl_classes)
     made = made_with(geometry=geometry, resolution=resolution, scl_mask=masks.scl_mask_text(classes),
-                     cloud_buffer=cloud_buffer, products=",".join(sorted(t.product for t in tiles)))
+                     cloud_buffer=cloud_buffer, products=sorted(t.product for t in tiles))
     if keep_existing(dst, overwrite, made):
         return False
     dst = Path(dst)

@@ -263,8 +263,8 @@ def write_scene_stack(scenes: Sequence[Scene], geometry, dst: str | os.PathLike,
         True when written, False when ``dst`` existed whole and was kept.
     """
     s0 = scenes[0]
-    made = warp.made_with(geometry=geometry, resolution=resolution, quality_bits=",".join(map(str, s0.quality_bits)),
-                          cloud_buffer=cloud_buffer, products=",".join(sorted(s.product for s in scenes)))
+    made = warp.made_with(geometry=geometry, resolution=resolution, quality_bits=s0.quality_bits,
+                          cloud_buffer=cloud_buffer, products=sorted(s.product for s in scenes))
     if warp.keep_existing(dst, overwrite, made):
         return False
     with remote_env(scenes), warp.ImageCache() as images:

@@ -339,8 +339,8 @@ def made_with(*, geometry=None, **settings: Any) -> str:
     change them (mask classes, cloud buffer, scale, offset, view angles, ...), its input
     products or files, and the region (a digest of its geometry). A stack made otherwise is
     made again (:func:`keep_existing`): a changed cloud buffer or scale left the old stacks,
-    and the run said "acquire skipped"."""
-    parts = [f"{k}={v}" for k, v in sorted(settings.items())]
+    and the run said "acquire skipped". A list or tuple is said as its items joined by commas."""
+    parts = [f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(settings.items())]
     if geometry is not None:
         parts.append(f"region={hashlib.sha1(geometry.wkb).hexdigest()[:16]}")
     return "; ".join(parts)
