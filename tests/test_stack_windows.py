@@ -21,6 +21,7 @@ from shapely import affinity
 from shapely.geometry import Point, box, mapping, shape
 
 from vercye_lai import stack as stack_bands
+from vercye_lai.stack import _contract
 from vercye_lai.acquire import _images, stac, warp
 from vercye_lai.acquire.bands import write_band_stack
 from vercye_lai.acquire.safe import stack_safe
@@ -188,8 +189,9 @@ def test_stack_stac_windows(tmp_path, writes, res, crs, buffer):
 
 
 def test_window_size_is_a_module_setting(tmp_path, writes, monkeypatch):
-    """Without ``block``, the windows are :data:`vercye_lai.stack.WINDOW_SIZE` a side."""
-    monkeypatch.setattr(stack_bands, "WINDOW_SIZE", 40)
+    """Without ``block``, the windows are :data:`vercye_lai.stack.WINDOW_SIZE` a side (read
+    where the writer is, :mod:`vercye_lai.stack._contract`)."""
+    monkeypatch.setattr(_contract, "WINDOW_SIZE", 40)
     write_band_stack(SRF, tmp_path / "a.tif")
     assert set(writes) == {(40, 40), (40, 10), (10, 40), (10, 10)}  # 90 × 90 px
 
