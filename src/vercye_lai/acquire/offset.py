@@ -14,10 +14,10 @@ So before a product is read, :func:`check_offset` looks at a coarse sample of it
 (:func:`read_sample`, at most :data:`SAMPLE_SIDE` pixels a side, nearest):
 
 Applied twice
-    With the offset applied, more than :data:`MAX_NEGATIVE_SHARE` (5 %) of the valid land
-    pixels (SCL 4/5, or the source's clear mask) have green or red reflectance below
-    :data:`NEGATIVE` (−0.005), while without it at most 5 % do: the data hold the offset
-    already, and it is dropped. Measured: with the offset applied once, 0.03 % of the
+    With the offset applied, more than :data:`~vercye_lai.stack.MAX_NEGATIVE_SHARE` (5 %) of
+    the valid land pixels (SCL 4/5, or the source's clear mask) have green or red reflectance
+    below :data:`~vercye_lai.stack.NEGATIVE_REFLECTANCE` (−0.005), while without it at most
+    5 % do: the data hold the offset already, and it is dropped. Measured: with the offset applied once, 0.03 % of the
     Irish SAFE's land pixels (540,296 at 60 m) and none of the 35 Strickhof files' are
     below −0.005; applied twice, 98 % of the Irish ones and 8–99.5 % (median 75 %) of
     each Strickhof file's are.
@@ -56,9 +56,6 @@ from vercye_lai.stack import DARKEST_MEDIAN, MAX_NEGATIVE_SHARE, NEGATIVE_REFLEC
 
 log = logging.getLogger(__name__)
 
-#: reflectance below which a land pixel's green or red is taken as negative, and the largest
-#: share of land pixels below it with a right offset (as predict's check of a stack)
-NEGATIVE, MAX_NEGATIVE_SHARE = NEGATIVE_REFLECTANCE, MAX_NEGATIVE_SHARE
 #: fewest land (dense-vegetation) pixels a sample needs to be judged
 MIN_PIXELS = 100
 #: red reflectance of dense green vegetation is below this …
@@ -180,13 +177,13 @@ def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what
     if n < MIN_PIXELS:
         return OffsetCheck(offset, f"{said}, not checked ({n} land pixels)")
     low = np.minimum(sample.green[land], sample.red[land]) * scale
-    share = float(np.mean(low + offset < NEGATIVE))
-    if share > MAX_NEGATIVE_SHARE and offset < 0 and np.mean(low < NEGATIVE) <= MAX_NEGATIVE_SHARE:
+    share = float(np.mean(low + offset < NEGATIVE_REFLECTANCE))
+    if share > MAX_NEGATIVE_SHARE and offset < 0 and np.mean(low < NEGATIVE_REFLECTANCE) <= MAX_NEGATIVE_SHARE:
         log.warning("%s: with the %s offset %+g, %.0f%% of the valid land pixels have green or red "
                     "reflectance below %g; assuming the data hold the offset already and reading them "
-                    "without it", name, what, offset, 100 * share, NEGATIVE)
+                    "without it", name, what, offset, 100 * share, NEGATIVE_REFLECTANCE)
         return OffsetCheck(0.0, f"{name}: 0, the {what} offset {offset:+g} dropped ({100 * share:.0f}% of land "
-                                f"below {NEGATIVE:g} with it: applied in the data already)")
+                                f"below {NEGATIVE_REFLECTANCE:g} with it: applied in the data already)")
     if expected and not offset:
         red, nir = sample.red * scale, sample.nir * scale
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -207,9 +204,9 @@ def check_offset(name: str, sample: Sample, *, scale: float, offset: float, what
                                          "without it: missing in the data)")
     if share > MAX_NEGATIVE_SHARE:
         log.warning("%s: %.0f%% of the valid land pixels have green or red reflectance below %g with the "
-                    "%s offset %+g; kept (dropping it does not explain them)", name, 100 * share, NEGATIVE,
+                    "%s offset %+g; kept (dropping it does not explain them)", name, 100 * share, NEGATIVE_REFLECTANCE,
                     what, offset)
-    return OffsetCheck(offset, f"{said}, checked ({100 * share:.1f}% of land below {NEGATIVE:g})")
+    return OffsetCheck(offset, f"{said}, checked ({100 * share:.1f}% of land below {NEGATIVE_REFLECTANCE:g})")
 
 
 def offset_tag(notes: Iterable[str]) -> dict[str, str]:
