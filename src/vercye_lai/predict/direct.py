@@ -29,7 +29,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass
 from functools import partial
@@ -109,14 +109,16 @@ LOCAL_CHUNK_ENV = {**CHUNK_ENV, "GDAL_NUM_THREADS": "2"}
 
 
 def _chunk_env(mosaic: stac.DateItems) -> dict[str, str]:
+    """:data:`LOCAL_CHUNK_ENV` where every asset of the date is a local file, else :data:`CHUNK_ENV`."""
     hrefs = (a.get_absolute_href() or a.href for it in mosaic.items for a in it.assets.values())
     return CHUNK_ENV if any(str(h).startswith(REMOTE_PREFIXES) for h in hrefs) else LOCAL_CHUNK_ENV
 
 
-def _stored_chunk(mosaic: stac.DateItems, window: Window) -> np.ndarray:
-    """``(11, rows, cols)`` int16 of the date's stack at ``window``: what ``stack-stac`` writes there."""
+def _stored_chunk(mosaic: stac.DateItems, env: Mapping[str, str], window: Window) -> np.ndarray:
+    """``(11, rows, cols)`` int16 of the date's stack at ``window``: what ``stack-stac`` writes there
+    (read in GDAL's ``env``, :func:`_chunk_env`)."""
     try:
-        with rasterio.Env(**_chunk_env(mosaic)):
+        with rasterio.Env(**env):
             return encode_bands(mosaic.read(window))
     except LaiError as exc:  # it crosses to the client: our error, not distributed's bare Exception
         raise detached(exc) from None
@@ -141,7 +143,8 @@ def date_cube(items: Sequence[Any], grid: Grid, region: dict, *, when: dt.dateti
     cols = [min(chunk, w - c) for c in range(0, w, chunk)]
     # one task per chunk: stack-stac's window, read with its warp (a pixel's value does not depend on
     # the chunk it is read in; odc-stac's per-chunk reprojection made it depend, up to 0.04 LAI)
-    read = dask.delayed(partial(_stored_chunk, mosaic))  # the mosaic is hashed once, not once per chunk
+    # the mosaic is hashed once, not once per chunk; its assets judged local or remote once, too
+    read = dask.delayed(partial(_stored_chunk, mosaic, _chunk_env(mosaic)))
     blocks = [[da.from_delayed(read(Window(c, r, cw, rh)), shape=(len(S2_BANDS_20M), rh, cw), dtype=np.int16)
                for c, cw in zip(range(0, w, chunk), cols)] for r, rh in zip(range(0, h, chunk), rows)]
     data = da.block(blocks)
