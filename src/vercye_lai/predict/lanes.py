@@ -24,22 +24,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = ["Lane", "worker_share", "worker_threads"]
 
-_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def worker_threads() -> ThreadPoolExecutor:
-    """The process's worker threads (block reads and networks, COG copies), kept across dates
-    and calls. Callers bound their own concurrency (tasks in flight, a semaphore): the pool
-    only grows, on demand, to what the callers running at once ask for, and an idle thread is
-    reused before a new one starts, so calls one after another run on the same threads.
+def worker_threads(purpose: str = "predict") -> ThreadPoolExecutor:
+    """The process's worker threads for ``purpose`` (``predict``: block reads and networks,
+    COG copies; ``encode``: COG tiles' compression, :mod:`.cog`), kept across dates and calls.
+    Callers bound their own concurrency (tasks in flight, a semaphore): a pool only grows, on
+    demand, to what the callers running at once ask for, and an idle thread is reused before
+    a new one starts, so calls one after another run on the same threads.
     """
-    global _pool
     with _pool_lock:
-        if _pool is None:
+        if purpose not in _pools:
             # a cap far above what callers keep in flight (each bounds its own): never the limit
-            _pool = ThreadPoolExecutor(max(64, 8 * (os.cpu_count() or 1)), thread_name_prefix="predict")
-        return _pool
+            _pools[purpose] = ThreadPoolExecutor(max(64, 8 * (os.cpu_count() or 1)), thread_name_prefix=purpose)
+        return _pools[purpose]
 
 
 def worker_share(workers: int) -> Callable[..., Future]:
@@ -59,8 +59,8 @@ def worker_share(workers: int) -> Callable[..., Future]:
 
 def _forget_pool() -> None:
     """In a forked child the pool's threads do not exist: start a new pool there."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pools, _pool_lock
+    _pools, _pool_lock = {}, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)

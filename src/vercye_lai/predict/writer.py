@@ -1,17 +1,21 @@
 """One product's file: written block by block, atomically, as a tiled GeoTIFF or a COG.
 
-A COG is copied from a scratch file (GDAL's COG driver has no block writes), held in memory
-within a process-wide budget (:class:`ScratchMemory`) or beside the product; its overviews
-are computed as the blocks come (:mod:`.overviews`); the blocks are written and the
-overviews computed on the product's own lanes (:class:`BlockWriter`, :mod:`.lanes`).
+An int16 or uint8 COG is assembled from its tiles, compressed as the blocks come
+(:mod:`.cog`); others are copied from a scratch file (GDAL's COG driver has no block
+writes). Either is held in memory within a process-wide budget (:class:`ScratchMemory`), a
+scratch beyond it goes beside the product; the overviews are computed as the blocks come
+(:mod:`.overviews`), and the blocks are written and the overviews computed on the product's
+own lanes (:class:`BlockWriter`, :mod:`.lanes`).
 :mod:`.products` opens one writer per product of a date.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,8 @@ from rasterio.windows import Window
 
 from vercye_lai.grid import Grid
 from vercye_lai.io import GTIFF_PROFILE, atomic_output, tmp_path_for
-from vercye_lai.predict.lanes import Lane
+from vercye_lai.predict.cog import CogTiles, assembles, cog_template, header_files, remove_header_files
+from vercye_lai.predict.lanes import Lane, worker_threads
 from vercye_lai.predict.overviews import (
     OverviewBuilder,
     RowSink,
@@ -71,27 +76,30 @@ SCRATCH_MEMORY = ScratchMemory()
 
 class BlockWriter(contextlib.AbstractContextManager):
     """Writes a product's blocks (in their stored form: the block workers, or the graph
-    that computes a chunk, encode them, :meth:`.Storage.encode`) on a lane of its
-    own; with an :class:`OverviewBuilder`, also hands them to it, on another, side by side
-    (:mod:`.lanes`: the thread that collects the blocks only hands them out). Leaving the context waits for
-    both lanes and raises what failed in them; leaving it on an exception drops what waits.
+    that computes a chunk, encode them, :meth:`.Storage.encode`) with ``write(stored, window)``
+    on a lane of its own, after ``first()`` if given; with an :class:`OverviewBuilder`, also
+    hands them to it, on another, side by side (:mod:`.lanes`: the thread that collects the
+    blocks only hands them out). Leaving the context waits for both lanes and raises what
+    failed in them; leaving it on an exception drops what waits.
     """
 
-    def __init__(self, ds: rasterio.io.DatasetWriter, overviews: OverviewBuilder | None = None, *,
-                 phases: Phases = NO_PHASES) -> None:
-        self.ds, self.overviews, self._phases = ds, overviews, phases
+    def __init__(self, write: Callable[[np.ndarray, Window], None], overviews: OverviewBuilder | None = None, *,
+                 first: Callable[[], None] | None = None, phases: Phases = NO_PHASES) -> None:
+        self._sink, self.overviews, self._phases = write, overviews, phases
         self._writes = Lane("write")
         self._levels = Lane("overviews") if overviews is not None else None
+        if first is not None:
+            self._writes.submit(first)
 
     def write(self, stored: np.ndarray, window: Window) -> None:
-        # both lanes at once: after a date's last block, its COG copy waits for the slower, not the sum
+        # both lanes at once: after a date's last block, its COG waits for the slower, not the sum
         self._writes.submit(self._write, stored, window)
         if self._levels is not None:
             self._levels.submit(self._add_overviews, stored, window)
 
     def _write(self, stored: np.ndarray, window: Window) -> None:
         with self._phases("write"):
-            self.ds.write(stored, 1, window=window)
+            self._sink(stored, window)
 
     def _add_overviews(self, stored: np.ndarray, window: Window) -> None:
         with self._phases("overviews"):
@@ -141,19 +149,22 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     """Open a tiled GeoTIFF for block writes; on success it becomes ``dst`` (as a COG).
     ``scale``: declared (value = stored × scale); ``max_error`` > 0: LERC with that bound.
 
-    The block writes compress on ``threads`` GDAL threads (the product's write lane only
-    hands tiles over), the COG copy on ``copy_threads`` (default ``threads``): a date's products
-    are copied side by side, so each copy gets its share of the cores. The COG's scratch
-    copy is held in memory, uncompressed, while ``scratch_memory`` bytes allow
-    (:class:`ScratchMemory`; it reserves the raw size of the whole tiles), else written
-    beside ``dst`` as ZSTD level 1 without predictor (fewer bytes to write; the padding of
-    edge tiles costs nothing: a 549² product's raw scratch was 3.5× its size). In memory,
-    raw tiles made a 16 Mpx date 3–6 % faster than ZSTD ones (nothing to encode in the
-    blocks' writer, nothing to decode in the copy, measured at 1 and 2 workers).
-    An int16 or uint8 COG's overviews are computed as its blocks are written (:mod:`.overviews`,
-    equal to GDAL's) into files beside the scratch (a third of its raw size, in memory with it
-    or on disk) and the copy takes them as they are: GDAL would compute them after the last
-    block, a serial tail of every date.
+    An int16 or uint8 COG whose tiles fit in ``scratch_memory`` bytes (:class:`ScratchMemory`;
+    it reserves their raw size and their overviews' third) is assembled from its tiles
+    (:mod:`.cog`): they are compressed on the worker threads as the blocks come, its overviews
+    computed beside them (:mod:`.overviews`, equal to GDAL's), and the file is written after
+    the last block in one pass, nothing compressed then (GDAL's copy of a scratch after the
+    last block was the serial tail of every date).
+
+    Other COGs are copied from a scratch file after the last block (GDAL's COG driver has no
+    block writes) on ``copy_threads`` (default ``threads``): a date's products are copied side
+    by side, so each copy gets its share of the cores. The scratch is held in memory,
+    uncompressed, within ``scratch_memory`` (raw tiles made a 16 Mpx date 3–6 % faster than
+    ZSTD ones), else written beside ``dst`` as ZSTD level 1 without predictor (fewer bytes to
+    write; the padding of edge tiles costs nothing: a 549² product's raw scratch was 3.5× its
+    size). An int16 or uint8 scratch's overviews are computed as its blocks are written into
+    files beside it, which the copy takes as they are. Plain GeoTIFFs (``cog=False``) compress
+    their blocks on ``threads`` GDAL threads as they are written.
     """
     # LERC bounds the error itself; ZSTD gains from differencing neighbours, except on
     # flags (runs of equal bits: 10 % smaller and faster without, measured)
@@ -171,7 +182,26 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
     levels_raw = sum(h * w for h, w in cog_overview_shapes(src.height, src.width)) * np.dtype(dtype).itemsize
     reservation = (SCRATCH_MEMORY.reserve(raw + (levels_raw if own_overviews else 0), scratch_memory)
                    if cog else contextlib.nullcontext(False))
+    copy_options = dict(level=1, blocksize=512, **codec, resampling=resampling_of(dtype), bigtiff="IF_SAFER")
+
+    def describe(ds: rasterio.io.DatasetWriter) -> None:
+        ds.set_band_description(1, description)
+        if unit:
+            ds.units = (unit,)
+        if scale != 1.0:
+            ds.scales, ds.offsets = (scale,), (0.0,)
+        ds.update_tags(**tags)
+
     with atomic_output(dst) as final_tmp, reservation as in_memory, contextlib.ExitStack() as scratch_files:
+        grid_profile = functools.partial(Grid.of(src).profile, dtype=dtype, nodata=nodata, always_tiled=True)
+        if own_overviews and in_memory and not max_error:
+            creation = {"compress": "ZSTD", "zstd_level": 1, "predictor": 1 if predictor == "NO" else 2}
+            if assembles(dtype, float(nodata), tuple(sorted(creation.items())), tuple(sorted(copy_options.items()))):
+                header = grid_profile(compress=None, zstd_level=None, sparse_ok=True)
+                with _assembled(final_tmp, header, describe, creation, copy_options, workers=threads,
+                                phases=phases, phase=phase) as writer:
+                    yield writer
+                return
         if not cog:
             scratch = final_tmp
         elif in_memory:  # removed from memory when the block ends, whatever happened
@@ -179,10 +209,8 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
         else:
             scratch = tmp_path_for(dst)
             scratch_files.callback(lambda: scratch.unlink(missing_ok=True))
-        profile = Grid.of(src).profile(
-            dtype=dtype, nodata=nodata, always_tiled=True, num_threads=str(max(1, threads)),
-            **(codec if not cog else {"compress": None, "zstd_level": None} if in_memory else {}),
-        )
+        profile = grid_profile(num_threads=str(max(1, threads)),
+                               **(codec if not cog else {"compress": None, "zstd_level": None} if in_memory else {}))
         with contextlib.ExitStack() as level_writers:
             builder = None
             if own_overviews:
@@ -193,13 +221,8 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
                                    opened=level_writers, files=scratch_files)
                 builder = OverviewBuilder(src.height, src.width, int(nodata), dtype, sink=sink)
             with rasterio.open(scratch, "w", **profile) as ds:
-                ds.set_band_description(1, description)
-                if unit:
-                    ds.units = (unit,)
-                if scale != 1.0:
-                    ds.scales, ds.offsets = (scale,), (0.0,)
-                ds.update_tags(**tags)
-                with BlockWriter(ds, builder, phases=phases) as writer:
+                describe(ds)
+                with BlockWriter(functools.partial(_write_band, ds), builder, phases=phases) as writer:
                     yield writer
             if builder is not None:
                 builder.finish()
@@ -210,13 +233,55 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
             # cloud setting (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR) would prevent: a COG without overviews
             with phases(phase), rasterio.Env(GDAL_NUM_THREADS=copy_threads, GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
                 try:
-                    rasterio.shutil.copy(
-                        scratch, final_tmp, driver="COG", level=1, blocksize=512, **codec,
-                        overviews="FORCE_USE_EXISTING" if own_overviews else "AUTO",
-                        resampling=resampling_of(dtype),
-                        bigtiff="IF_SAFER", num_threads=str(copy_threads),
-                    )
+                    rasterio.shutil.copy(scratch, final_tmp, driver="COG", num_threads=str(copy_threads),
+                                         overviews="FORCE_USE_EXISTING" if own_overviews else "AUTO", **copy_options)
                 except CPLE_BaseError as exc:
                     # a compressed scratch cut short (a full disk) fails only here, when
                     # read back: an OS error, so atomic_output says what happened
                     raise rasterio.errors.RasterioIOError(str(exc)) from exc
+
+
+def _write_band(ds: rasterio.io.DatasetWriter, stored: np.ndarray, window: Window) -> None:
+    ds.write(stored, 1, window=window)
+
+
+@contextlib.contextmanager
+def _assembled(final_tmp: Path, header: dict, describe: Callable[[rasterio.io.DatasetWriter], None],
+               creation: dict, copy_options: dict, *, workers: int, phases: Phases,
+               phase: str) -> Iterator[BlockWriter]:
+    """A COG assembled from its tiles (:class:`~.cog.CogTiles`) into ``final_tmp``: the
+    directories come from an empty ``header`` raster (``describe`` gives its tags) copied by
+    GDAL (:func:`~.cog.cog_template`) on the write lane before the first block."""
+    pool = worker_threads("encode")  # (the blocks' threads stay theirs)
+
+    def submit(fn: Callable[..., None], *args: object) -> Future:
+        return pool.submit(_timed, phases, "write", fn, args)
+
+    height, width, dtype, nodata = header["height"], header["width"], header["dtype"], header["nodata"]
+    tiles = CogTiles(height, width, dtype, nodata, creation, submit=submit, at_once=max(2, workers))
+    template: list[bytes] = []
+    with MemoryFile(ext=".tif") as empty:
+        with rasterio.open(empty.name, "w", **header) as ds:
+            describe(ds)
+        levels = header_files(empty.name, header, cog_overview_shapes(height, width))
+        try:
+            def make_template() -> None:
+                with phases(phase):
+                    template.append(cog_template(empty.name, copy_options))
+
+            builder = tiles.overview_builder()
+            with BlockWriter(tiles.add, builder, first=make_template, phases=phases) as writer:
+                yield writer
+            builder.finish()
+            with phases(phase):
+                tiles.write(template[0], final_tmp)
+        except BaseException:
+            tiles.cancel()
+            raise
+        finally:
+            remove_header_files(levels)
+
+
+def _timed(phases: Phases, phase: str, fn: Callable[..., None], args: tuple) -> None:
+    with phases(phase):
+        fn(*args)
