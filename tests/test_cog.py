@@ -9,6 +9,7 @@ import struct
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from conftest import write_raster
 from rasterio.windows import Window
 
@@ -172,5 +173,33 @@ def test_more_tiles_than_the_template_holds_are_refused(tmp_path):
     tiles.add(np.zeros((600, 600), np.int16), Window(0, 0, 600, 600))
     tiles.sink(0, 0, np.zeros((300, 300), np.int16))
     other = write_raster(tmp_path / "t.tif", np.zeros((1, 512, 512), np.int16), tiled=True)
-    with pytest.raises(LayoutError, match="do not hold"):
+    with pytest.raises(LayoutError, match="no GDAL structural metadata"):
         tiles.assemble(other.read_bytes())
+
+
+def test_a_template_it_cannot_fill_is_refused_naming_why(tmp_path):
+    """A template of another size, codec or layout, or with tiles in it, is said, not filled."""
+    profile = dict(driver="GTiff", width=600, height=600, count=1, dtype="int16", nodata=-32768, tiled=True,
+                   blockxsize=512, blockysize=512, sparse_ok=True, transform=cog._PLAIN)
+    options = {"blocksize": 512, "compress": "ZSTD", "level": 1, "predictor": "YES", "resampling": "AVERAGE"}
+    header = tmp_path / "h.tif"
+    with rasterio.open(header, "w", **profile):
+        pass
+    levels = cog.header_files(str(header), profile, [(300, 300)])
+    template = cog.cog_template(str(header), options)
+    cog.remove_header_files(levels)
+    codec = cog.encode_tiles(np.zeros((600, 600), np.int16), {"compress": "ZSTD", "predictor": 2, "zstd_level": 1})[1].codec
+    assert cog.check_template(template, [4, 1], codec)[0] is False
+    with pytest.raises(LayoutError, match=r"hold \[4, 1\] tiles, not \[4\]"):
+        cog.check_template(template, [4], codec)
+    plain = cog.encode_tiles(np.zeros((600, 600), np.int16), {"compress": "ZSTD", "predictor": 1})[1].codec
+    with pytest.raises(LayoutError, match="codec tags"):
+        cog.check_template(template, [4, 1], plain)
+    other = template.replace(b"BLOCK_LEADER=SIZE_AS_UINT4", b"BLOCK_LEADER=NONE_AS_UINT4")
+    with pytest.raises(LayoutError, match="BLOCK_LEADER"):
+        cog.check_template(other, [4, 1], codec)
+    with rasterio.open(tmp_path / "full.tif", "w", **dict(profile, sparse_ok=False)) as ds:
+        ds.write(np.ones((600, 600), np.int16), 1)
+    rasterio.shutil.copy(tmp_path / "full.tif", tmp_path / "cog.tif", driver="COG", **options)
+    with pytest.raises(LayoutError, match="not sparse"):
+        cog.check_template((tmp_path / "cog.tif").read_bytes(), [4, 1], codec)

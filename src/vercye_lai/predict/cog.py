@@ -271,7 +271,7 @@ class CogTiles:
     def __init__(self, height: int, width: int, dtype: str, nodata: float, creation: dict, *,
                  submit: Callable[..., Future] | None = None, at_once: int = 2) -> None:
         shapes = [(height, width), *cog_overview_shapes(height, width)]
-        self.dtype, self.nodata = dtype, nodata
+        self.dtype, self.nodata, self._submit, self._at_once = dtype, nodata, submit, at_once
         in_flight = threading.BoundedSemaphore(max(1, at_once))
         self.levels = [TileRows(h, w, dtype, nodata, creation, submit=submit, in_flight=in_flight)
                        for h, w in shapes]
@@ -285,9 +285,15 @@ class CogTiles:
         self.levels[level + 1].add(rows, Window(0, row, rows.shape[1], rows.shape[0]))
 
     def overview_builder(self) -> OverviewBuilder:
-        """The builder of the overview levels, which hands their rows to :meth:`sink`."""
+        """The builder of the overview levels, which hands their rows to :meth:`sink` (and
+        computes a wide level's rows in ``at_once`` parts side by side where ``submit`` runs)."""
         return OverviewBuilder(self.levels[0].height, self.levels[0].width, int(self.nodata), self.dtype,
-                               sink=self.sink)
+                               sink=self.sink, map=self._map if self._submit else None, parts=self._at_once)
+
+    def _map(self, fn: Callable[[int, int], np.ndarray], parts: list[tuple[int, int]]) -> list[np.ndarray]:
+        started = [self._submit(fn, *part) for part in parts[1:]]
+        first = fn(*parts[0])  # (on the calling thread: it would only wait)
+        return [first, *(f.result() for f in started)]
 
     def cancel(self) -> None:
         """Drop the compressions not started, wait for those running (a failed date)."""
@@ -301,20 +307,14 @@ class CogTiles:
         Raises
         ------
         LayoutError
-            The template has not one directory per level with as many tiles, or another
-            codec than the tiles, or the file would outgrow its offsets (a classic TIFF
-            past 4 GiB).
+            The template is not one this module knows (:func:`check_template`), or the
+            file would outgrow its offsets (a classic TIFF past 4 GiB).
         ValueError
             A tile never came.
         """
         tiles = [level.finish() for level in self.levels]
-        big, dirs = directories(template)
-        if len(dirs) != len(tiles) or any(d.offsets.count != len(t) or d.sizes.count != len(t)
-                                          for d, t in zip(dirs, tiles, strict=False)):
-            raise LayoutError(f"the template's {len(dirs)} directories do not hold the {len(tiles)} levels' tiles")
         made = self.levels[0].directory
-        if made is not None and any(d.codec != made.codec for d in dirs):
-            raise LayoutError("the template's codec tags are not the tiles' own")
+        big, dirs = check_template(template, [len(t) for t in tiles], made.codec if made else None)
         head = bytearray(template)
         at, pieces = len(head), [head]
         for ifd, level in reversed(list(zip(dirs, tiles, strict=True))):  # smallest level first
@@ -358,58 +358,65 @@ def remove_header_files(names: Sequence[str]) -> None:
             rasterio.shutil.delete(name, driver="GTiff")
 
 
-def _sample(dtype: str, nodata: float) -> np.ndarray:
-    """Values for :func:`assembles`: two overview levels, edge tiles, nodata corners."""
-    rng = np.random.default_rng(22)
-    top = 200 if np.dtype(dtype) == np.uint8 else 8000
-    values = rng.integers(0, top, (1100, 1300)).astype(dtype)
-    values[:300, :200] = nodata
-    values[-5:, -700:] = nodata
-    return values
+#: GDAL's COG layout, as its header declares it (``GDAL_STRUCTURAL_METADATA``): the one placed here
+_LAYOUT = {"LAYOUT": "IFDS_BEFORE_DATA", "BLOCK_ORDER": "ROW_MAJOR", "BLOCK_LEADER": "SIZE_AS_UINT4",
+           "BLOCK_TRAILER": "LAST_4_BYTES_REPEATED", "KNOWN_INCOMPATIBLE_EDITION": "NO"}
+
+
+def check_template(template: bytes, tiles: Sequence[int], codec: tuple | None) -> tuple[bool, list[Directory]]:
+    """(BigTIFF?, directories) of a template (:func:`cog_template`) checked to be what
+    :meth:`CogTiles.assemble` fills in: GDAL's COG layout declared in its header
+    (:data:`_LAYOUT`), one directory per level with ``tiles`` tiles each, none written
+    (sparse), and the ``codec`` tags of the tiles' own files (when given).
+
+    Raises
+    ------
+    LayoutError
+        Naming what differs.
+    """
+    big, dirs = directories(template)
+    start = 16 if big else 8
+    head = template[start:start + 200].split(b"\n")
+    if not head[0].startswith(b"GDAL_STRUCTURAL_METADATA_SIZE="):
+        raise LayoutError("no GDAL structural metadata (not a COG layout)")
+    declared = dict(line.decode("ascii", "replace").partition("=")[::2] for line in head[1:] if b"=" in line)
+    differs = {k: declared.get(k) for k, v in _LAYOUT.items() if declared.get(k) != v}
+    if differs:
+        raise LayoutError(f"its layout says {differs}")
+    if [d.offsets.count for d in dirs] != list(tiles) or [d.sizes.count for d in dirs] != list(tiles):
+        raise LayoutError(f"its directories hold {[d.offsets.count for d in dirs]} tiles, not {list(tiles)}")
+    if any(any(d.offsets.read(template)) or any(d.sizes.read(template)) for d in dirs):
+        raise LayoutError("tiles written in it (not sparse)")
+    if codec is not None and any(d.codec != codec for d in dirs):
+        raise LayoutError("its codec tags are not the tiles' own")
+    return big, dirs
 
 
 @functools.lru_cache(maxsize=None)
 def assembles(dtype: str, nodata: float, creation: tuple, copy_options: tuple) -> bool:
-    """Whether this GDAL's COGs of ``dtype`` with these codec options (``creation``: the GTiff
-    driver's, ``copy_options``: the COG driver's, each as sorted items) can be assembled from
-    tiles (:class:`CogTiles`). Once per process and codec, a raster with two overview levels
-    and edge tiles is made both ways, and must read the same at every level with the same
-    codec; a layout or codec tags this module does not know answer ``False`` (said in the
-    log), and products are then copied by GDAL."""
-    values = _sample(dtype, nodata)
-    height, width = values.shape
+    """Whether COGs of ``dtype`` with these codec options (``creation``: the GTiff driver's,
+    ``copy_options``: the COG driver's, each as sorted items) can be assembled from their
+    tiles (:class:`CogTiles`) with this GDAL: once per process and codec (5-20 ms), the
+    template of a small raster with an overview level and edge tiles must pass
+    :func:`check_template` against the codec of tiles compressed with ``creation``. If not
+    (another GDAL's layout or options), the log says why and products are copied by GDAL.
+    The tests check more: an assembled COG is GDAL's own, byte for byte."""
+    height, width = 530, 520
     profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=dtype, nodata=nodata, tiled=True,
-                   blockxsize=TILE, blockysize=TILE, transform=_PLAIN)
-    tiles = CogTiles(height, width, dtype, nodata, dict(creation))
-    builder = tiles.overview_builder()
-    for r in range(0, height, 700):  # windows of whole tiles and of parts of them
-        for c in range(0, width, 1024):
-            window = Window(c, r, min(1024, width - c), min(700, height - r))
-            part = values[r:r + int(window.height), c:c + int(window.width)]
-            tiles.add(part, window)
-            builder.add(part, window)
+                   blockxsize=TILE, blockysize=TILE, transform=_PLAIN, sparse_ok=True)
+    shapes = cog_overview_shapes(height, width)
     try:
-        with MemoryFile(ext=".tif") as src, MemoryFile(ext=".tif") as gdal_cog, MemoryFile(ext=".tif") as header:
-            with src.open(**profile) as ds:
-                ds.write(values, 1)
-            with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
-                rasterio.shutil.copy(src.name, gdal_cog.name, driver="COG", overviews="AUTO", **dict(copy_options))
+        with MemoryFile(ext=".tif") as header:
             with header.open(**profile):
                 pass
-            levels = header_files(header.name, profile, cog_overview_shapes(height, width))
+            levels = header_files(header.name, profile, shapes)
             try:
                 template = cog_template(header.name, dict(copy_options))
             finally:
                 remove_header_files(levels)
-            with MemoryFile(b"".join(tiles.assemble(template))) as mine:
-                for level in range(len(tiles.levels)):
-                    with gdal_cog.open(OVERVIEW_LEVEL=level - 1) if level else gdal_cog.open() as a, \
-                            mine.open(OVERVIEW_LEVEL=level - 1) if level else mine.open() as b:
-                        if a.overviews(1) != b.overviews(1) or not np.array_equal(a.read(1), b.read(1)):
-                            raise LayoutError(f"overview level {level} reads otherwise than GDAL's own COG")
-                if directories(mine.read())[1][0].codec != directories(gdal_cog.read())[1][0].codec:
-                    raise LayoutError("codec tags differ from GDAL's own COG")
-    except (LayoutError, rasterio.errors.RasterioError) as exc:
+        codec = encode_tiles(np.full((height, width), nodata, dtype), dict(creation))[1].codec
+        check_template(template, [-(-h // TILE) * -(-w // TILE) for h, w in [(height, width), *shapes]], codec)
+    except (LayoutError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
         log.info("COGs of %s are copied by GDAL, not assembled from their tiles: %s", dtype, exc)
         return False
     return True

@@ -254,7 +254,7 @@ def _assembled(final_tmp: Path, header: dict, describe: Callable[[rasterio.io.Da
     GDAL (:func:`~.cog.cog_template`) on the write lane before the first block."""
     pool = worker_threads("encode")  # (the blocks' threads stay theirs)
 
-    def submit(fn: Callable[..., None], *args: object) -> Future:
+    def submit(fn: Callable[..., object], *args: object) -> Future:
         return pool.submit(_timed, phases, "write", fn, args)
 
     height, width, dtype, nodata = header["height"], header["width"], header["dtype"], header["nodata"]
@@ -282,6 +282,6 @@ def _assembled(final_tmp: Path, header: dict, describe: Callable[[rasterio.io.Da
             remove_header_files(levels)
 
 
-def _timed(phases: Phases, phase: str, fn: Callable[..., None], args: tuple) -> None:
+def _timed(phases: Phases, phase: str, fn: Callable[..., object], args: tuple) -> object:
     with phases(phase):
-        fn(*args)
+        return fn(*args)
