@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import rasterio
@@ -130,3 +132,26 @@ def test_every_sum_of_a_window_rounds_as_gdal(n):
     got = average_overview(np.vstack([values, values]), NODATA, (2, sums.size))  # two rows: 2 × 2 windows
     want = np.sign(sums) * ((np.abs(sums) * 2 + n) // (2 * n))
     assert np.array_equal(got, [want, want])
+
+
+@pytest.mark.parametrize("shape", [(1100, 2600), (1101, 2055), (2049, 1537)])
+@pytest.mark.parametrize("kind", ["holes", "whole"])
+def test_levels_computed_in_column_parts_equal_gdal(tmp_path, shape, kind):
+    """A wide level's rows computed in parts of columns side by side (the parts' windows
+    weighted at their edges as the whole's): every level equals GDAL's, parts on threads."""
+    values = sample(shape, kind, seed=5)
+    calls = []
+    with ThreadPoolExecutor(3) as pool:
+        def parts_map(fn, parts):
+            calls.append(len(parts))
+            return list(pool.map(lambda p: fn(*p), parts))
+
+        builder = OverviewBuilder(*shape, NODATA, "int16", map=parts_map, parts=3)
+        for r in range(0, shape[0], 512):
+            for c in range(0, shape[1], 512):
+                w = Window(c, r, min(512, shape[1] - c), min(512, shape[0] - r))
+                builder.add(values[r:r + w.height, c:c + w.width], w)
+        mine = builder.levels()
+    assert calls and max(calls) == 3  # in parts indeed
+    for a, b in zip(mine, gdal_levels(tmp_path, values), strict=True):
+        np.testing.assert_array_equal(a, b)
