@@ -105,10 +105,11 @@ class PredictOptions(Options):
         64, min=1, cli=None, config=False, help="GDAL block cache of each process, MB.")
     scratch_memory_mb: int = setting(
         320, min=0, cli=None,
-        help="Memory of each process for the scratch copies COGs are made from, MB (each reserves its "
-             "product's raw size in whole tiles and its overviews' third: an 8000² date's int16 LAI 179, "
-             "its flags 89); beyond it they go to disk beside the product, doubling the bytes written. "
-             "0: always on disk.")
+        help="Memory of each process for the COGs being made, MB: an int16/uint8 COG's compressed tiles "
+             "(assembled after the last block), else the scratch copy GDAL copies it from; each reserves "
+             "its product's raw size in whole tiles and its overviews' third (an 8000² date's int16 LAI "
+             "179, its flags 89). Beyond it a scratch goes to disk beside the product, doubling the bytes "
+             "written. 0: always on disk.")
 
     def __post_init__(self) -> None:
         self._type_fields()
