@@ -247,9 +247,10 @@ def case_phases(src: Path, out: Path, workers: int, dates: int) -> dict:
     options = PredictOptions(workers=workers, overwrite=True)
     # products made for the first time, as a run makes them: replacing the last repeat's
     # would time the file system freeing them (14 ms for a 4000² date's 33 MB, measured)
-    for old in [out.parent, out.parent.parent / "lai"]:
-        for f in old.glob("*.tif") if old.is_dir() else ():
-            f.unlink()
+    made = ([out, out.with_name(out.stem + "_flags.tif")] if dates == 1
+            else list((out.parent.parent / "lai").glob("*.tif")))
+    for f in made:
+        f.unlink(missing_ok=True)
     w0, c0 = written_bytes(), os.times()
     t0 = time.perf_counter()
     if dates == 1:

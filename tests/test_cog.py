@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
+import rasterio.transform
 from conftest import write_raster
 from rasterio.windows import Window
 
@@ -203,3 +204,32 @@ def test_a_template_it_cannot_fill_is_refused_naming_why(tmp_path):
     rasterio.shutil.copy(tmp_path / "full.tif", tmp_path / "cog.tif", driver="COG", **options)
     with pytest.raises(LayoutError, match="not sparse"):
         cog.check_template((tmp_path / "cog.tif").read_bytes(), [4, 1], codec)
+
+
+def test_a_bigtiff_template_is_filled_as_gdal_fills_it(tmp_path):
+    """Past 4 GiB GDAL makes a BigTIFF (8-byte offsets, 20-byte entries): assembled from
+    such a template, the file is GDAL's own BigTIFF COG, byte for byte."""
+    values = values_of("int16", (1100, 1300), -32768)
+    profile = dict(driver="GTiff", width=1300, height=1100, count=1, dtype="int16", nodata=-32768, tiled=True,
+                   blockxsize=512, blockysize=512, crs="EPSG:32632", transform=rasterio.transform.from_origin(0, 0, 10, 10))
+    options = {"blocksize": 512, "compress": "ZSTD", "level": 1, "predictor": "YES", "resampling": "AVERAGE",
+               "bigtiff": "YES"}
+    full = tmp_path / "full.tif"
+    with rasterio.open(full, "w", **profile) as ds:
+        ds.write(values, 1)
+    rasterio.shutil.copy(full, tmp_path / "gdal.tif", driver="COG", overviews="AUTO", **options)
+    header = tmp_path / "header.tif"
+    with rasterio.open(header, "w", **dict(profile, sparse_ok=True)):
+        pass
+    levels = cog.header_files(str(header), dict(profile, sparse_ok=True), cog.cog_overview_shapes(1100, 1300))
+    template = cog.cog_template(str(header), options)
+    cog.remove_header_files(levels)
+    assert template[2:4] == b"\x2b\x00"  # BigTIFF
+    tiles = CogTiles(1100, 1300, "int16", -32768, {"compress": "ZSTD", "predictor": 2, "zstd_level": 1})
+    builder = tiles.overview_builder()
+    tiles.add(values, Window(0, 0, 1300, 1100))
+    builder.add(values, Window(0, 0, 1300, 1100))
+    builder.finish()
+    tiles.write(template, tmp_path / "tiles.tif")
+    assert (tmp_path / "tiles.tif").read_bytes() == (tmp_path / "gdal.tif").read_bytes()
+    check_layout(tmp_path / "tiles.tif")
