@@ -431,10 +431,15 @@ def scaling(src: Path, workers: int, dates: int, repeat: int) -> None:
               f"peak RSS {one['rss_mb']:.0f} / {many['rss_mb']:.0f} MB")
         sp = one["serial"]  # CPU seconds on one core: no other thread's waits in them
         if n_dates == 1:
-            # what runs after the last block: the COG copies, which cannot overlap their own date's blocks
-            # (a COG's overviews precede its full-resolution tiles); across dates the next date's blocks hide them
+            # what runs after the last block cannot overlap its own date's blocks (a COG's overviews
+            # precede its full-resolution tiles); across dates the next date's blocks hide it
             print(f"  after the last block: {many['tail']:.3f} s of {many['wall']:.2f} s ({many['tail'] / many['wall']:.0%}) "
-                  f"at {workers} workers, {one['tail']:.3f} s at 1 core: the date's COG copies (its serial tail)")
+                  f"at {workers} workers, {one['tail']:.3f} s at 1 core: the date's COGs (the last band's "
+                  f"overviews, the last tiles' compression, the files written out; GDAL's copies before)")
+            idle = workers * many["wall"] - many["cpu"]
+            print(f"  cores idle at {workers} workers: {idle:.3f} core-s of {workers * many['wall']:.2f} "
+                  f"(CPU {many['cpu']:.2f} s there, {one['cpu']:.2f} s on 1 core: "
+                  f"{many['cpu'] / one['cpu'] - 1:+.0%} for the same work side by side)")
         if n_dates == 1:  # (pipelined on one core, a lane's CPU seconds include its cache misses after others)
             print(f"  writer: busiest lane ({sp['lane_phase']}) {sp['lane']:.3f} CPU-s (one writer thread did "
                   f"{sp['writer']:.3f}: every product's encoding, writes, overviews), blocks {sp['blocks']:.2f}: the blocks set the "

@@ -19,10 +19,10 @@ from vercye_lai.predict.cog import CogTiles, LayoutError, TileRows, directories
 from vercye_lai.predict.writer import product_writer
 
 CASES = [  # dtype, (rows, cols), block side: windows of whole tiles, of parts of tiles, no overviews
-    ("int16", (1100, 1300), 512),
+    pytest.param("int16", (1100, 1300), 512, marks=pytest.mark.slow),
     ("int16", (1100, 1300), 300),
     ("uint8", (1100, 1300), 384),
-    ("int16", (600, 1030), 1024),
+    pytest.param("int16", (600, 1030), 1024, marks=pytest.mark.slow),
     ("int16", (300, 200), 128),
 ]
 
@@ -181,14 +181,9 @@ def test_more_tiles_than_the_template_holds_are_refused(tmp_path):
 def test_a_template_it_cannot_fill_is_refused_naming_why(tmp_path):
     """A template of another size, codec or layout, or with tiles in it, is said, not filled."""
     profile = dict(driver="GTiff", width=600, height=600, count=1, dtype="int16", nodata=-32768, tiled=True,
-                   blockxsize=512, blockysize=512, sparse_ok=True, transform=cog._PLAIN)
+                   blockxsize=512, blockysize=512, transform=cog._PLAIN)
     options = {"blocksize": 512, "compress": "ZSTD", "level": 1, "predictor": "YES", "resampling": "AVERAGE"}
-    header = tmp_path / "h.tif"
-    with rasterio.open(header, "w", **profile):
-        pass
-    levels = cog.header_files(str(header), profile, [(300, 300)])
-    template = cog.cog_template(str(header), options)
-    cog.remove_header_files(levels)
+    template = cog.cog_template(profile, options)
     codec = cog.encode_tiles(np.zeros((600, 600), np.int16), {"compress": "ZSTD", "predictor": 2, "zstd_level": 1})[1].codec
     assert cog.check_template(template, [4, 1], codec)[0] is False
     with pytest.raises(LayoutError, match=r"hold \[4, 1\] tiles, not \[4\]"):
@@ -199,7 +194,7 @@ def test_a_template_it_cannot_fill_is_refused_naming_why(tmp_path):
     other = template.replace(b"BLOCK_LEADER=SIZE_AS_UINT4", b"BLOCK_LEADER=NONE_AS_UINT4")
     with pytest.raises(LayoutError, match="BLOCK_LEADER"):
         cog.check_template(other, [4, 1], codec)
-    with rasterio.open(tmp_path / "full.tif", "w", **dict(profile, sparse_ok=False)) as ds:
+    with rasterio.open(tmp_path / "full.tif", "w", **profile) as ds:
         ds.write(np.ones((600, 600), np.int16), 1)
     rasterio.shutil.copy(tmp_path / "full.tif", tmp_path / "cog.tif", driver="COG", **options)
     with pytest.raises(LayoutError, match="not sparse"):
@@ -218,12 +213,7 @@ def test_a_bigtiff_template_is_filled_as_gdal_fills_it(tmp_path):
     with rasterio.open(full, "w", **profile) as ds:
         ds.write(values, 1)
     rasterio.shutil.copy(full, tmp_path / "gdal.tif", driver="COG", overviews="AUTO", **options)
-    header = tmp_path / "header.tif"
-    with rasterio.open(header, "w", **dict(profile, sparse_ok=True)):
-        pass
-    levels = cog.header_files(str(header), dict(profile, sparse_ok=True), cog.cog_overview_shapes(1100, 1300))
-    template = cog.cog_template(str(header), options)
-    cog.remove_header_files(levels)
+    template = cog.cog_template(profile, options)
     assert template[2:4] == b"\x2b\x00"  # BigTIFF
     tiles = CogTiles(1100, 1300, "int16", -32768, {"compress": "ZSTD", "predictor": 2, "zstd_level": 1})
     builder = tiles.overview_builder()

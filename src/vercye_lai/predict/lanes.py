@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import rasterio
+
 __all__ = ["Lane", "worker_share", "worker_threads"]
 
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -38,8 +40,16 @@ def worker_threads(purpose: str = "predict") -> ThreadPoolExecutor:
     with _pool_lock:
         if purpose not in _pools:
             # a cap far above what callers keep in flight (each bounds its own): never the limit
-            _pools[purpose] = ThreadPoolExecutor(max(64, 8 * (os.cpu_count() or 1)), thread_name_prefix=purpose)
+            _pools[purpose] = ThreadPoolExecutor(max(64, 8 * (os.cpu_count() or 1)), thread_name_prefix=purpose,
+                                                 initializer=_hold_gdal_env)
         return _pools[purpose]
+
+
+def _hold_gdal_env() -> None:
+    """Give a kept thread one GDAL environment for its life: a dataset opened in a thread
+    without one starts (and ends) its own, and every start resets PROJ's search paths for
+    every thread of the process (the COG tiles' compressions open several a date)."""
+    rasterio.Env().__enter__()
 
 
 def worker_share(workers: int) -> Callable[..., Future]:

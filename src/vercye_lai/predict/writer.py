@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from vercye_lai.grid import Grid
 from vercye_lai.io import GTIFF_PROFILE, atomic_output, tmp_path_for
-from vercye_lai.predict.cog import CogTiles, assembles, cog_template, header_files, remove_header_files
+from vercye_lai.predict.cog import CogTiles, assembles, cog_template
 from vercye_lai.predict.lanes import Lane, worker_threads
 from vercye_lai.predict.overviews import (
     OverviewBuilder,
@@ -197,8 +197,7 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
         if own_overviews and in_memory and not max_error:
             creation = {"compress": "ZSTD", "zstd_level": 1, "predictor": 1 if predictor == "NO" else 2}
             if assembles(dtype, float(nodata), tuple(sorted(creation.items())), tuple(sorted(copy_options.items()))):
-                header = grid_profile(compress=None, zstd_level=None, sparse_ok=True)
-                with _assembled(final_tmp, header, describe, creation, copy_options, workers=threads,
+                with _assembled(final_tmp, grid_profile(), describe, creation, copy_options, workers=threads,
                                 phases=phases, phase=phase) as writer:
                     yield writer
                 return
@@ -246,40 +245,35 @@ def _write_band(ds: rasterio.io.DatasetWriter, stored: np.ndarray, window: Windo
 
 
 @contextlib.contextmanager
-def _assembled(final_tmp: Path, header: dict, describe: Callable[[rasterio.io.DatasetWriter], None],
+def _assembled(final_tmp: Path, profile: dict, describe: Callable[[rasterio.io.DatasetWriter], None],
                creation: dict, copy_options: dict, *, workers: int, phases: Phases,
                phase: str) -> Iterator[BlockWriter]:
-    """A COG assembled from its tiles (:class:`~.cog.CogTiles`) into ``final_tmp``: the
-    directories come from an empty ``header`` raster (``describe`` gives its tags) copied by
-    GDAL (:func:`~.cog.cog_template`) on the write lane before the first block."""
+    """A COG of ``profile`` assembled from its tiles (:class:`~.cog.CogTiles`) into
+    ``final_tmp``: its directories (tags from ``describe``) come from GDAL
+    (:func:`~.cog.cog_template`), made on the write lane before the first block."""
     pool = worker_threads("encode")  # (the blocks' threads stay theirs)
 
     def submit(fn: Callable[..., object], *args: object) -> Future:
         return pool.submit(_timed, phases, "write", fn, args)
 
-    height, width, dtype, nodata = header["height"], header["width"], header["dtype"], header["nodata"]
-    tiles = CogTiles(height, width, dtype, nodata, creation, submit=submit, at_once=max(2, workers))
+    tiles = CogTiles(profile["height"], profile["width"], profile["dtype"], profile["nodata"], creation,
+                     submit=submit, at_once=max(2, workers))
     template: list[bytes] = []
-    with MemoryFile(ext=".tif") as empty:
-        with rasterio.open(empty.name, "w", **header) as ds:
-            describe(ds)
-        levels = header_files(empty.name, header, cog_overview_shapes(height, width))
-        try:
-            def make_template() -> None:
-                with phases(phase):
-                    template.append(cog_template(empty.name, copy_options))
 
-            builder = tiles.overview_builder()
-            with BlockWriter(tiles.add, builder, first=make_template, phases=phases) as writer:
-                yield writer
-            builder.finish()
-            with phases(phase):
-                tiles.write(template[0], final_tmp)
-        except BaseException:
-            tiles.cancel()
-            raise
-        finally:
-            remove_header_files(levels)
+    def make_template() -> None:
+        with phases(phase):
+            template.append(cog_template(profile, copy_options, describe))
+
+    try:
+        builder = tiles.overview_builder()
+        with BlockWriter(tiles.add, builder, first=make_template, phases=phases) as writer:
+            yield writer
+        builder.finish()
+        with phases(phase):
+            tiles.write(template[0], final_tmp)
+    except BaseException:
+        tiles.cancel()
+        raise
 
 
 def _timed(phases: Phases, phase: str, fn: Callable[..., object], args: tuple) -> object:
