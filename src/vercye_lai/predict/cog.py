@@ -5,22 +5,22 @@ after its last block, every tile read back and compressed again: the serial tail
 date (0.16 s of a 16 Mpx date's 0.92 s on 2 workers, measured). Here
 
 - each 512-px tile is compressed by GDAL's own GTiff driver (a small in-memory file with the
-  product's codec) on the product's write lane as soon as its pixels are in
-  (:class:`TileRows`), each overview level's tiles as its rows are computed (:mod:`.overviews`);
+  product's codec) on the worker threads as soon as its pixels are in (:class:`TileRows`),
+  each overview level's tiles as its rows are computed (:mod:`.overviews`);
 - the COG's header and directories (tags, georeferencing, codec, one directory per level)
-  are GDAL's COG driver's, copied from an empty raster of the same size, tags and codec,
-  sparse, so nothing but the directories is written (:func:`cog_template`: made while the
-  blocks are computed);
+  are GDAL's COG driver's, copied from an empty VRT of the same size, tags and overview
+  levels, sparse, so nothing but the directories is written (:func:`cog_template`: made
+  while the blocks are computed);
 - after the last block only bytes are placed (:meth:`CogTiles.write`): the directories with
   each tile's offset and size filled in, then the tiles in the order of GDAL's COG layout
   (smallest overview first, row by row; each tile after its size as 4 bytes, its last 4 bytes
   repeated after it, as the layout's header declares).
 
-The file reads as GDAL's COG of the same values, pixel for pixel at every level, in the same
-layout (the tests compare both, and check the layout as GDAL's validator does).
-:func:`assembles` checks once per process and codec that this GDAL's files are the ones this
-module knows (little-endian, offsets and sizes as 4- or 8-byte arrays, the same codec tags);
-where they are not, products are copied by GDAL as before.
+The file is GDAL's own COG of the same values, byte for byte (the tests compare them, and
+check the layout as GDAL's validator does). :func:`check_template` refuses a template other
+than the one this module fills (its declared layout, its directories, its codec), and
+:func:`assembles` tries one once per process and codec: where this GDAL's differs, products
+are copied by GDAL as before.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import contextlib
 import functools
 import logging
 import struct
-import xml.etree.ElementTree as ET
 import threading
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio._err import CPLE_BaseError  # what GDAL's delete raises (not an OSError)
+from rasterio._err import CPLE_BaseError  # what a failed GDAL copy raises (not an OSError)
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
