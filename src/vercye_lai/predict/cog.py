@@ -207,7 +207,8 @@ class TileRows:
         except BaseException:
             self._in_flight.release()
             raise
-        done.add_done_callback(lambda _f: self._in_flight.release())
+        # (the callback holds the semaphore, not this object: no cycle keeps a date's tiles alive)
+        done.add_done_callback(functools.partial(_release, self._in_flight))
         self._encodings.append(done)
 
     def _place(self, values: np.ndarray, ty: int, tx: int) -> None:
@@ -221,8 +222,9 @@ class TileRows:
     def finish(self) -> list[memoryview]:
         """Every tile, row by row, once its compression is done; raises what a compression
         raised, or ``ValueError`` if any pixel never came."""
-        wait(self._encodings)
-        for done in self._encodings:
+        encodings, self._encodings = self._encodings, []
+        wait(encodings)
+        for done in encodings:
             done.result()
         missing = sum(t is None for row in self.tiles for t in row)
         if missing:
@@ -231,9 +233,15 @@ class TileRows:
 
     def cancel(self) -> None:
         """Drop the compressions not started; wait for those running."""
-        for done in self._encodings:
+        encodings, self._encodings = self._encodings, []
+        for done in encodings:
             done.cancel()
-        wait(self._encodings)
+        wait(encodings)
+        self.tiles = []
+
+
+def _release(semaphore: threading.Semaphore, _done: Future) -> None:
+    semaphore.release()
 
 
 def _runs(columns: list[int]) -> list[list[int]]:
@@ -355,6 +363,8 @@ class CogTiles:
     def write(self, template: bytes, dst: str | Path) -> None:
         """Write the COG (:meth:`assemble`) to ``dst``."""
         pieces = self.assemble(template)
+        for level in self.levels:  # written: no longer held (a date's tiles are its product's size)
+            level.tiles = []
         with open(dst, "wb") as f:
             f.writelines(pieces)
 
