@@ -192,15 +192,30 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
             ds.scales, ds.offsets = (scale,), (0.0,)
         ds.update_tags(**tags)
 
-    with atomic_output(dst) as final_tmp, reservation as in_memory, contextlib.ExitStack() as scratch_files:
-        grid_profile = functools.partial(Grid.of(src).profile, dtype=dtype, nodata=nodata, always_tiled=True)
-        if own_overviews and in_memory and not max_error:
-            creation = {"compress": "ZSTD", "zstd_level": 1, "predictor": 1 if predictor == "NO" else 2}
-            if assembles(dtype, float(nodata), tuple(sorted(creation.items())), tuple(sorted(copy_options.items()))):
-                with _assembled(final_tmp, grid_profile(), describe, creation, copy_options, workers=threads,
-                                phases=phases, phase=phase) as writer:
-                    yield writer
-                return
+    with atomic_output(dst) as final_tmp, reservation as in_memory:
+        profile = Grid.of(src).profile(dtype=dtype, nodata=nodata, always_tiled=True)
+        creation = {"compress": "ZSTD", "zstd_level": 1, "predictor": 1 if predictor == "NO" else 2}
+        if (own_overviews and in_memory and not max_error
+                and assembles(dtype, float(nodata), tuple(sorted(creation.items())), tuple(sorted(copy_options.items())))):
+            with _assembled(final_tmp, profile, describe, creation, copy_options, workers=threads,
+                            phases=phases, phase=phase) as writer:
+                yield writer
+        else:
+            with _copied(dst, final_tmp, profile, describe, codec, copy_options, cog=cog, in_memory=in_memory,
+                         own_overviews=own_overviews, threads=threads,
+                         copy_threads=max(1, threads if copy_threads is None else copy_threads),
+                         phases=phases, phase=phase) as writer:
+                yield writer
+
+
+@contextlib.contextmanager
+def _copied(dst: Path, final_tmp: Path, profile: dict, describe: Callable[[rasterio.io.DatasetWriter], None],
+            codec: dict, copy_options: dict, *, cog: bool, in_memory: bool, own_overviews: bool, threads: int,
+            copy_threads: int, phases: Phases, phase: str) -> Iterator[BlockWriter]:
+    """A GeoTIFF of ``profile`` written block by block into ``final_tmp``, or, for a COG, into
+    a scratch (in memory or beside ``dst``) that GDAL copies into ``final_tmp`` after the last
+    block (:func:`product_writer`)."""
+    with contextlib.ExitStack() as scratch_files:
         if not cog:
             scratch = final_tmp
         elif in_memory:  # removed from memory when the block ends, whatever happened
@@ -208,17 +223,18 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
         else:
             scratch = tmp_path_for(dst)
             scratch_files.callback(lambda: scratch.unlink(missing_ok=True))
-        profile = grid_profile(num_threads=str(max(1, threads)),
-                               **(codec if not cog else {"compress": None, "zstd_level": None} if in_memory else {}))
+        # a plain GeoTIFF: the product's codec; a scratch in memory: raw; on disk: the profile's ZSTD
+        profile = dict(profile, num_threads=str(max(1, threads)), **(codec if not cog else {}))
+        if cog and in_memory:
+            profile = {k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
         with contextlib.ExitStack() as level_writers:
             builder = None
             if own_overviews:
                 # in memory raw (counted in the reservation, nothing to encode); on disk ZSTD
-                level_profile = ({k: v for k, v in profile.items() if k not in ("compress", "zstd_level")}
-                                 if in_memory else profile)
-                sink = level_files(scratch, cog_overview_shapes(src.height, src.width), level_profile,
+                height, width = profile["height"], profile["width"]
+                sink = level_files(scratch, cog_overview_shapes(height, width), profile,
                                    opened=level_writers, files=scratch_files)
-                builder = OverviewBuilder(src.height, src.width, int(nodata), dtype, sink=sink)
+                builder = OverviewBuilder(height, width, int(profile["nodata"]), profile["dtype"], sink=sink)
             with rasterio.open(scratch, "w", **profile) as ds:
                 describe(ds)
                 with BlockWriter(functools.partial(_write_band, ds), builder, phases=phases) as writer:
@@ -226,7 +242,6 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
             if builder is not None:
                 builder.finish()
         if cog:
-            copy_threads = max(1, threads if copy_threads is None else copy_threads)
             # GDAL_NUM_THREADS: the copy decodes the scratch (and computes float32 overviews) on them too;
             # the scratch's overview levels are found beside it by listing its folder, which a caller's
             # cloud setting (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR) would prevent: a COG without overviews
