@@ -248,3 +248,18 @@ def test_a_written_cogs_tiles_are_freed_at_once(tmp_path, monkeypatch):
         assert made and not [r for r in made if r() is not None]
     finally:
         gc.enable()
+
+
+def test_a_template_that_fails_fails_the_product_and_leaves_nothing(tmp_path, monkeypatch):
+    values = values_of("uint8", (700, 900), 255)
+    src = write_raster(tmp_path / "src.tif", values[None], nodata=255, tiled=True)
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def broken(*args, **kwargs):
+        raise rasterio.errors.RasterioIOError("no room for directories")
+
+    monkeypatch.setattr(writer, "cog_template", broken)
+    with rasterio.open(src) as ds, pytest.raises(rasterio.errors.RasterioIOError, match="no room"):
+        make(out / "x_LAI_flags.tif", ds, values, 255, 256, assembled=True, monkeypatch=monkeypatch)
+    assert list(out.iterdir()) == []
