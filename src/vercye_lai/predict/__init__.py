@@ -4,8 +4,8 @@ Layering (each module imports only those above it): :mod:`.options` (the options
 the network by sensor) → :mod:`.kernel` (the networks on one block, no I/O) →
 :mod:`.phases` (a timer) → :mod:`.lanes` (the worker threads kept across dates; ordered
 work on a thread of its own) → :mod:`.overviews` (a COG's overviews, equal to GDAL's, from
-its blocks) → :mod:`.writer`
-(one product's file: atomic, tiled or COG) → :mod:`.products` (names, completeness, the
+its blocks) → :mod:`.cog` (a COG assembled from tiles compressed as its blocks come) →
+:mod:`.writer` (one product's file: atomic, tiled or COG) → :mod:`.products` (names, completeness, the
 one writer of a date's products) → :mod:`.file` (a stack on threads, a region's dates) →
 :mod:`.split` (parts for Dask) ; :mod:`.table` runs the kernel on the rows of a table,
 :mod:`._cube_block` on the chunks of an xarray cube (:mod:`vercye_lai.xarray`).
