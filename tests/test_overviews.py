@@ -150,7 +150,7 @@ def test_levels_computed_in_column_parts_equal_gdal(tmp_path, shape, kind):
             calls.append(len(parts))
             return list(pool.map(lambda p: fn(*p), parts))
 
-        builder = OverviewBuilder(*shape, NODATA, "int16", map=parts_map, parts=3)
+        builder = OverviewBuilder(*shape, NODATA, "int16", map_parts=parts_map, parts=3)
         for r in range(0, shape[0], 512):
             for c in range(0, shape[1], 512):
                 w = Window(c, r, min(512, shape[1] - c), min(512, shape[0] - r))

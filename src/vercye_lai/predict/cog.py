@@ -317,7 +317,7 @@ class CogTiles:
         """The builder of the overview levels, which hands their rows to :meth:`sink` (and
         computes a wide level's rows in ``at_once`` parts side by side where ``submit`` runs)."""
         return OverviewBuilder(self.levels[0].height, self.levels[0].width, int(self.nodata), self.dtype,
-                               sink=self.sink, map=self._map if self._submit else None, parts=self._at_once)
+                               sink=self.sink, map_parts=self._map if self._submit else None, parts=self._at_once)
 
     def _map(self, fn: Callable[[int, int], np.ndarray], parts: list[tuple[int, int]]) -> list[np.ndarray]:
         started = [self._submit(fn, *part) for part in parts[1:]]

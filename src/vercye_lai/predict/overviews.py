@@ -205,8 +205,8 @@ class _Level:
     they come, top to bottom; only the source rows still needed are kept."""
 
     def __init__(self, src_shape: tuple[int, int], shape: tuple[int, int], resampling: str, nodata: int,
-                 dtype: np.dtype, *, map: PartsMap | None = None, parts: int = 1) -> None:
-        self._map, self._parts = map, max(1, min(parts, shape[1] // _PART_COLUMNS))
+                 dtype: np.dtype, *, map_parts: PartsMap | None = None, parts: int = 1) -> None:
+        self._map, self._parts = map_parts, max(1, min(parts, shape[1] // _PART_COLUMNS))
         self.y = _Axis.of(src_shape[0], shape[0], resampling)
         self.x = _Axis.of(src_shape[1], shape[1], resampling)
         self.resampling, self.nodata, self.shape = resampling, nodata, shape
@@ -215,7 +215,7 @@ class _Level:
         self._held = np.empty((0, src_shape[1]), dtype)
 
     def _average(self, y: _Axis) -> np.ndarray:
-        """The rows ``y`` of this level, computed in parts of columns side by side (``map``)
+        """The rows ``y`` of this level, computed in parts of columns side by side (``map_parts``)
         when the level is wide: each pixel's sums are the same, in the same order."""
         held, x, parts = self._held, self.x, self._parts
         if self._map is None or parts < 2:
@@ -259,16 +259,16 @@ class OverviewBuilder:
     above it), each level computes the rows it can, down to the smallest, and hands them to
     ``sink`` (kept in memory without one, for :meth:`levels`). Held meanwhile: the few source
     rows each level still needs, and blocks ahead of a missing one (they come nearly in order).
-    ``map`` (:data:`PartsMap`) computes the AVERAGE rows of a wide level in up to ``parts``
+    ``map_parts`` (:data:`PartsMap`) computes the AVERAGE rows of a wide level in up to ``parts``
     parts of columns side by side (the last band's, after a date's last block, are a tail).
     """
 
     def __init__(self, height: int, width: int, nodata: int, dtype: str, *, blocksize: int = 512,
-                 sink: RowSink | None = None, map: PartsMap | None = None, parts: int = 1) -> None:
+                 sink: RowSink | None = None, map_parts: PartsMap | None = None, parts: int = 1) -> None:
         self.width = width
         self.resampling = resampling_of(dtype)
         self.shapes = cog_overview_shapes(height, width, blocksize=blocksize)
-        self._levels = [_Level(src, shape, self.resampling, nodata, np.dtype(dtype), map=map, parts=parts)
+        self._levels = [_Level(src, shape, self.resampling, nodata, np.dtype(dtype), map_parts=map_parts, parts=parts)
                         for src, shape in zip([(height, width), *self.shapes], self.shapes, strict=False)]
         self._kept = [np.full(shape, nodata, dtype) for shape in self.shapes] if sink is None else []
         self._sink = sink or self._keep
