@@ -13,10 +13,11 @@ import pytest
 import rasterio
 import rasterio.shutil
 import rasterio.transform
-from conftest import write_raster
+from conftest import QVIDJA, write_raster
 from rasterio.windows import Window
 
-from vercye_lai.predict import cog, writer
+from vercye_lai.naming import flags_path, uncertainty_path
+from vercye_lai.predict import PredictOptions, cog, predict_file, product_paths, writer
 from vercye_lai.predict.cog import CogTiles, LayoutError, TileRows, directories
 from vercye_lai.predict.writer import product_writer
 
@@ -108,6 +109,7 @@ def check_layout(path) -> None:
     assert firsts == sorted(firsts, reverse=True)  # the smallest level's data first
 
 
+@pytest.mark.slow
 def test_an_assembled_cog_has_gdals_layout(tmp_path, monkeypatch):
     values = values_of("int16", (2100, 1700), -32768)
     src = write_raster(tmp_path / "src.tif", values[None], nodata=-32768, tiled=True)
@@ -156,9 +158,14 @@ def test_tiles_come_in_any_windows_and_a_missing_one_is_said():
 
 def test_a_layout_or_codec_it_does_not_know_is_left_to_gdal(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="vercye_lai")
+    # the products' own codecs are assembled with this GDAL (a fallback would be as right, and slower)
     assert cog.assembles("int16", -32768.0, (("compress", "ZSTD"), ("predictor", 2), ("zstd_level", 1)),
                          (("blocksize", 512), ("compress", "ZSTD"), ("level", 1), ("predictor", "YES"),
                           ("resampling", "AVERAGE")))
+    assert cog.assembles("uint8", 255.0, (("compress", "ZSTD"), ("predictor", 1), ("zstd_level", 1)),
+                         (("bigtiff", "IF_SAFER"), ("blocksize", 512), ("compress", "ZSTD"), ("level", 1),
+                          ("predictor", "NO"), ("resampling", "NEAREST")))
+    assert "copied by GDAL" not in caplog.text
     # tiles differenced, the directories saying they are not: refused, said
     assert not cog.assembles("int16", -32768.0, (("compress", "ZSTD"), ("predictor", 2), ("zstd_level", 1)),
                              (("blocksize", 512), ("compress", "ZSTD"), ("level", 1), ("predictor", "NO"),
@@ -203,6 +210,7 @@ def test_a_template_it_cannot_fill_is_refused_naming_why(tmp_path):
         cog.check_template((tmp_path / "cog.tif").read_bytes(), [4, 1], codec)
 
 
+@pytest.mark.slow
 def test_a_bigtiff_template_is_filled_as_gdal_fills_it(tmp_path):
     """Past 4 GiB GDAL makes a BigTIFF (8-byte offsets, 20-byte entries): assembled from
     such a template, the file is GDAL's own BigTIFF COG, byte for byte."""
@@ -263,3 +271,29 @@ def test_a_template_that_fails_fails_the_product_and_leaves_nothing(tmp_path, mo
     with rasterio.open(src) as ds, pytest.raises(rasterio.errors.RasterioIOError, match="no room"):
         make(out / "x_LAI_flags.tif", ds, values, 255, 256, assembled=True, monkeypatch=monkeypatch)
     assert list(out.iterdir()) == []
+
+
+def test_predict_assembles_its_int16_and_uint8_cogs(tmp_path, monkeypatch):
+    """The default products (int16 LAI, its uint8 flags, its uncertainty) take the assembled
+    path, not GDAL's copy; the tiles' files are valid COGs holding the predicted values."""
+    src = QVIDJA / "qvidja_20m_2023-06-11.tif"
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), ds.profile
+        descriptions, scales, offsets = ds.descriptions, ds.scales, ds.offsets
+    data = np.tile(data, (1, 60, 70))  # 660 × 770: an overview level, edge tiles
+    stack = tmp_path / "qvidja_20m_2023-06-11.tif"
+    profile.update(height=data.shape[1], width=data.shape[2], tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(stack, "w", **profile) as ds:
+        ds.write(data)
+        ds.descriptions, ds.scales, ds.offsets = descriptions, scales, offsets
+
+    def refused(*args, **kwargs):
+        raise AssertionError("copied by GDAL")
+
+    monkeypatch.setattr(writer, "_copied", refused)
+    outputs = product_paths(stack, tmp_path / "lai", ["LAI"])
+    predict_file(stack, outputs, options=PredictOptions(workers=2, uncertainty=True))
+    for path in (outputs["LAI"], flags_path(outputs["LAI"]), uncertainty_path(outputs["LAI"])):
+        check_layout(path)
+        with rasterio.open(path) as ds:
+            assert ds.overviews(1) == [2] and (ds.read(1) != ds.nodata).any()

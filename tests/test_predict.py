@@ -505,6 +505,7 @@ def test_uncertainty_needs_an_error_network(tmp_path):
     assert r.exit_code == 1 and "is an error network" in out and "without '_Error.csv', and --uncertainty" in out
 
 
+@pytest.mark.slow  # (the Strickhof stacks take 1.3 s to make: the quick loop keeps under 30 s)
 def test_commands_take_region_and_resolution_from_the_files(tmp_path, strickhof_stacks):
     """The demo's stacks are 10 m and of one region: predict, analyze, cube and validate need
     neither --region nor --resolution; a wrong one says what is there."""
