@@ -133,9 +133,12 @@ def test_two_concurrent_runs_both_finish_with_the_outputs_of_one(tmp_path, stric
     for name, p in (("A", a), ("B", b)):
         out, err = outs[name]
         assert p.returncode == 0 and "Traceback" not in err, (name, err)
-    if command == "predict":  # each made some dates and found others made by the other run
+    if command == "predict":  # each made some dates, and one found dates the other had made
+        # (not each: running side by side they may reach every date together, and a run skips
+        # only what is whole when it gets there; 3 of 10 runs saw B skip none, before and after
+        # the COG assembly, measured)
         made = [int(re.search(r"(\d+) done, (\d+) skipped", "".join(outs[n])).group(1)) for n in "AB"]
-        assert all(0 < m < n_products for m in made), made
+        assert all(m > 0 for m in made) and min(made) < n_products, made
     assert assert_same_outputs(tmp_path / "single", tmp_path / "shared") > 0
     assert not [p for p in (tmp_path / "shared").rglob("*") if p.name.endswith(".part") or ".part." in p.name]
 
