@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +15,8 @@ from click.testing import CliRunner
 from conftest import write_raster
 
 from vercye_lai.cli.main import cli
+from vercye_lai.io import files_under
+from vercye_lai.outputs.catalog import write_catalog
 
 pystac = pytest.importorskip("pystac")
 
@@ -59,3 +64,28 @@ def test_catalog_items_assets_and_pixels(root, tmp_path):
     assert CliRunner().invoke(cli, ["-q", "catalog", str(moved)]).exit_code == 0
     assert not [p for p in (*moved.iterdir(), *(moved / "stac").iterdir()) if p.name.startswith(".")]
     assert not (moved / "R").exists() and not (moved / "catalog.json").exists()  # nothing in the user's root
+
+
+def test_another_runs_temporary_folders_are_not_read(root):
+    """A catalogue or cube being written by another run (a hidden ``….part`` folder) holds no
+    product of this one; walking into it raced with its removal (FileNotFoundError)."""
+    hidden = root / "stac" / ".catalog.json.otherhost~1~abc.part" / "R"
+    write_raster(hidden / "R_10m_2022-06-09_LAI.tif", np.ones((2, 2), np.float32), nodata=np.nan)
+    assert not [p for p in files_under(root, ".tif") if ".part" in str(p)]
+    cat = pystac.read_file(write_catalog(root))
+    assert sorted(i.id for i in cat.get_items(recursive=True)) == ["R_2022-06-01", "R_2022-06-02_L30", "R_2022-06-04"]
+
+
+@pytest.mark.slow
+def test_two_runs_writing_one_catalogue_at_once_both_succeed(root):
+    """Two processes write the catalogue of one folder 15 times each, side by side: no error
+    (one walked into the other's temporary folder as it was moved away, another removed an
+    item the other had just moved: 1-2 failures in 40 writes each), and the catalogue is whole."""
+    script = "import sys; from vercye_lai.outputs.catalog import write_catalog\n" \
+             "for _ in range(15): write_catalog(sys.argv[1])"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(root)], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    items = list(pystac.read_file(root / "stac" / "catalog.json").get_items(recursive=True))
+    assert len(items) == 3 and all(Path(i.get_self_href()).exists() for i in items)

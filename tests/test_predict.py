@@ -602,7 +602,7 @@ def test_plain_geotiffs_without_cog(tmp_path, dtype):
         np.testing.assert_array_equal(read(a), read(b))
 
 
-@pytest.mark.parametrize("budget_mb", [0, 256])
+@pytest.mark.parametrize("budget_mb", [pytest.param(0, marks=pytest.mark.slow), 256])  # (0: the copy path, in CI)
 def test_cog_overviews_are_gdals_own(tmp_path, monkeypatch, budget_mb):
     """A COG's overviews, computed as its blocks are written, equal those GDAL's COG driver
     computes from its full-resolution values (odd width: weighted windows), LAI's AVERAGE and

@@ -138,6 +138,20 @@ def stale_files(folder: str | Path, prefix: str = "") -> list[Path]:
                   and not writer_alive(p))
 
 
+def files_under(root: str | Path, *suffixes: str) -> list[Path]:
+    """The files under ``root`` whose names end with one of ``suffixes`` (all files without),
+    sorted, outside hidden folders: another run's temporary ones (a catalogue or a cube being
+    written, ``.{name}.….part``) are not read, and a folder that vanishes while it is walked
+    is passed over (``Path.rglob`` raised FileNotFoundError when another run's catalogue moved
+    in beside this one's: measured, 2 concurrent catalogue writers, 1-2 of 40 writes each)."""
+    found = []
+    # (os.walk passes over a folder it cannot list; linked folders are walked, as rglob did)
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(folder) / n for n in names if not suffixes or n.endswith(suffixes)]
+    return sorted(found)
+
+
 def remove_stale(folder: str | Path, prefix: str = "") -> int:
     """Remove :func:`stale_files`; return how many were removed."""
     n = 0

@@ -23,7 +23,7 @@ from rasterio.warp import transform_bounds
 
 from vercye_lai._version import __version__
 from vercye_lai.errors import NoDataFoundError, require
-from vercye_lai.io import remove_stale, tmp_path_for, write_error
+from vercye_lai.io import files_under, remove_stale, tmp_path_for, write_error
 from vercye_lai.model.sl2p import FLAG_MEANINGS, FLAG_NODATA
 from vercye_lai.naming import flags_path, named_files, uncertainty_path
 
@@ -38,7 +38,7 @@ VARIABLES = ("LAI", "FAPAR", "FCOVER", "CCC", "CWC")
 def _products(root: Path) -> dict[tuple[str, dt.date, str], dict[str, Path]]:
     """(region, date, sensor) → variable → product path, for every product under ``root``."""
     out: dict[tuple[str, dt.date, str], dict[str, Path]] = {}
-    for path, rn in named_files(sorted(root.rglob("*.tif"))):
+    for path, rn in named_files(files_under(root, ".tif")):
         if rn.suffix in VARIABLES:
             out.setdefault((rn.region, rn.date, rn.sensor_name), {})[rn.suffix] = path
     return out
@@ -46,7 +46,7 @@ def _products(root: Path) -> dict[tuple[str, dt.date, str], dict[str, Path]]:
 
 def _stacks(root: Path) -> dict[tuple[str, dt.date, str], Path]:
     out: dict[tuple[str, dt.date, str], Path] = {}
-    for path, rn in named_files(sorted([*root.rglob("*.tif"), *root.rglob("*.vrt")])):
+    for path, rn in named_files(files_under(root, ".tif", ".vrt")):
         if rn.suffix is None:
             key = (rn.region, rn.date, rn.sensor_name)
             if key not in out or path.suffix == ".vrt":  # a mosaic wins
@@ -198,7 +198,7 @@ def _move_in(tmp: Path, root: Path, regions: Iterable[str]) -> None:
         (dst / "collection.json").unlink(missing_ok=True)
         for old in dst.glob("*/*.json") if dst.is_dir() else ():  # the items of a previous catalogue
             if old.parent.name.startswith(region + "_"):
-                old.unlink()
+                old.unlink(missing_ok=True)  # (a catalogue written beside this one may have moved it)
         for f in (tmp / region).rglob("*.json"):
             target = dst / f.relative_to(tmp / region)
             target.parent.mkdir(parents=True, exist_ok=True)

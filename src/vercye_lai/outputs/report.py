@@ -35,7 +35,7 @@ from vercye_lai.analysis.geometry import known_zone, read_geometries, zone_ids
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.analysis.products import read_stats_csv
 from vercye_lai.errors import NoDataFoundError, require
-from vercye_lai.io import write_text_atomic
+from vercye_lai.io import files_under, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ FEW_OBSERVATIONS, MANY_OUTLIERS, MUCH_CLOUD = 5, 2, 60.0
 
 
 def _analyses(root: Path) -> list[tuple[Path, dict]]:
-    found = ((m.parent, read_manifest(m.parent)) for m in sorted(root.rglob(MANIFEST_NAME)))
+    found = ((m.parent, read_manifest(m.parent)) for m in files_under(root, MANIFEST_NAME) if m.name == MANIFEST_NAME)
     return [(folder, manifest) for folder, manifest in found if manifest]
 
 
@@ -275,7 +275,7 @@ def _summary_html(root: Path) -> str:
 
 def _validation_html(root: Path) -> str:
     parts = []
-    for md in sorted(root.rglob("*_metrics.md")):
+    for md in files_under(root, "_metrics.md"):
         png = md.with_name(md.name.replace("_metrics.md", "_scatter.png"))
         lines = [ln for ln in md.read_text(encoding="utf-8").splitlines() if ln.startswith("|")]
         cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines if not set(ln) <= set("|- ")]
