@@ -43,13 +43,15 @@ from affine import Affine
 from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
+from vercye_lai.io import GTIFF_PROFILE
 from vercye_lai.predict.overviews import OverviewBuilder, cog_overview_shapes
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CogTiles", "TileRows", "assembles", "cog_template", "directories", "encode_tiles"]
+__all__ = ["TILE", "CogTiles", "TileRows", "assembles", "cog_template", "directories", "encode_tiles", "tiles_across"]
 
-TILE = 512
+#: a COG's tile side, px: the products' (their GeoTIFF profile's and the COG copy's)
+TILE = GTIFF_PROFILE["blockxsize"]
 _TILE_OFFSETS, _TILE_BYTE_COUNTS = 324, 325
 #: the tags that say how tiles are encoded: the template's must be the tiles' own
 _CODEC_TAGS = (258, 259, 277, 317, 339)  # BitsPerSample, Compression, SamplesPerPixel, Predictor, SampleFormat
@@ -57,6 +59,11 @@ _ARRAY_TYPES = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG, LONG8
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8, 17: 8, 18: 8}
 #: a transform for the in-memory files, not the identity (no NotGeoreferencedWarning)
 _PLAIN = Affine(2.0, 0.0, 0.0, 0.0, -2.0, 0.0)
+
+
+def tiles_across(n: int) -> int:
+    """The tiles that cover ``n`` pixels (the last one partly)."""
+    return -(-n // TILE)
 
 
 class LayoutError(ValueError):
@@ -159,7 +166,7 @@ class TileRows:
     def __init__(self, height: int, width: int, dtype: str, nodata: float, creation: dict, *,
                  submit: Callable[..., Future] | None = None, in_flight: threading.Semaphore | None = None) -> None:
         self.height, self.width, self.dtype, self.nodata, self.creation = height, width, np.dtype(dtype), nodata, creation
-        self.rows, self.cols = -(-height // TILE), -(-width // TILE)
+        self.rows, self.cols = tiles_across(height), tiles_across(width)
         self.tiles: list[list[memoryview | None]] = [[None] * self.cols for _ in range(self.rows)]
         self.directory: Directory | None = None  # of the first tiles compressed (their codec)
         self._submit, self._in_flight = submit, in_flight or threading.BoundedSemaphore(2)
@@ -176,7 +183,7 @@ class TileRows:
         r0, c0, h, w = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
         whole = (r0 % TILE == 0 and c0 % TILE == 0 and (h % TILE == 0 or r0 + h == self.height)
                  and (w % TILE == 0 or c0 + w == self.width))
-        if whole and not self._taken[r0 // TILE:-(-(r0 + h) // TILE), c0 // TILE:-(-(c0 + w) // TILE)].any():
+        if whole and not self._taken[r0 // TILE:tiles_across(r0 + h), c0 // TILE:tiles_across(c0 + w)].any():
             self._encode(values, r0 // TILE, c0 // TILE)
             return
         for ty in range(r0 // TILE, (r0 + h - 1) // TILE + 1):
@@ -196,7 +203,7 @@ class TileRows:
                 del self._bands[ty]  # (a compression still running holds its part)
 
     def _encode(self, values: np.ndarray, ty: int, tx: int) -> None:
-        self._taken[ty:ty + -(-values.shape[0] // TILE), tx:tx + -(-values.shape[1] // TILE)] = True
+        self._taken[ty:ty + tiles_across(values.shape[0]), tx:tx + tiles_across(values.shape[1])] = True
         if self._submit is None:
             self._place(values, ty, tx)
             return
@@ -214,7 +221,7 @@ class TileRows:
         tiles, ifd = encode_tiles(values, self.creation)
         if self.directory is None:
             self.directory = ifd
-        across = -(-values.shape[1] // TILE)
+        across = tiles_across(values.shape[1])
         for k, data in enumerate(tiles):
             self.tiles[ty + k // across][tx + k % across] = data
 
@@ -417,7 +424,7 @@ def assembles(dtype: str, nodata: float, creation: tuple, copy_options: tuple) -
         template = cog_template(profile, dict(copy_options))
         codec = encode_tiles(np.full((height, width), nodata, dtype), dict(creation))[1].codec
         shapes = [(height, width), *cog_overview_shapes(height, width)]
-        check_template(template, [-(-h // TILE) * -(-w // TILE) for h, w in shapes], codec)
+        check_template(template, [tiles_across(h) * tiles_across(w) for h, w in shapes], codec)
     except Exception as exc:  # noqa: BLE001 - a probe: whatever this GDAL does otherwise, GDAL copies instead
         log.info("COGs of %s are copied by GDAL, not assembled from their tiles: %s", dtype, exc)
         return False

@@ -26,8 +26,8 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from vercye_lai.grid import Grid
-from vercye_lai.io import GTIFF_PROFILE, atomic_output, tmp_path_for
-from vercye_lai.predict.cog import CogTiles, assembles, cog_template
+from vercye_lai.io import atomic_output, tmp_path_for
+from vercye_lai.predict.cog import TILE, CogTiles, assembles, cog_template, tiles_across
 from vercye_lai.predict.lanes import Lane, worker_threads
 from vercye_lai.predict.overviews import (
     OverviewBuilder,
@@ -177,12 +177,11 @@ def product_writer(dst: Path, src: rasterio.DatasetReader, dtype: str, nodata: f
              else {"compress": "ZSTD", "predictor": predictor})
     own_overviews = cog and takes_own_overviews(dtype, src.height, src.width)
     # only a COG has a scratch copy to place (raw whole tiles); its own overview levels add a third
-    tile = GTIFF_PROFILE["blockxsize"], GTIFF_PROFILE["blockysize"]
-    raw = -(-src.width // tile[0]) * tile[0] * -(-src.height // tile[1]) * tile[1] * np.dtype(dtype).itemsize
+    raw = tiles_across(src.width) * tiles_across(src.height) * TILE * TILE * np.dtype(dtype).itemsize
     levels_raw = sum(h * w for h, w in cog_overview_shapes(src.height, src.width)) * np.dtype(dtype).itemsize
     reservation = (SCRATCH_MEMORY.reserve(raw + (levels_raw if own_overviews else 0), scratch_memory)
                    if cog else contextlib.nullcontext(False))
-    copy_options = dict(level=1, blocksize=512, **codec, resampling=resampling_of(dtype), bigtiff="IF_SAFER")
+    copy_options = dict(level=1, blocksize=TILE, **codec, resampling=resampling_of(dtype), bigtiff="IF_SAFER")
 
     def describe(ds: rasterio.io.DatasetWriter) -> None:
         ds.set_band_description(1, description)
