@@ -44,7 +44,7 @@ from rasterio.io import MemoryFile
 from rasterio.windows import Window
 
 from vercye_lai.io import GTIFF_PROFILE
-from vercye_lai.predict.overviews import OverviewBuilder, cog_overview_shapes
+from vercye_lai.predict.overviews import OverviewBuilder, PartsMap, cog_overview_shapes
 
 log = logging.getLogger(__name__)
 
@@ -300,13 +300,15 @@ class CogTiles:
     (:meth:`add` the blocks, :meth:`overview_builder` computes the levels from them), and the
     file they make (:meth:`write`). ``creation``: the GTiff driver's codec options; ``submit``:
     where the tiles are compressed (:class:`TileRows`), at most ``at_once`` at a time (all
-    levels together).
+    levels together); ``map_parts``: where a wide level's rows are computed in ``at_once``
+    parts side by side (:class:`~.overviews.OverviewBuilder`).
     """
 
     def __init__(self, height: int, width: int, dtype: str, nodata: float, creation: dict, *,
-                 submit: Callable[..., Future] | None = None, at_once: int = 2) -> None:
+                 submit: Callable[..., Future] | None = None, at_once: int = 2,
+                 map_parts: PartsMap | None = None) -> None:
         shapes = [(height, width), *cog_overview_shapes(height, width)]
-        self.dtype, self.nodata, self._submit, self._at_once = dtype, nodata, submit, at_once
+        self.dtype, self.nodata, self._map_parts, self._at_once = dtype, nodata, map_parts, at_once
         in_flight = threading.BoundedSemaphore(max(1, at_once))
         self.levels = [TileRows(h, w, dtype, nodata, creation, submit=submit, in_flight=in_flight)
                        for h, w in shapes]
@@ -320,15 +322,9 @@ class CogTiles:
         self.levels[level + 1].add(rows, Window(0, row, rows.shape[1], rows.shape[0]))
 
     def overview_builder(self) -> OverviewBuilder:
-        """The builder of the overview levels, which hands their rows to :meth:`sink` (and
-        computes a wide level's rows in ``at_once`` parts side by side where ``submit`` runs)."""
+        """The builder of the overview levels, which hands their rows to :meth:`sink`."""
         return OverviewBuilder(self.levels[0].height, self.levels[0].width, int(self.nodata), self.dtype,
-                               sink=self.sink, map_parts=self._map if self._submit else None, parts=self._at_once)
-
-    def _map(self, fn: Callable[[int, int], np.ndarray], parts: list[tuple[int, int]]) -> list[np.ndarray]:
-        started = [self._submit(fn, *part) for part in parts[1:]]
-        first = fn(*parts[0])  # (on the calling thread: it would only wait)
-        return [first, *(f.result() for f in started)]
+                               sink=self.sink, map_parts=self._map_parts, parts=self._at_once)
 
     def cancel(self) -> None:
         """Drop the compressions not started, wait for those running (a failed date)."""

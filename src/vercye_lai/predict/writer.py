@@ -270,8 +270,13 @@ def _assembled(final_tmp: Path, profile: dict, describe: Callable[[rasterio.io.D
     def submit(fn: Callable[..., object], *args: object) -> Future:
         return pool.submit(_timed, phases, "write", fn, args)
 
+    def map_parts(fn: Callable[[int, int], np.ndarray], parts: list[tuple[int, int]]) -> list[np.ndarray]:
+        started = [pool.submit(_timed, phases, "overviews", fn, part) for part in parts[1:]]
+        first = fn(*parts[0])  # (on the overviews' lane, timed there: it would only wait)
+        return [first, *(f.result() for f in started)]
+
     tiles = CogTiles(profile["height"], profile["width"], profile["dtype"], profile["nodata"], creation,
-                     submit=submit, at_once=max(2, workers))
+                     submit=submit, at_once=max(2, workers), map_parts=map_parts)
     template: list[bytes] = []
 
     def make_template() -> None:
