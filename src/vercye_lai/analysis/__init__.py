@@ -1,7 +1,7 @@
 """Per-date statistics, gap-filled daily series and max-LAI maps of fields or crop masks.
 
-``analyze`` (in :mod:`.core`) is the entry point; :mod:`.geometry` rasterises the zones
-on each LAI grid, :mod:`.stats` computes per-zone statistics from label sums,
+``analyze`` (in :mod:`.core`) is the entry point; :mod:`.fields` reads the fields and names
+the zones, :mod:`.geometry` rasterises them on each LAI grid, :mod:`.stats` computes per-zone statistics from label sums,
 :mod:`.timeseries` adjusts and gap-fills, :mod:`.products` writes the CSV and GeoTIFF.
 """
 

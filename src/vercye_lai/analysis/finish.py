@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vercye_lai.analysis.geometry import zone_stem
+from vercye_lai.analysis.fields import zone_stem
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis.plan import AnalysisPlan, build_zones, plan_analysis, plan_zones, sensor_of  # noqa: F401 - also the API
 from vercye_lai.analysis.products import (

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from rasterio.warp import transform_bounds
 
-from vercye_lai.analysis.geometry import MaskZones, PolygonZones, Zones, read_geometries, zone_ids
+from vercye_lai.analysis.fields import read_geometries, zone_ids
+from vercye_lai.analysis.geometry import MaskZones, PolygonZones, Zones
 from vercye_lai.analysis.options import AnalysisOptions
 from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import InputError

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vercye_lai.analysis.geometry import known_zone, zone_name, zone_stem
+from vercye_lai.analysis.fields import known_zone, zone_name, zone_stem
 from vercye_lai.analysis.manifest import zone_csvs
 from vercye_lai.analysis.products import STATS_CORE, read_stats_csv
 from vercye_lai.errors import InputError, NoDataFoundError

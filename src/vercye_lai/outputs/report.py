@@ -31,7 +31,7 @@ import pandas as pd
 import rasterio
 
 from vercye_lai._version import __version__
-from vercye_lai.analysis.geometry import known_zone, read_geometries, zone_ids
+from vercye_lai.analysis.fields import known_zone, read_geometries, zone_ids
 from vercye_lai.analysis.manifest import MANIFEST_NAME, read_manifest
 from vercye_lai.analysis.products import read_stats_csv
 from vercye_lai.errors import NoDataFoundError, require

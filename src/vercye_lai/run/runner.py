@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from vercye_lai.analysis.geometry import check_polygon_file
+from vercye_lai.analysis.fields import check_polygon_file
 from vercye_lai.analysis.timeseries import adjustment_calibration
 from vercye_lai.errors import NO_SPACE, ConfigError, InputError
 from vercye_lai.io import open_raster
